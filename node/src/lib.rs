@@ -1,1 +1,31 @@
+//! # wasque-node
+//!
+//! A wasque peer node: it accepts jobs from clients, queues them, runs Wasm
+//! jobs in a wasmtime sandbox and hands results back for acknowledgement.
+//!
+//! ## Layout
+//!
+//! - [`job`]: the job model alone (ids, states, limits, results). The ground
+//!   floor: everything else imports it, it imports none of them.
+//! - [`api`]: the one command set and reply type every front door shares.
+//! - [`engine`]: all job state of this node, as a sans-IO core:
+//!   `handle_*(now, ..)` feeds it events, `poll_*` drains the effects it
+//!   wants carried out (replies, executions) and its next timer.
+//! - [`queue`]: per-queue ready order (priority, then age), delayed jobs.
+//! - [`exec`]: wasmtime: module cache, limits, executor threads.
+//! - [`net`]: TLS identities and the QUIC front door.
+//! - [`config`]: one [`config::Config`] from defaults, file and flags.
+//! - [`runtime`]: the driver, the one place that feeds the engine its events
+//!   and carries out its effects.
+//! - [`cli`]: the `wasque-node` command line.
 
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod exec;
+pub mod job;
+pub mod net;
+pub mod queue;
+pub mod runtime;
+pub mod store;

@@ -1,1 +1,33 @@
+//! # wasque-sdk
+//!
+//! Everything a program needs to talk to a wasque node:
+//!
+//! - [`proto`]: the wire vocabulary shared by nodes and clients (job ids,
+//!   error classes, requests, replies, and the length-prefixed postcard
+//!   framing used on QUIC streams).
+//! - [`Client`]: an async client over QUIC with mutual trust in the node's CA.
+//! - `cli` (feature `cli`, on by default): the `wasque` command line.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), wasque_sdk::ClientError> {
+//! use wasque_sdk::{Client, ClientConfig, proto::AddJob};
+//!
+//! let client = Client::connect(ClientConfig::local("127.0.0.1:7711", "wasque-data")?).await?;
+//! let module = client.put_module(std::fs::read("wordcount.wasm")?).await?;
+//! let mut job = AddJob::new("words", b"hello wasm world".to_vec());
+//! job.module = Some(module.hash);
+//! let status = client.run(job, 10_000).await?; // add, wait for the result, ack
+//! assert_eq!(status.result.unwrap().output, b"3\n");
+//! # Ok(()) }
+//! ```
 
+pub mod proto;
+
+mod client;
+mod tls;
+
+#[cfg(feature = "cli")]
+pub mod cli;
+
+pub use client::{Client, ClientConfig, ClientError};
+pub use tls::{client_tls_config, CLIENT_ALPN, PEER_ALPN};

@@ -1,0 +1,10 @@
+//! The one command set and reply type shared by every front door (QUIC now;
+//! RESP and HTTP parse their own wire formats into the same [`Command`] and
+//! render the same [`Reply`]). Semantics live once, in the engine.
+
+mod command;
+mod reply;
+
+pub use command::Command;
+pub use reply::Reply;
+pub use wasque_sdk::proto::{AddJob, ErrorCode, ModuleInfo, NodeInfo, WireError as ApiError};

@@ -1,0 +1,180 @@
+//! The `wasque-node` command line: flags over an optional Disque-style
+//! config file over defaults, logging, the listeners' banner, and a clean
+//! stop on SIGINT/SIGTERM.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::config::{Config, RawConfig};
+use crate::runtime::Node;
+
+/// A wasque node: a job queue that runs WebAssembly jobs in a sandbox.
+///
+/// With no arguments it runs a working single node on 127.0.0.1:7711
+/// (QUIC, and RESP once enabled) with its data in ./wasque-data.
+#[derive(Debug, Parser)]
+#[command(name = "wasque-node", version, about, long_about = None)]
+struct Args {
+    /// Config file in Disque's `directive value` format (also as the first
+    /// positional argument, as `disque-server FILE`).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[arg(value_name = "CONFIG", conflicts_with = "config", hide = true)]
+    config_positional: Option<PathBuf>,
+    /// Port for RESP (TCP) and QUIC (UDP). Default 7711.
+    #[arg(long, short = 'p', value_name = "N")]
+    port: Option<u16>,
+    /// HTTP port; default port + 69 (7711 → 7780); 0 turns HTTP off.
+    #[arg(long, value_name = "N")]
+    http_port: Option<u16>,
+    /// Address to listen on. Default 127.0.0.1; anything beyond loopback
+    /// needs `requirepass` (protected mode).
+    #[arg(long, value_name = "ADDR")]
+    bind: Option<String>,
+    /// Data dir: modules, compiled artifacts, TLS identity, node id.
+    /// Default ./wasque-data.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// A peer to join (repeatable).
+    #[arg(long, value_name = "HOST:PORT")]
+    join: Vec<String>,
+    /// Executor threads (default: one per core).
+    #[arg(long, value_name = "N")]
+    exec_threads: Option<usize>,
+    /// Log filter, e.g. `info` or `wasque_node=debug` (RUST_LOG also works).
+    #[arg(long, value_name = "FILTER")]
+    log: Option<String>,
+}
+
+/// Runs the node until SIGINT or SIGTERM.
+pub fn main() -> ExitCode {
+    let args = Args::parse();
+    let cfg = match load(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("wasque-node: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&cfg, args.log.as_deref());
+    for d in &cfg.ignored {
+        tracing::info!("config directive {d:?} only means something to Redis: ignored");
+    }
+    if !cfg.joins.is_empty() {
+        tracing::warn!(
+            "--join {:?}: clustering is not available in this version; running as a single node",
+            cfg.joins
+        );
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("wasque-io")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("wasque-node: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(run(cfg))
+}
+
+fn load(args: &Args) -> anyhow::Result<Config> {
+    let mut raw = match args.config.as_ref().or(args.config_positional.as_ref()) {
+        Some(path) => RawConfig::from_file(path)?,
+        None => RawConfig::default(),
+    };
+    if let Some(p) = args.port {
+        raw.set_flag("port", p.to_string());
+    }
+    if let Some(p) = args.http_port {
+        raw.set_flag("http-port", p.to_string());
+    }
+    if let Some(b) = &args.bind {
+        raw.set_flag("bind", b.clone());
+    }
+    if let Some(d) = &args.data_dir {
+        raw.set_flag("dir", d.to_string_lossy().into_owned());
+    }
+    if let Some(n) = args.exec_threads {
+        raw.set_flag("exec-threads", n.to_string());
+    }
+    for j in &args.join {
+        raw.add_join(j.clone());
+    }
+    Ok(raw.resolve()?)
+}
+
+fn init_logging(cfg: &Config, flag: Option<&str>) {
+    use tracing_subscriber::EnvFilter;
+    let filter = flag
+        .map(EnvFilter::new)
+        .or_else(|| EnvFilter::try_from_default_env().ok())
+        .unwrap_or_else(|| EnvFilter::new(&cfg.loglevel));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match cfg.logfile.as_ref().and_then(|p| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .ok()
+    }) {
+        Some(file) => builder
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(file))
+            .init(),
+        None => builder.with_writer(std::io::stderr).init(),
+    }
+}
+
+async fn run(cfg: Config) -> ExitCode {
+    if let Some(pidfile) = &cfg.pidfile
+        && let Err(e) = std::fs::write(pidfile, format!("{}\n", std::process::id()))
+    {
+        tracing::warn!("cannot write pidfile {}: {e}", pidfile.display());
+    }
+    let node = match Node::start(cfg.clone()).await {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("wasque-node: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // One line per listener, on stdout, for scripts and people.
+    println!(
+        "wasque-node {} listening: quic udp://{} (clients trust {})",
+        node.node_id(),
+        node.quic_addr(),
+        node.ca_path().display()
+    );
+    tracing::info!(
+        data_dir = %cfg.data_dir.display(),
+        exec_threads = cfg.exec_threads,
+        "node ready"
+    );
+    wait_for_signal().await;
+    tracing::info!("stopping");
+    node.shutdown().await;
+    if let Some(pidfile) = &cfg.pidfile {
+        let _ = std::fs::remove_file(pidfile);
+    }
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        (Ok(mut int), Ok(mut term)) => {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

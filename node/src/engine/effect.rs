@@ -1,0 +1,33 @@
+//! What the engine asks the runtime to carry out.
+
+use bytes::Bytes;
+
+use crate::api::Reply;
+use crate::job::{JobId, Limits, ModuleHash};
+
+/// Identifies a request waiting for its reply; allocated by the runtime.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestId(pub u64);
+
+/// One effect, drained with [`super::Engine::poll_effect`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    /// Send `reply` to the request `to`.
+    Reply { to: RequestId, reply: Reply },
+    /// Run a Wasm job on an executor; its end comes back through
+    /// [`super::Engine::handle_exec_done`] with the same `attempt`.
+    Run(RunJob),
+    /// Forget a module's blob and compiled artifact.
+    RemoveModule(ModuleHash),
+}
+
+/// An order to execute one attempt of a Wasm job.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunJob {
+    pub job: JobId,
+    pub attempt: u32,
+    pub module: ModuleHash,
+    pub body: Bytes,
+    pub args: Vec<String>,
+    pub limits: Limits,
+}

@@ -1,0 +1,620 @@
+//! The engine: all job state of this node, as a sans-IO core.
+//!
+//! Inputs arrive through `handle_*` methods, each taking the current time as
+//! an argument; the engine never reads a clock, opens a socket or touches a
+//! file. What it wants done comes out of [`Engine::poll_effect`] (replies,
+//! executions, module removals), and [`Engine::poll_timeout`] says when it
+//! next wants [`Engine::handle_timeout`] called. The runtime drives it; tests
+//! drive it directly with a virtual clock.
+//!
+//! Order of use, after each input: drain `poll_effect` until `None`, then
+//! arm one timer at `poll_timeout`.
+
+mod effect;
+mod ids;
+mod timer;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, VecDeque};
+
+use bytes::Bytes;
+
+pub use effect::{Effect, RequestId, RunJob};
+pub use timer::Timer;
+
+use crate::api::{AddJob, Command, ErrorCode, ModuleInfo, Reply};
+use crate::job::{Counters, Job, JobId, JobResult, JobState, Limits, ModuleHash, UnixMs};
+use crate::queue::{Queues, ReadyKey};
+use ids::IdGen;
+use timer::Timers;
+
+/// The engine's settings (resolved from the node's config).
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    pub node_id: String,
+    /// 24 bits of the node id, carried in job ids.
+    pub node_prefix: u32,
+    /// Limits a Wasm job gets when it asks for none.
+    pub default_limits: Limits,
+    /// The most a Wasm job may ask for.
+    pub max_limits: Limits,
+    /// Executor slots: how many Wasm jobs run at once.
+    pub exec_slots: usize,
+    /// Disque's defaults: RETRY 300 s, TTL 1 day.
+    pub default_retry_secs: u64,
+    pub default_ttl_secs: u64,
+    /// Largest job body accepted.
+    pub max_body_bytes: usize,
+    /// Most jobs this node holds at once.
+    pub max_jobs: usize,
+    /// Seed for id randomness.
+    pub seed: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            node_id: "node".into(),
+            node_prefix: 0,
+            default_limits: Limits {
+                fuel: 1_000_000_000,
+                memory_bytes: 64 << 20,
+                deadline_ms: 10_000,
+            },
+            max_limits: Limits {
+                fuel: 100_000_000_000,
+                memory_bytes: 256 << 20,
+                deadline_ms: 300_000,
+            },
+            exec_slots: 2,
+            default_retry_secs: 300,
+            default_ttl_secs: 86_400,
+            max_body_bytes: 8 << 20,
+            max_jobs: 10_000_000,
+            seed: 0,
+        }
+    }
+}
+
+/// Counts for `INFO` and node info.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    pub jobs: usize,
+    pub queues: usize,
+    pub modules: usize,
+    pub running: usize,
+    pub timers: usize,
+}
+
+/// A module as the engine knows it.
+#[derive(Clone, Copy, Debug)]
+struct ModuleEntry {
+    size: u64,
+    /// Jobs holding the module (queued, delayed or running).
+    jobs: u64,
+}
+
+/// A request blocked until a job finishes.
+#[derive(Clone, Copy, Debug)]
+struct Waiter {
+    req: RequestId,
+    deadline: Option<UnixMs>,
+    /// Acknowledge the job once its result is handed to this waiter.
+    ack: bool,
+    /// The wait of an add-and-wait: on timeout it gets the job's status
+    /// (so the caller learns the id), not `NotFinished`.
+    add: bool,
+}
+
+/// All job state of one node.
+#[derive(Debug)]
+pub struct Engine {
+    cfg: EngineConfig,
+    jobs: HashMap<JobId, Job>,
+    queues: Queues,
+    modules: HashMap<ModuleHash, ModuleEntry>,
+    waiters: HashMap<JobId, Vec<Waiter>>,
+    waiting_on: HashMap<RequestId, JobId>,
+    timers: Timers,
+    running: usize,
+    ids: IdGen,
+    effects: VecDeque<Effect>,
+}
+
+impl Engine {
+    pub fn new(cfg: EngineConfig) -> Engine {
+        Engine {
+            ids: IdGen::new(cfg.node_prefix, cfg.seed),
+            cfg,
+            jobs: HashMap::new(),
+            queues: Queues::default(),
+            modules: HashMap::new(),
+            waiters: HashMap::new(),
+            waiting_on: HashMap::new(),
+            timers: Timers::default(),
+            running: 0,
+            effects: VecDeque::new(),
+        }
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        EngineStats {
+            jobs: self.jobs.len(),
+            queues: self.queues.count(),
+            modules: self.modules.len(),
+            running: self.running,
+            timers: self.timers.len(),
+        }
+    }
+
+    /// A job, if this node holds it.
+    pub fn job(&self, id: &JobId) -> Option<&Job> {
+        self.jobs.get(id)
+    }
+
+    // ---- inputs -------------------------------------------------------
+
+    /// A command from a front door; its reply comes out as an effect
+    /// addressed to `req`, now or (for blocking commands) later.
+    pub fn handle_command(&mut self, now: UnixMs, req: RequestId, cmd: Command) {
+        match cmd {
+            Command::AddJob(add) => self.add_job(now, req, *add),
+            Command::Show { id, key } => {
+                let reply = match self.jobs.get(&id) {
+                    Some(job) if key.is_none() || job.asynckey == key => {
+                        Reply::Job(Box::new(job.status(now, &self.cfg.node_id)))
+                    }
+                    _ => no_job(&id),
+                };
+                self.reply(req, reply);
+            }
+            Command::Wait { id, timeout_ms } => self.wait(now, req, id, timeout_ms, false, false),
+            Command::Ack { ids, fast: _ } => {
+                let mut n = 0;
+                for id in ids {
+                    if self.remove_job(&id, "acknowledged") {
+                        n += 1;
+                    }
+                }
+                self.reply(req, Reply::Count(n));
+            }
+            Command::DelJob { ids } => {
+                let mut n = 0;
+                for id in ids {
+                    if self.remove_job(&id, "deleted") {
+                        n += 1;
+                    }
+                }
+                self.reply(req, Reply::Count(n));
+            }
+            Command::ListModules => {
+                let mut list: Vec<ModuleInfo> = self
+                    .modules
+                    .iter()
+                    .map(|(h, m)| module_info(*h, m))
+                    .collect();
+                list.sort_by_key(|m| m.hash);
+                self.reply(req, Reply::Modules(list));
+            }
+            Command::StatModule { hash } => {
+                let reply = match self.modules.get(&hash) {
+                    Some(m) => Reply::Module(module_info(hash, m)),
+                    None => no_module(&hash),
+                };
+                self.reply(req, reply);
+            }
+            Command::DeleteModule { hash } => {
+                let reply = match self.modules.get(&hash) {
+                    None => no_module(&hash),
+                    Some(m) if m.jobs > 0 => Reply::error(
+                        ErrorCode::Err,
+                        format!(
+                            "module {hash} is used by {} queued or running job(s); ack or delete them first",
+                            m.jobs
+                        ),
+                    ),
+                    Some(_) => {
+                        self.modules.remove(&hash);
+                        self.effects.push_back(Effect::RemoveModule(hash));
+                        Reply::Ok
+                    }
+                };
+                self.reply(req, reply);
+            }
+        }
+        self.dispatch();
+    }
+
+    /// A blocked request's client went away: forget its waiter.
+    pub fn handle_cancel(&mut self, req: RequestId) {
+        if let Some(id) = self.waiting_on.remove(&req) {
+            self.drop_waiter(&id, req);
+        }
+    }
+
+    /// A module was stored and compiled by the executor (upload, or found
+    /// on disk at start). Idempotent.
+    pub fn handle_module_added(&mut self, hash: ModuleHash, size: u64) {
+        self.modules
+            .entry(hash)
+            .or_insert(ModuleEntry { size, jobs: 0 });
+    }
+
+    /// Info on a module the engine knows.
+    pub fn module(&self, hash: &ModuleHash) -> Option<ModuleInfo> {
+        self.modules.get(hash).map(|m| module_info(*hash, m))
+    }
+
+    /// An execution ended.
+    pub fn handle_exec_done(&mut self, now: UnixMs, job_id: JobId, attempt: u32, result: JobResult) {
+        self.running = self.running.saturating_sub(1);
+        if let Some(job) = self.jobs.get_mut(&job_id)
+            && job.state == JobState::Active
+            && job.counters.attempts == attempt
+        {
+            job.state = if result.is_success() {
+                JobState::Done
+            } else {
+                JobState::Failed
+            };
+            if let Some(m) = job.module
+                && let Some(entry) = self.modules.get_mut(&m)
+            {
+                entry.jobs = entry.jobs.saturating_sub(1);
+            }
+            let nocache = job.nocache;
+            job.result = Some(result.clone());
+            let status = job.status(now, &self.cfg.node_id);
+            if nocache {
+                job.result = None;
+            }
+            self.finish_waiters(now, job_id, status);
+        }
+        self.dispatch();
+    }
+
+    /// Fires every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: UnixMs) {
+        while let Some(t) = self.timers.pop_due(now) {
+            match t {
+                Timer::Ready(id) => {
+                    if let Some(job) = self.jobs.get(&id) {
+                        let key = ReadyKey::new(job.priority, id);
+                        self.queues.push(&job.queue, key, job.is_wasm());
+                    }
+                }
+                Timer::Expire(id) => {
+                    self.remove_job(&id, "expired (TTL)");
+                }
+                Timer::Requeue(id) => {
+                    if let Some(job) = self.jobs.get_mut(&id)
+                        && job.state == JobState::Active
+                        && !job.is_wasm()
+                    {
+                        job.state = JobState::Queued;
+                        job.requeue_at = None;
+                        job.queued_at = now;
+                        job.counters.additional_deliveries += 1;
+                        let key = ReadyKey::new(job.priority, id);
+                        self.queues.push(&job.queue, key, false);
+                    }
+                }
+                Timer::WaitTimeout(req) => {
+                    if let Some(id) = self.waiting_on.remove(&req) {
+                        let waiter = self.drop_waiter(&id, req);
+                        let reply = match self.jobs.get(&id) {
+                            Some(job) if waiter.is_some_and(|w| w.add) => {
+                                Reply::Job(Box::new(job.status(now, &self.cfg.node_id)))
+                            }
+                            _ => Reply::NotFinished,
+                        };
+                        self.reply(req, reply);
+                    }
+                }
+            }
+        }
+        self.dispatch();
+    }
+
+    // ---- outputs ------------------------------------------------------
+
+    /// The next effect to carry out.
+    pub fn poll_effect(&mut self) -> Option<Effect> {
+        self.effects.pop_front()
+    }
+
+    /// When the engine next wants `handle_timeout`.
+    pub fn poll_timeout(&self) -> Option<UnixMs> {
+        self.timers.next()
+    }
+
+    // ---- internals ----------------------------------------------------
+
+    fn reply(&mut self, to: RequestId, reply: Reply) {
+        self.effects.push_back(Effect::Reply { to, reply });
+    }
+
+    fn add_job(&mut self, now: UnixMs, req: RequestId, a: AddJob) {
+        match self.check_add(&a) {
+            Ok(limits) => {
+                let retry_secs = a.retry_secs.unwrap_or(self.cfg.default_retry_secs);
+                let ttl_secs = a.ttl_secs.unwrap_or(self.cfg.default_ttl_secs);
+                let delay_ms = a.delay_secs.unwrap_or(0) * 1000;
+                let id = self.ids.next(now, retry_secs == 0, ttl_secs);
+                let job = Job {
+                    id,
+                    queue: a.queue,
+                    body: Bytes::from(a.body),
+                    module: a.module,
+                    limits,
+                    args: a.args,
+                    priority: a.priority,
+                    group: a.group,
+                    parent: None,
+                    replicate: a.replicate.unwrap_or(1).max(1),
+                    retry_ms: retry_secs * 1000,
+                    expires_at: now + ttl_secs * 1000,
+                    ready_at: now + delay_ms,
+                    nocache: a.nocache,
+                    asynckey: a.asynckey,
+                    state: JobState::Queued,
+                    created_at: now,
+                    queued_at: now,
+                    requeue_at: None,
+                    counters: Counters::default(),
+                    result: None,
+                };
+                if let Some(m) = job.module
+                    && let Some(entry) = self.modules.get_mut(&m)
+                {
+                    entry.jobs += 1;
+                }
+                self.timers.set(job.expires_at, Timer::Expire(id));
+                if delay_ms > 0 {
+                    self.timers.set(job.ready_at, Timer::Ready(id));
+                } else {
+                    let key = ReadyKey::new(job.priority, id);
+                    self.queues.push(&job.queue, key, job.is_wasm());
+                }
+                self.jobs.insert(id, job);
+                match a.wait_ms {
+                    None => self.reply(req, Reply::JobAdded(id)),
+                    Some(ms) => self.wait(now, req, id, ms.max(1), a.ack_on_result, true),
+                }
+            }
+            Err(reply) => self.reply(req, reply),
+        }
+    }
+
+    /// Checks an add against the node's bounds; returns the job's limits.
+    fn check_add(&self, a: &AddJob) -> Result<Limits, Reply> {
+        if a.queue.is_empty() {
+            return Err(Reply::error(ErrorCode::Err, "queue name is empty"));
+        }
+        if a.body.len() > self.cfg.max_body_bytes {
+            return Err(Reply::error(
+                ErrorCode::TooBig,
+                format!(
+                    "job body of {} bytes is over the node's bound of {} bytes",
+                    a.body.len(),
+                    self.cfg.max_body_bytes
+                ),
+            ));
+        }
+        if a.priority > 9 {
+            return Err(Reply::error(ErrorCode::Err, "priority must be 0..=9"));
+        }
+        if let Some(n) = a.replicate
+            && n > 1
+        {
+            return Err(Reply::error(
+                ErrorCode::NoRepl,
+                format!("not enough reachable nodes for the requested replication ({n} copies, 1 node reachable)"),
+            ));
+        }
+        if let Some(max) = a.maxlen
+            && self.queues.len_of(&a.queue) as u64 >= max
+        {
+            return Err(Reply::error(
+                ErrorCode::MaxLen,
+                format!("queue {} is at its MAXLEN of {max}", a.queue),
+            ));
+        }
+        if self.jobs.len() >= self.cfg.max_jobs {
+            return Err(Reply::error(
+                ErrorCode::Quota,
+                format!("node holds its maximum of {} jobs", self.cfg.max_jobs),
+            ));
+        }
+        let (d, mx) = (self.cfg.default_limits, self.cfg.max_limits);
+        let limits = Limits {
+            fuel: a.limits.fuel.unwrap_or(d.fuel),
+            memory_bytes: a.limits.memory_bytes.unwrap_or(d.memory_bytes),
+            deadline_ms: a.limits.deadline_ms.unwrap_or(d.deadline_ms),
+        };
+        for (what, asked, max) in [
+            ("fuel", limits.fuel, mx.fuel),
+            ("memory", limits.memory_bytes, mx.memory_bytes),
+            ("deadline (ms)", limits.deadline_ms, mx.deadline_ms),
+        ] {
+            if asked > max {
+                return Err(Reply::error(
+                    ErrorCode::Quota,
+                    format!("{what} of {asked} is over the node maximum of {max}"),
+                ));
+            }
+            if asked == 0 {
+                return Err(Reply::error(ErrorCode::Err, format!("{what} must be > 0")));
+            }
+        }
+        if let Some(m) = &a.module
+            && !self.modules.contains_key(m)
+        {
+            return Err(no_module(m));
+        }
+        Ok(limits)
+    }
+
+    fn wait(
+        &mut self,
+        now: UnixMs,
+        req: RequestId,
+        id: JobId,
+        timeout_ms: u64,
+        ack: bool,
+        add: bool,
+    ) {
+        let Some(job) = self.jobs.get(&id) else {
+            self.reply(req, no_job(&id));
+            return;
+        };
+        if job.state.is_finished() && job.result.is_some() {
+            let status = job.status(now, &self.cfg.node_id);
+            self.reply(req, Reply::Job(Box::new(status)));
+            if ack {
+                self.remove_job(&id, "acknowledged");
+            }
+            return;
+        }
+        if timeout_ms == 0 {
+            self.reply(req, Reply::NotFinished);
+            return;
+        }
+        let deadline = now.saturating_add(timeout_ms);
+        self.timers.set(deadline, Timer::WaitTimeout(req));
+        self.waiting_on.insert(req, id);
+        self.waiters.entry(id).or_default().push(Waiter {
+            req,
+            deadline: Some(deadline),
+            ack,
+            add,
+        });
+    }
+
+    fn drop_waiter(&mut self, id: &JobId, req: RequestId) -> Option<Waiter> {
+        let list = self.waiters.get_mut(id)?;
+        let found = list.iter().position(|w| w.req == req).map(|pos| {
+            let w = list.swap_remove(pos);
+            if let Some(d) = w.deadline {
+                self.timers.cancel(d, Timer::WaitTimeout(req));
+            }
+            w
+        });
+        if list.is_empty() {
+            self.waiters.remove(id);
+        }
+        found
+    }
+
+    /// Hands a finished job's status to everyone waiting on it.
+    fn finish_waiters(&mut self, _now: UnixMs, id: JobId, status: wasque_sdk::proto::JobStatus) {
+        let Some(list) = self.waiters.remove(&id) else {
+            return;
+        };
+        let mut ack = false;
+        for w in list {
+            self.waiting_on.remove(&w.req);
+            if let Some(d) = w.deadline {
+                self.timers.cancel(d, Timer::WaitTimeout(w.req));
+            }
+            ack |= w.ack;
+            self.reply(w.req, Reply::Job(Box::new(status.clone())));
+        }
+        if ack {
+            self.remove_job(&id, "acknowledged");
+        }
+    }
+
+    /// Forgets a job wherever it is; waiters learn why. Returns whether the
+    /// node held it.
+    fn remove_job(&mut self, id: &JobId, why: &str) -> bool {
+        let Some(job) = self.jobs.remove(id) else {
+            return false;
+        };
+        self.timers.cancel(job.expires_at, Timer::Expire(*id));
+        if job.ready_at > job.created_at {
+            self.timers.cancel(job.ready_at, Timer::Ready(*id));
+        }
+        if let Some(t) = job.requeue_at {
+            self.timers.cancel(t, Timer::Requeue(*id));
+        }
+        if job.state == JobState::Queued {
+            self.queues
+                .remove(&job.queue, ReadyKey::new(job.priority, *id), job.is_wasm());
+        }
+        if !job.state.is_finished()
+            && let Some(m) = job.module
+            && let Some(entry) = self.modules.get_mut(&m)
+        {
+            entry.jobs = entry.jobs.saturating_sub(1);
+        }
+        if let Some(list) = self.waiters.remove(id) {
+            for w in list {
+                self.waiting_on.remove(&w.req);
+                if let Some(d) = w.deadline {
+                    self.timers.cancel(d, Timer::WaitTimeout(w.req));
+                }
+                self.reply(
+                    w.req,
+                    Reply::error(
+                        ErrorCode::NoJob,
+                        format!("job {id} was {why} before it finished"),
+                    ),
+                );
+            }
+        }
+        true
+    }
+
+    /// Starts Wasm jobs while executor slots are free.
+    fn dispatch(&mut self) {
+        while self.running < self.cfg.exec_slots {
+            let Some(id) = self.queues.pop_wasm() else {
+                break;
+            };
+            let Some(job) = self.jobs.get_mut(&id) else {
+                continue;
+            };
+            let Some(module) = job.module else {
+                continue;
+            };
+            job.state = JobState::Active;
+            job.counters.attempts += 1;
+            self.running += 1;
+            self.effects.push_back(Effect::Run(RunJob {
+                job: id,
+                attempt: job.counters.attempts,
+                module,
+                body: job.body.clone(),
+                args: job.args.clone(),
+                limits: job.limits,
+            }));
+        }
+    }
+}
+
+fn no_job(id: &JobId) -> Reply {
+    Reply::error(ErrorCode::NoJob, format!("no job {id} on this node"))
+}
+
+fn no_module(hash: &ModuleHash) -> Reply {
+    Reply::error(
+        ErrorCode::NoModule,
+        format!("no module {hash} on this node (upload it first: wasque module put FILE.wasm)"),
+    )
+}
+
+fn module_info(hash: ModuleHash, m: &ModuleEntry) -> ModuleInfo {
+    ModuleInfo {
+        hash,
+        size: m.size,
+        compiled_now: false,
+        jobs: m.jobs,
+    }
+}

@@ -1,0 +1,265 @@
+//! The engine driven directly: no sockets, no clock, no sleeps.
+
+use super::*;
+use crate::job::{ErrorClass, LimitsRequest};
+
+const T0: UnixMs = 1_700_000_000_000;
+
+fn engine(slots: usize) -> Engine {
+    Engine::new(EngineConfig {
+        exec_slots: slots,
+        node_id: "n1".into(),
+        ..EngineConfig::default()
+    })
+}
+
+fn module() -> ModuleHash {
+    ModuleHash::of(b"module")
+}
+
+fn wasm_job(queue: &str, body: &str) -> AddJob {
+    let mut a = AddJob::new(queue, body.as_bytes().to_vec());
+    a.module = Some(module());
+    a
+}
+
+fn drain(e: &mut Engine) -> Vec<Effect> {
+    std::iter::from_fn(|| e.poll_effect()).collect()
+}
+
+fn added(effects: &[Effect], req: u64) -> JobId {
+    effects
+        .iter()
+        .find_map(|f| match f {
+            Effect::Reply {
+                to,
+                reply: Reply::JobAdded(id),
+            } if to.0 == req => Some(*id),
+            _ => None,
+        })
+        .expect("job added")
+}
+
+fn ok_result(out: &str) -> JobResult {
+    JobResult {
+        exit_code: Some(0),
+        error_class: None,
+        message: String::new(),
+        output: out.as_bytes().to_vec(),
+        stderr: vec![],
+        fuel_used: 10,
+        duration_us: 5,
+        node: "n1".into(),
+    }
+}
+
+#[test]
+fn wasm_job_runs_and_wakes_its_waiter() {
+    let mut e = engine(1);
+    e.handle_module_added(module(), 100);
+    e.handle_command(T0, RequestId(1), Command::AddJob(Box::new(wasm_job("q", "hi"))));
+    let fx = drain(&mut e);
+    let id = added(&fx, 1);
+    let run = fx
+        .iter()
+        .find_map(|f| match f {
+            Effect::Run(r) => Some(r.clone()),
+            _ => None,
+        })
+        .expect("run effect");
+    assert_eq!(run.job, id);
+    assert_eq!(&run.body[..], b"hi");
+    assert_eq!(e.job(&id).unwrap().state, JobState::Active);
+
+    e.handle_command(T0 + 1, RequestId(2), Command::Wait { id, timeout_ms: 1000 });
+    assert!(drain(&mut e).is_empty(), "wait blocks");
+    e.handle_exec_done(T0 + 2, id, run.attempt, ok_result("2\n"));
+    let fx = drain(&mut e);
+    match &fx[..] {
+        [Effect::Reply { to, reply: Reply::Job(s) }] => {
+            assert_eq!(*to, RequestId(2));
+            assert_eq!(s.state, JobState::Done);
+            assert_eq!(s.result.as_ref().unwrap().output, b"2\n");
+        }
+        other => panic!("{other:?}"),
+    }
+    // The wait's timer is gone with it.
+    assert_eq!(e.poll_timeout(), Some(e.job(&id).unwrap().expires_at));
+}
+
+#[test]
+fn executor_slots_bound_running_jobs() {
+    let mut e = engine(2);
+    e.handle_module_added(module(), 1);
+    for i in 0..5 {
+        e.handle_command(T0, RequestId(i), Command::AddJob(Box::new(wasm_job("q", "x"))));
+    }
+    let runs: Vec<RunJob> = drain(&mut e)
+        .into_iter()
+        .filter_map(|f| match f {
+            Effect::Run(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(e.stats().running, 2);
+    e.handle_exec_done(T0 + 1, runs[0].job, 1, ok_result(""));
+    let more = drain(&mut e)
+        .into_iter()
+        .filter(|f| matches!(f, Effect::Run(_)))
+        .count();
+    assert_eq!(more, 1);
+}
+
+#[test]
+fn unknown_module_and_bounds_are_refused() {
+    let mut e = engine(1);
+    e.handle_command(T0, RequestId(1), Command::AddJob(Box::new(wasm_job("q", "x"))));
+    assert!(matches!(
+        &drain(&mut e)[..],
+        [Effect::Reply { reply: Reply::Error(err), .. }] if err.code == ErrorCode::NoModule
+    ));
+    e.handle_module_added(module(), 1);
+    let mut a = wasm_job("q", "x");
+    a.limits = LimitsRequest {
+        fuel: Some(u64::MAX),
+        ..Default::default()
+    };
+    e.handle_command(T0, RequestId(2), Command::AddJob(Box::new(a)));
+    assert!(matches!(
+        &drain(&mut e)[..],
+        [Effect::Reply { reply: Reply::Error(err), .. }] if err.code == ErrorCode::Quota
+    ));
+    let mut a = AddJob::new("q", vec![0u8; (8 << 20) + 1]);
+    a.replicate = None;
+    e.handle_command(T0, RequestId(3), Command::AddJob(Box::new(a)));
+    assert!(matches!(
+        &drain(&mut e)[..],
+        [Effect::Reply { reply: Reply::Error(err), .. }] if err.code == ErrorCode::TooBig
+    ));
+    let mut a = AddJob::new("q", b"x".to_vec());
+    a.replicate = Some(3);
+    e.handle_command(T0, RequestId(4), Command::AddJob(Box::new(a)));
+    assert!(matches!(
+        &drain(&mut e)[..],
+        [Effect::Reply { reply: Reply::Error(err), .. }] if err.code == ErrorCode::NoRepl
+    ));
+    assert_eq!(e.stats().jobs, 0, "nothing half-created");
+}
+
+#[test]
+fn add_and_wait_acks_after_the_result() {
+    let mut e = engine(1);
+    e.handle_module_added(module(), 1);
+    let mut a = wasm_job("q", "x");
+    a.wait_ms = Some(5_000);
+    a.ack_on_result = true;
+    e.handle_command(T0, RequestId(9), Command::AddJob(Box::new(a)));
+    let run = drain(&mut e)
+        .into_iter()
+        .find_map(|f| match f {
+            Effect::Run(r) => Some(r),
+            _ => None,
+        })
+        .unwrap();
+    let mut failed = ok_result("");
+    failed.error_class = Some(ErrorClass::OutOfFuel);
+    e.handle_exec_done(T0 + 3, run.job, run.attempt, failed);
+    match &drain(&mut e)[..] {
+        [Effect::Reply { to, reply: Reply::Job(s) }] => {
+            assert_eq!(to.0, 9);
+            assert_eq!(s.state, JobState::Failed);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(e.stats().jobs, 0);
+    assert_eq!(e.stats().timers, 0);
+}
+
+#[test]
+fn wait_times_out_on_the_virtual_clock() {
+    let mut e = engine(0); // no executors: the job never runs
+    e.handle_module_added(module(), 1);
+    e.handle_command(T0, RequestId(1), Command::AddJob(Box::new(wasm_job("q", "x"))));
+    let id = added(&drain(&mut e), 1);
+    e.handle_command(T0, RequestId(2), Command::Wait { id, timeout_ms: 50 });
+    assert_eq!(e.poll_timeout(), Some(T0 + 50));
+    e.handle_timeout(T0 + 49);
+    assert!(drain(&mut e).is_empty());
+    e.handle_timeout(T0 + 50);
+    assert!(matches!(
+        &drain(&mut e)[..],
+        [Effect::Reply { reply: Reply::NotFinished, .. }]
+    ));
+    // A cancelled wait leaves nothing behind.
+    e.handle_command(T0, RequestId(3), Command::Wait { id, timeout_ms: 50 });
+    e.handle_cancel(RequestId(3));
+    assert_eq!(e.stats().timers, 1);
+}
+
+#[test]
+fn delay_and_ttl_follow_the_clock() {
+    let mut e = engine(0);
+    let mut a = AddJob::new("q", b"x".to_vec());
+    a.delay_secs = Some(2);
+    a.ttl_secs = Some(10);
+    e.handle_command(T0, RequestId(1), Command::AddJob(Box::new(a)));
+    let id = added(&drain(&mut e), 1);
+    assert_eq!(e.queues.len_of("q"), 0);
+    e.handle_timeout(T0 + 2_000);
+    assert_eq!(e.queues.len_of("q"), 1);
+    e.handle_timeout(T0 + 10_000);
+    assert!(e.job(&id).is_none());
+    assert_eq!(e.queues.len_of("q"), 0);
+}
+
+#[test]
+fn nocache_hands_the_result_to_present_waiters_only() {
+    let mut e = engine(1);
+    e.handle_module_added(module(), 1);
+    let mut a = wasm_job("q", "x");
+    a.nocache = true;
+    e.handle_command(T0, RequestId(1), Command::AddJob(Box::new(a)));
+    let fx = drain(&mut e);
+    let id = added(&fx, 1);
+    e.handle_command(T0, RequestId(2), Command::Wait { id, timeout_ms: 100 });
+    e.handle_exec_done(T0 + 1, id, 1, ok_result("out"));
+    let fx = drain(&mut e);
+    assert!(matches!(&fx[..], [Effect::Reply { reply: Reply::Job(s), .. }] if s.result.is_some()));
+    e.handle_command(T0 + 2, RequestId(3), Command::Show { id, key: None });
+    assert!(matches!(
+        &drain(&mut e)[..],
+        [Effect::Reply { reply: Reply::Job(s), .. }] if s.result.is_none() && s.state == JobState::Done
+    ));
+}
+
+#[test]
+fn asynckey_guards_show() {
+    let mut e = engine(0);
+    let mut a = AddJob::new("q", b"x".to_vec());
+    a.asynckey = Some("k1".into());
+    e.handle_command(T0, RequestId(1), Command::AddJob(Box::new(a)));
+    let id = added(&drain(&mut e), 1);
+    e.handle_command(T0, RequestId(2), Command::Show { id, key: Some("nope".into()) });
+    assert!(matches!(&drain(&mut e)[..], [Effect::Reply { reply: Reply::Error(_), .. }]));
+    e.handle_command(T0, RequestId(3), Command::Show { id, key: Some("k1".into()) });
+    assert!(matches!(&drain(&mut e)[..], [Effect::Reply { reply: Reply::Job(_), .. }]));
+}
+
+#[test]
+fn module_in_use_cannot_be_deleted_and_deljob_wakes_waiters() {
+    let mut e = engine(0);
+    e.handle_module_added(module(), 1);
+    e.handle_command(T0, RequestId(1), Command::AddJob(Box::new(wasm_job("q", "x"))));
+    let id = added(&drain(&mut e), 1);
+    e.handle_command(T0, RequestId(2), Command::DeleteModule { hash: module() });
+    assert!(matches!(&drain(&mut e)[..], [Effect::Reply { reply: Reply::Error(_), .. }]));
+    e.handle_command(T0, RequestId(3), Command::Wait { id, timeout_ms: 1000 });
+    e.handle_command(T0, RequestId(4), Command::DelJob { ids: vec![id] });
+    let fx = drain(&mut e);
+    assert_eq!(fx.len(), 2);
+    e.handle_command(T0, RequestId(5), Command::DeleteModule { hash: module() });
+    let fx = drain(&mut e);
+    assert!(fx.contains(&Effect::RemoveModule(module())));
+    assert_eq!(e.stats().timers, 0);
+}

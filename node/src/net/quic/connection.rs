@@ -1,0 +1,252 @@
+//! One client connection: every bidirectional stream starts with a frame
+//! that says what it is. `PutModule` opens an upload stream (header, raw
+//! module bytes, one reply); anything else opens a pipelined request stream
+//! whose replies carry their request's id and may come back out of order.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::{mpsc, watch};
+use wasque_sdk::proto::{
+    self, ErrorCode, FrameError, Request, RequestFrame, Response, ResponseFrame, WireError,
+};
+
+use super::QuicConfig;
+use super::translate;
+use crate::api::Reply;
+use crate::runtime::{Handle, ReplyTo};
+
+/// Serves one connection until it closes or the node stops.
+pub async fn serve(
+    conn: quinn::Connection,
+    cfg: Arc<QuicConfig>,
+    handle: Handle,
+    mut stop: watch::Receiver<bool>,
+) {
+    let authed = Arc::new(AtomicBool::new(cfg.password.is_none()));
+    let remote = conn.remote_address();
+    tracing::debug!(%remote, "client connected");
+    loop {
+        let stream = tokio::select! {
+            s = conn.accept_bi() => s,
+            _ = stop.changed() => {
+                conn.close(0u32.into(), b"node shutting down");
+                break;
+            }
+        };
+        match stream {
+            Ok((send, recv)) => {
+                let (cfg, handle, authed) = (cfg.clone(), handle.clone(), authed.clone());
+                tokio::spawn(async move { stream_task(send, recv, cfg, handle, authed).await });
+            }
+            Err(e) => {
+                tracing::debug!(%remote, "client gone: {e}");
+                break;
+            }
+        }
+    }
+}
+
+async fn stream_task(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    cfg: Arc<QuicConfig>,
+    handle: Handle,
+    authed: Arc<AtomicBool>,
+) {
+    let first = match proto::read_frame::<_, RequestFrame>(&mut recv, cfg.max_frame_bytes).await {
+        Ok(Some(f)) => f,
+        Ok(None) => return,
+        Err(e) => {
+            refuse(&mut send, &mut recv, e).await;
+            return;
+        }
+    };
+    if let Request::PutModule { size } = first.request {
+        upload(first.id, size, send, recv, &cfg, &handle, &authed).await;
+    } else {
+        pipeline(first, send, recv, cfg, handle, authed).await;
+    }
+}
+
+/// Answers a frame that cannot be trusted, then closes the stream: after a
+/// bad length or bad bytes, framing of the rest is lost.
+async fn refuse(send: &mut quinn::SendStream, recv: &mut quinn::RecvStream, e: FrameError) {
+    tracing::info!("closing a client stream: {e}");
+    let code = match e {
+        FrameError::TooLarge { .. } => ErrorCode::TooBig,
+        _ => ErrorCode::Err,
+    };
+    let frame = ResponseFrame {
+        id: 0,
+        response: Response::Error(WireError::new(code, e.to_string())),
+    };
+    if let Ok(bytes) = proto::encode_frame(&frame, usize::MAX) {
+        let _ = send.write_all(&bytes).await;
+    }
+    let _ = send.finish();
+    let _ = recv.stop(1u32.into());
+}
+
+async fn pipeline(
+    first: RequestFrame,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    cfg: Arc<QuicConfig>,
+    handle: Handle,
+    authed: Arc<AtomicBool>,
+) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<(u64, Reply)>();
+    let max_frame = cfg.max_frame_bytes;
+    let writer = tokio::spawn(async move {
+        let mut buf = Vec::with_capacity(64 * 1024);
+        while let Some(first) = rx.recv().await {
+            buf.clear();
+            let mut next = Some(first);
+            let mut n = 0;
+            while let Some((id, reply)) = next.take() {
+                let frame = ResponseFrame {
+                    id,
+                    response: translate::response(reply),
+                };
+                match proto::encode_frame(&frame, max_frame) {
+                    Ok(bytes) => buf.extend_from_slice(&bytes),
+                    Err(e) => {
+                        let err = ResponseFrame {
+                            id,
+                            response: Response::Error(WireError::new(ErrorCode::TooBig, e.to_string())),
+                        };
+                        if let Ok(bytes) = proto::encode_frame(&err, usize::MAX) {
+                            buf.extend_from_slice(&bytes);
+                        }
+                    }
+                }
+                n += 1;
+                if n < 256 {
+                    next = rx.try_recv().ok();
+                }
+            }
+            if send.write_all(&buf).await.is_err() {
+                return send;
+            }
+        }
+        send
+    });
+
+    let mut frame = Some(first);
+    let mut failure = None;
+    while let Some(f) = frame.take() {
+        handle_request(f, &tx, &handle, &authed, &cfg);
+        match proto::read_frame::<_, RequestFrame>(&mut recv, max_frame).await {
+            Ok(next) => frame = next,
+            Err(e) => failure = Some(e),
+        }
+    }
+    // Replies still owed are written before the stream closes: the writer
+    // ends when every sender (ours and the ones held by pending requests)
+    // is gone.
+    drop(tx);
+    if let Ok(mut send) = writer.await {
+        if let Some(e) = failure {
+            refuse(&mut send, &mut recv, e).await;
+        } else {
+            let _ = send.finish();
+        }
+    }
+}
+
+fn handle_request(
+    frame: RequestFrame,
+    tx: &mpsc::UnboundedSender<(u64, Reply)>,
+    handle: &Handle,
+    authed: &AtomicBool,
+    cfg: &QuicConfig,
+) {
+    let reply_to = ReplyTo {
+        tx: tx.clone(),
+        tag: frame.id,
+    };
+    match frame.request {
+        Request::Hello {
+            protocol, token, ..
+        } => {
+            let reply = if protocol != proto::PROTOCOL_VERSION {
+                Reply::error(
+                    ErrorCode::Unsupported,
+                    format!(
+                        "protocol version {protocol} is not supported; this node speaks {}",
+                        proto::PROTOCOL_VERSION
+                    ),
+                )
+            } else if cfg.password.is_some() && token != cfg.password {
+                Reply::error(ErrorCode::NoAuth, "invalid password")
+            } else {
+                authed.store(true, Ordering::Relaxed);
+                Reply::Hello {
+                    node: handle.node_id().to_string(),
+                    protocol: proto::PROTOCOL_VERSION,
+                }
+            };
+            reply_to.send(reply);
+        }
+        _ if !authed.load(Ordering::Relaxed) => {
+            reply_to.send(Reply::error(
+                ErrorCode::NoAuth,
+                "authentication required: send the node's password in the hello",
+            ));
+        }
+        Request::PutModule { .. } => reply_to.send(Reply::error(
+            ErrorCode::Err,
+            "PutModule must open a stream of its own",
+        )),
+        Request::NodeInfo => handle.node_info(reply_to),
+        other => match translate::command(other) {
+            Some(cmd) => handle.submit(cmd, reply_to),
+            None => reply_to.send(Reply::error(ErrorCode::Unsupported, "unsupported request")),
+        },
+    }
+}
+
+async fn upload(
+    id: u64,
+    size: u64,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    cfg: &QuicConfig,
+    handle: &Handle,
+    authed: &AtomicBool,
+) {
+    let reply = if !authed.load(Ordering::Relaxed) {
+        let _ = recv.stop(1u32.into());
+        Response::Error(WireError::new(ErrorCode::NoAuth, "authentication required"))
+    } else if size > cfg.max_module_bytes as u64 {
+        let _ = recv.stop(1u32.into());
+        Response::Error(WireError::new(
+            ErrorCode::TooBig,
+            format!(
+                "module of {size} bytes is over the node's bound of {} bytes (max-module-bytes)",
+                cfg.max_module_bytes
+            ),
+        ))
+    } else {
+        let mut bytes = vec![0u8; size as usize];
+        match recv.read_exact(&mut bytes).await {
+            Err(e) => {
+                // The client went away mid-upload: nothing was stored.
+                tracing::info!("module upload abandoned after a partial transfer: {e}");
+                return;
+            }
+            Ok(_) => match handle.put_module(bytes).await {
+                Ok(info) => Response::Module(info),
+                Err(e) => Response::Error(e),
+            },
+        }
+    };
+    let frame = ResponseFrame { id, response: reply };
+    if let Ok(bytes) = proto::encode_frame(&frame, usize::MAX) {
+        let _ = send.write_all(&bytes).await;
+    }
+    let _ = send.finish();
+    // Give the reply a moment to leave before the stream is dropped.
+    let _ = send.stopped().await;
+}

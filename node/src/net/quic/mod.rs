@@ -1,0 +1,86 @@
+//! The QUIC front door for clients (ALPN `wasque/1`): accepts connections,
+//! and per connection serves a pipelined request stream and module-upload
+//! streams. It translates `proto` frames into [`crate::api::Command`]s for
+//! the runtime and the engine's [`crate::api::Reply`]s back into frames; it
+//! never touches job state itself.
+
+mod connection;
+mod translate;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::net::identity::{Identity, IdentityError};
+use crate::runtime::Handle;
+use wasque_sdk::CLIENT_ALPN;
+
+/// Settings of the QUIC front door.
+#[derive(Clone, Debug)]
+pub struct QuicConfig {
+    pub addr: SocketAddr,
+    pub max_frame_bytes: usize,
+    pub max_module_bytes: usize,
+    pub max_connections: usize,
+    /// `requirepass`: clients must send it in their hello.
+    pub password: Option<String>,
+}
+
+/// Binds the endpoint. Returns it so the caller knows the bound address.
+pub fn bind(cfg: &QuicConfig, identity: &Identity) -> Result<quinn::Endpoint, IdentityError> {
+    let tls = identity.server_config(&[CLIENT_ALPN])?;
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+        .map_err(|e| IdentityError::Tls(e.to_string()))?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    transport.max_concurrent_bidi_streams(64u32.into());
+    transport.max_concurrent_uni_streams(0u32.into());
+    transport.max_idle_timeout(Some(
+        quinn::IdleTimeout::try_from(Duration::from_secs(60))
+            .map_err(|e| IdentityError::Tls(e.to_string()))?,
+    ));
+    transport.stream_receive_window((8u32 << 20).into());
+    transport.receive_window((32u32 << 20).into());
+    transport.send_window(32 << 20);
+    server.transport_config(Arc::new(transport));
+    quinn::Endpoint::server(server, cfg.addr).map_err(|source| IdentityError::Io {
+        path: format!("udp {}", cfg.addr).into(),
+        source,
+    })
+}
+
+/// Accepts connections until `stop` turns true.
+pub async fn serve(
+    endpoint: quinn::Endpoint,
+    cfg: QuicConfig,
+    handle: Handle,
+    mut stop: watch::Receiver<bool>,
+) {
+    let cfg = Arc::new(cfg);
+    let live = Arc::new(AtomicUsize::new(0));
+    loop {
+        let incoming = tokio::select! {
+            i = endpoint.accept() => i,
+            _ = stop.changed() => break,
+        };
+        let Some(incoming) = incoming else { break };
+        if live.load(Ordering::Relaxed) >= cfg.max_connections {
+            tracing::warn!(remote = %incoming.remote_address(), "refusing connection: at maxclients");
+            incoming.refuse();
+            continue;
+        }
+        live.fetch_add(1, Ordering::Relaxed);
+        let (cfg, handle, live, stop) = (cfg.clone(), handle.clone(), live.clone(), stop.clone());
+        tokio::spawn(async move {
+            match incoming.await {
+                Ok(conn) => connection::serve(conn, cfg, handle, stop).await,
+                Err(e) => tracing::debug!("handshake failed: {e}"),
+            }
+            live.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+    endpoint.close(0u32.into(), b"node shutting down");
+}

@@ -1,0 +1,38 @@
+//! `proto` requests to engine commands, engine replies to `proto` responses.
+
+use wasque_sdk::proto::{Request, Response};
+
+use crate::api::{Command, Reply};
+
+/// The command for a request, or `None` for requests the connection
+/// answers itself (hello, module upload, node info).
+pub fn command(req: Request) -> Option<Command> {
+    Some(match req {
+        Request::AddJob(a) => Command::AddJob(a),
+        Request::Show { id } => Command::Show { id, key: None },
+        Request::ShowByKey { key, id } => Command::Show { id, key: Some(key) },
+        Request::Wait { id, timeout_ms } => Command::Wait { id, timeout_ms },
+        Request::Ack { ids } => Command::Ack { ids, fast: false },
+        Request::DelJob { ids } => Command::DelJob { ids },
+        Request::ListModules => Command::ListModules,
+        Request::StatModule { hash } => Command::StatModule { hash },
+        Request::DeleteModule { hash } => Command::DeleteModule { hash },
+        Request::Hello { .. } | Request::PutModule { .. } | Request::NodeInfo => return None,
+    })
+}
+
+/// The response for a reply.
+pub fn response(reply: Reply) -> Response {
+    match reply {
+        Reply::Ok => Response::Ok,
+        Reply::JobAdded(id) => Response::JobAdded { id },
+        Reply::Job(s) => Response::Job(s),
+        Reply::NotFinished => Response::NotFinished,
+        Reply::Count(n) => Response::Count(n),
+        Reply::Module(m) => Response::Module(m),
+        Reply::Modules(m) => Response::Modules(m),
+        Reply::NodeInfo(n) => Response::NodeInfo(*n),
+        Reply::Hello { node, protocol } => Response::Hello { node, protocol },
+        Reply::Error(e) => Response::Error(e),
+    }
+}

@@ -1,0 +1,398 @@
+//! The driver: the one place that feeds the engine its events (commands
+//! from front doors, finished executions, timers) and carries out the
+//! effects it returns (replies, executions, module removals).
+//!
+//! One tokio task owns the [`Engine`]; front doors reach it through a
+//! cheap-clone [`Handle`]. Executions run on the executor's own threads,
+//! never on the async runtime's.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::api::{Command, ErrorCode, ModuleInfo, NodeInfo, Reply};
+use crate::config::Config;
+use crate::engine::{Effect, Engine, EngineConfig, RequestId};
+use crate::exec::{ExecConfig, ExecDone, ExecRequest, Executor};
+use crate::job::{ModuleHash, UnixMs};
+use crate::net::identity::Identity;
+use crate::net::quic::{self, QuicConfig};
+use crate::store::DataDir;
+use wasque_sdk::proto::WireError;
+
+/// Where a reply goes: a front door's reply channel and the tag it gave.
+#[derive(Clone, Debug)]
+pub struct ReplyTo {
+    pub tx: mpsc::UnboundedSender<(u64, Reply)>,
+    pub tag: u64,
+}
+
+impl ReplyTo {
+    /// Sends the reply; a front door that went away is not an error.
+    pub fn send(self, reply: Reply) {
+        let _ = self.tx.send((self.tag, reply));
+    }
+}
+
+enum Input {
+    Command(Command, ReplyTo),
+    NodeInfo(ReplyTo),
+    ModuleAdded(ModuleHash, u64),
+}
+
+/// A front door's way into the node. Cheap to clone.
+#[derive(Clone)]
+pub struct Handle {
+    inputs: mpsc::UnboundedSender<Input>,
+    executor: Executor,
+    node_id: Arc<str>,
+}
+
+impl Handle {
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// Hands a command to the engine; the reply goes to `reply`.
+    pub fn submit(&self, cmd: Command, reply: ReplyTo) {
+        if let Err(mpsc::error::SendError(Input::Command(_, reply))) =
+            self.inputs.send(Input::Command(cmd, reply))
+        {
+            reply.send(stopping());
+        }
+    }
+
+    /// Asks for the node's description.
+    pub fn node_info(&self, reply: ReplyTo) {
+        if let Err(mpsc::error::SendError(Input::NodeInfo(reply))) =
+            self.inputs.send(Input::NodeInfo(reply))
+        {
+            reply.send(stopping());
+        }
+    }
+
+    /// One command, awaited (for front doors without their own reply
+    /// channel, and for tests).
+    pub async fn call(&self, cmd: Command) -> Reply {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        self.submit(cmd, ReplyTo { tx, tag: 0 });
+        rx.recv().await.map(|(_, r)| r).unwrap_or_else(stopping)
+    }
+
+    /// Validates, compiles and stores a module (on a blocking thread: a
+    /// compile can take a while), then tells the engine about it.
+    pub async fn put_module(&self, bytes: Vec<u8>) -> Result<ModuleInfo, WireError> {
+        let exec = self.executor.clone();
+        let outcome = tokio::task::spawn_blocking(move || exec.put_module(&bytes))
+            .await
+            .map_err(|e| WireError::new(ErrorCode::Internal, format!("compile task failed: {e}")))?
+            .map_err(|e| {
+                let code = match e {
+                    crate::exec::ExecError::TooLarge { .. } => ErrorCode::TooBig,
+                    crate::exec::ExecError::InvalidModule(_) => ErrorCode::BadModule,
+                    _ => ErrorCode::Internal,
+                };
+                WireError::new(code, e.to_string())
+            })?;
+        let _ = self
+            .inputs
+            .send(Input::ModuleAdded(outcome.hash, outcome.size));
+        Ok(ModuleInfo {
+            hash: outcome.hash,
+            size: outcome.size,
+            compiled_now: outcome.compiled_now,
+            jobs: 0,
+        })
+    }
+}
+
+fn stopping() -> Reply {
+    Reply::error(ErrorCode::Err, "the node is shutting down")
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    DataDir(#[from] crate::store::DataDirError),
+    #[error(transparent)]
+    Identity(#[from] crate::net::identity::IdentityError),
+    #[error("executor: {0}")]
+    Exec(#[from] crate::exec::ExecError),
+    #[error("cannot listen on {addr}: {source} (is another node using this port? pass --port N)")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A running node.
+pub struct Node {
+    handle: Handle,
+    quic_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    executor: Executor,
+    ca_path: std::path::PathBuf,
+    _data_dir: DataDir,
+}
+
+impl Node {
+    /// Opens the data dir, loads modules, binds the listeners and starts
+    /// serving.
+    pub async fn start(cfg: Config) -> Result<Node, StartError> {
+        let data_dir = DataDir::open(&cfg.data_dir)?;
+        let node_id: Arc<str> = data_dir.node_id().into();
+        let names = if cfg.bind.is_unspecified() {
+            vec![]
+        } else {
+            vec![cfg.bind.to_string()]
+        };
+        let identity = Identity::load_or_create(data_dir.path(), &node_id, &names)?;
+
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let executor = Executor::open(
+            ExecConfig {
+                threads: cfg.exec_threads,
+                max_memory_bytes: cfg.max_limits.memory_bytes,
+                max_output_bytes: cfg.max_output_bytes,
+                max_stderr_bytes: cfg.max_stderr_bytes,
+                max_module_bytes: cfg.max_module_bytes,
+                node_id: node_id.to_string(),
+                ..ExecConfig::default()
+            },
+            data_dir.path(),
+            done_tx,
+        )?;
+
+        let prefix = u32::from_str_radix(&node_id[..6], 16).unwrap_or(0);
+        let mut engine = Engine::new(EngineConfig {
+            node_id: node_id.to_string(),
+            node_prefix: prefix,
+            default_limits: cfg.default_limits,
+            max_limits: cfg.max_limits,
+            exec_slots: cfg.exec_threads,
+            max_body_bytes: cfg.max_body_bytes,
+            max_jobs: cfg.max_jobs,
+            seed: rand::random(),
+            ..EngineConfig::default()
+        });
+        for (hash, size) in executor.modules() {
+            engine.handle_module_added(hash, size);
+        }
+
+        let quic_cfg = QuicConfig {
+            addr: SocketAddr::new(cfg.bind, cfg.port),
+            max_frame_bytes: cfg.max_frame_bytes,
+            max_module_bytes: cfg.max_module_bytes,
+            max_connections: cfg.max_connections,
+            password: cfg.requirepass.clone(),
+        };
+        let endpoint = quic::bind(&quic_cfg, &identity).map_err(|e| match e {
+            crate::net::identity::IdentityError::Io { source, .. } => StartError::Listen {
+                addr: quic_cfg.addr,
+                source,
+            },
+            other => StartError::Identity(other),
+        })?;
+        let quic_addr = endpoint.local_addr().map_err(|source| StartError::Listen {
+            addr: quic_cfg.addr,
+            source,
+        })?;
+
+        let (inputs_tx, inputs_rx) = mpsc::unbounded_channel();
+        let handle = Handle {
+            inputs: inputs_tx,
+            executor: executor.clone(),
+            node_id: node_id.clone(),
+        };
+        let (stop, stop_rx) = watch::channel(false);
+        let started = Instant::now();
+        let driver = Driver {
+            engine,
+            executor: executor.clone(),
+            pending: HashMap::new(),
+            next_req: 1,
+            started,
+        };
+        let tasks = vec![
+            tokio::spawn(driver.run(inputs_rx, done_rx, stop_rx.clone())),
+            tokio::spawn(quic::serve(endpoint, quic_cfg, handle.clone(), stop_rx)),
+        ];
+        Ok(Node {
+            handle,
+            quic_addr,
+            stop,
+            tasks,
+            executor,
+            ca_path: identity.ca_path.clone(),
+            _data_dir: data_dir,
+        })
+    }
+
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    pub fn node_id(&self) -> &str {
+        self.handle.node_id()
+    }
+
+    /// The bound QUIC address (UDP).
+    pub fn quic_addr(&self) -> SocketAddr {
+        self.quic_addr
+    }
+
+    /// The CA file clients must trust.
+    pub fn ca_path(&self) -> &std::path::Path {
+        &self.ca_path
+    }
+
+    /// Stops the listeners and the driver, then the executor threads.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+        self.executor.shutdown();
+    }
+}
+
+/// Wall-clock now in unix milliseconds.
+pub fn now_ms() -> UnixMs {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+struct Driver {
+    engine: Engine,
+    executor: Executor,
+    pending: HashMap<RequestId, ReplyTo>,
+    next_req: u64,
+    started: Instant,
+}
+
+impl Driver {
+    async fn run(
+        mut self,
+        mut inputs: mpsc::UnboundedReceiver<Input>,
+        mut done: mpsc::UnboundedReceiver<ExecDone>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let mut sweep = tokio::time::interval(Duration::from_secs(1));
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let wake = self.engine.poll_timeout().map(|at| {
+                let now = now_ms();
+                tokio::time::Instant::now() + Duration::from_millis(at.saturating_sub(now))
+            });
+            tokio::select! {
+                biased;
+                _ = stop.changed() => break,
+                Some(d) = done.recv() => {
+                    let now = now_ms();
+                    self.engine.handle_exec_done(now, d.job, d.attempt, d.result);
+                    // Take what else finished meanwhile before replying.
+                    for _ in 0..1024 {
+                        let Ok(d) = done.try_recv() else { break };
+                        self.engine.handle_exec_done(now, d.job, d.attempt, d.result);
+                    }
+                }
+                Some(input) = inputs.recv() => {
+                    let now = now_ms();
+                    self.input(now, input);
+                    for _ in 0..1024 {
+                        let Ok(input) = inputs.try_recv() else { break };
+                        self.input(now, input);
+                    }
+                }
+                _ = sleep_until(wake), if wake.is_some() => {
+                    self.engine.handle_timeout(now_ms());
+                }
+                _ = sweep.tick() => self.sweep(),
+            }
+            self.carry_out();
+        }
+    }
+
+    fn input(&mut self, now: UnixMs, input: Input) {
+        match input {
+            Input::Command(cmd, reply) => {
+                let req = RequestId(self.next_req);
+                self.next_req += 1;
+                self.pending.insert(req, reply);
+                self.engine.handle_command(now, req, cmd);
+            }
+            Input::ModuleAdded(hash, size) => self.engine.handle_module_added(hash, size),
+            Input::NodeInfo(reply) => {
+                let s = self.engine.stats();
+                let x = self.executor.stats();
+                reply.send(Reply::NodeInfo(Box::new(NodeInfo {
+                    node_id: self.engine.config().node_id.clone(),
+                    version: env!("CARGO_PKG_VERSION").to_string(),
+                    uptime_secs: self.started.elapsed().as_secs(),
+                    executor_threads: x.threads,
+                    executor_busy: x.busy,
+                    jobs: s.jobs as u64,
+                    queues: s.queues as u64,
+                    modules: s.modules as u64,
+                    modules_compiled: x.modules_compiled,
+                    modules_loaded: x.modules_loaded,
+                    jobs_run: x.jobs_run,
+                    pagemap_scan: x.pagemap_scan,
+                })));
+            }
+        }
+    }
+
+    fn carry_out(&mut self) {
+        while let Some(effect) = self.engine.poll_effect() {
+            match effect {
+                Effect::Reply { to, reply } => {
+                    if let Some(r) = self.pending.remove(&to) {
+                        r.send(reply);
+                    }
+                }
+                Effect::Run(run) => self.executor.submit(ExecRequest {
+                    job: run.job,
+                    attempt: run.attempt,
+                    module: run.module,
+                    body: run.body,
+                    args: run.args,
+                    limits: run.limits,
+                }),
+                Effect::RemoveModule(hash) => {
+                    if let Err(e) = self.executor.remove_module(&hash) {
+                        tracing::warn!(module = %hash, "removing module files: {e}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Forgets blocked requests whose client went away.
+    fn sweep(&mut self) {
+        let gone: Vec<RequestId> = self
+            .pending
+            .iter()
+            .filter(|(_, r)| r.tx.is_closed())
+            .map(|(k, _)| *k)
+            .collect();
+        for req in gone {
+            self.pending.remove(&req);
+            self.engine.handle_cancel(req);
+        }
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

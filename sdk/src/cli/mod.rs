@@ -1,0 +1,192 @@
+//! The `wasque` command line: the original note's commands (`addjob`,
+//! `show`, `client`, `ackjob`, `deljob`) plus the Wasm ones (`module`,
+//! `run`, `wait`, `info`).
+//!
+//! Exit codes: 0 success, 1 a job failed (or a command the node refused),
+//! 2 usage error, 3 the node could not be reached.
+
+mod addjob;
+mod module;
+mod run;
+mod show;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::{Client, ClientConfig, ClientError};
+
+/// Command line of wasque, a job queue whose jobs are WebAssembly programs.
+#[derive(Debug, Parser)]
+#[command(name = "wasque", version, about, long_about = None)]
+pub struct Args {
+    /// The node to talk to.
+    #[arg(long, global = true, env = "WASQUE_NODE", default_value = "127.0.0.1:7711")]
+    node: String,
+    /// The node's data dir, to trust its CA (DATA_DIR/tls/ca.pem).
+    #[arg(long, global = true, env = "WASQUE_DATA_DIR", default_value = "wasque-data")]
+    data_dir: PathBuf,
+    /// A CA certificate (PEM) to trust instead of the data dir's.
+    #[arg(long, global = true, env = "WASQUE_CA", value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// Password of a node that has `requirepass` set.
+    #[arg(long, global = true, env = "WASQUE_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Upload, list, inspect or delete Wasm modules.
+    #[command(subcommand)]
+    Module(module::ModuleCmd),
+    /// Add a job: `addjob QUEUE TIMEOUT_MS [options]` reads the body from
+    /// stdin; `addjob QUEUE BODY TIMEOUT_MS [options]` takes it from the
+    /// argument. Options as bare words, as in Disque: `replicate [N]`,
+    /// `nocache`, `async`, `asynckey K`, `delay SECS`, `retry SECS`,
+    /// `ttl SECS`, `maxlen N`.
+    Addjob(addjob::AddJobArgs),
+    /// Show a job's state (`--json` for the note's JSON document).
+    Show(show::ShowArgs),
+    /// Show a job added with `asynckey KEY`, to a holder of the key.
+    Client {
+        key: String,
+        id: String,
+    },
+    /// Wait for a job to finish and print its result.
+    Wait {
+        id: String,
+        /// How long to wait, in ms.
+        #[arg(long, default_value_t = 60_000)]
+        timeout: u64,
+    },
+    /// Acknowledge jobs: the node forgets them.
+    Ackjob {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Delete jobs from the node, whatever their state.
+    Deljob {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Print the node's description.
+    Info,
+    /// Run a module over many payloads: upload it, submit every payload
+    /// with bounded parallelism, print results in order, summarise.
+    Run(run::RunArgs),
+}
+
+/// Entry point of the `wasque` binary.
+pub fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(dispatch(args)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            let unreachable = e
+                .downcast_ref::<ClientError>()
+                .is_some_and(ClientError::is_unreachable);
+            if unreachable {
+                ExitCode::from(3)
+            } else if e.downcast_ref::<UsageError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+/// A mistake in the command line found after parsing (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct UsageError(pub String);
+
+pub(crate) fn usage(msg: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(UsageError(msg.into()))
+}
+
+async fn connect(args: &Args) -> anyhow::Result<Client> {
+    let mut cfg = match &args.ca {
+        Some(ca) => ClientConfig::with_ca_file(&args.node, ca)?,
+        None => ClientConfig::local(&args.node, &args.data_dir)?,
+    };
+    cfg.token = args.password.clone();
+    Ok(Client::connect(cfg).await?)
+}
+
+pub(crate) fn parse_id(s: &str) -> anyhow::Result<crate::proto::JobId> {
+    s.parse().map_err(|e: crate::proto::JobIdError| usage(e.to_string()))
+}
+
+async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
+    let client = connect(&args).await?;
+    match args.command {
+        Cmd::Module(m) => module::run(&client, m).await,
+        Cmd::Addjob(a) => addjob::run(&client, a).await,
+        Cmd::Show(s) => show::run(&client, s).await,
+        Cmd::Client { key, id } => {
+            let id = parse_id(&id)?;
+            let status = client.show_by_key(&key, id).await?;
+            println!("{}", serde_json::to_string_pretty(&status.to_json())?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Wait { id, timeout } => {
+            let id = parse_id(&id)?;
+            match client.wait(id, timeout).await? {
+                Some(status) => Ok(show::print_result(&status)),
+                None => {
+                    eprintln!("error: job {id} did not finish within {timeout} ms");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Cmd::Ackjob { ids } => {
+            let ids = ids.iter().map(|s| parse_id(s)).collect::<Result<Vec<_>, _>>()?;
+            println!("{}", client.ack(ids).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Deljob { ids } => {
+            let ids = ids.iter().map(|s| parse_id(s)).collect::<Result<Vec<_>, _>>()?;
+            println!("{}", client.deljob(ids).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Info => {
+            let info = client.node_info().await?;
+            println!("node_id:{}", info.node_id);
+            println!("version:{}", info.version);
+            println!("uptime_secs:{}", info.uptime_secs);
+            println!("executor_threads:{}", info.executor_threads);
+            println!("executor_busy:{}", info.executor_busy);
+            println!("jobs:{}", info.jobs);
+            println!("queues:{}", info.queues);
+            println!("modules:{}", info.modules);
+            println!("modules_compiled:{}", info.modules_compiled);
+            println!("modules_loaded:{}", info.modules_loaded);
+            println!("jobs_run:{}", info.jobs_run);
+            println!("pagemap_scan:{}", info.pagemap_scan);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Run(r) => run::run(&client, r).await,
+    }
+}

@@ -1,0 +1,95 @@
+//! `wasque show`: a readable summary, or the note's JSON with `--json`; and
+//! the shared printing of a finished job's result.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::parse_id;
+use crate::Client;
+use crate::proto::{Body, JobStatus};
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    id: String,
+    /// Print the JSON document (see README).
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(client: &Client, a: ShowArgs) -> anyhow::Result<ExitCode> {
+    let status = client.show(parse_id(&a.id)?).await?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&status.to_json())?);
+    } else {
+        print!("{}", summary(&status));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A few readable lines about a job.
+pub fn summary(s: &JobStatus) -> String {
+    let mut out = String::new();
+    let (body, enc) = Body(&s.body).encode();
+    let body: String = body.chars().take(80).collect();
+    out += &format!("id:        {}\n", s.id);
+    out += &format!("queue:     {}\n", s.queue);
+    out += &format!("state:     {}\n", s.state);
+    out += &format!(
+        "body:      {body}{}\n",
+        if enc.is_some() { " (base64)" } else { "" }
+    );
+    if let Some(m) = &s.module {
+        out += &format!("module:    {m}\n");
+    }
+    if let Some(l) = &s.limits {
+        out += &format!(
+            "limits:    fuel {} · memory {} bytes · deadline {} ms\n",
+            l.fuel, l.memory_bytes, l.deadline_ms
+        );
+    }
+    out += &format!(
+        "attempts:  {} (nacks {}, additional deliveries {})\n",
+        s.attempts, s.nacks, s.additional_deliveries
+    );
+    out += &format!("ttl:       {} s left\n", s.ttl);
+    if let Some(r) = &s.result {
+        match &r.error_class {
+            None => out += &format!("result:    ok, exit 0, {} bytes of output\n", r.output.len()),
+            Some(c) => out += &format!("result:    {c}: {}\n", r.message),
+        }
+        out += &format!(
+            "           fuel {} · {:.3} ms · on node {}\n",
+            r.fuel_used,
+            r.duration_us as f64 / 1000.0,
+            r.node
+        );
+    }
+    out
+}
+
+/// Prints a finished job's output on stdout, or `error: CLASS: message` on
+/// stderr; the exit code says which.
+pub fn print_result(s: &JobStatus) -> ExitCode {
+    match &s.result {
+        Some(r) if r.error_class.is_none() => {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(&r.output);
+            let _ = out.flush();
+            ExitCode::SUCCESS
+        }
+        Some(r) => {
+            let class = r.error_class.map(|c| c.to_string()).unwrap_or_default();
+            eprintln!("error: {class}: {}", r.message);
+            if !r.stderr.is_empty() {
+                eprintln!("--- job stderr ---\n{}", String::from_utf8_lossy(&r.stderr).trim_end());
+            }
+            ExitCode::FAILURE
+        }
+        None => {
+            eprintln!("error: job {} is {} with no result", s.id, s.state);
+            ExitCode::FAILURE
+        }
+    }
+}

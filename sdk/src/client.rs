@@ -1,0 +1,405 @@
+//! The async Rust client: one QUIC connection to a node, one long-lived
+//! bidirectional stream carrying pipelined requests (replies matched by id,
+//! so many requests can be in flight), and a stream of its own per module
+//! upload.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use crate::proto::{
+    self, AddJob, FrameError, JobId, JobStatus, ModuleHash, ModuleInfo, NodeInfo, Request,
+    RequestFrame, Response, ResponseFrame, WireError,
+};
+use crate::tls::{CLIENT_ALPN, client_tls_config};
+
+/// Where and how to connect.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// The node's address.
+    pub addr: SocketAddr,
+    /// PEM of the CA that signed the node's certificate.
+    pub ca_pem: Vec<u8>,
+    /// Name checked against the node's certificate; defaults to the IP.
+    pub server_name: String,
+    /// Secret for nodes that require one (`requirepass`).
+    pub token: Option<String>,
+    /// Bound on one frame, both ways.
+    pub max_frame: usize,
+    /// How long to wait for the connection.
+    pub connect_timeout: Duration,
+}
+
+impl ClientConfig {
+    /// Connects to `addr`, trusting the CA file at `ca_file`.
+    pub fn with_ca_file(addr: &str, ca_file: impl AsRef<Path>) -> Result<ClientConfig, ClientError> {
+        let addr = resolve(addr)?;
+        let path = ca_file.as_ref();
+        let ca_pem = std::fs::read(path).map_err(|e| ClientError::CaMissing {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        Ok(ClientConfig {
+            addr,
+            ca_pem,
+            server_name: addr.ip().to_string(),
+            token: None,
+            max_frame: proto::DEFAULT_MAX_FRAME,
+            connect_timeout: Duration::from_secs(5),
+        })
+    }
+
+    /// Connects to a local node whose data dir is `data_dir` (its CA is at
+    /// `DATA_DIR/tls/ca.pem`).
+    pub fn local(addr: &str, data_dir: impl AsRef<Path>) -> Result<ClientConfig, ClientError> {
+        Self::with_ca_file(addr, data_dir.as_ref().join("tls").join("ca.pem"))
+    }
+}
+
+fn resolve(addr: &str) -> Result<SocketAddr, ClientError> {
+    use std::net::ToSocketAddrs;
+    addr.to_socket_addrs()
+        .map_err(|e| ClientError::Connect(format!("cannot resolve {addr:?}: {e}")))?
+        .next()
+        .ok_or_else(|| ClientError::Connect(format!("{addr:?} resolves to no address")))
+}
+
+/// Why a client call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot read the CA certificate {path}: {reason} (start the node once to create it, or pass --ca FILE)")]
+    CaMissing { path: PathBuf, reason: String },
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("connection lost: {0}")]
+    Closed(String),
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error("{0}")]
+    Node(#[from] WireError),
+    #[error("unexpected reply from node: {0}")]
+    Unexpected(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl ClientError {
+    /// Whether the node could not be reached at all (CLI exit code 3).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, ClientError::Connect(_) | ClientError::Closed(_))
+    }
+}
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Response>>>>;
+
+/// A connection to one node. Cheap to clone; clones share the connection.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conn: quinn::Connection,
+    _endpoint: quinn::Endpoint,
+    requests: mpsc::UnboundedSender<(RequestFrame, oneshot::Sender<Response>)>,
+    next_id: AtomicU64,
+    max_frame: usize,
+    node_id: String,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.conn.close(0u32.into(), b"client done");
+    }
+}
+
+impl Client {
+    /// Connects and says hello.
+    pub async fn connect(cfg: ClientConfig) -> Result<Client, ClientError> {
+        let quic = client_tls_config(&cfg.ca_pem, CLIENT_ALPN).map_err(ClientError::Tls)?;
+        let bind: SocketAddr = if cfg.addr.is_ipv6() {
+            "[::]:0".parse().expect("literal address")
+        } else {
+            "0.0.0.0:0".parse().expect("literal address")
+        };
+        let mut endpoint = quinn::Endpoint::client(bind)?;
+        endpoint.set_default_client_config(quic);
+        let connecting = endpoint
+            .connect(cfg.addr, &cfg.server_name)
+            .map_err(|e| ClientError::Connect(format!("{}: {e}", cfg.addr)))?;
+        let conn = tokio::time::timeout(cfg.connect_timeout, connecting)
+            .await
+            .map_err(|_| {
+                ClientError::Connect(format!(
+                    "no answer from {} within {:?} (is a node running there?)",
+                    cfg.addr, cfg.connect_timeout
+                ))
+            })?
+            .map_err(|e| ClientError::Connect(format!("{}: {e}", cfg.addr)))?;
+        let (send, recv) = conn
+            .open_bi()
+            .await
+            .map_err(|e| ClientError::Closed(e.to_string()))?;
+        let pending: Pending = Arc::default();
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(write_loop(send, rx, pending.clone(), cfg.max_frame));
+        tokio::spawn(read_loop(recv, pending, cfg.max_frame));
+        let mut client = Client {
+            inner: Arc::new(Inner {
+                conn,
+                _endpoint: endpoint,
+                requests: tx,
+                next_id: AtomicU64::new(1),
+                max_frame: cfg.max_frame,
+                node_id: String::new(),
+            }),
+        };
+        let hello = client
+            .call(Request::Hello {
+                protocol: proto::PROTOCOL_VERSION,
+                client: format!("wasque-sdk/{}", env!("CARGO_PKG_VERSION")),
+                token: cfg.token.clone(),
+            })
+            .await?;
+        match hello {
+            Response::Hello { node, .. } => {
+                if let Some(inner) = Arc::get_mut(&mut client.inner) {
+                    inner.node_id = node;
+                }
+                Ok(client)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Id of the node this client talks to.
+    pub fn node_id(&self) -> &str {
+        &self.inner.node_id
+    }
+
+    /// Sends one request on the pipelined stream and waits for its reply.
+    /// Node errors come back as [`ClientError::Node`].
+    pub async fn call(&self, request: Request) -> Result<Response, ClientError> {
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .requests
+            .send((RequestFrame { id, request }, tx))
+            .map_err(|_| ClientError::Closed(self.close_reason()))?;
+        match rx.await {
+            Ok(Response::Error(e)) => Err(ClientError::Node(e)),
+            Ok(r) => Ok(r),
+            Err(_) => Err(ClientError::Closed(self.close_reason())),
+        }
+    }
+
+    fn close_reason(&self) -> String {
+        match self.inner.conn.close_reason() {
+            Some(r) => r.to_string(),
+            None => "the node closed the request stream".into(),
+        }
+    }
+
+    /// Uploads a module on a stream of its own; the node validates and
+    /// compiles it (once per node) before answering.
+    pub async fn put_module(&self, bytes: impl AsRef<[u8]>) -> Result<ModuleInfo, ClientError> {
+        let bytes = bytes.as_ref();
+        let (mut send, mut recv) = self
+            .inner
+            .conn
+            .open_bi()
+            .await
+            .map_err(|e| ClientError::Closed(e.to_string()))?;
+        let head = proto::encode_frame(
+            &RequestFrame {
+                id: 0,
+                request: Request::PutModule {
+                    size: bytes.len() as u64,
+                },
+            },
+            self.inner.max_frame,
+        )?;
+        let sent = async {
+            send.write_all(&head).await?;
+            send.write_all(bytes).await?;
+            send.finish()?;
+            Ok::<(), std::io::Error>(())
+        }
+        .await;
+        // Even if the write failed (the node refused mid-upload), its reply
+        // says why.
+        let reply: Option<ResponseFrame> = proto::read_frame(&mut recv, self.inner.max_frame).await?;
+        match reply.map(|r| r.response) {
+            Some(Response::Module(m)) => Ok(m),
+            Some(Response::Error(e)) => Err(ClientError::Node(e)),
+            Some(other) => Err(unexpected(other)),
+            None => Err(match sent {
+                Err(e) => ClientError::Io(e),
+                Ok(()) => ClientError::Closed("node closed the upload stream".into()),
+            }),
+        }
+    }
+
+    pub async fn list_modules(&self) -> Result<Vec<ModuleInfo>, ClientError> {
+        match self.call(Request::ListModules).await? {
+            Response::Modules(m) => Ok(m),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn stat_module(&self, hash: ModuleHash) -> Result<ModuleInfo, ClientError> {
+        match self.call(Request::StatModule { hash }).await? {
+            Response::Module(m) => Ok(m),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn delete_module(&self, hash: ModuleHash) -> Result<(), ClientError> {
+        match self.call(Request::DeleteModule { hash }).await? {
+            Response::Ok => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Adds a job; returns its id once the node accepted it.
+    pub async fn add_job(&self, mut job: AddJob) -> Result<JobId, ClientError> {
+        job.wait_ms = None;
+        match self.call(Request::AddJob(Box::new(job))).await? {
+            Response::JobAdded { id } => Ok(id),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Adds a job and waits up to `wait_ms` for its result in the same
+    /// request; the job is acknowledged once the result is sent, so nothing
+    /// is left behind. A job that did not finish in time stays queued: its
+    /// status comes back with no result.
+    pub async fn run(&self, mut job: AddJob, wait_ms: u64) -> Result<JobStatus, ClientError> {
+        job.wait_ms = Some(wait_ms);
+        job.ack_on_result = true;
+        match self.call(Request::AddJob(Box::new(job))).await? {
+            Response::Job(s) => Ok(*s),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The job's status document.
+    pub async fn show(&self, id: JobId) -> Result<JobStatus, ClientError> {
+        match self.call(Request::Show { id }).await? {
+            Response::Job(s) => Ok(*s),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The status of a job added with `asynckey`, given the key.
+    pub async fn show_by_key(&self, key: &str, id: JobId) -> Result<JobStatus, ClientError> {
+        match self
+            .call(Request::ShowByKey {
+                key: key.to_string(),
+                id,
+            })
+            .await?
+        {
+            Response::Job(s) => Ok(*s),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Waits until the job is finished (`Some`) or `timeout_ms` passes (`None`).
+    /// The node wakes the waiter when the job finishes; nothing polls.
+    pub async fn wait(&self, id: JobId, timeout_ms: u64) -> Result<Option<JobStatus>, ClientError> {
+        match self.call(Request::Wait { id, timeout_ms }).await? {
+            Response::Job(s) => Ok(Some(*s)),
+            Response::NotFinished => Ok(None),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Acknowledges jobs; returns how many the node knew.
+    pub async fn ack(&self, ids: Vec<JobId>) -> Result<u64, ClientError> {
+        match self.call(Request::Ack { ids }).await? {
+            Response::Count(n) => Ok(n),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Deletes jobs; returns how many the node held.
+    pub async fn deljob(&self, ids: Vec<JobId>) -> Result<u64, ClientError> {
+        match self.call(Request::DelJob { ids }).await? {
+            Response::Count(n) => Ok(n),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn node_info(&self) -> Result<NodeInfo, ClientError> {
+        match self.call(Request::NodeInfo).await? {
+            Response::NodeInfo(n) => Ok(n),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+fn unexpected(r: Response) -> ClientError {
+    ClientError::Unexpected(format!("{r:?}"))
+}
+
+/// Writes queued requests, batching whatever is ready into one write.
+async fn write_loop(
+    mut send: quinn::SendStream,
+    mut rx: mpsc::UnboundedReceiver<(RequestFrame, oneshot::Sender<Response>)>,
+    pending: Pending,
+    max_frame: usize,
+) {
+    let mut buf = Vec::with_capacity(64 * 1024);
+    while let Some(first) = rx.recv().await {
+        buf.clear();
+        let mut batch = vec![first];
+        while batch.len() < 256 {
+            match rx.try_recv() {
+                Ok(item) => batch.push(item),
+                Err(_) => break,
+            }
+        }
+        {
+            let mut p = pending.lock().await;
+            for (frame, reply) in batch {
+                match proto::encode_frame(&frame, max_frame) {
+                    Ok(bytes) => {
+                        buf.extend_from_slice(&bytes);
+                        p.insert(frame.id, reply);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Response::Error(WireError::new(
+                            proto::ErrorCode::TooBig,
+                            e.to_string(),
+                        )));
+                    }
+                }
+            }
+        }
+        if send.write_all(&buf).await.is_err() {
+            break;
+        }
+    }
+    let _ = send.finish();
+    // Wake callers whose requests can no longer be answered.
+    pending.lock().await.clear();
+}
+
+/// Reads replies and hands each to its waiting caller.
+async fn read_loop(mut recv: quinn::RecvStream, pending: Pending, max_frame: usize) {
+    while let Ok(Some(frame)) = proto::read_frame::<_, ResponseFrame>(&mut recv, max_frame).await {
+        if let Some(tx) = pending.lock().await.remove(&frame.id) {
+            let _ = tx.send(frame.response);
+        }
+    }
+    // Dropping the senders wakes every caller with "connection lost".
+    pending.lock().await.clear();
+}

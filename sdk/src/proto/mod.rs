@@ -1,0 +1,26 @@
+//! The wire vocabulary of wasque, shared by nodes and clients.
+//!
+//! - [`types`]: job ids, module hashes, error classes, limits, results and the
+//!   job status document (`wasque show --json`).
+//! - [`request`] / [`response`]: what a client asks and what a node answers.
+//! - [`frame`]: length-prefixed postcard frames with a size bound.
+//!
+//! Versioning: every connection starts with [`Request::Hello`] carrying
+//! [`PROTOCOL_VERSION`]; a node refuses versions it does not speak with a
+//! clear error rather than misreading frames.
+
+pub mod frame;
+pub mod request;
+pub mod response;
+pub mod types;
+
+pub use frame::{FrameError, read_frame, write_frame, encode_frame, DEFAULT_MAX_FRAME};
+pub use request::{AddJob, Request, RequestFrame};
+pub use response::{ErrorCode, ModuleInfo, NodeInfo, Response, ResponseFrame, WireError};
+pub use types::{
+    Body, ErrorClass, JobId, JobIdError, JobResult, JobState, JobStatus, DeliveryInfo, Limits,
+    LimitsRequest, ModuleHash,
+};
+
+/// Version of the client protocol spoken by this crate.
+pub const PROTOCOL_VERSION: u32 = 1;

@@ -1,0 +1,108 @@
+//! What a client asks a node over the client ALPN.
+
+use serde::{Deserialize, Serialize};
+
+use super::types::{JobId, LimitsRequest, ModuleHash};
+
+/// One request with the id its reply will carry, so replies on a pipelined
+/// stream can come back out of order (a `Wait` does not hold up an `Ack`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RequestFrame {
+    pub id: u64,
+    pub request: Request,
+}
+
+/// A client request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Request {
+    /// First frame of a connection's control stream.
+    Hello {
+        protocol: u32,
+        client: String,
+        /// Tenant token or `requirepass` secret, when the node asks for one.
+        token: Option<String>,
+    },
+    /// Upload a module. Sent as the first frame of a stream of its own,
+    /// followed by exactly `size` raw bytes; the node replies on the same
+    /// stream once the module is validated and compiled.
+    PutModule { size: u64 },
+    ListModules,
+    StatModule { hash: ModuleHash },
+    DeleteModule { hash: ModuleHash },
+    AddJob(Box<AddJob>),
+    /// The job's status document.
+    Show { id: JobId },
+    /// The status document of a job added with `asynckey`, for a holder of
+    /// the key (and nothing for anyone else).
+    ShowByKey { key: String, id: JobId },
+    /// Blocks until the job is finished or `timeout_ms` passes (0 = no wait).
+    Wait { id: JobId, timeout_ms: u64 },
+    Ack { ids: Vec<JobId> },
+    DelJob { ids: Vec<JobId> },
+    NodeInfo,
+}
+
+/// Arguments of `ADDJOB`, with Disque's meanings and wasque's additions.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AddJob {
+    pub queue: String,
+    pub body: Vec<u8>,
+    /// How long the add may wait for replication (Disque's ms-timeout).
+    pub timeout_ms: u64,
+    /// Copies to keep; `None` = Disque's default (3, or fewer reachable nodes).
+    pub replicate: Option<u32>,
+    /// Seconds before the job becomes ready.
+    pub delay_secs: Option<u64>,
+    /// Seconds before an unacknowledged delivery is queued again (0 = at most once).
+    pub retry_secs: Option<u64>,
+    /// Seconds the job lives.
+    pub ttl_secs: Option<u64>,
+    /// Refuse the add when the queue already holds this many jobs.
+    pub maxlen: Option<u64>,
+    /// Reply before replication completes.
+    pub asynchronous: bool,
+    /// Hand the result to waiters present when it finishes and do not keep it.
+    pub nocache: bool,
+    /// Anyone holding this key can read the job's status with `ShowByKey`.
+    pub asynckey: Option<String>,
+    /// The module to run; `None` = a plain job for an external worker.
+    pub module: Option<ModuleHash>,
+    pub limits: LimitsRequest,
+    /// 0..=9, higher first.
+    pub priority: u8,
+    /// Collocation key.
+    pub group: Option<String>,
+    /// Arguments for the module (`argv[1..]`).
+    pub args: Vec<String>,
+    /// Reply only when the job is finished (up to this many ms), with its
+    /// status; the add itself still replies with an error if refused.
+    pub wait_ms: Option<u64>,
+    /// With `wait_ms`: acknowledge the job as soon as its result is sent.
+    pub ack_on_result: bool,
+}
+
+impl AddJob {
+    /// A job for `queue` with `body` and every option at its default.
+    pub fn new(queue: impl Into<String>, body: impl Into<Vec<u8>>) -> AddJob {
+        AddJob {
+            queue: queue.into(),
+            body: body.into(),
+            timeout_ms: 5_000,
+            replicate: None,
+            delay_secs: None,
+            retry_secs: None,
+            ttl_secs: None,
+            maxlen: None,
+            asynchronous: false,
+            nocache: false,
+            asynckey: None,
+            module: None,
+            limits: LimitsRequest::default(),
+            priority: 0,
+            group: None,
+            args: Vec::new(),
+            wait_ms: None,
+            ack_on_result: false,
+        }
+    }
+}

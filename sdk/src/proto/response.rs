@@ -1,0 +1,139 @@
+//! What a node answers over the client ALPN.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::types::{JobId, JobStatus, ModuleHash};
+
+/// A reply, tagged with the id of the request it answers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResponseFrame {
+    pub id: u64,
+    pub response: Response,
+}
+
+/// A node's answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Response {
+    Ok,
+    Hello { node: String, protocol: u32 },
+    Module(ModuleInfo),
+    Modules(Vec<ModuleInfo>),
+    JobAdded { id: JobId },
+    Job(Box<JobStatus>),
+    /// `Wait` timed out before the job finished.
+    NotFinished,
+    /// How many jobs a command affected.
+    Count(u64),
+    NodeInfo(NodeInfo),
+    Error(WireError),
+}
+
+/// A module as a node holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleInfo {
+    pub hash: ModuleHash,
+    pub size: u64,
+    /// Whether this upload compiled the module (false: it was already known).
+    pub compiled_now: bool,
+    /// Jobs queued or running that use it.
+    pub jobs: u64,
+}
+
+/// A node's description of itself.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub node_id: String,
+    pub version: String,
+    pub uptime_secs: u64,
+    pub executor_threads: u32,
+    pub executor_busy: u32,
+    pub jobs: u64,
+    pub queues: u64,
+    pub modules: u64,
+    /// Modules compiled since start (uploads of new modules).
+    pub modules_compiled: u64,
+    /// Modules loaded from their precompiled artifact at start.
+    pub modules_loaded: u64,
+    pub jobs_run: u64,
+    pub pagemap_scan: bool,
+}
+
+/// An error as sent to clients: a stable code plus a message for people.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct WireError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// Stable error codes; `as_str` gives Disque's RESP prefix where Disque has one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// Generic error (`-ERR`).
+    Err,
+    /// A malformed job id (`-BADID`).
+    BadId,
+    /// No such job (`-NOJOB` here; Disque answers `-ERR`/nil by command).
+    NoJob,
+    /// The job names an unknown module (`-NOMODULE`).
+    NoModule,
+    /// The module failed validation or compilation (`-BADMODULE`).
+    BadModule,
+    /// Not enough nodes for the requested replication (`-NOREPL`).
+    NoRepl,
+    /// The queue is paused (`-PAUSED`).
+    Paused,
+    /// The node is leaving the cluster (`-LEAVING`).
+    Leaving,
+    /// The queue is at MAXLEN (`-MAXLEN`).
+    MaxLen,
+    /// Over a size bound (`-TOOBIG`).
+    TooBig,
+    /// Over a quota or a node maximum (`-QUOTA`).
+    Quota,
+    /// Authentication required or failed (`-NOAUTH`).
+    NoAuth,
+    /// Protocol version or command not supported (`-UNSUPPORTED`).
+    Unsupported,
+    /// Something broke inside the node (`-INTERNAL`).
+    Internal,
+}
+
+impl ErrorCode {
+    /// The RESP error prefix.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ErrorCode::Err => "ERR",
+            ErrorCode::BadId => "BADID",
+            ErrorCode::NoJob => "NOJOB",
+            ErrorCode::NoModule => "NOMODULE",
+            ErrorCode::BadModule => "BADMODULE",
+            ErrorCode::NoRepl => "NOREPL",
+            ErrorCode::Paused => "PAUSED",
+            ErrorCode::Leaving => "LEAVING",
+            ErrorCode::MaxLen => "MAXLEN",
+            ErrorCode::TooBig => "TOOBIG",
+            ErrorCode::Quota => "QUOTA",
+            ErrorCode::NoAuth => "NOAUTH",
+            ErrorCode::Unsupported => "UNSUPPORTED",
+            ErrorCode::Internal => "INTERNAL",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl WireError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> WireError {
+        WireError {
+            code,
+            message: message.into(),
+        }
+    }
+}

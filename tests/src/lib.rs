@@ -1,0 +1,9 @@
+//! Shared helpers for wasque's integration tests and benchmarks:
+//!
+//! - [`guests`]: builds the example guest modules (`guest-examples/`, target
+//!   `wasm32-wasip1`) once and hands out their paths.
+//! - [`node`]: starts a `wasque-node` as a real process on free loopback
+//!   ports and kills it by its own handle when dropped.
+
+pub mod guests;
+pub mod node;

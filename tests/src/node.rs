@@ -1,0 +1,167 @@
+//! A `wasque-node` started as a real process for a test: free loopback
+//! port, its own temporary data dir, stdout watched for the listening
+//! line, and killed by its own handle when dropped.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// A running node process.
+pub struct TestNode {
+    child: Child,
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    /// Lines the node printed on stdout after starting.
+    pub stdout: mpsc::Receiver<String>,
+}
+
+/// Path of a binary of this package, built by cargo for the tests.
+pub fn bin(name: &str) -> PathBuf {
+    // Integration tests get CARGO_BIN_EXE_<name>; the library itself finds
+    // the binaries next to the test executable's folder.
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe
+        .parent()
+        .and_then(|d| if d.ends_with("deps") { d.parent() } else { Some(d) })
+        .expect("target dir");
+    dir.join(name)
+}
+
+/// A loopback port free for both TCP and UDP right now.
+pub fn free_port() -> u16 {
+    for _ in 0..100 {
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+        let port = udp.local_addr().expect("addr").port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() && port < 65535 - 100 {
+            return port;
+        }
+    }
+    panic!("no free port found");
+}
+
+impl TestNode {
+    /// Starts a node with a fresh data dir and `extra` flags.
+    pub fn start(extra: &[&str]) -> TestNode {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("data");
+        let mut n = TestNode::start_in(&dir, extra);
+        n._tmp = Some(tmp);
+        n
+    }
+
+    /// Starts a node on `data_dir` (kept by the caller, e.g. for restarts).
+    pub fn start_in(data_dir: &Path, extra: &[&str]) -> TestNode {
+        let port = free_port();
+        let mut cmd = Command::new(bin("test-wasque-node"));
+        cmd.arg("--port")
+            .arg(port.to_string())
+            .arg("--http-port")
+            .arg("0")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().expect("spawn wasque-node");
+        let stdout = child.stdout.take().expect("stdout piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut node = TestNode {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            data_dir: data_dir.to_path_buf(),
+            _tmp: None,
+            stdout: rx,
+        };
+        node.wait_listening();
+        node
+    }
+
+    fn wait_listening(&mut self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            match self.stdout.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) if line.contains("listening") => return,
+                Ok(_) => {}
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if let Ok(Some(status)) = self.child.try_wait() {
+                        panic!("wasque-node exited before listening: {status}");
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = self.child.wait();
+                    panic!("wasque-node closed stdout before listening: {status:?}");
+                }
+            }
+        }
+        panic!("wasque-node did not start listening within 60 s");
+    }
+
+    /// `host:port` for clients.
+    pub fn addr_str(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// A client config trusting this node's CA.
+    pub fn client_config(&self) -> wasque_sdk::ClientConfig {
+        wasque_sdk::ClientConfig::local(&self.addr_str(), &self.data_dir).expect("client config")
+    }
+
+    /// Connects a client.
+    pub async fn client(&self) -> wasque_sdk::Client {
+        wasque_sdk::Client::connect(self.client_config())
+            .await
+            .expect("connect to test node")
+    }
+
+    /// Stops the node with SIGTERM and waits (bounded) for it to exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id() as i32;
+        // SAFETY: kill(2) on our own child's pid, which we have not reaped.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                return self.child.wait().expect("wait after kill");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the node at once (SIGKILL), as a crash.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
