@@ -90,13 +90,16 @@ impl Handle {
         let outcome = tokio::task::spawn_blocking(move || exec.put_module(&bytes))
             .await
             .map_err(|e| WireError::new(ErrorCode::Internal, format!("compile task failed: {e}")))?
-            .map_err(|e| {
-                let code = match e {
-                    crate::exec::ExecError::TooLarge { .. } => ErrorCode::TooBig,
-                    crate::exec::ExecError::InvalidModule(_) => ErrorCode::BadModule,
-                    _ => ErrorCode::Internal,
-                };
-                WireError::new(code, e.to_string())
+            .map_err(|e| match e {
+                crate::exec::ExecError::TooLarge { .. } => {
+                    WireError::new(ErrorCode::TooBig, e.to_string())
+                }
+                // The error class of a broken module, as a job would report it.
+                crate::exec::ExecError::InvalidModule(_) => WireError::new(
+                    ErrorCode::BadModule,
+                    format!("{}: {e}", crate::job::ErrorClass::InvalidModule),
+                ),
+                _ => WireError::new(ErrorCode::Internal, e.to_string()),
             })?;
         let _ = self
             .inputs
