@@ -43,6 +43,9 @@ struct Args {
     /// Executor threads (default: one per core).
     #[arg(long, value_name = "N")]
     exec_threads: Option<usize>,
+    /// Allow DEBUG FLUSHALL over RESP (test nodes only).
+    #[arg(long)]
+    enable_debug_command: bool,
     /// Log filter, e.g. `info` or `wasque_node=debug` (RUST_LOG also works).
     #[arg(long, value_name = "FILTER")]
     log: Option<String>,
@@ -105,7 +108,12 @@ fn load(args: &Args) -> anyhow::Result<Config> {
     for j in &args.join {
         raw.add_join(j.clone());
     }
-    Ok(raw.resolve()?)
+    if args.enable_debug_command {
+        raw.set_flag("enable-debug-command", "yes");
+    }
+    let mut cfg = raw.resolve()?;
+    cfg.config_file = args.config.clone().or(args.config_positional.clone());
+    Ok(cfg)
 }
 
 fn init_logging(cfg: &Config, flag: Option<&str>) {

@@ -55,6 +55,17 @@ pub struct Config {
     pub max_frame_bytes: usize,
     pub max_jobs: usize,
     pub max_connections: usize,
+    /// RESP: the largest bulk string (`proto-max-bulk-len`), at least the
+    /// module-size bound so MODULE PUT fits.
+    pub resp_max_bulk_bytes: usize,
+    /// RESP: most arguments in one request (`resp-max-args`).
+    pub resp_max_args: usize,
+    /// RESP: close a client idle this many seconds (`timeout`); 0 = never.
+    pub resp_idle_timeout_secs: u64,
+    /// Allow DEBUG FLUSHALL (`--enable-debug-command`, test nodes only).
+    pub enable_debug_command: bool,
+    /// The file the node was started from (for CONFIG REWRITE).
+    pub config_file: Option<PathBuf>,
     /// Redis-only directives found in the file, to log once as ignored.
     pub ignored: Vec<String>,
 }
@@ -115,6 +126,10 @@ const KNOWN: &[&str] = &[
     "max-frame-bytes",
     "max-jobs",
     "maxclients",
+    "enable-debug-command",
+    "proto-max-bulk-len",
+    "resp-max-args",
+    "timeout",
 ];
 
 /// Directives that only mean something to Redis or to parts of Disque that
@@ -143,7 +158,6 @@ const IGNORED: &[&str] = &[
     "slave-lazy-flush",
     "activerehashing",
     "tcp-keepalive",
-    "timeout",
     "hz",
     "protected-mode",
     "supervised",
@@ -202,7 +216,9 @@ impl RawConfig {
             if !KNOWN.contains(&name.as_str()) {
                 return Err(err(format!(
                     "unknown directive {name:?}{}",
-                    suggest(&name).map(|s| format!(" (did you mean {s:?}?)")).unwrap_or_default()
+                    suggest(&name)
+                        .map(|s| format!(" (did you mean {s:?}?)"))
+                        .unwrap_or_default()
                 )));
             }
             let value = match rest {
@@ -238,7 +254,10 @@ impl RawConfig {
     /// Checks every value and fills the defaults.
     pub fn resolve(&self) -> Result<Config, ConfigError> {
         let bad = |name: &str, why: String| -> ConfigError {
-            let at = self.get(name).map(|(_, at)| at.as_str()).unwrap_or("default");
+            let at = self
+                .get(name)
+                .map(|(_, at)| at.as_str())
+                .unwrap_or("default");
             ConfigError::Invalid(format!("{at}: {name}: {why}"))
         };
         let num = |name: &str, default: u64| -> Result<u64, ConfigError> {
@@ -254,7 +273,10 @@ impl RawConfig {
         }
         let http_port = match self.get("http-port") {
             None => Some(port.checked_add(HTTP_PORT_OFFSET).ok_or_else(|| {
-                bad("port", format!("port + {HTTP_PORT_OFFSET} for HTTP is over 65535; set http-port"))
+                bad(
+                    "port",
+                    format!("port + {HTTP_PORT_OFFSET} for HTTP is over 65535; set http-port"),
+                )
             })?),
             Some((v, _)) => match v.parse::<u16>() {
                 Ok(0) => None,

@@ -81,8 +81,8 @@ impl Job {
             ttl: self.expires_at.saturating_sub(now) / 1000,
             body: self.body.to_vec(),
             next_requeue_within: self.requeue_at.map(|t| t.saturating_sub(now)),
-            delay_within: (self.ready_at > now && self.state == JobState::Queued)
-                .then(|| self.ready_at - now),
+            delay_within: (self.ready_at > now).then(|| self.ready_at - now),
+            delay_secs: self.ready_at.saturating_sub(self.created_at) / 1000,
             retry_secs: self.retry_ms / 1000,
             attempts: self.counters.attempts,
             nacks: self.counters.nacks,

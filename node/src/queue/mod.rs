@@ -1,7 +1,14 @@
 //! Queues: per-queue ready order (priority first, then age) for plain jobs
 //! (taken by external workers) and Wasm jobs (taken by this node's
-//! executors), and a round-robin over queues so that one busy queue does not
-//! starve the executors' share of the others.
+//! executors), a round-robin over queues so that one busy queue does not
+//! starve the executors' share of the others, the GETJOB clients blocked on
+//! each queue (first come, first served), pause flags and Disque's per-queue
+//! counters.
+//!
+//! A queue exists while it holds jobs, has blocked clients or is paused;
+//! once it has none of these it is forgotten after [`QUEUE_IDLE_MS`] without
+//! use (Disque evicts idle queues the same way), which [`Queues::collect`]
+//! does a few at a time.
 
 mod ready;
 
@@ -9,7 +16,36 @@ use std::collections::{HashMap, VecDeque};
 
 pub use ready::{ReadyKey, ReadyOrder};
 
-use crate::job::JobId;
+use crate::job::{JobId, UnixMs};
+
+/// An empty, unpaused queue without blocked clients is forgotten after
+/// this long without use (Disque: 5 minutes).
+pub const QUEUE_IDLE_MS: UnixMs = 300_000;
+
+/// A queue's pause flags, as Disque's `PAUSE` sets them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pause {
+    /// ADDJOB is refused and retries do not re-queue.
+    pub input: bool,
+    /// GETJOB blocks even when jobs are ready.
+    pub output: bool,
+}
+
+impl Pause {
+    /// Disque's word for the state: `none`, `in`, `out` or `all`.
+    pub fn as_str(&self) -> &'static str {
+        match (self.input, self.output) {
+            (false, false) => "none",
+            (true, false) => "in",
+            (false, true) => "out",
+            (true, true) => "all",
+        }
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.input || self.output
+    }
+}
 
 /// One named queue.
 #[derive(Debug, Default)]
@@ -18,6 +54,16 @@ pub struct Queue {
     pub plain: ReadyOrder,
     /// Wasm jobs ready for an executor.
     pub wasm: ReadyOrder,
+    pub pause: Pause,
+    /// Request ids of the GETJOB clients blocked on this queue, oldest first.
+    pub blocked: VecDeque<u64>,
+    pub created_at: UnixMs,
+    /// Last time a job went in or out.
+    pub touched_at: UnixMs,
+    /// Jobs queued, for any reason (add, delay over, retry, NACK, ENQUEUE).
+    pub jobs_in: u64,
+    /// Jobs taken out of the ready order to be delivered or run.
+    pub jobs_out: u64,
 }
 
 impl Queue {
@@ -29,6 +75,11 @@ impl Queue {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Whether nothing keeps the queue alive but recent use.
+    fn is_collectable(&self) -> bool {
+        self.is_empty() && self.blocked.is_empty() && !self.pause.is_paused()
+    }
 }
 
 /// Every queue of the node.
@@ -37,6 +88,8 @@ pub struct Queues {
     queues: HashMap<String, Queue>,
     /// Queues that have ready Wasm jobs, in the order executors visit them.
     wasm_turns: VecDeque<String>,
+    /// Queues that became collectable, with when; checked by `collect`.
+    idle: VecDeque<(UnixMs, String)>,
 }
 
 impl Queues {
@@ -44,9 +97,33 @@ impl Queues {
         self.queues.get(name)
     }
 
-    /// Number of queues with at least one ready job.
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut Queue> {
+        self.queues.get_mut(name)
+    }
+
+    /// The queue, created if it does not exist.
+    pub fn entry(&mut self, name: &str, now: UnixMs) -> &mut Queue {
+        if !self.queues.contains_key(name) {
+            self.queues.insert(
+                name.to_string(),
+                Queue {
+                    created_at: now,
+                    touched_at: now,
+                    ..Queue::default()
+                },
+            );
+        }
+        self.queues.entry(name.to_string()).or_default()
+    }
+
+    /// Number of queues this node knows (Disque's `registered_queues`).
     pub fn count(&self) -> usize {
         self.queues.len()
+    }
+
+    /// Every queue, unordered.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Queue)> {
+        self.queues.iter()
     }
 
     /// Ready jobs in `name`.
@@ -55,23 +132,23 @@ impl Queues {
     }
 
     /// Makes a job ready.
-    pub fn push(&mut self, queue: &str, key: ReadyKey, wasm: bool) {
-        let q = match self.queues.get_mut(queue) {
-            Some(q) => q,
-            None => self.queues.entry(queue.to_string()).or_default(),
-        };
+    pub fn push(&mut self, queue: &str, key: ReadyKey, wasm: bool, now: UnixMs) {
+        let q = self.entry(queue, now);
+        q.touched_at = now;
+        q.jobs_in += 1;
+        let first_wasm = wasm && q.wasm.is_empty() && !q.pause.output;
         if wasm {
-            if q.wasm.is_empty() {
-                self.wasm_turns.push_back(queue.to_string());
-            }
             q.wasm.insert(key);
         } else {
             q.plain.insert(key);
         }
+        if first_wasm {
+            self.wasm_turns.push_back(queue.to_string());
+        }
     }
 
-    /// Removes a job from the ready order (it was deleted, acked or expired
-    /// while queued). Returns whether it was there.
+    /// Removes a job from the ready order (it was deleted, acked, dequeued
+    /// or expired while queued). Returns whether it was there.
     pub fn remove(&mut self, queue: &str, key: ReadyKey, wasm: bool) -> bool {
         let Some(q) = self.queues.get_mut(queue) else {
             return false;
@@ -81,38 +158,96 @@ impl Queues {
         } else {
             q.plain.remove(&key)
         };
-        if wasm && q.wasm.is_empty() {
+        if wasm && removed && q.wasm.is_empty() {
             self.wasm_turns.retain(|n| n != queue);
         }
-        self.drop_if_empty(queue);
+        let touched = q.touched_at;
+        self.note_if_idle(queue, touched);
         removed
     }
 
     /// The next Wasm job for an executor: queues take turns, and within a
-    /// queue the highest priority, then the oldest, goes first.
-    pub fn pop_wasm(&mut self) -> Option<JobId> {
-        let name = self.wasm_turns.pop_front()?;
-        let q = self.queues.get_mut(&name)?;
-        let key = q.wasm.pop_first()?;
-        if !q.wasm.is_empty() {
-            self.wasm_turns.push_back(name.clone());
+    /// queue the highest priority, then the oldest, goes first. A queue
+    /// paused in output leaves the turns until the pause is cleared.
+    pub fn pop_wasm(&mut self, now: UnixMs) -> Option<JobId> {
+        while let Some(name) = self.wasm_turns.pop_front() {
+            let Some(q) = self.queues.get_mut(&name) else {
+                continue;
+            };
+            if q.pause.output {
+                continue;
+            }
+            let Some(key) = q.wasm.pop_first() else {
+                continue;
+            };
+            q.jobs_out += 1;
+            q.touched_at = now;
+            if !q.wasm.is_empty() {
+                self.wasm_turns.push_back(name.clone());
+            }
+            self.note_if_idle(&name, now);
+            return Some(key.id);
         }
-        self.drop_if_empty(&name);
-        Some(key.id)
+        None
     }
 
-    /// The next plain job of `queue` for an external worker.
-    pub fn pop_plain(&mut self, queue: &str) -> Option<JobId> {
+    /// The next plain job of `queue` for an external worker (none while the
+    /// queue is paused in output).
+    pub fn pop_plain(&mut self, queue: &str, now: UnixMs) -> Option<JobId> {
         let q = self.queues.get_mut(queue)?;
+        if q.pause.output {
+            return None;
+        }
         let key = q.plain.pop_first()?;
-        self.drop_if_empty(queue);
+        q.jobs_out += 1;
+        q.touched_at = now;
+        self.note_if_idle(queue, now);
         Some(key.id)
     }
 
-    fn drop_if_empty(&mut self, name: &str) {
-        if self.queues.get(name).is_some_and(Queue::is_empty) {
-            self.queues.remove(name);
+    /// Puts a queue whose output pause was cleared back in the executors'
+    /// turns if it has ready Wasm jobs.
+    pub fn resume_wasm(&mut self, queue: &str) {
+        if self.queues.get(queue).is_some_and(|q| !q.wasm.is_empty())
+            && !self.wasm_turns.iter().any(|n| n == queue)
+        {
+            self.wasm_turns.push_back(queue.to_string());
         }
+    }
+
+    /// Notes that a queue may have become collectable (call after removing
+    /// a blocked client or clearing a pause).
+    pub fn note_if_idle(&mut self, name: &str, now: UnixMs) {
+        if self.queues.get(name).is_some_and(Queue::is_collectable) {
+            self.idle.push_back((now, name.to_string()));
+        }
+    }
+
+    /// Forgets up to `budget` queues that have been collectable and unused
+    /// for [`QUEUE_IDLE_MS`]. Cheap when there is nothing to do.
+    pub fn collect(&mut self, now: UnixMs, budget: usize) {
+        for _ in 0..budget {
+            match self.idle.front() {
+                Some((at, _)) if at.saturating_add(QUEUE_IDLE_MS) <= now => {}
+                _ => return,
+            }
+            let Some((_, name)) = self.idle.pop_front() else {
+                return;
+            };
+            if let Some(q) = self.queues.get(&name)
+                && q.is_collectable()
+                && q.touched_at.saturating_add(QUEUE_IDLE_MS) <= now
+            {
+                self.queues.remove(&name);
+            }
+        }
+    }
+
+    /// Forgets every queue (DEBUG FLUSHALL).
+    pub fn clear(&mut self) {
+        self.queues.clear();
+        self.wasm_turns.clear();
+        self.idle.clear();
     }
 }
 
@@ -128,36 +263,66 @@ mod tests {
     #[test]
     fn priority_then_age() {
         let mut q = Queues::default();
-        q.push("a", ReadyKey::new(0, id(1)), true);
-        q.push("a", ReadyKey::new(5, id(3)), true);
-        q.push("a", ReadyKey::new(5, id(2)), true);
-        assert_eq!(q.pop_wasm(), Some(id(2)));
-        assert_eq!(q.pop_wasm(), Some(id(3)));
-        assert_eq!(q.pop_wasm(), Some(id(1)));
-        assert_eq!(q.pop_wasm(), None);
-        assert_eq!(q.count(), 0);
+        q.push("a", ReadyKey::new(0, id(1)), true, 0);
+        q.push("a", ReadyKey::new(5, id(3)), true, 0);
+        q.push("a", ReadyKey::new(5, id(2)), true, 0);
+        assert_eq!(q.pop_wasm(0), Some(id(2)));
+        assert_eq!(q.pop_wasm(0), Some(id(3)));
+        assert_eq!(q.pop_wasm(0), Some(id(1)));
+        assert_eq!(q.pop_wasm(0), None);
+        assert_eq!(q.get("a").map(|q| q.jobs_out), Some(3));
     }
 
     #[test]
     fn queues_take_turns_for_executors() {
         let mut q = Queues::default();
         for ms in 0..3 {
-            q.push("hot", ReadyKey::new(0, id(ms)), true);
+            q.push("hot", ReadyKey::new(0, id(ms)), true, 0);
         }
-        q.push("cold", ReadyKey::new(0, id(10)), true);
-        assert_eq!(q.pop_wasm(), Some(id(0)));
-        assert_eq!(q.pop_wasm(), Some(id(10)));
-        assert_eq!(q.pop_wasm(), Some(id(1)));
-        assert_eq!(q.pop_wasm(), Some(id(2)));
+        q.push("cold", ReadyKey::new(0, id(10)), true, 0);
+        assert_eq!(q.pop_wasm(0), Some(id(0)));
+        assert_eq!(q.pop_wasm(0), Some(id(10)));
+        assert_eq!(q.pop_wasm(0), Some(id(1)));
+        assert_eq!(q.pop_wasm(0), Some(id(2)));
     }
 
     #[test]
     fn plain_and_wasm_are_separate() {
         let mut q = Queues::default();
-        q.push("a", ReadyKey::new(0, id(1)), false);
-        assert_eq!(q.pop_wasm(), None);
+        q.push("a", ReadyKey::new(0, id(1)), false, 0);
+        assert_eq!(q.pop_wasm(0), None);
         assert_eq!(q.len_of("a"), 1);
         assert!(q.remove("a", ReadyKey::new(0, id(1)), false));
-        assert_eq!(q.pop_plain("a"), None);
+        assert_eq!(q.pop_plain("a", 0), None);
+    }
+
+    #[test]
+    fn paused_output_holds_jobs_back() {
+        let mut q = Queues::default();
+        q.push("a", ReadyKey::new(0, id(1)), false, 0);
+        q.push("a", ReadyKey::new(0, id(2)), true, 0);
+        q.entry("a", 0).pause.output = true;
+        assert_eq!(q.pop_plain("a", 0), None);
+        assert_eq!(q.pop_wasm(0), None);
+        q.entry("a", 0).pause.output = false;
+        q.resume_wasm("a");
+        assert_eq!(q.pop_plain("a", 0), Some(id(1)));
+        assert_eq!(q.pop_wasm(0), Some(id(2)));
+    }
+
+    #[test]
+    fn idle_empty_queues_are_collected_later() {
+        let mut q = Queues::default();
+        q.push("a", ReadyKey::new(0, id(1)), false, 1_000);
+        assert_eq!(q.pop_plain("a", 2_000), Some(id(1)));
+        q.collect(2_000 + QUEUE_IDLE_MS - 1, 10);
+        assert_eq!(q.count(), 1, "kept while recently used");
+        q.collect(2_000 + QUEUE_IDLE_MS, 10);
+        assert_eq!(q.count(), 0);
+        // A paused queue is never collected.
+        q.entry("p", 0).pause.input = true;
+        q.note_if_idle("p", 0);
+        q.collect(10 * QUEUE_IDLE_MS, 10);
+        assert_eq!(q.count(), 1);
     }
 }

@@ -17,10 +17,15 @@ pub struct ResponseFrame {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Response {
     Ok,
-    Hello { node: String, protocol: u32 },
+    Hello {
+        node: String,
+        protocol: u32,
+    },
     Module(ModuleInfo),
     Modules(Vec<ModuleInfo>),
-    JobAdded { id: JobId },
+    JobAdded {
+        id: JobId,
+    },
     Job(Box<JobStatus>),
     /// `Wait` timed out before the job finished.
     NotFinished,
@@ -99,6 +104,8 @@ pub enum ErrorCode {
     Unsupported,
     /// Something broke inside the node (`-INTERNAL`).
     Internal,
+    /// Too late to postpone a job's delivery (`-TOOLATE`, Disque's WORKING).
+    TooLate,
 }
 
 impl ErrorCode {

@@ -32,7 +32,9 @@ pub struct JobId(pub uuid::Uuid);
 
 /// Why a string is not a job id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid job id {0:?}: expected a canonical UUIDv7 such as 0193a4b2-7c1e-7a3f-8e21-4c5d00a1b2c3")]
+#[error(
+    "invalid job id {0:?}: expected a canonical UUIDv7 such as 0193a4b2-7c1e-7a3f-8e21-4c5d00a1b2c3"
+)]
 pub struct JobIdError(pub String);
 
 impl JobId {

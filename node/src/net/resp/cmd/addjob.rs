@@ -1,0 +1,98 @@
+//! ADDJOB queue body ms-timeout [REPLICATE n] [DELAY sec] [RETRY sec]
+//! [TTL sec] [MAXLEN n] [ASYNC], plus wasque's options for Wasm jobs:
+//! [MODULE sha256] [FUEL n] [MEMORY bytes] [DEADLINE ms] [PRIORITY 0-9]
+//! [GROUP key] [ARG a]... [NOCACHE] [ASYNCKEY key].
+
+use super::{Action, Args, Render, syntax};
+use crate::api::{AddJob, Command};
+use crate::job::ModuleHash;
+use crate::net::resp::frame::Frame;
+
+pub fn parse(a: &Args) -> Result<Action, Frame> {
+    let queue = a.text(1)?;
+    let mut job = AddJob::new(queue, a.get(2).to_vec());
+    job.timeout_ms = timeout(a, 3)?;
+    let mut i = 4;
+    while i < a.len() {
+        let has_value = i + 1 < a.len();
+        let opt = String::from_utf8_lossy(a.get(i)).to_ascii_lowercase();
+        let value = |msg: &str, ok: &dyn Fn(i64) -> bool| -> Result<i64, Frame> {
+            match a.int(i + 1) {
+                Ok(n) if ok(n) => Ok(n),
+                _ => Err(Frame::error("ERR", msg)),
+            }
+        };
+        match opt.as_str() {
+            "replicate" if has_value => {
+                let n = value("REPLICATE must be between 1 and 65535", &|n| {
+                    (1..=65535).contains(&n)
+                })?;
+                job.replicate = Some(n as u32);
+            }
+            "ttl" if has_value => {
+                job.ttl_secs = Some(value("TTL must be a number > 0", &|n| n > 0)? as u64);
+            }
+            "retry" if has_value => {
+                job.retry_secs =
+                    Some(value("RETRY time must be a non negative number", &|n| n >= 0)? as u64);
+            }
+            "delay" if has_value => {
+                job.delay_secs =
+                    Some(value("DELAY time must be a non negative number", &|n| n >= 0)? as u64);
+            }
+            "maxlen" if has_value => {
+                job.maxlen = Some(value("MAXLEN must be a positive number", &|n| n > 0)? as u64);
+            }
+            "module" if has_value => {
+                let hex = std::str::from_utf8(a.get(i + 1)).unwrap_or("");
+                job.module = Some(
+                    hex.parse::<ModuleHash>()
+                        .map_err(|e| Frame::error("ERR", &e))?,
+                );
+            }
+            "fuel" if has_value => {
+                job.limits.fuel = Some(value("FUEL must be a number > 0", &|n| n > 0)? as u64);
+            }
+            "memory" if has_value => {
+                job.limits.memory_bytes =
+                    Some(value("MEMORY must be a number of bytes > 0", &|n| n > 0)? as u64);
+            }
+            "deadline" if has_value => {
+                job.limits.deadline_ms =
+                    Some(value("DEADLINE must be a number of ms > 0", &|n| n > 0)? as u64);
+            }
+            "priority" if has_value => {
+                job.priority = value("PRIORITY must be between 0 and 9", &|n| {
+                    (0..=9).contains(&n)
+                })? as u8;
+            }
+            "group" if has_value => job.group = Some(a.text(i + 1)?),
+            "asynckey" if has_value => job.asynckey = Some(a.text(i + 1)?),
+            "arg" if has_value => job.args.push(a.text(i + 1)?),
+            "async" => {
+                job.asynchronous = true;
+                i += 1;
+                continue;
+            }
+            "nocache" => {
+                job.nocache = true;
+                i += 1;
+                continue;
+            }
+            _ => return Err(syntax()),
+        }
+        i += 2;
+    }
+    Ok(Action::Engine(
+        Command::AddJob(Box::new(job)),
+        Render::AddJob,
+    ))
+}
+
+/// A timeout in ms, Redis's way: an integer, not negative.
+pub(super) fn timeout(a: &Args, i: usize) -> Result<u64, Frame> {
+    let n = a
+        .int(i)
+        .map_err(|_| Frame::error("ERR", "timeout is not an integer or out of range"))?;
+    u64::try_from(n).map_err(|_| Frame::error("ERR", "timeout is negative"))
+}

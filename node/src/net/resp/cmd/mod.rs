@@ -1,0 +1,249 @@
+//! Disque's commands (and wasque's extensions) as RESP requests: name
+//! dispatch, arity, argument parsing into an [`Action`], and rendering of
+//! the engine's [`Reply`] for each command ([`Render`]). One file per
+//! command group; `apply`-style work is left to the engine: nothing here
+//! touches job state.
+
+mod addjob;
+mod getjob;
+mod jobs;
+mod queues;
+mod render;
+pub(super) mod server;
+mod wasm;
+
+use bytes::Bytes;
+
+pub use render::{Render, render};
+
+use super::frame::Frame;
+use crate::api::Command;
+use crate::job::JobId;
+
+/// What a request asks the connection to do.
+#[derive(Debug)]
+pub enum Action {
+    /// Hand a command to the engine; render its reply so.
+    Engine(Command, Render),
+    /// Answer at once.
+    Reply(Frame),
+    /// INFO [section]: needs the node's figures.
+    Info(Option<String>),
+    /// MODULE PUT bytes: validate, compile, store.
+    PutModule(Bytes),
+    /// Commands about the connection or the server's settings, answered by
+    /// the connection itself (AUTH, CONFIG, HELLO, QUIT, DEBUG, ...).
+    Server(server::ServerCmd),
+}
+
+/// Arity as Redis states it: `n` exactly n words (with the name), `-n` at
+/// least n.
+fn arity_ok(arity: i32, argc: usize) -> bool {
+    if arity >= 0 {
+        argc == arity as usize
+    } else {
+        argc >= (-arity) as usize
+    }
+}
+
+/// `(name, arity)` of every command.
+const TABLE: &[(&str, i32)] = &[
+    ("auth", -2),
+    ("ping", -1),
+    ("echo", 2),
+    ("info", -1),
+    ("hello", -1),
+    ("config", -2),
+    ("debug", -2),
+    ("cluster", -1),
+    ("command", -1),
+    ("client", -2),
+    ("quit", -1),
+    ("addjob", -4),
+    ("getjob", -2),
+    ("ackjob", -1),
+    ("fastack", -1),
+    ("deljob", -1),
+    ("show", 2),
+    ("qlen", 2),
+    ("qpeek", 3),
+    ("qstat", 2),
+    ("qscan", -1),
+    ("jscan", -1),
+    ("enqueue", -1),
+    ("nack", -1),
+    ("dequeue", -1),
+    ("working", 2),
+    ("pause", -3),
+    ("module", -2),
+    ("result", 2),
+    ("waitjob", 3),
+    ("finish", -3),
+];
+
+/// Turns a request's words into an action, or the error reply it deserves.
+pub fn parse(args: Vec<Bytes>) -> Action {
+    let Some(first) = args.first() else {
+        return Action::Reply(Frame::error("ERR", "empty command"));
+    };
+    let name = String::from_utf8_lossy(first).to_ascii_lowercase();
+    let Some((_, arity)) = TABLE.iter().find(|(n, _)| *n == name) else {
+        let shown: String = String::from_utf8_lossy(first).chars().take(64).collect();
+        return Action::Reply(Frame::error("ERR", &format!("unknown command '{shown}'")));
+    };
+    if !arity_ok(*arity, args.len()) {
+        return Action::Reply(wrong_arity(&name));
+    }
+    let a = Args { name, words: args };
+    let out = match a.name.as_str() {
+        "addjob" => addjob::parse(&a),
+        "getjob" => getjob::parse(&a),
+        "ackjob" | "fastack" | "deljob" | "enqueue" | "nack" | "dequeue" | "working" | "show" => {
+            jobs::parse(&a)
+        }
+        "qlen" | "qpeek" | "qstat" | "qscan" | "jscan" | "pause" => queues::parse(&a),
+        "module" | "result" | "waitjob" | "finish" => wasm::parse(&a),
+        _ => server::parse(&a),
+    };
+    out.unwrap_or_else(Action::Reply)
+}
+
+pub(super) fn wrong_arity(name: &str) -> Frame {
+    Frame::error(
+        "ERR",
+        &format!("wrong number of arguments for '{name}' command"),
+    )
+}
+
+/// A request's words, the name lowercased.
+pub(super) struct Args {
+    pub name: String,
+    pub words: Vec<Bytes>,
+}
+
+impl Args {
+    pub fn get(&self, i: usize) -> &[u8] {
+        self.words.get(i).map_or(&[][..], |b| &b[..])
+    }
+
+    pub fn bytes(&self, i: usize) -> Bytes {
+        self.words.get(i).cloned().unwrap_or_default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.words.len()
+    }
+
+    /// The word as text (queue names, options): must be UTF-8.
+    pub fn text(&self, i: usize) -> Result<String, Frame> {
+        std::str::from_utf8(self.get(i))
+            .map(str::to_string)
+            .map_err(|_| Frame::error("ERR", "names must be UTF-8 text"))
+    }
+
+    /// Whether word `i` is `opt`, ignoring case.
+    pub fn is(&self, i: usize, opt: &str) -> bool {
+        self.get(i).eq_ignore_ascii_case(opt.as_bytes())
+    }
+
+    pub fn int(&self, i: usize) -> Result<i64, Frame> {
+        std::str::from_utf8(self.get(i))
+            .ok()
+            .and_then(|s| s.parse::<i64>().ok())
+            .ok_or_else(not_integer)
+    }
+
+    /// A non-negative integer.
+    pub fn uint(&self, i: usize) -> Result<u64, Frame> {
+        let n = self.int(i)?;
+        u64::try_from(n).map_err(|_| not_integer())
+    }
+
+    pub fn id(&self, i: usize) -> Result<JobId, Frame> {
+        std::str::from_utf8(self.get(i))
+            .ok()
+            .and_then(|s| s.parse::<JobId>().ok())
+            .ok_or_else(bad_id)
+    }
+
+    /// Every word from `from` on as a job id; one malformed id refuses
+    /// the whole command (as Disque validates them all first).
+    pub fn ids(&self, from: usize) -> Result<Vec<JobId>, Frame> {
+        (from..self.len()).map(|i| self.id(i)).collect()
+    }
+}
+
+pub(super) fn not_integer() -> Frame {
+    Frame::error("ERR", "value is not an integer or out of range")
+}
+
+pub(super) fn syntax() -> Frame {
+    Frame::error("ERR", "syntax error")
+}
+
+pub(super) fn bad_id() -> Frame {
+    Frame::error("BADID", "Invalid Job ID format.")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &str) -> Vec<Bytes> {
+        s.split(' ')
+            .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+            .collect()
+    }
+
+    fn reply_of(s: &str) -> Frame {
+        match parse(words(s)) {
+            Action::Reply(f) => f,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_arity_and_ids() {
+        assert_eq!(
+            reply_of("FOO"),
+            Frame::Error("ERR unknown command 'FOO'".into())
+        );
+        assert_eq!(
+            reply_of("SHOW"),
+            Frame::Error("ERR wrong number of arguments for 'show' command".into())
+        );
+        assert_eq!(reply_of("ADDJOB q x"), wrong_arity("addjob"));
+        assert_eq!(reply_of("ACKJOB nope"), bad_id());
+        assert_eq!(
+            reply_of("ADDJOB q x 0 TTL -1"),
+            Frame::error("ERR", "TTL must be a number > 0")
+        );
+        assert_eq!(reply_of("ADDJOB q x 0 BOGUS"), syntax());
+        assert_eq!(
+            reply_of("GETJOB COUNT 0 FROM q"),
+            Frame::error("ERR", "COUNT must be a number greater than zero")
+        );
+        assert_eq!(reply_of("GETJOB NOHANG"), syntax());
+        assert_eq!(
+            reply_of("ADDJOB q x 99999999999999999999"),
+            Frame::error("ERR", "timeout is not an integer or out of range")
+        );
+    }
+
+    #[test]
+    fn commands_parse() {
+        assert!(
+            matches!(parse(words("addjob q body 0 RETRY 0 TTL 10 DELAY 1 MAXLEN 5 ASYNC")), Action::Engine(Command::AddJob(a), Render::AddJob) if a.retry_secs == Some(0) && a.maxlen == Some(5))
+        );
+        assert!(
+            matches!(parse(words("GETJOB NOHANG TIMEOUT 10 COUNT 3 WITHCOUNTERS FROM a b")), Action::Engine(Command::GetJob(g), Render::GetJob) if g.queues.len() == 2 && g.count == 3 && g.nohang && g.withcounters)
+        );
+        assert!(
+            matches!(parse(words("PAUSE q in out")), Action::Engine(Command::Pause { set: Some(p), .. }, _) if p.input && p.output)
+        );
+        assert!(matches!(
+            parse(words("PAUSE q state")),
+            Action::Engine(Command::Pause { set: None, .. }, _)
+        ));
+    }
+}

@@ -1,0 +1,70 @@
+//! wasque's extensions: MODULE PUT|LIST|DEL, RESULT, WAITJOB, FINISH.
+
+use super::{Action, Args, Render, syntax, wrong_arity};
+use crate::api::Command;
+use crate::job::ModuleHash;
+use crate::net::resp::frame::Frame;
+
+pub fn parse(a: &Args) -> Result<Action, Frame> {
+    match a.name.as_str() {
+        "module" => module(a),
+        "result" => Ok(Action::Engine(
+            Command::Wait {
+                id: a.id(1)?,
+                timeout_ms: 0,
+            },
+            Render::Result,
+        )),
+        "waitjob" => {
+            let id = a.id(1)?;
+            let timeout_ms = super::addjob::timeout(a, 2)?;
+            // WAITJOB id 0 would mean "answer now": wait at least 1 ms.
+            Ok(Action::Engine(
+                Command::Wait {
+                    id,
+                    timeout_ms: timeout_ms.max(1),
+                },
+                Render::Result,
+            ))
+        }
+        _ => finish(a),
+    }
+}
+
+fn module(a: &Args) -> Result<Action, Frame> {
+    let sub = String::from_utf8_lossy(a.get(1)).to_ascii_lowercase();
+    match (sub.as_str(), a.len()) {
+        ("put", 3) => Ok(Action::PutModule(a.bytes(2))),
+        ("list", 2) => Ok(Action::Engine(Command::ListModules, Render::Modules)),
+        ("del", 3) => {
+            let hex = std::str::from_utf8(a.get(2)).unwrap_or("");
+            let hash = hex
+                .parse::<ModuleHash>()
+                .map_err(|e| Frame::error("ERR", &e))?;
+            Ok(Action::Engine(Command::DeleteModule { hash }, Render::Ok))
+        }
+        ("put" | "list" | "del", _) => Err(wrong_arity("module")),
+        _ => Err(Frame::error(
+            "ERR",
+            "unknown MODULE subcommand: try MODULE PUT bytes, MODULE LIST, MODULE DEL sha256",
+        )),
+    }
+}
+
+/// FINISH id output [EXIT code]
+fn finish(a: &Args) -> Result<Action, Frame> {
+    let id = a.id(1)?;
+    let exit_code = match a.len() {
+        3 => 0,
+        5 if a.is(3, "exit") => i32::try_from(a.int(4)?).map_err(|_| super::not_integer())?,
+        _ => return Err(syntax()),
+    };
+    Ok(Action::Engine(
+        Command::Finish {
+            id,
+            output: a.bytes(2),
+            exit_code,
+        },
+        Render::Ok,
+    ))
+}

@@ -1,0 +1,377 @@
+//! RESP2 framing: requests in (arrays of bulk strings, or inline commands
+//! typed into a raw socket), replies out.
+//!
+//! Requests are parsed by hand rather than with a general RESP codec: a
+//! server only ever reads one shape (an array of bulk strings, or a line),
+//! and every bound has to be checked on the *headers* before the bytes they
+//! announce are buffered (a `$4000000000` must be refused at once, not after
+//! the node has tried to collect 4 GB). Parsing is two-pass as in
+//! mini-redis: the buffer is scanned, and only a complete request is split
+//! off — without copying: its arguments are slices of the read buffer.
+//! An incomplete request is normal (`Ok(None)`): read more and try again.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// Bounds on what one request may be.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Largest bulk string (`proto-max-bulk-len`).
+    pub max_bulk: usize,
+    /// Most arguments in one request.
+    pub max_args: usize,
+    /// Longest inline command line.
+    pub max_inline: usize,
+}
+
+/// A request the stream cannot be trusted after: answered with `-ERR
+/// Protocol error: ...`, then the connection is closed (as Redis does).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("Protocol error: {0}")]
+pub struct ProtocolError(pub String);
+
+fn perr(msg: impl Into<String>) -> ProtocolError {
+    ProtocolError(msg.into())
+}
+
+/// Takes one complete request off the front of `buf`: `Ok(Some(args))`
+/// (possibly empty, for an empty line or `*0`), `Ok(None)` when more bytes
+/// are needed.
+pub fn parse_request(
+    buf: &mut BytesMut,
+    limits: &Limits,
+) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+    match buf.first() {
+        None => Ok(None),
+        Some(b'*') => parse_multibulk(buf, limits),
+        Some(_) => parse_inline(buf, limits),
+    }
+}
+
+/// Finds `\r\n` from `from`; `Ok(None)` if not there yet, an error if the
+/// line is longer than `max` without one.
+fn line_end(
+    buf: &[u8],
+    from: usize,
+    max: usize,
+    what: &str,
+) -> Result<Option<usize>, ProtocolError> {
+    let window = &buf[from..buf.len().min(from + max + 2)];
+    match window.windows(2).position(|w| w == b"\r\n") {
+        Some(p) => Ok(Some(from + p)),
+        None if window.len() >= max + 2 => Err(perr(format!("too big {what} string"))),
+        None => Ok(None),
+    }
+}
+
+fn parse_len(digits: &[u8], what: &str) -> Result<i64, ProtocolError> {
+    std::str::from_utf8(digits)
+        .ok()
+        .and_then(|s| s.parse::<i64>().ok())
+        .ok_or_else(|| perr(format!("invalid {what} length")))
+}
+
+fn parse_multibulk(
+    buf: &mut BytesMut,
+    limits: &Limits,
+) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+    // First pass: check the whole request is here, and within bounds.
+    let Some(end) = line_end(buf, 1, 20, "mbulk count")? else {
+        return Ok(None);
+    };
+    let count = parse_len(&buf[1..end], "multibulk")?;
+    if count > limits.max_args as i64 {
+        return Err(perr(format!(
+            "invalid multibulk length (more than {} arguments)",
+            limits.max_args
+        )));
+    }
+    let mut pos = end + 2;
+    if count <= 0 {
+        let _ = buf.split_to(pos);
+        return Ok(Some(Vec::new()));
+    }
+    let mut spans = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        match buf.get(pos) {
+            None => return Ok(None),
+            Some(b'$') => {}
+            Some(c) => return Err(perr(format!("expected '$', got '{}'", *c as char))),
+        }
+        let Some(end) = line_end(buf, pos + 1, 20, "bulk count")? else {
+            return Ok(None);
+        };
+        let len = parse_len(&buf[pos + 1..end], "bulk")?;
+        if len < 0 || len as u64 > limits.max_bulk as u64 {
+            return Err(perr(format!(
+                "invalid bulk length {len} (the bound is {} bytes, proto-max-bulk-len)",
+                limits.max_bulk
+            )));
+        }
+        let start = end + 2;
+        let stop = start + len as usize;
+        if buf.len() < stop + 2 {
+            // Make room once for a large argument instead of growing by reads.
+            buf.reserve(stop + 2 - buf.len());
+            return Ok(None);
+        }
+        if &buf[stop..stop + 2] != b"\r\n" {
+            return Err(perr("bulk string not terminated by CRLF"));
+        }
+        spans.push((start, stop));
+        pos = stop + 2;
+    }
+    // Second pass: split the request off and slice its arguments.
+    let whole = buf.split_to(pos).freeze();
+    Ok(Some(
+        spans.into_iter().map(|(a, b)| whole.slice(a..b)).collect(),
+    ))
+}
+
+fn parse_inline(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+    let Some(nl) = buf
+        .iter()
+        .take(limits.max_inline + 1)
+        .position(|b| *b == b'\n')
+    else {
+        if buf.len() > limits.max_inline {
+            return Err(perr("too big inline request"));
+        }
+        return Ok(None);
+    };
+    let line = buf.split_to(nl + 1);
+    let text = line.strip_suffix(b"\n").unwrap_or(&line);
+    let text = text.strip_suffix(b"\r").unwrap_or(text);
+    let args = split_inline(text).ok_or_else(|| perr("unbalanced quotes in request"))?;
+    if args.len() > limits.max_args {
+        return Err(perr("too many arguments in inline request"));
+    }
+    Ok(Some(args))
+}
+
+/// Splits an inline command the way redis-cli quotes: words separated by
+/// spaces, "double quotes" with \n \r \t \\ \" \xHH escapes, 'single
+/// quotes' with \' only. `None` for unbalanced quotes.
+fn split_inline(line: &[u8]) -> Option<Vec<Bytes>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < line.len() {
+        while i < line.len() && line[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i >= line.len() {
+            break;
+        }
+        let mut word = Vec::new();
+        match line[i] {
+            b'"' => {
+                i += 1;
+                loop {
+                    let c = *line.get(i)?;
+                    i += 1;
+                    match c {
+                        b'"' => break,
+                        b'\\' => {
+                            let e = *line.get(i)?;
+                            i += 1;
+                            match e {
+                                b'n' => word.push(b'\n'),
+                                b'r' => word.push(b'\r'),
+                                b't' => word.push(b'\t'),
+                                b'b' => word.push(8),
+                                b'a' => word.push(7),
+                                b'x' => {
+                                    let hex = line.get(i..i + 2)?;
+                                    let s = std::str::from_utf8(hex).ok()?;
+                                    word.push(u8::from_str_radix(s, 16).ok()?);
+                                    i += 2;
+                                }
+                                other => word.push(other),
+                            }
+                        }
+                        other => word.push(other),
+                    }
+                }
+                if line.get(i).is_some_and(|c| !c.is_ascii_whitespace()) {
+                    return None;
+                }
+            }
+            b'\'' => {
+                i += 1;
+                loop {
+                    let c = *line.get(i)?;
+                    i += 1;
+                    match c {
+                        b'\'' => break,
+                        b'\\' if line.get(i) == Some(&b'\'') => {
+                            word.push(b'\'');
+                            i += 1;
+                        }
+                        other => word.push(other),
+                    }
+                }
+                if line.get(i).is_some_and(|c| !c.is_ascii_whitespace()) {
+                    return None;
+                }
+            }
+            _ => {
+                while i < line.len() && !line[i].is_ascii_whitespace() {
+                    word.push(line[i]);
+                    i += 1;
+                }
+            }
+        }
+        out.push(Bytes::from(word));
+    }
+    Some(out)
+}
+
+/// A reply.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Frame {
+    Simple(String),
+    Error(String),
+    Integer(i64),
+    Bulk(Bytes),
+    /// `$-1`
+    Null,
+    /// `*-1`
+    NullArray,
+    Array(Vec<Frame>),
+}
+
+impl Frame {
+    pub fn bulk(s: impl Into<Bytes>) -> Frame {
+        Frame::Bulk(s.into())
+    }
+
+    pub fn text(s: &str) -> Frame {
+        Frame::Bulk(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    /// `-CODE message`; line breaks in the message become spaces so the
+    /// reply stays one line.
+    pub fn error(code: &str, message: &str) -> Frame {
+        let msg: String = message
+            .chars()
+            .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
+            .collect();
+        Frame::Error(format!("{code} {msg}"))
+    }
+
+    pub fn encode(&self, out: &mut BytesMut) {
+        match self {
+            Frame::Simple(s) => line(out, b'+', s.as_bytes()),
+            Frame::Error(s) => line(out, b'-', s.as_bytes()),
+            Frame::Integer(n) => line(out, b':', n.to_string().as_bytes()),
+            Frame::Bulk(b) => {
+                line(out, b'$', b.len().to_string().as_bytes());
+                out.put_slice(b);
+                out.put_slice(b"\r\n");
+            }
+            Frame::Null => out.put_slice(b"$-1\r\n"),
+            Frame::NullArray => out.put_slice(b"*-1\r\n"),
+            Frame::Array(items) => {
+                line(out, b'*', items.len().to_string().as_bytes());
+                for f in items {
+                    f.encode(out);
+                }
+            }
+        }
+    }
+}
+
+fn line(out: &mut BytesMut, kind: u8, body: &[u8]) {
+    out.reserve(body.len() + 3);
+    out.put_u8(kind);
+    out.put_slice(body);
+    out.put_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const L: Limits = Limits {
+        max_bulk: 16,
+        max_args: 4,
+        max_inline: 32,
+    };
+
+    fn parse(bytes: &[u8]) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+        parse_request(&mut BytesMut::from(bytes), &L)
+    }
+
+    #[test]
+    fn multibulk_whole_and_in_pieces() {
+        let req = b"*2\r\n$4\r\nPING\r\n$2\r\nhi\r\n";
+        assert_eq!(
+            parse(req).unwrap().unwrap(),
+            vec![Bytes::from("PING"), Bytes::from("hi")]
+        );
+        for cut in 1..req.len() {
+            assert_eq!(parse(&req[..cut]).unwrap(), None, "cut at {cut}");
+        }
+        let mut two = BytesMut::from(&b"*1\r\n$4\r\nPING\r\n*1\r\n$4\r\nQUIT\r\n"[..]);
+        assert_eq!(parse_request(&mut two, &L).unwrap().unwrap()[0], "PING");
+        assert_eq!(parse_request(&mut two, &L).unwrap().unwrap()[0], "QUIT");
+        assert!(two.is_empty());
+    }
+
+    #[test]
+    fn bounds_are_checked_on_headers() {
+        assert!(parse(b"*5\r\n").is_err(), "too many args");
+        assert!(
+            parse(b"*1\r\n$17\r\n").is_err(),
+            "bulk over the bound before its bytes"
+        );
+        assert!(parse(b"*1\r\n$-3\r\n").is_err());
+        assert!(parse(b"*x\r\n").is_err());
+        assert!(parse(b"*1\r\n+PING\r\n").is_err());
+        assert!(parse(b"*1\r\n$4\r\nPINGxx").is_err(), "bad terminator");
+        assert!(parse(&[b'*'; 40]).is_err(), "endless count line");
+        assert!(parse(&[b'a'; 40]).is_err(), "endless inline line");
+        assert_eq!(parse(b"*0\r\n").unwrap(), Some(vec![]));
+    }
+
+    #[test]
+    fn inline_commands_with_quotes() {
+        assert_eq!(
+            parse(b"ADDJOB q \"a b\\n\" 0\r\n").unwrap().unwrap(),
+            vec![
+                Bytes::from("ADDJOB"),
+                Bytes::from("q"),
+                Bytes::from("a b\n"),
+                Bytes::from("0")
+            ]
+        );
+        assert_eq!(
+            parse(b"PING\n").unwrap().unwrap(),
+            vec![Bytes::from("PING")]
+        );
+        assert_eq!(
+            parse(b"'x\\'y'\n").unwrap().unwrap(),
+            vec![Bytes::from("x'y")]
+        );
+        assert_eq!(parse(b"\r\n").unwrap(), Some(vec![]));
+        assert!(parse(b"\"open\n").is_err());
+        assert_eq!(parse(b"PING").unwrap(), None);
+    }
+
+    #[test]
+    fn replies_encode() {
+        let mut out = BytesMut::new();
+        Frame::Array(vec![
+            Frame::Integer(-1),
+            Frame::text("ab"),
+            Frame::Null,
+            Frame::NullArray,
+            Frame::Simple("OK".into()),
+            Frame::error("ERR", "two\nlines"),
+        ])
+        .encode(&mut out);
+        assert_eq!(
+            &out[..],
+            b"*6\r\n:-1\r\n$2\r\nab\r\n$-1\r\n*-1\r\n+OK\r\n-ERR two lines\r\n"
+        );
+    }
+}
