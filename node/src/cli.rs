@@ -158,6 +158,11 @@ async fn run(cfg: Config) -> ExitCode {
         node.quic_addr(),
         node.ca_path().display()
     );
+    println!(
+        "wasque-node {} listening: resp tcp://{}",
+        node.node_id(),
+        node.resp_addr()
+    );
     tracing::info!(
         data_dir = %cfg.data_dir.display(),
         exec_threads = cfg.exec_threads,

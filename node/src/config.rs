@@ -281,7 +281,12 @@ impl RawConfig {
             Some((v, _)) => match v.parse::<u16>() {
                 Ok(0) => None,
                 Ok(p) => Some(p),
-                Err(_) => return Err(bad("http-port", format!("{v:?} is not a port (0 turns HTTP off)"))),
+                Err(_) => {
+                    return Err(bad(
+                        "http-port",
+                        format!("{v:?} is not a port (0 turns HTTP off)"),
+                    ));
+                }
             },
         };
         let bind: IpAddr = match self.get("bind") {
@@ -332,9 +337,17 @@ impl RawConfig {
             None | Some("everysec") => AppendFsync::EverySec,
             Some("always") => AppendFsync::Always,
             Some("no") => AppendFsync::No,
-            Some(v) => return Err(bad("appendfsync", format!("{v:?}: expected always, everysec or no"))),
+            Some(v) => {
+                return Err(bad(
+                    "appendfsync",
+                    format!("{v:?}: expected always, everysec or no"),
+                ));
+            }
         };
-        let requirepass = self.get("requirepass").map(|(v, _)| v.clone()).filter(|v| !v.is_empty());
+        let requirepass = self
+            .get("requirepass")
+            .map(|(v, _)| v.clone())
+            .filter(|v| !v.is_empty());
         if !bind.is_loopback() && requirepass.is_none() {
             return Err(ConfigError::Invalid(format!(
                 "protected mode: binding {bind} (beyond loopback) requires `requirepass` so that strangers cannot run code on this node; set it, or bind 127.0.0.1"
@@ -357,20 +370,52 @@ impl RawConfig {
         };
         for (name, d, m) in [
             ("fuel-default", default_limits.fuel, max_limits.fuel),
-            ("memory-default", default_limits.memory_bytes, max_limits.memory_bytes),
-            ("deadline-default", default_limits.deadline_ms, max_limits.deadline_ms),
+            (
+                "memory-default",
+                default_limits.memory_bytes,
+                max_limits.memory_bytes,
+            ),
+            (
+                "deadline-default",
+                default_limits.deadline_ms,
+                max_limits.deadline_ms,
+            ),
         ] {
             if d == 0 || d > m {
-                return Err(bad(name, format!("{d} must be > 0 and at most its maximum {m}")));
+                return Err(bad(
+                    name,
+                    format!("{d} must be > 0 and at most its maximum {m}"),
+                ));
             }
         }
         if max_limits.memory_bytes > 4 << 30 {
-            return Err(bad("memory-max", "at most 4gb (32-bit Wasm memories)".into()));
+            return Err(bad(
+                "memory-max",
+                "at most 4gb (32-bit Wasm memories)".into(),
+            ));
         }
         let max_body_bytes = num("max-body-bytes", 8 << 20)? as usize;
         let max_frame_bytes = num("max-frame-bytes", (max_body_bytes + (1 << 20)) as u64)? as usize;
         if max_frame_bytes <= max_body_bytes {
-            return Err(bad("max-frame-bytes", "must be larger than max-body-bytes".into()));
+            return Err(bad(
+                "max-frame-bytes",
+                "must be larger than max-body-bytes".into(),
+            ));
+        }
+        let max_module_bytes = num("max-module-bytes", 64 << 20)? as usize;
+        let resp_max_bulk_bytes = num(
+            "proto-max-bulk-len",
+            (max_module_bytes.max(max_frame_bytes) + (1 << 20)) as u64,
+        )? as usize;
+        if resp_max_bulk_bytes < max_module_bytes.max(max_body_bytes) {
+            return Err(bad(
+                "proto-max-bulk-len",
+                "must be at least max-module-bytes and max-body-bytes".into(),
+            ));
+        }
+        let resp_max_args = num("resp-max-args", 1 << 20)? as usize;
+        if resp_max_args < 3 {
+            return Err(bad("resp-max-args", "must be at least 3".into()));
         }
         Ok(Config {
             bind,
@@ -390,11 +435,16 @@ impl RawConfig {
             max_limits,
             max_output_bytes: num("max-output-bytes", 8 << 20)? as usize,
             max_stderr_bytes: num("max-stderr-bytes", 64 << 10)? as usize,
-            max_module_bytes: num("max-module-bytes", 64 << 20)? as usize,
+            max_module_bytes,
             max_body_bytes,
             max_frame_bytes,
             max_jobs: num("max-jobs", 10_000_000)? as usize,
             max_connections: num("maxclients", 10_000)? as usize,
+            resp_max_bulk_bytes,
+            resp_max_args,
+            resp_idle_timeout_secs: num("timeout", 0)?,
+            enable_debug_command: yes_no("enable-debug-command", false)?,
+            config_file: None,
             ignored: self.ignored.clone(),
         })
     }
@@ -481,7 +531,8 @@ pub fn parse_size(v: &str) -> Result<u64, String> {
         .replace('_', "")
         .parse()
         .map_err(|_| format!("{v:?} is not a number (units: k, kb, m, mb, g, gb)"))?;
-    n.checked_mul(mult).ok_or_else(|| format!("{v:?} is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{v:?} is too large"))
 }
 
 fn suggest(name: &str) -> Option<&'static str> {
@@ -555,7 +606,10 @@ mod tests {
     fn mistakes_name_their_line() {
         let e = RawConfig::parse("port 7711\nprot 7712\n", Path::new("x.conf")).unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("x.conf:2") && msg.contains("did you mean \"port\""), "{msg}");
+        assert!(
+            msg.contains("x.conf:2") && msg.contains("did you mean \"port\""),
+            "{msg}"
+        );
         let e = RawConfig::parse("appendfsync sometimes\n", Path::new("x.conf"))
             .unwrap()
             .resolve()
@@ -573,7 +627,12 @@ mod tests {
     #[test]
     fn binding_beyond_loopback_needs_a_password() {
         let raw = RawConfig::parse("bind 0.0.0.0\n", Path::new("f")).unwrap();
-        assert!(raw.resolve().unwrap_err().to_string().contains("protected mode"));
+        assert!(
+            raw.resolve()
+                .unwrap_err()
+                .to_string()
+                .contains("protected mode")
+        );
         let raw = RawConfig::parse("bind 0.0.0.0\nrequirepass s3cret\n", Path::new("f")).unwrap();
         assert!(raw.resolve().is_ok());
     }

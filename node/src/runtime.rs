@@ -137,6 +137,8 @@ pub enum StartError {
 pub struct Node {
     handle: Handle,
     quic_addr: SocketAddr,
+    /// The bound RESP address (TCP).
+    resp_addr: SocketAddr,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     executor: Executor,
@@ -207,6 +209,20 @@ impl Node {
             source,
         })?;
 
+        let resp_want = SocketAddr::new(cfg.bind, cfg.port);
+        let resp_listener = crate::net::resp::bind(resp_want)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: resp_want,
+                source,
+            })?;
+        let resp_addr = resp_listener
+            .local_addr()
+            .map_err(|source| StartError::Listen {
+                addr: resp_want,
+                source,
+            })?;
+
         let (inputs_tx, inputs_rx) = mpsc::unbounded_channel();
         let handle = Handle {
             inputs: inputs_tx,
@@ -224,11 +240,18 @@ impl Node {
         };
         let tasks = vec![
             tokio::spawn(driver.run(inputs_rx, done_rx, stop_rx.clone())),
-            tokio::spawn(quic::serve(endpoint, quic_cfg, handle.clone(), stop_rx)),
+            tokio::spawn(quic::serve(endpoint, quic_cfg, handle.clone(), stop_rx.clone())),
+            tokio::spawn(crate::net::resp::serve(
+                resp_listener,
+                Arc::new(crate::net::resp::Shared::new(&cfg)),
+                handle.clone(),
+                stop_rx,
+            )),
         ];
         Ok(Node {
             handle,
             quic_addr,
+            resp_addr,
             stop,
             tasks,
             executor,
@@ -248,6 +271,11 @@ impl Node {
     /// The bound QUIC address (UDP).
     pub fn quic_addr(&self) -> SocketAddr {
         self.quic_addr
+    }
+
+    /// The bound RESP address (TCP).
+    pub fn resp_addr(&self) -> SocketAddr {
+        self.resp_addr
     }
 
     /// The CA file clients must trust.

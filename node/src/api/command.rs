@@ -1,8 +1,10 @@
 //! What a front door asks the engine to do.
 
+use bytes::Bytes;
 use wasque_sdk::proto::AddJob;
 
-use crate::job::{JobId, ModuleHash};
+use crate::job::{JobId, JobState, ModuleHash};
+use crate::queue::Pause;
 
 /// One command, whatever door it came through.
 #[derive(Clone, Debug, PartialEq)]
@@ -11,15 +13,114 @@ pub enum Command {
     AddJob(Box<AddJob>),
     /// The job's status; with `key`, only if the job was added with that
     /// `asynckey`.
-    Show { id: JobId, key: Option<String> },
+    Show {
+        id: JobId,
+        key: Option<String>,
+    },
     /// Block until the job is finished, or `timeout_ms` passes (0 = answer now).
-    Wait { id: JobId, timeout_ms: u64 },
+    Wait {
+        id: JobId,
+        timeout_ms: u64,
+    },
     /// Acknowledge jobs (`fast`: Disque's FASTACK, best effort).
-    Ack { ids: Vec<JobId>, fast: bool },
+    Ack {
+        ids: Vec<JobId>,
+        fast: bool,
+    },
     /// Delete jobs from this node whatever their state.
-    DelJob { ids: Vec<JobId> },
+    DelJob {
+        ids: Vec<JobId>,
+    },
     ListModules,
-    StatModule { hash: ModuleHash },
+    StatModule {
+        hash: ModuleHash,
+    },
     /// Forget a module; refused while queued or running jobs use it.
-    DeleteModule { hash: ModuleHash },
+    DeleteModule {
+        hash: ModuleHash,
+    },
+    /// Disque's GETJOB: plain jobs for an external worker.
+    GetJob(Box<GetJob>),
+    /// Put delivered jobs back in their queue at once, counting a NACK.
+    Nack {
+        ids: Vec<JobId>,
+    },
+    /// Queue jobs that are not queued (Disque's ENQUEUE).
+    Enqueue {
+        ids: Vec<JobId>,
+    },
+    /// Take queued jobs out of their queue (Disque's DEQUEUE).
+    Dequeue {
+        ids: Vec<JobId>,
+    },
+    /// Postpone the next re-queue of a delivered job by its retry time.
+    Working {
+        id: JobId,
+    },
+    /// An external worker's result for a plain job: stored (unless the job
+    /// is `nocache`), handed to waiters, and no further delivery.
+    Finish {
+        id: JobId,
+        output: Bytes,
+        exit_code: i32,
+    },
+    QLen {
+        queue: String,
+    },
+    /// Up to `count` queued jobs without taking them; negative = newest first.
+    QPeek {
+        queue: String,
+        count: i64,
+    },
+    QStat {
+        queue: String,
+    },
+    QScan(QScan),
+    JScan(Box<JScan>),
+    /// Change (with `set`) and report a queue's pause state.
+    Pause {
+        queue: String,
+        set: Option<Pause>,
+    },
+    /// Forget every job and queue (DEBUG FLUSHALL; test nodes only).
+    FlushAll,
+}
+
+/// Arguments of GETJOB.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GetJob {
+    /// Queues to take from, left to right.
+    pub queues: Vec<String>,
+    /// Answer nil at once instead of blocking.
+    pub nohang: bool,
+    /// How long to block; 0 = until a job comes.
+    pub timeout_ms: u64,
+    /// Most jobs to return (at least 1).
+    pub count: u32,
+    /// Add the `nacks` and `additional-deliveries` counters to each job.
+    pub withcounters: bool,
+}
+
+/// Arguments of QSCAN.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct QScan {
+    pub cursor: u64,
+    pub count: u64,
+    pub busyloop: bool,
+    pub minlen: Option<u64>,
+    pub maxlen: Option<u64>,
+    pub importrate: Option<u64>,
+}
+
+/// Arguments of JSCAN.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct JScan {
+    pub cursor: u128,
+    pub count: u64,
+    pub busyloop: bool,
+    pub queue: Option<String>,
+    /// Any of these states; empty = every state.
+    pub states: Vec<JobState>,
+    /// Each job's full SHOW document instead of its id.
+    pub reply_all: bool,
 }

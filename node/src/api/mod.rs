@@ -5,6 +5,6 @@
 mod command;
 mod reply;
 
-pub use command::Command;
-pub use reply::Reply;
+pub use command::{Command, GetJob, JScan, QScan};
+pub use reply::{JobEntry, JobScanItem, QStat, Reply};
 pub use wasque_sdk::proto::{AddJob, ErrorCode, ModuleInfo, NodeInfo, WireError as ApiError};

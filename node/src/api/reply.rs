@@ -1,5 +1,6 @@
 //! What the engine answers a [`super::Command`].
 
+use bytes::Bytes;
 use wasque_sdk::proto::{ModuleInfo, NodeInfo, WireError};
 
 use crate::job::{JobId, JobStatus};
@@ -12,14 +13,63 @@ pub enum Reply {
     Job(Box<JobStatus>),
     /// A wait timed out before the job finished.
     NotFinished,
-    /// How many jobs a command affected.
+    /// How many jobs a command affected (or, for WORKING, seconds).
     Count(u64),
     Module(ModuleInfo),
     Modules(Vec<ModuleInfo>),
     NodeInfo(Box<NodeInfo>),
     /// Answer to a client's hello.
-    Hello { node: String, protocol: u32 },
+    Hello {
+        node: String,
+        protocol: u32,
+    },
+    /// Jobs handed out (GETJOB) or shown (QPEEK).
+    Jobs(Vec<JobEntry>),
+    /// Nothing: GETJOB that timed out or found nothing with NOHANG, QSTAT
+    /// of an unknown queue.
+    Nil,
+    QStat(Box<QStat>),
+    QueueScan {
+        cursor: u64,
+        queues: Vec<String>,
+    },
+    JobScan {
+        cursor: u128,
+        jobs: Vec<JobScanItem>,
+    },
+    /// A queue's pause state after PAUSE: `none`, `in`, `out` or `all`.
+    Paused(&'static str),
     Error(WireError),
+}
+
+/// A job as GETJOB and QPEEK return it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobEntry {
+    pub queue: String,
+    pub id: JobId,
+    pub body: Bytes,
+    /// `(nacks, additional deliveries)` with WITHCOUNTERS.
+    pub counters: Option<(u32, u32)>,
+}
+
+/// QSTAT's fields.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QStat {
+    pub name: String,
+    pub len: u64,
+    pub age_secs: u64,
+    pub idle_secs: u64,
+    pub blocked: u64,
+    pub jobs_in: u64,
+    pub jobs_out: u64,
+    pub pause: &'static str,
+}
+
+/// One JSCAN result.
+#[derive(Clone, Debug, PartialEq)]
+pub enum JobScanItem {
+    Id(JobId),
+    Full(Box<JobStatus>),
 }
 
 impl Reply {

@@ -11,11 +11,16 @@
 //! arm one timer at `poll_timeout`.
 
 mod effect;
+mod getjob;
 mod ids;
+mod scan;
 mod timer;
+mod worker;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_disque;
 
 use std::collections::{HashMap, VecDeque};
 
@@ -27,6 +32,7 @@ pub use timer::Timer;
 use crate::api::{AddJob, Command, ErrorCode, ModuleInfo, Reply};
 use crate::job::{Counters, Job, JobId, JobResult, JobState, Limits, ModuleHash, UnixMs};
 use crate::queue::{Queues, ReadyKey};
+use getjob::{BlockedGet, Cause};
 use ids::IdGen;
 use timer::Timers;
 
@@ -117,6 +123,8 @@ pub struct Engine {
     modules: HashMap<ModuleHash, ModuleEntry>,
     waiters: HashMap<JobId, Vec<Waiter>>,
     waiting_on: HashMap<RequestId, JobId>,
+    /// GETJOB clients blocked on empty queues.
+    blocked: HashMap<RequestId, BlockedGet>,
     timers: Timers,
     running: usize,
     ids: IdGen,
@@ -133,6 +141,7 @@ impl Engine {
             modules: HashMap::new(),
             waiters: HashMap::new(),
             waiting_on: HashMap::new(),
+            blocked: HashMap::new(),
             timers: Timers::default(),
             running: 0,
             effects: VecDeque::new(),
@@ -163,6 +172,7 @@ impl Engine {
     /// A command from a front door; its reply comes out as an effect
     /// addressed to `req`, now or (for blocking commands) later.
     pub fn handle_command(&mut self, now: UnixMs, req: RequestId, cmd: Command) {
+        self.queues.collect(now, 16);
         match cmd {
             Command::AddJob(add) => self.add_job(now, req, *add),
             Command::Show { id, key } => {
@@ -227,8 +237,28 @@ impl Engine {
                 };
                 self.reply(req, reply);
             }
+            Command::GetJob(g) => self.get_job(now, req, *g),
+            Command::Nack { ids } => self.requeue_cmd(now, req, ids, true),
+            Command::Enqueue { ids } => self.requeue_cmd(now, req, ids, false),
+            Command::Dequeue { ids } => self.dequeue_cmd(now, req, ids),
+            Command::Working { id } => self.working(now, req, id),
+            Command::Finish {
+                id,
+                output,
+                exit_code,
+            } => self.finish(now, req, id, output, exit_code),
+            Command::QLen { queue } => {
+                let n = self.queues.len_of(&queue) as u64;
+                self.reply(req, Reply::Count(n));
+            }
+            Command::QPeek { queue, count } => self.qpeek(req, &queue, count),
+            Command::QStat { queue } => self.qstat(now, req, &queue),
+            Command::QScan(q) => self.qscan(req, q),
+            Command::JScan(j) => self.jscan(now, req, *j),
+            Command::Pause { queue, set } => self.pause(now, req, queue, set),
+            Command::FlushAll => self.flush_all(now, req),
         }
-        self.dispatch();
+        self.dispatch(now);
     }
 
     /// A blocked request's client went away: forget its waiter.
@@ -236,6 +266,8 @@ impl Engine {
         if let Some(id) = self.waiting_on.remove(&req) {
             self.drop_waiter(&id, req);
         }
+        // Queues note their idle time from their own last use.
+        self.unblock(0, req);
     }
 
     /// A module was stored and compiled by the executor (upload, or found
@@ -276,7 +308,7 @@ impl Engine {
             }
             self.finish_waiters(now, job_id, status);
         }
-        self.dispatch();
+        self.dispatch(now);
     }
 
     /// Fires every timer due at `now`.
@@ -284,28 +316,29 @@ impl Engine {
         while let Some(t) = self.timers.pop_due(now) {
             match t {
                 Timer::Ready(id) => {
-                    if let Some(job) = self.jobs.get(&id) {
-                        let key = ReadyKey::new(job.priority, id);
-                        self.queues.push(&job.queue, key, job.is_wasm());
-                    }
+                    self.enqueue(now, id, Cause::First);
                 }
                 Timer::Expire(id) => {
                     self.remove_job(&id, "expired (TTL)");
                 }
                 Timer::Requeue(id) => {
-                    if let Some(job) = self.jobs.get_mut(&id)
-                        && job.state == JobState::Active
-                        && !job.is_wasm()
-                    {
-                        job.state = JobState::Queued;
-                        job.requeue_at = None;
-                        job.queued_at = now;
-                        job.counters.additional_deliveries += 1;
-                        let key = ReadyKey::new(job.priority, id);
-                        self.queues.push(&job.queue, key, false);
+                    let Some(job) = self.jobs.get_mut(&id) else {
+                        continue;
+                    };
+                    job.requeue_at = None;
+                    let paused_in = self.queues.get(&job.queue).is_some_and(|q| q.pause.input);
+                    if paused_in {
+                        // Disque: a queue paused in input takes nothing
+                        // back; try again after another retry period.
+                        self.arm_requeue(now, id);
+                    } else {
+                        self.enqueue(now, id, Cause::Again);
                     }
                 }
                 Timer::WaitTimeout(req) => {
+                    if self.blocked_timeout(now, req) {
+                        continue;
+                    }
                     if let Some(id) = self.waiting_on.remove(&req) {
                         let waiter = self.drop_waiter(&id, req);
                         let reply = match self.jobs.get(&id) {
@@ -319,7 +352,7 @@ impl Engine {
                 }
             }
         }
-        self.dispatch();
+        self.dispatch(now);
     }
 
     // ---- outputs ------------------------------------------------------
@@ -343,8 +376,12 @@ impl Engine {
     fn add_job(&mut self, now: UnixMs, req: RequestId, a: AddJob) {
         match self.check_add(&a) {
             Ok(limits) => {
-                let retry_secs = a.retry_secs.unwrap_or(self.cfg.default_retry_secs);
                 let ttl_secs = a.ttl_secs.unwrap_or(self.cfg.default_ttl_secs);
+                // Disque: RETRY defaults to a tenth of the TTL, at most the
+                // node default (5 minutes) and at least 1 s.
+                let retry_secs = a.retry_secs.unwrap_or_else(|| {
+                    (ttl_secs / 10).clamp(1, self.cfg.default_retry_secs.max(1))
+                });
                 let delay_ms = a.delay_secs.unwrap_or(0) * 1000;
                 let id = self.ids.next(now, retry_secs == 0, ttl_secs);
                 let job = Job {
@@ -363,7 +400,7 @@ impl Engine {
                     ready_at: now + delay_ms,
                     nocache: a.nocache,
                     asynckey: a.asynckey,
-                    state: JobState::Queued,
+                    state: JobState::Active,
                     created_at: now,
                     queued_at: now,
                     requeue_at: None,
@@ -378,11 +415,11 @@ impl Engine {
                 self.timers.set(job.expires_at, Timer::Expire(id));
                 if delay_ms > 0 {
                     self.timers.set(job.ready_at, Timer::Ready(id));
-                } else {
-                    let key = ReadyKey::new(job.priority, id);
-                    self.queues.push(&job.queue, key, job.is_wasm());
                 }
                 self.jobs.insert(id, job);
+                if delay_ms == 0 {
+                    self.enqueue(now, id, Cause::First);
+                }
                 match a.wait_ms {
                     None => self.reply(req, Reply::JobAdded(id)),
                     Some(ms) => self.wait(now, req, id, ms.max(1), a.ack_on_result, true),
@@ -410,12 +447,34 @@ impl Engine {
         if a.priority > 9 {
             return Err(Reply::error(ErrorCode::Err, "priority must be 0..=9"));
         }
+        if a.ttl_secs == Some(0) {
+            return Err(Reply::error(ErrorCode::Err, "TTL must be a number > 0"));
+        }
+        if a.retry_secs == Some(0) && a.replicate.is_some_and(|n| n > 1) {
+            return Err(Reply::error(
+                ErrorCode::Err,
+                "With RETRY set to 0 please explicitly set REPLICATE to 1 (at-most-once delivery)",
+            ));
+        }
+        let ttl = a.ttl_secs.unwrap_or(self.cfg.default_ttl_secs);
+        if a.delay_secs.is_some_and(|d| d >= ttl) {
+            return Err(Reply::error(
+                ErrorCode::Err,
+                "The specified DELAY is greater than TTL. Job refused since would never be delivered",
+            ));
+        }
         if let Some(n) = a.replicate
             && n > 1
         {
             return Err(Reply::error(
                 ErrorCode::NoRepl,
                 format!("not enough reachable nodes for the requested replication ({n} copies, 1 node reachable)"),
+            ));
+        }
+        if self.queues.get(&a.queue).is_some_and(|q| q.pause.input) {
+            return Err(Reply::error(
+                ErrorCode::Paused,
+                "Queue paused in input, try later",
             ));
         }
         if let Some(max) = a.maxlen
@@ -573,9 +632,9 @@ impl Engine {
     }
 
     /// Starts Wasm jobs while executor slots are free.
-    fn dispatch(&mut self) {
+    fn dispatch(&mut self, now: UnixMs) {
         while self.running < self.cfg.exec_slots {
-            let Some(id) = self.queues.pop_wasm() else {
+            let Some(id) = self.queues.pop_wasm(now) else {
                 break;
             };
             let Some(job) = self.jobs.get_mut(&id) else {

@@ -126,6 +126,7 @@ impl ErrorCode {
             ErrorCode::NoAuth => "NOAUTH",
             ErrorCode::Unsupported => "UNSUPPORTED",
             ErrorCode::Internal => "INTERNAL",
+            ErrorCode::TooLate => "TOOLATE",
         }
     }
 }

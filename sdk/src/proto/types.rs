@@ -346,6 +346,8 @@ pub struct JobStatus {
     pub next_requeue_within: Option<u64>,
     /// Milliseconds until a delayed job becomes ready, if delayed.
     pub delay_within: Option<u64>,
+    /// The DELAY the job was added with, in seconds.
+    pub delay_secs: u64,
     pub retry_secs: u64,
     pub attempts: u32,
     pub nacks: u32,
@@ -390,7 +392,9 @@ impl JobStatus {
             "ttl": self.ttl,
             "body": body,
         });
-        let obj = doc.as_object_mut().expect("json! of an object is an object");
+        let obj = doc
+            .as_object_mut()
+            .expect("json! of an object is an object");
         if let Some(enc) = body_enc {
             obj.insert("body_encoding".into(), enc.into());
         }
@@ -410,10 +414,7 @@ impl JobStatus {
             }),
         );
         obj.insert("priority".into(), self.priority.into());
-        obj.insert(
-            "module".into(),
-            self.module.map(|m| m.to_hex()).into(),
-        );
+        obj.insert("module".into(), self.module.map(|m| m.to_hex()).into());
         let result = match &self.result {
             None => serde_json::Value::Null,
             Some(r) => {
@@ -500,6 +501,9 @@ mod tests {
     #[test]
     fn body_is_utf8_or_base64() {
         assert_eq!(Body(b"hi").encode(), ("hi".to_string(), None));
-        assert_eq!(Body(&[0xff, 0]).encode(), ("/wA=".to_string(), Some("base64")));
+        assert_eq!(
+            Body(&[0xff, 0]).encode(),
+            ("/wA=".to_string(), Some("base64"))
+        );
     }
 }

@@ -34,5 +34,16 @@ pub fn response(reply: Reply) -> Response {
         Reply::NodeInfo(n) => Response::NodeInfo(*n),
         Reply::Hello { node, protocol } => Response::Hello { node, protocol },
         Reply::Error(e) => Response::Error(e),
+        // Disque's queue commands are spoken over RESP; QUIC clients never
+        // send them.
+        Reply::Jobs(_)
+        | Reply::Nil
+        | Reply::QStat(_)
+        | Reply::QueueScan { .. }
+        | Reply::JobScan { .. }
+        | Reply::Paused(_) => Response::Error(wasque_sdk::proto::WireError::new(
+            wasque_sdk::proto::ErrorCode::Unsupported,
+            "Disque's queue commands are served over RESP",
+        )),
     }
 }
