@@ -163,6 +163,12 @@ async fn run(cfg: Config) -> ExitCode {
         node.node_id(),
         node.resp_addr()
     );
+    if let Some(addr) = node.http_addr() {
+        println!(
+            "wasque-node {} listening: http http://{addr}/",
+            node.node_id()
+        );
+    }
     tracing::info!(
         data_dir = %cfg.data_dir.display(),
         exec_threads = cfg.exec_threads,
@@ -179,7 +185,10 @@ async fn run(cfg: Config) -> ExitCode {
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
         (Ok(mut int), Ok(mut term)) => {
             tokio::select! {
                 _ = int.recv() => {}

@@ -13,7 +13,8 @@
 //!   wants carried out (replies, executions) and its next timer.
 //! - [`queue`]: per-queue ready order (priority, then age), delayed jobs.
 //! - [`exec`]: wasmtime: module cache, limits, executor threads.
-//! - [`net`]: TLS identities and the QUIC front door.
+//! - [`net`]: TLS identities and the front doors (QUIC, HTTP).
+//! - [`monitor`]: metrics registry, rates and event feed of one node.
 //! - [`config`]: one [`config::Config`] from defaults, file and flags.
 //! - [`runtime`]: the driver, the one place that feeds the engine its events
 //!   and carries out its effects.
@@ -25,6 +26,7 @@ pub mod config;
 pub mod engine;
 pub mod exec;
 pub mod job;
+pub mod monitor;
 pub mod net;
 pub mod queue;
 pub mod runtime;

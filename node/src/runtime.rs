@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::engine::{Effect, Engine, EngineConfig, RequestId};
 use crate::exec::{ExecConfig, ExecDone, ExecRequest, Executor};
 use crate::job::{ModuleHash, UnixMs};
+use crate::monitor::Monitor;
 use crate::net::identity::Identity;
 use crate::net::quic::{self, QuicConfig};
 use crate::store::DataDir;
@@ -50,11 +51,18 @@ pub struct Handle {
     inputs: mpsc::UnboundedSender<Input>,
     executor: Executor,
     node_id: Arc<str>,
+    /// Present when the node serves HTTP (metrics, event feed).
+    monitor: Option<Monitor>,
 }
 
 impl Handle {
     pub fn node_id(&self) -> &str {
         &self.node_id
+    }
+
+    /// The executor's counters (threads, busy slots, compiles).
+    pub fn exec_stats(&self) -> crate::exec::ExecStats {
+        self.executor.stats()
     }
 
     /// Hands a command to the engine; the reply goes to `reply`.
@@ -104,6 +112,9 @@ impl Handle {
         let _ = self
             .inputs
             .send(Input::ModuleAdded(outcome.hash, outcome.size));
+        if let Some(m) = &self.monitor {
+            m.module_upload(outcome.compiled_now);
+        }
         Ok(ModuleInfo {
             hash: outcome.hash,
             size: outcome.size,
@@ -139,6 +150,8 @@ pub struct Node {
     quic_addr: SocketAddr,
     /// The bound RESP address (TCP).
     resp_addr: SocketAddr,
+    http_addr: Option<SocketAddr>,
+    http_state: Option<crate::net::http::AppState>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     executor: Executor,
@@ -184,6 +197,7 @@ impl Node {
             max_body_bytes: cfg.max_body_bytes,
             max_jobs: cfg.max_jobs,
             seed: rand::random(),
+            events: cfg.http_port.is_some(),
             ..EngineConfig::default()
         });
         for (hash, size) in executor.modules() {
@@ -223,11 +237,28 @@ impl Node {
                 source,
             })?;
 
+        let monitor = cfg.http_port.map(|_| Monitor::new());
+        let http = match cfg.http_port {
+            Some(port) => {
+                let addr = SocketAddr::new(cfg.bind, port);
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::Listen { addr, source })?;
+                let bound = listener
+                    .local_addr()
+                    .map_err(|source| StartError::Listen { addr, source })?;
+                Some((listener, bound))
+            }
+            None => None,
+        };
+        let http_addr = http.as_ref().map(|(_, a)| *a);
+
         let (inputs_tx, inputs_rx) = mpsc::unbounded_channel();
         let handle = Handle {
             inputs: inputs_tx,
             executor: executor.clone(),
             node_id: node_id.clone(),
+            monitor: monitor.clone(),
         };
         let (stop, stop_rx) = watch::channel(false);
         let started = Instant::now();
@@ -237,21 +268,37 @@ impl Node {
             pending: HashMap::new(),
             next_req: 1,
             started,
+            monitor: monitor.clone(),
         };
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(driver.run(inputs_rx, done_rx, stop_rx.clone())),
             tokio::spawn(quic::serve(endpoint, quic_cfg, handle.clone(), stop_rx.clone())),
             tokio::spawn(crate::net::resp::serve(
                 resp_listener,
                 Arc::new(crate::net::resp::Shared::new(&cfg)),
                 handle.clone(),
-                stop_rx,
+                stop_rx.clone(),
             )),
         ];
+        let mut http_state = None;
+        if let (Some((listener, addr)), Some(monitor)) = (http, monitor) {
+            let state = crate::net::http::AppState::new(
+                handle.clone(),
+                monitor,
+                started,
+                quic_addr,
+                addr,
+                stop_rx,
+            );
+            http_state = Some(state.clone());
+            tasks.push(tokio::spawn(crate::net::http::serve(listener, state)));
+        }
         Ok(Node {
             handle,
             quic_addr,
             resp_addr,
+            http_addr,
+            http_state,
             stop,
             tasks,
             executor,
@@ -276,6 +323,17 @@ impl Node {
     /// The bound RESP address (TCP).
     pub fn resp_addr(&self) -> SocketAddr {
         self.resp_addr
+    }
+
+    /// The bound HTTP address (TCP), when HTTP is on.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
+    /// The HTTP front door's state, when HTTP is on (for in-process tests
+    /// of the router).
+    pub fn http_state(&self) -> Option<crate::net::http::AppState> {
+        self.http_state.clone()
     }
 
     /// The CA file clients must trust.
@@ -306,6 +364,7 @@ struct Driver {
     pending: HashMap<RequestId, ReplyTo>,
     next_req: u64,
     started: Instant,
+    monitor: Option<Monitor>,
 }
 
 impl Driver {
@@ -382,6 +441,7 @@ impl Driver {
     }
 
     fn carry_out(&mut self) {
+        let mut now = None;
         while let Some(effect) = self.engine.poll_effect() {
             match effect {
                 Effect::Reply { to, reply } => {
@@ -400,6 +460,11 @@ impl Driver {
                 Effect::RemoveModule(hash) => {
                     if let Err(e) = self.executor.remove_module(&hash) {
                         tracing::warn!(module = %hash, "removing module files: {e}");
+                    }
+                }
+                Effect::Event(e) => {
+                    if let Some(m) = &self.monitor {
+                        m.job_event(*now.get_or_insert_with(now_ms), e);
                     }
                 }
             }

@@ -2,8 +2,10 @@
 //!
 //! - [`guests`]: builds the example guest modules (`guest-examples/`, target
 //!   `wasm32-wasip1`) once and hands out their paths.
+//! - [`http`]: a minimal HTTP/1.0 client and event-stream reader.
 //! - [`node`]: starts a `wasque-node` as a real process on free loopback
 //!   ports and kills it by its own handle when dropped.
 
 pub mod guests;
+pub mod http;
 pub mod node;

@@ -14,6 +14,8 @@ pub struct TestNode {
     child: Child,
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
+    /// The HTTP address, for nodes started with [`TestNode::start_http`].
+    http: Option<SocketAddr>,
     _tmp: Option<tempfile::TempDir>,
     /// Lines the node printed on stdout after starting.
     pub stdout: mpsc::Receiver<String>,
@@ -26,7 +28,13 @@ pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     let dir = exe
         .parent()
-        .and_then(|d| if d.ends_with("deps") { d.parent() } else { Some(d) })
+        .and_then(|d| {
+            if d.ends_with("deps") {
+                d.parent()
+            } else {
+                Some(d)
+            }
+        })
         .expect("target dir");
     dir.join(name)
 }
@@ -53,14 +61,40 @@ impl TestNode {
         n
     }
 
+    /// Starts a node with a fresh data dir, `extra` flags and HTTP on a
+    /// free loopback port (see [`TestNode::http_addr`]).
+    pub fn start_http(extra: &[&str]) -> TestNode {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("data");
+        let mut n = TestNode::spawn(&dir, extra, true);
+        n._tmp = Some(tmp);
+        n
+    }
+
     /// Starts a node on `data_dir` (kept by the caller, e.g. for restarts).
     pub fn start_in(data_dir: &Path, extra: &[&str]) -> TestNode {
+        TestNode::spawn(data_dir, extra, false)
+    }
+
+    fn spawn(data_dir: &Path, extra: &[&str], http: bool) -> TestNode {
         let port = free_port();
+        let http_port = if http {
+            let mut p = free_port();
+            for _ in 0..100 {
+                if p != port {
+                    break;
+                }
+                p = free_port();
+            }
+            p
+        } else {
+            0
+        };
         let mut cmd = Command::new(bin("test-wasque-node"));
         cmd.arg("--port")
             .arg(port.to_string())
             .arg("--http-port")
-            .arg("0")
+            .arg(http_port.to_string())
             .arg("--data-dir")
             .arg(data_dir)
             .args(extra)
@@ -83,11 +117,39 @@ impl TestNode {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             data_dir: data_dir.to_path_buf(),
+            http: None,
             _tmp: None,
             stdout: rx,
         };
         node.wait_listening();
+        if http {
+            node.http = Some(node.wait_http_line());
+        }
         node
+    }
+
+    /// Waits for the `listening: http http://ADDR/` line.
+    fn wait_http_line(&mut self) -> SocketAddr {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            match self.stdout.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) => {
+                    if let Some(rest) = line.split("listening: http http://").nth(1)
+                        && let Ok(addr) = rest.trim_end_matches('/').parse()
+                    {
+                        return addr;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        panic!("wasque-node did not print its HTTP listening line");
+    }
+
+    /// The HTTP address of a node started with [`TestNode::start_http`].
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http.expect("node started with TestNode::start_http")
     }
 
     fn wait_listening(&mut self) {

@@ -84,6 +84,8 @@ pub enum Command {
     },
     /// Forget every job and queue (DEBUG FLUSHALL; test nodes only).
     FlushAll,
+    /// A read-only question about the node's state.
+    Inspect(super::Query),
 }
 
 /// Arguments of GETJOB.

@@ -3,8 +3,14 @@
 //! render the same [`Reply`]). Semantics live once, in the engine.
 
 mod command;
+mod event;
+mod inspect;
 mod reply;
 
 pub use command::{Command, GetJob, JScan, QScan};
+pub use event::{JobEvent, JobEventKind, Removal, class_label};
+pub use inspect::{
+    Inspection, JobPage, JobQuery, JobSummary, MAX_PAGE, NodeStats, Query, QueuePage, QueueStat,
+};
 pub use reply::{JobEntry, JobScanItem, QStat, Reply};
 pub use wasque_sdk::proto::{AddJob, ErrorCode, ModuleInfo, NodeInfo, WireError as ApiError};

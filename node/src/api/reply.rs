@@ -29,6 +29,8 @@ pub enum Reply {
     /// of an unknown queue.
     Nil,
     QStat(Box<QStat>),
+    /// Answer to a read-only [`super::Query`].
+    Inspect(Box<super::Inspection>),
     QueueScan {
         cursor: u64,
         queues: Vec<String>,

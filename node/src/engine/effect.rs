@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use crate::api::Reply;
+use crate::api::{JobEvent, Reply};
 use crate::job::{JobId, Limits, ModuleHash};
 
 /// Identifies a request waiting for its reply; allocated by the runtime.
@@ -19,6 +19,9 @@ pub enum Effect {
     Run(RunJob),
     /// Forget a module's blob and compiled artifact.
     RemoveModule(ModuleHash),
+    /// Something happened to a job, for whoever watches (metrics, the
+    /// event feed); only emitted when `EngineConfig::events` is on.
+    Event(JobEvent),
 }
 
 /// An order to execute one attempt of a Wasm job.

@@ -13,6 +13,7 @@
 mod effect;
 mod getjob;
 mod ids;
+mod inspect;
 mod scan;
 mod timer;
 mod worker;
@@ -29,7 +30,7 @@ use bytes::Bytes;
 pub use effect::{Effect, RequestId, RunJob};
 pub use timer::Timer;
 
-use crate::api::{AddJob, Command, ErrorCode, ModuleInfo, Reply};
+use crate::api::{AddJob, Command, ErrorCode, JobEvent, JobEventKind, ModuleInfo, Reply};
 use crate::job::{Counters, Job, JobId, JobResult, JobState, Limits, ModuleHash, UnixMs};
 use crate::queue::{Queues, ReadyKey};
 use getjob::{BlockedGet, Cause};
@@ -57,6 +58,9 @@ pub struct EngineConfig {
     pub max_jobs: usize,
     /// Seed for id randomness.
     pub seed: u64,
+    /// Emit `Effect::Event` for job events (someone watches: metrics, the
+    /// event feed). Off: no event is built at all.
+    pub events: bool,
 }
 
 impl Default for EngineConfig {
@@ -80,6 +84,7 @@ impl Default for EngineConfig {
             max_body_bytes: 8 << 20,
             max_jobs: 10_000_000,
             seed: 0,
+            events: false,
         }
     }
 }
@@ -219,6 +224,10 @@ impl Engine {
                 };
                 self.reply(req, reply);
             }
+            Command::Inspect(q) => {
+                let answer = self.inspect(now, q);
+                self.reply(req, Reply::Inspect(Box::new(answer)));
+            }
             Command::DeleteModule { hash } => {
                 let reply = match self.modules.get(&hash) {
                     None => no_module(&hash),
@@ -301,10 +310,22 @@ impl Engine {
                 entry.jobs = entry.jobs.saturating_sub(1);
             }
             let nocache = job.nocache;
+            let finished = JobEventKind::Finished {
+                class: result.error_class,
+                run_us: result.duration_us,
+                fuel_used: result.fuel_used,
+            };
             job.result = Some(result.clone());
             let status = job.status(now, &self.cfg.node_id);
             if nocache {
                 job.result = None;
+            }
+            if self.cfg.events {
+                self.effects.push_back(Effect::Event(JobEvent {
+                    id: job_id,
+                    queue: job.queue.clone(),
+                    kind: finished,
+                }));
             }
             self.finish_waiters(now, job_id, status);
         }
@@ -331,8 +352,15 @@ impl Engine {
                         // Disque: a queue paused in input takes nothing
                         // back; try again after another retry period.
                         self.arm_requeue(now, id);
-                    } else {
-                        self.enqueue(now, id, Cause::Again);
+                    } else if self.enqueue(now, id, Cause::Again)
+                        && self.cfg.events
+                        && let Some(job) = self.jobs.get(&id)
+                    {
+                        self.effects.push_back(Effect::Event(JobEvent {
+                            id,
+                            queue: job.queue.clone(),
+                            kind: JobEventKind::Requeued,
+                        }));
                     }
                 }
                 Timer::WaitTimeout(req) => {
@@ -416,6 +444,13 @@ impl Engine {
                 if delay_ms > 0 {
                     self.timers.set(job.ready_at, Timer::Ready(id));
                 }
+                self.emit(
+                    &job,
+                    JobEventKind::Added {
+                        wasm: job.is_wasm(),
+                        delayed: delay_ms > 0,
+                    },
+                );
                 self.jobs.insert(id, job);
                 if delay_ms == 0 {
                     self.enqueue(now, id, Cause::First);
@@ -596,6 +631,7 @@ impl Engine {
         let Some(job) = self.jobs.remove(id) else {
             return false;
         };
+        self.emit(&job, JobEventKind::Removed(inspect::removal(why)));
         self.timers.cancel(job.expires_at, Timer::Expire(*id));
         if job.ready_at > job.created_at {
             self.timers.cancel(job.ready_at, Timer::Ready(*id));
@@ -646,6 +682,16 @@ impl Engine {
             job.state = JobState::Active;
             job.counters.attempts += 1;
             self.running += 1;
+            if self.cfg.events {
+                self.effects.push_back(Effect::Event(JobEvent {
+                    id,
+                    queue: job.queue.clone(),
+                    kind: JobEventKind::Started {
+                        attempt: job.counters.attempts,
+                        ready_since: inspect::ready_since(job),
+                    },
+                }));
+            }
             self.effects.push_back(Effect::Run(RunJob {
                 job: id,
                 attempt: job.counters.attempts,

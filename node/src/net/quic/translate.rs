@@ -34,6 +34,11 @@ pub fn response(reply: Reply) -> Response {
         Reply::NodeInfo(n) => Response::NodeInfo(*n),
         Reply::Hello { node, protocol } => Response::Hello { node, protocol },
         Reply::Error(e) => Response::Error(e),
+        // Inspection answers go to the HTTP API; QUIC clients never ask.
+        Reply::Inspect(_) => Response::Error(wasque_sdk::proto::WireError::new(
+            wasque_sdk::proto::ErrorCode::Unsupported,
+            "inspection answers are served by the HTTP API",
+        )),
         // Disque's queue commands are spoken over RESP; QUIC clients never
         // send them.
         Reply::Jobs(_)

@@ -1,0 +1,242 @@
+//! The read-only JSON API under `/api`. Each handler checks its parameters
+//! (400 with a JSON error when malformed), asks the engine one
+//! [`Query`], and renders the answer.
+
+use std::str::FromStr;
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query as QueryParams, State};
+use serde_json::{Value, json};
+
+use super::{AppState, HttpError, render};
+use crate::api::{Command, Inspection, JobQuery, MAX_PAGE, NodeStats, Query, Reply};
+use crate::job::{JobId, JobState};
+use crate::runtime::now_ms;
+
+type Params = Result<QueryParams<Vec<(String, String)>>, QueryRejection>;
+
+/// Seconds of throughput history `/api/activity` returns.
+const ACTIVITY_SECS: u64 = 120;
+
+/// `GET /api/cluster`: every node this node knows (itself, until the
+/// cluster lands) and totals.
+pub async fn cluster(State(st): State<AppState>) -> Result<Json<Value>, HttpError> {
+    let stats = stats(&st).await?;
+    let now = now_ms();
+    let me = render::node(&st, &stats, now);
+    let x = st.handle().exec_stats();
+    Ok(Json(json!({
+        "mode": "single",
+        "self": stats.node_id,
+        "nodes": [me],
+        "summary": {
+            "nodes": 1,
+            "up": 1,
+            "down": 0,
+            "slots": x.threads,
+            "busy": x.busy,
+            "jobs": stats.jobs,
+            "ready": stats.ready,
+            "running": stats.running,
+            "queues": stats.queues,
+            "modules": stats.modules,
+        },
+    })))
+}
+
+/// `GET /api/nodes/{id}`.
+pub async fn node(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, HttpError> {
+    if id.len() != 40 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(HttpError::bad_id(format!(
+            "{id:?} is not a node id (40 hex digits)"
+        )));
+    }
+    if !id.eq_ignore_ascii_case(st.handle().node_id()) {
+        return Err(HttpError::not_found(format!(
+            "no node {id} in this cluster"
+        )));
+    }
+    let stats = stats(&st).await?;
+    Ok(Json(render::node(&st, &stats, now_ms())))
+}
+
+/// `GET /api/activity`: this node's throughput over the last seconds and
+/// its recent failures (what the dashboard draws before the feed starts).
+pub async fn activity(State(st): State<AppState>) -> Json<Value> {
+    let now = now_ms();
+    let m = st.monitor();
+    Json(json!({
+        "history": m.history(now, ACTIVITY_SECS).iter().map(render::second).collect::<Vec<_>>(),
+        "failures": m.failures().iter().map(render::failure).collect::<Vec<_>>(),
+    }))
+}
+
+/// `GET /api/queues?cursor=&limit=`.
+pub async fn queues(State(st): State<AppState>, params: Params) -> Result<Json<Value>, HttpError> {
+    let mut p = parse(params, &["cursor", "limit"])?;
+    let cursor = p.take("cursor");
+    let limit = limit(p.take("limit"), 100)?;
+    let Inspection::Queues(page) = st.ask(Query::Queues { cursor, limit }).await? else {
+        return Err(unexpected());
+    };
+    let now = now_ms();
+    Ok(Json(json!({
+        "queues": page.queues.iter().map(|q| render::queue(&st, q, now)).collect::<Vec<_>>(),
+        "next": page.next,
+    })))
+}
+
+/// `GET /api/queues/{name}`.
+pub async fn queue(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, HttpError> {
+    if name.is_empty() || name.len() > MAX_NAME {
+        return Err(HttpError::bad_request(format!(
+            "a queue name is 1 to {MAX_NAME} bytes"
+        )));
+    }
+    match st.ask(Query::Queue { name: name.clone() }).await? {
+        Inspection::Queue(Some(q)) => Ok(Json(render::queue(&st, &q, now_ms()))),
+        Inspection::Queue(None) => Err(HttpError::not_found(format!(
+            "no queue {name:?} on this node"
+        ))),
+        _ => Err(unexpected()),
+    }
+}
+
+/// `GET /api/jobs?queue=&state=&cursor=&limit=`: oldest first.
+pub async fn jobs(State(st): State<AppState>, params: Params) -> Result<Json<Value>, HttpError> {
+    let mut p = parse(params, &["queue", "state", "cursor", "limit"])?;
+    let queue = p.take("queue");
+    let state = p
+        .take("state")
+        .map(|s| {
+            STATES
+                .iter()
+                .copied()
+                .find(|st| st.as_str() == s)
+                .ok_or_else(|| {
+                    HttpError::bad_request(format!(
+                        "state {s:?} is not one of {}",
+                        STATES.map(|s| s.as_str()).join(", ")
+                    ))
+                })
+        })
+        .transpose()?;
+    let cursor = p.take("cursor").map(|c| job_id(&c)).transpose()?;
+    let limit = limit(p.take("limit"), 50)?;
+    let q = JobQuery {
+        queue,
+        state,
+        cursor,
+        limit,
+    };
+    let Inspection::Jobs(page) = st.ask(Query::Jobs(q)).await? else {
+        return Err(unexpected());
+    };
+    Ok(Json(json!({
+        "jobs": page.jobs.iter().map(render::job_summary).collect::<Vec<_>>(),
+        "next": page.next.map(|id| id.to_string()),
+    })))
+}
+
+/// `GET /api/jobs/{id}`: the job's JSON document, as `wasque show --json`.
+pub async fn job(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, HttpError> {
+    let id = job_id(&id)?;
+    match st.call(Command::Show { id, key: None }).await? {
+        Reply::Job(s) => Ok(Json(s.to_json())),
+        _ => Err(unexpected()),
+    }
+}
+
+/// `GET /api/modules`.
+pub async fn modules(State(st): State<AppState>) -> Result<Json<Value>, HttpError> {
+    match st.call(Command::ListModules).await? {
+        Reply::Modules(list) => Ok(Json(json!({
+            "modules": list.iter().map(render::module).collect::<Vec<_>>(),
+        }))),
+        _ => Err(unexpected()),
+    }
+}
+
+/// The node's counts, from the engine.
+pub(super) async fn stats(st: &AppState) -> Result<NodeStats, HttpError> {
+    match st.ask(Query::Stats).await? {
+        Inspection::Stats(s) => Ok(s),
+        _ => Err(unexpected()),
+    }
+}
+
+/// Longest queue name accepted in a path.
+const MAX_NAME: usize = 1024;
+
+const STATES: [JobState; 6] = [
+    JobState::WaitRepl,
+    JobState::Queued,
+    JobState::Active,
+    JobState::Done,
+    JobState::Failed,
+    JobState::Acked,
+];
+
+fn unexpected() -> HttpError {
+    HttpError::internal("unexpected answer from the engine")
+}
+
+fn job_id(s: &str) -> Result<JobId, HttpError> {
+    JobId::from_str(s).map_err(|_| {
+        HttpError::bad_id(format!(
+            "{s:?} is not a job id (a canonical UUID, like 019ab6f0-3c2e-7a10-9f2c-bd41000a3e5c)"
+        ))
+    })
+}
+
+fn limit(v: Option<String>, default: usize) -> Result<usize, HttpError> {
+    match v {
+        None => Ok(default),
+        Some(s) => match s.parse::<usize>() {
+            Ok(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+            _ => Err(HttpError::bad_request(format!(
+                "limit {s:?} is not a number from 1 to {MAX_PAGE}"
+            ))),
+        },
+    }
+}
+
+/// Query parameters, checked against the names a route takes.
+struct Parsed(Vec<(String, String)>);
+
+impl Parsed {
+    /// The parameter's value; an empty value counts as absent.
+    fn take(&mut self, name: &str) -> Option<String> {
+        let i = self.0.iter().position(|(k, _)| k == name)?;
+        Some(self.0.swap_remove(i).1).filter(|v| !v.is_empty())
+    }
+}
+
+fn parse(params: Params, allowed: &[&str]) -> Result<Parsed, HttpError> {
+    let QueryParams(list) =
+        params.map_err(|e| HttpError::bad_request(format!("bad query string: {e}")))?;
+    for (i, (k, _)) in list.iter().enumerate() {
+        if !allowed.contains(&k.as_str()) {
+            return Err(HttpError::bad_request(format!(
+                "unknown parameter {k:?}; this route takes {}",
+                allowed.join(", ")
+            )));
+        }
+        if list[..i].iter().any(|(k2, _)| k2 == k) {
+            return Err(HttpError::bad_request(format!(
+                "parameter {k:?} given twice"
+            )));
+        }
+    }
+    Ok(Parsed(list))
+}

@@ -1,0 +1,330 @@
+// wasque dashboard: reads the API once, then lives on the /api/events feed.
+// Never lists all jobs: queues are paged, jobs are looked up by id.
+"use strict";
+
+const HISTORY_SECS = 120;   // seconds drawn in the chart
+const DOWN_AFTER_MS = 3500; // no tick for this long: the node is down
+const MAX_EVENTS = 40;      // live events kept in the list
+const MAX_FAILURES = 50;    // failures kept in the table
+
+const state = {
+  history: [],        // [{at, added, finished, failed}] per second, oldest first
+  failures: [],       // newest first
+  nodes: [],
+  lastTickAt: 0,      // Date.now() of the last tick
+  queueCursor: null,  // null: first page (live from ticks)
+  queuePages: [],     // cursors of the pages before this one
+  skipped: 0,
+};
+
+const $ = (sel) => document.querySelector(sel);
+
+function el(tag, attrs, ...kids) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") e.className = v;
+    else if (k === "onclick") e.addEventListener("click", v);
+    else e.setAttribute(k, v);
+  }
+  for (const k of kids) {
+    if (k === null || k === undefined) continue;
+    e.append(k instanceof Node ? k : document.createTextNode(String(k)));
+  }
+  return e;
+}
+
+async function getJSON(url) {
+  const r = await fetch(url, { cache: "no-store" });
+  let body = null;
+  try { body = await r.json(); } catch (_) { /* not JSON */ }
+  if (!r.ok) {
+    const e = body && body.error ? body.error : { class: "http-" + r.status, message: r.statusText };
+    throw Object.assign(new Error(e.message), { cls: e.class, status: r.status });
+  }
+  return body;
+}
+
+const fmtRate = (x) => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2));
+const fmtInt = (n) => Number(n).toLocaleString("en-US");
+function fmtMs(ms) {
+  if (ms < 1000) return ms + " ms";
+  const s = ms / 1000;
+  if (s < 120) return s.toFixed(1) + " s";
+  if (s < 7200) return (s / 60).toFixed(1) + " min";
+  return (s / 3600).toFixed(1) + " h";
+}
+function fmtUptime(s) {
+  const d = Math.floor(s / 86400), h = Math.floor((s % 86400) / 3600), m = Math.floor((s % 3600) / 60);
+  return d ? `${d}d ${h}h` : h ? `${h}h ${m}m` : m ? `${m}m ${s % 60}s` : `${s}s`;
+}
+const shortId = (id) => id.slice(0, 8) + "…" + id.slice(-4);
+const clock = (ms) => new Date(ms).toLocaleTimeString();
+
+// ---- connection and down detection ---------------------------------------
+
+function setConn(kind, text) {
+  const c = $("#conn");
+  c.className = "conn conn-" + kind;
+  c.dataset.state = kind;
+  c.textContent = text;
+}
+
+function checkDown() {
+  const since = Date.now() - state.lastTickAt;
+  const down = state.lastTickAt === 0 ? false : since > DOWN_AFTER_MS;
+  const banner = $("#banner");
+  if (down) {
+    banner.hidden = false;
+    banner.textContent = `Node unreachable: no update for ${fmtMs(since)} (last at ${clock(state.lastTickAt)}).`;
+    setConn("down", "DOWN");
+    renderNodes(state.nodes.map((n) => Object.assign({}, n, { state: "down" })));
+  } else {
+    banner.hidden = true;
+  }
+}
+
+// ---- nodes ----------------------------------------------------------------
+
+function renderNodes(nodes) {
+  const tb = $("#nodes tbody");
+  tb.replaceChildren(...nodes.map((n) => {
+    const bar = el("span", { class: "bar" }, el("i", { style: `width:${Math.min(100, n.load * 100).toFixed(0)}%` }));
+    return el("tr", { class: n.state === "up" ? "" : "down", "data-node": n.id },
+      el("td", { title: n.id }, shortId(n.id), n.self ? el("span", { class: "muted small" }, " (this)") : null),
+      el("td", {}, el("span", { class: "badge st-" + n.state }, n.state.toUpperCase())),
+      el("td", {}, bar, (n.load * 100).toFixed(0) + "%"),
+      el("td", { class: "num" }, `${n.executor.busy} / ${n.executor.slots}`),
+      el("td", { class: "num" }, fmtInt(n.jobs.ready)),
+      el("td", { class: "num" }, fmtInt(n.jobs.running)),
+      el("td", { class: "num" }, fmtInt(n.jobs.held)),
+      el("td", { class: "num" }, fmtRate(n.rates.added_per_sec)),
+      el("td", { class: "num" }, fmtRate(n.rates.finished_per_sec)),
+      el("td", { class: "num" }, fmtRate(n.rates.failed_per_sec)),
+      el("td", {}, fmtUptime(n.uptime_secs)));
+  }));
+}
+
+function renderSummary(nodes) {
+  const up = nodes.filter((n) => n.state === "up").length;
+  const sum = (f) => nodes.reduce((a, n) => a + f(n), 0);
+  const s = $("#summary");
+  s.replaceChildren(
+    el("b", {}, `${up}/${nodes.length}`), " nodes up · ",
+    el("b", {}, fmtInt(sum((n) => n.jobs.ready))), " ready · ",
+    el("b", {}, fmtInt(sum((n) => n.jobs.running))), " running · ",
+    el("b", {}, `${sum((n) => n.executor.busy)}/${sum((n) => n.executor.slots)}`), " slots busy");
+}
+
+// ---- queues ---------------------------------------------------------------
+
+function renderQueues(page) {
+  const tb = $("#queues tbody");
+  tb.replaceChildren(...page.queues.map((q) => el("tr", { "data-queue": q.name },
+    el("td", { title: q.name }, q.name),
+    el("td", { class: "num" }, fmtInt(q.depth)),
+    el("td", {}, q.oldest ? fmtMs(q.oldest.waiting_ms) : "–"),
+    el("td", { class: "num" }, fmtRate(q.rates.added_per_sec)),
+    el("td", { class: "num" }, fmtRate(q.rates.finished_per_sec)),
+    el("td", { class: "num" }, fmtRate(q.rates.failed_per_sec)),
+    el("td", {}, q.paused ? el("span", { class: "badge st-leaving" }, q.pause) : "–"))));
+  if (page.queues.length === 0) tb.append(el("tr", {}, el("td", { colspan: 7, class: "muted" }, "No queues.")));
+  $("#queues-next").disabled = !page.next;
+  $("#queues-next").dataset.next = page.next || "";
+  $("#queues-prev").disabled = state.queueCursor === null;
+}
+
+async function loadQueuePage(cursor) {
+  const url = "/api/queues?limit=50" + (cursor ? "&cursor=" + encodeURIComponent(cursor) : "");
+  const page = await getJSON(url);
+  state.queueCursor = cursor;
+  renderQueues(page);
+}
+
+$("#queues-next").addEventListener("click", () => {
+  const next = $("#queues-next").dataset.next;
+  if (next) loadQueuePage(next).catch(showError);
+});
+$("#queues-prev").addEventListener("click", () => loadQueuePage(null).catch(showError));
+
+// ---- chart ----------------------------------------------------------------
+
+function pushSecond(s) {
+  if (!s) return;
+  const last = state.history[state.history.length - 1];
+  if (last && last.at >= s.at) return;
+  state.history.push(s);
+  while (state.history.length > HISTORY_SECS) state.history.shift();
+}
+
+function niceMax(v) {
+  if (v <= 5) return 5;
+  const p = Math.pow(10, Math.floor(Math.log10(v)));
+  for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return m * p;
+  return 10 * p;
+}
+
+function drawChart() {
+  const c = $("#chart");
+  const dpr = window.devicePixelRatio || 1;
+  const w = c.clientWidth, h = c.clientHeight || 180;
+  if (c.width !== Math.round(w * dpr)) { c.width = Math.round(w * dpr); c.height = Math.round(h * dpr); }
+  const g = c.getContext("2d");
+  g.setTransform(dpr, 0, 0, dpr, 0, 0);
+  g.clearRect(0, 0, w, h);
+  const css = getComputedStyle(document.documentElement);
+  const color = (v) => css.getPropertyValue(v).trim();
+  const left = 48, right = 8, top = 8, bottom = 20;
+  const pw = w - left - right, ph = h - top - bottom;
+  const data = state.history;
+  const max = niceMax(Math.max(1, ...data.map((s) => Math.max(s.added, s.finished, s.failed))));
+  g.font = "11px system-ui, sans-serif";
+  g.fillStyle = color("--muted");
+  g.strokeStyle = color("--line");
+  g.lineWidth = 1;
+  for (let i = 0; i <= 4; i++) {
+    const y = top + ph - (ph * i) / 4;
+    g.beginPath(); g.moveTo(left, y + 0.5); g.lineTo(left + pw, y + 0.5); g.stroke();
+    g.textAlign = "right"; g.textBaseline = "middle";
+    g.fillText(fmtInt(Math.round((max * i) / 4)), left - 6, y);
+  }
+  g.textAlign = "center"; g.textBaseline = "top";
+  for (let s = 0; s <= HISTORY_SECS; s += 30) {
+    const x = left + pw - (pw * s) / HISTORY_SECS;
+    g.fillText(s === 0 ? "now" : `-${s}s`, x, top + ph + 5);
+  }
+  if (data.length === 0) return;
+  const newest = data[data.length - 1].at;
+  const xOf = (at) => left + pw - (pw * (newest - at)) / HISTORY_SECS;
+  const yOf = (v) => top + ph - (ph * v) / max;
+  for (const [key, col] of [["added", "--blue"], ["finished", "--green"], ["failed", "--red"]]) {
+    g.strokeStyle = color(col);
+    g.lineWidth = 2;
+    g.beginPath();
+    data.forEach((s, i) => (i ? g.lineTo(xOf(s.at), yOf(s[key])) : g.moveTo(xOf(s.at), yOf(s[key]))));
+    g.stroke();
+  }
+}
+
+// ---- failures, events, job view -------------------------------------------
+
+function jobLink(id) {
+  return el("a", { class: "link", title: id, onclick: () => showJob(id) }, shortId(id));
+}
+
+function renderFailures() {
+  const tb = $("#failures tbody");
+  tb.replaceChildren(...state.failures.slice(0, MAX_FAILURES).map((f) => el("tr", {},
+    el("td", {}, clock(f.at)),
+    el("td", {}, jobLink(f.id)),
+    el("td", { title: f.queue }, f.queue),
+    el("td", {}, el("span", { class: "badge cls" }, f.class)),
+    el("td", { class: "num" }, f.run_ms.toFixed(2) + " ms"))));
+  $("#no-failures").hidden = state.failures.length > 0;
+}
+
+function addEvent(j) {
+  const ul = $("#events");
+  const cls = j.class ? " " + j.class : "";
+  ul.prepend(el("li", { class: "ev-" + j.event, "data-job": j.id, "data-queue": j.queue },
+    clock(j.at), " ", j.event.padEnd(9), " ", jobLink(j.id), " ", j.queue, cls));
+  while (ul.children.length > MAX_EVENTS) ul.lastChild.remove();
+  if (j.event === "failed") {
+    state.failures.unshift({ at: j.at, id: j.id, queue: j.queue, class: j.class, run_ms: j.run_ms });
+    state.failures.length = Math.min(state.failures.length, MAX_FAILURES);
+    renderFailures();
+  }
+}
+
+function showError(e) {
+  console.error(e);
+}
+
+async function showJob(id) {
+  id = id.trim();
+  $("#job-id").value = id;
+  const v = $("#job-view");
+  v.className = "job-view";
+  v.replaceChildren(el("span", { class: "muted" }, "loading…"));
+  try {
+    const j = await getJSON("/api/jobs/" + encodeURIComponent(id));
+    const r = j.result;
+    const rows = [
+      ["id", j.id], ["state", j.state], ["queue", j.queue], ["priority", j.priority],
+      ["attempts", j.attempts], ["module", j.module || "– (plain job)"],
+      ["registered", new Date(j.registered_at * 1000).toLocaleString()], ["ttl", j.ttl + " s"],
+      ["delivery", `node ${shortId(j.delivery_info.node)} · deliveries ${j.delivery_info.delivery_count} · acks ${j.delivery_info.ack_times}`],
+    ];
+    if (r) {
+      rows.push(["result", r.error_class ? `${r.error_class}: ${r.message}` : `exit ${r.exit_code}`]);
+      rows.push(["ran", `${r.duration_ms} ms · fuel ${fmtInt(r.fuel_used)}`]);
+    }
+    const dl = el("dl", {});
+    for (const [k, val] of rows) dl.append(el("dt", {}, k), el("dd", {}, String(val)));
+    const kids = [dl];
+    if (r && r.output) kids.push(el("pre", {}, r.output.length > 2000 ? r.output.slice(0, 2000) + "…" : r.output));
+    v.replaceChildren(...kids);
+  } catch (e) {
+    v.className = "job-view error";
+    v.replaceChildren(`${e.cls || "error"}: ${e.message}`);
+  }
+}
+
+$("#job-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const id = $("#job-id").value;
+  if (id.trim()) showJob(id);
+});
+
+// ---- the feed -------------------------------------------------------------
+
+function onTick(t) {
+  state.lastTickAt = Date.now();
+  state.nodes = t.nodes;
+  setConn("live", "LIVE");
+  checkDown();
+  renderNodes(t.nodes);
+  renderSummary(t.nodes);
+  pushSecond(t.second);
+  drawChart();
+  if (state.queueCursor === null) {
+    renderQueues({ queues: t.queues, next: t.more_queues ? t.queues[t.queues.length - 1].name : null });
+  }
+}
+
+function connect() {
+  const es = new EventSource("/api/events");
+  es.addEventListener("hello", () => setConn("wait", "connected"));
+  es.addEventListener("tick", (m) => onTick(JSON.parse(m.data)));
+  es.addEventListener("job", (m) => addEvent(JSON.parse(m.data)));
+  es.addEventListener("skipped", (m) => {
+    state.skipped += JSON.parse(m.data).jobs;
+    $("#skipped").textContent = `(${fmtInt(state.skipped)} not shown: over the feed's rate)`;
+  });
+  es.addEventListener("dropped", () => setConn("wait", "catching up"));
+  es.onerror = () => { if (state.lastTickAt === 0) setConn("down", "unreachable"); };
+}
+
+async function init() {
+  try {
+    const [cluster, activity, queues] = await Promise.all([
+      getJSON("/api/cluster"), getJSON("/api/activity"), getJSON("/api/queues?limit=50"),
+    ]);
+    $("#mode").textContent = cluster.mode === "single" ? "single node" : `cluster of ${cluster.summary.nodes}`;
+    state.nodes = cluster.nodes;
+    renderNodes(cluster.nodes);
+    renderSummary(cluster.nodes);
+    activity.history.forEach(pushSecond);
+    state.failures = activity.failures.slice(0, MAX_FAILURES);
+    renderFailures();
+    renderQueues(queues);
+    drawChart();
+  } catch (e) {
+    setConn("down", "unreachable");
+    showError(e);
+  }
+  connect();
+  setInterval(checkDown, 1000);
+  window.addEventListener("resize", drawChart);
+}
+
+init();

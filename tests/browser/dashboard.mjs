@@ -1,0 +1,101 @@
+// Drives headless Chromium against a running node's dashboard.
+//
+//   node dashboard.mjs check   URL OUT_DIR   the browser test (tests/tests/dashboard.rs)
+//   node dashboard.mjs measure URL OUT_DIR   load time and memory (benches)
+//
+// `check` loads the page, waits for the node and its queues, prints
+// "READY" and waits for a line "SUBMITTED <job-id> <queue>" on stdin (the
+// Rust test submits a job then), checks that the job shows up without a
+// reload, saves OUT_DIR/dashboard.png and prints "OK". `measure` prints one
+// JSON line of figures. Every wait is bounded; any failure exits non-zero
+// with the reason on stderr.
+
+import { chromium } from "playwright-core";
+import { createInterface } from "node:readline";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+
+const [mode, url, outDir] = process.argv.slice(2);
+if (!["check", "measure"].includes(mode) || !url || !outDir) {
+  console.error("usage: node dashboard.mjs check|measure URL OUT_DIR");
+  process.exit(2);
+}
+const WAIT_MS = 30_000;
+mkdirSync(outDir, { recursive: true });
+
+// Chromium as root in a sandboxed machine, with no background networking
+// (its own connections would be refused on a closed network).
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  headless: true,
+  args: [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+  ],
+  timeout: WAIT_MS,
+});
+
+const lines = createInterface({ input: process.stdin });
+const nextLine = () => new Promise((resolve, reject) => {
+  const t = setTimeout(() => reject(new Error("no line on stdin within the wait")), 120_000);
+  lines.once("line", (l) => { clearTimeout(t); resolve(l); });
+});
+
+try {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
+
+  const t0 = Date.now();
+  await page.goto(url, { waitUntil: "load", timeout: WAIT_MS });
+  // The node's row, with its state, from /api/cluster.
+  await page.waitForSelector("#nodes tbody tr[data-node] .badge", { timeout: WAIT_MS });
+  const nodesAt = Date.now() - t0;
+  await page.waitForSelector("#queues tbody tr[data-queue]", { timeout: WAIT_MS });
+  const queuesAt = Date.now() - t0;
+  // The feed is live once the first tick arrives.
+  await page.waitForFunction(() => document.querySelector("#conn").dataset.state === "live", null, { timeout: WAIT_MS });
+  const liveAt = Date.now() - t0;
+
+  if (mode === "measure") {
+    const cdp = await page.context().newCDPSession(page);
+    await cdp.send("Performance.enable");
+    // Let it live on the feed for a while, then read the heap.
+    await page.waitForTimeout(5_000);
+    const { metrics } = await cdp.send("Performance.getMetrics");
+    const m = Object.fromEntries(metrics.map((x) => [x.name, x.value]));
+    const depth = await page.$eval("#queues tbody tr[data-queue] td:nth-child(2)", (td) => td.textContent);
+    console.log(JSON.stringify({
+      nodes_ms: nodesAt, queues_ms: queuesAt, live_ms: liveAt,
+      js_heap_used_bytes: m.JSHeapUsedSize, js_heap_total_bytes: m.JSHeapTotalSize,
+      dom_nodes: m.Nodes, first_queue_depth: depth,
+    }));
+    await page.screenshot({ path: join(outDir, "dashboard-100k.png"), fullPage: true });
+  } else {
+    const nodeState = await page.$eval("#nodes tbody tr[data-node] .badge", (b) => b.textContent);
+    if (nodeState !== "UP") throw new Error(`node state shows ${nodeState}`);
+    console.log("READY");
+    const line = await nextLine();
+    const [word, id, queue] = line.trim().split(/\s+/);
+    if (word !== "SUBMITTED" || !id || !queue) throw new Error(`unexpected line ${line}`);
+    // Without a reload: the job's events arrive on the feed, and its queue
+    // appears in the table with the next tick.
+    await page.waitForSelector(`#events li[data-job="${id}"]`, { timeout: WAIT_MS });
+    await page.waitForSelector(`#queues tbody tr[data-queue="${queue}"]`, { timeout: WAIT_MS });
+    // The job view, by id.
+    await page.click(`#events li[data-job="${id}"] a`);
+    await page.waitForFunction((id) => document.querySelector("#job-view").textContent.includes(id), id, { timeout: WAIT_MS });
+    // A point or more on the chart.
+    await page.waitForFunction(() => document.querySelector("#chart").width > 0, null, { timeout: WAIT_MS });
+    await page.screenshot({ path: join(outDir, "dashboard.png"), fullPage: true });
+    if (errors.length) throw new Error("errors in the page: " + errors.join("; "));
+    console.log("OK");
+  }
+} catch (e) {
+  console.error(String(e && e.stack ? e.stack : e));
+  process.exitCode = 1;
+} finally {
+  lines.close();
+  await browser.close();
+}

@@ -1,0 +1,159 @@
+//! The dashboard in a real browser: headless Chromium (Debian's
+//! `chromium`) driven by `tests/browser/dashboard.mjs` through
+//! `playwright-core`, against a node running as a real process. The page
+//! must show the node and its queues, then show a job submitted after it
+//! loaded without a reload; the screenshot is saved as
+//! `target/browser-test/dashboard.png`.
+//!
+//! Skipped, with a message, only where Node.js or Chromium is not
+//! installed; `.ci/run` installs both.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use wasque_sdk::proto::AddJob;
+use wasque_tests::guests;
+use wasque_tests::node::TestNode;
+
+/// The Chromium binary, if there is one.
+fn chromium() -> Option<PathBuf> {
+    let p = std::env::var_os("CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    p.exists().then_some(p)
+}
+
+fn have_node() -> bool {
+    Command::new("node")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Waits for a child with a deadline; kills it (by its own handle) past it.
+fn wait_bounded(child: &mut Child, limit: Duration, what: &str) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            return s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not finish within {} s", limit.as_secs());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `npm ci` in `tests/browser` unless playwright-core is already there.
+fn install_playwright(dir: &Path) {
+    if dir.join("node_modules/playwright-core/package.json").exists() {
+        return;
+    }
+    let mut child = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("run npm ci in tests/browser");
+    let s = wait_bounded(&mut child, Duration::from_secs(300), "npm ci");
+    assert!(s.success(), "npm ci in tests/browser failed: {s}");
+}
+
+/// A child process that is killed when this goes out of scope.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_shows_the_node_its_queues_and_new_jobs_live() {
+    let Some(chromium) = chromium() else {
+        eprintln!("SKIPPED dashboard browser test: no Chromium at /usr/bin/chromium (apt-get install chromium, or set CHROMIUM)");
+        return;
+    };
+    if !have_node() {
+        eprintln!("SKIPPED dashboard browser test: Node.js is not installed");
+        return;
+    }
+    let browser_dir = guests::repo_root().join("tests/browser");
+    install_playwright(&browser_dir);
+
+    let node = TestNode::start_http(&["--exec-threads", "1"]);
+    let c = node.client().await;
+    let wc = c.put_module(guests::wasm("wordcount")).await.expect("upload").hash;
+    // A queue that exists before the page loads (a plain job stays queued).
+    c.add_job(AddJob::new("waiting", b"for a worker".to_vec()))
+        .await
+        .expect("add");
+
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("target"), Path::to_path_buf)
+        .join("browser-test");
+    let _ = std::fs::remove_file(out.join("dashboard.png"));
+    let url = format!("http://{}/", node.http_addr());
+    let mut child = Killed(
+        Command::new("node")
+            .arg(browser_dir.join("dashboard.mjs"))
+            .args(["check", &url])
+            .arg(&out)
+            .env("CHROMIUM", &chromium)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start node dashboard.mjs"),
+    );
+    let stdout = child.0.stdout.take().expect("piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let wait_line = |want: &str| {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while Instant::now() < deadline {
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(l) if l.trim() == want => return,
+                Ok(l) => eprintln!("dashboard.mjs: {l}"),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        panic!("dashboard.mjs did not print {want} (see its stderr above)");
+    };
+    wait_line("READY");
+
+    // Submitted after the page loaded: it must show up without a reload.
+    let mut job = AddJob::new("after-load", b"one two three".to_vec());
+    job.module = Some(wc);
+    let id = c.add_job(job).await.expect("add");
+    let stdin = child.0.stdin.as_mut().expect("piped");
+    writeln!(stdin, "SUBMITTED {id} after-load").expect("write to dashboard.mjs");
+    stdin.flush().expect("flush");
+    wait_line("OK");
+    let status = wait_bounded(&mut child.0, Duration::from_secs(30), "dashboard.mjs");
+    assert!(status.success(), "dashboard.mjs failed: {status}");
+    let png = out.join("dashboard.png");
+    assert!(
+        std::fs::metadata(&png).is_ok_and(|m| m.len() > 10_000),
+        "screenshot at {}",
+        png.display()
+    );
+    eprintln!("dashboard screenshot: {}", png.display());
+}

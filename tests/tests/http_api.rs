@@ -1,0 +1,395 @@
+//! The HTTP front door of a node running as a real process: status codes,
+//! JSON shapes (every JSON answer is validated against the node's own
+//! `/api/openapi.json`), counters in `/metrics` that move as Wasm jobs run
+//! through the QUIC SDK, bad ids and parameters answered with 400/404 JSON
+//! errors, and the server-sent event feed.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use wasque_sdk::Client;
+use wasque_sdk::proto::{AddJob, JobId, ModuleHash};
+use wasque_tests::guests;
+use wasque_tests::http::{self, EventStream};
+use wasque_tests::node::TestNode;
+
+/// The node's OpenAPI document.
+struct Spec(Value);
+
+impl Spec {
+    fn fetch(addr: SocketAddr) -> Spec {
+        let r = http::get(addr, "/api/openapi.json").expect("GET openapi");
+        assert_eq!(r.status, 200);
+        Spec(serde_json::from_str(&r.body).expect("openapi.json is JSON"))
+    }
+
+    /// Validates `body` against the schema the spec gives for `route`
+    /// (a path template) answering `status` as JSON.
+    fn check(&self, route: &str, status: u16, body: &Value) {
+        let get = &self.0["paths"][route]["get"];
+        assert!(get.is_object(), "{route} is in openapi.json");
+        let mut resp = &get["responses"][status.to_string()];
+        assert!(resp.is_object(), "openapi.json has {status} for {route}");
+        if let Some(r) = resp["$ref"].as_str() {
+            let name = r.rsplit('/').next().unwrap_or_default();
+            resp = &self.0["components"]["responses"][name];
+        }
+        let schema = &resp["content"]["application/json"]["schema"];
+        assert!(schema.is_object(), "{route} {status} has a JSON schema");
+        self.validate(schema, body, &format!("{route} {status}"));
+    }
+
+    /// Validates `body` against the component schema `name`.
+    fn check_schema(&self, name: &str, body: &Value) {
+        let schema = serde_json::json!({ "$ref": format!("#/components/schemas/{name}") });
+        self.validate(&schema, body, name);
+    }
+
+    fn validate(&self, schema: &Value, body: &Value, what: &str) {
+        let mut root = schema.clone();
+        if let Some(o) = root.as_object_mut() {
+            o.insert("components".into(), self.0["components"].clone());
+        }
+        let v = jsonschema::validator_for(&root).expect("schema compiles");
+        let errors: Vec<String> = v
+            .iter_errors(body)
+            .map(|e| format!("{e} at {}", e.instance_path()))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{what}: answer does not match openapi.json:\n{}\n{body:#}",
+            errors.join("\n")
+        );
+    }
+}
+
+/// `GET path` as JSON, checked against the spec for `route`.
+fn get_json(addr: SocketAddr, spec: &Spec, route: &str, path: &str) -> (u16, Value) {
+    let r = http::get(addr, path).unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    assert!(
+        r.header("content-type")
+            .is_some_and(|c| c.starts_with("application/json")),
+        "{path}: {:?}",
+        r.headers
+    );
+    let v: Value =
+        serde_json::from_str(&r.body).unwrap_or_else(|e| panic!("{path}: {e}: {}", r.body));
+    spec.check(route, r.status, &v);
+    (r.status, v)
+}
+
+/// One sample of `/metrics` by its full name (with labels), e.g.
+/// `wasque_jobs_failed_total{class="exit"}`.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn metrics(addr: SocketAddr) -> String {
+    let r = http::get(addr, "/metrics").expect("GET /metrics");
+    assert_eq!(r.status, 200);
+    assert!(
+        r.header("content-type")
+            .is_some_and(|c| c.starts_with("text/plain; version=0.0.4"))
+    );
+    r.body
+}
+
+async fn put(c: &Client, name: &str) -> ModuleHash {
+    c.put_module(guests::wasm(name)).await.expect("upload").hash
+}
+
+fn wasm_job(queue: &str, module: ModuleHash, body: &[u8]) -> AddJob {
+    let mut j = AddJob::new(queue, body.to_vec());
+    j.module = Some(module);
+    j
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_and_metrics_follow_jobs_as_they_run() {
+    let node = TestNode::start_http(&["--exec-threads", "2"]);
+    let addr = node.http_addr();
+    let spec = Spec::fetch(addr);
+    let c = node.client().await;
+
+    assert_eq!(get_json(addr, &spec, "/healthz", "/healthz").0, 200);
+    assert_eq!(get_json(addr, &spec, "/readyz", "/readyz").0, 200);
+    let before = metrics(addr);
+    assert_eq!(metric(&before, "wasque_jobs_added_total"), Some(0.0));
+
+    let wc = put(&c, "wordcount").await;
+    let fib = put(&c, "fib").await;
+    assert_eq!(
+        put(&c, "wordcount").await,
+        wc,
+        "a second upload is a cache hit"
+    );
+
+    // Five good jobs, added, run and acknowledged in one request each.
+    for i in 0..5 {
+        let s = c
+            .run(
+                wasm_job("words", wc, format!("a b c {i}").as_bytes()),
+                60_000,
+            )
+            .await
+            .expect("run");
+        assert_eq!(s.result.expect("finished").error_class, None);
+    }
+    // One that fails, kept (not acknowledged) so the API can show it.
+    let failed = c
+        .add_job(wasm_job("numbers", fib, b"not a number"))
+        .await
+        .expect("add");
+    let s = c
+        .wait(failed, 60_000)
+        .await
+        .expect("wait")
+        .expect("finished");
+    assert!(s.result.as_ref().and_then(|r| r.error_class).is_some());
+    // A plain job stays queued: a queue with depth 1.
+    let parked = c
+        .add_job(AddJob::new("parked", b"for a worker".to_vec()))
+        .await
+        .expect("add");
+
+    let m = metrics(addr);
+    assert_eq!(metric(&m, "wasque_jobs_added_total"), Some(7.0), "{m}");
+    assert_eq!(metric(&m, "wasque_jobs_delivered_total"), Some(6.0), "{m}");
+    assert_eq!(metric(&m, "wasque_jobs_succeeded_total"), Some(5.0), "{m}");
+    assert_eq!(
+        metric(&m, "wasque_jobs_failed_total{class=\"exit\"}"),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "wasque_jobs_failed_total{class=\"trap\"}"),
+        Some(0.0),
+        "{m}"
+    );
+    assert_eq!(metric(&m, "wasque_jobs_acked_total"), Some(5.0), "{m}");
+    assert_eq!(metric(&m, "wasque_job_run_seconds_count"), Some(6.0), "{m}");
+    assert_eq!(
+        metric(&m, "wasque_job_wait_seconds_count"),
+        Some(6.0),
+        "{m}"
+    );
+    assert!(
+        metric(&m, "wasque_fuel_consumed_total").is_some_and(|f| f > 0.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "wasque_module_uploads_compiled_total"),
+        Some(2.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "wasque_module_uploads_cached_total"),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(metric(&m, "wasque_module_compiles_total"), Some(2.0), "{m}");
+    assert_eq!(metric(&m, "wasque_executor_slots"), Some(2.0), "{m}");
+    assert_eq!(metric(&m, "wasque_jobs"), Some(2.0), "{m}");
+    assert_eq!(
+        metric(&m, "wasque_queue_depth{queue=\"parked\"}"),
+        Some(1.0),
+        "{m}"
+    );
+    assert!(
+        !m.contains(&failed.to_string()),
+        "never a job id in a label"
+    );
+
+    let (_, cluster) = get_json(addr, &spec, "/api/cluster", "/api/cluster");
+    let me = &cluster["nodes"][0];
+    assert_eq!(me["id"], c.node_id());
+    assert_eq!(me["executor"]["slots"], 2);
+    assert_eq!(me["jobs"]["held"], 2);
+    let (s, n) = get_json(
+        addr,
+        &spec,
+        "/api/nodes/{id}",
+        &format!("/api/nodes/{}", c.node_id()),
+    );
+    assert_eq!((s, &n["id"]), (200, &me["id"]));
+
+    // The job document is exactly `wasque show --json`'s (ttl aside: it
+    // counts down in seconds).
+    let (s, mut doc) = get_json(
+        addr,
+        &spec,
+        "/api/jobs/{id}",
+        &format!("/api/jobs/{failed}"),
+    );
+    assert_eq!(s, 200);
+    let mut want = c.show(failed).await.expect("show").to_json();
+    for d in [&mut doc, &mut want] {
+        d.as_object_mut().map(|o| o.remove("ttl"));
+    }
+    assert_eq!(doc, want);
+    assert_eq!(doc["result"]["error_class"], "exit(2)");
+
+    let (_, page) = get_json(addr, &spec, "/api/jobs", "/api/jobs?state=failed");
+    assert_eq!(page["jobs"][0]["id"], failed.to_string());
+    assert_eq!(page["jobs"][0]["error_class"], "exit(2)");
+    let (_, page) = get_json(addr, &spec, "/api/jobs", "/api/jobs?limit=1");
+    assert_eq!(page["jobs"].as_array().map(Vec::len), Some(1));
+    let next = page["next"].as_str().expect("a second page").to_string();
+    let (_, page2) = get_json(
+        addr,
+        &spec,
+        "/api/jobs",
+        &format!("/api/jobs?limit=1&cursor={next}"),
+    );
+    assert_eq!(
+        page2["jobs"][0]["id"],
+        parked.to_string(),
+        "oldest first, then the next"
+    );
+    assert!(page2["next"].is_null());
+
+    let (_, qs) = get_json(addr, &spec, "/api/queues", "/api/queues");
+    let names: Vec<&str> = qs["queues"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|q| q["name"].as_str())
+        .collect();
+    assert_eq!(names, ["numbers", "parked", "words"]);
+    let (_, q) = get_json(addr, &spec, "/api/queues/{name}", "/api/queues/parked");
+    assert_eq!(
+        (q["depth"].as_u64(), q["oldest"]["id"].as_str()),
+        (Some(1), Some(parked.to_string().as_str()))
+    );
+    let (_, q) = get_json(addr, &spec, "/api/queues/{name}", "/api/queues/words");
+    assert_eq!(q["jobs_out"], 5);
+    let (_, mods) = get_json(addr, &spec, "/api/modules", "/api/modules");
+    assert_eq!(mods["modules"].as_array().map(Vec::len), Some(2));
+    let (_, act) = get_json(addr, &spec, "/api/activity", "/api/activity");
+    assert_eq!(act["failures"][0]["id"], failed.to_string());
+    assert_eq!(act["failures"][0]["class"], "exit(2)");
+
+    // Bad input: 400 or 404, always a JSON error with a class.
+    let unknown = JobId::compose(1, 0, 1, false, 60, 0);
+    for (route, path, status, class) in [
+        (
+            "/api/jobs/{id}",
+            "/api/jobs/12345".to_string(),
+            400,
+            "bad-id",
+        ),
+        (
+            "/api/jobs/{id}",
+            format!("/api/jobs/{unknown}"),
+            404,
+            "not-found",
+        ),
+        (
+            "/api/jobs",
+            "/api/jobs?limit=0".to_string(),
+            400,
+            "bad-request",
+        ),
+        (
+            "/api/jobs",
+            "/api/jobs?state=nope".to_string(),
+            400,
+            "bad-request",
+        ),
+        ("/api/jobs", "/api/jobs?cursor=x".to_string(), 400, "bad-id"),
+        (
+            "/api/jobs",
+            "/api/jobs?what=1".to_string(),
+            400,
+            "bad-request",
+        ),
+        (
+            "/api/queues",
+            "/api/queues?limit=100000".to_string(),
+            400,
+            "bad-request",
+        ),
+        (
+            "/api/queues/{name}",
+            "/api/queues/nothing-here".to_string(),
+            404,
+            "not-found",
+        ),
+        (
+            "/api/nodes/{id}",
+            "/api/nodes/zz".to_string(),
+            400,
+            "bad-id",
+        ),
+        (
+            "/api/nodes/{id}",
+            format!("/api/nodes/{}", "a".repeat(40)),
+            404,
+            "not-found",
+        ),
+    ] {
+        let (s, e) = get_json(addr, &spec, route, &path);
+        assert_eq!(
+            (s, e["error"]["class"].as_str()),
+            (status, Some(class)),
+            "{path}: {e}"
+        );
+    }
+    let r = http::get(addr, "/no/such/page").expect("GET");
+    assert_eq!(r.status, 404);
+    spec.check_schema("Error", &serde_json::from_str(&r.body).expect("JSON 404"));
+
+    let r = http::get(addr, "/").expect("GET /");
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("<title>wasque</title>"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_feed_streams_job_events_and_ticks() {
+    let node = TestNode::start_http(&["--exec-threads", "1"]);
+    let addr = node.http_addr();
+    let spec = Spec::fetch(addr);
+    let c = node.client().await;
+    let wc = put(&c, "wordcount").await;
+
+    let mut feed = EventStream::open(addr, "/api/events").expect("open feed");
+    assert_eq!(feed.status, 200);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let hello = feed.next(deadline).expect("hello");
+    assert_eq!(hello.event, "hello");
+
+    let id = c
+        .add_job(wasm_job("feed", wc, b"one two"))
+        .await
+        .expect("add");
+    let (mut added, mut finished, mut tick) = (false, false, None);
+    while !(added && finished && tick.is_some()) {
+        let Some(ev) = feed.next(deadline) else {
+            panic!(
+                "feed ended or went quiet: added {added}, finished {finished}, tick {}",
+                tick.is_some()
+            );
+        };
+        let data: Value = serde_json::from_str(&ev.data).expect("event data is JSON");
+        match ev.event.as_str() {
+            "job" => {
+                spec.check_schema("JobEvent", &data);
+                if data["id"] == id.to_string() {
+                    added |= data["event"] == "added";
+                    finished |= data["event"] == "finished";
+                }
+            }
+            "tick" => {
+                spec.check_schema("Tick", &data);
+                tick = Some(data);
+            }
+            other => panic!("unexpected event {other}: {data}"),
+        }
+    }
+    let tick = tick.expect("a tick");
+    assert_eq!(tick["nodes"][0]["id"], c.node_id());
+}
