@@ -20,7 +20,8 @@ fn conn(node: &TestNode) -> redis::Connection {
     let c = client
         .get_connection_with_timeout(Duration::from_secs(10))
         .expect("connect over RESP");
-    c.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    c.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
     c
 }
 
@@ -108,9 +109,21 @@ fn add_get_ack_and_show() {
     assert_eq!(qlen(&mut c, "q"), 1);
     let show = ok(&mut c, &["SHOW", &id]);
     for f in [
-        "id", "queue", "state", "repl", "ttl", "ctime", "delay", "retry", "nacks",
-        "additional-deliveries", "nodes-delivered", "nodes-confirmed",
-        "next-requeue-within", "next-awake-within", "body",
+        "id",
+        "queue",
+        "state",
+        "repl",
+        "ttl",
+        "ctime",
+        "delay",
+        "retry",
+        "nacks",
+        "additional-deliveries",
+        "nodes-delivered",
+        "nodes-confirmed",
+        "next-requeue-within",
+        "next-awake-within",
+        "body",
     ] {
         field(&show, f);
     }
@@ -120,7 +133,10 @@ fn add_get_ack_and_show() {
 
     let got = ok(&mut c, &["GETJOB", "FROM", "q"]);
     let job = items(&items(&got)[0]);
-    assert_eq!((text(&job[0]), text(&job[1]), text(&job[2])), ("q".into(), id.clone(), "hello".into()));
+    assert_eq!(
+        (text(&job[0]), text(&job[1]), text(&job[2])),
+        ("q".into(), id.clone(), "hello".into())
+    );
     assert_eq!(text(field(&ok(&mut c, &["SHOW", &id]), "state")), "active");
     assert_eq!(int(&ok(&mut c, &["ACKJOB", &id])), 1);
     assert_eq!(ok(&mut c, &["SHOW", &id]), Value::Nil);
@@ -132,16 +148,28 @@ fn add_get_ack_and_show() {
 fn getjob_options_nohang_timeout_count_withcounters() {
     let node = start();
     let mut c = conn(&node);
-    assert_eq!(ok(&mut c, &["GETJOB", "NOHANG", "FROM", "empty"]), Value::Nil);
+    assert_eq!(
+        ok(&mut c, &["GETJOB", "NOHANG", "FROM", "empty"]),
+        Value::Nil
+    );
     let t = Instant::now();
-    assert_eq!(ok(&mut c, &["GETJOB", "TIMEOUT", "150", "FROM", "empty"]), Value::Nil);
+    assert_eq!(
+        ok(&mut c, &["GETJOB", "TIMEOUT", "150", "FROM", "empty"]),
+        Value::Nil
+    );
     let waited = t.elapsed();
-    assert!(waited >= Duration::from_millis(140) && waited < Duration::from_secs(5), "{waited:?}");
+    assert!(
+        waited >= Duration::from_millis(140) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
     for i in 0..3 {
         add(&mut c, "a", &format!("a{i}"), &[]);
     }
     add(&mut c, "b", "b0", &[]);
-    let got = ok(&mut c, &["GETJOB", "COUNT", "10", "WITHCOUNTERS", "FROM", "b", "a"]);
+    let got = ok(
+        &mut c,
+        &["GETJOB", "COUNT", "10", "WITHCOUNTERS", "FROM", "b", "a"],
+    );
     let bodies: Vec<String> = items(&got).iter().map(|j| text(&items(j)[2])).collect();
     assert_eq!(bodies, ["b0", "a0", "a1", "a2"]);
     let first = items(&items(&got)[0]);
@@ -171,9 +199,19 @@ fn blocked_clients_are_served_in_arrival_order() {
     for body in ["first", "second", "third"] {
         add(&mut c, "fifo", body, &[]);
     }
-    let mut got: Vec<(i64, String)> = waiters.into_iter().map(|w| w.join().expect("waiter")).collect();
+    let mut got: Vec<(i64, String)> = waiters
+        .into_iter()
+        .map(|w| w.join().expect("waiter"))
+        .collect();
     got.sort();
-    assert_eq!(got, [(0, "first".into()), (1, "second".into()), (2, "third".into())]);
+    assert_eq!(
+        got,
+        [
+            (0, "first".into()),
+            (1, "second".into()),
+            (2, "third".into())
+        ]
+    );
 }
 
 #[test]
@@ -184,9 +222,16 @@ fn retry_delay_and_ttl_timing() {
     let id = add(&mut c, "r", "x", &["RETRY", "1"]);
     ok(&mut c, &["GETJOB", "FROM", "r"]);
     assert_eq!(qlen(&mut c, "r"), 0);
-    assert!(eventually(5, || qlen(&mut c, "r") == 1), "re-queued after RETRY");
+    assert!(
+        eventually(5, || qlen(&mut c, "r") == 1),
+        "re-queued after RETRY"
+    );
     let got = ok(&mut c, &["GETJOB", "WITHCOUNTERS", "FROM", "r"]);
-    assert_eq!(int(&items(&items(&got)[0])[6]), 1, "one additional delivery");
+    assert_eq!(
+        int(&items(&items(&got)[0])[6]),
+        1,
+        "one additional delivery"
+    );
     ok(&mut c, &["ACKJOB", &id]);
 
     // RETRY 0: at most once.
@@ -194,17 +239,26 @@ fn retry_delay_and_ttl_timing() {
     ok(&mut c, &["GETJOB", "FROM", "r0"]);
     std::thread::sleep(Duration::from_millis(1_300));
     assert_eq!(qlen(&mut c, "r0"), 0);
-    assert_eq!(text(field(&ok(&mut c, &["SHOW", &once]), "state")), "active");
+    assert_eq!(
+        text(field(&ok(&mut c, &["SHOW", &once]), "state")),
+        "active"
+    );
 
     // DELAY: not queued before its time.
     let d = add(&mut c, "d", "x", &["DELAY", "1"]);
     assert_eq!(qlen(&mut c, "d"), 0);
     assert!(int(field(&ok(&mut c, &["SHOW", &d]), "next-awake-within")) > 0);
-    assert!(eventually(5, || qlen(&mut c, "d") == 1), "queued after DELAY");
+    assert!(
+        eventually(5, || qlen(&mut c, "d") == 1),
+        "queued after DELAY"
+    );
 
     // TTL: gone whatever its state.
     let t = add(&mut c, "t", "x", &["TTL", "1"]);
-    assert!(eventually(5, || ok(&mut c, &["SHOW", &t]) == Value::Nil), "expired");
+    assert!(
+        eventually(5, || ok(&mut c, &["SHOW", &t]) == Value::Nil),
+        "expired"
+    );
     assert_eq!(qlen(&mut c, "t"), 0);
 }
 
@@ -232,7 +286,9 @@ fn nack_working_enqueue_dequeue_deljob() {
 fn queue_introspection_and_pause() {
     let node = start();
     let mut c = conn(&node);
-    let ids: Vec<String> = (0..4).map(|i| add(&mut c, "p", &format!("{i}"), &[])).collect();
+    let ids: Vec<String> = (0..4)
+        .map(|i| add(&mut c, "p", &format!("{i}"), &[]))
+        .collect();
     add(&mut c, "other", "o", &[]);
     let peek = ok(&mut c, &["QPEEK", "p", "2"]);
     let peeked: Vec<String> = items(&peek).iter().map(|j| text(&items(j)[1])).collect();
@@ -250,7 +306,10 @@ fn queue_introspection_and_pause() {
     names.sort();
     assert_eq!(names, ["other", "p"]);
     assert_eq!(text(&items(&scan)[0]), "0");
-    let js = ok(&mut c, &["JSCAN", "0", "COUNT", "2", "QUEUE", "p", "STATE", "queued"]);
+    let js = ok(
+        &mut c,
+        &["JSCAN", "0", "COUNT", "2", "QUEUE", "p", "STATE", "queued"],
+    );
     assert_eq!(items(&items(&js)[1]).len(), 2);
     assert_ne!(text(&items(&js)[0]), "0", "more to come");
     let all = ok(&mut c, &["JSCAN", "BUSYLOOP", "REPLY", "all"]);
@@ -275,7 +334,13 @@ fn refusals_carry_disques_error_codes() {
     assert!(err(&mut c, &["ADDJOB", "q", "x", "0", "REPLICATE", "3"]).starts_with("NOREPL"));
     add(&mut c, "m", "x", &[]);
     assert!(err(&mut c, &["ADDJOB", "m", "x", "0", "MAXLEN", "1"]).starts_with("MAXLEN"));
-    assert!(err(&mut c, &["ACKJOB", "D-dcb833cf-8YL1NT17e9+wsA/09NqxscQI-05a1"]).starts_with("BADID"));
+    assert!(
+        err(
+            &mut c,
+            &["ACKJOB", "D-dcb833cf-8YL1NT17e9+wsA/09NqxscQI-05a1"]
+        )
+        .starts_with("BADID")
+    );
     assert!(err(&mut c, &["SHOW", "not-an-id"]).starts_with("BADID"));
     assert!(err(&mut c, &["NOSUCHCMD"]).contains("unknown command"));
     assert!(err(&mut c, &["SHOW"]).contains("wrong number of arguments"));
@@ -283,7 +348,13 @@ fn refusals_carry_disques_error_codes() {
     assert!(err(&mut c, &["ADDJOB", "q", "x", "-1"]).contains("timeout"));
     assert!(err(&mut c, &["ADDJOB", "q", "x", "0", "TTL", "0"]).contains("TTL"));
     assert!(err(&mut c, &["ADDJOB", "q", "x", "0", "RETRY", "-1"]).contains("RETRY"));
-    assert!(err(&mut c, &["ADDJOB", "q", "x", "0", "DELAY", "10", "TTL", "5"]).contains("DELAY"));
+    assert!(
+        err(
+            &mut c,
+            &["ADDJOB", "q", "x", "0", "DELAY", "10", "TTL", "5"]
+        )
+        .contains("DELAY")
+    );
     assert!(err(&mut c, &["ADDJOB", "q", "x", "0", "PRIORITY", "10"]).contains("PRIORITY"));
     assert!(err(&mut c, &["GETJOB", "COUNT", "0", "FROM", "q"]).contains("COUNT"));
     assert!(err(&mut c, &["GETJOB", "FROM"]).contains("syntax"));
@@ -294,7 +365,10 @@ fn refusals_carry_disques_error_codes() {
     assert_eq!(text(&items(&hello)[1]).len(), 40);
     assert!(err(&mut c, &["AUTH", "x"]).contains("no password is set"));
     let info = text(&ok(&mut c, &["INFO"]));
-    assert!(info.contains("registered_jobs:1") && info.contains("registered_queues:1"), "{info}");
+    assert!(
+        info.contains("registered_jobs:1") && info.contains("registered_queues:1"),
+        "{info}"
+    );
     let jobs = text(&ok(&mut c, &["INFO", "jobs"]));
     assert!(jobs.starts_with("# Jobs") && !jobs.contains("# Queues"));
     // DEBUG needs the test flag; this node has it.
@@ -318,12 +392,21 @@ fn config_get_set_and_auth() {
     assert_eq!(text(&ok(&mut c, &["PING"])), "PONG");
     let port = ok(&mut c, &["CONFIG", "GET", "port"]);
     assert_eq!(text(&items(&port)[1]), node.addr.port().to_string());
-    assert_eq!(ok(&mut c, &["CONFIG", "SET", "maxclients", "50"]), Value::Okay);
-    assert_eq!(text(&items(&ok(&mut c, &["CONFIG", "GET", "max*"]))[1]), "50");
+    assert_eq!(
+        ok(&mut c, &["CONFIG", "SET", "maxclients", "50"]),
+        Value::Okay
+    );
+    assert_eq!(
+        text(&items(&ok(&mut c, &["CONFIG", "GET", "max*"]))[1]),
+        "50"
+    );
     assert!(err(&mut c, &["CONFIG", "SET", "port", "1"]).contains("Unsupported"));
     assert_eq!(ok(&mut c, &["CONFIG", "REWRITE"]), Value::Okay);
     let rewritten = std::fs::read_to_string(&file).expect("read");
-    assert!(rewritten.contains("maxclients 50") && rewritten.contains("appendonly no"), "{rewritten}");
+    assert!(
+        rewritten.contains("maxclients 50") && rewritten.contains("appendonly no"),
+        "{rewritten}"
+    );
 }
 
 #[test]
@@ -343,7 +426,10 @@ fn plain_jobs_finish_result_and_waitjob() {
         cmd.query::<Value>(&mut w).expect("waitjob")
     });
     std::thread::sleep(Duration::from_millis(100));
-    assert_eq!(ok(&mut c, &["FINISH", &id, "out", "EXIT", "0"]), Value::Okay);
+    assert_eq!(
+        ok(&mut c, &["FINISH", &id, "out", "EXIT", "0"]),
+        Value::Okay
+    );
     let r = waiter.join().expect("waiter");
     assert_eq!(text(field(&r, "state")), "done");
     assert_eq!(text(field(&r, "output")), "out");
@@ -376,7 +462,12 @@ fn wasm_jobs_over_resp() {
     assert_eq!(hash.len(), 64);
     let list = ok(&mut c, &["MODULE", "LIST"]);
     assert_eq!(items(&list).len(), 1);
-    let id = add(&mut c, "wq", "", &["MODULE", &hash, "FUEL", "100000", "PRIORITY", "5"]);
+    let id = add(
+        &mut c,
+        "wq",
+        "",
+        &["MODULE", &hash, "FUEL", "100000", "PRIORITY", "5"],
+    );
     let r = ok(&mut c, &["WAITJOB", &id, "20000"]);
     assert_eq!(text(field(&r, "state")), "done", "{r:?}");
     assert_eq!(text(field(&r, "output")), "hi");
@@ -384,7 +475,11 @@ fn wasm_jobs_over_resp() {
     for f in ["message", "fuel_used", "duration_ms", "node"] {
         field(&r, f);
     }
-    assert_eq!(ok(&mut c, &["GETJOB", "NOHANG", "FROM", "wq"]), Value::Nil, "workers never get Wasm jobs");
+    assert_eq!(
+        ok(&mut c, &["GETJOB", "NOHANG", "FROM", "wq"]),
+        Value::Nil,
+        "workers never get Wasm jobs"
+    );
     let unknown = "0".repeat(64);
     assert!(err(&mut c, &["ADDJOB", "wq", "x", "0", "MODULE", &unknown]).starts_with("NOMODULE"));
     ok(&mut c, &["ACKJOB", &id]);
@@ -393,7 +488,8 @@ fn wasm_jobs_over_resp() {
 
 fn raw(node: &TestNode) -> TcpStream {
     let s = TcpStream::connect(node.addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     s
 }
 
@@ -420,8 +516,12 @@ fn pings_fine(node: &TestNode) {
 fn inline_commands_and_pipelining() {
     let node = start();
     let mut s = raw(&node);
-    s.write_all(b"PING\r\nPING hello\r\nQLEN \"my queue\"\r\n").expect("write");
-    assert_eq!(read_n(&mut s, 7 + 11 + 4), b"+PONG\r\n$5\r\nhello\r\n:0\r\n");
+    s.write_all(b"PING\r\nPING hello\r\nQLEN \"my queue\"\r\n")
+        .expect("write");
+    assert_eq!(
+        read_n(&mut s, 7 + 11 + 4),
+        b"+PONG\r\n$5\r\nhello\r\n:0\r\n"
+    );
 
     // Thousands of commands in one write, replies in order.
     let n = 5_000;
@@ -429,7 +529,11 @@ fn inline_commands_and_pipelining() {
     for i in 0..n {
         let body = format!("job{i}");
         batch.extend_from_slice(
-            format!("*4\r\n$6\r\nADDJOB\r\n$4\r\npipe\r\n${}\r\n{body}\r\n$1\r\n0\r\n", body.len()).as_bytes(),
+            format!(
+                "*4\r\n$6\r\nADDJOB\r\n$4\r\npipe\r\n${}\r\n{body}\r\n$1\r\n0\r\n",
+                body.len()
+            )
+            .as_bytes(),
         );
     }
     batch.extend_from_slice(b"*2\r\n$4\r\nQLEN\r\n$4\r\npipe\r\n");
@@ -453,17 +557,27 @@ fn bad_input_is_answered_and_the_node_stays_up() {
     let mut s = raw(&node);
     s.write_all(b"*1\r\n+PING\r\n").expect("write");
     let got = read_n(&mut s, 1 << 16);
-    assert!(got.starts_with(b"-ERR Protocol error"), "{}", String::from_utf8_lossy(&got));
+    assert!(
+        got.starts_with(b"-ERR Protocol error"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
     pings_fine(&node);
     // A bulk length over the bound, refused before its bytes come.
     let mut s = raw(&node);
-    s.write_all(b"*2\r\n$6\r\nMODULE\r\n$99999999999\r\n").expect("write");
+    s.write_all(b"*2\r\n$6\r\nMODULE\r\n$99999999999\r\n")
+        .expect("write");
     let got = read_n(&mut s, 1 << 16);
-    assert!(got.starts_with(b"-ERR Protocol error: invalid bulk length"), "{}", String::from_utf8_lossy(&got));
+    assert!(
+        got.starts_with(b"-ERR Protocol error: invalid bulk length"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
     pings_fine(&node);
     // A half-sent bulk string, then the client goes away.
     let mut s = raw(&node);
-    s.write_all(b"*3\r\n$6\r\nADDJOB\r\n$100\r\nonly a few bytes").expect("write");
+    s.write_all(b"*3\r\n$6\r\nADDJOB\r\n$100\r\nonly a few bytes")
+        .expect("write");
     drop(s);
     pings_fine(&node);
     // 10,000 arguments: parsed and answered.
@@ -475,7 +589,11 @@ fn bad_input_is_answered_and_the_node_stays_up() {
     s.write_all(&req).expect("write");
     assert!(read_n(&mut s, 6).starts_with(b"-BADID"));
     s.write_all(b"PING\r\n").expect("write");
-    assert_eq!(read_n(&mut s, 7), b"+PONG\r\n", "same connection still serves");
+    assert_eq!(
+        read_n(&mut s, 7),
+        b"+PONG\r\n",
+        "same connection still serves"
+    );
     // Unknown commands, wrong arity, bad ids, out-of-range numbers: replies.
     let mut c = conn(&node);
     for bad in [
@@ -493,7 +611,10 @@ fn bad_input_is_answered_and_the_node_stays_up() {
 
 #[test]
 fn redis_cli_smoke() {
-    let Ok(out) = std::process::Command::new("redis-cli").arg("--version").output() else {
+    let Ok(out) = std::process::Command::new("redis-cli")
+        .arg("--version")
+        .output()
+    else {
         eprintln!("redis-cli is not installed (apt-get install redis-tools): skipped");
         return;
     };

@@ -77,7 +77,10 @@ impl Conn {
             },
             b'*' => match num()? {
                 -1 => V::Nil,
-                n => (0..n).map(|_| self.read()).collect::<Result<Vec<_>>>().map(V::Arr)?,
+                n => (0..n)
+                    .map(|_| self.read())
+                    .collect::<Result<Vec<_>>>()
+                    .map(V::Arr)?,
             },
             other => bail!("bad reply type {other}"),
         })
@@ -116,7 +119,8 @@ fn cycle(addr: &str, redis: bool, workers: usize, secs: u64, queue: &str) -> Res
                         let got = c.call(&[b"GETJOB", b"FROM", queue.as_bytes()])?;
                         let id = match got {
                             V::Arr(jobs) => match jobs.into_iter().next() {
-                                Some(V::Arr(mut job)) if job.len() >= 2 => match job.swap_remove(1) {
+                                Some(V::Arr(mut job)) if job.len() >= 2 => match job.swap_remove(1)
+                                {
                                     V::Str(id) => id,
                                     other => bail!("bad id {other:?}"),
                                 },
@@ -137,7 +141,11 @@ fn cycle(addr: &str, redis: bool, workers: usize, secs: u64, queue: &str) -> Res
         all.extend(h.join().map_err(|_| anyhow::anyhow!("worker panicked"))??);
     }
     all.sort_unstable();
-    let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or(0);
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
     println!(
         "cycles_per_sec={:.0} p50_us={} p99_us={} cycles={}",
         all.len() as f64 / secs as f64,
