@@ -103,6 +103,7 @@ fn reply_name(r: &Reply) -> &'static str {
     match r {
         Reply::NodeInfo(_) => "node info",
         Reply::Hello { .. } => "hello",
+        Reply::Inspect(_) => "inspection",
         _ => "reply",
     }
 }
