@@ -18,7 +18,7 @@ pub use wasque_sdk::proto::{
 pub type UnixMs = u64;
 
 /// A job as this node holds it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Job {
     pub id: JobId,
     pub queue: String,

@@ -137,6 +137,8 @@ pub enum StartError {
     Identity(#[from] crate::net::identity::IdentityError),
     #[error("executor: {0}")]
     Exec(#[from] crate::exec::ExecError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     #[error("cannot listen on {addr}: {source} (is another node using this port? pass --port N)")]
     Listen {
         addr: SocketAddr,
@@ -198,11 +200,21 @@ impl Node {
             max_jobs: cfg.max_jobs,
             seed: rand::random(),
             events: cfg.http_port.is_some(),
+            journal: cfg.appendonly,
             ..EngineConfig::default()
         });
         for (hash, size) in executor.modules() {
             engine.handle_module_added(hash, size);
         }
+        // Jobs come back before anything is served (issue 5, store/).
+        let (written_tx, written_rx) = mpsc::unbounded_channel();
+        let store = crate::store::open_and_restore(
+            &cfg,
+            data_dir.path(),
+            &mut engine,
+            now_ms(),
+            written_tx,
+        )?;
 
         let quic_cfg = QuicConfig {
             addr: SocketAddr::new(cfg.bind, cfg.port),
@@ -269,6 +281,8 @@ impl Node {
             next_req: 1,
             started,
             monitor: monitor.clone(),
+            store,
+            written: Some(written_rx),
         };
         let mut tasks = vec![
             tokio::spawn(driver.run(inputs_rx, done_rx, stop_rx.clone())),
@@ -365,6 +379,10 @@ struct Driver {
     next_req: u64,
     started: Instant,
     monitor: Option<Monitor>,
+    /// The job store (`appendonly yes`): changes go to its writer, and the
+    /// replies that depend on them wait for it.
+    store: Option<crate::store::JobStore>,
+    written: Option<mpsc::UnboundedReceiver<crate::store::Written>>,
 }
 
 impl Driver {
@@ -376,6 +394,9 @@ impl Driver {
     ) {
         let mut sweep = tokio::time::interval(Duration::from_secs(1));
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut written = self.written.take();
+        // What restoring changed (expired, re-queued) goes to the store first.
+        self.carry_out();
         loop {
             let wake = self.engine.poll_timeout().map(|at| {
                 let now = now_ms();
@@ -405,8 +426,39 @@ impl Driver {
                     self.engine.handle_timeout(now_ms());
                 }
                 _ = sweep.tick() => self.sweep(),
+                Some(w) = recv_written(&mut written) => self.on_written(w),
             }
             self.carry_out();
+        }
+        // Let the store's writer write what is left, sync and close.
+        if let Some(store) = self.store.take()
+            && let Some(thread) = store.finish()
+        {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+
+    /// The store wrote (or failed to write) a group of batches: carry out
+    /// the replies and hand-outs that waited for it. An add that could not
+    /// be written was answered with the error; the engine forgets it.
+    fn on_written(&mut self, w: crate::store::Written) {
+        let Some(store) = self.store.as_mut() else {
+            return;
+        };
+        let released = store.written(w);
+        if !released.failed_adds.is_empty() {
+            // No request 0 exists: the DELJOB's own reply goes nowhere.
+            self.engine.handle_command(
+                now_ms(),
+                RequestId(0),
+                Command::DelJob {
+                    ids: released.failed_adds,
+                },
+            );
+        }
+        let mut now = None;
+        for effect in released.effects {
+            self.apply(effect, &mut now);
         }
     }
 
@@ -443,6 +495,24 @@ impl Driver {
     fn carry_out(&mut self) {
         let mut now = None;
         while let Some(effect) = self.engine.poll_effect() {
+            // With a job store, changes go to its writer and what depends
+            // on them waits (store::JobStore::admit).
+            let effect = match self.store.as_mut() {
+                Some(store) => match store.admit(effect) {
+                    Some(e) => e,
+                    None => continue,
+                },
+                None => effect,
+            };
+            self.apply(effect, &mut now);
+        }
+        if let Some(store) = self.store.as_mut() {
+            store.end_round();
+        }
+    }
+
+    fn apply(&mut self, effect: Effect, now: &mut Option<UnixMs>) {
+        {
             match effect {
                 Effect::Reply { to, reply } => {
                     if let Some(r) = self.pending.remove(&to) {
@@ -467,6 +537,8 @@ impl Driver {
                         m.job_event(*now.get_or_insert_with(now_ms), e);
                     }
                 }
+                // Only emitted with a store, which takes them in carry_out.
+                Effect::Persist(_) => {}
             }
         }
     }
@@ -483,6 +555,15 @@ impl Driver {
             self.pending.remove(&req);
             self.engine.handle_cancel(req);
         }
+    }
+}
+
+async fn recv_written(
+    rx: &mut Option<mpsc::UnboundedReceiver<crate::store::Written>>,
+) -> Option<crate::store::Written> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

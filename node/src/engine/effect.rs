@@ -19,6 +19,9 @@ pub enum Effect {
     Run(RunJob),
     /// Forget a module's blob and compiled artifact.
     RemoveModule(ModuleHash),
+    /// Make a job change durable (`appendonly yes`); replies and hand-outs
+    /// drained after it wait until the store has it.
+    Persist(super::journal::Change),
     /// Something happened to a job, for whoever watches (metrics, the
     /// event feed); only emitted when `EngineConfig::events` is on.
     Event(JobEvent),

@@ -66,6 +66,7 @@ impl Engine {
         let (wasm, key) = (job.is_wasm(), ReadyKey::new(job.priority, id));
         let queue = job.queue.clone();
         self.queues.push(&queue, key, wasm, now);
+        self.journal_put(&id);
         if !wasm {
             self.serve_blocked(now, &queue);
         }
@@ -103,6 +104,7 @@ impl Engine {
             job.requeue_at = Some(at);
             self.timers.set(at, Timer::Requeue(id));
         }
+        self.journal_put(&id);
     }
 
     /// Marks a job just taken from a ready order as delivered to a worker.

@@ -45,6 +45,17 @@ impl IdGen {
         )
     }
 
+    /// Takes note of an id made before (read back from the store), so
+    /// the ids made from now on are greater even if the clock stepped back.
+    pub fn observe(&mut self, id: JobId) {
+        let ms = id.created_ms();
+        let seq = (id.0.as_u64_pair().0 & 0x0FFF) as u16;
+        if ms > self.last_ms || (ms == self.last_ms && seq > self.seq) {
+            self.last_ms = ms;
+            self.seq = seq;
+        }
+    }
+
     fn splitmix(&mut self) -> u64 {
         self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.rng;

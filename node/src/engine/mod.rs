@@ -9,11 +9,20 @@
 //!
 //! Order of use, after each input: drain `poll_effect` until `None`, then
 //! arm one timer at `poll_timeout`.
+//!
+//! Durability (`journal.rs`): every change to a job must reach the store.
+//! After changing a job in `self.jobs` (any stored field: state, counters,
+//! times, result), call `self.journal_put(&id)`; after removing one, call
+//! `self.journal_remove(&id)`. The changes come out of `poll_effect` as
+//! `Effect::Persist`, ahead of the replies that depend on them. Start-up
+//! goes through [`Engine::restore`].
 
 mod effect;
 mod getjob;
 mod ids;
 mod inspect;
+mod journal;
+mod restore;
 mod scan;
 mod timer;
 mod worker;
@@ -22,12 +31,15 @@ mod worker;
 mod tests;
 #[cfg(test)]
 mod tests_disque;
+#[cfg(test)]
+mod tests_restore;
 
 use std::collections::{HashMap, VecDeque};
 
 use bytes::Bytes;
 
 pub use effect::{Effect, RequestId, RunJob};
+pub use journal::{Change, RestoreReport};
 pub use timer::Timer;
 
 use crate::api::{AddJob, Command, ErrorCode, JobEvent, JobEventKind, ModuleInfo, Reply};
@@ -61,6 +73,8 @@ pub struct EngineConfig {
     /// Emit `Effect::Event` for job events (someone watches: metrics, the
     /// event feed). Off: no event is built at all.
     pub events: bool,
+    /// Emit `Effect::Persist` for every job change (`appendonly yes`).
+    pub journal: bool,
 }
 
 impl Default for EngineConfig {
@@ -85,6 +99,7 @@ impl Default for EngineConfig {
             max_jobs: 10_000_000,
             seed: 0,
             events: false,
+            journal: false,
         }
     }
 }
@@ -134,11 +149,15 @@ pub struct Engine {
     running: usize,
     ids: IdGen,
     effects: VecDeque<Effect>,
+    journal: journal::Journal,
 }
 
 impl Engine {
     pub fn new(cfg: EngineConfig) -> Engine {
+        let mut journal = journal::Journal::default();
+        journal.on = cfg.journal;
         Engine {
+            journal,
             ids: IdGen::new(cfg.node_prefix, cfg.seed),
             cfg,
             jobs: HashMap::new(),
@@ -293,7 +312,13 @@ impl Engine {
     }
 
     /// An execution ended.
-    pub fn handle_exec_done(&mut self, now: UnixMs, job_id: JobId, attempt: u32, result: JobResult) {
+    pub fn handle_exec_done(
+        &mut self,
+        now: UnixMs,
+        job_id: JobId,
+        attempt: u32,
+        result: JobResult,
+    ) {
         self.running = self.running.saturating_sub(1);
         if let Some(job) = self.jobs.get_mut(&job_id)
             && job.state == JobState::Active
@@ -327,6 +352,7 @@ impl Engine {
                     kind: finished,
                 }));
             }
+            self.journal_put(&job_id);
             self.finish_waiters(now, job_id, status);
         }
         self.dispatch(now);
@@ -387,6 +413,7 @@ impl Engine {
 
     /// The next effect to carry out.
     pub fn poll_effect(&mut self) -> Option<Effect> {
+        self.flush_journal();
         self.effects.pop_front()
     }
 
@@ -452,6 +479,7 @@ impl Engine {
                     },
                 );
                 self.jobs.insert(id, job);
+                self.journal_put(&id);
                 if delay_ms == 0 {
                     self.enqueue(now, id, Cause::First);
                 }
@@ -503,7 +531,9 @@ impl Engine {
         {
             return Err(Reply::error(
                 ErrorCode::NoRepl,
-                format!("not enough reachable nodes for the requested replication ({n} copies, 1 node reachable)"),
+                format!(
+                    "not enough reachable nodes for the requested replication ({n} copies, 1 node reachable)"
+                ),
             ));
         }
         if self.queues.get(&a.queue).is_some_and(|q| q.pause.input) {
@@ -631,6 +661,7 @@ impl Engine {
         let Some(job) = self.jobs.remove(id) else {
             return false;
         };
+        self.journal_remove(id);
         self.emit(&job, JobEventKind::Removed(inspect::removal(why)));
         self.timers.cancel(job.expires_at, Timer::Expire(*id));
         if job.ready_at > job.created_at {
@@ -700,6 +731,7 @@ impl Engine {
                 args: job.args.clone(),
                 limits: job.limits,
             }));
+            self.journal_put(&id);
         }
     }
 }

@@ -141,6 +141,7 @@ impl Engine {
                 if nocache {
                     job.result = None;
                 }
+                self.journal_put(&id);
                 self.finish_waiters(now, id, status);
                 Reply::Ok
             }

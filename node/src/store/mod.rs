@@ -1,11 +1,214 @@
 //! What the node keeps on disk under its data dir.
 //!
-//! Today: the data dir itself, held by one process at a time through an
-//! exclusive lock on `DATA_DIR/LOCK`, and the node's persistent id
-//! (`DATA_DIR/node-id`). Modules and their compiled artifacts live under
-//! `modules/` and `artifacts/` (owned by [`crate::exec`]), the TLS identity
-//! under `tls/` (owned by [`crate::net::identity`]).
+//! - The data dir itself, held by one process at a time through an
+//!   exclusive lock on `DATA_DIR/LOCK`, and the node's persistent id
+//!   (`DATA_DIR/node-id`): [`DataDir`].
+//! - The job store, `DATA_DIR/store/` (with `appendonly yes`, the
+//!   default): one record per live job with its state, counters, times
+//!   (wall-clock unix ms) and unacknowledged result ([`record`]), in an
+//!   embedded store ([`kv`], fjall). Acked, deleted and expired jobs are
+//!   deleted from it, so its size follows the live jobs.
+//! - Modules and their compiled artifacts live under `modules/` and
+//!   `artifacts/` (owned by [`crate::exec`]), the TLS identity under `tls/`
+//!   (owned by [`crate::net::identity`]).
+//!
+//! [`JobStore`] is the runtime's side of the job store: it opens and reads
+//! the store at start, takes the engine's [`Change`]s
+//! (`Effect::Persist`), sends them to the writer thread ([`writer`],
+//! group commit) and holds back the replies and hand-outs that depend on
+//! them ([`gate`]) until the writer says they are written (and synced, with
+//! `appendfsync always`).
 
 mod data_dir;
+mod gate;
+pub mod kv;
+pub mod record;
+mod recover;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::mpsc::UnboundedSender;
 
 pub use data_dir::{DataDir, DataDirError};
+pub use gate::Gate;
+pub use kv::{KvError, OpenReport};
+pub use recover::open_and_restore;
+pub use writer::{Batch, WriterStats, Written};
+
+use crate::api::{ErrorCode, Reply};
+use crate::config::AppendFsync;
+use crate::engine::{Change, Effect};
+use crate::job::{Job, JobId};
+use kv::Kv;
+use writer::Writer;
+
+/// The job store's folder inside the data dir.
+pub const STORE_DIR: &str = "store";
+
+/// Why the job store cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Kv(#[from] KvError),
+    #[error("cannot start the job store's writer thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// What was read back at start.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    pub path: PathBuf,
+    /// Records read.
+    pub records: u64,
+    /// Records that could not be decoded: (key in hex, why). Left on disk
+    /// untouched, logged.
+    pub undecodable: Vec<(String, String)>,
+    pub open: OpenReport,
+    pub elapsed_ms: u64,
+    pub disk_bytes: u64,
+}
+
+/// The runtime's side of the job store.
+pub struct JobStore {
+    writer: Writer,
+    gate: Gate<Effect>,
+    /// Changes of the current round, not yet handed to the writer.
+    open: Vec<Change>,
+    /// The current round hands out an at-most-once job: sync before.
+    open_sync: bool,
+}
+
+/// What a finished write lets go.
+#[derive(Debug, Default)]
+pub struct Released {
+    /// Effects to carry out now, in order.
+    pub effects: Vec<Effect>,
+    /// Jobs whose add could not be written: the engine must forget them
+    /// (their `ADDJOB` was answered with an error).
+    pub failed_adds: Vec<JobId>,
+}
+
+impl JobStore {
+    /// Opens the job store under `data_dir`, reads every job back and starts
+    /// the writer thread, which reports finished batches to `written`.
+    pub fn open(
+        data_dir: &Path,
+        mode: AppendFsync,
+        written: UnboundedSender<Written>,
+    ) -> Result<(JobStore, Vec<Job>, LoadReport), StoreError> {
+        let t0 = Instant::now();
+        let path = data_dir.join(STORE_DIR);
+        let (kv, open) = Kv::open(&path)?;
+        let mut jobs = Vec::new();
+        let mut undecodable = Vec::new();
+        let records = kv.scan(|k, v| match record::decode(k, v) {
+            Ok(job) => jobs.push(job),
+            Err(e) => {
+                if undecodable.len() < 1000 {
+                    undecodable.push((hex::encode(k), e.to_string()));
+                }
+            }
+        })?;
+        let report = LoadReport {
+            path,
+            records,
+            undecodable,
+            open,
+            elapsed_ms: t0.elapsed().as_millis() as u64,
+            disk_bytes: kv.disk_bytes(),
+        };
+        let writer = Writer::spawn(kv, mode, written).map_err(StoreError::Thread)?;
+        Ok((
+            JobStore {
+                writer,
+                gate: Gate::default(),
+                open: Vec::new(),
+                open_sync: false,
+            },
+            jobs,
+            report,
+        ))
+    }
+
+    /// Takes one effect of the engine: a change goes into the open batch;
+    /// a reply or a hand-out waits behind the changes before it. Returns the
+    /// effect if it may be carried out now.
+    pub fn admit(&mut self, effect: Effect) -> Option<Effect> {
+        match effect {
+            Effect::Persist(change) => {
+                self.open_sync |= change.is_at_most_once_dequeue();
+                self.open.push(change);
+                None
+            }
+            e @ (Effect::Reply { .. } | Effect::Run(_)) => {
+                match self.gate.depends_on(!self.open.is_empty()) {
+                    Some(batch) => {
+                        self.gate.hold(batch, e);
+                        None
+                    }
+                    None => Some(e),
+                }
+            }
+            other => Some(other),
+        }
+    }
+
+    /// Ends a round of the driver: hands the open batch to the writer.
+    pub fn end_round(&mut self) {
+        if self.open.is_empty() {
+            return;
+        }
+        let seq = self.gate.next_batch();
+        let batch = Batch {
+            seq,
+            changes: std::mem::take(&mut self.open),
+            sync: std::mem::take(&mut self.open_sync),
+        };
+        if !self.writer.submit(batch) {
+            tracing::error!("job store writer is gone; changes are not written");
+        }
+    }
+
+    /// The writer finished (or failed) every batch up to `w.seq`.
+    pub fn written(&mut self, w: Written) -> Released {
+        let mut out = Released::default();
+        for (_, effect) in self.gate.release(w.seq) {
+            match (&w.result, effect) {
+                (
+                    Err(why),
+                    Effect::Reply {
+                        to,
+                        reply: Reply::JobAdded(id),
+                    },
+                ) => {
+                    out.failed_adds.push(id);
+                    out.effects.push(Effect::Reply {
+                        to,
+                        reply: Reply::error(ErrorCode::Err, format!("job not added: {why}")),
+                    });
+                }
+                (_, effect) => out.effects.push(effect),
+            }
+        }
+        out
+    }
+
+    /// Effects waiting for the writer.
+    pub fn held(&self) -> usize {
+        self.gate.held()
+    }
+
+    pub fn stats(&self) -> Arc<WriterStats> {
+        self.writer.stats.clone()
+    }
+
+    /// Stops taking changes: the writer thread writes what is left, syncs
+    /// and closes the store. Join the handle to wait for it.
+    pub fn finish(mut self) -> Option<std::thread::JoinHandle<()>> {
+        self.end_round();
+        self.writer.finish()
+    }
+}

@@ -1,0 +1,112 @@
+//! What changed in the engine's job state, for the store to make durable.
+//!
+//! Every state change of a job comes out of the engine as an
+//! [`super::Effect::Persist`] carrying a [`Change`], in the order the
+//! changes happened, before any reply or execution that depends on it.
+//! The runtime writes them to the store and holds back the effects that
+//! followed until the store has them (see `store::Gate`). The engine
+//! itself stays sans-IO: it only says what changed.
+//!
+//! Inside the engine, call `self.journal_put(&id)` after changing a job
+//! held in `self.jobs` (added, dequeued, finished, re-queued, counters
+//! moved) and `self.journal_remove(id)` after forgetting one (acked,
+//! deleted, expired). Both do nothing when journaling is off
+//! (`EngineConfig::journal`, i.e. `appendonly no`).
+//!
+//! Restoring is [`super::Engine::restore`]: it takes the jobs the store
+//! read back and rebuilds queues, timers and module counts from them, with
+//! the unclean-stop rules of DESIGN.md applied (see [`RestoreReport`]).
+
+use crate::job::{Job, JobId};
+
+/// One change to make durable.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change {
+    /// The job as it is now (added or changed): a full snapshot, so the
+    /// store needs no read-modify-write and the last one written wins.
+    Put(Box<Job>),
+    /// The job is gone (acked, deleted, expired, dropped).
+    Remove(JobId),
+}
+
+impl Change {
+    pub fn id(&self) -> JobId {
+        match self {
+            Change::Put(job) => job.id,
+            Change::Remove(id) => *id,
+        }
+    }
+
+    /// Whether this change hands an at-most-once (`RETRY 0`) job out (to an
+    /// executor or a worker): it must reach disk before the hand-out, so a
+    /// crash can never deliver the job a second time.
+    pub fn is_at_most_once_dequeue(&self) -> bool {
+        matches!(self, Change::Put(job)
+            if job.retry_ms == 0 && job.state == crate::job::JobState::Active)
+    }
+}
+
+/// What [`super::Engine::restore`] did with the jobs it was given.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RestoreReport {
+    /// Jobs held again, in every state.
+    pub restored: usize,
+    /// Jobs queued and ready now (delays whose time came included).
+    pub ready: usize,
+    /// Jobs still delayed.
+    pub delayed: usize,
+    /// Jobs whose TTL passed while the node was down: gone.
+    pub expired: usize,
+    /// Wasm jobs that were running in this node's executor: queued again
+    /// at once, their attempt counted.
+    pub requeued_running: usize,
+    /// At-most-once (`RETRY 0`) Wasm jobs that were running: dropped, never
+    /// run twice.
+    pub dropped_at_most_once: usize,
+    /// Plain jobs delivered to external workers: kept active with their
+    /// stored re-queue time.
+    pub delivered: usize,
+    /// Finished Wasm jobs waiting for their ack.
+    pub finished: usize,
+}
+
+/// The engine's record of jobs changed since the last drain.
+#[derive(Debug, Default)]
+pub(super) struct Journal {
+    pub on: bool,
+    dirty: std::collections::HashSet<JobId>,
+}
+
+impl super::Engine {
+    /// Notes that job `id` changed (or was removed): its new state goes to
+    /// the store with the next drain of effects. Call it after any change
+    /// to a job's stored fields (see [`crate::store::record`]); cheap, and
+    /// several calls in one round make one write.
+    pub(super) fn journal_put(&mut self, id: &JobId) {
+        if self.journal.on {
+            self.journal.dirty.insert(*id);
+        }
+    }
+
+    /// Notes that job `id` is gone (acked, deleted, expired).
+    pub(super) fn journal_remove(&mut self, id: &JobId) {
+        self.journal_put(id);
+    }
+
+    /// Turns the jobs changed since the last drain into `Effect::Persist`,
+    /// ahead of every other waiting effect (replies and hand-outs depend on
+    /// them, never the other way round).
+    pub(super) fn flush_journal(&mut self) {
+        if self.journal.dirty.is_empty() {
+            return;
+        }
+        let dirty = std::mem::take(&mut self.journal.dirty);
+        for id in dirty {
+            let change = match self.jobs.get(&id) {
+                Some(job) => Change::Put(Box::new(job.clone())),
+                None => Change::Remove(id),
+            };
+            self.effects.push_front(super::Effect::Persist(change));
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Rebuilding the engine from the jobs the store read back at start:
+//! queues, timers and module counts, with TTLs and delays in wall-clock
+//! time and DESIGN.md's rules for an unclean stop.
+
+use super::journal::RestoreReport;
+use super::{Engine, Timer};
+use crate::job::{Job, JobState, UnixMs};
+use crate::queue::ReadyKey;
+
+impl Engine {
+    /// Takes back `jobs` (as the store held them) at `now`, before the node
+    /// serves anything:
+    ///
+    /// - a job whose TTL passed while the node was down is gone;
+    /// - a queued job is ready again in the same order (priority, then id);
+    ///   a delayed job whose time came is ready, the others wait for it;
+    /// - a Wasm job that was running on this node's executor is queued
+    ///   again at once, its attempt counted, unless it is at most once
+    ///   (`RETRY 0`): then it is dropped, never run twice;
+    /// - a plain job delivered to a worker stays active and is queued
+    ///   again at its stored re-queue time (the worker may still be on it);
+    /// - a finished Wasm job keeps its result for its ack.
+    ///
+    /// Changes it makes (removals, re-queues) are journaled like any other.
+    pub fn restore(&mut self, now: UnixMs, jobs: Vec<Job>) -> RestoreReport {
+        let mut rep = RestoreReport::default();
+        self.jobs.reserve(jobs.len());
+        for mut job in jobs {
+            let id = job.id;
+            self.ids.observe(id);
+            if job.expires_at <= now || job.state == JobState::Acked {
+                rep.expired += 1;
+                self.journal_remove(&id);
+                continue;
+            }
+            let delivered = job.counters.attempts > 0;
+            enum Then {
+                Ready,
+                Delay,
+                Requeue(UnixMs),
+                Nothing,
+            }
+            let then = match job.state {
+                JobState::Queued | JobState::WaitRepl => Then::Ready,
+                JobState::Active if job.is_wasm() && delivered => {
+                    if job.retry_ms == 0 {
+                        rep.dropped_at_most_once += 1;
+                        tracing::warn!(job = %id, "at-most-once job was running when the node stopped: dropped, not run twice");
+                        self.journal_remove(&id);
+                        continue;
+                    }
+                    rep.requeued_running += 1;
+                    job.queued_at = now;
+                    self.journal_put(&id);
+                    Then::Ready
+                }
+                JobState::Active => match job.requeue_at {
+                    Some(t) => {
+                        rep.delivered += 1;
+                        Then::Requeue(t)
+                    }
+                    None if !delivered && job.ready_at > job.created_at => Then::Delay,
+                    // DEQUEUE'd with RETRY 0, never delivered: stays so.
+                    None if !delivered => Then::Nothing,
+                    // Delivered at most once: active until acked or expired.
+                    None => {
+                        rep.delivered += 1;
+                        Then::Nothing
+                    }
+                },
+                JobState::Done | JobState::Failed => {
+                    rep.finished += 1;
+                    Then::Nothing
+                }
+                JobState::Acked => Then::Nothing,
+            };
+            if !job.state.is_finished()
+                && let Some(m) = job.module
+                && let Some(entry) = self.modules.get_mut(&m)
+            {
+                entry.jobs += 1;
+            }
+            self.timers.set(job.expires_at, Timer::Expire(id));
+            match then {
+                Then::Ready => {
+                    job.state = JobState::Queued;
+                    let key = ReadyKey::new(job.priority, id);
+                    self.queues.push(&job.queue, key, job.is_wasm(), now);
+                    rep.ready += 1;
+                }
+                Then::Delay => {
+                    // Fires at once if its time came while the node was down.
+                    self.timers.set(job.ready_at, Timer::Ready(id));
+                    if job.ready_at > now {
+                        rep.delayed += 1;
+                    } else {
+                        rep.ready += 1;
+                    }
+                }
+                Then::Requeue(t) => self.timers.set(t, Timer::Requeue(id)),
+                Then::Nothing => {}
+            }
+            self.jobs.insert(id, job);
+            rep.restored += 1;
+        }
+        // Delays whose time came and re-queues due now fire here.
+        self.handle_timeout(now);
+        rep
+    }
+}

@@ -1,0 +1,346 @@
+//! The embedded key-value store under the job store: fjall (an LSM tree
+//! with a checksummed journal), chosen by measurement (`benches/README.md`,
+//! "Durability (issue 5)"). Everything fjall-specific lives in this file;
+//! the rest of the node sees [`Kv`]'s few methods, so another store can
+//! replace it here.
+//!
+//! Files: `DATA_DIR/store/` is fjall's folder (its journals `*.jnl`, sorted
+//! tables, a version file). A torn journal tail (power loss mid-write) is
+//! cut at the last whole, checksummed batch when the store opens; [`Kv`]
+//! reports how many journal bytes that dropped.
+
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+
+/// Journals kept before memtables are flushed into tables; what a
+/// restart after a crash replays. fjall's least (and default is 512 MiB).
+const MAX_JOURNAL_BYTES: u64 = 64 << 20;
+
+/// One write of a group commit.
+#[derive(Debug)]
+pub enum Op {
+    Put([u8; 16], Vec<u8>),
+    Remove([u8; 16]),
+}
+
+/// Why the store cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KvError {
+    #[error(
+        "the job store at {path} cannot be read: {message}. The node will not start over it (that would lose its jobs): move {path} aside to start empty, or restore it from a backup"
+    )]
+    Open { path: PathBuf, message: String },
+    #[error("job store {path}: {message}")]
+    Io { path: PathBuf, message: String },
+}
+
+impl KvError {
+    /// Whether the disk ran out of space (or the file size limit was hit).
+    pub fn is_no_space(&self) -> bool {
+        let m = match self {
+            KvError::Open { message, .. } | KvError::Io { message, .. } => message,
+        };
+        m.contains("No space left") || m.contains("File too large") || m.contains("quota")
+    }
+}
+
+/// What opening the store found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct OpenReport {
+    /// Journal bytes found before opening.
+    pub journal_bytes: u64,
+    /// Journal bytes cut away as a torn or corrupt tail.
+    pub journal_bytes_dropped: u64,
+}
+
+/// The open store.
+pub struct Kv {
+    path: PathBuf,
+    db: fjall::Database,
+    jobs: fjall::Keyspace,
+}
+
+impl std::fmt::Debug for Kv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kv").field("path", &self.path).finish()
+    }
+}
+
+impl Kv {
+    /// Opens (or creates) the store at `path`, recovering its journal. A
+    /// panic inside the store crate while opening becomes an error.
+    pub fn open(path: &Path) -> Result<(Kv, OpenReport), KvError> {
+        let before = journal_bytes(path);
+        let opened = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let db = fjall::Database::builder(path)
+                .manual_journal_persist(true)
+                .worker_threads(1)
+                // Bounds the journal replayed after a crash (start-up time).
+                .max_journaling_size(MAX_JOURNAL_BYTES)
+                .open()?;
+            let jobs = db.keyspace("jobs", fjall::KeyspaceCreateOptions::default)?;
+            Ok::<_, fjall::Error>((db, jobs))
+        }));
+        let open_err = |message: String| KvError::Open {
+            path: path.to_path_buf(),
+            message,
+        };
+        let (db, jobs) = match opened {
+            Ok(Ok(x)) => x,
+            Ok(Err(e)) => return Err(open_err(e.to_string())),
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "panic".into());
+                return Err(open_err(format!("the store crate panicked: {what}")));
+            }
+        };
+        let after = journal_bytes(path);
+        Ok((
+            Kv {
+                path: path.to_path_buf(),
+                db,
+                jobs,
+            },
+            OpenReport {
+                journal_bytes: before,
+                journal_bytes_dropped: before.saturating_sub(after),
+            },
+        ))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Calls `f` with every (key, value), in key order. Stops at the first
+    /// read error (a corrupt table), which it returns.
+    pub fn scan(&self, mut f: impl FnMut(&[u8], &[u8])) -> Result<u64, KvError> {
+        let mut n = 0;
+        let scan = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            for kv in self.jobs.iter() {
+                let (k, v) = kv.into_inner()?;
+                f(&k, &v);
+                n += 1;
+            }
+            Ok::<_, fjall::Error>(())
+        }));
+        match scan {
+            Ok(Ok(())) => Ok(n),
+            Ok(Err(e)) => Err(KvError::Open {
+                path: self.path.clone(),
+                message: format!("read error after {n} records: {e}"),
+            }),
+            Err(_) => Err(KvError::Open {
+                path: self.path.clone(),
+                message: format!("the store crate panicked reading after {n} records"),
+            }),
+        }
+    }
+
+    /// Writes `ops` as one atomic batch and hands it to the OS (a process
+    /// crash after this loses nothing; a power loss may, until [`Kv::sync`]).
+    pub fn write(&self, ops: Vec<Op>) -> Result<(), KvError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let mut batch = self.db.batch().durability(None);
+        for op in ops {
+            match op {
+                Op::Put(k, v) => batch.insert(&self.jobs, k, v),
+                Op::Remove(k) => batch.remove(&self.jobs, k),
+            }
+        }
+        batch.commit().map_err(|e| self.io(e))?;
+        self.db
+            .persist(fjall::PersistMode::Buffer)
+            .map_err(|e| self.io(e))
+    }
+
+    /// Makes everything written so far durable (fdatasync of the journal).
+    pub fn sync(&self) -> Result<(), KvError> {
+        self.db
+            .persist(fjall::PersistMode::SyncData)
+            .map_err(|e| self.io(e))
+    }
+
+    /// Bytes the store's files take on disk.
+    pub fn disk_bytes(&self) -> u64 {
+        self.db.disk_space().unwrap_or(0)
+    }
+
+    fn io(&self, e: fjall::Error) -> KvError {
+        let mut message = e.to_string();
+        // The store crate stops at its first failed write ("poisoned"),
+        // which may have been a background flush: say why, if the disk is
+        // full.
+        if !message.contains("No space") && no_space_left(&self.path) {
+            message = format!("No space left on device ({message})");
+        }
+        KvError::Io {
+            path: self.path.clone(),
+            message,
+        }
+    }
+}
+
+/// Whether the filesystem of `dir` has no room for a small file.
+fn no_space_left(dir: &Path) -> bool {
+    let probe = dir.join(".space-probe");
+    let full = match std::fs::write(&probe, [0u8; 64 * 1024]) {
+        Ok(()) => false,
+        Err(e) => {
+            e.kind() == std::io::ErrorKind::StorageFull
+                || e.kind() == std::io::ErrorKind::QuotaExceeded
+                || e.kind() == std::io::ErrorKind::FileTooLarge
+        }
+    };
+    let _ = std::fs::remove_file(&probe);
+    full
+}
+
+/// Bytes of journal data under `path`: each journal file up to its last
+/// non-zero byte (the store preallocates journals with zeros, so the file
+/// length says nothing; a torn write leaves garbage before the zeros).
+fn journal_bytes(path: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![path.to_path_buf()];
+    let mut dirs = 0;
+    while let Some(d) = stack.pop() {
+        dirs += 1;
+        if dirs > 10_000 {
+            break;
+        }
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            if m.is_dir() {
+                stack.push(e.path());
+            } else if e.file_name().to_string_lossy().ends_with(".jnl") {
+                total += data_end(&e.path()).unwrap_or(m.len());
+            }
+        }
+    }
+    total
+}
+
+/// Offset just past the last non-zero byte of a file.
+fn data_end(file: &Path) -> std::io::Result<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(file)?;
+    let mut end = f.metadata()?.len();
+    let mut buf = vec![0u8; 1 << 16];
+    let zeros = vec![0u8; 1 << 16];
+    while end > 0 {
+        let start = end.saturating_sub(buf.len() as u64);
+        let n = (end - start) as usize;
+        f.seek(SeekFrom::Start(start))?;
+        f.read_exact(&mut buf[..n])?;
+        // A slice comparison is a memcmp: fast over the zeroed tail.
+        if buf[..n] == zeros[..n] {
+            end = start;
+            continue;
+        }
+        if let Some(i) = buf[..n].iter().rposition(|&b| b != 0) {
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn k(i: u8) -> [u8; 16] {
+        [i; 16]
+    }
+
+    #[test]
+    fn writes_survive_a_reopen_and_deletes_stay_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        {
+            let (kv, rep) = Kv::open(&path).unwrap();
+            assert_eq!(rep.journal_bytes_dropped, 0);
+            kv.write(vec![
+                Op::Put(k(1), b"one".to_vec()),
+                Op::Put(k(2), b"two".to_vec()),
+            ])
+            .unwrap();
+            kv.write(vec![Op::Remove(k(1))]).unwrap();
+            kv.sync().unwrap();
+        }
+        let (kv, _) = Kv::open(&path).unwrap();
+        let mut seen = vec![];
+        kv.scan(|k, v| seen.push((k.to_vec(), v.to_vec()))).unwrap();
+        assert_eq!(seen, vec![(k(2).to_vec(), b"two".to_vec())]);
+    }
+
+    #[test]
+    fn a_torn_journal_tail_is_cut_and_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("live");
+        let crashed = dir.path().join("crashed");
+        {
+            let (kv, _) = Kv::open(&live).unwrap();
+            kv.write(vec![Op::Put(k(1), vec![1; 100])]).unwrap();
+            kv.write(vec![Op::Put(k(2), vec![2; 100])]).unwrap();
+            kv.sync().unwrap();
+            // The files as a crash right now leaves them.
+            copy_dir(&live, &crashed);
+        }
+        // A torn write: the end of the last batch is garbage.
+        let jnl = find_journal(&crashed).expect("a journal file");
+        let end = data_end(&jnl).unwrap();
+        let mut bytes = std::fs::read(&jnl).unwrap();
+        for b in &mut bytes[end as usize - 8..end as usize] {
+            *b ^= 0x5A;
+        }
+        std::fs::write(&jnl, &bytes).unwrap();
+        let (kv, rep) = Kv::open(&crashed).unwrap();
+        assert!(rep.journal_bytes_dropped > 0, "{rep:?}");
+        let mut keys = vec![];
+        kv.scan(|k, _| keys.push(k.to_vec())).unwrap();
+        assert_eq!(
+            keys,
+            vec![k(1).to_vec()],
+            "what is before the tear survives"
+        );
+    }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                copy_dir(&p, &to.join(e.file_name()));
+            } else {
+                std::fs::copy(&p, to.join(e.file_name())).unwrap();
+            }
+        }
+    }
+
+    fn find_journal(path: &Path) -> Option<PathBuf> {
+        let mut stack = vec![path.to_path_buf()];
+        let mut found = None;
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).ok()?.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x == "jnl")
+                    && std::fs::metadata(&p).is_ok_and(|m| m.len() > 0)
+                {
+                    found = Some(p);
+                }
+            }
+        }
+        found
+    }
+}

@@ -1,0 +1,262 @@
+//! The on-disk form of a job: one record per live job, keyed by the job's
+//! 16 id bytes (UUIDv7, so keys sort by age), the value a format byte and
+//! then postcard. Queue order needs no records of its own: the ready order
+//! is priority then id, both stored here, so recovery rebuilds it.
+//!
+//! Times are wall-clock unix ms, so a TTL or a delay keeps counting while
+//! the node is down.
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::job::{Counters, Job, JobId, JobResult, JobState, Limits, ModuleHash, UnixMs};
+
+/// The first byte of every job record. A reader refuses formats it does
+/// not know instead of guessing.
+pub const JOB_FORMAT: u8 = 1;
+
+/// A body as bytes on the wire (postcard writes a length and the bytes),
+/// borrowed from the record when read back.
+#[derive(Debug)]
+struct Raw<'a>(&'a [u8]);
+
+impl Serialize for Raw<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Raw<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <&'a [u8]>::deserialize(d).map(Raw)
+    }
+}
+
+/// One job as stored. Field order is the format: append new fields at the
+/// end and bump [`JOB_FORMAT`].
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredJob<'a> {
+    #[serde(borrow)]
+    queue: Cow<'a, str>,
+    #[serde(borrow)]
+    body: Raw<'a>,
+    module: Option<ModuleHash>,
+    limits: Limits,
+    args: Cow<'a, [String]>,
+    priority: u8,
+    #[serde(borrow)]
+    group: Option<Cow<'a, str>>,
+    parent: Option<JobId>,
+    replicate: u32,
+    retry_ms: u64,
+    expires_at: UnixMs,
+    ready_at: UnixMs,
+    nocache: bool,
+    #[serde(borrow)]
+    asynckey: Option<Cow<'a, str>>,
+    state: JobState,
+    created_at: UnixMs,
+    queued_at: UnixMs,
+    requeue_at: Option<UnixMs>,
+    attempts: u32,
+    nacks: u32,
+    additional_deliveries: u32,
+    ack_times: u32,
+    result: Option<Cow<'a, JobResult>>,
+}
+
+/// Why a record cannot be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("key of {0} bytes is not a job id (16 bytes)")]
+    Key(usize),
+    #[error("empty record")]
+    Empty,
+    #[error(
+        "record format {0} is unknown to this version (knows {JOB_FORMAT}); run the wasque version that wrote it"
+    )]
+    Format(u8),
+    #[error("undecodable record: {0}")]
+    Decode(#[from] postcard::Error),
+}
+
+/// The store key of a job.
+pub fn key(id: &JobId) -> [u8; 16] {
+    *id.0.as_bytes()
+}
+
+/// The job id of a store key.
+pub fn id_of(key: &[u8]) -> Result<JobId, RecordError> {
+    let bytes: [u8; 16] = key.try_into().map_err(|_| RecordError::Key(key.len()))?;
+    Ok(JobId(uuid::Uuid::from_bytes(bytes)))
+}
+
+/// Encodes a job record (format byte, then postcard) into `out`.
+pub fn encode(job: &Job, out: &mut Vec<u8>) -> Result<(), RecordError> {
+    let rec = StoredJob {
+        queue: Cow::Borrowed(&job.queue),
+        body: Raw(&job.body),
+        module: job.module,
+        limits: job.limits,
+        args: Cow::Borrowed(&job.args),
+        priority: job.priority,
+        group: job.group.as_deref().map(Cow::Borrowed),
+        parent: job.parent,
+        replicate: job.replicate,
+        retry_ms: job.retry_ms,
+        expires_at: job.expires_at,
+        ready_at: job.ready_at,
+        nocache: job.nocache,
+        asynckey: job.asynckey.as_deref().map(Cow::Borrowed),
+        state: job.state,
+        created_at: job.created_at,
+        queued_at: job.queued_at,
+        requeue_at: job.requeue_at,
+        attempts: job.counters.attempts,
+        nacks: job.counters.nacks,
+        additional_deliveries: job.counters.additional_deliveries,
+        ack_times: job.counters.ack_times,
+        result: job.result.as_ref().map(Cow::Borrowed),
+    };
+    out.clear();
+    out.push(JOB_FORMAT);
+    let buf = std::mem::take(out);
+    *out = postcard::to_extend(&rec, buf)?;
+    Ok(())
+}
+
+/// Decodes a job record read back under `key`.
+pub fn decode(key: &[u8], value: &[u8]) -> Result<Job, RecordError> {
+    let id = id_of(key)?;
+    let (&format, rest) = value.split_first().ok_or(RecordError::Empty)?;
+    if format != JOB_FORMAT {
+        return Err(RecordError::Format(format));
+    }
+    let r: StoredJob<'_> = postcard::from_bytes(rest)?;
+    Ok(Job {
+        id,
+        queue: r.queue.into_owned(),
+        body: Bytes::copy_from_slice(r.body.0),
+        module: r.module,
+        limits: r.limits,
+        args: r.args.into_owned(),
+        priority: r.priority,
+        group: r.group.map(Cow::into_owned),
+        parent: r.parent,
+        replicate: r.replicate,
+        retry_ms: r.retry_ms,
+        expires_at: r.expires_at,
+        ready_at: r.ready_at,
+        nocache: r.nocache,
+        asynckey: r.asynckey.map(Cow::into_owned),
+        state: r.state,
+        created_at: r.created_at,
+        queued_at: r.queued_at,
+        requeue_at: r.requeue_at,
+        counters: Counters {
+            attempts: r.attempts,
+            nacks: r.nacks,
+            additional_deliveries: r.additional_deliveries,
+            ack_times: r.ack_times,
+        },
+        result: r.result.map(Cow::into_owned),
+    })
+}
+
+#[cfg(test)]
+pub(crate) fn sample_job(ms: u64, body: &[u8]) -> Job {
+    Job {
+        id: JobId::compose(ms, 0, 0xABCDEF, false, 3600, 5),
+        queue: "q".into(),
+        body: Bytes::copy_from_slice(body),
+        module: None,
+        limits: Limits {
+            fuel: 1,
+            memory_bytes: 2,
+            deadline_ms: 3,
+        },
+        args: vec![],
+        priority: 3,
+        group: None,
+        parent: None,
+        replicate: 1,
+        retry_ms: 300_000,
+        expires_at: ms + 3_600_000,
+        ready_at: ms,
+        nocache: false,
+        asynckey: None,
+        state: JobState::Queued,
+        created_at: ms,
+        queued_at: ms,
+        requeue_at: None,
+        counters: Counters::default(),
+        result: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_round_trips_field_for_field() {
+        let mut job = sample_job(1_700_000_000_000, &[0, 1, 2, 255]);
+        job.module = Some(ModuleHash([7; 32]));
+        job.args = vec!["a".into(), "b c".into()];
+        job.group = Some("g".into());
+        job.asynckey = Some("k".into());
+        job.state = JobState::Done;
+        job.requeue_at = Some(42);
+        job.counters = Counters {
+            attempts: 3,
+            nacks: 1,
+            additional_deliveries: 2,
+            ack_times: 0,
+        };
+        job.result = Some(JobResult {
+            exit_code: Some(0),
+            error_class: None,
+            message: String::new(),
+            output: b"out".to_vec(),
+            stderr: vec![],
+            fuel_used: 9,
+            duration_us: 10,
+            node: "n".into(),
+        });
+        let mut buf = Vec::new();
+        encode(&job, &mut buf).unwrap();
+        let back = decode(&key(&job.id), &buf).unwrap();
+        assert_eq!(format!("{back:?}"), format!("{job:?}"));
+    }
+
+    #[test]
+    fn a_100_byte_job_is_small_on_disk() {
+        let job = sample_job(1_700_000_000_000, &[b'x'; 100]);
+        let mut buf = Vec::new();
+        encode(&job, &mut buf).unwrap();
+        assert!(buf.len() < 160, "{} bytes", buf.len());
+    }
+
+    #[test]
+    fn damaged_records_are_errors_not_panics() {
+        let job = sample_job(1_700_000_000_000, b"hello");
+        let mut buf = Vec::new();
+        encode(&job, &mut buf).unwrap();
+        let k = key(&job.id);
+        assert!(matches!(decode(&k, &[]), Err(RecordError::Empty)));
+        assert!(matches!(decode(&k, &[9]), Err(RecordError::Format(9))));
+        assert!(matches!(decode(&k[..3], &buf), Err(RecordError::Key(3))));
+        for cut in 1..buf.len() {
+            assert!(decode(&k, &buf[..cut]).is_err(), "cut at {cut}");
+        }
+        // Flipped bytes never panic (they may decode to something else:
+        // the store's own checksums are what catch them).
+        for i in 1..buf.len() {
+            let mut b = buf.clone();
+            b[i] ^= 0xFF;
+            let _ = decode(&k, &b);
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! The store's writer thread: group commit.
+//!
+//! The driver hands it numbered batches of [`Change`]s. The thread takes
+//! every batch already waiting, coalesces them (the last snapshot of a job
+//! wins), writes them as one store batch, hands it to the OS, syncs when a
+//! batch asks for it (`appendfsync always`, or an at-most-once dequeue)
+//! and answers with the highest batch number done: every writer waiting in
+//! that group shares one sync. With `everysec`, written data is synced at
+//! most about a second later; with `no`, the OS decides.
+//!
+//! A failed write (disk full) is answered with its reason; the changes are
+//! kept and written again with the next batch or after a second, and the
+//! store is reopened first (the store crate refuses writes after a failed
+//! one until reopened).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::kv::{Kv, KvError, Op};
+use super::record;
+use crate::config::AppendFsync;
+use crate::engine::Change;
+use crate::job::JobId;
+
+/// One batch for the writer.
+#[derive(Debug)]
+pub struct Batch {
+    pub seq: u64,
+    pub changes: Vec<Change>,
+    /// Sync before answering.
+    pub sync: bool,
+}
+
+/// The writer's answer: every batch up to `seq` is done (`Ok`), or failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub seq: u64,
+    pub result: Result<(), String>,
+}
+
+/// Counters of the writer, for INFO and benchmarks.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    pub groups: AtomicU64,
+    pub syncs: AtomicU64,
+    pub records_written: AtomicU64,
+    pub failures: AtomicU64,
+    pub disk_bytes: AtomicU64,
+}
+
+/// Most batches coalesced into one group commit.
+const MAX_GROUP_BATCHES: usize = 4096;
+/// How long a broken store waits before it is reopened and retried.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// The handle to the writer thread. Dropping the handle's sender (through
+/// [`Writer::finish`]) makes the thread write what is left, sync, close
+/// the store and end.
+pub struct Writer {
+    tx: Option<Sender<Batch>>,
+    thread: Option<JoinHandle<()>>,
+    pub stats: Arc<WriterStats>,
+}
+
+impl Writer {
+    pub fn spawn(
+        kv: Kv,
+        mode: AppendFsync,
+        done: UnboundedSender<Written>,
+    ) -> std::io::Result<Writer> {
+        let (tx, rx) = channel();
+        let stats = Arc::new(WriterStats::default());
+        let st = stats.clone();
+        let thread = std::thread::Builder::new()
+            .name("wasque-store".into())
+            .spawn(move || Thread::new(kv, mode, done, st).run(rx))?;
+        Ok(Writer {
+            tx: Some(tx),
+            thread: Some(thread),
+            stats,
+        })
+    }
+
+    /// Queues a batch. Returns false if the thread is gone.
+    pub fn submit(&self, batch: Batch) -> bool {
+        self.tx.as_ref().is_some_and(|tx| tx.send(batch).is_ok())
+    }
+
+    /// Lets the thread finish (write, sync, close) and hands back its
+    /// handle to join.
+    pub fn finish(mut self) -> Option<JoinHandle<()>> {
+        self.tx = None;
+        self.thread.take()
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // The thread ends on its own once the sender is gone; nobody joins.
+        self.tx = None;
+    }
+}
+
+struct Thread {
+    kv: Option<Kv>,
+    path: std::path::PathBuf,
+    mode: AppendFsync,
+    done: UnboundedSender<Written>,
+    stats: Arc<WriterStats>,
+    /// Changes not yet written (coalesced by job).
+    unwritten: HashMap<JobId, Change>,
+    /// Written but not yet synced.
+    dirty: bool,
+    last_sync: Instant,
+    /// Why the last write failed; the store is reopened before the next.
+    broken: Option<(String, Instant)>,
+    buf: Vec<u8>,
+}
+
+impl Thread {
+    fn new(
+        kv: Kv,
+        mode: AppendFsync,
+        done: UnboundedSender<Written>,
+        stats: Arc<WriterStats>,
+    ) -> Thread {
+        stats.disk_bytes.store(kv.disk_bytes(), Ordering::Relaxed);
+        Thread {
+            path: kv.path().to_path_buf(),
+            kv: Some(kv),
+            mode,
+            done,
+            stats,
+            unwritten: HashMap::new(),
+            dirty: false,
+            last_sync: Instant::now(),
+            broken: None,
+            buf: Vec::new(),
+        }
+    }
+
+    fn run(mut self, rx: Receiver<Batch>) {
+        loop {
+            let first = match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(b) => b,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.idle();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let mut seq = first.seq;
+            let mut sync = first.sync || self.mode == AppendFsync::Always;
+            self.take(first.changes);
+            for _ in 1..MAX_GROUP_BATCHES {
+                let Ok(b) = rx.try_recv() else { break };
+                seq = b.seq;
+                sync |= b.sync;
+                self.take(b.changes);
+            }
+            let result = self.commit(sync);
+            if result.is_err() {
+                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+            }
+            let _ = self.done.send(Written { seq, result });
+            self.maybe_sync_everysec();
+        }
+        // Closing: what is left, synced.
+        if self.commit(true).is_err() {
+            tracing::error!(
+                path = %self.path.display(),
+                unwritten = self.unwritten.len(),
+                "job store: changes could not be written at shutdown"
+            );
+        }
+    }
+
+    fn take(&mut self, changes: Vec<Change>) {
+        for c in changes {
+            self.unwritten.insert(c.id(), c);
+        }
+    }
+
+    /// Nothing new: retry a broken store, or sync for `everysec`.
+    fn idle(&mut self) {
+        if let Some(kv) = &self.kv {
+            self.stats
+                .disk_bytes
+                .store(kv.disk_bytes(), Ordering::Relaxed);
+        }
+        if self
+            .broken
+            .as_ref()
+            .is_some_and(|(_, at)| at.elapsed() >= RETRY_AFTER)
+            && !self.unwritten.is_empty()
+        {
+            match self.commit(false) {
+                Ok(()) => tracing::warn!("job store: writes resumed"),
+                Err(e) => tracing::warn!("job store still failing: {e}"),
+            }
+        }
+        self.maybe_sync_everysec();
+    }
+
+    fn maybe_sync_everysec(&mut self) {
+        if self.mode == AppendFsync::EverySec
+            && self.broken.is_none()
+            && self.dirty
+            && self.last_sync.elapsed() >= Duration::from_secs(1)
+            && let Some(kv) = &self.kv
+        {
+            match kv.sync() {
+                Ok(()) => {
+                    self.stats.syncs.fetch_add(1, Ordering::Relaxed);
+                    self.dirty = false;
+                    self.last_sync = Instant::now();
+                }
+                Err(e) => {
+                    self.fail(&e);
+                }
+            }
+        }
+    }
+
+    fn fail(&mut self, e: &KvError) -> String {
+        let why = if e.is_no_space() {
+            format!("the disk is full, jobs cannot be written: {e}")
+        } else {
+            format!("jobs cannot be written: {e}")
+        };
+        if self
+            .broken
+            .as_ref()
+            .is_none_or(|(before, _)| *before != why)
+        {
+            tracing::error!("job store: {why}");
+        }
+        self.broken = Some((why.clone(), Instant::now()));
+        why
+    }
+
+    /// Writes every unwritten change (and syncs if asked).
+    fn commit(&mut self, sync: bool) -> Result<(), String> {
+        if let Some((why, at)) = &self.broken {
+            if at.elapsed() < RETRY_AFTER {
+                return Err(why.clone());
+            }
+            // The store crate refuses writes after a failed one: reopen.
+            self.kv = None;
+            match Kv::open(&self.path) {
+                Ok((kv, _)) => self.kv = Some(kv),
+                Err(e) => return Err(self.fail(&e)),
+            }
+        }
+        let Some(kv) = &self.kv else {
+            return Err("the job store is closed".into());
+        };
+        if !self.unwritten.is_empty() {
+            let mut ops = Vec::with_capacity(self.unwritten.len());
+            for change in self.unwritten.values() {
+                match change {
+                    Change::Put(job) => match record::encode(job, &mut self.buf) {
+                        Ok(()) => ops.push(Op::Put(record::key(&job.id), self.buf.clone())),
+                        Err(e) => tracing::error!(job = %job.id, "cannot encode job record: {e}"),
+                    },
+                    Change::Remove(id) => ops.push(Op::Remove(record::key(id))),
+                }
+            }
+            let n = ops.len() as u64;
+            if let Err(e) = kv.write(ops) {
+                return Err(self.fail(&e));
+            }
+            self.unwritten.clear();
+            self.dirty = true;
+            self.stats.records_written.fetch_add(n, Ordering::Relaxed);
+            self.stats.groups.fetch_add(1, Ordering::Relaxed);
+        }
+        if sync && self.dirty && self.mode != AppendFsync::No {
+            if let Err(e) = kv.sync() {
+                return Err(self.fail(&e));
+            }
+            self.stats.syncs.fetch_add(1, Ordering::Relaxed);
+            self.dirty = false;
+            self.last_sync = Instant::now();
+        }
+        self.broken = None;
+        Ok(())
+    }
+}
