@@ -22,6 +22,7 @@ use crate::job::{ModuleHash, UnixMs};
 use crate::monitor::Monitor;
 use crate::net::identity::Identity;
 use crate::net::quic::{self, QuicConfig};
+use crate::net::resp::pubsub::Hub;
 use crate::store::DataDir;
 use wasque_sdk::proto::WireError;
 
@@ -53,9 +54,16 @@ pub struct Handle {
     node_id: Arc<str>,
     /// Present when the node serves HTTP (metrics, event feed).
     monitor: Option<Monitor>,
+    /// Job events for RESP subscribers.
+    pubsub: Hub,
 }
 
 impl Handle {
+    /// The node's job-event fan-out (RESP `SUBSCRIBE`).
+    pub fn pubsub(&self) -> &Hub {
+        &self.pubsub
+    }
+
     pub fn node_id(&self) -> &str {
         &self.node_id
     }
@@ -236,12 +244,13 @@ impl Node {
         })?;
 
         let resp_want = SocketAddr::new(cfg.bind, cfg.port);
-        let resp_listener = crate::net::resp::bind(resp_want)
-            .await
-            .map_err(|source| StartError::Listen {
-                addr: resp_want,
-                source,
-            })?;
+        let resp_listener =
+            crate::net::resp::bind(resp_want)
+                .await
+                .map_err(|source| StartError::Listen {
+                    addr: resp_want,
+                    source,
+                })?;
         let resp_addr = resp_listener
             .local_addr()
             .map_err(|source| StartError::Listen {
@@ -266,11 +275,13 @@ impl Node {
         let http_addr = http.as_ref().map(|(_, a)| *a);
 
         let (inputs_tx, inputs_rx) = mpsc::unbounded_channel();
+        let pubsub = Hub::new();
         let handle = Handle {
             inputs: inputs_tx,
             executor: executor.clone(),
             node_id: node_id.clone(),
             monitor: monitor.clone(),
+            pubsub: pubsub.clone(),
         };
         let (stop, stop_rx) = watch::channel(false);
         let started = Instant::now();
@@ -281,12 +292,18 @@ impl Node {
             next_req: 1,
             started,
             monitor: monitor.clone(),
+            pubsub,
             store,
             written: Some(written_rx),
         };
         let mut tasks = vec![
             tokio::spawn(driver.run(inputs_rx, done_rx, stop_rx.clone())),
-            tokio::spawn(quic::serve(endpoint, quic_cfg, handle.clone(), stop_rx.clone())),
+            tokio::spawn(quic::serve(
+                endpoint,
+                quic_cfg,
+                handle.clone(),
+                stop_rx.clone(),
+            )),
             tokio::spawn(crate::net::resp::serve(
                 resp_listener,
                 Arc::new(crate::net::resp::Shared::new(&cfg)),
@@ -379,6 +396,9 @@ struct Driver {
     next_req: u64,
     started: Instant,
     monitor: Option<Monitor>,
+    /// RESP subscribers; the engine builds events only while someone
+    /// watches (monitoring, or at least one subscriber).
+    pubsub: Hub,
     /// The job store (`appendonly yes`): changes go to its writer, and the
     /// replies that depend on them wait for it.
     store: Option<crate::store::JobStore>,
@@ -398,6 +418,8 @@ impl Driver {
         // What restoring changed (expired, re-queued) goes to the store first.
         self.carry_out();
         loop {
+            self.engine
+                .set_events(self.monitor.is_some() || self.pubsub.listened());
             let wake = self.engine.poll_timeout().map(|at| {
                 let now = now_ms();
                 tokio::time::Instant::now() + Duration::from_millis(at.saturating_sub(now))
@@ -465,6 +487,9 @@ impl Driver {
     fn input(&mut self, now: UnixMs, input: Input) {
         match input {
             Input::Command(cmd, reply) => {
+                // A subscriber may have come since the loop looked.
+                self.engine
+                    .set_events(self.monitor.is_some() || self.pubsub.listened());
                 let req = RequestId(self.next_req);
                 self.next_req += 1;
                 self.pending.insert(req, reply);
@@ -533,6 +558,7 @@ impl Driver {
                     }
                 }
                 Effect::Event(e) => {
+                    self.pubsub.publish(&e);
                     if let Some(m) = &self.monitor {
                         m.job_event(*now.get_or_insert_with(now_ms), e);
                     }

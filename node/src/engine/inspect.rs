@@ -134,6 +134,12 @@ impl Engine {
         }
     }
 
+    /// Turns job events on or off: the driver turns them on while anyone
+    /// watches (HTTP monitoring, RESP subscribers).
+    pub fn set_events(&mut self, on: bool) {
+        self.cfg.events = on;
+    }
+
     /// Emits a job event if anyone watches (`EngineConfig::events`).
     pub(super) fn emit(&mut self, job: &Job, kind: JobEventKind) {
         if self.cfg.events {

@@ -136,6 +136,20 @@ impl Engine {
                 };
                 job.counters.ack_times += 1;
                 let nocache = job.nocache;
+                if self.cfg.events {
+                    // Subscribers (RESP SUBSCRIBE, the HTTP feed) learn of
+                    // external workers' results too.
+                    self.effects
+                        .push_back(super::Effect::Event(crate::api::JobEvent {
+                            id,
+                            queue: job.queue.clone(),
+                            kind: crate::api::JobEventKind::Finished {
+                                class: result.error_class,
+                                run_us: result.duration_us,
+                                fuel_used: 0,
+                            },
+                        }));
+                }
                 job.result = Some(result);
                 let status = job.status(now, &self.cfg.node_id);
                 if nocache {

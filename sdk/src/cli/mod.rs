@@ -7,8 +7,11 @@
 
 mod addjob;
 mod module;
+mod queue;
+mod resp;
 mod run;
 mod show;
+mod worker;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,10 +25,20 @@ use crate::{Client, ClientConfig, ClientError};
 #[command(name = "wasque", version, about, long_about = None)]
 pub struct Args {
     /// The node to talk to.
-    #[arg(long, global = true, env = "WASQUE_NODE", default_value = "127.0.0.1:7711")]
+    #[arg(
+        long,
+        global = true,
+        env = "WASQUE_NODE",
+        default_value = "127.0.0.1:7711"
+    )]
     node: String,
     /// The node's data dir, to trust its CA (DATA_DIR/tls/ca.pem).
-    #[arg(long, global = true, env = "WASQUE_DATA_DIR", default_value = "wasque-data")]
+    #[arg(
+        long,
+        global = true,
+        env = "WASQUE_DATA_DIR",
+        default_value = "wasque-data"
+    )]
     data_dir: PathBuf,
     /// A CA certificate (PEM) to trust instead of the data dir's.
     #[arg(long, global = true, env = "WASQUE_CA", value_name = "FILE")]
@@ -51,10 +64,7 @@ enum Cmd {
     /// Show a job's state (`--json` for the note's JSON document).
     Show(show::ShowArgs),
     /// Show a job added with `asynckey KEY`, to a holder of the key.
-    Client {
-        key: String,
-        id: String,
-    },
+    Client { key: String, id: String },
     /// Wait for a job to finish and print its result.
     Wait {
         id: String,
@@ -77,6 +87,14 @@ enum Cmd {
     /// Run a module over many payloads: upload it, submit every payload
     /// with bounded parallelism, print results in order, summarise.
     Run(run::RunArgs),
+    /// Create or show a queue (over RESP); prints `OK`.
+    Queue(queue::QueueArgs),
+    /// Take one job: `getjob from QUEUE [QUEUE...]` (over RESP); prints
+    /// `ID BODY`.
+    Getjob(queue::GetJobArgs),
+    /// Run an external worker on plain jobs (over RESP): print and ack
+    /// each job, or run `--exec CMD` on it and FINISH or NACK.
+    Worker(worker::WorkerArgs),
 }
 
 /// Entry point of the `wasque` binary.
@@ -105,7 +123,8 @@ pub fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             let unreachable = e
                 .downcast_ref::<ClientError>()
-                .is_some_and(ClientError::is_unreachable);
+                .is_some_and(ClientError::is_unreachable)
+                || e.downcast_ref::<resp::Unreachable>().is_some();
             if unreachable {
                 ExitCode::from(3)
             } else if e.downcast_ref::<UsageError>().is_some() {
@@ -136,10 +155,19 @@ async fn connect(args: &Args) -> anyhow::Result<Client> {
 }
 
 pub(crate) fn parse_id(s: &str) -> anyhow::Result<crate::proto::JobId> {
-    s.parse().map_err(|e: crate::proto::JobIdError| usage(e.to_string()))
+    s.parse()
+        .map_err(|e: crate::proto::JobIdError| usage(e.to_string()))
 }
 
 async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
+    // The Disque-style commands speak RESP to the node's TCP port.
+    let password = args.password.as_deref();
+    match args.command {
+        Cmd::Queue(q) => return queue::queue(&args.node, password, q).await,
+        Cmd::Getjob(g) => return queue::getjob(&args.node, password, g).await,
+        Cmd::Worker(w) => return worker::run(&args.node, password, w).await,
+        _ => {}
+    }
     let client = connect(&args).await?;
     match args.command {
         Cmd::Module(m) => module::run(&client, m).await,
@@ -162,12 +190,18 @@ async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
         Cmd::Ackjob { ids } => {
-            let ids = ids.iter().map(|s| parse_id(s)).collect::<Result<Vec<_>, _>>()?;
+            let ids = ids
+                .iter()
+                .map(|s| parse_id(s))
+                .collect::<Result<Vec<_>, _>>()?;
             println!("{}", client.ack(ids).await?);
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Deljob { ids } => {
-            let ids = ids.iter().map(|s| parse_id(s)).collect::<Result<Vec<_>, _>>()?;
+            let ids = ids
+                .iter()
+                .map(|s| parse_id(s))
+                .collect::<Result<Vec<_>, _>>()?;
             println!("{}", client.deljob(ids).await?);
             Ok(ExitCode::SUCCESS)
         }
@@ -188,5 +222,6 @@ async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Run(r) => run::run(&client, r).await,
+        Cmd::Queue(_) | Cmd::Getjob(_) | Cmd::Worker(_) => Ok(ExitCode::SUCCESS),
     }
 }

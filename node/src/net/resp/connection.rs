@@ -52,6 +52,9 @@ struct Conn {
     first_tag: u64,
     tx: mpsc::UnboundedSender<(u64, Reply)>,
     out: BytesMut,
+    /// A SUBSCRIBE waiting for the replies owed before it; then the
+    /// connection becomes a subscriber (`pubsub`).
+    subscribe: Option<Vec<Bytes>>,
 }
 
 /// Answers a client over `maxclients`, then closes.
@@ -79,6 +82,7 @@ pub async fn serve(
         first_tag: 0,
         tx,
         out: BytesMut::with_capacity(16 << 10),
+        subscribe: None,
     };
     let mut input = BytesMut::with_capacity(16 << 10);
     let mut close_by: Option<tokio::time::Instant> = None;
@@ -90,8 +94,18 @@ pub async fn serve(
         if c.closing && c.slots.is_empty() && c.out.is_empty() {
             break;
         }
-        let can_read =
-            !c.closing && c.slots.len() < c.shared.max_pending && c.out.len() < MAX_OUTPUT;
+        if c.slots.is_empty()
+            && let Some(first) = c.subscribe.take()
+        {
+            let hub = c.handle.pubsub().clone();
+            let out = std::mem::take(&mut c.out);
+            super::pubsub::serve(stream, input, out, first, c.shared, hub, stop).await;
+            return;
+        }
+        let can_read = !c.closing
+            && c.subscribe.is_none()
+            && c.slots.len() < c.shared.max_pending
+            && c.out.len() < MAX_OUTPUT;
         let idle_secs = c.shared.idle_timeout_secs.load(Ordering::Relaxed);
         let idle = c.slots.is_empty() && c.out.is_empty() && idle_secs > 0;
         tokio::select! {
@@ -148,7 +162,7 @@ pub async fn serve(
 impl Conn {
     /// Handles every complete request in `input`.
     fn handle_input(&mut self, input: &mut BytesMut) {
-        while !self.closing {
+        while !self.closing && self.subscribe.is_none() {
             match frame::parse_request(input, &self.shared.limits) {
                 Ok(None) => return,
                 Ok(Some(args)) if args.is_empty() => {}
@@ -175,6 +189,17 @@ impl Conn {
                 "NOAUTH",
                 "Authentication required.",
             )));
+            return;
+        }
+        if args
+            .first()
+            .is_some_and(|n| n.eq_ignore_ascii_case(b"subscribe"))
+        {
+            if args.len() < 2 {
+                self.push(Slot::Ready(cmd::wrong_arity("subscribe")));
+            } else {
+                self.subscribe = Some(args);
+            }
             return;
         }
         match cmd::parse(args) {

@@ -5,7 +5,8 @@
 //! Layout, as in mini-redis: [`frame`] reads requests and writes replies,
 //! `connection` serves one client (pipelining, bounds, AUTH, reply order),
 //! `cmd` turns a request into an [`crate::api::Command`] (one file per
-//! command group) and renders the engine's reply. Semantics live in the
+//! command group) and renders the engine's reply; `pubsub` serves
+//! `SUBSCRIBE` (job events). Semantics live in the
 //! engine; nothing here touches job state.
 //!
 //! Bounds, each configurable: `proto-max-bulk-len` (one argument, at least
@@ -18,6 +19,7 @@
 pub(crate) mod cmd;
 mod connection;
 pub mod frame;
+pub mod pubsub;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
@@ -46,6 +48,8 @@ pub struct Shared {
     pub total_connections: AtomicU64,
     pub total_commands: AtomicU64,
     pub rejected: AtomicU64,
+    /// Subscribers disconnected for reading too slowly.
+    pub subscribers_dropped: AtomicU64,
 }
 
 impl Shared {
@@ -66,6 +70,7 @@ impl Shared {
             total_connections: AtomicU64::new(0),
             total_commands: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
+            subscribers_dropped: AtomicU64::new(0),
             config: config.clone(),
         }
     }
