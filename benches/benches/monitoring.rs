@@ -1,6 +1,11 @@
 //! What monitoring costs, and how the dashboard copes with a deep queue
 //! (issue 8 §4), all in one run:
 //!
+//! 0. The same cost without sockets or threads, which a busy 2-core
+//!    machine cannot blur: the engine driven in-process through a job's
+//!    whole life (add, run order, result, ack), with events off, and with
+//!    events on and every event handed to a `Monitor` as the driver does.
+//!    Best of 7 interleaved runs, ns per job.
 //! 1. Job throughput of one node over QUIC (wordcount, 1 KiB payload, 64
 //!    jobs in flight, add + wait + ack in one request, as `e2e`) with HTTP
 //!    off (no metrics, no events built at all), with HTTP on (metrics and
@@ -21,9 +26,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use wasque_node::api::{Command, Reply};
 use wasque_node::config::Config;
+use wasque_node::engine::{Effect, Engine, EngineConfig, RequestId};
+use wasque_node::monitor::Monitor;
 use wasque_node::runtime::Node;
-use wasque_sdk::proto::{AddJob, ModuleHash};
+use wasque_sdk::proto::{AddJob, JobResult, ModuleHash};
 use wasque_sdk::{Client, ClientConfig};
 use wasque_tests::http::{self, EventStream};
 
@@ -88,17 +96,89 @@ async fn load(client: &Client, module: ModuleHash, total: usize) -> f64 {
 }
 
 /// A feed client reading every event until `stop`; counts events.
-fn feed_reader(addr: SocketAddr, stop: Arc<AtomicBool>, seen: Arc<AtomicU64>) -> std::thread::JoinHandle<()> {
+fn feed_reader(
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    seen: Arc<AtomicU64>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let Ok(mut feed) = EventStream::open(addr, "/api/events") else {
             return;
         };
         while !stop.load(Ordering::Relaxed) {
-            if feed.next(Instant::now() + Duration::from_millis(200)).is_some() {
+            if feed
+                .next(Instant::now() + Duration::from_millis(200))
+                .is_some()
+            {
                 seen.fetch_add(1, Ordering::Relaxed);
             }
         }
     })
+}
+
+/// ns per job through the engine alone (and the monitor, with `events`).
+fn engine_only(jobs: u64, events: bool) -> f64 {
+    let mut e = Engine::new(EngineConfig {
+        exec_slots: 64,
+        events,
+        ..EngineConfig::default()
+    });
+    let monitor = Monitor::new();
+    let module = ModuleHash::of(b"bench module");
+    e.handle_module_added(module, 1);
+    let body = payload_1k();
+    let now = 1_700_000_000_000u64;
+    let started = Instant::now();
+    let mut req = 0;
+    let mut runs = Vec::with_capacity(64);
+    let mut done = Vec::with_capacity(64);
+    let drain = |e: &mut Engine, runs: &mut Vec<_>, done: &mut Vec<_>| {
+        while let Some(fx) = e.poll_effect() {
+            match fx {
+                Effect::Run(r) => runs.push((r.job, r.attempt)),
+                Effect::Reply {
+                    reply: Reply::JobAdded(id),
+                    ..
+                } => done.push(id),
+                Effect::Event(ev) => monitor.job_event(now, ev),
+                _ => {}
+            }
+        }
+    };
+    for i in 0..jobs {
+        req += 1;
+        let mut a = AddJob::new("bench", body.clone());
+        a.module = Some(module);
+        e.handle_command(now + i / 1000, RequestId(req), Command::AddJob(Box::new(a)));
+        drain(&mut e, &mut runs, &mut done);
+        for (job, attempt) in runs.drain(..) {
+            let r = JobResult {
+                exit_code: Some(0),
+                error_class: None,
+                message: String::new(),
+                output: b"120\n".to_vec(),
+                stderr: Vec::new(),
+                fuel_used: 5_000,
+                duration_us: 9,
+                node: String::new(),
+            };
+            e.handle_exec_done(now + i / 1000, job, attempt, r);
+        }
+        drain(&mut e, &mut runs, &mut done);
+        if !done.is_empty() {
+            req += 1;
+            e.handle_command(
+                now + i / 1000,
+                RequestId(req),
+                Command::Ack {
+                    ids: std::mem::take(&mut done),
+                    fast: false,
+                },
+            );
+            drain(&mut e, &mut runs, &mut done);
+        }
+    }
+    started.elapsed().as_nanos() as f64 / jobs as f64
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -115,6 +195,29 @@ fn main() {
     };
     let wasm = wasque_tests::guests::wasm("wordcount");
     let dir = tempfile::tempdir().expect("tempdir");
+
+    // ---- 0. engine alone, events off / on + monitor ---------------------
+    let n = if quick { 20_000 } else { 200_000 };
+    let (mut off_ns, mut on_ns) = (f64::MAX, f64::MAX);
+    for _ in 0..7 {
+        off_ns = off_ns.min(engine_only(n, false));
+        on_ns = on_ns.min(engine_only(n, true));
+    }
+    println!(
+        "## Monitoring cost in the engine and driver, no I/O ({n} jobs: add, run order, result, ack; best of 7)\n"
+    );
+    println!("| setup | ns per job | jobs/s on one core |");
+    println!("|---|---|---|");
+    println!("| events off | {off_ns:.0} | {:.0} |", 1e9 / off_ns);
+    println!(
+        "| events on, each counted by the monitor | {on_ns:.0} | {:.0} |",
+        1e9 / on_ns
+    );
+    println!(
+        "| monitoring's share | +{:.0} ns | {:+.1} % |\n",
+        on_ns - off_ns,
+        (on_ns / off_ns - 1.0) * 100.0
+    );
 
     // ---- 1. throughput with and without monitoring --------------------
     #[derive(Clone, Copy, PartialEq)]
@@ -137,7 +240,10 @@ fn main() {
             let stop = Arc::new(AtomicBool::new(false));
             let seen = Arc::new(AtomicU64::new(0));
             let reader = (*setup == Setup::OnWithFeed)
-                .then(|| node.http_addr().map(|a| feed_reader(a, stop.clone(), seen.clone())))
+                .then(|| {
+                    node.http_addr()
+                        .map(|a| feed_reader(a, stop.clone(), seen.clone()))
+                })
                 .flatten();
             let client_rt = runtime(2);
             let rate = client_rt.block_on(async {
@@ -159,7 +265,9 @@ fn main() {
         }
     }
     let off = median(rates[0].clone());
-    println!("## Monitoring cost on job throughput (wordcount, 1 KiB, 64 in flight, 2 executor threads)\n");
+    println!(
+        "## Monitoring cost on job throughput (wordcount, 1 KiB, 64 in flight, 2 executor threads)\n"
+    );
     println!("| setup | jobs/s (median of {rounds}) | vs off | all rounds |");
     println!("|---|---|---|---|");
     for (i, name) in [
@@ -174,7 +282,9 @@ fn main() {
         let all: Vec<String> = rates[i].iter().map(|r| format!("{r:.0}")).collect();
         println!("| {name} | {m:.0} | {:.3}x | {} |", m / off, all.join(", "));
     }
-    println!("\n(feed client received up to {feed_events} events in one round: job events are capped per client, ticks once a second)\n");
+    println!(
+        "\n(feed client received up to {feed_events} events in one round: job events are capped per client, ticks once a second)\n"
+    );
 
     // ---- 2. a deep queue: API answer times and the dashboard ----------
     let data = dir.path().join("deep");
@@ -207,10 +317,20 @@ fn main() {
         }
     });
     let fill = t.elapsed();
-    println!("## A node holding {queued} queued jobs (plain, 100-byte bodies; filled in {:.1} s)\n", fill.as_secs_f64());
+    println!(
+        "## A node holding {queued} queued jobs (plain, 100-byte bodies; filled in {:.1} s)\n",
+        fill.as_secs_f64()
+    );
     println!("| request | median of 7 | bytes |");
     println!("|---|---|---|");
-    for path in ["/api/cluster", "/api/queues", "/api/jobs?limit=50", "/api/jobs?state=queued&limit=50", "/metrics", "/"] {
+    for path in [
+        "/api/cluster",
+        "/api/queues",
+        "/api/jobs?limit=50",
+        "/api/jobs?state=queued&limit=50",
+        "/metrics",
+        "/",
+    ] {
         let mut times = Vec::new();
         let mut size = 0;
         for _ in 0..7 {

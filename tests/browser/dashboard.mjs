@@ -4,10 +4,13 @@
 //   node dashboard.mjs measure URL OUT_DIR   load time and memory (benches)
 //
 // `check` loads the page, waits for the node and its queues, prints
-// "READY" and waits for a line "SUBMITTED <job-id> <queue>" on stdin (the
-// Rust test submits a job then), checks that the job shows up without a
-// reload, saves OUT_DIR/dashboard.png and prints "OK". `measure` prints one
-// JSON line of figures. Every wait is bounded; any failure exits non-zero
+// "READY" and waits for a line "SUBMITTED <job-id> <queue> <failed-job-id>"
+// on stdin (the Rust test submits a job and a failing one then), checks
+// that both show up without a reload (the failure in the failures table),
+// saves OUT_DIR/dashboard.png and prints "LIVE-OK"; then waits for
+// "KILLED" (the test kills the node), checks that the page says the node
+// is down, saves OUT_DIR/dashboard-down.png and prints "OK". `measure`
+// prints one JSON line of figures. Every wait is bounded; any failure exits non-zero
 // with the reason on stderr.
 
 import { chromium } from "playwright-core";
@@ -77,8 +80,8 @@ try {
     if (nodeState !== "UP") throw new Error(`node state shows ${nodeState}`);
     console.log("READY");
     const line = await nextLine();
-    const [word, id, queue] = line.trim().split(/\s+/);
-    if (word !== "SUBMITTED" || !id || !queue) throw new Error(`unexpected line ${line}`);
+    const [word, id, queue, failed] = line.trim().split(/\s+/);
+    if (word !== "SUBMITTED" || !id || !queue || !failed) throw new Error(`unexpected line ${line}`);
     // Without a reload: the job's events arrive on the feed, and its queue
     // appears in the table with the next tick.
     await page.waitForSelector(`#events li[data-job="${id}"]`, { timeout: WAIT_MS });
@@ -88,8 +91,17 @@ try {
     await page.waitForFunction((id) => document.querySelector("#job-view").textContent.includes(id), id, { timeout: WAIT_MS });
     // A point or more on the chart.
     await page.waitForFunction(() => document.querySelector("#chart").width > 0, null, { timeout: WAIT_MS });
+    // The failure, with its class.
+    await page.waitForSelector(`#failures tbody a[title="${failed}"]`, { timeout: WAIT_MS });
     await page.screenshot({ path: join(outDir, "dashboard.png"), fullPage: true });
     if (errors.length) throw new Error("errors in the page: " + errors.join("; "));
+    console.log("LIVE-OK");
+    const killed = await nextLine();
+    if (killed.trim() !== "KILLED") throw new Error(`unexpected line ${killed}`);
+    // A node that stops answering is obvious: a red banner, DOWN state.
+    await page.waitForSelector("#banner:not([hidden])", { timeout: WAIT_MS });
+    await page.waitForSelector("#nodes tbody tr.down .badge.st-down", { timeout: WAIT_MS });
+    await page.screenshot({ path: join(outDir, "dashboard-down.png"), fullPage: false });
     console.log("OK");
   }
 } catch (e) {

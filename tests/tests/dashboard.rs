@@ -2,8 +2,9 @@
 //! `chromium`) driven by `tests/browser/dashboard.mjs` through
 //! `playwright-core`, against a node running as a real process. The page
 //! must show the node and its queues, then show a job submitted after it
-//! loaded without a reload; the screenshot is saved as
-//! `target/browser-test/dashboard.png`.
+//! loaded without a reload (and a failing one among the failures), then
+//! show the node as down once it is killed. Screenshots are saved as
+//! `target/browser-test/dashboard.png` and `dashboard-down.png`.
 //!
 //! Skipped, with a message, only where Node.js or Chromium is not
 //! installed; `.ci/run` installs both.
@@ -53,7 +54,10 @@ fn wait_bounded(child: &mut Child, limit: Duration, what: &str) -> std::process:
 
 /// `npm ci` in `tests/browser` unless playwright-core is already there.
 fn install_playwright(dir: &Path) {
-    if dir.join("node_modules/playwright-core/package.json").exists() {
+    if dir
+        .join("node_modules/playwright-core/package.json")
+        .exists()
+    {
         return;
     }
     let mut child = Command::new("npm")
@@ -79,7 +83,9 @@ impl Drop for Killed {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_shows_the_node_its_queues_and_new_jobs_live() {
     let Some(chromium) = chromium() else {
-        eprintln!("SKIPPED dashboard browser test: no Chromium at /usr/bin/chromium (apt-get install chromium, or set CHROMIUM)");
+        eprintln!(
+            "SKIPPED dashboard browser test: no Chromium at /usr/bin/chromium (apt-get install chromium, or set CHROMIUM)"
+        );
         return;
     };
     if !have_node() {
@@ -91,7 +97,16 @@ async fn dashboard_shows_the_node_its_queues_and_new_jobs_live() {
 
     let node = TestNode::start_http(&["--exec-threads", "1"]);
     let c = node.client().await;
-    let wc = c.put_module(guests::wasm("wordcount")).await.expect("upload").hash;
+    let wc = c
+        .put_module(guests::wasm("wordcount"))
+        .await
+        .expect("upload")
+        .hash;
+    let fib = c
+        .put_module(guests::wasm("fib"))
+        .await
+        .expect("upload")
+        .hash;
     // A queue that exists before the page loads (a plain job stays queued).
     c.add_job(AddJob::new("waiting", b"for a worker".to_vec()))
         .await
@@ -143,8 +158,19 @@ async fn dashboard_shows_the_node_its_queues_and_new_jobs_live() {
     let mut job = AddJob::new("after-load", b"one two three".to_vec());
     job.module = Some(wc);
     let id = c.add_job(job).await.expect("add");
+    let mut bad = AddJob::new("after-load", b"not a number".to_vec());
+    bad.module = Some(fib);
+    let failed = c.add_job(bad).await.expect("add");
     let stdin = child.0.stdin.as_mut().expect("piped");
-    writeln!(stdin, "SUBMITTED {id} after-load").expect("write to dashboard.mjs");
+    writeln!(stdin, "SUBMITTED {id} after-load {failed}").expect("write to dashboard.mjs");
+    stdin.flush().expect("flush");
+    wait_line("LIVE-OK");
+
+    // The node goes away: the page must say so.
+    drop(c);
+    node.kill9();
+    let stdin = child.0.stdin.as_mut().expect("piped");
+    writeln!(stdin, "KILLED").expect("write to dashboard.mjs");
     stdin.flush().expect("flush");
     wait_line("OK");
     let status = wait_bounded(&mut child.0, Duration::from_secs(30), "dashboard.mjs");

@@ -9,7 +9,8 @@
 //!
 //! Cost on the driver per job event: a few atomic adds, a histogram
 //! observation, one uncontended mutex for the rates, and, only while feed
-//! clients are connected, one `Arc` and a broadcast send.
+//! clients are connected and within the feed's node-wide budget
+//! ([`FEED_JOB_EVENTS_PER_SEC`]), one `Arc` and a broadcast send.
 
 mod metrics;
 mod rates;
@@ -20,7 +21,7 @@ use prometheus_client::registry::Registry;
 use tokio::sync::broadcast;
 
 pub use metrics::{CLASSES, MAX_QUEUE_LABELS, Metrics, Snapshot};
-pub use rates::{Failure, HISTORY_SECS, RATE_WINDOW_SECS, Rate, Second};
+pub use rates::{FEED_JOB_EVENTS_PER_SEC, Failure, HISTORY_SECS, RATE_WINDOW_SECS, Rate, Second};
 
 use crate::api::{JobEvent, JobEventKind, Removal, class_label};
 use crate::job::{ErrorClass, JobId, UnixMs};
@@ -109,6 +110,8 @@ impl Monitor {
     pub fn job_event(&self, now: UnixMs, e: JobEvent) {
         let m = &self.inner.metrics;
         let mut feed = None;
+        let listened = self.inner.feed.receiver_count() > 0;
+        let mut pass = false;
         {
             let mut rates = self.rates();
             match e.kind {
@@ -167,8 +170,12 @@ impl Monitor {
                     }
                 },
             }
+            if listened && !matches!(e.kind, JobEventKind::Started { .. }) {
+                let failure = matches!(e.kind, JobEventKind::Finished { class: Some(_), .. });
+                pass = rates.feed_take(now, failure);
+            }
         }
-        if matches!(e.kind, JobEventKind::Started { .. }) || self.inner.feed.receiver_count() == 0 {
+        if !pass {
             return;
         }
         let (class, run_us) = feed.unwrap_or((None, 0));
@@ -196,6 +203,12 @@ impl Monitor {
     /// A new feed client's receiver.
     pub fn subscribe(&self) -> broadcast::Receiver<FeedItem> {
         self.inner.feed.subscribe()
+    }
+
+    /// Job events left out of the feed (over its budget) since the last
+    /// call.
+    pub fn take_feed_skipped(&self) -> u64 {
+        self.rates().take_feed_skipped()
     }
 
     /// Sends a rendered stats tick to every feed client.

@@ -15,6 +15,10 @@ pub const HISTORY_SECS: u64 = 300;
 pub const MAX_RATE_QUEUES: usize = 10_000;
 /// Recent failures kept for the dashboard.
 pub const MAX_FAILURES: usize = 100;
+/// Job events the feed carries per second, node-wide (failures have a
+/// budget of their own, so a flood of successes never hides them); the
+/// rest are only counted.
+pub const FEED_JOB_EVENTS_PER_SEC: u32 = 200;
 
 /// What happened in one second.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -106,6 +110,8 @@ pub struct Rates {
     node: Ring,
     queues: HashMap<String, Ring>,
     failures: VecDeque<Failure>,
+    feed: [Bucket; 2],
+    feed_skipped: u64,
 }
 
 impl Default for Rates {
@@ -114,6 +120,30 @@ impl Default for Rates {
             node: Ring::new(HISTORY_SECS),
             queues: HashMap::new(),
             failures: VecDeque::with_capacity(MAX_FAILURES),
+            feed: [Bucket::default(), Bucket::default()],
+            feed_skipped: 0,
+        }
+    }
+}
+
+/// A token bucket of [`FEED_JOB_EVENTS_PER_SEC`], bursts of twice that.
+#[derive(Clone, Copy, Debug, Default)]
+struct Bucket {
+    tokens: f64,
+    at: UnixMs,
+}
+
+impl Bucket {
+    fn take(&mut self, now: UnixMs) -> bool {
+        let rate = f64::from(FEED_JOB_EVENTS_PER_SEC);
+        let elapsed = now.saturating_sub(self.at) as f64 / 1000.0;
+        self.tokens = (self.tokens + elapsed * rate).min(2.0 * rate);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
         }
     }
 }
@@ -178,6 +208,21 @@ impl Rates {
         self.failures.iter().rev().cloned().collect()
     }
 
+    /// Whether the feed may carry one more job event now (`failure`: from
+    /// the failures' own budget); counts the ones it may not.
+    pub fn feed_take(&mut self, now: UnixMs, failure: bool) -> bool {
+        let ok = self.feed[usize::from(failure)].take(now);
+        if !ok {
+            self.feed_skipped += 1;
+        }
+        ok
+    }
+
+    /// Job events left out of the feed since the last call.
+    pub fn take_feed_skipped(&mut self) -> u64 {
+        std::mem::take(&mut self.feed_skipped)
+    }
+
     /// Forgets the rates of queues with nothing in the window.
     pub fn evict_idle(&mut self, now: UnixMs) {
         let since = (now / 1000).saturating_sub(RATE_WINDOW_SECS);
@@ -218,6 +263,17 @@ mod tests {
         let h = r.history(t0 + 2_000, 5);
         assert_eq!(h.len(), 5);
         assert_eq!(h.iter().map(|s| s.added).sum::<u64>(), 20);
+    }
+
+    #[test]
+    fn the_feed_budget_caps_events_per_second() {
+        let mut r = Rates::default();
+        let t0 = 1_700_000_000_000;
+        let passed = (0..10_000).filter(|_| r.feed_take(t0, false)).count();
+        assert!(passed <= 2 * FEED_JOB_EVENTS_PER_SEC as usize, "{passed}");
+        assert!(r.feed_take(t0, true), "failures have their own budget");
+        assert_eq!(r.take_feed_skipped(), 10_000 - passed as u64);
+        assert!(r.feed_take(t0 + 1_000, false), "refilled a second later");
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! The event feed, `GET /api/events`: server-sent events of job events
 //! (`event: job`) and, once a second, the node's stats (`event: tick`).
 //!
-//! Bounded per client in two ways: job events are forwarded at most
-//! [`JOB_EVENTS_PER_SEC`] a second (a burst of twice that), the rest are
-//! counted and reported in an `event: skipped`; and a client that reads so
+//! Bounded in three ways: the node puts at most
+//! [`crate::monitor::FEED_JOB_EVENTS_PER_SEC`] job events a second on the
+//! feed (failures have their own budget; the rest are counted in each
+//! tick's `skipped_jobs`); each client is forwarded at most
+//! [`JOB_EVENTS_PER_SEC`] a second (a burst of twice that), the rest
+//! counted in an `event: skipped`; and a client that reads so
 //! slowly that the node's buffer of [`crate::monitor::FEED_CAPACITY`]
 //! items passes it is sent `event: dropped` and disconnected (a browser's
 //! `EventSource` reconnects by itself). At most [`MAX_FEED_CLIENTS`] at
@@ -61,7 +64,7 @@ pub async fn events(
         skipped: 0,
         pending: None,
         done: false,
-        _guard: guard,
+        guard,
     };
     // A first event at once, so a client knows the feed is live.
     let hello = Event::default()
@@ -85,7 +88,7 @@ struct Client {
     skipped: u64,
     pending: Option<Event>,
     done: bool,
-    _guard: ClientGuard,
+    guard: ClientGuard,
 }
 
 impl Client {
@@ -123,7 +126,7 @@ impl Client {
                 }
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     self.done = true;
-                    self._guard.st.monitor().metrics().feed_dropped.inc();
+                    self.guard.st.monitor().metrics().feed_dropped.inc();
                     return Some(
                         Event::default().event("dropped").data(
                             json!({ "reason": "reading too slowly", "missed": n }).to_string(),
@@ -218,6 +221,7 @@ async fn tick(st: &AppState, now: UnixMs) -> Result<serde_json::Value, HttpError
     let last = st.monitor().history(now, 1);
     Ok(json!({
         "at": now,
+        "skipped_jobs": st.monitor().take_feed_skipped(),
         "nodes": [render::node(st, &stats, now)],
         "queues": page.queues.iter().map(|q| render::queue(st, q, now)).collect::<Vec<_>>(),
         "more_queues": page.next.is_some(),

@@ -77,7 +77,9 @@ function checkDown() {
     banner.hidden = false;
     banner.textContent = `Node unreachable: no update for ${fmtMs(since)} (last at ${clock(state.lastTickAt)}).`;
     setConn("down", "DOWN");
-    renderNodes(state.nodes.map((n) => Object.assign({}, n, { state: "down" })));
+    const downNodes = state.nodes.map((n) => Object.assign({}, n, { state: "down" }));
+    renderNodes(downNodes);
+    renderSummary(downNodes);
   } else {
     banner.hidden = true;
   }
@@ -277,8 +279,15 @@ $("#job-form").addEventListener("submit", (ev) => {
 
 // ---- the feed -------------------------------------------------------------
 
+function noteSkipped(n) {
+  if (!n) return;
+  state.skipped += n;
+  $("#skipped").textContent = `(${fmtInt(state.skipped)} not shown: over the feed's rate)`;
+}
+
 function onTick(t) {
   state.lastTickAt = Date.now();
+  noteSkipped(t.skipped_jobs);
   state.nodes = t.nodes;
   setConn("live", "LIVE");
   checkDown();
@@ -296,10 +305,7 @@ function connect() {
   es.addEventListener("hello", () => setConn("wait", "connected"));
   es.addEventListener("tick", (m) => onTick(JSON.parse(m.data)));
   es.addEventListener("job", (m) => addEvent(JSON.parse(m.data)));
-  es.addEventListener("skipped", (m) => {
-    state.skipped += JSON.parse(m.data).jobs;
-    $("#skipped").textContent = `(${fmtInt(state.skipped)} not shown: over the feed's rate)`;
-  });
+  es.addEventListener("skipped", (m) => noteSkipped(JSON.parse(m.data).jobs));
   es.addEventListener("dropped", () => setConn("wait", "catching up"));
   es.onerror = () => { if (state.lastTickAt === 0) setConn("down", "unreachable"); };
 }
