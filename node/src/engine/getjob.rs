@@ -112,6 +112,17 @@ impl Engine {
         let job = self.jobs.get_mut(&id)?;
         job.state = JobState::Active;
         job.counters.attempts += 1;
+        if self.cfg.events {
+            self.effects
+                .push_back(super::Effect::Event(crate::api::JobEvent {
+                    id,
+                    queue: job.queue.clone(),
+                    kind: crate::api::JobEventKind::Started {
+                        attempt: job.counters.attempts,
+                        ready_since: super::inspect::ready_since(job),
+                    },
+                }));
+        }
         let entry = JobEntry {
             queue: job.queue.clone(),
             id,

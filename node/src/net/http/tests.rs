@@ -133,6 +133,21 @@ async fn endpoints_answer_with_their_status_and_shape() {
         "{body}"
     );
 
+    // A worker takes the plain job (GETJOB): a delivery too.
+    let got = node
+        .handle()
+        .call(Command::GetJob(Box::new(crate::api::GetJob {
+            queues: vec!["q1".into()],
+            nohang: true,
+            timeout_ms: 0,
+            count: 1,
+            withcounters: false,
+        })))
+        .await;
+    assert!(matches!(got, Reply::Jobs(ref j) if j.len() == 1), "{got:?}");
+    let (_, body, _) = get(&node, "/metrics").await;
+    assert!(body.contains("wasque_jobs_delivered_total 1"), "{body}");
+
     let (s, body, ctype) = get(&node, "/").await;
     assert_eq!(s, StatusCode::OK);
     assert!(ctype.is_some_and(|c| c.starts_with("text/html")));
