@@ -78,11 +78,14 @@ fn try_start(data_dir: &Path, log: &Path) -> Start {
             Ok(_) => {}
             Err(_) => {
                 if let Ok(Some(_)) = child.try_wait() {
+                    let _ = child.wait();
                     return Start::Refused(std::fs::read_to_string(log).unwrap_or_default());
                 }
             }
         }
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("node neither started nor refused within 60 s");
 }
 

@@ -125,7 +125,7 @@ impl Engine {
         ids.truncate(limit);
         let jobs: Vec<JobSummary> = ids
             .iter()
-            .filter_map(|id| self.jobs.get(id))
+            .filter_map(|id| self.jobs.get(id).map(|j| &**j))
             .map(summary)
             .collect();
         JobPage {

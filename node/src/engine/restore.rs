@@ -24,87 +24,104 @@ impl Engine {
     /// Changes it makes (removals, re-queues) are journaled like any other.
     pub fn restore(&mut self, now: UnixMs, jobs: Vec<Job>) -> RestoreReport {
         let mut rep = RestoreReport::default();
-        self.jobs.reserve(jobs.len());
-        for mut job in jobs {
-            let id = job.id;
-            self.ids.observe(id);
-            if job.expires_at <= now || job.state == JobState::Acked {
-                rep.expired += 1;
-                self.journal_remove(&id);
-                continue;
-            }
-            let delivered = job.counters.attempts > 0;
-            enum Then {
-                Ready,
-                Delay,
-                Requeue(UnixMs),
-                Nothing,
-            }
-            let then = match job.state {
-                JobState::Queued | JobState::WaitRepl => Then::Ready,
-                JobState::Active if job.is_wasm() && delivered => {
-                    if job.retry_ms == 0 {
-                        rep.dropped_at_most_once += 1;
-                        tracing::warn!(job = %id, "at-most-once job was running when the node stopped: dropped, not run twice");
-                        self.journal_remove(&id);
-                        continue;
-                    }
-                    rep.requeued_running += 1;
-                    job.queued_at = now;
-                    self.journal_put(&id);
-                    Then::Ready
+        self.restore_begin(jobs.len());
+        for job in jobs {
+            self.restore_job(now, job, &mut rep);
+        }
+        self.restore_end(now);
+        rep
+    }
+
+    /// Streaming form of [`Engine::restore`], for a store read record by
+    /// record (no second copy of every job): `restore_begin` with the
+    /// expected count, `restore_job` for each, then `restore_end`.
+    pub fn restore_begin(&mut self, expected_jobs: usize) {
+        self.jobs.reserve(expected_jobs);
+    }
+
+    /// One job read back (see [`Engine::restore`] for what happens to it).
+    pub fn restore_job(&mut self, now: UnixMs, mut job: Job, rep: &mut RestoreReport) {
+        let id = job.id;
+        self.ids.observe(id);
+        if job.expires_at <= now || job.state == JobState::Acked {
+            rep.expired += 1;
+            self.journal_remove(&id);
+            return;
+        }
+        let delivered = job.counters.attempts > 0;
+        enum Then {
+            Ready,
+            Delay,
+            Requeue(UnixMs),
+            Nothing,
+        }
+        let then = match job.state {
+            JobState::Queued | JobState::WaitRepl => Then::Ready,
+            JobState::Active if job.is_wasm() && delivered => {
+                if job.retry_ms == 0 {
+                    rep.dropped_at_most_once += 1;
+                    tracing::warn!(job = %id, "at-most-once job was running when the node stopped: dropped, not run twice");
+                    self.journal_remove(&id);
+                    return;
                 }
-                JobState::Active => match job.requeue_at {
-                    Some(t) => {
-                        rep.delivered += 1;
-                        Then::Requeue(t)
-                    }
-                    None if !delivered && job.ready_at > job.created_at => Then::Delay,
-                    // DEQUEUE'd with RETRY 0, never delivered: stays so.
-                    None if !delivered => Then::Nothing,
-                    // Delivered at most once: active until acked or expired.
-                    None => {
-                        rep.delivered += 1;
-                        Then::Nothing
-                    }
-                },
-                JobState::Done | JobState::Failed => {
-                    rep.finished += 1;
+                rep.requeued_running += 1;
+                job.queued_at = now;
+                self.journal_put(&id);
+                Then::Ready
+            }
+            JobState::Active => match job.requeue_at {
+                Some(t) => {
+                    rep.delivered += 1;
+                    Then::Requeue(t)
+                }
+                None if !delivered && job.ready_at > job.created_at => Then::Delay,
+                // DEQUEUE'd with RETRY 0, never delivered: stays so.
+                None if !delivered => Then::Nothing,
+                // Delivered at most once: active until acked or expired.
+                None => {
+                    rep.delivered += 1;
                     Then::Nothing
                 }
-                JobState::Acked => Then::Nothing,
-            };
-            if !job.state.is_finished()
-                && let Some(m) = job.module
-                && let Some(entry) = self.modules.get_mut(&m)
-            {
-                entry.jobs += 1;
+            },
+            JobState::Done | JobState::Failed => {
+                rep.finished += 1;
+                Then::Nothing
             }
-            self.timers.set(job.expires_at, Timer::Expire(id));
-            match then {
-                Then::Ready => {
-                    job.state = JobState::Queued;
-                    let key = ReadyKey::new(job.priority, id);
-                    self.queues.push(&job.queue, key, job.is_wasm(), now);
+            JobState::Acked => Then::Nothing,
+        };
+        if !job.state.is_finished()
+            && let Some(m) = job.module
+            && let Some(entry) = self.modules.get_mut(&m)
+        {
+            entry.jobs += 1;
+        }
+        self.timers.set(job.expires_at, Timer::Expire(id));
+        match then {
+            Then::Ready => {
+                job.state = JobState::Queued;
+                let key = ReadyKey::new(job.priority, id);
+                self.queues.push(&job.queue, key, job.is_wasm(), now);
+                rep.ready += 1;
+            }
+            Then::Delay => {
+                // Fires at once if its time came while the node was down.
+                self.timers.set(job.ready_at, Timer::Ready(id));
+                if job.ready_at > now {
+                    rep.delayed += 1;
+                } else {
                     rep.ready += 1;
                 }
-                Then::Delay => {
-                    // Fires at once if its time came while the node was down.
-                    self.timers.set(job.ready_at, Timer::Ready(id));
-                    if job.ready_at > now {
-                        rep.delayed += 1;
-                    } else {
-                        rep.ready += 1;
-                    }
-                }
-                Then::Requeue(t) => self.timers.set(t, Timer::Requeue(id)),
-                Then::Nothing => {}
             }
-            self.jobs.insert(id, job);
-            rep.restored += 1;
+            Then::Requeue(t) => self.timers.set(t, Timer::Requeue(id)),
+            Then::Nothing => {}
         }
-        // Delays whose time came and re-queues due now fire here.
+        self.jobs.insert(id, Box::new(job));
+        rep.restored += 1;
+    }
+
+    /// Every job is back: fire the delays whose time came and the
+    /// re-queues due while the node was down.
+    pub fn restore_end(&mut self, now: UnixMs) {
         self.handle_timeout(now);
-        rep
     }
 }

@@ -166,6 +166,11 @@ impl Kv {
             .map_err(|e| self.io(e))
     }
 
+    /// Records held, estimated without reading them (for sizing tables).
+    pub fn approximate_len(&self) -> usize {
+        self.jobs.approximate_len()
+    }
+
     /// Bytes the store's files take on disk.
     pub fn disk_bytes(&self) -> u64 {
         self.db.disk_space().unwrap_or(0)

@@ -45,6 +45,9 @@ use crate::job::{Job, JobId};
 use kv::Kv;
 use writer::Writer;
 
+/// Jobs decoded per chunk handed from the reader thread at start.
+const LOAD_CHUNK: usize = 4096;
+
 /// The job store's folder inside the data dir.
 pub const STORE_DIR: &str = "store";
 
@@ -67,6 +70,9 @@ pub struct LoadReport {
     /// untouched, logged.
     pub undecodable: Vec<(String, String)>,
     pub open: OpenReport,
+    /// Opening the store (journal replay included).
+    pub open_ms: u64,
+    /// Opening and reading every record (and restoring it).
     pub elapsed_ms: u64,
     pub disk_bytes: u64,
 }
@@ -92,24 +98,63 @@ pub struct Released {
 }
 
 impl JobStore {
-    /// Opens the job store under `data_dir`, reads every job back and starts
-    /// the writer thread, which reports finished batches to `written`.
+    /// Opens the job store under `data_dir`, hands every job read back to
+    /// `on_job` (record by record: no second copy of the jobs in memory),
+    /// and starts the writer thread, which reports finished batches to
+    /// `written`. `expected` is first called with the store's estimate of
+    /// its record count.
     pub fn open(
         data_dir: &Path,
         mode: AppendFsync,
         written: UnboundedSender<Written>,
-    ) -> Result<(JobStore, Vec<Job>, LoadReport), StoreError> {
+        expected: impl FnOnce(usize),
+        mut on_job: impl FnMut(Job),
+    ) -> Result<(JobStore, LoadReport), StoreError> {
         let t0 = Instant::now();
         let path = data_dir.join(STORE_DIR);
         let (kv, open) = Kv::open(&path)?;
-        let mut jobs = Vec::new();
-        let mut undecodable = Vec::new();
-        let records = kv.scan(|k, v| match record::decode(k, v) {
-            Ok(job) => jobs.push(job),
-            Err(e) => {
-                if undecodable.len() < 1000 {
-                    undecodable.push((hex::encode(k), e.to_string()));
+        let open_ms = t0.elapsed().as_millis() as u64;
+        expected(kv.approximate_len());
+        // Two stages on two threads: this one restores jobs while a scoped
+        // reader thread scans and decodes the next chunk.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Job>>(4);
+        let kv_ref = &kv;
+        let (records, undecodable) = std::thread::scope(|scope| {
+            let reader = scope.spawn(move || {
+                let mut undecodable = Vec::new();
+                let mut chunk = Vec::with_capacity(LOAD_CHUNK);
+                let records = kv_ref.scan(|k, v| match record::decode(k, v) {
+                    Ok(job) => {
+                        chunk.push(job);
+                        if chunk.len() == LOAD_CHUNK {
+                            let full =
+                                std::mem::replace(&mut chunk, Vec::with_capacity(LOAD_CHUNK));
+                            // The receiver only goes away on a panic.
+                            let _ = tx.send(full);
+                        }
+                    }
+                    Err(e) => {
+                        if undecodable.len() < 1000 {
+                            undecodable.push((hex::encode(k), e.to_string()));
+                        }
+                    }
+                });
+                if !chunk.is_empty() {
+                    let _ = tx.send(chunk);
                 }
+                (records, undecodable)
+            });
+            for chunk in rx {
+                for job in chunk {
+                    on_job(job);
+                }
+            }
+            match reader.join() {
+                Ok((records, undecodable)) => records.map(|n| (n, undecodable)),
+                Err(_) => Err(KvError::Open {
+                    path: path.clone(),
+                    message: "the store reader thread panicked".into(),
+                }),
             }
         })?;
         let report = LoadReport {
@@ -117,6 +162,7 @@ impl JobStore {
             records,
             undecodable,
             open,
+            open_ms,
             elapsed_ms: t0.elapsed().as_millis() as u64,
             disk_bytes: kv.disk_bytes(),
         };
@@ -128,7 +174,6 @@ impl JobStore {
                 open: Vec::new(),
                 open_sync: false,
             },
-            jobs,
             report,
         ))
     }

@@ -1,6 +1,7 @@
 //! Start-up: open the job store, read every job back, hand them to the
 //! engine ([`Engine::restore`]) and log what was found, kept and dropped.
 
+use std::cell::RefCell;
 use std::path::Path;
 use std::time::Instant;
 
@@ -8,7 +9,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::{JobStore, STORE_DIR, StoreError, Written};
 use crate::config::Config;
-use crate::engine::Engine;
+use crate::engine::{Engine, RestoreReport};
 use crate::job::UnixMs;
 
 /// Opens the job store (with `appendonly yes`) and restores the engine from
@@ -30,8 +31,18 @@ pub fn open_and_restore(
         return Ok(None);
     }
     let t0 = Instant::now();
-    let (store, jobs, load) = JobStore::open(data_dir, cfg.appendfsync, written)?;
-    let read_ms = t0.elapsed().as_millis();
+    let mut rep = RestoreReport::default();
+    let (store, load) = {
+        let engine = RefCell::new(&mut *engine);
+        JobStore::open(
+            data_dir,
+            cfg.appendfsync,
+            written,
+            |n| engine.borrow_mut().restore_begin(n),
+            |job| engine.borrow_mut().restore_job(now, job, &mut rep),
+        )?
+    };
+    engine.restore_end(now);
     if load.open.journal_bytes_dropped > 0 {
         tracing::warn!(
             path = %load.path.display(),
@@ -42,7 +53,6 @@ pub fn open_and_restore(
     for (key, why) in &load.undecodable {
         tracing::error!(key = %key, "job store: record skipped (left on disk): {why}");
     }
-    let rep = engine.restore(now, jobs);
     tracing::info!(
         records = load.records,
         restored = rep.restored,
@@ -55,7 +65,8 @@ pub fn open_and_restore(
         finished = rep.finished,
         undecodable = load.undecodable.len(),
         disk_bytes = load.disk_bytes,
-        read_ms = read_ms as u64,
+        open_ms = load.open_ms,
+        read_ms = load.elapsed_ms,
         total_ms = t0.elapsed().as_millis() as u64,
         "job store recovered"
     );
