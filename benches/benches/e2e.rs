@@ -1,0 +1,214 @@
+//! End to end through a node over QUIC (issue 3 §8 c): a node with its
+//! executor on its own runtime and threads, and a client on another
+//! runtime, talking real QUIC over loopback; `wordcount` on a 1 KiB
+//! payload, 64 jobs in flight, each added, waited for and acknowledged in
+//! one request. Also the cold path: upload + compile + first result of a
+//! ~1 MiB module, and the first job after a restart (no recompilation).
+//!
+//! `cargo bench -p wasque-benches --bench e2e`; `WASQUE_BENCH_QUICK=1` for
+//! a smoke run. Prints a table; `benches/README.md` keeps the figures.
+
+use std::net::UdpSocket;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use wasque_node::config::Config;
+use wasque_node::runtime::Node;
+use wasque_sdk::proto::{AddJob, ModuleHash};
+use wasque_sdk::{Client, ClientConfig};
+
+fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn node_config(dir: &Path, threads: usize) -> Config {
+    let mut cfg = Config::defaults();
+    cfg.port = free_port();
+    cfg.http_port = None;
+    cfg.data_dir = dir.to_path_buf();
+    cfg.exec_threads = threads;
+    cfg
+}
+
+fn runtime(threads: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn payload_1k() -> Vec<u8> {
+    let words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta"];
+    let mut out = Vec::with_capacity(1024);
+    let mut i = 0;
+    while out.len() < 1024 - 8 {
+        out.extend_from_slice(words[i % words.len()].as_bytes());
+        out.push(b' ');
+        i += 1;
+    }
+    out.resize(1024, b' ');
+    out
+}
+
+/// Runs `total` jobs with `in_flight` outstanding; returns (jobs/s, histogram in µs).
+async fn load(
+    client: &Client,
+    module: ModuleHash,
+    total: usize,
+    in_flight: usize,
+) -> (f64, Histogram<u64>) {
+    let body = Arc::new(payload_1k());
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..in_flight {
+        let (client, body, next) = (client.clone(), body.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut h = Histogram::<u64>::new(3).expect("histogram");
+            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < total {
+                let mut job = AddJob::new("bench", body.to_vec());
+                job.module = Some(module);
+                let t = Instant::now();
+                let s = client.run(job, 60_000).await.expect("job runs");
+                let r = s.result.expect("finished");
+                assert!(r.error_class.is_none(), "{}", r.message);
+                let _ = h.record(t.elapsed().as_micros() as u64);
+            }
+            h
+        }));
+    }
+    let mut all = Histogram::<u64>::new(3).expect("histogram");
+    for t in tasks {
+        all.add(t.await.expect("load task")).expect("same bounds");
+    }
+    (total as f64 / started.elapsed().as_secs_f64(), all)
+}
+
+/// A synthetic module with about `target` bytes of code, so compile time is
+/// that of a real ~1 MiB module rather than of a data segment.
+fn big_module(target: usize) -> Vec<u8> {
+    let mut wat = String::from(
+        "(module\n (import \"wasi_snapshot_preview1\" \"proc_exit\" (func $exit (param i32)))\n (memory (export \"memory\") 1)\n",
+    );
+    let mut n = 0;
+    while wat.len() < target * 6 {
+        wat.push_str(&format!(
+            " (func $f{n} (param i32) (result i32) (local i32) local.get 0 i32.const {n} i32.add local.tee 1 i32.const 7 i32.mul local.get 1 i32.xor i32.const 13 i32.rotl local.get 0 i32.sub i32.const 3 i32.shr_u local.get 1 i32.add)\n"
+        ));
+        n += 1;
+    }
+    wat.push_str(" (func (export \"_start\") i32.const 1 call $f0 drop)\n)\n");
+    wat::parse_str(&wat).expect("generated WAT is valid")
+}
+
+fn main() {
+    let quick = std::env::var_os("WASQUE_BENCH_QUICK").is_some();
+    let (warm, total) = if quick {
+        (200, 2_000)
+    } else {
+        (5_000, 100_000)
+    };
+    let wasm = wasque_tests::guests::wasm("wordcount");
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    println!("## wasque end to end over QUIC (wordcount, 1 KiB payload)\n");
+    println!("| setup | jobs | in flight | jobs/s | p50 | p99 |");
+    println!("|---|---|---|---|---|---|");
+    for threads in [1usize, 2] {
+        let data = dir.path().join(format!("e2e-{threads}"));
+        let node_rt = runtime(2);
+        let node = node_rt
+            .block_on(Node::start(node_config(&data, threads)))
+            .expect("node starts");
+        let addr = node.quic_addr().to_string();
+        let client_rt = runtime(2);
+        let (rate, h) = client_rt.block_on(async {
+            let client = Client::connect(ClientConfig::local(&addr, &data).expect("ca"))
+                .await
+                .expect("connect");
+            let module = client.put_module(&wasm).await.expect("upload").hash;
+            load(&client, module, warm, 64).await;
+            load(&client, module, total, 64).await
+        });
+        println!(
+            "| node, {threads} executor thread(s), client in the same process | {total} | 64 | {rate:.0} | {} µs | {} µs |",
+            h.value_at_quantile(0.5),
+            h.value_at_quantile(0.99)
+        );
+        drop(client_rt);
+        node_rt.block_on(node.shutdown());
+    }
+
+    println!("\n## cold path\n");
+    let big = big_module(1 << 20);
+    let data = dir.path().join("cold");
+    let node_rt = runtime(2);
+    let node = node_rt
+        .block_on(Node::start(node_config(&data, 2)))
+        .expect("node starts");
+    let addr = node.quic_addr().to_string();
+    let (upload_compile, first_result, hash) = node_rt.block_on(async {
+        let client = Client::connect(ClientConfig::local(&addr, &data).expect("ca"))
+            .await
+            .expect("connect");
+        let t = Instant::now();
+        let info = client.put_module(&big).await.expect("upload");
+        assert!(info.compiled_now);
+        let uc = t.elapsed();
+        let mut job = AddJob::new("cold", Vec::new());
+        job.module = Some(info.hash);
+        let s = client.run(job, 60_000).await.expect("runs");
+        assert!(s.result.expect("finished").error_class.is_none());
+        (uc, t.elapsed(), info.hash)
+    });
+    node_rt.block_on(node.shutdown());
+    println!("| step | time |");
+    println!("|---|---|");
+    println!("| module size | {} KiB |", big.len() / 1024);
+    println!(
+        "| upload + validate + compile | {:.1} ms |",
+        ms(upload_compile)
+    );
+    println!(
+        "| upload + compile + first result | {:.1} ms |",
+        ms(first_result)
+    );
+
+    let t = Instant::now();
+    let node = node_rt
+        .block_on(Node::start(node_config(&data, 2)))
+        .expect("node restarts");
+    let started = t.elapsed();
+    let addr = node.quic_addr().to_string();
+    let (first, loaded, compiled) = node_rt.block_on(async {
+        let client = Client::connect(ClientConfig::local(&addr, &data).expect("ca"))
+            .await
+            .expect("connect");
+        let mut job = AddJob::new("cold", Vec::new());
+        job.module = Some(hash);
+        let s = client.run(job, 60_000).await.expect("runs");
+        assert!(s.result.expect("finished").error_class.is_none());
+        let info = client.node_info().await.expect("info");
+        (t.elapsed(), info.modules_loaded, info.modules_compiled)
+    });
+    node_rt.block_on(node.shutdown());
+    println!(
+        "| restart: node start (artifact loaded, {loaded} module(s), {compiled} compiled) | {:.1} ms |",
+        ms(started)
+    );
+    println!(
+        "| restart: start + connect + first result | {:.1} ms |",
+        ms(first)
+    );
+    let _ = Duration::ZERO;
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}

@@ -1,0 +1,51 @@
+//! `exec`: runs Wasm jobs with wasmtime, on the executor's own threads.
+//!
+//! # Core concepts
+//!
+//! - **One `Engine` per node** (`engine.rs`): compiled code, the pooling
+//!   allocator (pre-reserved instance, memory and table slots reused from
+//!   job to job: copy-on-write memory images, pages kept resident and reset
+//!   with `PAGEMAP_SCAN` where Linux has it), fuel metering and epoch
+//!   interruption. Built once at [`Executor::open`]; lives as long as the
+//!   executor.
+//! - **One `InstancePre` per module** (`cache.rs`): the module validated,
+//!   compiled once per node (or loaded from the artifact this node wrote),
+//!   its imports resolved against the sandbox's linker and `_start` looked
+//!   up. Kept for as long as the module is in the cache, keyed by the sha256
+//!   of its bytes.
+//! - **One `Store` per job** (`run.rs`): a fresh WASI preview 1 context
+//!   (stdin = payload, bounded stdout = result, bounded stderr = log,
+//!   args; no files, no environment, no network), the job's fuel, memory
+//!   cap and deadline. Lives for one run, a few microseconds for a short
+//!   job; its memory slot goes back to the pool, reset.
+//!
+//! Jobs run on dedicated threads (`pool.rs`), never on the async runtime's;
+//! an epoch ticker thread makes deadlines fire. How a job ended is decided
+//! from what the node observed (fuel counter, epoch deadline, the memory
+//! limiter's record, the output pipe's record), never from a trap's text.
+//!
+//! # Layout
+//!
+//! `config.rs` settings, `error.rs` errors, `request.rs` API values,
+//! `executor.rs` the handle, `engine.rs` the wasmtime engine, `cache.rs` the
+//! module cache, `run.rs` one job, `pipe.rs` bounded stdout/stderr,
+//! `sleep.rs` guest time, `pool.rs` threads.
+
+mod cache;
+mod config;
+mod engine;
+mod error;
+mod executor;
+mod pipe;
+mod pool;
+mod request;
+mod run;
+mod sleep;
+
+#[cfg(test)]
+mod tests;
+
+pub use self::config::ExecConfig;
+pub use self::error::ExecError;
+pub use self::executor::Executor;
+pub use self::request::{ExecDone, ExecRequest, ExecStats, PutOutcome};

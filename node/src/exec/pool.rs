@@ -1,0 +1,239 @@
+//! The executor's threads: a job queue, one std thread per executor slot
+//! pulling from it (each inside its own current-thread Tokio context, so
+//! wasmtime-wasi's synchronous WASI calls never detour through a global
+//! runtime), and the epoch ticker thread that makes deadlines fire.
+
+use std::collections::VecDeque;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc::UnboundedSender;
+use wasmtime::Engine;
+use wasque_sdk::proto::{ErrorClass, JobResult};
+
+use super::cache::ModuleCache;
+use super::config::ExecConfig;
+use super::error::ExecError;
+use super::run;
+use super::{ExecDone, ExecRequest};
+
+/// What the executor threads share.
+pub(crate) struct Core {
+    pub(crate) cfg: ExecConfig,
+    pub(crate) cache: ModuleCache,
+    pub(crate) queue: JobQueue,
+    pub(crate) done: UnboundedSender<ExecDone>,
+    pub(crate) busy: AtomicU32,
+    pub(crate) jobs_run: AtomicU64,
+    pub(crate) pagemap_scan: bool,
+}
+
+impl Core {
+    /// Runs one job on this thread; a panic (a bug in the node or in
+    /// wasmtime) fails this job only.
+    pub(crate) fn run(&self, req: &ExecRequest) -> JobResult {
+        self.busy.fetch_add(1, Ordering::Relaxed);
+        let result = catch_unwind(AssertUnwindSafe(|| run::run(&self.cache, &self.cfg, req)))
+            .unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(job = %req.job, panic = %what, "executor panicked running a job");
+                self.internal(format!("the executor failed while running the job: {what}"))
+            });
+        self.busy.fetch_sub(1, Ordering::Relaxed);
+        self.jobs_run.fetch_add(1, Ordering::Relaxed);
+        result
+    }
+
+    /// A result for a job the node could not run through no fault of the
+    /// job (retryable).
+    pub(crate) fn internal(&self, message: String) -> JobResult {
+        JobResult {
+            exit_code: None,
+            error_class: Some(ErrorClass::Internal),
+            message,
+            output: Vec::new(),
+            stderr: Vec::new(),
+            fuel_used: 0,
+            duration_us: 0,
+            node: self.cfg.node_id.clone(),
+        }
+    }
+
+    /// Sends a finished job; a closed channel means nobody waits for it.
+    pub(crate) fn finish(&self, req: &ExecRequest, result: JobResult) {
+        let _ = self.done.send(ExecDone {
+            job: req.job,
+            attempt: req.attempt,
+            result,
+        });
+    }
+}
+
+/// Jobs waiting for a thread. A plain mutex-protected deque: it is locked
+/// for a push or a pop only, and sleepers are woken only when there are any
+/// (no syscall per job while the threads are busy).
+#[derive(Default)]
+pub(crate) struct JobQueue {
+    state: Mutex<QueueState>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct QueueState {
+    jobs: VecDeque<ExecRequest>,
+    sleeping: usize,
+    closed: bool,
+}
+
+impl JobQueue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues a job; gives it back if the queue is closed.
+    pub(crate) fn push(&self, req: ExecRequest) -> Option<ExecRequest> {
+        let mut st = self.lock();
+        if st.closed {
+            return Some(req);
+        }
+        st.jobs.push_back(req);
+        let wake = st.sleeping > 0;
+        drop(st);
+        if wake {
+            self.ready.notify_one();
+        }
+        None
+    }
+
+    /// The next job, waiting for one; `None` once closed.
+    fn pop(&self) -> Option<ExecRequest> {
+        let mut st = self.lock();
+        loop {
+            if st.closed {
+                return None;
+            }
+            if let Some(req) = st.jobs.pop_front() {
+                return Some(req);
+            }
+            st.sleeping += 1;
+            st = self.ready.wait(st).unwrap_or_else(PoisonError::into_inner);
+            st.sleeping -= 1;
+        }
+    }
+
+    /// Closes the queue, wakes every thread and returns the jobs that never
+    /// started.
+    fn close(&self) -> Vec<ExecRequest> {
+        let mut st = self.lock();
+        st.closed = true;
+        let left = st.jobs.drain(..).collect();
+        drop(st);
+        self.ready.notify_all();
+        left
+    }
+}
+
+/// The running threads of one executor.
+pub(crate) struct Threads {
+    workers: Vec<JoinHandle<()>>,
+    ticker: Option<(JoinHandle<()>, Arc<AtomicBool>)>,
+}
+
+impl Threads {
+    /// Starts the epoch ticker and `core.cfg.threads` executor threads.
+    pub(crate) fn start(core: &Arc<Core>) -> Result<Threads, ExecError> {
+        let mut threads = Threads {
+            workers: Vec::new(),
+            ticker: None,
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let engine = core.cache.engine().clone();
+        let tick = core.cfg.epoch_tick;
+        let flag = stop.clone();
+        let ticker = std::thread::Builder::new()
+            .name("wasque-epoch".into())
+            .spawn(move || epoch_ticker(&engine, tick, &flag))
+            .map_err(ExecError::Thread)?;
+        threads.ticker = Some((ticker, stop));
+        for i in 0..core.cfg.threads {
+            let c = core.clone();
+            match std::thread::Builder::new()
+                .name(format!("wasque-exec-{i}"))
+                .spawn(move || worker(&c))
+            {
+                Ok(h) => threads.workers.push(h),
+                Err(e) => {
+                    threads.stop(core);
+                    return Err(ExecError::Thread(e));
+                }
+            }
+        }
+        Ok(threads)
+    }
+
+    /// Stops taking jobs, fails the queued ones as `Internal` (retryable),
+    /// lets running jobs end (their deadlines still fire), then stops the
+    /// ticker.
+    pub(crate) fn stop(&mut self, core: &Core) {
+        for req in core.queue.close() {
+            let r = core.internal("the executor shut down before the job started".into());
+            core.finish(&req, r);
+        }
+        let me = std::thread::current().id();
+        for h in self.workers.drain(..) {
+            if h.thread().id() != me {
+                let _ = h.join();
+            }
+        }
+        if let Some((h, stop)) = self.ticker.take() {
+            stop.store(true, Ordering::Release);
+            h.thread().unpark();
+            let _ = h.join();
+        }
+    }
+}
+
+fn worker(core: &Core) {
+    // WASI preview 1 calls in wasmtime-wasi are async code run with
+    // `block_on` on the current Tokio runtime, or else on a global one with
+    // a yield per call: a current-thread runtime per executor thread is the
+    // fast path (no I/O or timer driver is needed: a job's stdio is in
+    // memory and `poll_oneoff` is the sandbox's own).
+    let rt = tokio::runtime::Builder::new_current_thread().build();
+    let _ctx = match &rt {
+        Ok(rt) => Some(rt.enter()),
+        Err(e) => {
+            tracing::warn!(error = %e, "no per-thread Tokio runtime; WASI calls take the slow path");
+            None
+        }
+    };
+    while let Some(req) = core.queue.pop() {
+        let result = core.run(&req);
+        core.finish(&req, result);
+    }
+}
+
+/// Increments the engine's epoch every `tick` until `stop`.
+fn epoch_ticker(engine: &Engine, tick: Duration, stop: &AtomicBool) {
+    let mut next = Instant::now() + tick;
+    while !stop.load(Ordering::Acquire) {
+        let now = Instant::now();
+        if now < next {
+            std::thread::park_timeout(next - now);
+            continue;
+        }
+        engine.increment_epoch();
+        next += tick;
+        if next <= now {
+            // Fell behind (a suspended VM): do not burst.
+            next = now + tick;
+        }
+    }
+}

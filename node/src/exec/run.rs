@@ -1,0 +1,252 @@
+//! Running one job: a fresh `Store` with the job's limits, an instance from
+//! the module's `InstancePre`, a call of `_start`, and the classification of
+//! how it ended from what the node itself observed.
+
+use std::time::{Duration, Instant};
+
+use wasmtime::{Extern, ResourceLimiter, Store, Trap};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::pipe::MemoryInputPipe;
+use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
+use wasque_sdk::proto::{ErrorClass, JobResult};
+
+use super::ExecRequest;
+use super::cache::{LoadedModule, ModuleCache};
+use super::config::ExecConfig;
+use super::pipe::{BoundedPipe, Overflow};
+use super::sleep::JobClock;
+
+/// Everything a job's `Store` holds.
+pub(crate) struct JobCtx {
+    pub(crate) wasi: WasiP1Ctx,
+    pub(crate) limiter: MemoryLimiter,
+    /// When the job started: the origin of the guest's monotonic clock.
+    pub(crate) origin: Instant,
+    /// When the job's wall-clock deadline passes.
+    pub(crate) deadline: Instant,
+    /// Set when a host call (a sleep) reached the deadline.
+    pub(crate) deadline_hit: bool,
+}
+
+/// Caps linear memory and records whether it ever refused a growth, so a
+/// job that then fails is classified `MemoryLimit` from this record.
+pub(crate) struct MemoryLimiter {
+    cap: usize,
+    pub(crate) refused: bool,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.cap {
+            self.refused = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        // Allowed by the cap but refused further down (the pool slot): still
+        // a growth the job did not get.
+        self.refused = true;
+        Ok(())
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        _desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // Tables are bounded by the pool's per-slot table size.
+        Ok(true)
+    }
+}
+
+/// Epoch ticks that cover at least `deadline_ms` with a ticker of period
+/// `tick`: the deadline fires between `deadline_ms` and one tick later.
+pub(crate) fn deadline_ticks(deadline_ms: u64, tick: Duration) -> u64 {
+    let tick_us = u64::try_from(tick.as_micros()).unwrap_or(u64::MAX).max(1);
+    deadline_ms
+        .saturating_mul(1000)
+        .div_ceil(tick_us)
+        .saturating_add(1)
+}
+
+/// Runs `req` on the calling thread.
+pub(crate) fn run(cache: &ModuleCache, cfg: &ExecConfig, req: &ExecRequest) -> JobResult {
+    let started = Instant::now();
+    let Some(module) = cache.get(&req.module) else {
+        return JobResult {
+            exit_code: None,
+            error_class: Some(ErrorClass::ModuleMissing),
+            message: format!("module {} is not on this node", req.module),
+            output: Vec::new(),
+            stderr: Vec::new(),
+            fuel_used: 0,
+            duration_us: micros(started.elapsed()),
+            node: cfg.node_id.clone(),
+        };
+    };
+    let limits = &req.limits;
+    let mem_cap = limits.memory_bytes.min(cfg.max_memory_bytes);
+
+    let stdout = BoundedPipe::new(cfg.max_output_bytes, Overflow::Fail);
+    let stderr = BoundedPipe::new(cfg.max_stderr_bytes, Overflow::Discard);
+    let mut wasi = WasiCtxBuilder::new();
+    wasi.stdin(MemoryInputPipe::new(req.body.clone()))
+        .stdout(stdout.clone())
+        .stderr(stderr.clone())
+        .monotonic_clock(JobClock { origin: started })
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .arg(&module.argv0);
+    for a in &req.args {
+        wasi.arg(a);
+    }
+    let ctx = JobCtx {
+        wasi: wasi.build_p1(),
+        limiter: MemoryLimiter {
+            cap: usize::try_from(mem_cap).unwrap_or(usize::MAX),
+            refused: false,
+        },
+        origin: started,
+        deadline: far_instant(started, limits.deadline_ms),
+        deadline_hit: false,
+    };
+
+    let mut store = Store::new(cache.engine(), ctx);
+    store.limiter(|c| &mut c.limiter);
+    store.set_epoch_deadline(deadline_ticks(limits.deadline_ms, cfg.epoch_tick));
+    store.epoch_deadline_trap();
+    let outcome = store
+        .set_fuel(limits.fuel)
+        .and_then(|()| call_start(&mut store, &module));
+    let fuel_left = store.get_fuel().unwrap_or(0);
+    let memory_refused = store.data().limiter.refused;
+    let deadline_hit = store.data().deadline_hit;
+    drop(store);
+    let duration_us = micros(started.elapsed());
+
+    let (output, output_overflow) = stdout.take();
+    let (log, _) = stderr.take();
+    let seen = Observed {
+        outcome,
+        fuel: limits.fuel,
+        memory_bytes: mem_cap,
+        deadline_ms: limits.deadline_ms,
+        max_output: cfg.max_output_bytes,
+        memory_refused,
+        deadline_hit,
+        output_overflow,
+    };
+    let (exit_code, error_class, message) = classify(&seen);
+    JobResult {
+        exit_code,
+        error_class,
+        message,
+        // An output over the bound is an error, not a truncated result.
+        output: if output_overflow { Vec::new() } else { output },
+        stderr: log,
+        fuel_used: limits.fuel.saturating_sub(fuel_left),
+        duration_us,
+        node: cfg.node_id.clone(),
+    }
+}
+
+fn call_start(store: &mut Store<JobCtx>, module: &LoadedModule) -> wasmtime::Result<()> {
+    let instance = module.pre.instantiate(&mut *store)?;
+    let Some(Extern::Func(start)) = instance.get_module_export(&mut *store, &module.start) else {
+        wasmtime::bail!("the module's `_start` export is not a function");
+    };
+    start.typed::<(), ()>(&*store)?.call(&mut *store, ())
+}
+
+/// What the node saw of one run.
+pub(crate) struct Observed {
+    pub(crate) outcome: wasmtime::Result<()>,
+    pub(crate) fuel: u64,
+    pub(crate) memory_bytes: u64,
+    pub(crate) deadline_ms: u64,
+    pub(crate) max_output: usize,
+    pub(crate) memory_refused: bool,
+    pub(crate) deadline_hit: bool,
+    pub(crate) output_overflow: bool,
+}
+
+/// `(exit_code, error_class, message)` of a run, decided from the node's
+/// own records in this order: fuel counter, epoch deadline, output bound,
+/// memory limiter (when the job then failed), exit status, trap.
+pub(crate) fn classify(seen: &Observed) -> (Option<i32>, Option<ErrorClass>, String) {
+    let err = seen.outcome.as_ref().err();
+    let trap = err.and_then(|e| e.downcast_ref::<Trap>()).copied();
+    let exit = err.and_then(|e| e.downcast_ref::<I32Exit>()).map(|e| e.0);
+    let failed = !(err.is_none() || exit == Some(0));
+
+    if trap == Some(Trap::OutOfFuel) {
+        return fail(
+            ErrorClass::OutOfFuel,
+            format!("ran out of fuel after {} units", seen.fuel),
+        );
+    }
+    if trap == Some(Trap::Interrupt) || seen.deadline_hit {
+        return fail(
+            ErrorClass::Deadline,
+            format!("deadline of {} ms passed", seen.deadline_ms),
+        );
+    }
+    if seen.output_overflow {
+        return fail(
+            ErrorClass::OutputLimit,
+            format!("output exceeded the limit of {} bytes", seen.max_output),
+        );
+    }
+    if seen.memory_refused && failed {
+        return fail(
+            ErrorClass::MemoryLimit,
+            format!("memory limit of {} bytes reached", seen.memory_bytes),
+        );
+    }
+    match (err, exit) {
+        (None, _) | (Some(_), Some(0)) => (Some(0), None, String::new()),
+        (Some(_), Some(code)) => (
+            Some(code),
+            Some(ErrorClass::Exit(code)),
+            format!("exited with status {code}"),
+        ),
+        (Some(e), None) => {
+            if let Some(t) = trap {
+                return fail(ErrorClass::Trap, t.to_string());
+            }
+            if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+                .is_some()
+            {
+                return fail(
+                    ErrorClass::Internal,
+                    format!("no free instance slot on this node: {}", e.root_cause()),
+                );
+            }
+            fail(ErrorClass::Trap, e.root_cause().to_string())
+        }
+    }
+}
+
+fn fail(class: ErrorClass, message: String) -> (Option<i32>, Option<ErrorClass>, String) {
+    (None, Some(class), message)
+}
+
+/// `from + ms`, or a time that never comes when that cannot be represented.
+fn far_instant(from: Instant, ms: u64) -> Instant {
+    from.checked_add(Duration::from_millis(ms))
+        .or_else(|| from.checked_add(Duration::from_secs(1 << 32)))
+        .unwrap_or(from)
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
