@@ -203,7 +203,10 @@ impl Node {
             node_prefix: prefix,
             default_limits: cfg.default_limits,
             max_limits: cfg.max_limits,
-            exec_slots: cfg.exec_threads,
+            // A few jobs per executor thread wait in the executor's own
+            // queue, so a thread that finishes a job starts the next at
+            // once instead of idling for a round trip through this driver.
+            exec_slots: cfg.exec_threads * EXEC_JOBS_PER_THREAD,
             max_body_bytes: cfg.max_body_bytes,
             max_jobs: cfg.max_jobs,
             seed: rand::random(),
@@ -243,21 +246,6 @@ impl Node {
             source,
         })?;
 
-        let resp_want = SocketAddr::new(cfg.bind, cfg.port);
-        let resp_listener =
-            crate::net::resp::bind(resp_want)
-                .await
-                .map_err(|source| StartError::Listen {
-                    addr: resp_want,
-                    source,
-                })?;
-        let resp_addr = resp_listener
-            .local_addr()
-            .map_err(|source| StartError::Listen {
-                addr: resp_want,
-                source,
-            })?;
-
         let monitor = cfg.http_port.map(|_| Monitor::new());
         let http = match cfg.http_port {
             Some(port) => {
@@ -273,6 +261,20 @@ impl Node {
             None => None,
         };
         let http_addr = http.as_ref().map(|(_, a)| *a);
+        let resp_want = SocketAddr::new(cfg.bind, cfg.port);
+        let resp_listener =
+            crate::net::resp::bind(resp_want)
+                .await
+                .map_err(|source| StartError::Listen {
+                    addr: resp_want,
+                    source,
+                })?;
+        let resp_addr = resp_listener
+            .local_addr()
+            .map_err(|source| StartError::Listen {
+                addr: resp_want,
+                source,
+            })?;
 
         let (inputs_tx, inputs_rx) = mpsc::unbounded_channel();
         let pubsub = Hub::new();
@@ -304,13 +306,13 @@ impl Node {
                 handle.clone(),
                 stop_rx.clone(),
             )),
-            tokio::spawn(crate::net::resp::serve(
-                resp_listener,
-                Arc::new(crate::net::resp::Shared::new(&cfg)),
-                handle.clone(),
-                stop_rx.clone(),
-            )),
         ];
+        tasks.push(tokio::spawn(crate::net::resp::serve(
+            resp_listener,
+            Arc::new(crate::net::resp::Shared::new(&cfg)),
+            handle.clone(),
+            stop_rx.clone(),
+        )));
         let mut http_state = None;
         if let (Some((listener, addr)), Some(monitor)) = (http, monitor) {
             let state = crate::net::http::AppState::new(
@@ -351,12 +353,11 @@ impl Node {
         self.quic_addr
     }
 
-    /// The bound RESP address (TCP).
+    /// The bound HTTP address (TCP), when HTTP is on.
     pub fn resp_addr(&self) -> SocketAddr {
         self.resp_addr
     }
 
-    /// The bound HTTP address (TCP), when HTTP is on.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http_addr
     }
@@ -381,6 +382,11 @@ impl Node {
         self.executor.shutdown();
     }
 }
+
+/// Jobs handed to the executor per executor thread (running or next in
+/// line). Deeper hides the driver round trip; shallower keeps priority
+/// order and work that could move elsewhere out of the executor's queue.
+const EXEC_JOBS_PER_THREAD: usize = 4;
 
 /// Wall-clock now in unix milliseconds.
 pub fn now_ms() -> UnixMs {

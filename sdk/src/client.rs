@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::proto::{
     self, AddJob, FrameError, JobId, JobStatus, ModuleHash, ModuleInfo, NodeInfo, Request,
@@ -37,7 +37,10 @@ pub struct ClientConfig {
 
 impl ClientConfig {
     /// Connects to `addr`, trusting the CA file at `ca_file`.
-    pub fn with_ca_file(addr: &str, ca_file: impl AsRef<Path>) -> Result<ClientConfig, ClientError> {
+    pub fn with_ca_file(
+        addr: &str,
+        ca_file: impl AsRef<Path>,
+    ) -> Result<ClientConfig, ClientError> {
         let addr = resolve(addr)?;
         let path = ca_file.as_ref();
         let ca_pem = std::fs::read(path).map_err(|e| ClientError::CaMissing {
@@ -72,7 +75,9 @@ fn resolve(addr: &str) -> Result<SocketAddr, ClientError> {
 /// Why a client call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot read the CA certificate {path}: {reason} (start the node once to create it, or pass --ca FILE)")]
+    #[error(
+        "cannot read the CA certificate {path}: {reason} (start the node once to create it, or pass --ca FILE)"
+    )]
     CaMissing { path: PathBuf, reason: String },
     #[error("cannot connect: {0}")]
     Connect(String),
@@ -97,7 +102,13 @@ impl ClientError {
     }
 }
 
-type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Response>>>>;
+/// Callers waiting for replies, by request id. A plain mutex: it is never
+/// held across an await.
+type Pending = Arc<std::sync::Mutex<HashMap<u64, oneshot::Sender<Response>>>>;
+
+fn lock(p: &Pending) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Response>>> {
+    p.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// A connection to one node. Cheap to clone; clones share the connection.
 #[derive(Clone)]
@@ -235,7 +246,8 @@ impl Client {
         .await;
         // Even if the write failed (the node refused mid-upload), its reply
         // says why.
-        let reply: Option<ResponseFrame> = proto::read_frame(&mut recv, self.inner.max_frame).await?;
+        let reply: Option<ResponseFrame> =
+            proto::read_frame(&mut recv, self.inner.max_frame).await?;
         match reply.map(|r| r.response) {
             Some(Response::Module(m)) => Ok(m),
             Some(Response::Error(e)) => Err(ClientError::Node(e)),
@@ -368,7 +380,7 @@ async fn write_loop(
             }
         }
         {
-            let mut p = pending.lock().await;
+            let mut p = lock(&pending);
             for (frame, reply) in batch {
                 match proto::encode_frame(&frame, max_frame) {
                     Ok(bytes) => {
@@ -390,16 +402,19 @@ async fn write_loop(
     }
     let _ = send.finish();
     // Wake callers whose requests can no longer be answered.
-    pending.lock().await.clear();
+    lock(&pending).clear();
 }
 
 /// Reads replies and hands each to its waiting caller.
-async fn read_loop(mut recv: quinn::RecvStream, pending: Pending, max_frame: usize) {
+async fn read_loop(recv: quinn::RecvStream, pending: Pending, max_frame: usize) {
+    // Buffered, so one read of the stream usually yields many replies.
+    let mut recv = tokio::io::BufReader::with_capacity(64 * 1024, recv);
     while let Ok(Some(frame)) = proto::read_frame::<_, ResponseFrame>(&mut recv, max_frame).await {
-        if let Some(tx) = pending.lock().await.remove(&frame.id) {
+        let waiting = lock(&pending).remove(&frame.id);
+        if let Some(tx) = waiting {
             let _ = tx.send(frame.response);
         }
     }
     // Dropping the senders wakes every caller with "connection lost".
-    pending.lock().await.clear();
+    lock(&pending).clear();
 }

@@ -30,4 +30,4 @@ mod tls;
 pub mod cli;
 
 pub use client::{Client, ClientConfig, ClientError};
-pub use tls::{client_tls_config, CLIENT_ALPN, PEER_ALPN};
+pub use tls::{CLIENT_ALPN, PEER_ALPN, client_tls_config};

@@ -21,9 +21,16 @@ pub fn repo_root() -> PathBuf {
 /// examples first if this process has not yet done so.
 pub fn wasm_path(name: &str) -> PathBuf {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let dir = BUILT.get_or_init(build).as_ref().unwrap_or_else(|e| panic!("{e}"));
+    let dir = BUILT
+        .get_or_init(build)
+        .as_ref()
+        .unwrap_or_else(|e| panic!("{e}"));
     let path = dir.join(format!("{name}.wasm"));
-    assert!(path.exists(), "no guest example {name:?} at {}", path.display());
+    assert!(
+        path.exists(),
+        "no guest example {name:?} at {}",
+        path.display()
+    );
     path
 }
 
@@ -34,7 +41,9 @@ pub fn wasm(name: &str) -> Vec<u8> {
 
 /// Text of the WAT fixture `guest-examples/wat/NAME.wat`.
 pub fn wat_text(name: &str) -> String {
-    let p = repo_root().join("guest-examples/wat").join(format!("{name}.wat"));
+    let p = repo_root()
+        .join("guest-examples/wat")
+        .join(format!("{name}.wat"));
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 

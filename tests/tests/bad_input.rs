@@ -62,10 +62,7 @@ async fn bounds_and_unknown_modules() {
     let mut job = AddJob::new("q", vec![b'x'; (8 << 20) + 1]);
     job.module = Some(wc);
     let e = node_error(c.add_job(job).await);
-    assert!(
-        e.code == ErrorCode::TooBig,
-        "payload over the bound: {e}"
-    );
+    assert!(e.code == ErrorCode::TooBig, "payload over the bound: {e}");
     // Unknown module hash.
     let mut job = AddJob::new("q", b"x".to_vec());
     job.module = Some(ModuleHash::of(b"no such module"));
@@ -125,28 +122,48 @@ async fn malformed_and_oversized_frames_close_only_their_stream() {
     bad.extend_from_slice(&[0xff; 6]);
     send.write_all(&bad).await.unwrap();
     let r = read_reply(&mut recv).await.expect("an error reply");
-    assert!(matches!(r.response, Response::Error(ref e) if e.message.contains("malformed")), "{r:?}");
+    assert!(
+        matches!(r.response, Response::Error(ref e) if e.message.contains("malformed")),
+        "{r:?}"
+    );
 
     // A length prefix far over the bound: refused before the body is read.
     let (mut send, mut recv) = conn.open_bi().await.unwrap();
     send.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
     let r = read_reply(&mut recv).await.expect("an error reply");
-    assert!(matches!(r.response, Response::Error(ref e) if e.code == ErrorCode::TooBig), "{r:?}");
+    assert!(
+        matches!(r.response, Response::Error(ref e) if e.code == ErrorCode::TooBig),
+        "{r:?}"
+    );
 
     // A request before hello is fine on a node without a password; an
     // unsupported protocol version is refused clearly.
     let (mut send, mut recv) = conn.open_bi().await.unwrap();
     let hello = RequestFrame {
         id: 1,
-        request: Request::Hello { protocol: 999, client: "test".into(), token: None },
+        request: Request::Hello {
+            protocol: 999,
+            client: "test".into(),
+            token: None,
+        },
     };
-    send.write_all(&proto::encode_frame(&hello, 1 << 20).unwrap()).await.unwrap();
+    send.write_all(&proto::encode_frame(&hello, 1 << 20).unwrap())
+        .await
+        .unwrap();
     let r = read_reply(&mut recv).await.unwrap();
-    assert!(matches!(r.response, Response::Error(ref e) if e.code == ErrorCode::Unsupported), "{r:?}");
+    assert!(
+        matches!(r.response, Response::Error(ref e) if e.code == ErrorCode::Unsupported),
+        "{r:?}"
+    );
 
     // The same connection still works for good frames.
-    let info = RequestFrame { id: 2, request: Request::NodeInfo };
-    send.write_all(&proto::encode_frame(&info, 1 << 20).unwrap()).await.unwrap();
+    let info = RequestFrame {
+        id: 2,
+        request: Request::NodeInfo,
+    };
+    send.write_all(&proto::encode_frame(&info, 1 << 20).unwrap())
+        .await
+        .unwrap();
     let r = read_reply(&mut recv).await.unwrap();
     assert_eq!(r.id, 2);
     assert!(matches!(r.response, Response::NodeInfo(_)));
@@ -160,14 +177,22 @@ async fn a_client_vanishing_mid_upload_leaves_nothing_behind() {
     {
         let (ep, conn) = raw_stream(&node).await;
         let (mut send, _recv) = conn.open_bi().await.unwrap();
-        let head = RequestFrame { id: 1, request: Request::PutModule { size: 1_000_000 } };
-        send.write_all(&proto::encode_frame(&head, 1 << 20).unwrap()).await.unwrap();
+        let head = RequestFrame {
+            id: 1,
+            request: Request::PutModule { size: 1_000_000 },
+        };
+        send.write_all(&proto::encode_frame(&head, 1 << 20).unwrap())
+            .await
+            .unwrap();
         send.write_all(&guests::wasm("echo")[..1000]).await.unwrap();
         conn.close(0u32.into(), b"gone");
         ep.wait_idle().await;
     }
     let c = node.client().await;
-    assert!(c.list_modules().await.unwrap().is_empty(), "no half module stored");
+    assert!(
+        c.list_modules().await.unwrap().is_empty(),
+        "no half module stored"
+    );
     still_serves(&c).await;
 }
 

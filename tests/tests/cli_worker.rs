@@ -38,6 +38,7 @@ fn wasque(node: &TestNode, args: &[&str]) -> Output {
         std::thread::sleep(Duration::from_millis(20));
     }
     let _ = child.kill();
+    let _ = child.wait();
     panic!("wasque {args:?} did not finish within 30 s");
 }
 

@@ -4,13 +4,17 @@
 
 use std::time::{Duration, Instant};
 
-use wasque_sdk::proto::{AddJob, ErrorClass, JobStatus, LimitsRequest, ModuleHash};
 use wasque_sdk::Client;
+use wasque_sdk::proto::{AddJob, ErrorClass, JobStatus, LimitsRequest, ModuleHash};
 use wasque_tests::guests;
 use wasque_tests::node::TestNode;
 
 async fn put(client: &Client, name: &str) -> ModuleHash {
-    client.put_module(guests::wasm(name)).await.expect("upload").hash
+    client
+        .put_module(guests::wasm(name))
+        .await
+        .expect("upload")
+        .hash
 }
 
 async fn run(client: &Client, module: ModuleHash, body: &[u8], limits: LimitsRequest) -> JobStatus {
@@ -24,13 +28,23 @@ async fn run(client: &Client, module: ModuleHash, body: &[u8], limits: LimitsReq
 
 fn output(s: &JobStatus) -> String {
     let r = s.result.as_ref().unwrap();
-    assert_eq!(r.error_class, None, "job failed: {} / stderr {}", r.message, String::from_utf8_lossy(&r.stderr));
+    assert_eq!(
+        r.error_class,
+        None,
+        "job failed: {} / stderr {}",
+        r.message,
+        String::from_utf8_lossy(&r.stderr)
+    );
     assert_eq!(r.exit_code, Some(0));
     String::from_utf8(r.output.clone()).unwrap()
 }
 
 fn class(s: &JobStatus) -> ErrorClass {
-    s.result.as_ref().unwrap().error_class.expect("job should have failed")
+    s.result
+        .as_ref()
+        .unwrap()
+        .error_class
+        .expect("job should have failed")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -42,10 +56,17 @@ async fn well_behaved_examples_give_their_results() {
     let echo = put(&c, "echo").await;
     let bytes: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
     let s = run(&c, echo, &bytes, none).await;
-    assert_eq!(s.result.as_ref().unwrap().output, bytes, "echo is byte for byte");
+    assert_eq!(
+        s.result.as_ref().unwrap().output,
+        bytes,
+        "echo is byte for byte"
+    );
 
     let wc = put(&c, "wordcount").await;
-    assert_eq!(output(&run(&c, wc, b"hello wasm  world\n", none).await), "3\n");
+    assert_eq!(
+        output(&run(&c, wc, b"hello wasm  world\n", none).await),
+        "3\n"
+    );
     assert_eq!(output(&run(&c, wc, b"", none).await), "0\n");
 
     let sha = put(&c, "sha256").await;
@@ -57,7 +78,10 @@ async fn well_behaved_examples_give_their_results() {
     let fib = put(&c, "fib").await;
     let s = run(&c, fib, b"20", none).await;
     assert_eq!(output(&s), "6765\n");
-    assert!(s.result.as_ref().unwrap().fuel_used > 10_000, "fuel is counted");
+    assert!(
+        s.result.as_ref().unwrap().fuel_used > 10_000,
+        "fuel is counted"
+    );
     let s = run(&c, fib, b"not a number", none).await;
     assert_eq!(class(&s), ErrorClass::Exit(2));
 
@@ -71,7 +95,12 @@ async fn well_behaved_examples_give_their_results() {
     let thumb = put(&c, "thumbnail").await;
     let s = run(&c, thumb, &test_png(200, 100), none).await;
     let r = s.result.as_ref().unwrap();
-    assert_eq!(r.error_class, None, "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(
+        r.error_class,
+        None,
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
     let (w, h) = png_size(&r.output);
     assert!(w <= 64 && h <= 64 && w == 64, "thumbnail is {w}x{h}");
 }
@@ -82,21 +111,57 @@ async fn hostile_examples_end_with_their_class() {
     let c = node.client().await;
 
     let spin = put(&c, "spin").await;
-    let s = run(&c, spin, b"", LimitsRequest { fuel: Some(20_000_000), deadline_ms: Some(60_000), ..Default::default() }).await;
+    let s = run(
+        &c,
+        spin,
+        b"",
+        LimitsRequest {
+            fuel: Some(20_000_000),
+            deadline_ms: Some(60_000),
+            ..Default::default()
+        },
+    )
+    .await;
     assert_eq!(class(&s), ErrorClass::OutOfFuel);
-    let s = run(&c, spin, b"", LimitsRequest { fuel: Some(50_000_000_000), deadline_ms: Some(200), ..Default::default() }).await;
+    let s = run(
+        &c,
+        spin,
+        b"",
+        LimitsRequest {
+            fuel: Some(50_000_000_000),
+            deadline_ms: Some(200),
+            ..Default::default()
+        },
+    )
+    .await;
     assert_eq!(class(&s), ErrorClass::Deadline);
     let took = s.result.as_ref().unwrap().duration_us;
-    assert!(took >= 200_000, "stopped by the deadline, not before: {took} µs");
+    assert!(
+        took >= 200_000,
+        "stopped by the deadline, not before: {took} µs"
+    );
 
     let hog = put(&c, "hog").await;
-    let s = run(&c, hog, b"", LimitsRequest { memory_bytes: Some(16 << 20), ..Default::default() }).await;
+    let s = run(
+        &c,
+        hog,
+        b"",
+        LimitsRequest {
+            memory_bytes: Some(16 << 20),
+            ..Default::default()
+        },
+    )
+    .await;
     assert_eq!(class(&s), ErrorClass::MemoryLimit);
 
     let recurse = put(&c, "recurse").await;
     let s = run(&c, recurse, b"", LimitsRequest::default()).await;
     assert_eq!(class(&s), ErrorClass::Trap);
-    assert!(s.result.as_ref().unwrap().message.contains("stack"), "{}", s.result.as_ref().unwrap().message);
+    assert!(
+        s.result.as_ref().unwrap().message.contains("stack"),
+        "{}",
+        s.result.as_ref().unwrap().message
+    );
 
     let trap = put(&c, "trap").await;
     let s = run(&c, trap, b"", LimitsRequest::default()).await;
@@ -142,12 +207,26 @@ async fn escape_attempts_all_fail_and_the_canary_stays_unread() {
             .lines()
             .find(|l| l.starts_with(attempt))
             .unwrap_or_else(|| panic!("no line for {attempt:?} in:\n{out}"));
-        assert!(line.contains(": error"), "{attempt} was not refused: {line}");
+        assert!(
+            line.contains(": error"),
+            "{attempt} was not refused: {line}"
+        );
     }
-    let env_line = out.lines().find(|l| l.starts_with("env count")).expect("env line");
-    assert!(env_line.contains("ok 0") || env_line.contains(": error"), "env leaked: {env_line}");
+    let env_line = out
+        .lines()
+        .find(|l| l.starts_with("env count"))
+        .expect("env line");
+    assert!(
+        env_line.contains("ok 0") || env_line.contains(": error"),
+        "env leaked: {env_line}"
+    );
     assert!(out.lines().any(|l| l.starts_with("open arg")), "{out}");
-    assert!(out.lines().filter(|l| l.starts_with("open")).all(|l| l.contains(": error")), "{out}");
+    assert!(
+        out.lines()
+            .filter(|l| l.starts_with("open"))
+            .all(|l| l.contains(": error")),
+        "{out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,7 +238,11 @@ async fn a_spinning_job_does_not_hold_up_the_others() {
 
     let mut long = AddJob::new("slow", Vec::new());
     long.module = Some(spin);
-    long.limits = LimitsRequest { fuel: Some(100_000_000_000), deadline_ms: Some(4_000), ..Default::default() };
+    long.limits = LimitsRequest {
+        fuel: Some(100_000_000_000),
+        deadline_ms: Some(4_000),
+        ..Default::default()
+    };
     let spin_id = c.add_job(long).await.unwrap();
 
     let t = Instant::now();
@@ -170,8 +253,15 @@ async fn a_spinning_job_does_not_hold_up_the_others() {
     }
     let spent = t.elapsed();
     // Still spinning: the echoes did not wait for it.
-    assert!(c.wait(spin_id, 0).await.unwrap().is_none(), "spin ended early ({spent:?})");
-    let s = c.wait(spin_id, 30_000).await.unwrap().expect("spin ends at its deadline");
+    assert!(
+        c.wait(spin_id, 0).await.unwrap().is_none(),
+        "spin ended early ({spent:?})"
+    );
+    let s = c
+        .wait(spin_id, 30_000)
+        .await
+        .unwrap()
+        .expect("spin ends at its deadline");
     assert_eq!(class(&s), ErrorClass::Deadline);
     assert!(spent < Duration::from_secs(4));
 }
@@ -182,7 +272,10 @@ async fn pooled_memory_never_leaks_between_jobs() {
     let c = node.client().await;
     let mem = put(&c, "memtest").await;
     for _ in 0..20 {
-        assert_eq!(output(&run(&c, mem, b"write", LimitsRequest::default()).await), "wrote\n");
+        assert_eq!(
+            output(&run(&c, mem, b"write", LimitsRequest::default()).await),
+            "wrote\n"
+        );
         assert_eq!(
             output(&run(&c, mem, b"read", LimitsRequest::default()).await),
             "static=0 heap=0\n"

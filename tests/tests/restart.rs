@@ -41,7 +41,13 @@ fn a_second_node_on_the_same_data_dir_is_refused() {
     let dir = tmp.path().join("data");
     let _first = TestNode::start_in(&dir, &[]);
     let out = std::process::Command::new(wasque_tests::node::bin("test-wasque-node"))
-        .args(["--port", &wasque_tests::node::free_port().to_string(), "--http-port", "0", "--data-dir"])
+        .args([
+            "--port",
+            &wasque_tests::node::free_port().to_string(),
+            "--http-port",
+            "0",
+            "--data-dir",
+        ])
         .arg(&dir)
         .output()
         .unwrap();

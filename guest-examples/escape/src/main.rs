@@ -29,7 +29,9 @@ fn report<T: Display, E: Display>(attempt: &str, result: Result<T, E>) {
 
 fn try_open(path: &str) -> std::io::Result<String> {
     let mut content = Vec::new();
-    std::fs::File::open(path)?.take(READ_LIMIT).read_to_end(&mut content)?;
+    std::fs::File::open(path)?
+        .take(READ_LIMIT)
+        .read_to_end(&mut content)?;
     let text = String::from_utf8_lossy(&content);
     let first_line = text.lines().next().unwrap_or("");
     Ok(format!("read {} bytes {first_line}", content.len()))
@@ -59,7 +61,8 @@ fn main() {
     // WASI preview 1 has no way to open sockets: std returns "unsupported".
     report(
         "connect 127.0.0.1:7711",
-        std::net::TcpStream::connect("127.0.0.1:7711").map(|s| format!("connected {:?}", s.peer_addr())),
+        std::net::TcpStream::connect("127.0.0.1:7711")
+            .map(|s| format!("connected {:?}", s.peer_addr())),
     );
 
     report("readdir .", try_readdir("."));

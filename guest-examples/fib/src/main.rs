@@ -20,7 +20,10 @@ fn main() {
     let text = wasque_guest::payload_string();
     let n: u64 = match text.trim().parse() {
         Ok(n) => n,
-        Err(e) => wasque_guest::fail(2, &format!("fib: payload {:?} is not a number: {e}", text.trim())),
+        Err(e) => wasque_guest::fail(
+            2,
+            &format!("fib: payload {:?} is not a number: {e}", text.trim()),
+        ),
     };
     // black_box keeps the compiler from specialising on a known argument.
     let result = fib(black_box(n));

@@ -12,7 +12,9 @@ fn transform(v: Value) -> Value {
         Value::String(s) => Value::String(s.to_uppercase()),
         Value::Number(n) => Value::Number(double(&n)),
         Value::Array(items) => Value::Array(items.into_iter().map(transform).collect()),
-        Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k, transform(v))).collect()),
+        Value::Object(map) => {
+            Value::Object(map.into_iter().map(|(k, v)| (k, transform(v))).collect())
+        }
         other => other,
     }
 }
@@ -36,7 +38,9 @@ fn process(payload: &[u8]) -> Result<Vec<u8>, String> {
     let fields = input.len();
     // Without serde_json's `preserve_order` feature a Map is a BTreeMap, so
     // keys come out sorted.
-    let Value::Object(mut out) = transform(Value::Object(input)) else { unreachable!() };
+    let Value::Object(mut out) = transform(Value::Object(input)) else {
+        unreachable!()
+    };
     out.insert("_fields".to_owned(), Value::from(fields));
     let mut bytes = serde_json::to_vec(&out).map_err(|e| e.to_string())?;
     bytes.push(b'\n');

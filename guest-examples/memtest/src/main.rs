@@ -59,7 +59,9 @@ fn count_nonzero(ptr: *const u8, len: usize) -> usize {
     // SAFETY: as in `fill`. The bytes may be uninitialised from Rust's point
     // of view (that is the point of the test); volatile reads of `u8` behind
     // an opaque pointer are what the Wasm code actually does.
-    (0..len).filter(|&i| unsafe { read_volatile(ptr.add(i)) } != 0).count()
+    (0..len)
+        .filter(|&i| unsafe { read_volatile(ptr.add(i)) } != 0)
+        .count()
 }
 
 fn main() {
@@ -76,6 +78,9 @@ fn main() {
             let h = count_nonzero(heap_block(), HEAP_LEN);
             wasque_guest::output(format!("static={s} heap={h}\n").as_bytes());
         }
-        other => wasque_guest::fail(2, &format!("memtest: payload must be \"write\" or \"read\", not {other:?}")),
+        other => wasque_guest::fail(
+            2,
+            &format!("memtest: payload must be \"write\" or \"read\", not {other:?}"),
+        ),
     }
 }

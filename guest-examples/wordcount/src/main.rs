@@ -69,7 +69,11 @@ mod tests {
             "non\u{a0}breaking\u{3000}ideographic\u{2028}sep",
             "héllo wörld ünïcode",
         ] {
-            assert_eq!(count_words(s.as_bytes()), s.split_whitespace().count() as u64, "{s:?}");
+            assert_eq!(
+                count_words(s.as_bytes()),
+                s.split_whitespace().count() as u64,
+                "{s:?}"
+            );
         }
         assert_eq!(count_words(b"bad \xff\xfe bytes"), 3);
     }

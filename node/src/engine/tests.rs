@@ -57,7 +57,11 @@ fn ok_result(out: &str) -> JobResult {
 fn wasm_job_runs_and_wakes_its_waiter() {
     let mut e = engine(1);
     e.handle_module_added(module(), 100);
-    e.handle_command(T0, RequestId(1), Command::AddJob(Box::new(wasm_job("q", "hi"))));
+    e.handle_command(
+        T0,
+        RequestId(1),
+        Command::AddJob(Box::new(wasm_job("q", "hi"))),
+    );
     let fx = drain(&mut e);
     let id = added(&fx, 1);
     let run = fx
@@ -71,12 +75,24 @@ fn wasm_job_runs_and_wakes_its_waiter() {
     assert_eq!(&run.body[..], b"hi");
     assert_eq!(e.job(&id).unwrap().state, JobState::Active);
 
-    e.handle_command(T0 + 1, RequestId(2), Command::Wait { id, timeout_ms: 1000 });
+    e.handle_command(
+        T0 + 1,
+        RequestId(2),
+        Command::Wait {
+            id,
+            timeout_ms: 1000,
+        },
+    );
     assert!(drain(&mut e).is_empty(), "wait blocks");
     e.handle_exec_done(T0 + 2, id, run.attempt, ok_result("2\n"));
     let fx = drain(&mut e);
     match &fx[..] {
-        [Effect::Reply { to, reply: Reply::Job(s) }] => {
+        [
+            Effect::Reply {
+                to,
+                reply: Reply::Job(s),
+            },
+        ] => {
             assert_eq!(*to, RequestId(2));
             assert_eq!(s.state, JobState::Done);
             assert_eq!(s.result.as_ref().unwrap().output, b"2\n");
@@ -92,7 +108,11 @@ fn executor_slots_bound_running_jobs() {
     let mut e = engine(2);
     e.handle_module_added(module(), 1);
     for i in 0..5 {
-        e.handle_command(T0, RequestId(i), Command::AddJob(Box::new(wasm_job("q", "x"))));
+        e.handle_command(
+            T0,
+            RequestId(i),
+            Command::AddJob(Box::new(wasm_job("q", "x"))),
+        );
     }
     let runs: Vec<RunJob> = drain(&mut e)
         .into_iter()
@@ -114,7 +134,11 @@ fn executor_slots_bound_running_jobs() {
 #[test]
 fn unknown_module_and_bounds_are_refused() {
     let mut e = engine(1);
-    e.handle_command(T0, RequestId(1), Command::AddJob(Box::new(wasm_job("q", "x"))));
+    e.handle_command(
+        T0,
+        RequestId(1),
+        Command::AddJob(Box::new(wasm_job("q", "x"))),
+    );
     assert!(matches!(
         &drain(&mut e)[..],
         [Effect::Reply { reply: Reply::Error(err), .. }] if err.code == ErrorCode::NoModule
@@ -166,7 +190,12 @@ fn add_and_wait_acks_after_the_result() {
     failed.error_class = Some(ErrorClass::OutOfFuel);
     e.handle_exec_done(T0 + 3, run.job, run.attempt, failed);
     match &drain(&mut e)[..] {
-        [Effect::Reply { to, reply: Reply::Job(s) }] => {
+        [
+            Effect::Reply {
+                to,
+                reply: Reply::Job(s),
+            },
+        ] => {
             assert_eq!(to.0, 9);
             assert_eq!(s.state, JobState::Failed);
         }
@@ -180,7 +209,11 @@ fn add_and_wait_acks_after_the_result() {
 fn wait_times_out_on_the_virtual_clock() {
     let mut e = engine(0); // no executors: the job never runs
     e.handle_module_added(module(), 1);
-    e.handle_command(T0, RequestId(1), Command::AddJob(Box::new(wasm_job("q", "x"))));
+    e.handle_command(
+        T0,
+        RequestId(1),
+        Command::AddJob(Box::new(wasm_job("q", "x"))),
+    );
     let id = added(&drain(&mut e), 1);
     e.handle_command(T0, RequestId(2), Command::Wait { id, timeout_ms: 50 });
     assert_eq!(e.poll_timeout(), Some(T0 + 50));
@@ -189,7 +222,10 @@ fn wait_times_out_on_the_virtual_clock() {
     e.handle_timeout(T0 + 50);
     assert!(matches!(
         &drain(&mut e)[..],
-        [Effect::Reply { reply: Reply::NotFinished, .. }]
+        [Effect::Reply {
+            reply: Reply::NotFinished,
+            ..
+        }]
     ));
     // A cancelled wait leaves nothing behind.
     e.handle_command(T0, RequestId(3), Command::Wait { id, timeout_ms: 50 });
@@ -222,7 +258,14 @@ fn nocache_hands_the_result_to_present_waiters_only() {
     e.handle_command(T0, RequestId(1), Command::AddJob(Box::new(a)));
     let fx = drain(&mut e);
     let id = added(&fx, 1);
-    e.handle_command(T0, RequestId(2), Command::Wait { id, timeout_ms: 100 });
+    e.handle_command(
+        T0,
+        RequestId(2),
+        Command::Wait {
+            id,
+            timeout_ms: 100,
+        },
+    );
     e.handle_exec_done(T0 + 1, id, 1, ok_result("out"));
     let fx = drain(&mut e);
     assert!(matches!(&fx[..], [Effect::Reply { reply: Reply::Job(s), .. }] if s.result.is_some()));
@@ -240,21 +283,64 @@ fn asynckey_guards_show() {
     a.asynckey = Some("k1".into());
     e.handle_command(T0, RequestId(1), Command::AddJob(Box::new(a)));
     let id = added(&drain(&mut e), 1);
-    e.handle_command(T0, RequestId(2), Command::Show { id, key: Some("nope".into()) });
-    assert!(matches!(&drain(&mut e)[..], [Effect::Reply { reply: Reply::Error(_), .. }]));
-    e.handle_command(T0, RequestId(3), Command::Show { id, key: Some("k1".into()) });
-    assert!(matches!(&drain(&mut e)[..], [Effect::Reply { reply: Reply::Job(_), .. }]));
+    e.handle_command(
+        T0,
+        RequestId(2),
+        Command::Show {
+            id,
+            key: Some("nope".into()),
+        },
+    );
+    assert!(matches!(
+        &drain(&mut e)[..],
+        [Effect::Reply {
+            reply: Reply::Error(_),
+            ..
+        }]
+    ));
+    e.handle_command(
+        T0,
+        RequestId(3),
+        Command::Show {
+            id,
+            key: Some("k1".into()),
+        },
+    );
+    assert!(matches!(
+        &drain(&mut e)[..],
+        [Effect::Reply {
+            reply: Reply::Job(_),
+            ..
+        }]
+    ));
 }
 
 #[test]
 fn module_in_use_cannot_be_deleted_and_deljob_wakes_waiters() {
     let mut e = engine(0);
     e.handle_module_added(module(), 1);
-    e.handle_command(T0, RequestId(1), Command::AddJob(Box::new(wasm_job("q", "x"))));
+    e.handle_command(
+        T0,
+        RequestId(1),
+        Command::AddJob(Box::new(wasm_job("q", "x"))),
+    );
     let id = added(&drain(&mut e), 1);
     e.handle_command(T0, RequestId(2), Command::DeleteModule { hash: module() });
-    assert!(matches!(&drain(&mut e)[..], [Effect::Reply { reply: Reply::Error(_), .. }]));
-    e.handle_command(T0, RequestId(3), Command::Wait { id, timeout_ms: 1000 });
+    assert!(matches!(
+        &drain(&mut e)[..],
+        [Effect::Reply {
+            reply: Reply::Error(_),
+            ..
+        }]
+    ));
+    e.handle_command(
+        T0,
+        RequestId(3),
+        Command::Wait {
+            id,
+            timeout_ms: 1000,
+        },
+    );
     e.handle_command(T0, RequestId(4), Command::DelJob { ids: vec![id] });
     let fx = drain(&mut e);
     assert_eq!(fx.len(), 2);

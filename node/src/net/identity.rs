@@ -21,7 +21,9 @@ pub enum IdentityError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}: not a valid PEM {what}: {reason} (delete the tls/ folder to make a new identity; clients must then trust the new ca.pem)")]
+    #[error(
+        "{path}: not a valid PEM {what}: {reason} (delete the tls/ folder to make a new identity; clients must then trust the new ca.pem)"
+    )]
     Pem {
         path: PathBuf,
         what: &'static str,
@@ -145,7 +147,11 @@ fn create(dir: &Path, node_id: &str, names: &[String]) -> Result<(), IdentityErr
         SanType::DnsName("localhost".try_into()?),
         SanType::DnsName(format!("{node_id}.wasque").try_into()?),
         SanType::IpAddress(IpAddr::from([127, 0, 0, 1])),
-        SanType::IpAddress("::1".parse().map_err(|_| rcgen::Error::CouldNotParseCertificate)?),
+        SanType::IpAddress(
+            "::1"
+                .parse()
+                .map_err(|_| rcgen::Error::CouldNotParseCertificate)?,
+        ),
     ];
     for n in names {
         match n.parse::<IpAddr>() {

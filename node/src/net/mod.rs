@@ -3,10 +3,10 @@
 //! - [`identity`]: the node's CA and certificate (created on first start).
 //! - [`quic`]: the QUIC endpoint: the client protocol (ALPN `wasque/1`);
 //!   peers (ALPN `wasque-peer/1`) come with the cluster.
-//! - [`http`]: the read-only JSON API, `/metrics`, health, the event feed
-//!   and the dashboard.
 //! - [`resp`]: RESP2 over TCP on the node's port: Disque's commands for
 //!   `redis-cli` and Disque clients.
+//! - [`http`]: the read-only JSON API, `/metrics`, health, the event feed
+//!   and the dashboard.
 
 pub mod http;
 pub mod identity;

@@ -14,9 +14,13 @@ pub enum DataDirError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("data dir {0} is in use by another wasque-node process (one node per data dir: stop the other node, or pass --data-dir DIR)")]
+    #[error(
+        "data dir {0} is in use by another wasque-node process (one node per data dir: stop the other node, or pass --data-dir DIR)"
+    )]
     Locked(PathBuf),
-    #[error("{path} does not hold a node id (40 hex digits): {found:?}; restore it from a backup, or delete it to start this node under a new id")]
+    #[error(
+        "{path} does not hold a node id (40 hex digits): {found:?}; restore it from a backup, or delete it to start this node under a new id"
+    )]
     BadNodeId { path: PathBuf, found: String },
 }
 

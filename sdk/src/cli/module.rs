@@ -50,8 +50,8 @@ pub async fn run(client: &Client, cmd: ModuleCmd) -> anyhow::Result<ExitCode> {
 /// Uploads a file and returns its hash, telling the user whether the node
 /// compiled it now or already had it.
 pub async fn put(client: &Client, file: &std::path::Path) -> anyhow::Result<ModuleHash> {
-    let bytes = std::fs::read(file)
-        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+    let bytes =
+        std::fs::read(file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
     let info = client.put_module(bytes).await?;
     eprintln!(
         "{}: {} bytes, {}",

@@ -88,7 +88,9 @@ fn read_payloads(a: &RunArgs) -> anyhow::Result<Vec<Vec<u8>>> {
             .map(|p| std::fs::read(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display())))
             .collect();
     }
-    Err(usage("give the payloads with --payloads FILE or --payload-dir DIR"))
+    Err(usage(
+        "give the payloads with --payloads FILE or --payload-dir DIR",
+    ))
 }
 
 pub async fn run(client: &Client, a: RunArgs) -> anyhow::Result<ExitCode> {
@@ -145,7 +147,10 @@ pub async fn run(client: &Client, a: RunArgs) -> anyhow::Result<ExitCode> {
             next += 1;
             in_flight.spawn(async move {
                 let t = Instant::now();
-                let outcome = match client.call(crate::proto::Request::AddJob(Box::new(job))).await {
+                let outcome = match client
+                    .call(crate::proto::Request::AddJob(Box::new(job)))
+                    .await
+                {
                     Ok(crate::proto::Response::Job(s)) if s.result.is_some() => Outcome::Done(s),
                     Ok(crate::proto::Response::Job(s)) => Outcome::Error(format!(
                         "timeout: job {} did not finish within the wait ({})",

@@ -56,7 +56,12 @@ pub fn summary(s: &JobStatus) -> String {
     out += &format!("ttl:       {} s left\n", s.ttl);
     if let Some(r) = &s.result {
         match &r.error_class {
-            None => out += &format!("result:    ok, exit 0, {} bytes of output\n", r.output.len()),
+            None => {
+                out += &format!(
+                    "result:    ok, exit 0, {} bytes of output\n",
+                    r.output.len()
+                )
+            }
             Some(c) => out += &format!("result:    {c}: {}\n", r.message),
         }
         out += &format!(
@@ -83,7 +88,10 @@ pub fn print_result(s: &JobStatus) -> ExitCode {
             let class = r.error_class.map(|c| c.to_string()).unwrap_or_default();
             eprintln!("error: {class}: {}", r.message);
             if !r.stderr.is_empty() {
-                eprintln!("--- job stderr ---\n{}", String::from_utf8_lossy(&r.stderr).trim_end());
+                eprintln!(
+                    "--- job stderr ---\n{}",
+                    String::from_utf8_lossy(&r.stderr).trim_end()
+                );
             }
             ExitCode::FAILURE
         }

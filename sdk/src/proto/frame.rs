@@ -100,7 +100,9 @@ mod tests {
         let mut bytes = (u32::MAX).to_be_bytes().to_vec();
         bytes.extend_from_slice(b"junk");
         let mut r = &bytes[..];
-        let err = read_frame::<_, RequestFrame>(&mut r, 1024).await.unwrap_err();
+        let err = read_frame::<_, RequestFrame>(&mut r, 1024)
+            .await
+            .unwrap_err();
         assert!(matches!(err, FrameError::TooLarge { .. }));
     }
 

@@ -14,11 +14,11 @@ pub mod request;
 pub mod response;
 pub mod types;
 
-pub use frame::{FrameError, read_frame, write_frame, encode_frame, DEFAULT_MAX_FRAME};
+pub use frame::{DEFAULT_MAX_FRAME, FrameError, encode_frame, read_frame, write_frame};
 pub use request::{AddJob, Request, RequestFrame};
 pub use response::{ErrorCode, ModuleInfo, NodeInfo, Response, ResponseFrame, WireError};
 pub use types::{
-    Body, ErrorClass, JobId, JobIdError, JobResult, JobState, JobStatus, DeliveryInfo, Limits,
+    Body, DeliveryInfo, ErrorClass, JobId, JobIdError, JobResult, JobState, JobStatus, Limits,
     LimitsRequest, ModuleHash,
 };
 

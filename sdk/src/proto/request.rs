@@ -25,20 +25,38 @@ pub enum Request {
     /// Upload a module. Sent as the first frame of a stream of its own,
     /// followed by exactly `size` raw bytes; the node replies on the same
     /// stream once the module is validated and compiled.
-    PutModule { size: u64 },
+    PutModule {
+        size: u64,
+    },
     ListModules,
-    StatModule { hash: ModuleHash },
-    DeleteModule { hash: ModuleHash },
+    StatModule {
+        hash: ModuleHash,
+    },
+    DeleteModule {
+        hash: ModuleHash,
+    },
     AddJob(Box<AddJob>),
     /// The job's status document.
-    Show { id: JobId },
+    Show {
+        id: JobId,
+    },
     /// The status document of a job added with `asynckey`, for a holder of
     /// the key (and nothing for anyone else).
-    ShowByKey { key: String, id: JobId },
+    ShowByKey {
+        key: String,
+        id: JobId,
+    },
     /// Blocks until the job is finished or `timeout_ms` passes (0 = no wait).
-    Wait { id: JobId, timeout_ms: u64 },
-    Ack { ids: Vec<JobId> },
-    DelJob { ids: Vec<JobId> },
+    Wait {
+        id: JobId,
+        timeout_ms: u64,
+    },
+    Ack {
+        ids: Vec<JobId>,
+    },
+    DelJob {
+        ids: Vec<JobId>,
+    },
     NodeInfo,
 }
 

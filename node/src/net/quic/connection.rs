@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, watch};
 use wasque_sdk::proto::{
     self, ErrorCode, FrameError, Request, RequestFrame, Response, ResponseFrame, WireError,
@@ -15,6 +16,9 @@ use super::QuicConfig;
 use super::translate;
 use crate::api::Reply;
 use crate::runtime::{Handle, ReplyTo};
+
+/// A client stream's receiving side, buffered.
+type Recv = tokio::io::BufReader<quinn::RecvStream>;
 
 /// Serves one connection until it closes or the node stops.
 pub async fn serve(
@@ -49,11 +53,14 @@ pub async fn serve(
 
 async fn stream_task(
     mut send: quinn::SendStream,
-    mut recv: quinn::RecvStream,
+    recv: quinn::RecvStream,
     cfg: Arc<QuicConfig>,
     handle: Handle,
     authed: Arc<AtomicBool>,
 ) {
+    // Buffered: a frame's length and body come from one read of the
+    // stream, not two (each read takes the connection's lock).
+    let mut recv = Recv::with_capacity(64 * 1024, recv);
     let first = match proto::read_frame::<_, RequestFrame>(&mut recv, cfg.max_frame_bytes).await {
         Ok(Some(f)) => f,
         Ok(None) => return,
@@ -71,7 +78,7 @@ async fn stream_task(
 
 /// Answers a frame that cannot be trusted, then closes the stream: after a
 /// bad length or bad bytes, framing of the rest is lost.
-async fn refuse(send: &mut quinn::SendStream, recv: &mut quinn::RecvStream, e: FrameError) {
+async fn refuse(send: &mut quinn::SendStream, recv: &mut Recv, e: FrameError) {
     tracing::info!("closing a client stream: {e}");
     let code = match e {
         FrameError::TooLarge { .. } => ErrorCode::TooBig,
@@ -85,13 +92,13 @@ async fn refuse(send: &mut quinn::SendStream, recv: &mut quinn::RecvStream, e: F
         let _ = send.write_all(&bytes).await;
     }
     let _ = send.finish();
-    let _ = recv.stop(1u32.into());
+    let _ = recv.get_mut().stop(1u32.into());
 }
 
 async fn pipeline(
     first: RequestFrame,
     mut send: quinn::SendStream,
-    mut recv: quinn::RecvStream,
+    mut recv: Recv,
     cfg: Arc<QuicConfig>,
     handle: Handle,
     authed: Arc<AtomicBool>,
@@ -114,7 +121,10 @@ async fn pipeline(
                     Err(e) => {
                         let err = ResponseFrame {
                             id,
-                            response: Response::Error(WireError::new(ErrorCode::TooBig, e.to_string())),
+                            response: Response::Error(WireError::new(
+                                ErrorCode::TooBig,
+                                e.to_string(),
+                            )),
                         };
                         if let Ok(bytes) = proto::encode_frame(&err, usize::MAX) {
                             buf.extend_from_slice(&bytes);
@@ -211,16 +221,16 @@ async fn upload(
     id: u64,
     size: u64,
     mut send: quinn::SendStream,
-    mut recv: quinn::RecvStream,
+    mut recv: Recv,
     cfg: &QuicConfig,
     handle: &Handle,
     authed: &AtomicBool,
 ) {
     let reply = if !authed.load(Ordering::Relaxed) {
-        let _ = recv.stop(1u32.into());
+        let _ = recv.get_mut().stop(1u32.into());
         Response::Error(WireError::new(ErrorCode::NoAuth, "authentication required"))
     } else if size > cfg.max_module_bytes as u64 {
-        let _ = recv.stop(1u32.into());
+        let _ = recv.get_mut().stop(1u32.into());
         Response::Error(WireError::new(
             ErrorCode::TooBig,
             format!(
@@ -242,7 +252,10 @@ async fn upload(
             },
         }
     };
-    let frame = ResponseFrame { id, response: reply };
+    let frame = ResponseFrame {
+        id,
+        response: reply,
+    };
     if let Ok(bytes) = proto::encode_frame(&frame, usize::MAX) {
         let _ = send.write_all(&bytes).await;
     }

@@ -34,11 +34,6 @@ pub fn response(reply: Reply) -> Response {
         Reply::NodeInfo(n) => Response::NodeInfo(*n),
         Reply::Hello { node, protocol } => Response::Hello { node, protocol },
         Reply::Error(e) => Response::Error(e),
-        // Inspection answers go to the HTTP API; QUIC clients never ask.
-        Reply::Inspect(_) => Response::Error(wasque_sdk::proto::WireError::new(
-            wasque_sdk::proto::ErrorCode::Unsupported,
-            "inspection answers are served by the HTTP API",
-        )),
         // Disque's queue commands are spoken over RESP; QUIC clients never
         // send them.
         Reply::Jobs(_)
@@ -49,6 +44,11 @@ pub fn response(reply: Reply) -> Response {
         | Reply::Paused(_) => Response::Error(wasque_sdk::proto::WireError::new(
             wasque_sdk::proto::ErrorCode::Unsupported,
             "Disque's queue commands are served over RESP",
+        )),
+        // Inspection answers go to the HTTP API; QUIC clients never ask.
+        Reply::Inspect(_) => Response::Error(wasque_sdk::proto::WireError::new(
+            wasque_sdk::proto::ErrorCode::Unsupported,
+            "inspection answers are served by the HTTP API",
         )),
     }
 }
