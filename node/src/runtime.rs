@@ -56,6 +56,8 @@ pub struct Handle {
     monitor: Option<Monitor>,
     /// Job events for RESP subscribers.
     pubsub: Hub,
+    /// The job store writer's figures (`appendonly yes`).
+    store: Option<Arc<crate::store::WriterStats>>,
 }
 
 impl Handle {
@@ -71,6 +73,12 @@ impl Handle {
     /// The executor's counters (threads, busy slots, compiles).
     pub fn exec_stats(&self) -> crate::exec::ExecStats {
         self.executor.stats()
+    }
+
+    /// Why the job store cannot write right now (`None`: it can, or the
+    /// node runs with `appendonly no`).
+    pub fn store_broken(&self) -> Option<String> {
+        self.store.as_ref().and_then(|s| s.broken())
     }
 
     /// Hands a command to the engine; the reply goes to `reply`.
@@ -246,7 +254,10 @@ impl Node {
             source,
         })?;
 
-        let monitor = cfg.http_port.map(|_| Monitor::new());
+        let store_stats = store.as_ref().map(|s| s.stats());
+        let monitor = cfg
+            .http_port
+            .map(|_| Monitor::with_store(store_stats.as_deref()));
         let http = match cfg.http_port {
             Some(port) => {
                 let addr = SocketAddr::new(cfg.bind, port);
@@ -284,6 +295,7 @@ impl Node {
             node_id: node_id.clone(),
             monitor: monitor.clone(),
             pubsub: pubsub.clone(),
+            store: store_stats,
         };
         let (stop, stop_rx) = watch::channel(false);
         let started = Instant::now();

@@ -71,6 +71,11 @@ impl TestNode {
         n
     }
 
+    /// Starts a node on `data_dir` with HTTP on a free loopback port.
+    pub fn start_in_http(data_dir: &Path, extra: &[&str]) -> TestNode {
+        TestNode::spawn(data_dir, extra, true)
+    }
+
     /// Starts a node on `data_dir` (kept by the caller, e.g. for restarts).
     pub fn start_in(data_dir: &Path, extra: &[&str]) -> TestNode {
         TestNode::spawn(data_dir, extra, false)

@@ -45,7 +45,7 @@ async fn disk_full_refuses_adds_keeps_reads_and_resumes() {
         return;
     };
     let dir = mount.0.join("data");
-    let node = TestNode::start_in(&dir, &["--exec-threads", "1"]);
+    let node = TestNode::start_in_http(&dir, &["--exec-threads", "1"]);
     let c = node.client().await;
     // Space to give back later.
     let ballast = mount.0.join("ballast");
@@ -70,6 +70,15 @@ async fn disk_full_refuses_adds_keeps_reads_and_resumes() {
     );
     assert!(!answered.is_empty());
 
+    // Load balancers learn it: /readyz answers 503 with the reason.
+    let ready = wasque_tests::http::get(node.http_addr(), "/readyz").expect("GET /readyz");
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    assert!(
+        ready.body.contains("job store cannot write"),
+        "{}",
+        ready.body
+    );
+
     // Reads keep working.
     let (first, i) = answered[0];
     let s = c.show(first).await.expect("show while the disk is full");
@@ -85,6 +94,8 @@ async fn disk_full_refuses_adds_keeps_reads_and_resumes() {
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     };
+    let ready = wasque_tests::http::get(node.http_addr(), "/readyz").expect("GET /readyz");
+    assert_eq!(ready.status, 200, "ready again: {}", ready.body);
 
     // Everything answered survives a crash.
     drop(c);

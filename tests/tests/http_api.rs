@@ -171,6 +171,15 @@ async fn api_and_metrics_follow_jobs_as_they_run() {
         "{m}"
     );
     assert_eq!(metric(&m, "wasque_jobs_acked_total"), Some(5.0), "{m}");
+    // The job store's latency (appendonly yes by default).
+    assert!(
+        metric(&m, "wasque_store_write_seconds_count").is_some_and(|n| n >= 1.0),
+        "{m}"
+    );
+    assert!(
+        metric(&m, "wasque_store_sync_seconds_count").is_some(),
+        "{m}"
+    );
     assert_eq!(metric(&m, "wasque_job_run_seconds_count"), Some(6.0), "{m}");
     assert_eq!(
         metric(&m, "wasque_job_wait_seconds_count"),

@@ -78,8 +78,26 @@ struct Inner {
 
 impl Monitor {
     pub fn new() -> Monitor {
+        Monitor::with_store(None)
+    }
+
+    /// A monitor that also exports the job store's write and sync latency
+    /// (`appendonly yes`).
+    pub fn with_store(store: Option<&crate::store::WriterStats>) -> Monitor {
         let mut registry = Registry::with_prefix("wasque");
         let metrics = Metrics::register(&mut registry);
+        if let Some(store) = store {
+            registry.register(
+                "store_write_seconds",
+                "Time to hand one group of job changes to the store",
+                store.write_seconds.clone(),
+            );
+            registry.register(
+                "store_sync_seconds",
+                "Time of one sync of the job store to disk",
+                store.sync_seconds.clone(),
+            );
+        }
         let (feed, _) = broadcast::channel(FEED_CAPACITY);
         Monitor {
             inner: Arc::new(Inner {

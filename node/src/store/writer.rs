@@ -14,12 +14,13 @@
 //! one until reopened).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::kv::{Kv, KvError, Op};
@@ -44,14 +45,54 @@ pub struct Written {
     pub result: Result<(), String>,
 }
 
-/// Counters of the writer, for INFO and benchmarks.
-#[derive(Debug, Default)]
+/// Counters of the writer, for INFO, `/metrics`, `/readyz` and benchmarks.
+#[derive(Debug)]
 pub struct WriterStats {
     pub groups: AtomicU64,
     pub syncs: AtomicU64,
     pub records_written: AtomicU64,
     pub failures: AtomicU64,
     pub disk_bytes: AtomicU64,
+    /// Time of each group write (handing the batch to the store), seconds.
+    pub write_seconds: Histogram,
+    /// Time of each sync to disk, seconds.
+    pub sync_seconds: Histogram,
+    /// Why the store cannot write right now; `None` while it can.
+    pub broken: Mutex<Option<String>>,
+}
+
+impl Default for WriterStats {
+    fn default() -> Self {
+        // 10 µs .. ~10 s, ×2 per bucket: fsync latency spans that range.
+        let buckets = || exponential_buckets(0.000_01, 2.0, 21);
+        WriterStats {
+            groups: AtomicU64::new(0),
+            syncs: AtomicU64::new(0),
+            records_written: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            disk_bytes: AtomicU64::new(0),
+            write_seconds: Histogram::new(buckets()),
+            sync_seconds: Histogram::new(buckets()),
+            broken: Mutex::new(None),
+        }
+    }
+}
+
+impl WriterStats {
+    /// Why the store cannot write, if it cannot.
+    pub fn broken(&self) -> Option<String> {
+        self.broken
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_broken(&self, why: Option<String>) {
+        *self
+            .broken
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = why;
+    }
 }
 
 /// Most batches coalesced into one group commit.
@@ -215,7 +256,10 @@ impl Thread {
             && self.last_sync.elapsed() >= Duration::from_secs(1)
             && let Some(kv) = &self.kv
         {
-            match kv.sync() {
+            let t = Instant::now();
+            let synced = kv.sync();
+            self.stats.sync_seconds.observe(t.elapsed().as_secs_f64());
+            match synced {
                 Ok(()) => {
                     self.stats.syncs.fetch_add(1, Ordering::Relaxed);
                     self.dirty = false;
@@ -242,6 +286,7 @@ impl Thread {
             tracing::error!("job store: {why}");
         }
         self.broken = Some((why.clone(), Instant::now()));
+        self.stats.set_broken(Some(why.clone()));
         why
     }
 
@@ -273,7 +318,10 @@ impl Thread {
                 }
             }
             let n = ops.len() as u64;
-            if let Err(e) = kv.write(ops) {
+            let t = Instant::now();
+            let wrote = kv.write(ops);
+            self.stats.write_seconds.observe(t.elapsed().as_secs_f64());
+            if let Err(e) = wrote {
                 return Err(self.fail(&e));
             }
             self.unwritten.clear();
@@ -282,14 +330,19 @@ impl Thread {
             self.stats.groups.fetch_add(1, Ordering::Relaxed);
         }
         if sync && self.dirty && self.mode != AppendFsync::No {
-            if let Err(e) = kv.sync() {
+            let t = Instant::now();
+            let synced = kv.sync();
+            self.stats.sync_seconds.observe(t.elapsed().as_secs_f64());
+            if let Err(e) = synced {
                 return Err(self.fail(&e));
             }
             self.stats.syncs.fetch_add(1, Ordering::Relaxed);
             self.dirty = false;
             self.last_sync = Instant::now();
         }
-        self.broken = None;
+        if self.broken.take().is_some() {
+            self.stats.set_broken(None);
+        }
         Ok(())
     }
 }

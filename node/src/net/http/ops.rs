@@ -17,7 +17,7 @@ pub async fn healthz() -> Json<serde_json::Value> {
 }
 
 /// `GET /readyz`: 200 when the node takes jobs (engine answering, executor
-/// up, not stopping); 503 with the reason otherwise.
+/// up, job store writing, not stopping); 503 with the reason otherwise.
 pub async fn readyz(State(st): State<AppState>) -> Response {
     let not_ready = |reason: String| {
         (
@@ -31,6 +31,9 @@ pub async fn readyz(State(st): State<AppState>) -> Response {
     }
     if st.handle().exec_stats().threads == 0 {
         return not_ready("the executor has no threads".into());
+    }
+    if let Some(why) = st.handle().store_broken() {
+        return not_ready(format!("the job store cannot write: {why}"));
     }
     match api::stats(&st).await {
         Ok(_) => Json(json!({ "ready": true })).into_response(),
