@@ -600,7 +600,10 @@ impl Engine {
             self.reply(req, no_job(&id));
             return;
         };
-        if job.state.is_finished() && job.result.is_some() {
+        // Finished: answer now. A `nocache` job's result went to the waiters
+        // present when it finished; a later wait learns the job is done,
+        // with no result, instead of waiting for an end that has passed.
+        if job.state.is_finished() {
             let status = job.status(now, &self.cfg.node_id);
             self.reply(req, Reply::Job(Box::new(status)));
             if ack {

@@ -349,3 +349,27 @@ fn module_in_use_cannot_be_deleted_and_deljob_wakes_waiters() {
     assert!(fx.contains(&Effect::RemoveModule(module())));
     assert_eq!(e.stats().timers, 0);
 }
+
+#[test]
+fn a_wait_after_a_nocache_job_finished_answers_at_once() {
+    let mut e = engine(1);
+    e.handle_module_added(module(), 1);
+    let mut a = wasm_job("q", "x");
+    a.nocache = true;
+    e.handle_command(T0, RequestId(1), Command::AddJob(Box::new(a)));
+    let id = added(&drain(&mut e), 1);
+    e.handle_exec_done(T0 + 1, id, 1, ok_result("out"));
+    drain(&mut e);
+    e.handle_command(
+        T0 + 2,
+        RequestId(2),
+        Command::Wait {
+            id,
+            timeout_ms: 60_000,
+        },
+    );
+    assert!(matches!(
+        &drain(&mut e)[..],
+        [Effect::Reply { reply: Reply::Job(s), .. }] if s.state == JobState::Done && s.result.is_none()
+    ));
+}

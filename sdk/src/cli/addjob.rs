@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::{module, show, usage};
 use crate::Client;
-use crate::proto::{AddJob, LimitsRequest};
+use crate::proto::{AddJob, LimitsRequest, Request, Response};
 
 #[derive(Debug, Args)]
 pub struct AddJobArgs {
@@ -172,23 +172,27 @@ pub async fn run(client: &Client, a: AddJobArgs) -> anyhow::Result<ExitCode> {
         println!("{}", client.add_job(job).await?);
         return Ok(ExitCode::SUCCESS);
     }
-    let id = client.add_job(job).await?;
-    match client.wait(id, a.wait_timeout).await? {
-        None => {
-            eprintln!(
-                "error: job {id} did not finish within {} ms (it stays queued; `wasque wait {id}` later)",
-                a.wait_timeout
-            );
-            Ok(ExitCode::FAILURE)
-        }
-        Some(status) => {
-            let code = show::print_result(&status);
-            if !a.no_ack {
-                client.ack(vec![id]).await?;
-            }
-            Ok(code)
-        }
+    // Add and wait in one request, so the wait is registered before the
+    // job can finish (a `nocache` result goes only to waiters present then).
+    job.wait_ms = Some(a.wait_timeout);
+    job.ack_on_result = false;
+    let status = match client.call(Request::AddJob(Box::new(job))).await? {
+        Response::Job(s) => *s,
+        other => anyhow::bail!("unexpected reply from the node: {other:?}"),
+    };
+    let id = status.id;
+    if !status.state.is_finished() {
+        eprintln!(
+            "error: job {id} did not finish within {} ms (it stays queued; `wasque wait {id}` later)",
+            a.wait_timeout
+        );
+        return Ok(ExitCode::FAILURE);
     }
+    let code = show::print_result(&status);
+    if !a.no_ack {
+        client.ack(vec![id]).await?;
+    }
+    Ok(code)
 }
 
 #[cfg(test)]
