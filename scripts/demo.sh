@@ -58,8 +58,8 @@ wasque ackjob "$id" >/dev/null
 step "a hostile job that never stops is ended by its fuel budget" "wasque addjob demo x 5000 --module $guests/spin.wasm --fuel 50000000 --wait"
 wasque addjob demo x 5000 --module "$guests/spin.wasm" --fuel 50000000 --wait || echo "(exit code $?)"
 
-step "... or by its wall-clock deadline" "wasque addjob demo x 5000 --module $guests/spin.wasm --deadline 200 --wait"
-wasque addjob demo x 5000 --module "$guests/spin.wasm" --deadline 200 --wait || echo "(exit code $?)"
+step "... or by its wall-clock deadline" "wasque addjob demo x 5000 --module $guests/spin.wasm --fuel 100000000000 --deadline 200 --wait"
+wasque addjob demo x 5000 --module "$guests/spin.wasm" --fuel 100000000000 --deadline 200 --wait || echo "(exit code $?)"
 
 step "a job that allocates without end hits its memory cap" "wasque addjob demo x 5000 --module $guests/hog.wasm --memory 16777216 --wait"
 wasque addjob demo x 5000 --module "$guests/hog.wasm" --memory 16777216 --wait || echo "(exit code $?)"

@@ -121,7 +121,10 @@ fn init_logging(cfg: &Config, flag: Option<&str>) {
     let filter = flag
         .map(EnvFilter::new)
         .or_else(|| EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| EnvFilter::new(&cfg.loglevel));
+        .unwrap_or_else(|| {
+            // The store crate's own progress lines are for its developers.
+            EnvFilter::new(format!("{},fjall=warn,lsm_tree=warn", cfg.loglevel))
+        });
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match cfg.logfile.as_ref().and_then(|p| {
         std::fs::OpenOptions::new()

@@ -79,6 +79,11 @@ async fn stream_task(
 /// Answers a frame that cannot be trusted, then closes the stream: after a
 /// bad length or bad bytes, framing of the rest is lost.
 async fn refuse(send: &mut quinn::SendStream, recv: &mut Recv, e: FrameError) {
+    if let FrameError::Io(e) = &e {
+        // The client went away (it closed its connection): nobody to answer.
+        tracing::debug!("client stream ended: {e}");
+        return;
+    }
     tracing::info!("closing a client stream: {e}");
     let code = match e {
         FrameError::TooLarge { .. } => ErrorCode::TooBig,
