@@ -8,53 +8,14 @@
 //! `cargo bench -p wasque-benches --bench e2e`; `WASQUE_BENCH_QUICK=1` for
 //! a smoke run. Prints a table; `benches/README.md` keeps the figures.
 
-use std::net::UdpSocket;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use wasque_node::config::Config;
+use wasque_benches::{node_config, payload_1k, runtime};
 use wasque_node::runtime::Node;
 use wasque_sdk::proto::{AddJob, ModuleHash};
 use wasque_sdk::{Client, ClientConfig};
-
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn node_config(dir: &Path, threads: usize) -> Config {
-    let mut cfg = Config::defaults();
-    cfg.port = free_port();
-    cfg.http_port = None;
-    cfg.data_dir = dir.to_path_buf();
-    cfg.exec_threads = threads;
-    cfg
-}
-
-fn runtime(threads: usize) -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
-fn payload_1k() -> Vec<u8> {
-    let words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta"];
-    let mut out = Vec::with_capacity(1024);
-    let mut i = 0;
-    while out.len() < 1024 - 8 {
-        out.extend_from_slice(words[i % words.len()].as_bytes());
-        out.push(b' ');
-        i += 1;
-    }
-    out.resize(1024, b' ');
-    out
-}
 
 /// Runs `total` jobs with `in_flight` outstanding; returns (jobs/s, histogram in µs).
 async fn load(

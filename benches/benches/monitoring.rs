@@ -20,12 +20,13 @@
 //! `WASQUE_BENCH_QUICK=1` for a smoke run. Prints markdown tables;
 //! `benches/README.md` keeps the figures.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use wasque_benches::{payload_1k, runtime};
 use wasque_node::api::{Command, Reply};
 use wasque_node::config::Config;
 use wasque_node::engine::{Effect, Engine, EngineConfig, RequestId};
@@ -35,41 +36,10 @@ use wasque_sdk::proto::{AddJob, JobResult, ModuleHash};
 use wasque_sdk::{Client, ClientConfig};
 use wasque_tests::http::{self, EventStream};
 
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 fn node_config(dir: &Path, http: bool) -> Config {
-    let mut cfg = Config::defaults();
-    cfg.port = free_port();
+    let mut cfg = wasque_benches::node_config(dir, 2);
     cfg.http_port = http.then_some(0);
-    cfg.data_dir = dir.to_path_buf();
-    cfg.exec_threads = 2;
     cfg
-}
-
-fn runtime(threads: usize) -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
-fn payload_1k() -> Vec<u8> {
-    let words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta"];
-    let mut out = Vec::with_capacity(1024);
-    let mut i = 0;
-    while out.len() < 1024 - 8 {
-        out.extend_from_slice(words[i % words.len()].as_bytes());
-        out.push(b' ');
-        i += 1;
-    }
-    out.resize(1024, b' ');
-    out
 }
 
 /// Runs `total` jobs with 64 outstanding; returns jobs/s.

@@ -1,1 +1,50 @@
+//! Set-up shared by the benchmarks in `benches/benches/`: a free loopback
+//! port, a node configuration for one, a multi-thread runtime, and the
+//! standard 1 KiB `wordcount` payload.
 
+use std::net::UdpSocket;
+use std::path::Path;
+
+use wasque_node::config::Config;
+
+/// A loopback UDP port free right now.
+pub fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A node's defaults on a free port, with `dir` as its data dir, HTTP off
+/// and `threads` executor threads.
+pub fn node_config(dir: &Path, threads: usize) -> Config {
+    let mut cfg = Config::defaults();
+    cfg.port = free_port();
+    cfg.http_port = None;
+    cfg.data_dir = dir.to_path_buf();
+    cfg.exec_threads = threads;
+    cfg
+}
+
+/// A multi-thread Tokio runtime with `threads` workers.
+pub fn runtime(threads: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// 1 KiB of space-separated words: the payload of the `wordcount` benches.
+pub fn payload_1k() -> Vec<u8> {
+    let words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta"];
+    let mut out = Vec::with_capacity(1024);
+    let mut i = 0;
+    while out.len() < 1024 - 8 {
+        out.extend_from_slice(words[i % words.len()].as_bytes());
+        out.push(b' ');
+        i += 1;
+    }
+    out.resize(1024, b' ');
+    out
+}
