@@ -3,7 +3,7 @@
 # with default settings (no config file), runs example Wasm jobs end to end
 # through the `wasque` CLI, then stops the node.
 #
-#   WASQUE_DEMO_PORT=17711 ./scripts/demo.sh   # if 7711 is taken
+#   WASQUE_DEMO_PORT=17711 bash scripts/demo.sh   # if 7711 is taken
 set -euo pipefail
 cd "$(dirname "$0")/.."
 port=${WASQUE_DEMO_PORT:-7711}
