@@ -8,6 +8,7 @@
 //! name, so there is one definition on both sides of the wire.
 
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 
 pub use wasque_sdk::proto::{
     DeliveryInfo, ErrorClass, JobId, JobResult, JobState, JobStatus, Limits, LimitsRequest,
@@ -17,11 +18,58 @@ pub use wasque_sdk::proto::{
 /// Milliseconds since the unix epoch: the engine's one notion of time.
 pub type UnixMs = u64;
 
-/// A job as this node holds it.
-#[derive(Clone, Debug, PartialEq)]
+/// A node's id: the 20 bytes behind the 40 hex digits of `DATA_DIR/node-id`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct NodeName(pub [u8; 20]);
+
+impl NodeName {
+    /// Parses 40 hex digits.
+    pub fn from_hex(s: &str) -> Option<NodeName> {
+        let s = s.as_bytes();
+        if s.len() != 40 {
+            return None;
+        }
+        let mut out = [0u8; 20];
+        for (i, pair) in s.chunks(2).enumerate() {
+            let hi = (pair[0] as char).to_digit(16)?;
+            let lo = (pair[1] as char).to_digit(16)?;
+            out[i] = (hi * 16 + lo) as u8;
+        }
+        Some(NodeName(out))
+    }
+
+    /// The 24 bits carried in the ids of jobs this node creates.
+    pub fn prefix(&self) -> u32 {
+        u32::from_be_bytes([0, self.0[0], self.0[1], self.0[2]])
+    }
+
+    /// The first 8 hex digits, for logs.
+    pub fn short(&self) -> String {
+        self.to_string()[..8].to_string()
+    }
+}
+
+impl std::fmt::Display for NodeName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for NodeName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NodeName({})", self.short())
+    }
+}
+
+/// A job as this node holds it (and as it travels between peers).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Job {
     pub id: JobId,
     pub queue: String,
+    #[serde(with = "bytes_as_bytes")]
     pub body: Bytes,
     /// The module to run; `None` = a plain job for an external worker.
     pub module: Option<ModuleHash>,
@@ -50,10 +98,44 @@ pub struct Job {
     pub requeue_at: Option<UnixMs>,
     pub counters: Counters,
     pub result: Option<JobResult>,
+    /// Nodes holding a copy, this one included (Disque's
+    /// `nodes-delivered`); empty for a job kept on one node only.
+    pub nodes: Vec<NodeName>,
+}
+
+/// `Bytes` written as a byte string (postcard: length and bytes).
+mod bytes_as_bytes {
+    use bytes::Bytes;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(b: &Bytes, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(b)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+        serde_bytes_buf(d).map(Bytes::from)
+    }
+
+    fn serde_bytes_buf<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+        }
+        d.deserialize_byte_buf(V)
+    }
 }
 
 /// Delivery counters, as Disque counts them.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counters {
     /// Executions started (Wasm jobs) or deliveries (plain jobs).
     pub attempts: u32,
@@ -64,6 +146,11 @@ pub struct Counters {
 }
 
 impl Job {
+    /// The other nodes holding a copy.
+    pub fn others(&self, me: NodeName) -> impl Iterator<Item = NodeName> + '_ {
+        self.nodes.iter().copied().filter(move |n| *n != me)
+    }
+
     /// Whether the node runs this job itself.
     pub fn is_wasm(&self) -> bool {
         self.module.is_some()
@@ -98,6 +185,7 @@ impl Job {
             limits: self.module.map(|_| self.limits),
             nocache: self.nocache,
             result: self.result.clone(),
+            nodes: self.nodes.iter().map(|n| n.to_string()).collect(),
         }
     }
 }

@@ -13,6 +13,9 @@
 //!   wants carried out (replies, executions) and its next timer.
 //! - [`queue`]: per-queue ready order (priority, then age), delayed jobs.
 //! - [`exec`]: wasmtime: module cache, limits, executor threads.
+//! - [`cluster`]: peers over QUIC (peer ALPN, certificates both ways), SWIM
+//!   membership, capacity adverts, module fetches; carries the engine's
+//!   replication messages.
 //! - [`net`]: TLS identities and the front doors (QUIC, HTTP).
 //! - [`monitor`]: metrics registry, rates and event feed of one node.
 //! - [`config`]: one [`config::Config`] from defaults, file and flags.
@@ -22,6 +25,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod engine;
 pub mod exec;

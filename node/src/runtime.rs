@@ -15,10 +15,11 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::api::{Command, ErrorCode, ModuleInfo, NodeInfo, Reply};
+use crate::cluster::{Cluster, ClusterConfig, PeerEvent};
 use crate::config::Config;
 use crate::engine::{Effect, Engine, EngineConfig, RequestId};
 use crate::exec::{ExecConfig, ExecDone, ExecRequest, Executor};
-use crate::job::{ModuleHash, UnixMs};
+use crate::job::{ModuleHash, NodeName, UnixMs};
 use crate::monitor::Monitor;
 use crate::net::identity::Identity;
 use crate::net::quic::{self, QuicConfig};
@@ -44,6 +45,8 @@ enum Input {
     Command(Command, ReplyTo),
     NodeInfo(ReplyTo),
     ModuleAdded(ModuleHash, u64),
+    ModuleFetchFailed(ModuleHash),
+    Leaving(bool),
 }
 
 /// A front door's way into the node. Cheap to clone.
@@ -58,9 +61,23 @@ pub struct Handle {
     pubsub: Hub,
     /// The job store writer's figures (`appendonly yes`).
     store: Option<Arc<crate::store::WriterStats>>,
+    cluster: Cluster,
 }
 
 impl Handle {
+    /// The node's peers and links.
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    /// `CLUSTER LEAVING yes|no`: a leaving node refuses new jobs
+    /// (`-LEAVING`), peers stop placing copies on it, and its queued jobs
+    /// go to peers that ask for work.
+    pub fn set_leaving(&self, on: bool) {
+        self.cluster.set_leaving(on);
+        let _ = self.inputs.send(Input::Leaving(on));
+    }
+
     /// The node's job-event fan-out (RESP `SUBSCRIBE`).
     pub fn pubsub(&self) -> &Hub {
         &self.pubsub
@@ -254,6 +271,24 @@ impl Node {
             source,
         })?;
 
+        let (peer_tx, peer_rx) = mpsc::unbounded_channel();
+        let (stop, stop_rx) = watch::channel(false);
+        let cluster = Cluster::start(
+            ClusterConfig {
+                me: NodeName::from_hex(&node_id).unwrap_or(NodeName([0; 20])),
+                addr: quic_addr,
+                node_timeout: Duration::from_millis(cfg.cluster_node_timeout_ms.max(100)),
+                // A module, or a batch of moved jobs, travels in one frame.
+                max_frame_bytes: cfg.max_module_bytes.max(cfg.max_body_bytes) * 2 + (16 << 20),
+                joins: cfg.joins.clone(),
+            },
+            endpoint.clone(),
+            &identity,
+            executor.clone(),
+            peer_tx,
+            stop_rx.clone(),
+        )?;
+
         let store_stats = store.as_ref().map(|s| s.stats());
         let monitor = cfg
             .http_port
@@ -296,8 +331,8 @@ impl Node {
             monitor: monitor.clone(),
             pubsub: pubsub.clone(),
             store: store_stats,
+            cluster: cluster.clone(),
         };
-        let (stop, stop_rx) = watch::channel(false);
         let started = Instant::now();
         let driver = Driver {
             engine,
@@ -309,13 +344,16 @@ impl Node {
             pubsub,
             store,
             written: Some(written_rx),
+            cluster: cluster.clone(),
+            inputs: handle.inputs.clone(),
         };
         let mut tasks = vec![
-            tokio::spawn(driver.run(inputs_rx, done_rx, stop_rx.clone())),
+            tokio::spawn(driver.run(inputs_rx, done_rx, peer_rx, stop_rx.clone())),
             tokio::spawn(quic::serve(
                 endpoint,
                 quic_cfg,
                 handle.clone(),
+                cluster,
                 stop_rx.clone(),
             )),
         ];
@@ -421,6 +459,9 @@ struct Driver {
     /// replies that depend on them wait for it.
     store: Option<crate::store::JobStore>,
     written: Option<mpsc::UnboundedReceiver<crate::store::Written>>,
+    cluster: Cluster,
+    /// The driver's own input channel, for tasks it starts (module fetches).
+    inputs: mpsc::UnboundedSender<Input>,
 }
 
 impl Driver {
@@ -428,6 +469,7 @@ impl Driver {
         mut self,
         mut inputs: mpsc::UnboundedReceiver<Input>,
         mut done: mpsc::UnboundedReceiver<ExecDone>,
+        mut peers: mpsc::UnboundedReceiver<PeerEvent>,
         mut stop: watch::Receiver<bool>,
     ) {
         let mut sweep = tokio::time::interval(Duration::from_secs(1));
@@ -460,6 +502,14 @@ impl Driver {
                     for _ in 0..1024 {
                         let Ok(input) = inputs.try_recv() else { break };
                         self.input(now, input);
+                    }
+                }
+                Some(ev) = peers.recv() => {
+                    let now = now_ms();
+                    self.peer_event(now, ev);
+                    for _ in 0..1024 {
+                        let Ok(ev) = peers.try_recv() else { break };
+                        self.peer_event(now, ev);
                     }
                 }
                 _ = sleep_until(wake), if wake.is_some() => {
@@ -514,6 +564,8 @@ impl Driver {
                 self.engine.handle_command(now, req, cmd);
             }
             Input::ModuleAdded(hash, size) => self.engine.handle_module_added(hash, size),
+            Input::ModuleFetchFailed(hash) => self.engine.handle_module_fetch_failed(hash),
+            Input::Leaving(on) => self.engine.set_leaving(on),
             Input::NodeInfo(reply) => {
                 let s = self.engine.stats();
                 let x = self.executor.stats();
@@ -583,8 +635,50 @@ impl Driver {
                 }
                 // Only emitted with a store, which takes them in carry_out.
                 Effect::Persist(_) => {}
+                Effect::Send { to, msg } => self.cluster.send(to, msg),
+                Effect::FetchModule { hash, from } => self.fetch_module(hash, from),
             }
         }
+    }
+
+    fn peer_event(&mut self, now: UnixMs, ev: PeerEvent) {
+        match ev {
+            PeerEvent::Message { from, msg } => self.engine.handle_peer(now, from, msg),
+            PeerEvent::Peers(live) => self.engine.handle_peers(now, live),
+        }
+    }
+
+    /// Fetches a module a peer has, compiles and stores it like an upload;
+    /// the engine hears of it as of any new module.
+    fn fetch_module(&self, hash: ModuleHash, from: NodeName) {
+        let (cluster, exec, inputs) = (
+            self.cluster.clone(),
+            self.executor.clone(),
+            self.inputs.clone(),
+        );
+        tokio::spawn(async move {
+            let outcome = match cluster.fetch_module(from, hash).await {
+                Ok(bytes) => tokio::task::spawn_blocking(move || exec.put_module(&bytes))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string())),
+                Err(e) => Err(e.to_string()),
+            };
+            match outcome {
+                Ok(put) if put.hash == hash => {
+                    tracing::info!(module = %hash, peer = %from.short(), "module fetched from peer");
+                    let _ = inputs.send(Input::ModuleAdded(put.hash, put.size));
+                }
+                Ok(put) => {
+                    tracing::warn!(module = %hash, got = %put.hash, "fetched module has another hash");
+                    let _ = inputs.send(Input::ModuleFetchFailed(hash));
+                }
+                Err(e) => {
+                    tracing::warn!(module = %hash, peer = %from.short(), "module fetch failed: {e}");
+                    let _ = inputs.send(Input::ModuleFetchFailed(hash));
+                }
+            }
+        });
     }
 
     /// Forgets blocked requests whose client went away.
@@ -599,6 +693,18 @@ impl Driver {
             self.pending.remove(&req);
             self.engine.handle_cancel(req);
         }
+        // What peers learn of this node's capacity.
+        let s = self.engine.stats();
+        let x = self.executor.stats();
+        self.cluster.set_advert(crate::cluster::Advert {
+            exec_slots: x.threads,
+            exec_busy: x.busy,
+            jobs: s.jobs as u64,
+            queued: self.engine.ready_jobs() as u64,
+            rss_bytes: rss_bytes(),
+            modules: s.modules as u32,
+            leaving: false,
+        });
     }
 }
 
@@ -616,4 +722,12 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
+}
+
+/// Resident memory of this process, from `/proc/self/statm` (0 elsewhere).
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
 }

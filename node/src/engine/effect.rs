@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use crate::api::{JobEvent, Reply};
-use crate::job::{JobId, Limits, ModuleHash};
+use crate::job::{JobId, Limits, ModuleHash, NodeName};
 
 /// Identifies a request waiting for its reply; allocated by the runtime.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -25,6 +25,16 @@ pub enum Effect {
     /// Something happened to a job, for whoever watches (metrics, the
     /// event feed); only emitted when `EngineConfig::events` is on.
     Event(JobEvent),
+    /// Send a message to a peer's engine (best effort: a message to a
+    /// dead or unknown peer is dropped; the protocol retries what matters).
+    Send {
+        to: NodeName,
+        msg: super::peer::PeerMsg,
+    },
+    /// Fetch a module by hash from a peer; its arrival comes back through
+    /// [`super::Engine::handle_module_added`], a failure through
+    /// [`super::Engine::handle_module_fetch_failed`].
+    FetchModule { hash: ModuleHash, from: NodeName },
 }
 
 /// An order to execute one attempt of a Wasm job.

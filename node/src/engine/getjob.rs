@@ -43,7 +43,7 @@ impl Engine {
         };
         let delivered = job.counters.attempts > 0;
         if job.state != JobState::Active
-            || (job.is_wasm() && delivered)
+            || self.executing.contains(&id)
             || (job.retry_ms == 0 && delivered)
         {
             return false;
@@ -65,6 +65,11 @@ impl Engine {
         }
         let (wasm, key) = (job.is_wasm(), ReadyKey::new(job.priority, id));
         let queue = job.queue.clone();
+        if wasm && !self.module_ready_for(now, id) {
+            // Queued, but waits for its module to arrive from a peer.
+            self.journal_put(&id);
+            return true;
+        }
         self.queues.push(&queue, key, wasm, now);
         self.journal_put(&id);
         if !wasm {
@@ -181,6 +186,8 @@ impl Engine {
         if let Some(d) = deadline {
             self.timers.set(d, Timer::WaitTimeout(req));
         }
+        // Federation: peers may have jobs for these queues.
+        let ask = !self.blocked.is_empty() || !queues.is_empty();
         self.blocked.insert(
             req,
             BlockedGet {
@@ -189,6 +196,9 @@ impl Engine {
                 deadline,
             },
         );
+        if ask {
+            self.ask_for_work(now);
+        }
     }
 
     /// Forgets a blocked GETJOB (answered, timed out or gone); returns it.

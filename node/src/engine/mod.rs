@@ -17,11 +17,13 @@
 //! `Effect::Persist`, ahead of the replies that depend on them. Start-up
 //! goes through [`Engine::restore`].
 
+mod cluster;
 mod effect;
 mod getjob;
 mod ids;
 mod inspect;
 mod journal;
+mod peer;
 mod restore;
 mod scan;
 mod timer;
@@ -30,20 +32,24 @@ mod worker;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_cluster;
+#[cfg(test)]
 mod tests_disque;
 #[cfg(test)]
 mod tests_restore;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use bytes::Bytes;
 
+pub use cluster::ClusterStats;
 pub use effect::{Effect, RequestId, RunJob};
 pub use journal::{Change, RestoreReport};
+pub use peer::PeerMsg;
 pub use timer::Timer;
 
 use crate::api::{AddJob, Command, ErrorCode, JobEvent, JobEventKind, ModuleInfo, Reply};
-use crate::job::{Counters, Job, JobId, JobResult, JobState, Limits, ModuleHash, UnixMs};
+use crate::job::{Counters, Job, JobId, JobResult, JobState, Limits, ModuleHash, NodeName, UnixMs};
 use crate::queue::{Queues, ReadyKey};
 use getjob::{BlockedGet, Cause};
 use ids::IdGen;
@@ -152,13 +158,25 @@ pub struct Engine {
     ids: IdGen,
     effects: VecDeque<Effect>,
     journal: journal::Journal,
+    /// Wasm jobs handed to this node's executor and not finished.
+    executing: HashSet<JobId>,
+    cluster: cluster::ClusterState,
+    /// The time of the latest input, for inputs that carry none.
+    last_now: UnixMs,
 }
 
 impl Engine {
     pub fn new(cfg: EngineConfig) -> Engine {
         let mut journal = journal::Journal::default();
         journal.on = cfg.journal;
+        let cluster = cluster::ClusterState {
+            me: NodeName::from_hex(&cfg.node_id),
+            ..Default::default()
+        };
         Engine {
+            executing: HashSet::new(),
+            cluster,
+            last_now: 0,
             journal,
             ids: IdGen::new(cfg.node_prefix, cfg.seed),
             cfg,
@@ -188,6 +206,16 @@ impl Engine {
         }
     }
 
+    /// Jobs ready in queues, plain and Wasm.
+    pub fn ready_jobs(&self) -> usize {
+        self.queues.iter().map(|(_, q)| q.len()).sum()
+    }
+
+    /// `CLUSTER LEAVING`: refuse new jobs, give queued ones to peers.
+    pub fn set_leaving(&mut self, on: bool) {
+        self.cluster.leaving = on;
+    }
+
     /// A job, if this node holds it.
     pub fn job(&self, id: &JobId) -> Option<&Job> {
         self.jobs.get(id).map(|j| &**j)
@@ -198,6 +226,7 @@ impl Engine {
     /// A command from a front door; its reply comes out as an effect
     /// addressed to `req`, now or (for blocking commands) later.
     pub fn handle_command(&mut self, now: UnixMs, req: RequestId, cmd: Command) {
+        self.last_now = now;
         self.queues.collect(now, 16);
         match cmd {
             Command::AddJob(add) => self.add_job(now, req, *add),
@@ -211,10 +240,10 @@ impl Engine {
                 self.reply(req, reply);
             }
             Command::Wait { id, timeout_ms } => self.wait(now, req, id, timeout_ms, false, false),
-            Command::Ack { ids, fast: _ } => {
+            Command::Ack { ids, fast } => {
                 let mut n = 0;
                 for id in ids {
-                    if self.remove_job(&id, "acknowledged") {
+                    if self.ack_everywhere(now, id, fast) {
                         n += 1;
                     }
                 }
@@ -306,6 +335,13 @@ impl Engine {
         self.modules
             .entry(hash)
             .or_insert(ModuleEntry { size, jobs: 0 });
+        if self.cluster.fetching.contains_key(&hash)
+            || self.cluster.awaiting_module.contains_key(&hash)
+        {
+            // Jobs that came from peers without it can run now.
+            let now = self.last_now;
+            self.module_arrived(now, hash);
+        }
     }
 
     /// Info on a module the engine knows.
@@ -322,6 +358,7 @@ impl Engine {
         result: JobResult,
     ) {
         self.running = self.running.saturating_sub(1);
+        self.executing.remove(&job_id);
         if let Some(job) = self.jobs.get_mut(&job_id)
             && job.state == JobState::Active
             && job.counters.attempts == attempt
@@ -355,6 +392,7 @@ impl Engine {
                 }));
             }
             self.journal_put(&job_id);
+            self.share_result(job_id);
             self.finish_waiters(now, job_id, status);
         }
         self.dispatch(now);
@@ -362,6 +400,7 @@ impl Engine {
 
     /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: UnixMs) {
+        self.last_now = now;
         while let Some(t) = self.timers.pop_due(now) {
             match t {
                 Timer::Ready(id) => {
@@ -370,11 +409,20 @@ impl Engine {
                 Timer::Expire(id) => {
                     self.remove_job(&id, "expired (TTL)");
                 }
+                Timer::ReplTimeout(id) => self.repl_timeout(now, id),
+                Timer::WillQueue(id) => self.will_queue_due(now, id),
+                Timer::ClusterTick => self.cluster_tick(now),
                 Timer::Requeue(id) => {
                     let Some(job) = self.jobs.get_mut(&id) else {
                         continue;
                     };
                     job.requeue_at = None;
+                    if self.requeue_announced(now, id) {
+                        continue;
+                    }
+                    let Some(job) = self.jobs.get(&id) else {
+                        continue;
+                    };
                     let paused_in = self.queues.get(&job.queue).is_some_and(|q| q.pause.input);
                     if paused_in {
                         // Disque: a queue paused in input takes nothing
@@ -441,6 +489,14 @@ impl Engine {
                 });
                 let delay_ms = a.delay_secs.unwrap_or(0) * 1000;
                 let id = self.ids.next(now, retry_secs == 0, ttl_secs);
+                let copies = self.replicas_for(a.replicate).max(1);
+                let mut nodes = Vec::new();
+                if copies > 1 {
+                    nodes.push(self.cluster.me.unwrap_or(NodeName([0; 20])));
+                    nodes.extend(self.pick_peers(copies as usize - 1));
+                }
+                // A synchronous add waits for its copies before it is live.
+                let sync_repl = nodes.len() > 1 && !a.asynchronous;
                 let job = Job {
                     id,
                     queue: a.queue,
@@ -451,26 +507,32 @@ impl Engine {
                     priority: a.priority,
                     group: a.group,
                     parent: None,
-                    replicate: a.replicate.unwrap_or(1).max(1),
+                    replicate: copies,
                     retry_ms: retry_secs * 1000,
                     expires_at: now + ttl_secs * 1000,
                     ready_at: now + delay_ms,
                     nocache: a.nocache,
                     asynckey: a.asynckey,
-                    state: JobState::Active,
+                    state: if sync_repl {
+                        JobState::WaitRepl
+                    } else {
+                        JobState::Active
+                    },
                     created_at: now,
                     queued_at: now,
                     requeue_at: None,
                     counters: Counters::default(),
                     result: None,
+                    nodes,
                 };
+                let replicated = job.nodes.len() > 1;
                 if let Some(m) = job.module
                     && let Some(entry) = self.modules.get_mut(&m)
                 {
                     entry.jobs += 1;
                 }
                 self.timers.set(job.expires_at, Timer::Expire(id));
-                if delay_ms > 0 {
+                if delay_ms > 0 && !sync_repl {
                     self.timers.set(job.ready_at, Timer::Ready(id));
                 }
                 self.emit(
@@ -482,6 +544,14 @@ impl Engine {
                 );
                 self.jobs.insert(id, Box::new(job));
                 self.journal_put(&id);
+                if sync_repl {
+                    let wait = a.wait_ms.map(|ms| (ms, a.ack_on_result));
+                    self.start_replication(now, Some(req), id, a.timeout_ms, wait);
+                    return;
+                }
+                if replicated {
+                    self.start_replication(now, None, id, a.timeout_ms, None);
+                }
                 if delay_ms == 0 {
                     self.enqueue(now, id, Cause::First);
                 }
@@ -496,6 +566,12 @@ impl Engine {
 
     /// Checks an add against the node's bounds; returns the job's limits.
     fn check_add(&self, a: &AddJob) -> Result<Limits, Reply> {
+        if self.cluster.leaving {
+            return Err(Reply::error(
+                ErrorCode::Leaving,
+                "This node is leaving the cluster: add the job to another node",
+            ));
+        }
         if a.queue.is_empty() {
             return Err(Reply::error(ErrorCode::Err, "queue name is empty"));
         }
@@ -515,7 +591,8 @@ impl Engine {
         if a.ttl_secs == Some(0) {
             return Err(Reply::error(ErrorCode::Err, "TTL must be a number > 0"));
         }
-        if a.retry_secs == Some(0) && a.replicate.is_some_and(|n| n > 1) {
+        let copies = self.replicas_for(a.replicate);
+        if a.retry_secs == Some(0) && copies > 1 {
             return Err(Reply::error(
                 ErrorCode::Err,
                 "With RETRY set to 0 please explicitly set REPLICATE to 1 (at-most-once delivery)",
@@ -528,15 +605,17 @@ impl Engine {
                 "The specified DELAY is greater than TTL. Job refused since would never be delivered",
             ));
         }
-        if let Some(n) = a.replicate
-            && n > 1
-        {
+        let reachable = self.cluster.peers.len() as u32 + 1;
+        if copies > reachable {
             return Err(Reply::error(
                 ErrorCode::NoRepl,
                 format!(
-                    "not enough reachable nodes for the requested replication ({n} copies, 1 node reachable)"
+                    "Not enough reachable nodes for the requested replication level ({copies} copies, {reachable} node(s) reachable)"
                 ),
             ));
+        }
+        if copies == 0 {
+            return Err(Reply::error(ErrorCode::Err, "REPLICATE must be >= 1"));
         }
         if self.queues.get(&a.queue).is_some_and(|q| q.pause.input) {
             return Err(Reply::error(
@@ -718,6 +797,7 @@ impl Engine {
             job.state = JobState::Active;
             job.counters.attempts += 1;
             self.running += 1;
+            self.executing.insert(id);
             if self.cfg.events {
                 self.effects.push_back(Effect::Event(JobEvent {
                     id,

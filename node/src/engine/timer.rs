@@ -18,6 +18,12 @@ pub enum Timer {
     Requeue(JobId),
     /// A blocked request gives up waiting.
     WaitTimeout(RequestId),
+    /// A synchronous add's replication deadline.
+    ReplTimeout(JobId),
+    /// A holder that announced a re-queue queues the job now.
+    WillQueue(JobId),
+    /// Cluster housekeeping (acks, federation, module fetches).
+    ClusterTick,
 }
 
 #[derive(Debug, Default)]

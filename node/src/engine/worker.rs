@@ -33,6 +33,7 @@ impl Engine {
                 Cause::First
             };
             if self.enqueue(now, id, cause) {
+                self.announce_queued(id);
                 n += 1;
             }
         }
@@ -75,6 +76,7 @@ impl Engine {
                     && job.state == JobState::Active
                 {
                     self.arm_requeue(now, id);
+                    self.announce_queued(id);
                 }
                 Reply::Count(retry_secs)
             }

@@ -168,6 +168,14 @@ impl ModuleCache {
 
     /// Forgets a module and deletes its files. Jobs already running it
     /// finish. `Ok(false)` when the node did not have it.
+    /// The module's bytes as uploaded, if the node has it.
+    pub(crate) fn blob(&self, hash: &ModuleHash) -> Option<Vec<u8>> {
+        if !self.contains(hash) {
+            return None;
+        }
+        std::fs::read(self.modules_dir.join(blob_name(hash))).ok()
+    }
+
     pub(crate) fn remove(&self, hash: &ModuleHash) -> Result<bool, ExecError> {
         let _writes = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
         let known = self

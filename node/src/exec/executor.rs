@@ -99,6 +99,12 @@ impl Executor {
         self.inner.core.cache.put(bytes)
     }
 
+    /// The module's bytes as uploaded (for a peer fetching it by hash).
+    /// Blocking: reads a file.
+    pub fn module_bytes(&self, hash: &ModuleHash) -> Option<Vec<u8>> {
+        self.inner.core.cache.blob(hash)
+    }
+
     /// Forgets a module and deletes its files; `Ok(false)` if the node did
     /// not have it. Jobs already running it finish normally.
     pub fn remove_module(&self, hash: &ModuleHash) -> Result<bool, ExecError> {

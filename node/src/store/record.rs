@@ -11,11 +11,12 @@ use std::borrow::Cow;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::job::{Counters, Job, JobId, JobResult, JobState, Limits, ModuleHash, UnixMs};
+use crate::job::{Counters, Job, JobId, JobResult, JobState, Limits, ModuleHash, NodeName, UnixMs};
 
 /// The first byte of every job record. A reader refuses formats it does
-/// not know instead of guessing.
-pub const JOB_FORMAT: u8 = 1;
+/// not know instead of guessing. Format 2 is format 1 followed by the
+/// job's holders (cluster copies); format 1 records still read.
+pub const JOB_FORMAT: u8 = 2;
 
 /// A body as bytes on the wire (postcard writes a length and the bytes),
 /// borrowed from the record when read back.
@@ -123,7 +124,8 @@ pub fn encode(job: &Job, out: &mut Vec<u8>) -> Result<(), RecordError> {
     out.clear();
     out.push(JOB_FORMAT);
     let buf = std::mem::take(out);
-    *out = postcard::to_extend(&rec, buf)?;
+    let buf = postcard::to_extend(&rec, buf)?;
+    *out = postcard::to_extend(&job.nodes, buf)?;
     Ok(())
 }
 
@@ -131,10 +133,15 @@ pub fn encode(job: &Job, out: &mut Vec<u8>) -> Result<(), RecordError> {
 pub fn decode(key: &[u8], value: &[u8]) -> Result<Job, RecordError> {
     let id = id_of(key)?;
     let (&format, rest) = value.split_first().ok_or(RecordError::Empty)?;
-    if format != JOB_FORMAT {
+    if format != 1 && format != JOB_FORMAT {
         return Err(RecordError::Format(format));
     }
-    let r: StoredJob<'_> = postcard::from_bytes(rest)?;
+    let (r, tail): (StoredJob<'_>, &[u8]) = postcard::take_from_bytes(rest)?;
+    let nodes: Vec<NodeName> = if format >= 2 {
+        postcard::from_bytes(tail)?
+    } else {
+        Vec::new()
+    };
     Ok(Job {
         id,
         queue: r.queue.into_owned(),
@@ -162,6 +169,7 @@ pub fn decode(key: &[u8], value: &[u8]) -> Result<Job, RecordError> {
             ack_times: r.ack_times,
         },
         result: r.result.map(Cow::into_owned),
+        nodes,
     })
 }
 
@@ -193,6 +201,7 @@ pub(crate) fn sample_job(ms: u64, body: &[u8]) -> Job {
         requeue_at: None,
         counters: Counters::default(),
         result: None,
+        nodes: vec![],
     }
 }
 

@@ -359,6 +359,8 @@ pub struct JobStatus {
     pub limits: Option<Limits>,
     pub nocache: bool,
     pub result: Option<JobResult>,
+    /// The nodes holding a copy (Disque's `nodes-delivered`), as node ids.
+    pub nodes: Vec<String>,
 }
 
 /// Bytes as they appear in JSON: a UTF-8 string when they are valid UTF-8,
@@ -414,6 +416,7 @@ impl JobStatus {
             }),
         );
         obj.insert("priority".into(), self.priority.into());
+        obj.insert("nodes".into(), self.nodes.clone().into());
         obj.insert("module".into(), self.module.map(|m| m.to_hex()).into());
         let result = match &self.result {
             None => serde_json::Value::Null,

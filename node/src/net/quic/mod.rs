@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 use crate::net::identity::{Identity, IdentityError};
 use crate::runtime::Handle;
-use wasque_sdk::CLIENT_ALPN;
+use wasque_sdk::PEER_ALPN;
 
 /// Settings of the QUIC front door.
 #[derive(Clone, Debug)]
@@ -31,13 +31,14 @@ pub struct QuicConfig {
 
 /// Binds the endpoint. Returns it so the caller knows the bound address.
 pub fn bind(cfg: &QuicConfig, identity: &Identity) -> Result<quinn::Endpoint, IdentityError> {
-    let tls = identity.server_config(&[CLIENT_ALPN])?;
+    let tls = crate::cluster::server_tls(identity)?;
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
         .map_err(|e| IdentityError::Tls(e.to_string()))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     let mut transport = quinn::TransportConfig::default();
     transport.max_concurrent_bidi_streams(64u32.into());
-    transport.max_concurrent_uni_streams(0u32.into());
+    // Peers open one message stream per link; clients open none.
+    transport.max_concurrent_uni_streams(8u32.into());
     transport.max_idle_timeout(Some(
         quinn::IdleTimeout::try_from(Duration::from_secs(60))
             .map_err(|e| IdentityError::Tls(e.to_string()))?,
@@ -57,6 +58,7 @@ pub async fn serve(
     endpoint: quinn::Endpoint,
     cfg: QuicConfig,
     handle: Handle,
+    cluster: crate::cluster::Cluster,
     mut stop: watch::Receiver<bool>,
 ) {
     let cfg = Arc::new(cfg);
@@ -74,8 +76,12 @@ pub async fn serve(
         }
         live.fetch_add(1, Ordering::Relaxed);
         let (cfg, handle, live, stop) = (cfg.clone(), handle.clone(), live.clone(), stop.clone());
+        let cluster = cluster.clone();
         tokio::spawn(async move {
             match incoming.await {
+                Ok(conn) if alpn(&conn).as_deref() == Some(PEER_ALPN) => {
+                    cluster.serve_peer(conn).await
+                }
                 Ok(conn) => connection::serve(conn, cfg, handle, stop).await,
                 Err(e) => tracing::debug!("handshake failed: {e}"),
             }
@@ -83,4 +89,12 @@ pub async fn serve(
         });
     }
     endpoint.close(0u32.into(), b"node shutting down");
+}
+
+/// The ALPN protocol a connection negotiated.
+fn alpn(conn: &quinn::Connection) -> Option<Vec<u8>> {
+    conn.handshake_data()?
+        .downcast::<quinn::crypto::rustls::HandshakeData>()
+        .ok()?
+        .protocol
 }

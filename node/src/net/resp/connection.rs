@@ -238,6 +238,10 @@ impl Conn {
                 let f = self.server(s);
                 self.push(Slot::Ready(f));
             }
+            Action::Cluster(c) => {
+                let f = cmd::cluster::run(&self.handle, c);
+                self.push(Slot::Ready(f));
+            }
         }
     }
 
@@ -275,17 +279,31 @@ impl Conn {
                 ),
             ),
             ServerCmd::Hello { version: None } => {
+                // Disque's HELLO: version, this node's id, then every
+                // reachable node with its priority (1 = use it, 100 =
+                // leaving: clients move away).
                 let id = self.handle.node_id().to_string();
-                Frame::Array(vec![
+                let cluster = self.handle.cluster();
+                let prio = |leaving: bool| if leaving { "100" } else { "1" };
+                let mut out = vec![
                     Frame::Integer(1),
                     Frame::text(&id),
                     Frame::Array(vec![
                         Frame::text(&id),
-                        Frame::text(&sh.config.bind.to_string()),
+                        Frame::text(&cluster.addr().ip().to_string()),
                         Frame::text(&sh.config.port.to_string()),
-                        Frame::text("1"),
+                        Frame::text(prio(cluster.leaving())),
                     ]),
-                ])
+                ];
+                for p in cluster.peers().into_iter().filter(|p| p.up) {
+                    out.push(Frame::Array(vec![
+                        Frame::text(&p.node.to_string()),
+                        Frame::text(&p.addr.ip().to_string()),
+                        Frame::text(&p.addr.port().to_string()),
+                        Frame::text(prio(p.leaving)),
+                    ]));
+                }
+                Frame::Array(out)
             }
             ServerCmd::ConfigGet(pattern) => Frame::Array(
                 server::config_values(&sh)
@@ -335,11 +353,20 @@ impl Conn {
                 cmd::render(*render, reply)
             }
             Slot::Info(section) => match reply {
-                Reply::NodeInfo(n) => Frame::Bulk(Bytes::from(server::info_text(
-                    section.as_deref(),
-                    &n,
-                    &self.shared,
-                ))),
+                Reply::NodeInfo(n) => {
+                    let mut text = server::info_text(section.as_deref(), &n, &self.shared);
+                    if matches!(
+                        section.as_deref(),
+                        None | Some("default" | "all" | "everything" | "cluster")
+                    ) {
+                        if !text.is_empty() {
+                            text.push_str("\r\n");
+                        }
+                        text.push_str("# Cluster\r\n");
+                        text.push_str(&cmd::cluster::info_text(&self.handle));
+                    }
+                    Frame::Bulk(Bytes::from(text))
+                }
                 Reply::Error(e) => Frame::error(e.code.as_str(), &e.message),
                 _ => Frame::error(ErrorCode::Internal.as_str(), "unexpected reply to INFO"),
             },

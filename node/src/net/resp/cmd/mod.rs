@@ -5,6 +5,7 @@
 //! touches job state.
 
 mod addjob;
+pub(super) mod cluster;
 mod getjob;
 mod jobs;
 mod queues;
@@ -34,6 +35,8 @@ pub enum Action {
     /// Commands about the connection or the server's settings, answered by
     /// the connection itself (AUTH, CONFIG, HELLO, QUIT, DEBUG, ...).
     Server(server::ServerCmd),
+    /// CLUSTER subcommands, answered from the cluster layer.
+    Cluster(cluster::ClusterCmd),
 }
 
 /// Arity as Redis states it: `n` exactly n words (with the name), `-n` at

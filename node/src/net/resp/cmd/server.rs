@@ -53,10 +53,7 @@ pub fn parse(a: &Args) -> Result<Action, Frame> {
             "ERR",
             "unknown DEBUG subcommand: only DEBUG FLUSHALL (on a node started with --enable-debug-command)",
         )),
-        "cluster" => Err(Frame::error(
-            "ERR",
-            "CLUSTER commands are not available yet: this node runs as a single node",
-        )),
+        "cluster" => super::cluster::parse(a),
         // redis-cli asks for the command table when it starts; an empty
         // one makes it fall back to plain behaviour.
         "command" => Ok(Action::Reply(Frame::Array(vec![]))),

@@ -1,0 +1,170 @@
+//! Connections peers open to this node. In loopback trust mode a peer
+//! must come from a loopback address and present a certificate; every
+//! stream then starts with the peer's `Hello`, whose node id must match
+//! the certificate pinned for it. A stream that breaks the protocol is
+//! stopped with a logged reason; the connection's other streams go on.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::membership::Cmd;
+use super::wire::{self, Frame};
+use super::{Inner, PeerEvent, is_loopback, trust};
+
+/// Serves one peer connection until it closes.
+pub(super) async fn serve(inner: Arc<Inner>, conn: quinn::Connection) {
+    let remote = conn.remote_address();
+    if !is_loopback(&remote) {
+        inner
+            .stats
+            .connections_refused
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(%remote, "peer refused: loopback trust mode accepts peers from loopback addresses only");
+        conn.close(
+            1u32.into(),
+            b"loopback trust mode: peers only from loopback",
+        );
+        return;
+    }
+    let Some(fp) = trust::peer_fingerprint(&conn) else {
+        inner
+            .stats
+            .connections_refused
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(%remote, "peer refused: it presented no certificate");
+        conn.close(1u32.into(), b"the peer protocol requires a certificate");
+        return;
+    };
+    loop {
+        tokio::select! {
+            uni = conn.accept_uni() => match uni {
+                Ok(recv) => { tokio::spawn(engine_stream(inner.clone(), recv, fp)); }
+                Err(_) => break,
+            },
+            bi = conn.accept_bi() => match bi {
+                Ok((send, recv)) => { tokio::spawn(exchange(inner.clone(), send, recv, fp)); }
+                Err(_) => break,
+            },
+            dg = conn.read_datagram() => match dg {
+                Ok(bytes) => { let _ = inner.cmds.send(Cmd::Gossip(bytes)); }
+                Err(_) => break,
+            },
+        }
+    }
+}
+
+/// A peer's message stream: `Hello`, then engine messages and adverts.
+async fn engine_stream(inner: Arc<Inner>, mut recv: quinn::RecvStream, fp: trust::Fingerprint) {
+    let max = inner.cfg.max_frame_bytes;
+    let hello = match wire::read(&mut recv, max).await {
+        Ok(Some(Frame::Hello(h))) => h,
+        Ok(Some(other)) => {
+            return refuse(
+                &inner,
+                &mut recv,
+                format!("stream must open with Hello, not {}", name(&other)),
+            );
+        }
+        Ok(None) => return,
+        Err(e) => return refuse(&inner, &mut recv, e.to_string()),
+    };
+    if let Err(why) = inner.pins.check(hello.node, fp) {
+        return refuse(&inner, &mut recv, why);
+    }
+    if let Ok(mut t) = inner.table.write() {
+        t.learn(hello.node, hello.addr, hello.incarnation);
+    }
+    let from = hello.node;
+    loop {
+        match wire::read(&mut recv, max).await {
+            Ok(Some(Frame::Engine(msg))) => {
+                inner.stats.frames_in.fetch_add(1, Ordering::Relaxed);
+                if inner.events.send(PeerEvent::Message { from, msg }).is_err() {
+                    return;
+                }
+            }
+            Ok(Some(Frame::Advert(a))) => {
+                let changed = match inner.table.write() {
+                    Ok(mut t) => {
+                        let was = t.get(&from).map(|p| p.leaving());
+                        let now = a.leaving;
+                        t.advert(from, a);
+                        was != Some(now)
+                    }
+                    Err(_) => false,
+                };
+                if changed {
+                    inner.publish_peers();
+                }
+            }
+            Ok(Some(other)) => {
+                return refuse(
+                    &inner,
+                    &mut recv,
+                    format!("unexpected {} on a message stream", name(&other)),
+                );
+            }
+            Ok(None) => return,
+            Err(e) => return refuse(&inner, &mut recv, e.to_string()),
+        }
+    }
+}
+
+/// One request on its own stream: the MEET handshake or a module fetch.
+async fn exchange(
+    inner: Arc<Inner>,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    fp: trust::Fingerprint,
+) {
+    let answer = match wire::read(&mut recv, inner.cfg.max_frame_bytes).await {
+        Ok(Some(Frame::Hello(h))) => match inner.pins.check(h.node, fp) {
+            Ok(()) => {
+                if let Ok(mut t) = inner.table.write() {
+                    t.learn(h.node, h.addr, h.incarnation);
+                }
+                Frame::Hello(inner.hello.clone())
+            }
+            Err(why) => Frame::Refused(why),
+        },
+        Ok(Some(Frame::FetchModule(hash))) => {
+            let exec = inner.executor.clone();
+            let bytes = tokio::task::spawn_blocking(move || exec.module_bytes(&hash))
+                .await
+                .ok()
+                .flatten();
+            if bytes.is_some() {
+                inner.stats.modules_served.fetch_add(1, Ordering::Relaxed);
+            }
+            Frame::Module(bytes)
+        }
+        Ok(Some(other)) => Frame::Refused(format!("unexpected request {}", name(&other))),
+        Ok(None) => return,
+        Err(e) => {
+            inner.stats.streams_refused.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("peer request refused: {e}");
+            Frame::Refused(e.to_string())
+        }
+    };
+    let _ = wire::write(&mut send, &answer).await;
+    let _ = send.finish();
+    // Let the answer reach the peer before the stream goes away.
+    let _ = send.stopped().await;
+}
+
+fn refuse(inner: &Inner, recv: &mut quinn::RecvStream, why: String) {
+    inner.stats.streams_refused.fetch_add(1, Ordering::Relaxed);
+    tracing::warn!("peer stream closed: {why}");
+    let _ = recv.stop(1u32.into());
+}
+
+fn name(f: &Frame) -> &'static str {
+    match f {
+        Frame::Hello(_) => "Hello",
+        Frame::Engine(_) => "an engine message",
+        Frame::Advert(_) => "Advert",
+        Frame::FetchModule(_) => "FetchModule",
+        Frame::Module(_) => "Module",
+        Frame::Refused(_) => "Refused",
+    }
+}

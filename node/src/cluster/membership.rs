@@ -1,0 +1,265 @@
+//! The membership task: runs foca (SWIM) over the links, answers MEET,
+//! FORGET and RESET, and sends this node's capacity advert to its live
+//! peers every second. Membership changes go to the driver as the list of
+//! peers that take jobs.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use foca::{AccumulatingRuntime, Foca, OwnedNotification, PostcardCodec, Timer};
+use rand10::SeedableRng;
+use rand10::rngs::SmallRng;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::link::{self, Out};
+use super::wire::Frame;
+use super::{Cluster, ClusterError, Inner, Member};
+use crate::job::NodeName;
+
+/// A forgotten node is not taken back from gossip for this long.
+const FORGET_BAN: Duration = Duration::from_secs(60);
+
+type Swim = Foca<Member, PostcardCodec, SmallRng, foca::NoCustomBroadcast>;
+type Reply = Option<oneshot::Sender<Result<NodeName, ClusterError>>>;
+
+pub(super) enum Cmd {
+    Gossip(Bytes),
+    Timer(Timer<Member>),
+    Meet(SocketAddr, Reply),
+    Announce(Member, Reply),
+    Forget(NodeName),
+    Reset,
+}
+
+fn swim_config(node_timeout: Duration) -> foca::Config {
+    let mut c = foca::Config::new_lan(NonZeroU32::new(8).expect("8 > 0"));
+    let probe = (node_timeout / 8).clamp(Duration::from_millis(100), Duration::from_secs(1));
+    c.probe_period = probe;
+    c.probe_rtt = probe / 2;
+    c.suspect_to_down_after = (node_timeout / 2).max(probe * 2);
+    // QUIC datagrams on loopback hold a little over 1,200 bytes.
+    c.max_packet_size = std::num::NonZeroUsize::new(1_100).expect("1100 > 0");
+    c
+}
+
+fn new_swim(inner: &Inner) -> Swim {
+    let me = Member {
+        node: inner.hello.node,
+        addr: inner.hello.addr,
+        incarnation: inner.hello.incarnation,
+    };
+    Foca::new(
+        me,
+        swim_config(inner.cfg.node_timeout),
+        SmallRng::seed_from_u64(rand::random()),
+        PostcardCodec,
+    )
+}
+
+pub(super) async fn run(
+    cluster: Cluster,
+    mut cmds: mpsc::UnboundedReceiver<Cmd>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let inner = cluster.inner.clone();
+    let mut swim = new_swim(&inner);
+    let mut rt = AccumulatingRuntime::new();
+    let mut banned: HashMap<NodeName, Instant> = HashMap::new();
+    for j in inner.cfg.joins.clone() {
+        tokio::spawn(join(inner.clone(), j));
+    }
+    let mut adverts = tokio::time::interval(Duration::from_secs(1));
+    adverts.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => {
+                let _ = swim.leave_cluster(&mut rt);
+                flush(&inner, &mut rt, &mut banned);
+                break;
+            }
+            cmd = cmds.recv() => {
+                let Some(cmd) = cmd else { break };
+                match cmd {
+                    Cmd::Gossip(b) => {
+                        if let Err(e) = swim.handle_data(&b, &mut rt) {
+                            tracing::debug!("gossip dropped: {e}");
+                        }
+                    }
+                    Cmd::Timer(t) => {
+                        let _ = swim.handle_timer(t, &mut rt);
+                    }
+                    Cmd::Meet(addr, reply) => {
+                        tokio::spawn(meet(inner.clone(), addr, reply));
+                    }
+                    Cmd::Announce(m, reply) => {
+                        banned.remove(&m.node);
+                        let node = m.node;
+                        let r = swim
+                            .announce(m, &mut rt)
+                            .map(|_| node)
+                            .map_err(|e| ClusterError::Refused(e.to_string()));
+                        if let Some(reply) = reply {
+                            let _ = reply.send(r);
+                        }
+                    }
+                    Cmd::Forget(node) => {
+                        banned.insert(node, Instant::now());
+                        link::drop_link(&inner, &node);
+                        inner.publish_peers();
+                    }
+                    Cmd::Reset => {
+                        let _ = swim.leave_cluster(&mut rt);
+                        flush(&inner, &mut rt, &mut banned);
+                        rt = AccumulatingRuntime::new();
+                        if let Ok(mut t) = inner.table.write() {
+                            t.clear();
+                        }
+                        inner.pins.clear();
+                        inner.links.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                        swim = new_swim(&inner);
+                        inner.publish_peers();
+                        tracing::info!("cluster reset: every peer forgotten");
+                    }
+                }
+            }
+            _ = adverts.tick() => {
+                let advert = inner.advert.read().map(|a| a.clone()).unwrap_or_default();
+                let up = inner.table.read().map(|t| t.up()).unwrap_or_default();
+                for n in up {
+                    link::send(&inner, n, Out::Frame(Frame::Advert(advert.clone())));
+                }
+            }
+        }
+        flush(&inner, &mut rt, &mut banned);
+    }
+}
+
+/// Carries out what foca asked for: datagrams, timers, notifications.
+fn flush(
+    inner: &Arc<Inner>,
+    rt: &mut AccumulatingRuntime<Member>,
+    banned: &mut HashMap<NodeName, Instant>,
+) {
+    while let Some((to, data)) = rt.to_send() {
+        if let Ok(mut t) = inner.table.write() {
+            t.learn(to.node, to.addr, to.incarnation);
+        }
+        link::send(inner, to.node, Out::Gossip(data));
+    }
+    while let Some((after, timer)) = rt.to_schedule() {
+        let cmds = inner.cmds.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let _ = cmds.send(Cmd::Timer(timer));
+        });
+    }
+    banned.retain(|_, at| at.elapsed() < FORGET_BAN);
+    let mut changed = false;
+    while let Some(n) = rt.to_notify() {
+        match n {
+            OwnedNotification::MemberUp(m) | OwnedNotification::Rename(_, m) => {
+                if banned.contains_key(&m.node) {
+                    continue;
+                }
+                tracing::info!(peer = %m.node.short(), addr = %m.addr, "peer up");
+                if let Ok(mut t) = inner.table.write() {
+                    t.learn(m.node, m.addr, m.incarnation);
+                    t.set_up(m.node, true);
+                }
+                changed = true;
+            }
+            OwnedNotification::MemberDown(m) => {
+                let newer_up = inner
+                    .table
+                    .read()
+                    .ok()
+                    .and_then(|t| t.get(&m.node).map(|p| p.incarnation > m.incarnation))
+                    .unwrap_or(false);
+                if newer_up {
+                    // The node restarted: its new incarnation is what counts.
+                    continue;
+                }
+                tracing::warn!(peer = %m.node.short(), addr = %m.addr, "peer down");
+                if let Ok(mut t) = inner.table.write() {
+                    t.set_up(m.node, false);
+                }
+                link::drop_link(inner, &m.node);
+                changed = true;
+            }
+            _ => {}
+        }
+    }
+    if changed {
+        inner.publish_peers();
+    }
+}
+
+/// MEET: the handshake tells us who is at `addr`; then SWIM announces us.
+async fn meet(inner: Arc<Inner>, addr: SocketAddr, reply: Reply) {
+    if addr == inner.hello.addr {
+        if let Some(r) = reply {
+            let _ = r.send(Err(ClusterError::Refused(
+                "that is this node's own address".into(),
+            )));
+        }
+        return;
+    }
+    let answer = link::request(&inner, addr, None, Frame::Hello(inner.hello.clone())).await;
+    match answer {
+        Ok(Frame::Hello(h)) => {
+            if let Ok(mut t) = inner.table.write() {
+                t.learn(h.node, h.addr, h.incarnation);
+            }
+            let m = Member {
+                node: h.node,
+                addr: h.addr,
+                incarnation: h.incarnation,
+            };
+            let _ = inner.cmds.send(Cmd::Announce(m, reply));
+        }
+        Ok(other) => {
+            if let Some(r) = reply {
+                let _ = r.send(Err(ClusterError::Refused(format!(
+                    "{addr} answered the handshake with {other:?}"
+                ))));
+            }
+        }
+        Err(e) => {
+            if let Some(r) = reply {
+                let _ = r.send(Err(e));
+            }
+        }
+    }
+}
+
+/// `--join HOST:PORT`: meets the address, retrying for a while (the peer
+/// may be starting too).
+async fn join(inner: Arc<Inner>, target: String) {
+    for attempt in 0..30u32 {
+        let addrs: Vec<SocketAddr> = match tokio::net::lookup_host(&target).await {
+            Ok(a) => a.collect(),
+            Err(e) => {
+                tracing::warn!(%target, "cannot resolve join address: {e}");
+                vec![]
+            }
+        };
+        for addr in addrs {
+            let (tx, rx) = oneshot::channel();
+            let _ = inner.cmds.send(Cmd::Meet(addr, Some(tx)));
+            match rx.await {
+                Ok(Ok(node)) => {
+                    tracing::info!(%addr, peer = %node.short(), "joined");
+                    return;
+                }
+                Ok(Err(e)) => tracing::debug!(%addr, attempt, "join attempt failed: {e}"),
+                Err(_) => return,
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tracing::warn!(%target, "could not join: no answer after 30 attempts");
+}

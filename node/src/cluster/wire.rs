@@ -1,0 +1,152 @@
+//! The peer protocol's frames: `u32` length, `u8` protocol version, then
+//! postcard. A frame over the size bound, of a version this node does not
+//! speak, or that does not decode ends the stream it came on with a logged
+//! reason; the node and its other streams carry on.
+//!
+//! Streams: every node dials each peer it talks to and opens one
+//! unidirectional stream on that connection, which starts with `Hello`
+//! and then carries the engine's messages in order. Request/response
+//! exchanges (the `Hello` handshake of `CLUSTER MEET`, module fetches) use
+//! a bidirectional stream each. SWIM gossip travels in QUIC datagrams.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::engine::PeerMsg;
+use crate::job::{ModuleHash, NodeName};
+
+/// The version of the peer protocol this node speaks.
+pub const PEER_PROTOCOL_VERSION: u8 = 1;
+
+/// A node introducing itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub node: NodeName,
+    /// Where peers reach it (UDP, QUIC) — the RESP port is the same number.
+    pub addr: SocketAddr,
+    /// Changes at every start: a restarted node is a new SWIM member.
+    pub incarnation: u64,
+}
+
+/// What a node tells its peers about its capacity, every second.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Advert {
+    pub exec_slots: u32,
+    pub exec_busy: u32,
+    pub jobs: u64,
+    /// Jobs ready in queues (plain and Wasm).
+    pub queued: u64,
+    pub rss_bytes: u64,
+    pub modules: u32,
+    /// `CLUSTER LEAVING yes`: it takes no new jobs.
+    pub leaving: bool,
+}
+
+/// One frame of the peer protocol.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Frame {
+    Hello(Hello),
+    Engine(PeerMsg),
+    Advert(Advert),
+    /// Ask for a module's bytes by hash.
+    FetchModule(ModuleHash),
+    /// The answer: the bytes, or `None` when the node lacks it.
+    Module(Option<Vec<u8>>),
+    /// The other side will not go on, and why.
+    Refused(String),
+}
+
+/// Why a frame could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("stream: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("frame of {0} bytes is over the bound of {1} bytes")]
+    TooBig(usize, usize),
+    #[error("peer speaks protocol version {0}; this node speaks {PEER_PROTOCOL_VERSION}")]
+    Version(u8),
+    #[error("undecodable frame: {0}")]
+    Decode(#[from] postcard::Error),
+}
+
+/// Encodes a frame (header and body) onto `out`.
+pub fn encode(frame: &Frame, out: &mut Vec<u8>) -> Result<(), postcard::Error> {
+    let start = out.len();
+    out.extend_from_slice(&[0; 5]);
+    let buf = std::mem::take(out);
+    *out = postcard::to_extend(frame, buf)?;
+    let len = (out.len() - start - 5) as u32;
+    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+    out[start + 4] = PEER_PROTOCOL_VERSION;
+    Ok(())
+}
+
+/// Writes one frame.
+pub async fn write<W: AsyncWrite + Unpin>(w: &mut W, frame: &Frame) -> Result<(), WireError> {
+    let mut buf = Vec::new();
+    encode(frame, &mut buf)?;
+    w.write_all(&buf).await?;
+    Ok(())
+}
+
+/// Reads one frame; `Ok(None)` at a clean end of stream.
+pub async fn read<R: AsyncRead + Unpin>(r: &mut R, max: usize) -> Result<Option<Frame>, WireError> {
+    let mut head = [0u8; 5];
+    match r.read_exact(&mut head).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    if len > max {
+        return Err(WireError::TooBig(len, max));
+    }
+    if head[4] != PEER_PROTOCOL_VERSION {
+        return Err(WireError::Version(head[4]));
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).await?;
+    Ok(Some(postcard::from_bytes(&body)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn frames_round_trip_and_bounds_hold() {
+        let f = Frame::Engine(PeerMsg::NeedJobs {
+            queue: Some("q".into()),
+            count: 3,
+        });
+        let mut buf = Vec::new();
+        encode(&f, &mut buf).unwrap();
+        encode(&Frame::Refused("x".into()), &mut buf).unwrap();
+        let mut r = &buf[..];
+        assert_eq!(read(&mut r, 1 << 20).await.unwrap(), Some(f));
+        assert_eq!(
+            read(&mut r, 1 << 20).await.unwrap(),
+            Some(Frame::Refused("x".into()))
+        );
+        assert_eq!(read(&mut r, 1 << 20).await.unwrap(), None);
+
+        let mut big = Vec::new();
+        encode(&Frame::Module(Some(vec![0; 100])), &mut big).unwrap();
+        assert!(matches!(
+            read(&mut &big[..], 10).await,
+            Err(WireError::TooBig(_, 10))
+        ));
+        big[4] = 9;
+        assert!(matches!(
+            read(&mut &big[..], 1 << 20).await,
+            Err(WireError::Version(9))
+        ));
+        let garbage = [0, 0, 0, 2, PEER_PROTOCOL_VERSION, 0xff, 0xff];
+        assert!(matches!(
+            read(&mut &garbage[..], 1 << 20).await,
+            Err(WireError::Decode(_))
+        ));
+    }
+}

@@ -1,0 +1,784 @@
+//! The engine's side of the cluster, after Disque's: replication of new
+//! jobs to other nodes before the add is answered, acknowledgements that
+//! reach every holder (and are retried until they do), re-queue by any
+//! holder once RETRY passes (announced with WILLQUEUE, so holders do not
+//! all queue at once), results handed to every holder, federation (a node
+//! whose consumers starve asks peers for queued jobs), and module fetches
+//! for jobs that arrive without their module.
+//!
+//! Everything here is sans-IO like the rest of the engine: messages leave
+//! as [`Effect::Send`], modules are asked for with [`Effect::FetchModule`],
+//! and the live peers come in through [`Engine::handle_peers`].
+
+use std::collections::{BTreeSet, HashMap};
+
+use super::getjob::Cause;
+use super::peer::PeerMsg;
+use super::{Effect, Engine, RequestId, Timer};
+use crate::api::{ErrorCode, Reply};
+use crate::job::{JobId, JobState, ModuleHash, NodeName, UnixMs};
+use crate::queue::ReadyKey;
+
+/// How long a holder whose retry passed waits for a `Queued` answer
+/// before queuing the job itself (Disque waits about as long).
+const WILL_QUEUE_MS: u64 = 500;
+/// Period of the cluster housekeeping tick: ack retransmission, federation
+/// asks, module fetch retries.
+const TICK_MS: u64 = 250;
+/// An unanswered SETACK is sent again after this long.
+const ACK_RESEND_MS: u64 = 1_000;
+/// A starving queue asks peers for jobs at most this often.
+const NEED_EVERY_MS: u64 = 250;
+/// A module fetch that has not ended after this long is tried again.
+const FETCH_RETRY_MS: u64 = 10_000;
+
+/// A synchronous add waiting for its copies.
+#[derive(Debug)]
+pub(super) struct PendingRepl {
+    pub req: RequestId,
+    /// Peers asked that have not answered `GotJob` yet.
+    pub waiting: Vec<NodeName>,
+    pub asked: Vec<NodeName>,
+    pub deadline: UnixMs,
+    /// The add also waits for the result (`wait_ms`, ack on result).
+    pub wait: Option<(u64, bool)>,
+}
+
+/// An acknowledgement not yet confirmed by every holder.
+#[derive(Debug)]
+pub(super) struct AckWait {
+    pub pending: Vec<NodeName>,
+    /// Given up after this (the job's TTL: no copy outlives it).
+    pub until: UnixMs,
+    pub sent_at: UnixMs,
+}
+
+/// Counters for INFO and metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClusterStats {
+    pub peers: usize,
+    pub copies_sent: u64,
+    pub copies_held: u64,
+    pub adds_norepl: u64,
+    pub acks_pending: usize,
+    pub requeued_by_holder: u64,
+    pub jobs_moved_out: u64,
+    pub jobs_moved_in: u64,
+    pub module_fetches: u64,
+}
+
+/// What the engine knows of the cluster.
+#[derive(Debug, Default)]
+pub(super) struct ClusterState {
+    pub me: Option<NodeName>,
+    pub peers: BTreeSet<NodeName>,
+    pub repl: HashMap<JobId, PendingRepl>,
+    pub acks: HashMap<JobId, AckWait>,
+    pub will_queue: HashMap<JobId, UnixMs>,
+    pub awaiting_module: HashMap<ModuleHash, Vec<JobId>>,
+    pub fetching: HashMap<ModuleHash, UnixMs>,
+    pub need_sent: HashMap<Option<String>, UnixMs>,
+    pub tick_at: Option<UnixMs>,
+    pub rr: usize,
+    /// `CLUSTER LEAVING yes`.
+    pub leaving: bool,
+    pub stats: ClusterStats,
+}
+
+impl Engine {
+    fn me(&self) -> NodeName {
+        self.cluster.me.unwrap_or(NodeName([0; 20]))
+    }
+
+    /// The live peers changed (membership): jobs are replicated to, and
+    /// acks retried on, these nodes.
+    pub fn handle_peers(&mut self, now: UnixMs, live: impl IntoIterator<Item = NodeName>) {
+        let me = self.me();
+        self.cluster.peers = live.into_iter().filter(|n| *n != me).collect();
+        self.cluster.stats.peers = self.cluster.peers.len();
+        self.arm_tick(now);
+    }
+
+    /// The live peers, for placement and replies.
+    pub fn peers(&self) -> impl Iterator<Item = &NodeName> {
+        self.cluster.peers.iter()
+    }
+
+    pub fn cluster_stats(&self) -> ClusterStats {
+        let mut s = self.cluster.stats;
+        s.acks_pending = self.cluster.acks.len();
+        s
+    }
+
+    /// A module fetch ended without the module: try again later (from
+    /// another holder, when there is one).
+    pub fn handle_module_fetch_failed(&mut self, hash: ModuleHash) {
+        self.cluster.fetching.remove(&hash);
+    }
+
+    /// A message from a peer's engine.
+    pub fn handle_peer(&mut self, now: UnixMs, from: NodeName, msg: PeerMsg) {
+        match msg {
+            PeerMsg::Replicate(job) => self.on_replicate(now, from, *job),
+            PeerMsg::GotJob(id) => self.on_got_job(now, from, id),
+            PeerMsg::SetAck(id) => {
+                self.remove_job(&id, "acknowledged");
+                self.send(from, PeerMsg::GotAck(id));
+            }
+            PeerMsg::GotAck(id) => {
+                if let Some(a) = self.cluster.acks.get_mut(&id) {
+                    a.pending.retain(|n| *n != from);
+                    if a.pending.is_empty() {
+                        self.cluster.acks.remove(&id);
+                    }
+                }
+            }
+            PeerMsg::DelJob(id) => {
+                if self.jobs.get(&id).is_some_and(|j| !j.state.is_finished()) {
+                    self.remove_job(&id, "deleted (its add was not replicated)");
+                }
+            }
+            PeerMsg::WillQueue(id) => self.on_will_queue(now, from, id),
+            PeerMsg::Queued(id) => self.on_queued(now, from, id),
+            PeerMsg::Finished { id, state, result } => self.on_finished(now, id, state, result),
+            PeerMsg::NeedJobs { queue, count } => self.on_need_jobs(now, from, queue, count),
+            PeerMsg::YourJobs(jobs) => {
+                for job in jobs {
+                    self.on_moved_in(now, from, job);
+                }
+            }
+        }
+        self.dispatch(now);
+    }
+
+    pub(super) fn send(&mut self, to: NodeName, msg: PeerMsg) {
+        self.effects.push_back(Effect::Send { to, msg });
+    }
+
+    fn arm_tick(&mut self, now: UnixMs) {
+        if self.cluster.peers.is_empty() && self.cluster.acks.is_empty() {
+            return;
+        }
+        if self.cluster.tick_at.is_none() {
+            let at = now + TICK_MS;
+            self.cluster.tick_at = Some(at);
+            self.timers.set(at, Timer::ClusterTick);
+        }
+    }
+
+    /// Copies a new add needs beyond this node, or the refusal.
+    pub(super) fn replicas_for(&self, asked: Option<u32>) -> u32 {
+        asked.unwrap_or_else(|| (self.cluster.peers.len() as u32 + 1).min(3))
+    }
+
+    /// Picks `n` live peers, rotating so copies spread evenly.
+    pub(super) fn pick_peers(&mut self, n: usize) -> Vec<NodeName> {
+        let peers: Vec<NodeName> = self.cluster.peers.iter().copied().collect();
+        if peers.is_empty() || n == 0 {
+            return vec![];
+        }
+        self.cluster.rr = self.cluster.rr.wrapping_add(1);
+        (0..n.min(peers.len()))
+            .map(|i| peers[(self.cluster.rr + i) % peers.len()])
+            .collect()
+    }
+
+    /// Sends the new job's copies; a synchronous add replies once every
+    /// copy is confirmed (or with `-NOREPL` at its deadline).
+    pub(super) fn start_replication(
+        &mut self,
+        now: UnixMs,
+        req: Option<RequestId>,
+        id: JobId,
+        timeout_ms: u64,
+        wait: Option<(u64, bool)>,
+    ) {
+        let me = self.me();
+        let Some(job) = self.jobs.get(&id) else {
+            return;
+        };
+        let asked: Vec<NodeName> = job.others(me).collect();
+        let mut copy = job.as_ref().clone();
+        copy.state = JobState::Active;
+        for to in &asked {
+            self.cluster.stats.copies_sent += 1;
+            self.send(*to, PeerMsg::Replicate(Box::new(copy.clone())));
+        }
+        if let Some(req) = req {
+            // Disque: a timeout of 0 means the default.
+            let ms = if timeout_ms == 0 { 5_000 } else { timeout_ms };
+            let deadline = now.saturating_add(ms);
+            self.timers.set(deadline, Timer::ReplTimeout(id));
+            self.cluster.repl.insert(
+                id,
+                PendingRepl {
+                    req,
+                    waiting: asked.clone(),
+                    asked,
+                    deadline,
+                    wait,
+                },
+            );
+        }
+    }
+
+    fn on_got_job(&mut self, now: UnixMs, from: NodeName, id: JobId) {
+        let Some(p) = self.cluster.repl.get_mut(&id) else {
+            return;
+        };
+        p.waiting.retain(|n| *n != from);
+        if !p.waiting.is_empty() {
+            return;
+        }
+        let Some(p) = self.cluster.repl.remove(&id) else {
+            return;
+        };
+        self.timers.cancel(p.deadline, Timer::ReplTimeout(id));
+        self.replicated(now, id, p.req, p.wait);
+    }
+
+    /// Every copy is stored: the job becomes live here and the add is
+    /// answered.
+    fn replicated(&mut self, now: UnixMs, id: JobId, req: RequestId, wait: Option<(u64, bool)>) {
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        job.state = JobState::Active;
+        let ready_at = job.ready_at;
+        if ready_at > now {
+            self.timers.set(ready_at, Timer::Ready(id));
+            self.journal_put(&id);
+        } else {
+            self.enqueue(now, id, Cause::First);
+        }
+        match wait {
+            None => self.reply(req, Reply::JobAdded(id)),
+            Some((ms, ack)) => self.wait(now, req, id, ms.max(1), ack, true),
+        }
+    }
+
+    /// The add's deadline passed with copies missing: roll it back.
+    pub(super) fn repl_timeout(&mut self, now: UnixMs, id: JobId) {
+        let Some(p) = self.cluster.repl.remove(&id) else {
+            return;
+        };
+        let _ = now;
+        for to in &p.asked {
+            self.send(*to, PeerMsg::DelJob(id));
+        }
+        self.remove_job(&id, "not replicated in time");
+        self.cluster.stats.adds_norepl += 1;
+        let got = p.asked.len() - p.waiting.len();
+        self.reply(
+            p.req,
+            Reply::error(
+                ErrorCode::NoRepl,
+                format!(
+                    "Timeout reached before replicating to the requested number of nodes: {} of {} copies confirmed",
+                    got + 1,
+                    p.asked.len() + 1
+                ),
+            ),
+        );
+    }
+
+    fn on_replicate(&mut self, now: UnixMs, from: NodeName, mut job: crate::job::Job) {
+        let id = job.id;
+        if self.jobs.contains_key(&id) || self.cluster.acks.contains_key(&id) {
+            // Already held (a retransmission) or acknowledged here.
+            self.send(from, PeerMsg::GotJob(id));
+            return;
+        }
+        if job.expires_at <= now {
+            return;
+        }
+        self.ids.observe(id);
+        let me = self.me();
+        if !job.nodes.contains(&me) {
+            job.nodes.push(me);
+        }
+        job.state = JobState::Active;
+        job.counters.attempts = 0;
+        // Held, not queued: queued here only if nobody acks it within RETRY.
+        let base = job.created_at.max(job.ready_at);
+        let at = base.saturating_add(job.retry_ms).max(now + 1);
+        job.requeue_at = (job.retry_ms > 0).then_some(at);
+        if let Some(t) = job.requeue_at {
+            self.timers.set(t, Timer::Requeue(id));
+        }
+        self.timers.set(job.expires_at, Timer::Expire(id));
+        let module = job.module;
+        if let Some(m) = module
+            && let Some(entry) = self.modules.get_mut(&m)
+        {
+            entry.jobs += 1;
+        }
+        self.jobs.insert(id, Box::new(job));
+        self.journal_put(&id);
+        self.cluster.stats.copies_held += 1;
+        if let Some(m) = module {
+            self.want_module(now, m, from);
+        }
+        self.send(from, PeerMsg::GotJob(id));
+    }
+
+    /// Starts fetching a module this node lacks (once for many jobs).
+    pub(super) fn want_module(&mut self, now: UnixMs, hash: ModuleHash, from: NodeName) {
+        if self.modules.contains_key(&hash) || self.cluster.fetching.contains_key(&hash) {
+            return;
+        }
+        self.cluster.fetching.insert(hash, now);
+        self.cluster.stats.module_fetches += 1;
+        self.effects.push_back(Effect::FetchModule { hash, from });
+    }
+
+    /// A module arrived: queue the jobs that waited for it.
+    pub(super) fn module_arrived(&mut self, now: UnixMs, hash: ModuleHash) {
+        self.cluster.fetching.remove(&hash);
+        let Some(ids) = self.cluster.awaiting_module.remove(&hash) else {
+            return;
+        };
+        for id in ids {
+            let Some(job) = self.jobs.get(&id) else {
+                continue;
+            };
+            if job.state == JobState::Queued {
+                let (q, key) = (job.queue.clone(), ReadyKey::new(job.priority, id));
+                self.queues.push(&q, key, true, now);
+                if let Some(entry) = self.modules.get_mut(&hash) {
+                    entry.jobs += 1;
+                }
+            }
+        }
+        self.dispatch(now);
+    }
+
+    /// Called when a Wasm job is to be queued here: false if its module is
+    /// missing (the job waits, and the module is fetched from a holder).
+    pub(super) fn module_ready_for(&mut self, now: UnixMs, id: JobId) -> bool {
+        let Some(job) = self.jobs.get(&id) else {
+            return true;
+        };
+        let Some(m) = job.module else {
+            return true;
+        };
+        if self.modules.contains_key(&m) {
+            return true;
+        }
+        let me = self.me();
+        let from = job.others(me).next();
+        self.cluster.awaiting_module.entry(m).or_default().push(id);
+        if let Some(from) = from {
+            self.want_module(now, m, from);
+        }
+        false
+    }
+
+    /// ACKJOB / FASTACK of a job, held here or not: every other holder
+    /// (or, for a job never seen here, every peer) is told to forget it.
+    pub(super) fn ack_everywhere(&mut self, now: UnixMs, id: JobId, fast: bool) -> bool {
+        let me = self.me();
+        let (targets, until) = match self.jobs.get(&id) {
+            Some(job) => (job.others(me).collect::<Vec<_>>(), job.expires_at),
+            None if self.cluster.peers.is_empty() => (vec![], now),
+            None => (
+                self.cluster.peers.iter().copied().collect(),
+                // The id carries the TTL (minutes): keep the ack that long.
+                id.0.get_timestamp()
+                    .map(|t| t.to_unix().0 * 1000)
+                    .unwrap_or(now)
+                    .saturating_add(id.ttl_secs() * 1000)
+                    .max(now + ACK_RESEND_MS),
+            ),
+        };
+        let held = self.remove_job(&id, "acknowledged");
+        if targets.is_empty() {
+            return held;
+        }
+        for to in &targets {
+            self.send(*to, PeerMsg::SetAck(id));
+        }
+        if !fast {
+            self.cluster.acks.insert(
+                id,
+                AckWait {
+                    pending: targets,
+                    until,
+                    sent_at: now,
+                },
+            );
+            self.arm_tick(now);
+        }
+        held
+    }
+
+    /// A retry timer fired on a job other nodes also hold: announce the
+    /// re-queue first. Returns false for a job kept on this node only.
+    pub(super) fn requeue_announced(&mut self, now: UnixMs, id: JobId) -> bool {
+        let me = self.me();
+        let Some(job) = self.jobs.get(&id) else {
+            return true;
+        };
+        let others: Vec<NodeName> = job.others(me).collect();
+        if others.is_empty() {
+            return false;
+        }
+        for to in &others {
+            self.send(*to, PeerMsg::WillQueue(id));
+        }
+        let at = now + WILL_QUEUE_MS;
+        if let Some(old) = self.cluster.will_queue.insert(id, at) {
+            self.timers.cancel(old, Timer::WillQueue(id));
+        }
+        self.timers.set(at, Timer::WillQueue(id));
+        true
+    }
+
+    /// Nobody answered the WILLQUEUE: queue the job here and say so.
+    pub(super) fn will_queue_due(&mut self, now: UnixMs, id: JobId) {
+        if self.cluster.will_queue.remove(&id).is_none() {
+            return;
+        }
+        let Some(job) = self.jobs.get(&id) else {
+            return;
+        };
+        if job.state != JobState::Active || self.executing.contains(&id) {
+            return;
+        }
+        if self.enqueue(now, id, Cause::Again) {
+            self.cluster.stats.requeued_by_holder += 1;
+            self.announce_queued(id);
+        } else {
+            self.arm_holder_requeue(now, id);
+        }
+    }
+
+    /// Tells the other holders this node has the job queued or in hand.
+    pub(super) fn announce_queued(&mut self, id: JobId) {
+        let me = self.me();
+        let Some(job) = self.jobs.get(&id) else {
+            return;
+        };
+        let others: Vec<NodeName> = job.others(me).collect();
+        for to in others {
+            self.send(to, PeerMsg::Queued(id));
+        }
+    }
+
+    /// (Re)arms the retry timer of a copy held here, Wasm or plain.
+    pub(super) fn arm_holder_requeue(&mut self, now: UnixMs, id: JobId) {
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        if let Some(t) = job.requeue_at.take() {
+            self.timers.cancel(t, Timer::Requeue(id));
+        }
+        if job.retry_ms > 0 && !job.state.is_finished() {
+            let at = now.saturating_add(job.retry_ms);
+            job.requeue_at = Some(at);
+            self.timers.set(at, Timer::Requeue(id));
+        }
+        self.journal_put(&id);
+    }
+
+    fn on_will_queue(&mut self, now: UnixMs, from: NodeName, id: JobId) {
+        let Some(job) = self.jobs.get(&id) else {
+            return;
+        };
+        if job.state.is_finished() {
+            let msg = PeerMsg::Finished {
+                id,
+                state: job.state,
+                result: if job.nocache {
+                    None
+                } else {
+                    job.result.clone()
+                },
+            };
+            self.send(from, msg);
+            return;
+        }
+        let in_hand = job.state == JobState::Queued
+            || self.executing.contains(&id)
+            || job.requeue_at.is_some_and(|t| t > now) && job.counters.attempts > 0;
+        if in_hand {
+            self.send(from, PeerMsg::Queued(id));
+        }
+    }
+
+    fn on_queued(&mut self, now: UnixMs, from: NodeName, id: JobId) {
+        let me = self.me();
+        let Some(job) = self.jobs.get(&id) else {
+            return;
+        };
+        match job.state {
+            JobState::Active if !self.executing.contains(&id) => {
+                if let Some(at) = self.cluster.will_queue.remove(&id) {
+                    self.timers.cancel(at, Timer::WillQueue(id));
+                }
+                self.arm_holder_requeue(now, id);
+            }
+            // Both queued it: the node with the greater id steps back.
+            JobState::Queued if from < me => {
+                let (q, key, wasm) = (
+                    job.queue.clone(),
+                    ReadyKey::new(job.priority, id),
+                    job.is_wasm(),
+                );
+                self.queues.remove(&q, key, wasm);
+                if let Some(job) = self.jobs.get_mut(&id) {
+                    job.state = JobState::Active;
+                }
+                self.arm_holder_requeue(now, id);
+            }
+            _ => {}
+        }
+    }
+
+    /// A Wasm job finished here: every other holder keeps the result.
+    pub(super) fn share_result(&mut self, id: JobId) {
+        let me = self.me();
+        let Some(job) = self.jobs.get(&id) else {
+            return;
+        };
+        let others: Vec<NodeName> = job.others(me).collect();
+        if others.is_empty() {
+            return;
+        }
+        let msg = PeerMsg::Finished {
+            id,
+            state: job.state,
+            result: if job.nocache {
+                None
+            } else {
+                job.result.clone()
+            },
+        };
+        for to in others {
+            self.send(to, msg.clone());
+        }
+    }
+
+    fn on_finished(
+        &mut self,
+        now: UnixMs,
+        id: JobId,
+        state: JobState,
+        result: Option<crate::job::JobResult>,
+    ) {
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        if job.state.is_finished() || self.executing.contains(&id) {
+            return;
+        }
+        let was_queued = job.state == JobState::Queued;
+        let (q, key, wasm) = (
+            job.queue.clone(),
+            ReadyKey::new(job.priority, id),
+            job.is_wasm(),
+        );
+        job.state = state;
+        job.result = result;
+        if let Some(t) = job.requeue_at.take() {
+            self.timers.cancel(t, Timer::Requeue(id));
+        }
+        if let Some(m) = job.module
+            && let Some(entry) = self.modules.get_mut(&m)
+        {
+            entry.jobs = entry.jobs.saturating_sub(1);
+        }
+        let status = job.status(now, &self.cfg.node_id);
+        if was_queued {
+            self.queues.remove(&q, key, wasm);
+        }
+        if let Some(at) = self.cluster.will_queue.remove(&id) {
+            self.timers.cancel(at, Timer::WillQueue(id));
+        }
+        self.journal_put(&id);
+        self.finish_waiters(now, id, status);
+    }
+
+    /// Federation: a peer's consumers starve. Give it queued jobs this
+    /// node cannot serve soon (plain jobs nobody here is blocked on; Wasm
+    /// jobs beyond what this node's executors will start next).
+    fn on_need_jobs(&mut self, now: UnixMs, from: NodeName, queue: Option<String>, count: u32) {
+        let count = count.clamp(1, 64) as usize;
+        let mut ids = Vec::new();
+        match &queue {
+            Some(q) => {
+                let Some(qq) = self.queues.get(q) else {
+                    return;
+                };
+                if !qq.blocked.is_empty() && !self.cluster.leaving {
+                    return;
+                }
+                while ids.len() < count {
+                    match self.queues.pop_plain(q, now) {
+                        Some(id) => ids.push(id),
+                        None => break,
+                    }
+                }
+            }
+            None => {
+                let ready: usize = self.queues.iter().map(|(_, q)| q.wasm.len()).sum();
+                let free = self.cfg.exec_slots.saturating_sub(self.running);
+                let spare = if self.cluster.leaving {
+                    ready
+                } else {
+                    ready.saturating_sub(free + self.cfg.exec_slots)
+                };
+                let give = count.min(spare.div_ceil(2).max(usize::from(self.cluster.leaving)));
+                while ids.len() < give {
+                    match self.queues.pop_wasm(now) {
+                        Some(id) => ids.push(id),
+                        None => break,
+                    }
+                }
+            }
+        }
+        if ids.is_empty() {
+            return;
+        }
+        let mut moved = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(job) = self.jobs.get_mut(&id) else {
+                continue;
+            };
+            if !job.nodes.contains(&from) {
+                if job.nodes.is_empty() {
+                    job.nodes.push(self.cluster.me.unwrap_or(NodeName([0; 20])));
+                }
+                job.nodes.push(from);
+            }
+            // The copy kept here becomes a holder's copy: re-queued by this
+            // node only if the receiver neither runs nor acks it in time.
+            job.state = JobState::Active;
+            let mut copy = job.as_ref().clone();
+            copy.state = JobState::Queued;
+            moved.push(copy);
+            self.arm_holder_requeue(now, id);
+        }
+        self.cluster.stats.jobs_moved_out += moved.len() as u64;
+        self.send(from, PeerMsg::YourJobs(moved));
+    }
+
+    fn on_moved_in(&mut self, now: UnixMs, from: NodeName, mut job: crate::job::Job) {
+        let id = job.id;
+        self.cluster.stats.jobs_moved_in += 1;
+        if let Some(held) = self.jobs.get(&id) {
+            if held.state == JobState::Active && !self.executing.contains(&id) {
+                self.enqueue(now, id, Cause::First);
+            }
+            return;
+        }
+        if self.cluster.acks.contains_key(&id) || job.expires_at <= now {
+            return;
+        }
+        self.ids.observe(id);
+        let me = self.me();
+        for n in [from, me] {
+            if !job.nodes.contains(&n) {
+                job.nodes.push(n);
+            }
+        }
+        job.state = JobState::Active;
+        job.requeue_at = None;
+        job.counters.attempts = 0;
+        self.timers.set(job.expires_at, Timer::Expire(id));
+        if let Some(m) = job.module
+            && let Some(entry) = self.modules.get_mut(&m)
+        {
+            entry.jobs += 1;
+        }
+        self.jobs.insert(id, Box::new(job));
+        self.journal_put(&id);
+        self.enqueue(now, id, Cause::First);
+    }
+
+    /// The housekeeping tick: resend unconfirmed acks, ask peers for work
+    /// where consumers starve, retry stuck module fetches.
+    pub(super) fn cluster_tick(&mut self, now: UnixMs) {
+        self.cluster.tick_at = None;
+        // Acks.
+        let live = self.cluster.peers.clone();
+        let mut resend = Vec::new();
+        self.cluster.acks.retain(|id, a| {
+            if a.until <= now {
+                return false;
+            }
+            if now.saturating_sub(a.sent_at) >= ACK_RESEND_MS {
+                a.sent_at = now;
+                for n in &a.pending {
+                    if live.contains(n) {
+                        resend.push((*n, *id));
+                    }
+                }
+            }
+            true
+        });
+        for (to, id) in resend {
+            self.send(to, PeerMsg::SetAck(id));
+        }
+        // Module fetches that never ended.
+        self.cluster
+            .fetching
+            .retain(|_, at| now.saturating_sub(*at) < FETCH_RETRY_MS);
+        let waiting: Vec<(ModuleHash, JobId)> = self
+            .cluster
+            .awaiting_module
+            .iter()
+            .filter_map(|(m, ids)| ids.first().map(|id| (*m, *id)))
+            .collect();
+        let me = self.me();
+        for (m, id) in waiting {
+            let from = self.jobs.get(&id).and_then(|j| j.others(me).next());
+            if let Some(from) = from {
+                self.want_module(now, m, from);
+            }
+        }
+        self.ask_for_work(now);
+        self.arm_tick(now);
+    }
+
+    /// Federation, the asking side: queues with blocked GETJOB clients and
+    /// nothing ready, and idle executor slots with no Wasm job ready.
+    pub(super) fn ask_for_work(&mut self, now: UnixMs) {
+        if self.cluster.peers.is_empty() {
+            return;
+        }
+        let mut asks: Vec<(Option<String>, u32)> = Vec::new();
+        for (name, q) in self.queues.iter() {
+            if !q.blocked.is_empty() && q.plain.is_empty() {
+                asks.push((Some(name.clone()), q.blocked.len() as u32));
+            }
+        }
+        let ready_wasm: usize = self.queues.iter().map(|(_, q)| q.wasm.len()).sum();
+        let free = self.cfg.exec_slots.saturating_sub(self.running);
+        if ready_wasm == 0 && free > 0 && self.cfg.exec_slots > 0 {
+            asks.push((None, free as u32));
+        }
+        let peers: Vec<NodeName> = self.cluster.peers.iter().copied().collect();
+        for (queue, count) in asks {
+            let last = self.cluster.need_sent.get(&queue).copied().unwrap_or(0);
+            if now.saturating_sub(last) < NEED_EVERY_MS {
+                continue;
+            }
+            self.cluster.need_sent.insert(queue.clone(), now);
+            for to in &peers {
+                self.send(
+                    *to,
+                    PeerMsg::NeedJobs {
+                        queue: queue.clone(),
+                        count,
+                    },
+                );
+            }
+        }
+        if self.cluster.need_sent.len() > 4096 {
+            self.cluster
+                .need_sent
+                .retain(|_, at| now.saturating_sub(*at) < NEED_EVERY_MS);
+        }
+    }
+}

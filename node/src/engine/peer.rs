@@ -1,0 +1,59 @@
+//! The messages one node's engine sends another's about jobs: Disque's
+//! cluster protocol (REPLJOB, GOTJOB, SETACK, GOTACK, DELJOB, WILLQUEUE,
+//! QUEUED, NEEDJOBS, YOURJOBS) plus wasque's own result hand-over. The
+//! engine produces and consumes them; `cluster/` carries them over QUIC.
+
+use serde::{Deserialize, Serialize};
+
+use crate::job::{Job, JobId, JobResult, JobState};
+
+/// One message between peer engines.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum PeerMsg {
+    /// Hold a copy of this job (its `nodes` lists every holder). Answered
+    /// with `GotJob`.
+    Replicate(Box<Job>),
+    /// The copy is stored.
+    GotJob(JobId),
+    /// The job was acknowledged: forget it. Answered with `GotAck`.
+    SetAck(JobId),
+    /// The copy is forgotten.
+    GotAck(JobId),
+    /// Forget a copy whose add failed (replication did not complete in
+    /// time); no answer.
+    DelJob(JobId),
+    /// The sender's retry time passed: it will queue the job unless some
+    /// holder answers `Queued` (it has the job queued or in hand).
+    WillQueue(JobId),
+    /// The sender has the job queued or delivered: postpone your re-queue.
+    Queued(JobId),
+    /// A Wasm job finished on the sender: keep its result.
+    Finished {
+        id: JobId,
+        state: JobState,
+        result: Option<JobResult>,
+    },
+    /// The sender's consumers starve: send up to `count` queued jobs of
+    /// `queue` (`None`: Wasm jobs of any queue, for idle executors).
+    NeedJobs { queue: Option<String>, count: u32 },
+    /// Jobs moved to the receiver, to queue there.
+    YourJobs(Vec<Job>),
+}
+
+impl PeerMsg {
+    /// A short name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PeerMsg::Replicate(_) => "replicate",
+            PeerMsg::GotJob(_) => "got-job",
+            PeerMsg::SetAck(_) => "set-ack",
+            PeerMsg::GotAck(_) => "got-ack",
+            PeerMsg::DelJob(_) => "del-job",
+            PeerMsg::WillQueue(_) => "will-queue",
+            PeerMsg::Queued(_) => "queued",
+            PeerMsg::Finished { .. } => "finished",
+            PeerMsg::NeedJobs { .. } => "need-jobs",
+            PeerMsg::YourJobs(_) => "your-jobs",
+        }
+    }
+}

@@ -1,0 +1,364 @@
+//! Several engines wired together by hand: their `Effect::Send`s are
+//! delivered (or dropped, for a node the test cut off) by a tiny
+//! simulated network, with a virtual clock. No sockets, no sleeps.
+
+use super::*;
+use crate::api::GetJob;
+
+const T0: UnixMs = 1_700_000_000_000;
+
+fn name(i: u8) -> NodeName {
+    NodeName([i; 20])
+}
+
+struct Net {
+    nodes: Vec<Engine>,
+    /// Replies seen, per node: (request, reply).
+    replies: Vec<Vec<(u64, Reply)>>,
+    /// Module fetches asked for, per node.
+    fetches: Vec<Vec<ModuleHash>>,
+    runs: Vec<Vec<RunJob>>,
+    /// Nodes cut off: nothing goes to or from them.
+    down: Vec<bool>,
+    now: UnixMs,
+    next_req: u64,
+}
+
+impl Net {
+    fn new(n: u8) -> Net {
+        let nodes: Vec<Engine> = (1..=n)
+            .map(|i| {
+                Engine::new(EngineConfig {
+                    node_id: name(i).to_string(),
+                    exec_slots: 2,
+                    ..EngineConfig::default()
+                })
+            })
+            .collect();
+        let mut net = Net {
+            replies: vec![vec![]; n as usize],
+            fetches: vec![vec![]; n as usize],
+            runs: vec![vec![]; n as usize],
+            down: vec![false; n as usize],
+            nodes,
+            now: T0,
+            next_req: 1,
+        };
+        net.membership();
+        net
+    }
+
+    fn membership(&mut self) {
+        let live: Vec<NodeName> = (0..self.nodes.len())
+            .filter(|i| !self.down[*i])
+            .map(|i| name(i as u8 + 1))
+            .collect();
+        for (i, e) in self.nodes.iter_mut().enumerate() {
+            if !self.down[i] {
+                e.handle_peers(self.now, live.clone());
+            }
+        }
+        self.settle();
+    }
+
+    fn idx(n: NodeName) -> usize {
+        n.0[0] as usize - 1
+    }
+
+    /// Delivers messages until the network is quiet.
+    fn settle(&mut self) {
+        for _ in 0..10_000 {
+            let mut moved = false;
+            for i in 0..self.nodes.len() {
+                while let Some(fx) = self.nodes[i].poll_effect() {
+                    moved = true;
+                    match fx {
+                        Effect::Send { to, msg } => {
+                            let j = Net::idx(to);
+                            if !self.down[i] && !self.down[j] {
+                                let now = self.now;
+                                self.nodes[j].handle_peer(now, name(i as u8 + 1), msg);
+                            }
+                        }
+                        Effect::Reply { to, reply } => self.replies[i].push((to.0, reply)),
+                        Effect::FetchModule { hash, .. } => self.fetches[i].push(hash),
+                        Effect::Run(r) => self.runs[i].push(r),
+                        _ => {}
+                    }
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("network did not settle");
+    }
+
+    fn command(&mut self, node: usize, cmd: Command) -> u64 {
+        let req = self.next_req;
+        self.next_req += 1;
+        let now = self.now;
+        self.nodes[node].handle_command(now, RequestId(req), cmd);
+        self.settle();
+        req
+    }
+
+    fn reply(&self, node: usize, req: u64) -> Option<&Reply> {
+        self.replies[node]
+            .iter()
+            .find(|(r, _)| *r == req)
+            .map(|(_, r)| r)
+    }
+
+    fn advance(&mut self, ms: u64) {
+        // Step in small increments so timers fire in order across nodes.
+        let end = self.now + ms;
+        while self.now < end {
+            self.now = (self.now + 50).min(end);
+            let now = self.now;
+            for i in 0..self.nodes.len() {
+                if !self.down[i] {
+                    self.nodes[i].handle_timeout(now);
+                }
+            }
+            self.settle();
+        }
+    }
+
+    fn add(&mut self, node: usize, a: AddJob) -> JobId {
+        let req = self.command(node, Command::AddJob(Box::new(a)));
+        match self.reply(node, req) {
+            Some(Reply::JobAdded(id)) => *id,
+            other => panic!("add failed: {other:?}"),
+        }
+    }
+}
+
+fn plain(queue: &str, body: &str, replicate: u32, retry: u64) -> AddJob {
+    let mut a = AddJob::new(queue, body.as_bytes().to_vec());
+    a.replicate = Some(replicate);
+    a.retry_secs = Some(retry);
+    a
+}
+
+fn get(queue: &str) -> Command {
+    Command::GetJob(Box::new(GetJob {
+        queues: vec![queue.into()],
+        count: 1,
+        timeout_ms: 0,
+        nohang: true,
+        withcounters: false,
+    }))
+}
+
+fn got_ids(r: Option<&Reply>) -> Vec<JobId> {
+    match r {
+        Some(Reply::Jobs(j)) => j.iter().map(|e| e.id).collect(),
+        _ => vec![],
+    }
+}
+
+#[test]
+fn replicate_3_holds_a_copy_on_three_nodes_before_answering() {
+    let mut net = Net::new(3);
+    let id = net.add(0, plain("q", "hello", 3, 60));
+    for e in &net.nodes {
+        let job = e.job(&id).expect("every node holds a copy");
+        assert_eq!(job.nodes.len(), 3);
+    }
+    // Queued where it was added; held (not queued) elsewhere.
+    assert_eq!(net.nodes[0].job(&id).unwrap().state, JobState::Queued);
+    assert_eq!(net.nodes[1].job(&id).unwrap().state, JobState::Active);
+    assert_eq!(net.nodes[1].ready_jobs(), 0);
+    // Default replication: min(3, nodes).
+    let id2 = net.add(1, AddJob::new("q", b"x".to_vec()));
+    assert_eq!(net.nodes[1].job(&id2).unwrap().replicate, 3);
+}
+
+#[test]
+fn too_few_nodes_or_silent_nodes_answer_norepl_and_leave_nothing() {
+    let mut net = Net::new(3);
+    let req = net.command(0, Command::AddJob(Box::new(plain("q", "x", 4, 60))));
+    assert!(matches!(net.reply(0, req), Some(Reply::Error(e)) if e.code == ErrorCode::NoRepl));
+
+    // Node 3 stops answering but membership has not noticed yet.
+    net.down[2] = true;
+    let mut a = plain("q", "x", 3, 60);
+    a.timeout_ms = 200;
+    let req = net.command(0, Command::AddJob(Box::new(a)));
+    assert!(net.reply(0, req).is_none(), "waits for copies");
+    net.advance(300);
+    assert!(matches!(net.reply(0, req), Some(Reply::Error(e)) if e.code == ErrorCode::NoRepl));
+    assert_eq!(net.nodes[0].stats().jobs, 0, "no half-created job left");
+    assert_eq!(net.nodes[1].stats().jobs, 0, "the copy made was deleted");
+}
+
+#[test]
+fn async_add_answers_at_once_and_replicates_in_background() {
+    let mut net = Net::new(3);
+    net.down[2] = true;
+    let mut a = plain("q", "x", 3, 60);
+    a.asynchronous = true;
+    let id = net.add(0, a);
+    assert_eq!(net.nodes[0].job(&id).unwrap().state, JobState::Queued);
+    assert!(net.nodes[1].job(&id).is_some());
+}
+
+#[test]
+fn an_ack_on_any_holder_removes_every_copy_even_one_that_was_away() {
+    let mut net = Net::new(3);
+    let id = net.add(0, plain("q", "x", 3, 60));
+    net.down[2] = true;
+    let req = net.command(
+        1,
+        Command::Ack {
+            ids: vec![id],
+            fast: false,
+        },
+    );
+    assert!(matches!(net.reply(1, req), Some(Reply::Count(1))));
+    assert!(net.nodes[0].job(&id).is_none());
+    assert!(net.nodes[1].job(&id).is_none());
+    assert!(net.nodes[2].job(&id).is_some(), "node 3 was cut off");
+    assert_eq!(net.nodes[1].cluster_stats().acks_pending, 1);
+    // Node 3 comes back: the ack is sent again until it confirms.
+    net.down[2] = false;
+    net.advance(1_500);
+    assert!(net.nodes[2].job(&id).is_none());
+    assert_eq!(net.nodes[1].cluster_stats().acks_pending, 0);
+}
+
+#[test]
+fn an_ack_for_a_job_never_seen_reaches_the_holders() {
+    let mut net = Net::new(3);
+    let id = net.add(0, plain("q", "x", 2, 60));
+    let holders: Vec<usize> = (0..3)
+        .filter(|i| net.nodes[*i].job(&id).is_some())
+        .collect();
+    let stranger = (0..3).find(|i| !holders.contains(i)).unwrap();
+    net.command(
+        stranger,
+        Command::Ack {
+            ids: vec![id],
+            fast: false,
+        },
+    );
+    for h in holders {
+        assert!(net.nodes[h].job(&id).is_none());
+    }
+}
+
+#[test]
+fn a_holder_requeues_when_the_node_with_the_job_dies() {
+    let mut net = Net::new(3);
+    let id = net.add(0, plain("q", "work", 3, 2));
+    let r = net.command(0, get("q"));
+    assert_eq!(got_ids(net.reply(0, r)), vec![id]);
+    // Node 1 (consumer's node) dies with the job delivered, never acked.
+    net.down[0] = true;
+    net.membership();
+    net.advance(3_000);
+    let queued: Vec<usize> = (1..3)
+        .filter(|i| net.nodes[*i].job(&id).unwrap().state == JobState::Queued)
+        .collect();
+    assert_eq!(queued.len(), 1, "exactly one holder queued it again");
+    let r = net.command(queued[0], get("q"));
+    assert_eq!(got_ids(net.reply(queued[0], r)), vec![id]);
+}
+
+#[test]
+fn no_holder_requeues_while_the_job_is_queued_or_in_hand() {
+    let mut net = Net::new(3);
+    let id = net.add(0, plain("q", "work", 3, 1));
+    // Queued at node 1 and never fetched: others ask, node 1 answers.
+    net.advance(2_500);
+    for i in 1..3 {
+        assert_eq!(net.nodes[i].job(&id).unwrap().state, JobState::Active);
+    }
+    assert_eq!(net.nodes[0].job(&id).unwrap().state, JobState::Queued);
+}
+
+#[test]
+fn a_starving_node_pulls_jobs_from_a_peer_that_has_them_queued() {
+    let mut net = Net::new(2);
+    let id = net.add(0, plain("q", "far", 1, 60));
+    // A worker blocks on node 2, where nothing is queued.
+    let req = net.command(
+        1,
+        Command::GetJob(Box::new(GetJob {
+            queues: vec!["q".into()],
+            count: 1,
+            timeout_ms: 5_000,
+            nohang: false,
+            withcounters: false,
+        })),
+    );
+    assert_eq!(got_ids(net.reply(1, req)), vec![id], "moved and delivered");
+    // Node 1 keeps a holder's copy, not queued.
+    assert_eq!(net.nodes[0].job(&id).unwrap().state, JobState::Active);
+    // The ack at node 2 clears node 1's copy too.
+    net.command(
+        1,
+        Command::Ack {
+            ids: vec![id],
+            fast: false,
+        },
+    );
+    assert!(net.nodes[0].job(&id).is_none());
+}
+
+#[test]
+fn wasm_copies_fetch_their_module_and_results_reach_every_holder() {
+    let mut net = Net::new(3);
+    let m = ModuleHash::of(b"m");
+    net.nodes[0].handle_module_added(m, 10);
+    let mut a = plain("w", "in", 3, 60);
+    a.module = Some(m);
+    let id = net.add(0, a);
+    assert_eq!(net.fetches[1], vec![m], "node 2 fetches the module once");
+    assert_eq!(net.fetches[2], vec![m]);
+    let run = net.runs[0]
+        .iter()
+        .find(|r| r.job == id)
+        .expect("runs on node 1")
+        .clone();
+    let result = JobResult {
+        exit_code: Some(0),
+        error_class: None,
+        message: String::new(),
+        output: b"out".to_vec(),
+        stderr: vec![],
+        fuel_used: 1,
+        duration_us: 1,
+        node: "n1".into(),
+    };
+    let now = net.now;
+    net.nodes[0].handle_exec_done(now, id, run.attempt, result);
+    net.settle();
+    for e in &net.nodes {
+        let job = e.job(&id).unwrap();
+        assert_eq!(job.state, JobState::Done);
+        assert_eq!(job.result.as_ref().unwrap().output, b"out");
+    }
+}
+
+#[test]
+fn a_wasm_job_whose_node_died_runs_elsewhere_once_its_module_arrives() {
+    let mut net = Net::new(2);
+    let m = ModuleHash::of(b"m");
+    net.nodes[0].handle_module_added(m, 10);
+    let mut a = plain("w", "in", 2, 1);
+    a.module = Some(m);
+    let id = net.add(0, a);
+    assert!(net.runs[0].iter().any(|r| r.job == id));
+    net.down[0] = true;
+    net.membership();
+    net.advance(2_000);
+    assert!(net.runs[1].is_empty(), "no module yet: it waits");
+    net.nodes[1].handle_module_added(m, 10);
+    net.settle();
+    assert!(
+        net.runs[1].iter().any(|r| r.job == id),
+        "runs once the module is here"
+    );
+}
