@@ -37,9 +37,13 @@ struct Args {
     /// Default ./wasque-data.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// A peer to join (repeatable).
+    /// A peer to join at start (repeatable); as `CLUSTER MEET` later.
     #[arg(long, value_name = "HOST:PORT")]
     join: Vec<String>,
+    /// How long a silent peer takes to be declared down, in ms (the
+    /// `cluster-node-timeout` directive). Default 15000.
+    #[arg(long, value_name = "MS")]
+    cluster_node_timeout: Option<u64>,
     /// Executor threads (default: one per core).
     #[arg(long, value_name = "N")]
     exec_threads: Option<usize>,
@@ -65,10 +69,9 @@ pub fn main() -> ExitCode {
     for d in &cfg.ignored {
         tracing::info!("config directive {d:?} only means something to Redis: ignored");
     }
-    if !cfg.joins.is_empty() {
+    if !cfg.bind.is_loopback() {
         tracing::warn!(
-            "--join {:?}: clustering is not available in this version; running as a single node",
-            cfg.joins
+            "bound beyond loopback: peers are still accepted from loopback addresses only (loopback trust mode; the cluster CA mode is not in this version)"
         );
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -104,6 +107,9 @@ fn load(args: &Args) -> anyhow::Result<Config> {
     }
     if let Some(n) = args.exec_threads {
         raw.set_flag("exec-threads", n.to_string());
+    }
+    if let Some(ms) = args.cluster_node_timeout {
+        raw.set_flag("cluster-node-timeout", ms.to_string());
     }
     for j in &args.join {
         raw.add_join(j.clone());

@@ -666,7 +666,11 @@ impl Engine {
     fn on_moved_in(&mut self, now: UnixMs, from: NodeName, mut job: crate::job::Job) {
         let id = job.id;
         self.cluster.stats.jobs_moved_in += 1;
-        if let Some(held) = self.jobs.get(&id) {
+        if let Some(held) = self.jobs.get_mut(&id) {
+            // The sender's counters include deliveries made there.
+            let (c, m) = (&mut held.counters, job.counters);
+            c.nacks = c.nacks.max(m.nacks);
+            c.additional_deliveries = c.additional_deliveries.max(m.additional_deliveries);
             if held.state == JobState::Active && !self.executing.contains(&id) {
                 self.enqueue(now, id, Cause::First);
             }

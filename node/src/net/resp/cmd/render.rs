@@ -155,7 +155,11 @@ fn show(s: &JobStatus) -> Frame {
         Frame::text("additional-deliveries"),
         int(u64::from(s.additional_deliveries)),
         Frame::text("nodes-delivered"),
-        Frame::Array(vec![Frame::text(&s.delivery_info.node)]),
+        Frame::Array(if s.nodes.is_empty() {
+            vec![Frame::text(&s.delivery_info.node)]
+        } else {
+            s.nodes.iter().map(|n| Frame::text(n)).collect()
+        }),
         Frame::text("nodes-confirmed"),
         Frame::Array(vec![]),
         Frame::text("next-requeue-within"),

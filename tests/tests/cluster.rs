@@ -1,0 +1,325 @@
+//! Clusters of real `wasque-node` processes on loopback, driven over RESP
+//! by an independent client (the `redis` crate): meeting, replication
+//! counts, SHOW listing the holders, acks reaching every holder, module
+//! fetch by hash, results readable from any holder, federation, re-queue
+//! after a kill -9, LEAVING, and peer authentication. Every wait is
+//! bounded.
+
+use std::time::{Duration, Instant};
+
+use redis::Value;
+use wasque_tests::node::TestNode;
+
+/// Small enough that a dead node is noticed within a test's patience.
+const NODE_TIMEOUT_MS: &str = "1500";
+
+fn start_nodes(n: usize) -> Vec<TestNode> {
+    (0..n)
+        .map(|_| TestNode::start(&["--cluster-node-timeout", NODE_TIMEOUT_MS]))
+        .collect()
+}
+
+fn conn(node: &TestNode) -> redis::Connection {
+    let client = redis::Client::open(format!("redis://{}/", node.addr)).expect("client");
+    let c = client.get_connection().expect("connect");
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    c
+}
+
+fn q(c: &mut redis::Connection, args: &[&str]) -> redis::RedisResult<Value> {
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    cmd.query(c)
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::SimpleString(s) => s.clone(),
+        Value::Okay => "OK".into(),
+        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        other => panic!("not text: {other:?}"),
+    }
+}
+
+fn field<'a>(show: &'a Value, name: &str) -> &'a Value {
+    let Value::Array(items) = show else {
+        panic!("SHOW is not an array: {show:?}")
+    };
+    items
+        .chunks(2)
+        .find(|kv| text(&kv[0]) == name)
+        .map(|kv| &kv[1])
+        .unwrap_or_else(|| panic!("no field {name}"))
+}
+
+/// Polls `check` every 50 ms until it holds or `secs` pass.
+fn eventually(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+fn reachable(node: &TestNode) -> usize {
+    let info = text(&q(&mut conn(node), &["CLUSTER", "INFO"]).unwrap());
+    info.lines()
+        .find_map(|l| l.strip_prefix("cluster_reachable_nodes:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Meets every node from the first and waits until all see all.
+fn form(nodes: &[TestNode]) {
+    let mut c = conn(&nodes[0]);
+    for n in &nodes[1..] {
+        let port = n.addr.port().to_string();
+        assert_eq!(
+            text(&q(&mut c, &["CLUSTER", "MEET", "127.0.0.1", &port]).unwrap()),
+            "OK"
+        );
+    }
+    for n in nodes {
+        eventually(20, "every node sees every other", || {
+            reachable(n) == nodes.len()
+        });
+    }
+}
+
+fn add(node: &TestNode, args: &[&str]) -> String {
+    let mut full = vec!["ADDJOB"];
+    full.extend_from_slice(args);
+    text(&q(&mut conn(node), &full).expect("ADDJOB"))
+}
+
+fn shown(node: &TestNode, id: &str) -> Option<Value> {
+    match q(&mut conn(node), &["SHOW", id]).unwrap() {
+        Value::Nil => None,
+        v => Some(v),
+    }
+}
+
+fn getjob(node: &TestNode, args: &[&str]) -> Option<(String, String)> {
+    let mut full = vec!["GETJOB"];
+    full.extend_from_slice(args);
+    match q(&mut conn(node), &full).unwrap() {
+        Value::Nil => None,
+        Value::Array(jobs) => {
+            let Value::Array(j) = &jobs[0] else {
+                panic!("bad job: {jobs:?}")
+            };
+            Some((text(&j[1]), text(&j[2])))
+        }
+        other => panic!("GETJOB: {other:?}"),
+    }
+}
+
+#[test]
+fn three_nodes_replicate_show_holders_and_an_ack_clears_every_copy() {
+    let nodes = start_nodes(3);
+    form(&nodes);
+    // HELLO lists every node.
+    let Value::Array(hello) = q(&mut conn(&nodes[1]), &["HELLO"]).unwrap() else {
+        panic!("HELLO")
+    };
+    assert_eq!(hello.len(), 2 + 3);
+
+    let id = add(&nodes[0], &["q", "payload", "5000", "REPLICATE", "3"]);
+    for n in &nodes {
+        let s = shown(n, &id).expect("every node holds a copy");
+        let Value::Array(holders) = field(&s, "nodes-delivered") else {
+            panic!("holders")
+        };
+        assert_eq!(holders.len(), 3);
+    }
+    // Disque's default: three copies when three nodes are reachable.
+    let id2 = add(&nodes[1], &["q", "second", "5000"]);
+    assert_eq!(
+        redis::from_redis_value::<i64>(field(&shown(&nodes[2], &id2).unwrap(), "repl")).unwrap(),
+        3
+    );
+    // More copies than nodes: refused.
+    let err = q(
+        &mut conn(&nodes[0]),
+        &["ADDJOB", "q", "x", "1000", "REPLICATE", "4"],
+    )
+    .unwrap_err();
+    assert_eq!(err.code(), Some("NOREPL"));
+
+    let (got, body) = getjob(&nodes[0], &["NOHANG", "FROM", "q"]).expect("job");
+    assert_eq!((got.as_str(), body.as_str()), (id.as_str(), "payload"));
+    assert_eq!(
+        q(&mut conn(&nodes[0]), &["ACKJOB", &id]).unwrap(),
+        Value::Int(1)
+    );
+    for n in &nodes {
+        eventually(10, "the ack reaches every holder", || {
+            shown(n, &id).is_none()
+        });
+    }
+    // The other job is still everywhere.
+    for n in &nodes {
+        assert!(shown(n, &id2).is_some());
+    }
+}
+
+#[test]
+fn a_wasm_job_runs_with_a_module_fetched_by_hash_and_its_result_is_read_anywhere() {
+    let nodes = start_nodes(3);
+    form(&nodes);
+    let wasm = wasque_tests::guests::wasm("echo");
+    let hash = {
+        let mut cmd = redis::cmd("MODULE");
+        cmd.arg("PUT").arg(&wasm);
+        text(&cmd.query::<Value>(&mut conn(&nodes[0])).unwrap())
+    };
+    let id = add(
+        &nodes[0],
+        &[
+            "w",
+            "hello cluster",
+            "5000",
+            "REPLICATE",
+            "3",
+            "MODULE",
+            &hash,
+        ],
+    );
+    // Every holder fetched the module from node 1 and compiled it.
+    for n in &nodes[1..] {
+        eventually(30, "module fetched by hash", || {
+            let v = q(&mut conn(n), &["MODULE", "LIST"]).unwrap();
+            format!("{v:?}").contains(&hash)
+        });
+    }
+    // The result is kept by every holder.
+    for n in &nodes {
+        let v = q(&mut conn(n), &["WAITJOB", &id, "20000"]).unwrap();
+        assert_eq!(text(field(&v, "state")), "done", "{v:?}");
+        assert_eq!(text(field(&v, "output")), "hello cluster");
+    }
+}
+
+#[test]
+fn a_starving_worker_pulls_jobs_queued_on_another_node() {
+    let nodes = start_nodes(2);
+    form(&nodes);
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(add(
+            &nodes[0],
+            &["far", &format!("job{i}"), "5000", "REPLICATE", "1"],
+        ));
+    }
+    // Node 2 has nothing queued; its blocked worker gets node 1's jobs.
+    let mut got = Vec::new();
+    for _ in 0..5 {
+        let (id, _) =
+            getjob(&nodes[1], &["TIMEOUT", "10000", "FROM", "far"]).expect("federated job");
+        q(&mut conn(&nodes[1]), &["ACKJOB", &id]).unwrap();
+        got.push(id);
+    }
+    got.sort();
+    ids.sort();
+    assert_eq!(got, ids);
+    // Acked at node 2: node 1's copies are gone too.
+    for id in &ids {
+        eventually(10, "ack reaches the node the job came from", || {
+            shown(&nodes[0], id).is_none()
+        });
+    }
+}
+
+#[test]
+fn a_job_delivered_by_a_node_killed_with_sigkill_is_delivered_again_by_a_holder() {
+    let mut nodes = start_nodes(3);
+    form(&nodes);
+    let id = add(
+        &nodes[0],
+        &["q", "work", "5000", "REPLICATE", "3", "RETRY", "2"],
+    );
+    let (got, _) = getjob(&nodes[0], &["NOHANG", "FROM", "q"]).unwrap();
+    assert_eq!(got, id);
+    let dead = nodes.remove(0);
+    dead.kill9();
+    // A worker on another node gets it once RETRY passes (no ack came).
+    let started = Instant::now();
+    let (again, body) =
+        getjob(&nodes[0], &["TIMEOUT", "20000", "FROM", "q"]).expect("delivered again");
+    assert_eq!((again.as_str(), body.as_str()), (id.as_str(), "work"));
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let s = shown(&nodes[0], &id).unwrap();
+    assert!(redis::from_redis_value::<i64>(field(&s, "additional-deliveries")).unwrap() >= 1);
+    // Survivors still agree on the rest of the cluster.
+    eventually(20, "the dead node is noticed", || reachable(&nodes[0]) == 2);
+    // An add asking for three copies now fails; two still work.
+    let err = q(
+        &mut conn(&nodes[0]),
+        &["ADDJOB", "q", "x", "2000", "REPLICATE", "3"],
+    )
+    .unwrap_err();
+    assert_eq!(err.code(), Some("NOREPL"));
+    add(&nodes[0], &["q", "x", "2000", "REPLICATE", "2"]);
+}
+
+#[test]
+fn a_leaving_node_refuses_adds_and_its_jobs_are_served_elsewhere() {
+    let nodes = start_nodes(2);
+    form(&nodes);
+    let id = add(&nodes[0], &["q", "stay", "5000", "REPLICATE", "1"]);
+    assert_eq!(
+        text(&q(&mut conn(&nodes[0]), &["CLUSTER", "LEAVING", "yes"]).unwrap()),
+        "OK"
+    );
+    let err = q(&mut conn(&nodes[0]), &["ADDJOB", "q", "x", "1000"]).unwrap_err();
+    assert_eq!(err.code(), Some("LEAVING"));
+    let (got, _) = getjob(&nodes[1], &["TIMEOUT", "10000", "FROM", "q"]).expect("moved job");
+    assert_eq!(got, id);
+    // Peers stop placing copies on it.
+    eventually(10, "peer sees the node leaving", || {
+        text(&q(&mut conn(&nodes[1]), &["CLUSTER", "NODES"]).unwrap()).contains("leaving")
+    });
+    let err = q(
+        &mut conn(&nodes[1]),
+        &["ADDJOB", "q", "x", "1000", "REPLICATE", "2"],
+    )
+    .unwrap_err();
+    assert_eq!(err.code(), Some("NOREPL"));
+}
+
+#[test]
+fn a_peer_without_a_certificate_cannot_exchange_a_frame() {
+    let node = TestNode::start(&[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let ca = std::fs::read(node.data_dir.join("tls/ca.pem")).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        use rustls::pki_types::pem::PemObject;
+        for c in rustls::pki_types::CertificateDer::pem_slice_iter(&ca) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![wasque_sdk::PEER_ALPN.to_vec()];
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+        let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        ep.set_default_client_config(quinn::ClientConfig::new(std::sync::Arc::new(crypto)));
+        let conn = ep.connect(node.addr, "localhost").unwrap().await.unwrap();
+        // The node closes the connection: nothing it sends is read.
+        let reason = tokio::time::timeout(Duration::from_secs(10), conn.closed())
+            .await
+            .expect("closed by the node");
+        assert!(format!("{reason}").contains("certificate"), "{reason}");
+    });
+    // And it still serves.
+    assert_eq!(text(&q(&mut conn(&node), &["PING"]).unwrap()), "PONG");
+}
