@@ -146,6 +146,40 @@ pub struct Counters {
 }
 
 impl Job {
+    /// What a node keeps of an acknowledged job until every other holder
+    /// has confirmed the ack (Disque keeps the job in its acked state the
+    /// same way): no body, no result, durable like any job.
+    pub fn acked_stub(id: JobId, expires_at: UnixMs, nodes: Vec<NodeName>) -> Job {
+        Job {
+            id,
+            queue: String::new(),
+            body: Bytes::new(),
+            module: None,
+            limits: Limits {
+                fuel: 0,
+                memory_bytes: 0,
+                deadline_ms: 0,
+            },
+            args: vec![],
+            priority: 0,
+            group: None,
+            parent: None,
+            replicate: nodes.len() as u32,
+            retry_ms: 0,
+            expires_at,
+            ready_at: 0,
+            nocache: false,
+            asynckey: None,
+            state: JobState::Acked,
+            created_at: 0,
+            queued_at: 0,
+            requeue_at: None,
+            counters: Counters::default(),
+            result: None,
+            nodes,
+        }
+    }
+
     /// The other nodes holding a copy.
     pub fn others(&self, me: NodeName) -> impl Iterator<Item = NodeName> + '_ {
         self.nodes.iter().copied().filter(move |n| *n != me)

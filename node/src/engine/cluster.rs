@@ -122,7 +122,14 @@ impl Engine {
             PeerMsg::Replicate(job) => self.on_replicate(now, from, *job),
             PeerMsg::GotJob(id) => self.on_got_job(now, from, id),
             PeerMsg::SetAck(id) => {
-                self.remove_job(&id, "acknowledged");
+                // An acked stub of our own stays until our ack is confirmed.
+                if self
+                    .jobs
+                    .get(&id)
+                    .is_some_and(|j| j.state != JobState::Acked)
+                {
+                    self.remove_job(&id, "acknowledged");
+                }
                 self.send(from, PeerMsg::GotAck(id));
             }
             PeerMsg::GotAck(id) => {
@@ -130,6 +137,7 @@ impl Engine {
                     a.pending.retain(|n| *n != from);
                     if a.pending.is_empty() {
                         self.cluster.acks.remove(&id);
+                        self.drop_acked_stub(&id);
                     }
                 }
             }
@@ -391,7 +399,12 @@ impl Engine {
                     .max(now + ACK_RESEND_MS),
             ),
         };
-        let held = self.remove_job(&id, "acknowledged");
+        let nodes = self.jobs.get(&id).map(|j| j.nodes.clone());
+        let held = self
+            .jobs
+            .get(&id)
+            .is_some_and(|j| j.state != JobState::Acked)
+            && self.remove_job(&id, "acknowledged");
         if targets.is_empty() {
             return held;
         }
@@ -399,6 +412,19 @@ impl Engine {
             self.send(*to, PeerMsg::SetAck(id));
         }
         if !fast {
+            // Keep a durable acked stub until every holder confirmed, so a
+            // crash here cannot let a holder deliver the job again.
+            let nodes = nodes.unwrap_or_else(|| {
+                let mut n = vec![me];
+                n.extend(targets.iter().copied());
+                n
+            });
+            if !self.jobs.contains_key(&id) {
+                self.timers.set(until, Timer::Expire(id));
+                self.jobs
+                    .insert(id, Box::new(crate::job::Job::acked_stub(id, until, nodes)));
+                self.journal_put(&id);
+            }
             self.cluster.acks.insert(
                 id,
                 AckWait {
@@ -481,10 +507,44 @@ impl Engine {
         self.journal_put(&id);
     }
 
+    /// Forgets an acked stub once its ack is confirmed everywhere (or its
+    /// TTL passed), without reporting the job as removed a second time.
+    pub(super) fn drop_acked_stub(&mut self, id: &JobId) {
+        if let Some(job) = self.jobs.get(id)
+            && job.state == JobState::Acked
+        {
+            self.timers.cancel(job.expires_at, Timer::Expire(*id));
+            self.jobs.remove(id);
+            self.journal_remove(id);
+        }
+    }
+
+    /// A restored acked stub: its ack goes out again until confirmed.
+    pub(super) fn restore_acked_stub(&mut self, now: UnixMs, job: crate::job::Job) {
+        let me = self.me();
+        let pending: Vec<NodeName> = job.others(me).collect();
+        let id = job.id;
+        self.timers.set(job.expires_at, Timer::Expire(id));
+        self.cluster.acks.insert(
+            id,
+            AckWait {
+                pending,
+                until: job.expires_at,
+                sent_at: 0,
+            },
+        );
+        self.jobs.insert(id, Box::new(job));
+        self.arm_tick(now);
+    }
+
     fn on_will_queue(&mut self, now: UnixMs, from: NodeName, id: JobId) {
         let Some(job) = self.jobs.get(&id) else {
             return;
         };
+        if job.state == JobState::Acked {
+            self.send(from, PeerMsg::SetAck(id));
+            return;
+        }
         if job.state.is_finished() {
             let msg = PeerMsg::Finished {
                 id,
@@ -707,8 +767,10 @@ impl Engine {
         // Acks.
         let live = self.cluster.peers.clone();
         let mut resend = Vec::new();
+        let mut expired = Vec::new();
         self.cluster.acks.retain(|id, a| {
             if a.until <= now {
+                expired.push(*id);
                 return false;
             }
             if now.saturating_sub(a.sent_at) >= ACK_RESEND_MS {
@@ -723,6 +785,9 @@ impl Engine {
         });
         for (to, id) in resend {
             self.send(to, PeerMsg::SetAck(id));
+        }
+        for id in expired {
+            self.drop_acked_stub(&id);
         }
         // Module fetches that never ended.
         self.cluster

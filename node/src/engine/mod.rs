@@ -407,7 +407,16 @@ impl Engine {
                     self.enqueue(now, id, Cause::First);
                 }
                 Timer::Expire(id) => {
-                    self.remove_job(&id, "expired (TTL)");
+                    if self
+                        .jobs
+                        .get(&id)
+                        .is_some_and(|j| j.state == JobState::Acked)
+                    {
+                        self.cluster.acks.remove(&id);
+                        self.drop_acked_stub(&id);
+                    } else {
+                        self.remove_job(&id, "expired (TTL)");
+                    }
                 }
                 Timer::ReplTimeout(id) => self.repl_timeout(now, id),
                 Timer::WillQueue(id) => self.will_queue_due(now, id),

@@ -43,6 +43,12 @@ impl Engine {
     pub fn restore_job(&mut self, now: UnixMs, mut job: Job, rep: &mut RestoreReport) {
         let id = job.id;
         self.ids.observe(id);
+        if job.state == JobState::Acked && job.nodes.len() > 1 && job.expires_at > now {
+            // An ack not yet confirmed by every holder: send it again.
+            self.restore_acked_stub(now, job);
+            rep.restored += 1;
+            return;
+        }
         if job.expires_at <= now || job.state == JobState::Acked {
             rep.expired += 1;
             self.journal_remove(&id);

@@ -218,14 +218,51 @@ fn an_ack_on_any_holder_removes_every_copy_even_one_that_was_away() {
     );
     assert!(matches!(net.reply(1, req), Some(Reply::Count(1))));
     assert!(net.nodes[0].job(&id).is_none());
-    assert!(net.nodes[1].job(&id).is_none());
     assert!(net.nodes[2].job(&id).is_some(), "node 3 was cut off");
     assert_eq!(net.nodes[1].cluster_stats().acks_pending, 1);
+    // Node 2 keeps an acked stub (durable) until node 3 confirms; node 3's
+    // retry passing meanwhile is answered with the ack, not a re-queue.
+    assert_eq!(net.nodes[1].job(&id).unwrap().state, JobState::Acked);
     // Node 3 comes back: the ack is sent again until it confirms.
     net.down[2] = false;
     net.advance(1_500);
     assert!(net.nodes[2].job(&id).is_none());
     assert_eq!(net.nodes[1].cluster_stats().acks_pending, 0);
+    assert!(
+        net.nodes[1].job(&id).is_none(),
+        "stub dropped once confirmed"
+    );
+}
+
+#[test]
+fn an_acked_stub_survives_a_restart_and_its_ack_goes_out_again() {
+    let mut net = Net::new(2);
+    let id = net.add(0, plain("q", "x", 2, 60));
+    net.down[1] = true;
+    net.command(
+        0,
+        Command::Ack {
+            ids: vec![id],
+            fast: false,
+        },
+    );
+    let stub = net.nodes[0].job(&id).unwrap().clone();
+    assert_eq!(stub.state, JobState::Acked);
+    // Node 1 restarts from its store: the stub comes back.
+    let mut fresh = Engine::new(EngineConfig {
+        node_id: name(1).to_string(),
+        exec_slots: 2,
+        ..EngineConfig::default()
+    });
+    let now = net.now;
+    let rep = fresh.restore(now, vec![stub]);
+    assert_eq!(rep.restored, 1);
+    net.nodes[0] = fresh;
+    net.down[1] = false;
+    net.membership();
+    net.advance(1_000);
+    assert!(net.nodes[1].job(&id).is_none(), "the ack reached node 2");
+    assert!(net.nodes[0].job(&id).is_none());
 }
 
 #[test]
