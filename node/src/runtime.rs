@@ -281,6 +281,7 @@ impl Node {
                 // A module, or a batch of moved jobs, travels in one frame.
                 max_frame_bytes: cfg.max_module_bytes.max(cfg.max_body_bytes) * 2 + (16 << 20),
                 joins: cfg.joins.clone(),
+                peers_file: Some(data_dir.path().join("peers")),
             },
             endpoint.clone(),
             &identity,

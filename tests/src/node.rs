@@ -81,8 +81,17 @@ impl TestNode {
         TestNode::spawn(data_dir, extra, false)
     }
 
+    /// Starts a node on `data_dir` and a given port (a restart where its
+    /// peers expect it).
+    pub fn start_at(data_dir: &Path, port: u16, extra: &[&str]) -> TestNode {
+        TestNode::spawn_on(data_dir, port, extra, false)
+    }
+
     fn spawn(data_dir: &Path, extra: &[&str], http: bool) -> TestNode {
-        let port = free_port();
+        TestNode::spawn_on(data_dir, free_port(), extra, http)
+    }
+
+    fn spawn_on(data_dir: &Path, port: u16, extra: &[&str], http: bool) -> TestNode {
         let http_port = if http {
             let mut p = free_port();
             for _ in 0..100 {

@@ -40,6 +40,10 @@ pub(super) struct LinkTx {
 
 /// Queues `out` on the link to `to`, dialing it if there is none.
 pub(super) fn send(inner: &Arc<Inner>, to: NodeName, out: Out) {
+    if inner.is_cut(&to) {
+        inner.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
     let mut links = inner.links.lock().unwrap_or_else(|p| p.into_inner());
     let out = match links.get(&to) {
         Some(l) => match l.tx.send(out) {

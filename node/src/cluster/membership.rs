@@ -43,6 +43,18 @@ fn swim_config(node_timeout: Duration) -> foca::Config {
     c.suspect_to_down_after = (node_timeout / 2).max(probe * 2);
     // QUIC datagrams on loopback hold a little over 1,200 bytes.
     c.max_packet_size = std::num::NonZeroUsize::new(1_100).expect("1100 > 0");
+    // After a partition heals both sides must find each other again soon:
+    // keep down members for a day and keep announcing to them.
+    c.remove_down_after = Some(Duration::from_secs(86_400));
+    let every = node_timeout.max(Duration::from_secs(1));
+    c.periodic_announce_to_down_members = Some(foca::PeriodicParams {
+        frequency: every,
+        num_members: std::num::NonZeroUsize::new(2).expect("2 > 0"),
+    });
+    c.periodic_announce = Some(foca::PeriodicParams {
+        frequency: every * 4,
+        num_members: std::num::NonZeroUsize::new(1).expect("1 > 0"),
+    });
     c
 }
 
@@ -69,7 +81,13 @@ pub(super) async fn run(
     let mut swim = new_swim(&inner);
     let mut rt = AccumulatingRuntime::new();
     let mut banned: HashMap<NodeName, Instant> = HashMap::new();
-    for j in inner.cfg.joins.clone() {
+    let mut targets = inner.cfg.joins.clone();
+    for p in saved_peers(&inner) {
+        if !targets.contains(&p) {
+            targets.push(p);
+        }
+    }
+    for j in targets {
         tokio::spawn(join(inner.clone(), j));
     }
     let mut adverts = tokio::time::interval(Duration::from_secs(1));
@@ -110,6 +128,7 @@ pub(super) async fn run(
                         banned.insert(node, Instant::now());
                         link::drop_link(&inner, &node);
                         inner.publish_peers();
+                        save_peers(&inner);
                     }
                     Cmd::Reset => {
                         let _ = swim.leave_cluster(&mut rt);
@@ -122,6 +141,7 @@ pub(super) async fn run(
                         inner.links.lock().unwrap_or_else(|p| p.into_inner()).clear();
                         swim = new_swim(&inner);
                         inner.publish_peers();
+                        save_peers(&inner);
                         tracing::info!("cluster reset: every peer forgotten");
                     }
                 }
@@ -195,7 +215,46 @@ fn flush(
     }
     if changed {
         inner.publish_peers();
+        save_peers(inner);
     }
+}
+
+/// Writes the known peers' addresses (`node addr` lines) for the next
+/// start; best effort: a node that cannot write it still runs.
+fn save_peers(inner: &Inner) {
+    let Some(path) = &inner.cfg.peers_file else {
+        return;
+    };
+    let text: String = inner
+        .table
+        .read()
+        .map(|t| {
+            t.view()
+                .iter()
+                .map(|p| format!("{} {}\n", p.node, p.addr))
+                .collect()
+        })
+        .unwrap_or_default();
+    let tmp = path.with_extension("tmp");
+    if let Err(e) = std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, path)) {
+        tracing::warn!(file = %path.display(), "cannot save the peer list: {e}");
+    }
+}
+
+/// The peer addresses saved by an earlier run.
+fn saved_peers(inner: &Inner) -> Vec<String> {
+    let Some(path) = &inner.cfg.peers_file else {
+        return vec![];
+    };
+    std::fs::read_to_string(path)
+        .map(|t| {
+            t.lines()
+                .filter_map(|l| l.split_whitespace().nth(1))
+                .filter(|a| a.parse::<SocketAddr>().is_ok_and(|a| a != inner.hello.addr))
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// MEET: the handshake tells us who is at `addr`; then SWIM announces us.

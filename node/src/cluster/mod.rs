@@ -63,6 +63,9 @@ pub struct ClusterConfig {
     pub max_frame_bytes: usize,
     /// `--join HOST:PORT` addresses met at start.
     pub joins: Vec<String>,
+    /// Where the peer list is kept across restarts (`DATA_DIR/peers`): a
+    /// restarted node meets them again, as Disque rereads its nodes.conf.
+    pub peers_file: Option<std::path::PathBuf>,
 }
 
 /// Why a cluster operation failed, for the user.
@@ -97,6 +100,9 @@ struct Inner {
     leaving: AtomicBool,
     link_gen: AtomicU64,
     stats: Stats,
+    /// Fault injection for tests (`DEBUG PARTITION`): nothing goes to or
+    /// comes from these nodes.
+    cut: RwLock<std::collections::HashSet<NodeName>>,
 }
 
 /// Counters for INFO and metrics.
@@ -144,6 +150,7 @@ impl Cluster {
             leaving: AtomicBool::new(false),
             link_gen: AtomicU64::new(0),
             stats: Stats::default(),
+            cut: RwLock::new(Default::default()),
             cfg,
         });
         let cluster = Cluster { inner };
@@ -232,6 +239,25 @@ impl Cluster {
             .unwrap_or_default()
     }
 
+    /// `DEBUG PARTITION`: cuts this node off from `nodes` (both ways)
+    /// until [`Cluster::heal`]. For fault tests; the node is started with
+    /// `--enable-debug-command`.
+    pub fn partition(&self, nodes: &[NodeName]) {
+        if let Ok(mut cut) = self.inner.cut.write() {
+            cut.extend(nodes.iter().copied());
+        }
+        for n in nodes {
+            link::drop_link(&self.inner, n);
+        }
+    }
+
+    /// `DEBUG HEAL`: ends every partition.
+    pub fn heal(&self) {
+        if let Ok(mut cut) = self.inner.cut.write() {
+            cut.clear();
+        }
+    }
+
     /// Every known peer.
     pub fn peers(&self) -> Vec<PeerView> {
         self.inner
@@ -255,6 +281,12 @@ impl Cluster {
             .ok()
             .and_then(|t| t.addr_of(&from))
             .ok_or_else(|| ClusterError::Connect(format!("node {} is unknown", from.short())))?;
+        if self.inner.is_cut(&from) {
+            return Err(ClusterError::Connect(format!(
+                "node {} is cut off (DEBUG PARTITION)",
+                from.short()
+            )));
+        }
         let bytes = link::request(
             &self.inner,
             addr,
@@ -284,6 +316,10 @@ impl Cluster {
 }
 
 impl Inner {
+    fn is_cut(&self, node: &NodeName) -> bool {
+        self.cut.read().is_ok_and(|c| c.contains(node))
+    }
+
     fn publish_peers(&self) {
         let targets = self.table.read().map(|t| t.targets()).unwrap_or_default();
         let _ = self.events.send(PeerEvent::Peers(targets));

@@ -238,6 +238,14 @@ impl Conn {
                 let f = self.server(s);
                 self.push(Slot::Ready(f));
             }
+            Action::Cluster(
+                cmd::cluster::ClusterCmd::Partition(_) | cmd::cluster::ClusterCmd::Heal,
+            ) if !self.shared.debug_commands => {
+                self.push(Slot::Ready(Frame::error(
+                    "ERR",
+                    "DEBUG is disabled: start the node with --enable-debug-command (test nodes only)",
+                )));
+            }
             Action::Cluster(c) => {
                 let f = cmd::cluster::run(&self.handle, c);
                 self.push(Slot::Ready(f));

@@ -18,6 +18,40 @@ pub enum ClusterCmd {
     Forget(NodeName),
     Leaving(Option<bool>),
     ResetHard,
+    /// `DEBUG PARTITION id...` (test nodes only): drop all traffic with
+    /// these nodes; `DEBUG HEAL` ends it.
+    Partition(Vec<NodeName>),
+    Heal,
+}
+
+/// `DEBUG PARTITION node-id...` and `DEBUG HEAL`, for fault tests.
+pub fn parse_debug(a: &Args) -> Option<Result<Action, Frame>> {
+    if a.is(1, "heal") && a.len() == 2 {
+        return Some(Ok(Action::Cluster(ClusterCmd::Heal)));
+    }
+    if !a.is(1, "partition") {
+        return None;
+    }
+    if a.len() < 3 {
+        return Some(Err(wrong_arity("debug")));
+    }
+    let mut nodes = Vec::new();
+    for i in 2..a.len() {
+        let id = match a.text(i) {
+            Ok(t) => t,
+            Err(f) => return Some(Err(f)),
+        };
+        match NodeName::from_hex(&id) {
+            Some(n) => nodes.push(n),
+            None => {
+                return Some(Err(Frame::error(
+                    "ERR",
+                    &format!("Unknown node {id}: a node id is 40 hex digits"),
+                )));
+            }
+        }
+    }
+    Some(Ok(Action::Cluster(ClusterCmd::Partition(nodes))))
 }
 
 pub fn parse(a: &Args) -> Result<Action, Frame> {
@@ -100,6 +134,15 @@ pub fn run(handle: &Handle, c: ClusterCmd) -> Frame {
         }
         ClusterCmd::ResetHard => {
             cluster.reset();
+            Frame::Simple("OK".into())
+        }
+        ClusterCmd::Partition(nodes) => {
+            tracing::warn!(nodes = nodes.len(), "DEBUG PARTITION: cut off from peers");
+            cluster.partition(&nodes);
+            Frame::Simple("OK".into())
+        }
+        ClusterCmd::Heal => {
+            cluster.heal();
             Frame::Simple("OK".into())
         }
     }

@@ -49,6 +49,9 @@ pub fn parse(a: &Args) -> Result<Action, Frame> {
         "debug" if a.is(1, "flushall") && a.len() == 2 => {
             Ok(Action::Engine(Command::FlushAll, Render::Ok))
         }
+        "debug" if super::cluster::parse_debug(a).is_some() => {
+            super::cluster::parse_debug(a).expect("checked")
+        }
         "debug" => Err(Frame::error(
             "ERR",
             "unknown DEBUG subcommand: only DEBUG FLUSHALL (on a node started with --enable-debug-command)",
