@@ -130,8 +130,8 @@ fn producer(seed: u64, addrs: Arc<Vec<SocketAddr>>, ledger: Arc<Ledger>, stop: A
         };
         n += 1;
         let body = format!("p{seed}-{n}");
-        let repl = if n % 2 == 0 { "2" } else { "3" };
-        let sync = n % 5 != 0;
+        let repl = if n.is_multiple_of(2) { "2" } else { "3" };
+        let sync = !n.is_multiple_of(5);
         let retry = RETRY_SECS.to_string();
         let mut args = vec![
             "ADDJOB",
