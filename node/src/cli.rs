@@ -40,6 +40,10 @@ struct Args {
     /// A peer to join at start (repeatable); as `CLUSTER MEET` later.
     #[arg(long, value_name = "HOST:PORT")]
     join: Vec<String>,
+    /// Join token from `wasque cluster init`: with --join, get this node's
+    /// peer certificate from the cluster CA (ca trust mode).
+    #[arg(long, value_name = "TOKEN")]
+    join_token: Option<String>,
     /// How long a silent peer takes to be declared down, in ms (the
     /// `cluster-node-timeout` directive). Default 15000.
     #[arg(long, value_name = "MS")]
@@ -69,9 +73,9 @@ pub fn main() -> ExitCode {
     for d in &cfg.ignored {
         tracing::info!("config directive {d:?} only means something to Redis: ignored");
     }
-    if !cfg.bind.is_loopback() {
+    if !cfg.bind.is_loopback() && cfg.join_token.is_none() {
         tracing::warn!(
-            "bound beyond loopback: peers are still accepted from loopback addresses only (loopback trust mode; the cluster CA mode is not in this version)"
+            "bound beyond loopback: peers from other hosts need ca trust mode (`wasque cluster init`, then --join-token on the others); until then only loopback peers are accepted"
         );
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -107,6 +111,9 @@ fn load(args: &Args) -> anyhow::Result<Config> {
     }
     if let Some(n) = args.exec_threads {
         raw.set_flag("exec-threads", n.to_string());
+    }
+    if let Some(t) = &args.join_token {
+        raw.set_flag("join-token", t.clone());
     }
     if let Some(ms) = args.cluster_node_timeout {
         raw.set_flag("cluster-node-timeout", ms.to_string());

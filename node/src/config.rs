@@ -43,6 +43,9 @@ pub struct Config {
     pub appendonly: bool,
     pub appendfsync: AppendFsync,
     pub cluster_node_timeout_ms: u64,
+    /// `join-token` / `--join-token`: join a `ca`-mode cluster through
+    /// the `--join` addresses (see `wasque cluster init`).
+    pub join_token: Option<String>,
     pub requirepass: Option<String>,
     /// Executor threads; default one per core.
     pub exec_threads: usize,
@@ -109,6 +112,7 @@ const KNOWN: &[&str] = &[
     "appendonly",
     "appendfsync",
     "cluster-node-timeout",
+    "join-token",
     "requirepass",
     "daemonize",
     "http-port",
@@ -429,6 +433,7 @@ impl RawConfig {
             appendonly,
             appendfsync,
             cluster_node_timeout_ms: num("cluster-node-timeout", 15_000)?,
+            join_token: self.values.get("join-token").map(|(v, _)| v.clone()),
             requirepass,
             exec_threads,
             default_limits,

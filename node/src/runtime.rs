@@ -172,6 +172,8 @@ pub enum StartError {
     Exec(#[from] crate::exec::ExecError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    #[error("cannot join the cluster: {0}")]
+    Join(String),
     #[error("cannot listen on {addr}: {source} (is another node using this port? pass --port N)")]
     Listen {
         addr: SocketAddr,
@@ -206,6 +208,16 @@ impl Node {
             vec![cfg.bind.to_string()]
         };
         let identity = Identity::load_or_create(data_dir.path(), &node_id, &names)?;
+        let tls_dir = data_dir.path().join("tls");
+        let mut cluster_ca = crate::cluster::ca::load(&tls_dir)?;
+        if cluster_ca.is_none()
+            && let Some(token) = &cfg.join_token
+        {
+            // `ca` trust mode: get this node's peer certificate first.
+            let joined = join_with_token(&cfg.joins, token, &node_id).await?;
+            crate::cluster::ca::save_joined(&tls_dir, &joined)?;
+            cluster_ca = crate::cluster::ca::load(&tls_dir)?;
+        }
 
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let executor = Executor::open(
@@ -259,13 +271,14 @@ impl Node {
             max_connections: cfg.max_connections,
             password: cfg.requirepass.clone(),
         };
-        let endpoint = quic::bind(&quic_cfg, &identity).map_err(|e| match e {
-            crate::net::identity::IdentityError::Io { source, .. } => StartError::Listen {
-                addr: quic_cfg.addr,
-                source,
-            },
-            other => StartError::Identity(other),
-        })?;
+        let endpoint =
+            quic::bind(&quic_cfg, &identity, cluster_ca.as_ref()).map_err(|e| match e {
+                crate::net::identity::IdentityError::Io { source, .. } => StartError::Listen {
+                    addr: quic_cfg.addr,
+                    source,
+                },
+                other => StartError::Identity(other),
+            })?;
         let quic_addr = endpoint.local_addr().map_err(|source| StartError::Listen {
             addr: quic_cfg.addr,
             source,
@@ -282,9 +295,12 @@ impl Node {
                 max_frame_bytes: cfg.max_module_bytes.max(cfg.max_body_bytes) * 2 + (16 << 20),
                 joins: cfg.joins.clone(),
                 peers_file: Some(data_dir.path().join("peers")),
+                tls_dir,
             },
             endpoint.clone(),
             &identity,
+            cluster_ca,
+            quic::TUNING,
             executor.clone(),
             peer_tx,
             stop_rx.clone(),
@@ -438,6 +454,48 @@ impl Node {
 /// line). Deeper hides the driver round trip; shallower keeps priority
 /// order and work that could move elsewhere out of the executor's queue.
 const EXEC_JOBS_PER_THREAD: usize = 4;
+
+/// `--join HOST:PORT --join-token T`: asks each join address in turn (a
+/// few rounds: it may be starting too) for this node's peer certificate.
+async fn join_with_token(
+    joins: &[String],
+    token: &str,
+    node_id: &str,
+) -> Result<crate::cluster::ca::Joined, StartError> {
+    crate::cluster::ca::parse_token(token).map_err(StartError::Join)?;
+    if joins.is_empty() {
+        return Err(StartError::Join(
+            "--join-token needs --join HOST:PORT (the node that ran `wasque cluster init`)".into(),
+        ));
+    }
+    let mut last = String::new();
+    for _round in 0..10 {
+        for target in joins {
+            let addrs = match tokio::net::lookup_host(target.as_str()).await {
+                Ok(a) => a.collect::<Vec<_>>(),
+                Err(e) => {
+                    last = format!("{target}: {e}");
+                    continue;
+                }
+            };
+            for addr in addrs {
+                match crate::cluster::ca::join(addr, token, node_id).await {
+                    Ok(j) => {
+                        tracing::info!(%addr, "joined the cluster CA: peer certificate received");
+                        return Ok(j);
+                    }
+                    // A refusal (wrong secret, wrong CA) will not change.
+                    Err(e) if e.contains("refused") || e.contains("CA") => {
+                        return Err(StartError::Join(format!("{addr}: {e}")));
+                    }
+                    Err(e) => last = format!("{addr}: {e}"),
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(StartError::Join(last))
+}
 
 /// Wall-clock now in unix milliseconds.
 pub fn now_ms() -> UnixMs {

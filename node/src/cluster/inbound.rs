@@ -14,7 +14,7 @@ use super::{Inner, PeerEvent, is_loopback, trust};
 /// Serves one peer connection until it closes.
 pub(super) async fn serve(inner: Arc<Inner>, conn: quinn::Connection) {
     let remote = conn.remote_address();
-    if !is_loopback(&remote) {
+    if !inner.ca_mode() && !is_loopback(&remote) {
         inner
             .stats
             .connections_refused
@@ -189,5 +189,44 @@ fn name(f: &Frame) -> &'static str {
         Frame::FetchModule(_) => "FetchModule",
         Frame::Module(_) => "Module",
         Frame::Refused(_) => "Refused",
+        Frame::Join { .. } => "Join",
+        Frame::Joined(_) => "Joined",
     }
+}
+
+/// A join request (join ALPN, no client certificate): checks the token's
+/// secret and answers with signed credentials, or why not.
+pub(super) async fn serve_join(inner: Arc<Inner>, conn: quinn::Connection) {
+    let remote = conn.remote_address();
+    let Ok(Ok((mut send, mut recv))) =
+        tokio::time::timeout(std::time::Duration::from_secs(10), conn.accept_bi()).await
+    else {
+        return;
+    };
+    let answer = match wire::read(&mut recv, 64 << 10).await {
+        Ok(Some(Frame::Join { secret, node })) => {
+            let ca = inner.ca.read().ok().and_then(|c| c.clone());
+            match ca {
+                None => Frame::Refused(
+                    "this node has no cluster CA (loopback trust mode): run `wasque cluster init` on it first".into(),
+                ),
+                Some(ca) => match super::ca::sign_join(&ca, &secret, &node) {
+                    Ok(j) => {
+                        tracing::info!(%remote, node = %node, "join accepted: certificate issued");
+                        Frame::Joined(j)
+                    }
+                    Err(why) => {
+                        inner.stats.connections_refused.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(%remote, "{why}");
+                        Frame::Refused(why)
+                    }
+                },
+            }
+        }
+        Ok(_) => Frame::Refused("expected a join request".into()),
+        Err(e) => Frame::Refused(e.to_string()),
+    };
+    let _ = wire::write(&mut send, &answer).await;
+    let _ = send.finish();
+    let _ = send.stopped().await;
 }

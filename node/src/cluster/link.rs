@@ -163,7 +163,7 @@ pub(super) async fn connect(
 ) -> Result<quinn::Connection, ClusterError> {
     let connecting = inner
         .endpoint
-        .connect_with(inner.dial.clone(), addr, "wasque-peer")
+        .connect_with(inner.dial_config(), addr, super::ca::PEER_NAME)
         .map_err(|e| ClusterError::Connect(format!("cannot dial {addr}: {e}")))?;
     let conn = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
         .await

@@ -7,12 +7,14 @@
 //!
 //! - `wire.rs` — the frames and their versioned, bounded encoding.
 //! - `trust.rs` — loopback trust mode: certificate pinning and verifiers.
+//! - `ca.rs` — ca trust mode: the cluster CA, join tokens, joining.
 //! - `member.rs` — the SWIM member identity.
 //! - `peers.rs` — the peer table (addresses, liveness, adverts).
 //! - `link.rs` — outgoing connections, one per peer, and what they carry.
 //! - `inbound.rs` — connections peers open to this node.
 //! - `membership.rs` — the task that runs foca, MEET, FORGET, LEAVING.
 
+pub mod ca;
 mod inbound;
 mod link;
 mod member;
@@ -66,6 +68,8 @@ pub struct ClusterConfig {
     /// Where the peer list is kept across restarts (`DATA_DIR/peers`): a
     /// restarted node meets them again, as Disque rereads its nodes.conf.
     pub peers_file: Option<std::path::PathBuf>,
+    /// `DATA_DIR/tls`, where `CLUSTER INIT` writes the cluster CA.
+    pub tls_dir: std::path::PathBuf,
 }
 
 /// Why a cluster operation failed, for the user.
@@ -89,7 +93,14 @@ struct Inner {
     cfg: ClusterConfig,
     hello: wire::Hello,
     endpoint: quinn::Endpoint,
-    dial: quinn::ClientConfig,
+    dial: RwLock<quinn::ClientConfig>,
+    /// The node's own (client-facing) certificate, for rebuilding TLS.
+    own_chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    own_key: Arc<rustls::pki_types::PrivateKeyDer<'static>>,
+    /// `ca` trust mode's credentials; `None` in loopback mode.
+    ca: RwLock<Option<ca::ClusterCa>>,
+    ca_mode: AtomicBool,
+    quic_tuning: QuicTuning,
     pins: Pins,
     links: Mutex<HashMap<NodeName, LinkTx>>,
     table: RwLock<PeerTable>,
@@ -120,15 +131,19 @@ impl Cluster {
     /// Starts the cluster layer on the node's QUIC endpoint (which must
     /// accept the peer ALPN, see [`server_tls`]). Peer events go to
     /// `events`.
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         cfg: ClusterConfig,
         endpoint: quinn::Endpoint,
         identity: &Identity,
+        cluster_ca: Option<ca::ClusterCa>,
+        quic_tuning: QuicTuning,
         executor: Executor,
         events: mpsc::UnboundedSender<PeerEvent>,
         stop: tokio::sync::watch::Receiver<bool>,
     ) -> Result<Cluster, crate::net::identity::IdentityError> {
-        let dial = dial_config(identity)?;
+        let own_key = Arc::new(identity.key.clone_key());
+        let dial = dial_config(&identity.cert_chain, &own_key, cluster_ca.as_ref())?;
         let (cmds_tx, cmds_rx) = mpsc::unbounded_channel();
         let incarnation = crate::runtime::now_ms();
         let hello = wire::Hello {
@@ -139,7 +154,12 @@ impl Cluster {
         let inner = Arc::new(Inner {
             hello,
             endpoint,
-            dial,
+            dial: RwLock::new(dial),
+            own_chain: identity.cert_chain.clone(),
+            own_key,
+            ca_mode: AtomicBool::new(cluster_ca.is_some()),
+            ca: RwLock::new(cluster_ca),
+            quic_tuning,
             pins: Pins::default(),
             links: Mutex::new(HashMap::new()),
             table: RwLock::new(PeerTable::default()),
@@ -239,6 +259,55 @@ impl Cluster {
             .unwrap_or_default()
     }
 
+    /// The trust mode: `ca` or `loopback`.
+    pub fn trust_mode(&self) -> &'static str {
+        if self.inner.ca_mode() {
+            "ca"
+        } else {
+            "loopback"
+        }
+    }
+
+    /// `CLUSTER INIT` (`wasque cluster init`): makes this node the holder of
+    /// a new cluster CA and switches it to `ca` trust mode at once; returns
+    /// the join token for other nodes.
+    pub fn init_ca(&self) -> Result<String, ClusterError> {
+        let inner = &self.inner;
+        let made = ca::init(&inner.cfg.tls_dir, &inner.cfg.me.to_string())
+            .map_err(|e| ClusterError::Refused(e.to_string()))?;
+        let token = made
+            .token()
+            .ok_or_else(|| ClusterError::Refused("no join secret on this node".into()))?;
+        let tls = server_tls(&inner.own_chain, &inner.own_key, Some(&made))
+            .map_err(|e| ClusterError::Refused(e.to_string()))?;
+        let server = inner
+            .quic_tuning
+            .server_config(tls)
+            .map_err(|e| ClusterError::Refused(e.to_string()))?;
+        let dial = dial_config(&inner.own_chain, &inner.own_key, Some(&made))
+            .map_err(|e| ClusterError::Refused(e.to_string()))?;
+        inner.endpoint.set_server_config(Some(server));
+        if let Ok(mut d) = inner.dial.write() {
+            *d = dial;
+        }
+        if let Ok(mut c) = inner.ca.write() {
+            *c = Some(made);
+        }
+        inner.ca_mode.store(true, Ordering::Relaxed);
+        inner
+            .links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        tracing::info!("cluster CA made: peers now need a certificate from it (ca trust mode)");
+        Ok(token)
+    }
+
+    /// Serves a join request (a connection that negotiated the join ALPN).
+    pub async fn serve_join(&self, conn: quinn::Connection) {
+        inbound::serve_join(self.inner.clone(), conn).await
+    }
+
     /// `DEBUG PARTITION`: cuts this node off from `nodes` (both ways)
     /// until [`Cluster::heal`]. For fault tests; the node is started with
     /// `--enable-debug-command`.
@@ -316,6 +385,17 @@ impl Cluster {
 }
 
 impl Inner {
+    fn ca_mode(&self) -> bool {
+        self.ca_mode.load(Ordering::Relaxed)
+    }
+
+    fn dial_config(&self) -> quinn::ClientConfig {
+        self.dial
+            .read()
+            .map(|d| d.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
     fn is_cut(&self, node: &NodeName) -> bool {
         self.cut.read().is_ok_and(|c| c.contains(node))
     }
@@ -326,20 +406,62 @@ impl Inner {
     }
 }
 
+/// Transport settings of the node's QUIC endpoint, kept so the server
+/// config can be rebuilt when the trust mode changes.
+#[derive(Clone, Copy, Debug)]
+pub struct QuicTuning {
+    pub idle_timeout: Duration,
+}
+
+impl QuicTuning {
+    /// The endpoint's server config around `tls`.
+    pub fn server_config(
+        &self,
+        tls: rustls::ServerConfig,
+    ) -> Result<quinn::ServerConfig, crate::net::identity::IdentityError> {
+        use crate::net::identity::IdentityError;
+        let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+            .map_err(|e| IdentityError::Tls(e.to_string()))?;
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+        let mut transport = quinn::TransportConfig::default();
+        transport.max_concurrent_bidi_streams(64u32.into());
+        // Peers open one message stream per link; clients open none.
+        transport.max_concurrent_uni_streams(8u32.into());
+        transport.max_idle_timeout(Some(
+            quinn::IdleTimeout::try_from(self.idle_timeout)
+                .map_err(|e| IdentityError::Tls(e.to_string()))?,
+        ));
+        transport.stream_receive_window((8u32 << 20).into());
+        transport.receive_window((32u32 << 20).into());
+        transport.send_window(32 << 20);
+        server.transport_config(Arc::new(transport));
+        Ok(server)
+    }
+}
+
 /// The QUIC client config for dialing peers: the peer ALPN and this
-/// node's certificate as the client certificate.
+/// node's peer certificate as the client certificate (in `ca` mode the
+/// cluster one, and the peer must chain to the cluster CA).
 fn dial_config(
-    identity: &Identity,
+    own_chain: &[rustls::pki_types::CertificateDer<'static>],
+    own_key: &rustls::pki_types::PrivateKeyDer<'static>,
+    cluster_ca: Option<&ca::ClusterCa>,
 ) -> Result<quinn::ClientConfig, crate::net::identity::IdentityError> {
     use crate::net::identity::IdentityError;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| IdentityError::Tls(e.to_string()))?
-        .dangerous()
-        .with_custom_certificate_verifier(trust::AnyServerCert::new())
-        .with_client_auth_cert(identity.cert_chain.clone(), identity.key.clone_key())
         .map_err(|e| IdentityError::Tls(e.to_string()))?;
+    let mut tls = match cluster_ca {
+        Some(c) => builder
+            .with_root_certificates(c.roots())
+            .with_client_auth_cert(c.chain.clone(), c.key.clone_key()),
+        None => builder
+            .dangerous()
+            .with_custom_certificate_verifier(trust::AnyServerCert::new())
+            .with_client_auth_cert(own_chain.to_vec(), own_key.clone_key()),
+    }
+    .map_err(|e| IdentityError::Tls(e.to_string()))?;
     tls.alpn_protocols = vec![wasque_sdk::PEER_ALPN.to_vec()];
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
         .map_err(|e| IdentityError::Tls(e.to_string()))?;
@@ -357,27 +479,82 @@ fn dial_config(
     Ok(cfg)
 }
 
-/// The server-side TLS of the node's endpoint: client and peer ALPNs, and
-/// a certificate asked of (but not required from) every connection.
+/// Picks the certificate by ALPN: the node's own for clients, the cluster
+/// one for peers and joiners (`ca` mode).
+#[derive(Debug)]
+struct ByAlpn {
+    client: Arc<rustls::sign::CertifiedKey>,
+    peer: Arc<rustls::sign::CertifiedKey>,
+}
+
+impl rustls::server::ResolvesServerCert for ByAlpn {
+    fn resolve(
+        &self,
+        hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        let peer = hello
+            .alpn()
+            .is_some_and(|mut a| a.any(|p| p == wasque_sdk::PEER_ALPN || p == ca::JOIN_ALPN));
+        Some(if peer {
+            self.peer.clone()
+        } else {
+            self.client.clone()
+        })
+    }
+}
+
+/// The server-side TLS of the node's endpoint: client, peer and join
+/// ALPNs; a certificate asked of (not required from) every connection,
+/// checked against the cluster CA in `ca` mode.
 pub fn server_tls(
-    identity: &Identity,
+    own_chain: &[rustls::pki_types::CertificateDer<'static>],
+    own_key: &rustls::pki_types::PrivateKeyDer<'static>,
+    cluster_ca: Option<&ca::ClusterCa>,
 ) -> Result<rustls::ServerConfig, crate::net::identity::IdentityError> {
     use crate::net::identity::IdentityError;
+    let tls_err = |e: rustls::Error| IdentityError::Tls(e.to_string());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| IdentityError::Tls(e.to_string()))?
-        .with_client_cert_verifier(trust::AnyClientCert::new())
-        .with_single_cert(identity.cert_chain.clone(), identity.key.clone_key())
-        .map_err(|e| IdentityError::Tls(e.to_string()))?;
+        .map_err(tls_err)?;
+    let mut cfg = match cluster_ca {
+        None => builder
+            .with_client_cert_verifier(trust::AnyClientCert::new())
+            .with_single_cert(own_chain.to_vec(), own_key.clone_key())
+            .map_err(tls_err)?,
+        Some(c) => {
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(c.roots()),
+                provider.clone(),
+            )
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| IdentityError::Tls(e.to_string()))?;
+            let client = rustls::sign::CertifiedKey::from_der(
+                own_chain.to_vec(),
+                own_key.clone_key(),
+                &provider,
+            )
+            .map_err(tls_err)?;
+            let peer =
+                rustls::sign::CertifiedKey::from_der(c.chain.clone(), c.key.clone_key(), &provider)
+                    .map_err(tls_err)?;
+            builder
+                .with_client_cert_verifier(verifier)
+                .with_cert_resolver(Arc::new(ByAlpn {
+                    client: Arc::new(client),
+                    peer: Arc::new(peer),
+                }))
+        }
+    };
     cfg.alpn_protocols = vec![
         wasque_sdk::CLIENT_ALPN.to_vec(),
         wasque_sdk::PEER_ALPN.to_vec(),
+        ca::JOIN_ALPN.to_vec(),
     ];
     cfg.max_early_data_size = 0;
     Ok(cfg)
 }
-
 /// Whether an address is loopback (IPv4-mapped IPv6 included).
 pub fn is_loopback(addr: &SocketAddr) -> bool {
     match addr.ip() {

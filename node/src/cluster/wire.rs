@@ -56,6 +56,13 @@ pub enum Frame {
     Module(Option<Vec<u8>>),
     /// The other side will not go on, and why.
     Refused(String),
+    /// A join request (join ALPN): the token's secret and the joiner's id.
+    Join {
+        secret: String,
+        node: String,
+    },
+    /// The signed credentials for a joiner.
+    Joined(super::ca::Joined),
 }
 
 /// Why a frame could not be read.

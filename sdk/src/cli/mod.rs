@@ -6,6 +6,7 @@
 //! 2 usage error, 3 the node could not be reached.
 
 mod addjob;
+mod cluster;
 mod module;
 mod queue;
 mod resp;
@@ -95,6 +96,10 @@ enum Cmd {
     /// Run an external worker on plain jobs (over RESP): print and ack
     /// each job, or run `--exec CMD` on it and FINISH or NACK.
     Worker(worker::WorkerArgs),
+    /// Cluster set-up (over RESP): `init` (cluster CA and join token),
+    /// `meet HOST:PORT`, `leaving yes|no`.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCmd),
 }
 
 /// Entry point of the `wasque` binary.
@@ -166,6 +171,7 @@ async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
         Cmd::Queue(q) => return queue::queue(&args.node, password, q).await,
         Cmd::Getjob(g) => return queue::getjob(&args.node, password, g).await,
         Cmd::Worker(w) => return worker::run(&args.node, password, w).await,
+        Cmd::Cluster(c) => return cluster::run(&args.node, password, c).await,
         _ => {}
     }
     let client = connect(&args).await?;
@@ -222,6 +228,6 @@ async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Run(r) => run::run(&client, r).await,
-        Cmd::Queue(_) | Cmd::Getjob(_) | Cmd::Worker(_) => Ok(ExitCode::SUCCESS),
+        Cmd::Queue(_) | Cmd::Getjob(_) | Cmd::Worker(_) | Cmd::Cluster(_) => Ok(ExitCode::SUCCESS),
     }
 }

@@ -29,24 +29,21 @@ pub struct QuicConfig {
     pub password: Option<String>,
 }
 
-/// Binds the endpoint. Returns it so the caller knows the bound address.
-pub fn bind(cfg: &QuicConfig, identity: &Identity) -> Result<quinn::Endpoint, IdentityError> {
-    let tls = crate::cluster::server_tls(identity)?;
-    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
-        .map_err(|e| IdentityError::Tls(e.to_string()))?;
-    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    let mut transport = quinn::TransportConfig::default();
-    transport.max_concurrent_bidi_streams(64u32.into());
-    // Peers open one message stream per link; clients open none.
-    transport.max_concurrent_uni_streams(8u32.into());
-    transport.max_idle_timeout(Some(
-        quinn::IdleTimeout::try_from(Duration::from_secs(60))
-            .map_err(|e| IdentityError::Tls(e.to_string()))?,
-    ));
-    transport.stream_receive_window((8u32 << 20).into());
-    transport.receive_window((32u32 << 20).into());
-    transport.send_window(32 << 20);
-    server.transport_config(Arc::new(transport));
+/// How the node's endpoint is tuned (idle timeout and windows).
+pub const TUNING: crate::cluster::QuicTuning = crate::cluster::QuicTuning {
+    idle_timeout: Duration::from_secs(60),
+};
+
+/// Binds the endpoint with the node's TLS (see
+/// [`crate::cluster::server_tls`]). Returns it so the caller knows the
+/// bound address.
+pub fn bind(
+    cfg: &QuicConfig,
+    identity: &Identity,
+    cluster_ca: Option<&crate::cluster::ca::ClusterCa>,
+) -> Result<quinn::Endpoint, IdentityError> {
+    let tls = crate::cluster::server_tls(&identity.cert_chain, &identity.key, cluster_ca)?;
+    let server = TUNING.server_config(tls)?;
     quinn::Endpoint::server(server, cfg.addr).map_err(|source| IdentityError::Io {
         path: format!("udp {}", cfg.addr).into(),
         source,
@@ -81,6 +78,9 @@ pub async fn serve(
             match incoming.await {
                 Ok(conn) if alpn(&conn).as_deref() == Some(PEER_ALPN) => {
                     cluster.serve_peer(conn).await
+                }
+                Ok(conn) if alpn(&conn).as_deref() == Some(crate::cluster::ca::JOIN_ALPN) => {
+                    cluster.serve_join(conn).await
                 }
                 Ok(conn) => connection::serve(conn, cfg, handle, stop).await,
                 Err(e) => tracing::debug!("handshake failed: {e}"),

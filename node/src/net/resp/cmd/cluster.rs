@@ -12,6 +12,8 @@ use crate::runtime::Handle;
 
 #[derive(Debug)]
 pub enum ClusterCmd {
+    /// wasque: make a cluster CA here (ca trust mode); answers the token.
+    Init,
     Meet(SocketAddr),
     Nodes,
     Info,
@@ -69,6 +71,7 @@ pub fn parse(a: &Args) -> Result<Action, Frame> {
             ClusterCmd::Meet(SocketAddr::new(ip, port))
         }
         ("nodes", 2) => ClusterCmd::Nodes,
+        ("init", 2) => ClusterCmd::Init,
         ("info", 2) => ClusterCmd::Info,
         ("forget", 3) => {
             let id = a.text(2)?;
@@ -94,7 +97,7 @@ pub fn parse(a: &Args) -> Result<Action, Frame> {
         _ => {
             return Err(Frame::error(
                 "ERR",
-                "CLUSTER subcommand must be one of MEET, NODES, INFO, FORGET, LEAVING, RESET",
+                "CLUSTER subcommand must be one of MEET, NODES, INFO, FORGET, LEAVING, RESET, INIT",
             ));
         }
     };
@@ -116,6 +119,10 @@ pub fn run(handle: &Handle, c: ClusterCmd) -> Frame {
             Frame::Simple("OK".into())
         }
         ClusterCmd::Nodes => Frame::text(&nodes_text(handle)),
+        ClusterCmd::Init => match cluster.init_ca() {
+            Ok(token) => Frame::text(&token),
+            Err(e) => Frame::error("ERR", &e.to_string()),
+        },
         ClusterCmd::Info => Frame::text(&info_text(handle)),
         ClusterCmd::Forget(node) if node == cluster.me() => {
             Frame::error("ERR", "I tried hard but I can't forget myself...")
@@ -187,7 +194,7 @@ pub fn info_text(handle: &Handle) -> String {
     let peers = handle.cluster().peers();
     let up = peers.iter().filter(|p| p.up).count();
     format!(
-        "cluster_state:ok\r\ncluster_known_nodes:{}\r\ncluster_reachable_nodes:{}\r\ncluster_leaving:{}\r\n",
+        "cluster_state:ok\r\ncluster_known_nodes:{}\r\ncluster_reachable_nodes:{}\r\ncluster_leaving:{}\r\ncluster_trust:{}\r\n",
         peers.len() + 1,
         up + 1,
         if handle.cluster().leaving() {
@@ -195,5 +202,6 @@ pub fn info_text(handle: &Handle) -> String {
         } else {
             "no"
         },
+        handle.cluster().trust_mode(),
     )
 }
