@@ -82,6 +82,9 @@ pub(super) struct ClusterState {
     pub rr: usize,
     /// `CLUSTER LEAVING yes`.
     pub leaving: bool,
+    /// Jobs this node moved to a peer (federation), by job: if that peer
+    /// dies they are queued again without waiting for RETRY.
+    pub lent: HashMap<JobId, NodeName>,
     pub stats: ClusterStats,
 }
 
@@ -94,9 +97,49 @@ impl Engine {
     /// acks retried on, these nodes.
     pub fn handle_peers(&mut self, now: UnixMs, live: impl IntoIterator<Item = NodeName>) {
         let me = self.me();
-        self.cluster.peers = live.into_iter().filter(|n| *n != me).collect();
+        let live: BTreeSet<NodeName> = live.into_iter().filter(|n| *n != me).collect();
+        let gone: Vec<NodeName> = self.cluster.peers.difference(&live).copied().collect();
+        self.cluster.peers = live;
         self.cluster.stats.peers = self.cluster.peers.len();
+        if !gone.is_empty() {
+            self.rescue_from(now, &gone);
+        }
         self.arm_tick(now);
+    }
+
+    /// Peers were declared down: jobs that were queued or running there
+    /// (the node that added them, or the one they were moved to) are
+    /// queued again now, through the usual WILLQUEUE round, instead of
+    /// after RETRY. At least once still holds; a node that was only cut
+    /// off may run such a job too.
+    fn rescue_from(&mut self, now: UnixMs, gone: &[NodeName]) {
+        let me = self.me();
+        let ids: Vec<JobId> = self
+            .jobs
+            .values()
+            .filter(|j| {
+                j.state == JobState::Active
+                    && j.requeue_at.is_some()
+                    && !self.executing.contains(&j.id)
+                    && match self.cluster.lent.get(&j.id) {
+                        Some(to) => gone.contains(to),
+                        None => {
+                            j.counters.attempts == 0
+                                && j.nodes
+                                    .first()
+                                    .is_some_and(|n| *n != me && gone.contains(n))
+                        }
+                    }
+            })
+            .map(|j| j.id)
+            .collect();
+        for id in ids {
+            self.cluster.lent.remove(&id);
+            if let Some(t) = self.jobs.get_mut(&id).and_then(|j| j.requeue_at.take()) {
+                self.timers.cancel(t, Timer::Requeue(id));
+            }
+            self.requeue_announced(now, id);
+        }
     }
 
     /// The live peers, for placement and replies.
@@ -717,6 +760,7 @@ impl Engine {
             let mut copy = job.as_ref().clone();
             copy.state = JobState::Queued;
             moved.push(copy);
+            self.cluster.lent.insert(id, from);
             self.arm_holder_requeue(now, id);
         }
         self.cluster.stats.jobs_moved_out += moved.len() as u64;

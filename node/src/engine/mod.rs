@@ -754,6 +754,7 @@ impl Engine {
         let Some(job) = self.jobs.remove(id) else {
             return false;
         };
+        self.cluster.lent.remove(id);
         self.journal_remove(id);
         self.emit(&job, JobEventKind::Removed(inspect::removal(why)));
         self.timers.cancel(job.expires_at, Timer::Expire(*id));

@@ -399,3 +399,31 @@ fn a_wasm_job_whose_node_died_runs_elsewhere_once_its_module_arrives() {
         "runs once the module is here"
     );
 }
+
+#[test]
+fn when_a_node_is_declared_down_its_jobs_are_queued_elsewhere_without_waiting_for_retry() {
+    let mut net = Net::new(3);
+    let queued_there = net.add(0, plain("q", "a", 3, 600));
+    // A job moved to node 3 by federation, then node 3 dies with it.
+    let moved = net.add(1, plain("m", "b", 1, 600));
+    let req = net.command(
+        2,
+        Command::GetJob(Box::new(GetJob {
+            queues: vec!["m".into()],
+            count: 1,
+            timeout_ms: 1_000,
+            nohang: false,
+            withcounters: false,
+        })),
+    );
+    assert_eq!(got_ids(net.reply(2, req)), vec![moved]);
+    net.down[0] = true;
+    net.down[2] = true;
+    net.membership();
+    net.advance(1_000);
+    assert_eq!(
+        net.nodes[1].job(&queued_there).unwrap().state,
+        JobState::Queued
+    );
+    assert_eq!(net.nodes[1].job(&moved).unwrap().state, JobState::Queued);
+}
