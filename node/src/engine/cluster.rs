@@ -103,8 +103,59 @@ impl Engine {
         self.cluster.stats.peers = self.cluster.peers.len();
         if !gone.is_empty() {
             self.rescue_from(now, &gone);
+            self.replace_copies(&gone);
         }
         self.arm_tick(now);
+    }
+
+    /// Synchronous adds still waiting on a peer that was declared down ask
+    /// another live peer instead, so they complete before their timeout.
+    fn replace_copies(&mut self, gone: &[NodeName]) {
+        let stuck: Vec<JobId> = self
+            .cluster
+            .repl
+            .iter()
+            .filter(|(_, p)| p.waiting.iter().any(|n| gone.contains(n)))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stuck {
+            let Some(job) = self.jobs.get_mut(&id) else {
+                continue;
+            };
+            let mut spare: Vec<NodeName> = self
+                .cluster
+                .peers
+                .iter()
+                .filter(|n| !job.nodes.contains(n))
+                .copied()
+                .collect();
+            let Some(p) = self.cluster.repl.get_mut(&id) else {
+                continue;
+            };
+            let mut fresh = Vec::new();
+            for dead in gone {
+                if !p.waiting.contains(dead) {
+                    continue;
+                }
+                let Some(n) = spare.pop() else { break };
+                p.waiting.retain(|w| w != dead);
+                p.asked.push(n);
+                p.waiting.push(n);
+                job.nodes.retain(|h| h != dead);
+                job.nodes.push(n);
+                fresh.push(n);
+            }
+            if fresh.is_empty() {
+                continue;
+            }
+            let mut copy = job.as_ref().clone();
+            copy.state = JobState::Active;
+            self.journal_put(&id);
+            for to in fresh {
+                self.cluster.stats.copies_sent += 1;
+                self.send(to, PeerMsg::Replicate(Box::new(copy.clone())));
+            }
+        }
     }
 
     /// Peers were declared down: jobs that were queued or running there

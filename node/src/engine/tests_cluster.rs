@@ -427,3 +427,26 @@ fn when_a_node_is_declared_down_its_jobs_are_queued_elsewhere_without_waiting_fo
     );
     assert_eq!(net.nodes[1].job(&moved).unwrap().state, JobState::Queued);
 }
+
+#[test]
+fn an_add_waiting_on_a_node_declared_down_gets_its_copy_elsewhere() {
+    let mut net = Net::new(4);
+    net.down[1] = true; // dead, but membership has not noticed yet
+    let mut a = plain("q", "x", 2, 60);
+    a.timeout_ms = 5_000;
+    // Round-robin picks node 2 first for this add.
+    let mut req = 0;
+    for _ in 0..3 {
+        req = net.command(0, Command::AddJob(Box::new(a.clone())));
+        if net.reply(0, req).is_none() {
+            break;
+        }
+    }
+    assert!(net.reply(0, req).is_none(), "an add waits on the dead node");
+    net.membership();
+    assert!(
+        matches!(net.reply(0, req), Some(Reply::JobAdded(_))),
+        "answered once another node holds the copy: {:?}",
+        net.reply(0, req)
+    );
+}
