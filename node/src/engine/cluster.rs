@@ -42,6 +42,10 @@ pub(super) struct PendingRepl {
     pub deadline: UnixMs,
     /// The add also waits for the result (`wait_ms`, ack on result).
     pub wait: Option<(u64, bool)>,
+    /// REPLICATE was given; without it (Disque's default of 3, or fewer
+    /// reachable nodes) the add settles for the copies the live nodes can
+    /// hold when a peer it waited on dies.
+    pub explicit: bool,
 }
 
 /// An acknowledgement not yet confirmed by every holder.
@@ -103,14 +107,14 @@ impl Engine {
         self.cluster.stats.peers = self.cluster.peers.len();
         if !gone.is_empty() {
             self.rescue_from(now, &gone);
-            self.replace_copies(&gone);
+            self.replace_copies(now, &gone);
         }
         self.arm_tick(now);
     }
 
     /// Synchronous adds still waiting on a peer that was declared down ask
     /// another live peer instead, so they complete before their timeout.
-    fn replace_copies(&mut self, gone: &[NodeName]) {
+    fn replace_copies(&mut self, now: UnixMs, gone: &[NodeName]) {
         let stuck: Vec<JobId> = self
             .cluster
             .repl
@@ -137,13 +141,32 @@ impl Engine {
                 if !p.waiting.contains(dead) {
                     continue;
                 }
-                let Some(n) = spare.pop() else { break };
-                p.waiting.retain(|w| w != dead);
-                p.asked.push(n);
-                p.waiting.push(n);
-                job.nodes.retain(|h| h != dead);
-                job.nodes.push(n);
-                fresh.push(n);
+                match spare.pop() {
+                    Some(n) => {
+                        p.waiting.retain(|w| w != dead);
+                        p.asked.push(n);
+                        p.waiting.push(n);
+                        job.nodes.retain(|h| h != dead);
+                        job.nodes.push(n);
+                        fresh.push(n);
+                    }
+                    None if !p.explicit && job.nodes.len() > 2 => {
+                        // Default replication: one copy fewer, as if the
+                        // dead node had not been reachable at the add.
+                        p.waiting.retain(|w| w != dead);
+                        p.asked.retain(|w| w != dead);
+                        job.nodes.retain(|h| h != dead);
+                        job.replicate = job.nodes.len() as u32;
+                    }
+                    None => {}
+                }
+            }
+            if p.waiting.is_empty() {
+                let p = self.cluster.repl.remove(&id).expect("present");
+                self.timers.cancel(p.deadline, Timer::ReplTimeout(id));
+                self.journal_put(&id);
+                self.replicated(now, id, p.req, p.wait);
+                continue;
             }
             if fresh.is_empty() {
                 continue;
@@ -294,6 +317,7 @@ impl Engine {
         id: JobId,
         timeout_ms: u64,
         wait: Option<(u64, bool)>,
+        explicit: bool,
     ) {
         let me = self.me();
         let Some(job) = self.jobs.get(&id) else {
@@ -319,6 +343,7 @@ impl Engine {
                     asked,
                     deadline,
                     wait,
+                    explicit,
                 },
             );
         }

@@ -555,11 +555,12 @@ impl Engine {
                 self.journal_put(&id);
                 if sync_repl {
                     let wait = a.wait_ms.map(|ms| (ms, a.ack_on_result));
-                    self.start_replication(now, Some(req), id, a.timeout_ms, wait);
+                    let explicit = a.replicate.is_some();
+                    self.start_replication(now, Some(req), id, a.timeout_ms, wait, explicit);
                     return;
                 }
                 if replicated {
-                    self.start_replication(now, None, id, a.timeout_ms, None);
+                    self.start_replication(now, None, id, a.timeout_ms, None, true);
                 }
                 if delay_ms == 0 {
                     self.enqueue(now, id, Cause::First);

@@ -450,3 +450,28 @@ fn an_add_waiting_on_a_node_declared_down_gets_its_copy_elsewhere() {
         net.reply(0, req)
     );
 }
+
+#[test]
+fn a_default_replication_add_settles_for_the_live_nodes_when_one_dies() {
+    let mut net = Net::new(3);
+    net.down[2] = true;
+    let req = net.command(
+        0,
+        Command::AddJob(Box::new(AddJob::new("q", b"x".to_vec()))),
+    );
+    assert!(net.reply(0, req).is_none(), "waits for three copies");
+    net.membership();
+    let Some(Reply::JobAdded(id)) = net.reply(0, req) else {
+        panic!("{:?}", net.reply(0, req))
+    };
+    assert_eq!(net.nodes[0].job(id).unwrap().replicate, 2);
+    assert!(net.nodes[1].job(id).is_some());
+    // An explicit REPLICATE 3 is not softened.
+    net.down[2] = false;
+    net.membership();
+    net.down[2] = true;
+    let req = net.command(0, Command::AddJob(Box::new(plain("q", "y", 3, 60))));
+    net.membership();
+    net.advance(6_000);
+    assert!(matches!(net.reply(0, req), Some(Reply::Error(e)) if e.code == ErrorCode::NoRepl));
+}

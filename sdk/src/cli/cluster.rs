@@ -15,6 +15,9 @@ use super::resp::{Resp, Value};
 pub enum ClusterCmd {
     /// Make this node's cluster CA and print the join token.
     Init,
+    /// Print `CLUSTER INFO` and `CLUSTER NODES` (one line per node: id,
+    /// address, flags, advert age, link, executor load, queued, jobs).
+    Info,
     /// Introduce the node to another one (`HOST:PORT`): they form or
     /// merge clusters.
     Meet { addr: String },
@@ -27,6 +30,14 @@ pub async fn run(node: &str, password: Option<&str>, c: ClusterCmd) -> anyhow::R
     let mut r = Resp::connect(node, password).await?;
     let reply = match &c {
         ClusterCmd::Init => r.call(&[b"CLUSTER", b"INIT"]).await?,
+        ClusterCmd::Info => {
+            let info = r.call(&[b"CLUSTER", b"INFO"]).await?;
+            if let Value::Error(e) = &info {
+                anyhow::bail!("the node refused: {e}");
+            }
+            print!("{}", info.text().unwrap_or_default().replace('\r', ""));
+            r.call(&[b"CLUSTER", b"NODES"]).await?
+        }
         ClusterCmd::Meet { addr } => {
             let (host, port) = addr
                 .rsplit_once(':')
@@ -52,7 +63,7 @@ pub async fn run(node: &str, password: Option<&str>, c: ClusterCmd) -> anyhow::R
                     "cluster CA made on {node}; start other nodes with:\n  wasque-node --join {node} --join-token {text}"
                 );
             } else {
-                println!("{text}");
+                println!("{}", text.trim_end());
             }
             Ok(ExitCode::SUCCESS)
         }
