@@ -323,3 +323,104 @@ fn a_peer_without_a_certificate_cannot_exchange_a_frame() {
     // And it still serves.
     assert_eq!(text(&q(&mut conn(&node), &["PING"]).unwrap()), "PONG");
 }
+
+#[test]
+fn five_nodes_replicate_five_copies_and_survive_two_deaths() {
+    let mut nodes = start_nodes(5);
+    form(&nodes);
+    let id = add(
+        &nodes[2],
+        &["q", "five", "5000", "REPLICATE", "5", "RETRY", "2"],
+    );
+    for n in &nodes {
+        let s = shown(n, &id).expect("every node holds a copy");
+        let Value::Array(holders) = field(&s, "nodes-delivered") else {
+            panic!("holders")
+        };
+        assert_eq!(holders.len(), 5);
+    }
+    // Two nodes die, the node that took the add among them.
+    nodes.remove(2).kill9();
+    nodes.remove(0).kill9();
+    for n in &nodes {
+        eventually(20, "the deaths are noticed", || reachable(n) == 3);
+    }
+    // The job is queued again by a survivor and delivered once.
+    let (got, body) =
+        getjob(&nodes[0], &["TIMEOUT", "15000", "FROM", "q"]).expect("delivered by a survivor");
+    assert_eq!((got.as_str(), body.as_str()), (id.as_str(), "five"));
+    q(&mut conn(&nodes[0]), &["ACKJOB", &id]).unwrap();
+    // The acking node keeps an acked stub until the dead holders confirm
+    // (Disque shows such jobs as `acked` too); the others forget it.
+    for n in &nodes {
+        eventually(10, "ack reaches the survivors", || {
+            shown(n, &id).is_none_or(|s| text(field(&s, "state")) == "acked")
+        });
+    }
+    // Three copies still fit; four do not.
+    add(&nodes[1], &["q", "x", "5000", "REPLICATE", "3"]);
+    let err = q(
+        &mut conn(&nodes[1]),
+        &["ADDJOB", "q", "x", "1000", "REPLICATE", "4"],
+    )
+    .unwrap_err();
+    assert_eq!(err.code(), Some("NOREPL"));
+}
+
+#[test]
+fn malformed_peer_frames_close_only_their_stream() {
+    let nodes = start_nodes(2);
+    form(&nodes);
+    // A peer-capable client: another node's identity (loopback mode pins
+    // whatever certificate a node first presents).
+    let stranger = TestNode::start(&[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        use rustls::pki_types::pem::PemObject;
+        let dir = stranger.data_dir.join("tls");
+        let chain: Vec<_> = rustls::pki_types::CertificateDer::pem_file_iter(dir.join("node.pem"))
+            .unwrap()
+            .map(|c| c.unwrap())
+            .collect();
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_file(dir.join("node.key")).unwrap();
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let ca = std::fs::read(nodes[0].data_dir.join("tls/ca.pem")).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls::pki_types::CertificateDer::pem_slice_iter(&ca) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)
+            .unwrap();
+        tls.alpn_protocols = vec![wasque_sdk::PEER_ALPN.to_vec()];
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+        let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        ep.set_default_client_config(quinn::ClientConfig::new(std::sync::Arc::new(crypto)));
+        let conn = ep
+            .connect(nodes[0].addr, "localhost")
+            .unwrap()
+            .await
+            .expect("a certificate lets it connect");
+        // Garbage, an oversized length, a newer protocol version: each
+        // stream is stopped by the node; the connection stays.
+        for bytes in [
+            b"garbage that is no frame at all".to_vec(),
+            vec![0xff, 0xff, 0xff, 0xff, 1, 0, 0],
+            vec![0, 0, 0, 1, 99, 0],
+        ] {
+            let mut s = conn.open_uni().await.unwrap();
+            s.write_all(&bytes).await.unwrap();
+            let stopped = tokio::time::timeout(Duration::from_secs(10), s.stopped())
+                .await
+                .expect("the node stops the stream");
+            assert!(stopped.is_ok(), "{stopped:?}");
+        }
+        assert!(conn.close_reason().is_none(), "the connection survives");
+    });
+    // The node serves and the cluster still works.
+    let id = add(&nodes[0], &["q", "after", "5000", "REPLICATE", "2"]);
+    assert!(shown(&nodes[1], &id).is_some());
+}
