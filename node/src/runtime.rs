@@ -254,6 +254,8 @@ impl Node {
         for (hash, size) in executor.modules() {
             engine.handle_module_added(hash, size);
         }
+        let policies_file = data_dir.path().join("queue-policies");
+        engine.restore_policies(load_policies(&policies_file));
         // Jobs come back before anything is served (issue 5, store/).
         let (written_tx, written_rx) = mpsc::unbounded_channel();
         let store = crate::store::open_and_restore(
@@ -363,6 +365,7 @@ impl Node {
             written: Some(written_rx),
             cluster: cluster.clone(),
             inputs: handle.inputs.clone(),
+            policies_file,
         };
         let mut tasks = vec![
             tokio::spawn(driver.run(inputs_rx, done_rx, peer_rx, stop_rx.clone())),
@@ -497,6 +500,28 @@ async fn join_with_token(
     Err(StartError::Join(last))
 }
 
+/// Writes the queue policies (a small postcard file, replaced atomically).
+fn save_policies(path: &std::path::Path, all: &[(String, crate::engine::QueuePolicy)]) {
+    let tmp = path.with_extension("tmp");
+    let written = postcard::to_allocvec(all)
+        .map_err(std::io::Error::other)
+        .and_then(|b| std::fs::write(&tmp, b))
+        .and_then(|_| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        tracing::warn!(file = %path.display(), "cannot save queue policies: {e}");
+    }
+}
+
+fn load_policies(path: &std::path::Path) -> Vec<(String, crate::engine::QueuePolicy)> {
+    match std::fs::read(path) {
+        Ok(b) => postcard::from_bytes(&b).unwrap_or_else(|e| {
+            tracing::warn!(file = %path.display(), "queue policies unreadable, using defaults: {e}");
+            vec![]
+        }),
+        Err(_) => vec![],
+    }
+}
+
 /// Wall-clock now in unix milliseconds.
 pub fn now_ms() -> UnixMs {
     SystemTime::now()
@@ -521,6 +546,8 @@ struct Driver {
     cluster: Cluster,
     /// The driver's own input channel, for tasks it starts (module fetches).
     inputs: mpsc::UnboundedSender<Input>,
+    /// `DATA_DIR/queue-policies`: QPOLICY settings across restarts.
+    policies_file: std::path::PathBuf,
 }
 
 impl Driver {
@@ -696,6 +723,7 @@ impl Driver {
                 Effect::Persist(_) => {}
                 Effect::Send { to, msg } => self.cluster.send(to, msg),
                 Effect::FetchModule { hash, from } => self.fetch_module(hash, from),
+                Effect::SavePolicies(all) => save_policies(&self.policies_file, &all),
             }
         }
     }
@@ -704,6 +732,17 @@ impl Driver {
         match ev {
             PeerEvent::Message { from, msg } => self.engine.handle_peer(now, from, msg),
             PeerEvent::Peers(live) => self.engine.handle_peers(now, live),
+            PeerEvent::Load(node, a) => self.engine.handle_peer_load(
+                node,
+                crate::engine::PeerLoad {
+                    exec_slots: a.exec_slots * EXEC_JOBS_PER_THREAD as u32,
+                    exec_busy: a.exec_busy,
+                    queued: a.queued,
+                    rss_bytes: a.rss_bytes,
+                    queues: a.queues.into_iter().collect(),
+                    sent: 0,
+                },
+            ),
         }
     }
 
@@ -763,6 +802,7 @@ impl Driver {
             rss_bytes: rss_bytes(),
             modules: s.modules as u32,
             leaving: false,
+            queues: self.engine.busiest_queues(64),
         });
     }
 }

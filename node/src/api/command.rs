@@ -84,6 +84,11 @@ pub enum Command {
     },
     /// Forget every job and queue (DEBUG FLUSHALL; test nodes only).
     FlushAll,
+    /// Set (with `set`) and report a queue's scheduling policy and mode.
+    QPolicy {
+        queue: String,
+        set: Option<(crate::engine::Policy, crate::engine::Mode)>,
+    },
     /// A read-only question about the node's state.
     Inspect(super::Query),
 }

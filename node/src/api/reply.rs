@@ -41,6 +41,8 @@ pub enum Reply {
     },
     /// A queue's pause state after PAUSE: `none`, `in`, `out` or `all`.
     Paused(&'static str),
+    /// A few words (QPOLICY: the policy and the mode).
+    Words(Vec<String>),
     Error(WireError),
 }
 

@@ -107,6 +107,7 @@ async fn engine_stream(
                 }
             }
             Ok(Some(Frame::Advert(a))) => {
+                let _ = inner.events.send(PeerEvent::Load(from, a.clone()));
                 let changed = match inner.table.write() {
                     Ok(mut t) => {
                         let was = t.get(&from).map(|p| p.leaving());

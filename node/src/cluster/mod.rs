@@ -50,6 +50,8 @@ pub enum PeerEvent {
     Message { from: NodeName, msg: PeerMsg },
     /// The live peers that take jobs changed.
     Peers(Vec<NodeName>),
+    /// A peer's capacity advert.
+    Load(NodeName, Advert),
 }
 
 /// Settings of the cluster layer.

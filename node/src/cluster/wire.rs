@@ -42,6 +42,8 @@ pub struct Advert {
     pub modules: u32,
     /// `CLUSTER LEAVING yes`: it takes no new jobs.
     pub leaving: bool,
+    /// Ready jobs of its busiest queues (for least-loaded placement).
+    pub queues: Vec<(String, u64)>,
 }
 
 /// One frame of the peer protocol.

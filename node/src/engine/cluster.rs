@@ -103,7 +103,11 @@ impl Engine {
         let me = self.me();
         let live: BTreeSet<NodeName> = live.into_iter().filter(|n| *n != me).collect();
         let gone: Vec<NodeName> = self.cluster.peers.difference(&live).copied().collect();
+        let new: Vec<NodeName> = live.difference(&self.cluster.peers).copied().collect();
         self.cluster.peers = live;
+        for n in new {
+            self.share_policies(n);
+        }
         self.cluster.stats.peers = self.cluster.peers.len();
         if !gone.is_empty() {
             self.rescue_from(now, &gone);
@@ -267,6 +271,7 @@ impl Engine {
             PeerMsg::Queued(id) => self.on_queued(now, from, id),
             PeerMsg::Finished { id, state, result } => self.on_finished(now, id, state, result),
             PeerMsg::NeedJobs { queue, count } => self.on_need_jobs(now, from, queue, count),
+            PeerMsg::Policy { queue, policy } => self.on_policy(queue, policy),
             PeerMsg::YourJobs(jobs) => {
                 for job in jobs {
                     self.on_moved_in(now, from, job);
@@ -376,7 +381,7 @@ impl Engine {
             self.timers.set(ready_at, Timer::Ready(id));
             self.journal_put(&id);
         } else {
-            self.enqueue(now, id, Cause::First);
+            self.place(now, id, Cause::First);
         }
         match wait {
             None => self.reply(req, Reply::JobAdded(id)),
@@ -590,9 +595,17 @@ impl Engine {
         if job.state != JobState::Active || self.executing.contains(&id) {
             return;
         }
-        if self.enqueue(now, id, Cause::Again) {
+        if self.place(now, id, Cause::Again) {
             self.cluster.stats.requeued_by_holder += 1;
-            self.announce_queued(id);
+            // Queued here: say so. Handed to another node (push, group):
+            // that node has it queued and answers WILLQUEUE itself.
+            if self
+                .jobs
+                .get(&id)
+                .is_some_and(|j| j.state == JobState::Queued)
+            {
+                self.announce_queued(id);
+            }
         } else {
             self.arm_holder_requeue(now, id);
         }
@@ -814,6 +827,19 @@ impl Engine {
                         None => break,
                     }
                 }
+            }
+        }
+        // A group's jobs stay with the group's node.
+        let (ids, stay): (Vec<JobId>, Vec<JobId>) =
+            ids.into_iter().partition(|id| self.movable(id));
+        for id in stay {
+            if let Some(job) = self.jobs.get(&id) {
+                let (q, key, wasm) = (
+                    job.queue.clone(),
+                    ReadyKey::new(job.priority, id),
+                    job.is_wasm(),
+                );
+                self.queues.push(&q, key, wasm, now);
             }
         }
         if ids.is_empty() {

@@ -35,6 +35,9 @@ pub enum Effect {
     /// [`super::Engine::handle_module_added`], a failure through
     /// [`super::Engine::handle_module_fetch_failed`].
     FetchModule { hash: ModuleHash, from: NodeName },
+    /// Keep every queue's scheduling policy (they changed): restored at
+    /// start with [`super::Engine::restore_policies`].
+    SavePolicies(Vec<(String, super::placement::QueuePolicy)>),
 }
 
 /// An order to execute one attempt of a Wasm job.

@@ -24,6 +24,7 @@ mod ids;
 mod inspect;
 mod journal;
 mod peer;
+mod placement;
 mod restore;
 mod scan;
 mod timer;
@@ -46,6 +47,7 @@ pub use cluster::ClusterStats;
 pub use effect::{Effect, RequestId, RunJob};
 pub use journal::{Change, RestoreReport};
 pub use peer::PeerMsg;
+pub use placement::{Mode, PeerLoad, Policy, QueuePolicy};
 pub use timer::Timer;
 
 use crate::api::{AddJob, Command, ErrorCode, JobEvent, JobEventKind, ModuleInfo, Reply};
@@ -163,6 +165,7 @@ pub struct Engine {
     cluster: cluster::ClusterState,
     /// The time of the latest input, for inputs that carry none.
     last_now: UnixMs,
+    placement: placement::Placement,
 }
 
 impl Engine {
@@ -177,6 +180,10 @@ impl Engine {
             executing: HashSet::new(),
             cluster,
             last_now: 0,
+            placement: placement::Placement {
+                rng: cfg.seed ^ 0x9e37_79b9_7f4a_7c15,
+                ..Default::default()
+            },
             journal,
             ids: IdGen::new(cfg.node_prefix, cfg.seed),
             cfg,
@@ -316,6 +323,24 @@ impl Engine {
             Command::JScan(j) => self.jscan(now, req, *j),
             Command::Pause { queue, set } => self.pause(now, req, queue, set),
             Command::FlushAll => self.flush_all(now, req),
+            Command::QPolicy { queue, set } => {
+                if let Some((policy, mode)) = set {
+                    self.set_queue_policy(
+                        now,
+                        &queue,
+                        QueuePolicy {
+                            policy,
+                            mode,
+                            set_at: now,
+                        },
+                    );
+                }
+                let p = self.queue_policy(&queue);
+                self.reply(
+                    req,
+                    Reply::Words(vec![p.policy.as_str().into(), p.mode.as_str().into()]),
+                );
+            }
         }
         self.dispatch(now);
     }
@@ -404,7 +429,7 @@ impl Engine {
         while let Some(t) = self.timers.pop_due(now) {
             match t {
                 Timer::Ready(id) => {
-                    self.enqueue(now, id, Cause::First);
+                    self.place(now, id, Cause::First);
                 }
                 Timer::Expire(id) => {
                     if self
@@ -563,7 +588,7 @@ impl Engine {
                     self.start_replication(now, None, id, a.timeout_ms, None, true);
                 }
                 if delay_ms == 0 {
-                    self.enqueue(now, id, Cause::First);
+                    self.place(now, id, Cause::First);
                 }
                 match a.wait_ms {
                     None => self.reply(req, Reply::JobAdded(id)),

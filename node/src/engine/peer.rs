@@ -38,6 +38,11 @@ pub enum PeerMsg {
     NeedJobs { queue: Option<String>, count: u32 },
     /// Jobs moved to the receiver, to queue there.
     YourJobs(Vec<Job>),
+    /// A queue's scheduling policy was set (`QPOLICY`).
+    Policy {
+        queue: String,
+        policy: super::placement::QueuePolicy,
+    },
 }
 
 impl PeerMsg {
@@ -54,6 +59,7 @@ impl PeerMsg {
             PeerMsg::Finished { .. } => "finished",
             PeerMsg::NeedJobs { .. } => "need-jobs",
             PeerMsg::YourJobs(_) => "your-jobs",
+            PeerMsg::Policy { .. } => "policy",
         }
     }
 }

@@ -30,6 +30,8 @@ impl Net {
             .map(|i| {
                 Engine::new(EngineConfig {
                     node_id: name(i).to_string(),
+                    node_prefix: name(i).prefix(),
+                    seed: u64::from(i),
                     exec_slots: 2,
                     ..EngineConfig::default()
                 })
@@ -474,4 +476,117 @@ fn a_default_replication_add_settles_for_the_live_nodes_when_one_dies() {
     net.membership();
     net.advance(6_000);
     assert!(matches!(net.reply(0, req), Some(Reply::Error(e)) if e.code == ErrorCode::NoRepl));
+}
+
+fn qlen(e: &Engine, q: &str) -> usize {
+    e.queues.len_of(q)
+}
+
+#[test]
+fn push_round_robin_spreads_a_queue_over_every_node_and_every_node_knows_the_policy() {
+    let mut net = Net::new(3);
+    let req = net.command(
+        0,
+        Command::QPolicy {
+            queue: "q".into(),
+            set: Some((Policy::RoundRobin, Mode::Push)),
+        },
+    );
+    assert_eq!(
+        net.reply(0, req),
+        Some(&Reply::Words(vec!["round-robin".into(), "push".into()]))
+    );
+    assert_eq!(net.nodes[2].queue_policy("q").mode, Mode::Push);
+    for i in 0..30 {
+        net.add(0, plain("q", &format!("j{i}"), 1, 60));
+    }
+    let lens: Vec<usize> = net.nodes.iter().map(|e| qlen(e, "q")).collect();
+    assert_eq!(lens, vec![10, 10, 10]);
+    // Pull (the default) keeps jobs where they were added.
+    for i in 0..6 {
+        net.add(1, plain("other", &format!("o{i}"), 1, 60));
+    }
+    assert_eq!(qlen(&net.nodes[1], "other"), 6);
+}
+
+#[test]
+fn a_group_runs_on_one_node_and_moves_together_when_that_node_dies() {
+    let mut net = Net::new(3);
+    let mut ids = Vec::new();
+    for i in 0..8 {
+        let mut a = plain("g", &format!("j{i}"), 2, 600);
+        a.group = Some("tenant-7".into());
+        ids.push(net.add(i % 3, a));
+    }
+    let owner = (0..3).find(|i| qlen(&net.nodes[*i], "g") > 0).unwrap();
+    assert_eq!(
+        qlen(&net.nodes[owner], "g"),
+        8,
+        "every job of the group on one node"
+    );
+    net.down[owner] = true;
+    net.membership();
+    net.advance(1_000);
+    let holders: Vec<usize> = (0..3)
+        .filter(|i| *i != owner && qlen(&net.nodes[*i], "g") > 0)
+        .collect();
+    assert_eq!(holders.len(), 1, "the group moved to one node");
+    // Every job whose copy survived is there.
+    let survivors = ids
+        .iter()
+        .filter(|id| (0..3).any(|i| i != owner && net.nodes[i].job(id).is_some()))
+        .count();
+    assert_eq!(qlen(&net.nodes[holders[0]], "g"), survivors);
+}
+
+#[test]
+fn a_node_that_comes_up_later_learns_the_policies() {
+    let mut net = Net::new(2);
+    net.down[1] = true;
+    net.membership();
+    net.command(
+        0,
+        Command::QPolicy {
+            queue: "q".into(),
+            set: Some((Policy::Resource, Mode::Push)),
+        },
+    );
+    assert_eq!(net.nodes[1].queue_policy("q").policy, Policy::LeastLoaded);
+    net.down[1] = false;
+    net.membership();
+    assert_eq!(net.nodes[1].queue_policy("q").policy, Policy::Resource);
+}
+
+#[test]
+fn least_loaded_push_sends_wasm_jobs_to_idle_peers() {
+    let mut net = Net::new(2);
+    let m = ModuleHash::of(b"m");
+    for e in &mut net.nodes {
+        e.handle_module_added(m, 10);
+    }
+    net.command(
+        0,
+        Command::QPolicy {
+            queue: "w".into(),
+            set: Some((Policy::LeastLoaded, Mode::Push)),
+        },
+    );
+    net.nodes[0].handle_peer_load(
+        name(2),
+        PeerLoad {
+            exec_slots: 2,
+            ..Default::default()
+        },
+    );
+    for i in 0..10 {
+        let mut a = plain("w", &format!("{i}"), 1, 60);
+        a.module = Some(m);
+        net.add(0, a);
+    }
+    assert_eq!(
+        net.runs[0].len() + net.runs[1].len(),
+        4,
+        "both nodes' slots in use"
+    );
+    assert!(!net.runs[1].is_empty(), "the idle peer got work");
 }

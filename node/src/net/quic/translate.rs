@@ -41,7 +41,8 @@ pub fn response(reply: Reply) -> Response {
         | Reply::QStat(_)
         | Reply::QueueScan { .. }
         | Reply::JobScan { .. }
-        | Reply::Paused(_) => Response::Error(wasque_sdk::proto::WireError::new(
+        | Reply::Paused(_)
+        | Reply::Words(_) => Response::Error(wasque_sdk::proto::WireError::new(
             wasque_sdk::proto::ErrorCode::Unsupported,
             "Disque's queue commands are served over RESP",
         )),

@@ -8,6 +8,7 @@ mod addjob;
 pub(super) mod cluster;
 mod getjob;
 mod jobs;
+mod policy;
 mod queues;
 mod render;
 pub(super) mod server;
@@ -78,6 +79,7 @@ const TABLE: &[(&str, i32)] = &[
     ("dequeue", -1),
     ("working", 2),
     ("pause", -3),
+    ("qpolicy", -2),
     ("module", -2),
     ("result", 2),
     ("waitjob", 3),
@@ -106,6 +108,7 @@ pub fn parse(args: Vec<Bytes>) -> Action {
         }
         "qlen" | "qpeek" | "qstat" | "qscan" | "jscan" | "pause" => queues::parse(&a),
         "module" | "result" | "waitjob" | "finish" => wasm::parse(&a),
+        "qpolicy" => policy::parse(&a),
         _ => server::parse(&a),
     };
     out.unwrap_or_else(Action::Reply)

@@ -87,6 +87,7 @@ pub fn render(kind: Render, reply: Reply) -> Frame {
             ),
         ]),
         (_, Reply::Paused(p)) => Frame::text(p),
+        (_, Reply::Words(w)) => Frame::Array(w.iter().map(|s| Frame::text(s)).collect()),
         (Render::ModulePut, Reply::Module(m)) => Frame::text(&m.hash.to_hex()),
         (_, Reply::Module(m)) => module(&m),
         (_, Reply::Modules(ms)) => Frame::Array(ms.iter().map(module).collect()),
