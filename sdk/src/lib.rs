@@ -24,6 +24,7 @@
 pub mod proto;
 
 mod client;
+pub mod mapreduce;
 mod tls;
 
 #[cfg(feature = "cli")]

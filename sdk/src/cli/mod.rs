@@ -7,6 +7,7 @@
 
 mod addjob;
 mod cluster;
+mod map;
 mod module;
 mod queue;
 mod resp;
@@ -88,6 +89,10 @@ enum Cmd {
     /// Run a module over many payloads: upload it, submit every payload
     /// with bounded parallelism, print results in order, summarise.
     Run(run::RunArgs),
+    /// A distributed job: split `--input` into parts, run MAP on each as
+    /// its own job across the cluster (a failed part is retried alone),
+    /// then REDUCE over the parts' results; prints the reduce's output.
+    Map(map::MapArgs),
     /// Create or show a queue (over RESP); prints `OK`.
     Queue(queue::QueueArgs),
     /// Take one job: `getjob from QUEUE [QUEUE...]` (over RESP); prints
@@ -228,6 +233,7 @@ async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Run(r) => run::run(&client, r).await,
+        Cmd::Map(m) => map::run(&client, m).await,
         Cmd::Queue(_) | Cmd::Getjob(_) | Cmd::Worker(_) | Cmd::Cluster(_) => Ok(ExitCode::SUCCESS),
     }
 }
