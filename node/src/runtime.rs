@@ -740,6 +740,8 @@ impl Driver {
                     queued: a.queued,
                     rss_bytes: a.rss_bytes,
                     queues: a.queues.into_iter().collect(),
+                    max_memory_bytes: a.max_memory_bytes,
+                    modules: a.module_hashes.into_iter().collect(),
                     sent: 0,
                 },
             ),
@@ -803,6 +805,8 @@ impl Driver {
             modules: s.modules as u32,
             leaving: false,
             queues: self.engine.busiest_queues(64),
+            max_memory_bytes: self.engine.config().max_limits.memory_bytes,
+            module_hashes: self.engine.module_hashes(256),
         });
     }
 }

@@ -44,6 +44,10 @@ pub struct Advert {
     pub leaving: bool,
     /// Ready jobs of its busiest queues (for least-loaded placement).
     pub queues: Vec<(String, u64)>,
+    /// The largest memory cap a job may ask for there.
+    pub max_memory_bytes: u64,
+    /// Modules it holds (up to 256; module affinity).
+    pub module_hashes: Vec<crate::job::ModuleHash>,
 }
 
 /// One frame of the peer protocol.

@@ -821,8 +821,20 @@ impl Engine {
                     ready.saturating_sub(free + self.cfg.exec_slots)
                 };
                 let give = count.min(spare.div_ceil(2).max(usize::from(self.cluster.leaving)));
+                // Under the `priority` policy anywhere, the highest-priority
+                // jobs go first; otherwise queues take turns.
+                let by_priority = self
+                    .placement
+                    .policies
+                    .values()
+                    .any(|p| p.policy == super::Policy::Priority);
                 while ids.len() < give {
-                    match self.queues.pop_wasm(now) {
+                    let next = if by_priority {
+                        self.queues.pop_wasm_highest(now)
+                    } else {
+                        self.queues.pop_wasm(now)
+                    };
+                    match next {
                         Some(id) => ids.push(id),
                         None => break,
                     }

@@ -101,6 +101,10 @@ pub struct PeerLoad {
     pub rss_bytes: u64,
     /// Ready jobs of its busiest queues.
     pub queues: HashMap<String, u64>,
+    /// The largest memory cap a job may have there (0: unknown).
+    pub max_memory_bytes: u64,
+    /// Modules it holds compiled (module affinity).
+    pub modules: std::collections::HashSet<crate::job::ModuleHash>,
     /// Jobs this node pushed to it since its last advert.
     pub sent: u64,
 }
@@ -200,6 +204,11 @@ impl Engine {
         self.placement.loads.insert(node, load);
     }
 
+    /// Up to `n` modules this node holds.
+    pub fn module_hashes(&self, n: usize) -> Vec<crate::job::ModuleHash> {
+        self.modules.keys().take(n).copied().collect()
+    }
+
     /// Ready jobs per queue, busiest first (at most `n` queues): what this
     /// node tells its peers.
     pub fn busiest_queues(&self, n: usize) -> Vec<(String, u64)> {
@@ -246,11 +255,42 @@ impl Engine {
         }
     }
 
-    /// The node a new job of `queue` should run on, by the queue's policy.
-    fn choose(&mut self, queue: &str) -> NodeName {
+    /// Whether `n` can run `job`: a Wasm job's memory cap must fit the
+    /// node's maximum (peers that have not said are given the benefit).
+    fn fits(&self, n: &NodeName, job: &crate::job::Job) -> bool {
+        if !job.is_wasm() {
+            return true;
+        }
+        match self.placement.loads.get(n) {
+            Some(l) if l.max_memory_bytes > 0 => job.limits.memory_bytes <= l.max_memory_bytes,
+            _ => true,
+        }
+    }
+
+    /// Whether `n` already holds the job's module compiled.
+    fn has_module(&self, n: &NodeName, job: &crate::job::Job) -> bool {
         let me = self.cluster.me.unwrap_or(NodeName([0; 20]));
+        let Some(m) = job.module else { return true };
+        if *n == me {
+            return self.modules.contains_key(&m);
+        }
+        self.placement
+            .loads
+            .get(n)
+            .is_some_and(|l| l.modules.contains(&m))
+    }
+
+    /// The node a new job should run on, by its queue's policy, among the
+    /// nodes that can run it; nodes holding its module win ties.
+    fn choose(&mut self, id: &JobId) -> NodeName {
+        let me = self.cluster.me.unwrap_or(NodeName([0; 20]));
+        let Some(job) = self.jobs.get(id).map(|j| j.as_ref().clone()) else {
+            return me;
+        };
+        let queue = job.queue.as_str();
         let mut nodes: Vec<NodeName> = std::iter::once(me)
             .chain(self.cluster.peers.iter().copied())
+            .filter(|n| *n == me || self.fits(n, &job))
             .collect();
         nodes.sort();
         match self.queue_policy(queue).policy {
@@ -269,7 +309,13 @@ impl Engine {
             }
             Policy::LeastLoaded | Policy::Priority => nodes
                 .into_iter()
-                .min_by_key(|n| (self.load_of(n, queue).0, *n != me))
+                .min_by_key(|n| {
+                    (
+                        self.load_of(n, queue).0,
+                        !self.has_module(n, &job),
+                        *n != me,
+                    )
+                })
                 .unwrap_or(me),
             Policy::Resource => nodes
                 .into_iter()
@@ -282,7 +328,12 @@ impl Engine {
                             .get(n)
                             .map_or(u64::MAX, |l| l.rss_bytes)
                     };
-                    (self.load_of(n, queue).1, rss, *n != me)
+                    (
+                        self.load_of(n, queue).1,
+                        rss,
+                        !self.has_module(n, &job),
+                        *n != me,
+                    )
                 })
                 .unwrap_or(me),
         }
@@ -300,11 +351,10 @@ impl Engine {
             let owner = self.group_owner(&g);
             return (owner != me).then_some(owner);
         }
-        let queue = job.queue.clone();
-        if self.queue_policy(&queue).mode != Mode::Push {
+        if self.queue_policy(&job.queue).mode != Mode::Push {
             return None;
         }
-        let t = self.choose(&queue);
+        let t = self.choose(id);
         (t != me).then_some(t)
     }
 

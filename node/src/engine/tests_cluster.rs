@@ -590,3 +590,41 @@ fn least_loaded_push_sends_wasm_jobs_to_idle_peers() {
     );
     assert!(!net.runs[1].is_empty(), "the idle peer got work");
 }
+
+#[test]
+fn push_placement_skips_nodes_whose_memory_maximum_is_below_the_job_cap() {
+    let mut net = Net::new(3);
+    let m = ModuleHash::of(b"m");
+    for e in &mut net.nodes {
+        e.handle_module_added(m, 10);
+    }
+    net.command(
+        0,
+        Command::QPolicy {
+            queue: "w".into(),
+            set: Some((Policy::RoundRobin, Mode::Push)),
+        },
+    );
+    // Node 2 takes at most 1 MiB per job; these jobs ask for 64 MiB.
+    net.nodes[0].handle_peer_load(
+        name(2),
+        PeerLoad {
+            exec_slots: 2,
+            max_memory_bytes: 1 << 20,
+            ..Default::default()
+        },
+    );
+    for i in 0..12 {
+        let mut a = plain("w", &format!("{i}"), 1, 60);
+        a.module = Some(m);
+        net.add(0, a);
+    }
+    assert!(
+        net.runs[1].is_empty(),
+        "node 2 cannot hold the jobs' memory"
+    );
+    assert!(!net.runs[2].is_empty());
+    // Every job is on node 1; the pushed ones are on node 3 too.
+    assert_eq!(net.nodes[0].stats().jobs, 12);
+    assert_eq!(net.nodes[1].stats().jobs, 0);
+}

@@ -191,6 +191,28 @@ impl Queues {
         None
     }
 
+    /// The ready Wasm job of highest priority (then oldest) over every
+    /// queue not paused in output: what a starving peer is sent first under
+    /// the `priority` policy.
+    pub fn pop_wasm_highest(&mut self, now: UnixMs) -> Option<JobId> {
+        let (name, key) = self
+            .queues
+            .iter()
+            .filter(|(_, q)| !q.pause.output)
+            .filter_map(|(n, q)| q.wasm.first().map(|k| (n, *k)))
+            .min_by_key(|(_, k)| *k)
+            .map(|(n, k)| (n.clone(), k))?;
+        let q = self.queues.get_mut(&name)?;
+        q.wasm.remove(&key);
+        q.jobs_out += 1;
+        q.touched_at = now;
+        if q.wasm.is_empty() {
+            self.wasm_turns.retain(|n| *n != name);
+        }
+        self.note_if_idle(&name, now);
+        Some(key.id)
+    }
+
     /// The next plain job of `queue` for an external worker (none while the
     /// queue is paused in output).
     pub fn pop_plain(&mut self, queue: &str, now: UnixMs) -> Option<JobId> {

@@ -20,6 +20,14 @@ pub struct QueueArgs {
     /// Also print the queue's figures (QSTAT), one `field value` a line.
     #[arg(long)]
     stat: bool,
+    /// Set the queue's scheduling policy on every node (QPOLICY):
+    /// round-robin, random, least-loaded, priority or resource.
+    #[arg(long, value_name = "POLICY")]
+    policy: Option<String>,
+    /// With --policy: push (the accepting node places each job) or pull
+    /// (jobs wait where they were added; idle nodes pull them).
+    #[arg(long, value_name = "MODE", requires = "policy")]
+    mode: Option<String>,
 }
 
 pub async fn queue(node: &str, password: Option<&str>, a: QueueArgs) -> anyhow::Result<ExitCode> {
@@ -31,7 +39,29 @@ pub async fn queue(node: &str, password: Option<&str>, a: QueueArgs) -> anyhow::
     if let Value::Error(e) = &stat {
         anyhow::bail!("the node refused QSTAT: {e}");
     }
+    if let Some(p) = &a.policy {
+        let mode = a.mode.as_deref().unwrap_or("pull");
+        let r = c
+            .call(&[
+                b"QPOLICY",
+                a.name.as_bytes(),
+                p.as_bytes(),
+                b"MODE",
+                mode.as_bytes(),
+            ])
+            .await?;
+        if let Value::Error(e) = &r {
+            return Err(usage(format!("the node refused the policy: {e}")));
+        }
+    }
     println!("OK");
+    if a.policy.is_some() || a.stat {
+        let r = c.call(&[b"QPOLICY", a.name.as_bytes()]).await?;
+        if let Value::Array(words) = r {
+            let words: Vec<String> = words.iter().filter_map(Value::text).collect();
+            println!("policy {}", words.join(" "));
+        }
+    }
     if a.stat
         && let Value::Array(fields) = stat
     {
