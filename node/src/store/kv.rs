@@ -71,7 +71,7 @@ impl Kv {
     /// panic inside the store crate while opening becomes an error.
     pub fn open(path: &Path) -> Result<(Kv, OpenReport), KvError> {
         let before = journal_bytes(path);
-        let opened = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let opened = quietly(|| {
             let db = fjall::Database::builder(path)
                 .manual_journal_persist(true)
                 .worker_threads(1)
@@ -80,7 +80,7 @@ impl Kv {
                 .open()?;
             let jobs = db.keyspace("jobs", fjall::KeyspaceCreateOptions::default)?;
             Ok::<_, fjall::Error>((db, jobs))
-        }));
+        });
         let open_err = |message: String| KvError::Open {
             path: path.to_path_buf(),
             message,
@@ -119,14 +119,14 @@ impl Kv {
     /// read error (a corrupt table), which it returns.
     pub fn scan(&self, mut f: impl FnMut(&[u8], &[u8])) -> Result<u64, KvError> {
         let mut n = 0;
-        let scan = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let scan = quietly(|| {
             for kv in self.jobs.iter() {
                 let (k, v) = kv.into_inner()?;
                 f(&k, &v);
                 n += 1;
             }
             Ok::<_, fjall::Error>(())
-        }));
+        });
         match scan {
             Ok(Ok(())) => Ok(n),
             Ok(Err(e)) => Err(KvError::Open {
@@ -348,4 +348,18 @@ mod tests {
         }
         found
     }
+}
+
+/// Runs `f`, turning a panic inside the store crate into an `Err` without
+/// the default hook printing it as a crash: a damaged store is reported by
+/// the caller as a refusal with its own message. Only used at start-up,
+/// while no other thread of the node runs.
+fn quietly<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|info| {
+        tracing::debug!("store crate panic: {info}");
+    }));
+    let out = std::panic::catch_unwind(AssertUnwindSafe(f));
+    std::panic::set_hook(previous);
+    out
 }
