@@ -358,7 +358,7 @@ fn refusals_carry_disques_error_codes() {
     assert!(err(&mut c, &["ADDJOB", "q", "x", "0", "PRIORITY", "10"]).contains("PRIORITY"));
     assert!(err(&mut c, &["GETJOB", "COUNT", "0", "FROM", "q"]).contains("COUNT"));
     assert!(err(&mut c, &["GETJOB", "FROM"]).contains("syntax"));
-    assert!(err(&mut c, &["CLUSTER", "NODES"]).starts_with("ERR"));
+    assert!(err(&mut c, &["CLUSTER", "BOGUS"]).starts_with("ERR"));
     assert!(err(&mut c, &["HELLO", "3"]).starts_with("NOPROTO"));
     let hello = ok(&mut c, &["HELLO"]);
     assert_eq!(int(&items(&hello)[0]), 1);

@@ -258,6 +258,20 @@ fn data_end(file: &Path) -> std::io::Result<u64> {
     Ok(0)
 }
 
+/// Runs `f`, turning a panic inside the store crate into an `Err` without
+/// the default hook printing it as a crash: a damaged store is reported by
+/// the caller as a refusal with its own message. Only used at start-up,
+/// while no other thread of the node runs.
+fn quietly<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|info| {
+        tracing::debug!("store crate panic: {info}");
+    }));
+    let out = std::panic::catch_unwind(AssertUnwindSafe(f));
+    std::panic::set_hook(previous);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -348,18 +362,4 @@ mod tests {
         }
         found
     }
-}
-
-/// Runs `f`, turning a panic inside the store crate into an `Err` without
-/// the default hook printing it as a crash: a damaged store is reported by
-/// the caller as a refusal with its own message. Only used at start-up,
-/// while no other thread of the node runs.
-fn quietly<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|info| {
-        tracing::debug!("store crate panic: {info}");
-    }));
-    let out = std::panic::catch_unwind(AssertUnwindSafe(f));
-    std::panic::set_hook(previous);
-    out
 }
