@@ -196,3 +196,97 @@ fn policies_placement_groups_and_bad_input() {
         "round-robin push"
     );
 }
+
+fn result_node(node: &TestNode, id: &str) -> String {
+    let r = q(node, &["WAITJOB", id, "60000"]).unwrap();
+    let Value::Array(f) = r else { panic!("{r:?}") };
+    f.chunks(2)
+        .find(|kv| text(&kv[0]) == "node")
+        .map(|kv| text(&kv[1]))
+        .unwrap()
+}
+
+#[test]
+fn random_push_uses_every_node_and_priority_pull_hands_out_high_priority_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs: Vec<_> = (0..3).map(|i| tmp.path().join(format!("n{i}"))).collect();
+    let nodes = cluster(&dirs);
+    let wasm = wasque_tests::guests::wasm("fib");
+    let hash = {
+        let mut cmd = redis::cmd("MODULE");
+        cmd.arg("PUT").arg(&wasm);
+        text(&cmd.query::<Value>(&mut conn(&nodes[0])).unwrap())
+    };
+
+    // random, push: with 60 jobs every node gets some.
+    q(&nodes[0], &["QPOLICY", "r", "random", "MODE", "push"]).unwrap();
+    let mut pipe = redis::pipe();
+    for _ in 0..60 {
+        pipe.cmd("ADDJOB")
+            .arg(&["r", "20", "5000", "REPLICATE", "1", "MODULE", &hash]);
+    }
+    let ids: Vec<Value> = pipe.query(&mut conn(&nodes[0])).unwrap();
+    let used: std::collections::HashSet<String> = ids
+        .iter()
+        .map(|id| result_node(&nodes[0], &text(id)))
+        .collect();
+    assert_eq!(
+        used.len(),
+        3,
+        "random placement reached every node: {used:?}"
+    );
+
+    // priority, pull: node 1 has a backlog of low- and high-priority jobs
+    // in two queues; idle peers pull the high-priority ones first.
+    q(&nodes[0], &["QPOLICY", "high", "priority"]).unwrap();
+    let mut pipe = redis::pipe();
+    for _ in 0..60 {
+        pipe.cmd("ADDJOB").arg(&[
+            "low",
+            "27",
+            "5000",
+            "REPLICATE",
+            "1",
+            "PRIORITY",
+            "0",
+            "MODULE",
+            &hash,
+        ]);
+    }
+    for _ in 0..60 {
+        pipe.cmd("ADDJOB").arg(&[
+            "high",
+            "27",
+            "5000",
+            "REPLICATE",
+            "1",
+            "PRIORITY",
+            "9",
+            "MODULE",
+            &hash,
+        ]);
+    }
+    let ids: Vec<String> = pipe
+        .query::<Vec<Value>>(&mut conn(&nodes[0]))
+        .unwrap()
+        .iter()
+        .map(text)
+        .collect();
+    let me = text(&q(&nodes[0], &["HELLO"]).unwrap())
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let (low, high) = ids.split_at(60);
+    let pulled = |ids: &[String]| {
+        ids.iter()
+            .filter(|id| result_node(&nodes[0], id) != me)
+            .count()
+    };
+    let (low_away, high_away) = (pulled(low), pulled(high));
+    eprintln!("pulled by peers: {high_away} of 60 high-priority, {low_away} of 60 low-priority");
+    assert!(
+        high_away > low_away,
+        "peers pulled {high_away} high-priority and {low_away} low-priority jobs"
+    );
+}
