@@ -27,8 +27,12 @@ const WILL_QUEUE_MS: u64 = 500;
 const TICK_MS: u64 = 250;
 /// An unanswered SETACK is sent again after this long.
 const ACK_RESEND_MS: u64 = 1_000;
-/// A starving queue asks peers for jobs at most this often.
+/// A queue with blocked GETJOB clients asks peers for jobs at most this
+/// often.
 const NEED_EVERY_MS: u64 = 250;
+/// Idle executor slots ask for Wasm jobs at most this often: executors
+/// drain work fast, so they ask again soon (every finished job may ask).
+const NEED_WASM_EVERY_MS: u64 = 20;
 /// A module fetch that has not ended after this long is tried again.
 const FETCH_RETRY_MS: u64 = 10_000;
 
@@ -86,6 +90,8 @@ pub(super) struct ClusterState {
     pub rr: usize,
     /// `CLUSTER LEAVING yes`.
     pub leaving: bool,
+    /// When `ask_for_work` last looked (it runs after many inputs).
+    pub last_ask: UnixMs,
     /// Jobs this node moved to a peer (federation), by job: if that peer
     /// dies they are queued again without waiting for RETRY.
     pub lent: HashMap<JobId, NodeName>,
@@ -279,6 +285,7 @@ impl Engine {
             }
         }
         self.dispatch(now);
+        self.ask_for_work(now);
     }
 
     pub(super) fn send(&mut self, to: NodeName, msg: PeerMsg) {
@@ -815,10 +822,12 @@ impl Engine {
             None => {
                 let ready: usize = self.queues.iter().map(|(_, q)| q.wasm.len()).sum();
                 let free = self.cfg.exec_slots.saturating_sub(self.running);
+                // Jobs that would wait here for a slot; half go to each
+                // asker, so several idle peers share a backlog.
                 let spare = if self.cluster.leaving {
                     ready
                 } else {
-                    ready.saturating_sub(free + self.cfg.exec_slots)
+                    ready.saturating_sub(free)
                 };
                 let give = count.min(spare.div_ceil(2).max(usize::from(self.cluster.leaving)));
                 // Under the `priority` policy anywhere, the highest-priority
@@ -971,9 +980,12 @@ impl Engine {
     /// Federation, the asking side: queues with blocked GETJOB clients and
     /// nothing ready, and idle executor slots with no Wasm job ready.
     pub(super) fn ask_for_work(&mut self, now: UnixMs) {
-        if self.cluster.peers.is_empty() {
+        if self.cluster.peers.is_empty()
+            || now.saturating_sub(self.cluster.last_ask) < NEED_WASM_EVERY_MS
+        {
             return;
         }
+        self.cluster.last_ask = now;
         let mut asks: Vec<(Option<String>, u32)> = Vec::new();
         for (name, q) in self.queues.iter() {
             if !q.blocked.is_empty() && q.plain.is_empty() {
@@ -982,13 +994,18 @@ impl Engine {
         }
         let ready_wasm: usize = self.queues.iter().map(|(_, q)| q.wasm.len()).sum();
         let free = self.cfg.exec_slots.saturating_sub(self.running);
-        if ready_wasm == 0 && free > 0 && self.cfg.exec_slots > 0 {
-            asks.push((None, free as u32));
+        if free > ready_wasm && self.cfg.exec_slots > 0 {
+            asks.push((None, (free - ready_wasm) as u32));
         }
         let peers: Vec<NodeName> = self.cluster.peers.iter().copied().collect();
         for (queue, count) in asks {
             let last = self.cluster.need_sent.get(&queue).copied().unwrap_or(0);
-            if now.saturating_sub(last) < NEED_EVERY_MS {
+            let every = if queue.is_none() {
+                NEED_WASM_EVERY_MS
+            } else {
+                NEED_EVERY_MS
+            };
+            if now.saturating_sub(last) < every {
                 continue;
             }
             self.cluster.need_sent.insert(queue.clone(), now);

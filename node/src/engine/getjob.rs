@@ -186,8 +186,9 @@ impl Engine {
         if let Some(d) = deadline {
             self.timers.set(d, Timer::WaitTimeout(req));
         }
-        // Federation: peers may have jobs for these queues.
-        let ask = !self.blocked.is_empty() || !queues.is_empty();
+        // Federation: peers may have jobs for these queues (asked at once,
+        // whatever other asks went out just before).
+        let ask = !queues.is_empty();
         self.blocked.insert(
             req,
             BlockedGet {
@@ -197,6 +198,7 @@ impl Engine {
             },
         );
         if ask {
+            self.cluster.last_ask = 0;
             self.ask_for_work(now);
         }
     }

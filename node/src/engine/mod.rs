@@ -421,6 +421,8 @@ impl Engine {
             self.finish_waiters(now, job_id, status);
         }
         self.dispatch(now);
+        // Slots free and nothing ready here: peers may have a backlog.
+        self.ask_for_work(now);
     }
 
     /// Fires every timer due at `now`.
