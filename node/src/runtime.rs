@@ -722,6 +722,7 @@ impl Driver {
                 // Only emitted with a store, which takes them in carry_out.
                 Effect::Persist(_) => {}
                 Effect::Send { to, msg } => self.cluster.send(to, msg),
+                Effect::SendMany { to, msg } => self.cluster.send_many(&to, msg),
                 Effect::FetchModule { hash, from } => self.fetch_module(hash, from),
                 Effect::SavePolicies(all) => save_policies(&self.policies_file, &all),
             }

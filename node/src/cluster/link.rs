@@ -29,6 +29,8 @@ const BATCH: usize = 512;
 #[derive(Debug)]
 pub(super) enum Out {
     Frame(Frame),
+    /// A frame already encoded (one message for several peers).
+    Encoded(Bytes),
     Gossip(Bytes),
 }
 
@@ -142,6 +144,7 @@ async fn carry(
                         tracing::warn!(peer = %node.short(), "frame not encodable: {e}");
                     }
                 }
+                Out::Encoded(b) => buf.extend_from_slice(&b),
                 Out::Gossip(b) => {
                     let _ = conn.send_datagram(b);
                 }

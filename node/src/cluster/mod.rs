@@ -198,6 +198,22 @@ impl Cluster {
         link::send(&self.inner, to, link::Out::Frame(wire::Frame::Engine(msg)));
     }
 
+    /// Sends one engine message to several peers, encoding it once.
+    pub fn send_many(&self, to: &[NodeName], msg: PeerMsg) {
+        if to.len() == 1 {
+            return self.send(to[0], msg);
+        }
+        let mut buf = Vec::new();
+        if let Err(e) = wire::encode(&wire::Frame::Engine(msg), &mut buf) {
+            tracing::warn!("peer message not encodable: {e}");
+            return;
+        }
+        let bytes = bytes::Bytes::from(buf);
+        for n in to {
+            link::send(&self.inner, *n, link::Out::Encoded(bytes.clone()));
+        }
+    }
+
     /// Serves a peer connection (the QUIC front door hands over every
     /// connection that negotiated the peer ALPN).
     pub async fn serve_peer(&self, conn: quinn::Connection) {

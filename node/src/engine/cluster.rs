@@ -338,10 +338,12 @@ impl Engine {
         let asked: Vec<NodeName> = job.others(me).collect();
         let mut copy = job.as_ref().clone();
         copy.state = JobState::Active;
-        for to in &asked {
-            self.cluster.stats.copies_sent += 1;
-            self.send(*to, PeerMsg::Replicate(Box::new(copy.clone())));
-        }
+        self.cluster.stats.copies_sent += asked.len() as u64;
+        // One message for every peer: encoded once by the transport.
+        self.effects.push_back(Effect::SendMany {
+            to: asked.clone(),
+            msg: PeerMsg::Replicate(Box::new(copy)),
+        });
         if let Some(req) = req {
             // Disque: a timeout of 0 means the default.
             let ms = if timeout_ms == 0 { 5_000 } else { timeout_ms };

@@ -31,6 +31,11 @@ pub enum Effect {
         to: NodeName,
         msg: super::peer::PeerMsg,
     },
+    /// Send one message to several peers (encoded once).
+    SendMany {
+        to: Vec<NodeName>,
+        msg: super::peer::PeerMsg,
+    },
     /// Fetch a module by hash from a peer; its arrival comes back through
     /// [`super::Engine::handle_module_added`], a failure through
     /// [`super::Engine::handle_module_fetch_failed`].

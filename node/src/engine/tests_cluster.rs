@@ -82,6 +82,15 @@ impl Net {
                                 self.nodes[j].handle_peer(now, name(i as u8 + 1), msg);
                             }
                         }
+                        Effect::SendMany { to, msg } => {
+                            for to in to {
+                                let j = Net::idx(to);
+                                if !self.down[i] && !self.down[j] {
+                                    let now = self.now;
+                                    self.nodes[j].handle_peer(now, name(i as u8 + 1), msg.clone());
+                                }
+                            }
+                        }
                         Effect::Reply { to, reply } => self.replies[i].push((to.0, reply)),
                         Effect::FetchModule { hash, .. } => self.fetches[i].push(hash),
                         Effect::Run(r) => self.runs[i].push(r),
