@@ -21,6 +21,7 @@ pub fn node_config(dir: &Path, threads: usize) -> Config {
     let mut cfg = Config::defaults();
     cfg.port = free_port();
     cfg.http_port = None;
+    cfg.appendonly = std::env::var_os("WASQUE_BENCH_NO_AOF").is_none();
     cfg.data_dir = dir.to_path_buf();
     cfg.exec_threads = threads;
     cfg
