@@ -424,3 +424,38 @@ fn malformed_peer_frames_close_only_their_stream() {
     let id = add(&nodes[0], &["q", "after", "5000", "REPLICATE", "2"]);
     assert!(shown(&nodes[1], &id).is_some());
 }
+
+#[test]
+fn wasque_nodes_lists_the_cluster_with_state_and_load() {
+    let mut nodes = start_nodes(3);
+    form(&nodes);
+    let run = |node: &TestNode, json: bool| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_test-wasque"));
+        cmd.arg("--node").arg(node.addr_str()).arg("nodes");
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.output().expect("run wasque nodes");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let table = run(&nodes[0], false);
+    assert_eq!(table.lines().count(), 4, "{table}");
+    assert!(table.lines().nth(0).unwrap().contains("STATE"));
+    assert_eq!(table.matches(" up ").count(), 3, "{table}");
+    nodes.remove(2).kill9();
+    eventually(20, "the dead node is shown down", || {
+        let doc: serde_json::Value = serde_json::from_str(&run(&nodes[0], true)).unwrap();
+        let states: Vec<&str> = doc
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["state"].as_str().unwrap())
+            .collect();
+        states.iter().filter(|s| **s == "down").count() == 1 && states.len() == 3
+    });
+}

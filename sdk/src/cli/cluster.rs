@@ -69,3 +69,66 @@ pub async fn run(node: &str, password: Option<&str>, c: ClusterCmd) -> anyhow::R
         }
     }
 }
+
+/// `wasque nodes`: every node of the cluster with its state and load, from
+/// the node's `CLUSTER NODES` (`--json` for a document).
+pub async fn nodes(node: &str, password: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
+    let mut r = Resp::connect(node, password).await?;
+    let v = r.call(&[b"CLUSTER", b"NODES"]).await?;
+    if let Value::Error(e) = &v {
+        anyhow::bail!("the node refused CLUSTER NODES: {e}");
+    }
+    let text = v.text().unwrap_or_default();
+    let mut rows = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 9 {
+            continue;
+        }
+        let flags = f[2];
+        let state = if flags.contains("fail") {
+            "down"
+        } else if flags.contains("leaving") {
+            "leaving"
+        } else {
+            "up"
+        };
+        let field = |name: &str| {
+            f.iter()
+                .find_map(|w| w.strip_prefix(name))
+                .unwrap_or("?")
+                .to_string()
+        };
+        rows.push((
+            f[0].to_string(),
+            f[1].to_string(),
+            state,
+            flags.contains("myself"),
+            field("exec="),
+            field("queued="),
+            field("jobs="),
+        ));
+    }
+    if json {
+        let doc: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(id, addr, state, me, exec, queued, jobs)| {
+                serde_json::json!({
+                    "id": id, "addr": addr, "state": state, "myself": me,
+                    "exec": exec, "queued": queued, "jobs": jobs,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        println!(
+            "{:<10} {:<22} {:<8} {:>9} {:>8} {:>8}",
+            "NODE", "ADDRESS", "STATE", "EXEC", "QUEUED", "JOBS"
+        );
+        for (id, addr, state, me, exec, queued, jobs) in &rows {
+            let id = format!("{}{}", &id[..id.len().min(8)], if *me { "*" } else { "" });
+            println!("{id:<10} {addr:<22} {state:<8} {exec:>9} {queued:>8} {jobs:>8}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -102,9 +102,16 @@ enum Cmd {
     /// each job, or run `--exec CMD` on it and FINISH or NACK.
     Worker(worker::WorkerArgs),
     /// Cluster set-up (over RESP): `init` (cluster CA and join token),
-    /// `meet HOST:PORT`, `leaving yes|no`.
+    /// `meet HOST:PORT`, `leaving yes|no`, `info`.
     #[command(subcommand)]
     Cluster(cluster::ClusterCmd),
+    /// List the cluster's nodes with their state (up, down, leaving) and
+    /// load (executor slots in use, queued jobs, jobs held); `*` marks the
+    /// node asked.
+    Nodes {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Entry point of the `wasque` binary.
@@ -177,6 +184,7 @@ async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
         Cmd::Getjob(g) => return queue::getjob(&args.node, password, g).await,
         Cmd::Worker(w) => return worker::run(&args.node, password, w).await,
         Cmd::Cluster(c) => return cluster::run(&args.node, password, c).await,
+        Cmd::Nodes { json } => return cluster::nodes(&args.node, password, json).await,
         _ => {}
     }
     let client = connect(&args).await?;
@@ -234,6 +242,8 @@ async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
         }
         Cmd::Run(r) => run::run(&client, r).await,
         Cmd::Map(m) => map::run(&client, m).await,
-        Cmd::Queue(_) | Cmd::Getjob(_) | Cmd::Worker(_) | Cmd::Cluster(_) => Ok(ExitCode::SUCCESS),
+        Cmd::Queue(_) | Cmd::Getjob(_) | Cmd::Worker(_) | Cmd::Cluster(_) | Cmd::Nodes { .. } => {
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
