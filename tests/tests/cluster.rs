@@ -445,7 +445,7 @@ fn wasque_nodes_lists_the_cluster_with_state_and_load() {
     };
     let table = run(&nodes[0], false);
     assert_eq!(table.lines().count(), 4, "{table}");
-    assert!(table.lines().nth(0).unwrap().contains("STATE"));
+    assert!(table.lines().next().unwrap().contains("STATE"));
     assert_eq!(table.matches(" up ").count(), 3, "{table}");
     nodes.remove(2).kill9();
     eventually(20, "the dead node is shown down", || {
