@@ -84,6 +84,7 @@ async fn engine_stream(
             );
         }
         Ok(None) => return,
+        Err(wire::WireError::Io(e)) => return tracing::debug!("peer stream ended: {e}"),
         Err(e) => return refuse(&inner, &mut recv, e.to_string()),
     };
     if let Err(why) = inner.pins.check(hello.node, fp) {
@@ -129,6 +130,9 @@ async fn engine_stream(
                 );
             }
             Ok(None) => return,
+            // The peer went away (crash, restart, partition): not a fault
+            // of the protocol.
+            Err(wire::WireError::Io(e)) => return tracing::debug!("peer stream ended: {e}"),
             Err(e) => return refuse(&inner, &mut recv, e.to_string()),
         }
     }
