@@ -240,10 +240,10 @@ fn random_push_uses_every_node_and_priority_pull_hands_out_high_priority_first()
     // in two queues; idle peers pull the high-priority ones first.
     q(&nodes[0], &["QPOLICY", "high", "priority"]).unwrap();
     let mut pipe = redis::pipe();
-    for _ in 0..60 {
+    for _ in 0..150 {
         pipe.cmd("ADDJOB").arg(&[
             "low",
-            "27",
+            "29",
             "5000",
             "REPLICATE",
             "1",
@@ -253,10 +253,10 @@ fn random_push_uses_every_node_and_priority_pull_hands_out_high_priority_first()
             &hash,
         ]);
     }
-    for _ in 0..60 {
+    for _ in 0..150 {
         pipe.cmd("ADDJOB").arg(&[
             "high",
-            "27",
+            "29",
             "5000",
             "REPLICATE",
             "1",
@@ -277,14 +277,14 @@ fn random_push_uses_every_node_and_priority_pull_hands_out_high_priority_first()
         .nth(1)
         .unwrap()
         .to_string();
-    let (low, high) = ids.split_at(60);
+    let (low, high) = ids.split_at(150);
     let pulled = |ids: &[String]| {
         ids.iter()
             .filter(|id| result_node(&nodes[0], id) != me)
             .count()
     };
     let (low_away, high_away) = (pulled(low), pulled(high));
-    eprintln!("pulled by peers: {high_away} of 60 high-priority, {low_away} of 60 low-priority");
+    eprintln!("pulled by peers: {high_away} of 150 high-priority, {low_away} of 150 low-priority");
     assert!(
         high_away > low_away,
         "peers pulled {high_away} high-priority and {low_away} low-priority jobs"

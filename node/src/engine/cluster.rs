@@ -24,7 +24,9 @@ use crate::queue::ReadyKey;
 const WILL_QUEUE_MS: u64 = 500;
 /// Period of the cluster housekeeping tick: ack retransmission, federation
 /// asks, module fetch retries.
-const TICK_MS: u64 = 250;
+const TICK_MS: u64 = 50;
+/// The tick's slower chores (acks, module fetches) run this often.
+const CHORES_MS: u64 = 250;
 /// An unanswered SETACK is sent again after this long.
 const ACK_RESEND_MS: u64 = 1_000;
 /// A queue with blocked GETJOB clients asks peers for jobs at most this
@@ -92,6 +94,8 @@ pub(super) struct ClusterState {
     pub leaving: bool,
     /// When `ask_for_work` last looked (it runs after many inputs).
     pub last_ask: UnixMs,
+    /// When the tick last resent acks and retried module fetches.
+    pub chores_at: UnixMs,
     /// Jobs this node moved to a peer (federation), by job: if that peer
     /// dies they are queued again without waiting for RETRY.
     pub lent: HashMap<JobId, NodeName>,
@@ -933,6 +937,13 @@ impl Engine {
     /// where consumers starve, retry stuck module fetches.
     pub(super) fn cluster_tick(&mut self, now: UnixMs) {
         self.cluster.tick_at = None;
+        // An idle node asks for work every tick; the rest less often.
+        self.ask_for_work(now);
+        if now.saturating_sub(self.cluster.chores_at) < CHORES_MS {
+            self.arm_tick(now);
+            return;
+        }
+        self.cluster.chores_at = now;
         // Acks.
         let live = self.cluster.peers.clone();
         let mut resend = Vec::new();
