@@ -64,7 +64,7 @@ impl ClientConfig {
     }
 }
 
-fn resolve(addr: &str) -> Result<SocketAddr, ClientError> {
+pub(crate) fn resolve(addr: &str) -> Result<SocketAddr, ClientError> {
     use std::net::ToSocketAddrs;
     addr.to_socket_addrs()
         .map_err(|e| ClientError::Connect(format!("cannot resolve {addr:?}: {e}")))?
@@ -188,6 +188,11 @@ impl Client {
             }
             other => Err(unexpected(other)),
         }
+    }
+
+    /// Whether the connection has closed (the node went away or said so).
+    pub fn is_closed(&self) -> bool {
+        self.inner.conn.close_reason().is_some()
     }
 
     /// Id of the node this client talks to.
@@ -346,6 +351,15 @@ impl Client {
     pub async fn deljob(&self, ids: Vec<JobId>) -> Result<u64, ClientError> {
         match self.call(Request::DelJob { ids }).await? {
             Response::Count(n) => Ok(n),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Every node of the cluster as this node sees it (client discovery;
+    /// [`crate::ClusterClient`] uses it).
+    pub async fn nodes(&self) -> Result<Vec<proto::ClusterNode>, ClientError> {
+        match self.call(Request::Nodes).await? {
+            Response::Nodes(n) => Ok(n),
             other => Err(unexpected(other)),
         }
     }

@@ -5,7 +5,9 @@
 //! - [`proto`]: the wire vocabulary shared by nodes and clients (job ids,
 //!   error classes, requests, replies, and the length-prefixed postcard
 //!   framing used on QUIC streams).
-//! - [`Client`]: an async client over QUIC with mutual trust in the node's CA.
+//! - [`Client`]: an async client of one node over QUIC, trusting its CA.
+//! - [`ClusterClient`]: a client of a cluster: seeds, discovery of every
+//!   node, a pick rule per call (round-robin or least-loaded), failover.
 //! - `cli` (feature `cli`, on by default): the `wasque` command line.
 //!
 //! ```no_run
@@ -24,6 +26,7 @@
 pub mod proto;
 
 mod client;
+mod cluster;
 pub mod mapreduce;
 mod tls;
 
@@ -31,4 +34,5 @@ mod tls;
 pub mod cli;
 
 pub use client::{Client, ClientConfig, ClientError};
+pub use cluster::{ClusterClient, ClusterConfig, Pick};
 pub use tls::{CLIENT_ALPN, PEER_ALPN, client_tls_config};

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
-use crate::Client;
+use crate::ClusterClient;
 use crate::client::ClientError;
 use crate::proto::{AddJob, JobId, JobStatus, LimitsRequest, ModuleHash};
 
@@ -121,7 +121,7 @@ fn failure(s: &JobStatus) -> Option<String> {
     }
 }
 
-impl Client {
+impl ClusterClient {
     /// Runs a distributed job over `parts`; `progress` is called with the
     /// number of parts done after each one finishes.
     pub async fn map_reduce(

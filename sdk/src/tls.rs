@@ -34,9 +34,12 @@ pub fn client_tls_config(ca_pem: &[u8], alpn: &[u8]) -> Result<quinn::ClientConf
         .map_err(|e| format!("QUIC TLS set-up: {e}"))?;
     let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
     let mut transport = quinn::TransportConfig::default();
-    transport.keep_alive_interval(Some(std::time::Duration::from_secs(5)));
+    // A node killed outright sends no close: the idle timeout is how a
+    // client learns it is gone (and fails over), so it is short, and the
+    // keep-alives hold a quiet but live connection open.
+    transport.keep_alive_interval(Some(std::time::Duration::from_secs(1)));
     transport.max_idle_timeout(Some(
-        quinn::IdleTimeout::try_from(std::time::Duration::from_secs(30))
+        quinn::IdleTimeout::try_from(std::time::Duration::from_secs(8))
             .map_err(|e| format!("idle timeout: {e}"))?,
     ));
     cfg.transport_config(Arc::new(transport));

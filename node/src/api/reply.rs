@@ -43,6 +43,8 @@ pub enum Reply {
     Paused(&'static str),
     /// A few words (QPOLICY: the policy and the mode).
     Words(Vec<String>),
+    /// The cluster's nodes (client discovery).
+    Nodes(Vec<wasque_sdk::proto::ClusterNode>),
     Error(WireError),
 }
 

@@ -91,7 +91,7 @@ async fn engine_stream(
         return refuse(&inner, &mut recv, why);
     }
     if let Ok(mut t) = inner.table.write() {
-        t.learn(hello.node, hello.addr, hello.incarnation);
+        t.hello(&hello);
     }
     let from = hello.node;
     let _ = peer.set(from);
@@ -149,7 +149,7 @@ async fn exchange(
         Ok(Some(Frame::Hello(h))) => match inner.pins.check(h.node, fp) {
             Ok(()) => {
                 if let Ok(mut t) = inner.table.write() {
-                    t.learn(h.node, h.addr, h.incarnation);
+                    t.hello(&h);
                 }
                 Frame::Hello(inner.hello.clone())
             }

@@ -271,7 +271,7 @@ async fn meet(inner: Arc<Inner>, addr: SocketAddr, reply: Reply) {
     match answer {
         Ok(Frame::Hello(h)) => {
             if let Ok(mut t) = inner.table.write() {
-                t.learn(h.node, h.addr, h.incarnation);
+                t.hello(&h);
             }
             let m = Member {
                 node: h.node,

@@ -13,8 +13,10 @@
 //! - `link.rs` — outgoing connections, one per peer, and what they carry.
 //! - `inbound.rs` — connections peers open to this node.
 //! - `membership.rs` — the task that runs foca, MEET, FORGET, LEAVING.
+//! - `discovery.rs` — the node list clients learn the cluster from.
 
 pub mod ca;
+pub mod discovery;
 mod inbound;
 mod link;
 mod member;
@@ -152,6 +154,7 @@ impl Cluster {
             node: cfg.me,
             addr: cfg.addr,
             incarnation,
+            client_ca_pem: identity.ca_pem.clone(),
         };
         let inner = Arc::new(Inner {
             hello,
@@ -186,6 +189,11 @@ impl Cluster {
 
     pub fn addr(&self) -> SocketAddr {
         self.inner.cfg.addr
+    }
+
+    /// PEM of the CA that signed this node's client-facing certificate.
+    pub fn client_ca_pem(&self) -> &str {
+        &self.inner.hello.client_ca_pem
     }
 
     pub fn stats(&self) -> &Stats {

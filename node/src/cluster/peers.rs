@@ -17,6 +17,8 @@ pub struct Peer {
     pub up: bool,
     pub advert: Option<Advert>,
     pub advert_at: Option<Instant>,
+    /// PEM of the CA of its client-facing certificate (from its `Hello`).
+    pub client_ca_pem: Option<String>,
 }
 
 impl Peer {
@@ -35,6 +37,7 @@ pub struct PeerView {
     pub advert: Option<Advert>,
     /// Milliseconds since its last advert.
     pub advert_age_ms: Option<u64>,
+    pub client_ca_pem: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -51,10 +54,20 @@ impl PeerTable {
             up: false,
             advert: None,
             advert_at: None,
+            client_ca_pem: None,
         });
         if incarnation >= p.incarnation {
             p.addr = addr;
             p.incarnation = incarnation;
+        }
+    }
+
+    /// Learns a node from its own `Hello`: where it is and the CA its
+    /// clients trust.
+    pub fn hello(&mut self, h: &super::wire::Hello) {
+        self.learn(h.node, h.addr, h.incarnation);
+        if let Some(p) = self.peers.get_mut(&h.node) {
+            p.client_ca_pem = Some(h.client_ca_pem.clone());
         }
     }
 
@@ -114,6 +127,7 @@ impl PeerTable {
                 leaving: p.leaving(),
                 advert: p.advert.clone(),
                 advert_age_ms: p.advert_at.map(|t| t.elapsed().as_millis() as u64),
+                client_ca_pem: p.client_ca_pem.clone(),
             })
             .collect()
     }

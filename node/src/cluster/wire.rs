@@ -18,7 +18,7 @@ use crate::engine::PeerMsg;
 use crate::job::{ModuleHash, NodeName};
 
 /// The version of the peer protocol this node speaks.
-pub const PEER_PROTOCOL_VERSION: u8 = 1;
+pub const PEER_PROTOCOL_VERSION: u8 = 2;
 
 /// A node introducing itself.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,6 +28,10 @@ pub struct Hello {
     pub addr: SocketAddr,
     /// Changes at every start: a restarted node is a new SWIM member.
     pub incarnation: u64,
+    /// PEM of the CA that signed its client-facing certificate. Peers hand
+    /// it to clients that discover the cluster through them (`Nodes`), so
+    /// a client that trusts one node can trust what that node vouches for.
+    pub client_ca_pem: String,
 }
 
 /// What a node tells its peers about its capacity, every second.

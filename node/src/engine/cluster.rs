@@ -16,7 +16,7 @@ use super::getjob::Cause;
 use super::peer::PeerMsg;
 use super::{Effect, Engine, RequestId, Timer};
 use crate::api::{ErrorCode, Reply};
-use crate::job::{JobId, JobState, ModuleHash, NodeName, UnixMs};
+use crate::job::{Job, JobId, JobState, ModuleHash, NodeName, UnixMs};
 use crate::queue::ReadyKey;
 
 /// How long a holder whose retry passed waits for a `Queued` answer
@@ -498,6 +498,35 @@ impl Engine {
         self.dispatch(now);
     }
 
+    /// A peer to fetch module `m` from for `job`: a live peer whose advert
+    /// lists the module (the job's holders first), else the job's first
+    /// other holder.
+    pub(super) fn module_source(&self, job: &Job, m: &ModuleHash) -> Option<NodeName> {
+        let me = self.me();
+        let advertises = |n: &NodeName| {
+            self.cluster.peers.contains(n)
+                && self
+                    .placement
+                    .loads
+                    .get(n)
+                    .is_some_and(|l| l.modules.contains(m))
+        };
+        job.others(me)
+            .find(|n| advertises(n))
+            .or_else(|| self.peer_with_module(m))
+            .or_else(|| job.others(me).next())
+    }
+
+    /// Some live peer whose advert lists module `m`.
+    pub(super) fn peer_with_module(&self, m: &ModuleHash) -> Option<NodeName> {
+        self.cluster.peers.iter().copied().find(|n| {
+            self.placement
+                .loads
+                .get(n)
+                .is_some_and(|l| l.modules.contains(m))
+        })
+    }
+
     /// Called when a Wasm job is to be queued here: false if its module is
     /// missing (the job waits, and the module is fetched from a holder).
     pub(super) fn module_ready_for(&mut self, now: UnixMs, id: JobId) -> bool {
@@ -510,8 +539,7 @@ impl Engine {
         if self.modules.contains_key(&m) {
             return true;
         }
-        let me = self.me();
-        let from = job.others(me).next();
+        let from = self.module_source(job, &m);
         self.cluster.awaiting_module.entry(m).or_default().push(id);
         if let Some(from) = from {
             self.want_module(now, m, from);
@@ -979,9 +1007,8 @@ impl Engine {
             .iter()
             .filter_map(|(m, ids)| ids.first().map(|id| (*m, *id)))
             .collect();
-        let me = self.me();
         for (m, id) in waiting {
-            let from = self.jobs.get(&id).and_then(|j| j.others(me).next());
+            let from = self.jobs.get(&id).and_then(|j| self.module_source(j, &m));
             if let Some(from) = from {
                 self.want_module(now, m, from);
             }

@@ -695,8 +695,11 @@ impl Engine {
                 return Err(Reply::error(ErrorCode::Err, format!("{what} must be > 0")));
             }
         }
+        // A module only a peer holds is fine: it is fetched by hash where
+        // the job runs.
         if let Some(m) = &a.module
             && !self.modules.contains_key(m)
+            && self.peer_with_module(m).is_none()
         {
             return Err(no_module(m));
         }

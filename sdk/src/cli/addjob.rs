@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::{module, show, usage};
-use crate::Client;
+use crate::ClusterClient;
 use crate::proto::{AddJob, LimitsRequest, Request, Response};
 
 #[derive(Debug, Args)]
@@ -137,7 +137,7 @@ pub(crate) fn parse_words(words: &[String]) -> Result<Words, String> {
     Ok(w)
 }
 
-pub async fn run(client: &Client, a: AddJobArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(client: &ClusterClient, a: AddJobArgs) -> anyhow::Result<ExitCode> {
     let w = parse_words(&a.words).map_err(usage)?;
     let body = match w.body {
         Some(b) => b,

@@ -14,7 +14,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{module, usage};
-use crate::Client;
+use crate::ClusterClient;
 use crate::mapreduce::{MapReduce, split};
 use crate::proto::LimitsRequest;
 
@@ -67,7 +67,7 @@ pub fn parse_size(s: &str) -> Option<usize> {
     n.checked_mul(mult).filter(|n| *n > 0)
 }
 
-pub async fn run(client: &Client, a: MapArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(client: &ClusterClient, a: MapArgs) -> anyhow::Result<ExitCode> {
     let chunk = parse_size(&a.chunk).ok_or_else(|| {
         usage(format!(
             "--chunk {:?}: a size like 65536, 64KiB or 1MiB",

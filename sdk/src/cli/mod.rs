@@ -20,13 +20,15 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::{Client, ClientConfig, ClientError};
+use crate::{ClientError, ClusterClient, ClusterConfig};
 
 /// Command line of wasque, a job queue whose jobs are WebAssembly programs.
 #[derive(Debug, Parser)]
 #[command(name = "wasque", version, about, long_about = None)]
 pub struct Args {
-    /// The node to talk to.
+    /// The node to talk to, or several seed nodes of a cluster,
+    /// comma-separated: the CLI learns every node from them, spreads its
+    /// calls by `--pick` and moves to another node if one dies.
     #[arg(
         long,
         global = true,
@@ -34,6 +36,14 @@ pub struct Args {
         default_value = "127.0.0.1:7711"
     )]
     node: String,
+    /// How calls pick a node of the cluster: round-robin or least-loaded.
+    #[arg(
+        long,
+        global = true,
+        env = "WASQUE_PICK",
+        default_value = "round-robin"
+    )]
+    pick: crate::Pick,
     /// The node's data dir, to trust its CA (DATA_DIR/tls/ca.pem).
     #[arg(
         long,
@@ -42,9 +52,17 @@ pub struct Args {
         default_value = "wasque-data"
     )]
     data_dir: PathBuf,
-    /// A CA certificate (PEM) to trust instead of the data dir's.
-    #[arg(long, global = true, env = "WASQUE_CA", value_name = "FILE")]
-    ca: Option<PathBuf>,
+    /// CA certificates (PEM) to trust instead of the data dir's, one per
+    /// seed if their CAs differ (comma-separated or repeated). Other
+    /// nodes' CAs are learned from the seeds.
+    #[arg(
+        long,
+        global = true,
+        env = "WASQUE_CA",
+        value_name = "FILE",
+        value_delimiter = ','
+    )]
+    ca: Vec<PathBuf>,
     /// Password of a node that has `requirepass` set.
     #[arg(long, global = true, env = "WASQUE_PASSWORD", hide_env_values = true)]
     password: Option<String>,
@@ -162,13 +180,39 @@ pub(crate) fn usage(msg: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(UsageError(msg.into()))
 }
 
-async fn connect(args: &Args) -> anyhow::Result<Client> {
-    let mut cfg = match &args.ca {
-        Some(ca) => ClientConfig::with_ca_file(&args.node, ca)?,
-        None => ClientConfig::local(&args.node, &args.data_dir)?,
+async fn connect(args: &Args) -> anyhow::Result<ClusterClient> {
+    let files = if args.ca.is_empty() {
+        vec![args.data_dir.join("tls").join("ca.pem")]
+    } else {
+        args.ca.clone()
     };
+    let mut ca_pem = Vec::new();
+    for f in &files {
+        let pem = std::fs::read(f).map_err(|e| ClientError::CaMissing {
+            path: f.clone(),
+            reason: e.to_string(),
+        })?;
+        ca_pem.extend_from_slice(&pem);
+        ca_pem.push(b'\n');
+    }
+    let mut cfg = ClusterConfig::new(seeds(&args.node), ca_pem);
     cfg.token = args.password.clone();
-    Ok(Client::connect(cfg).await?)
+    cfg.pick = args.pick;
+    Ok(ClusterClient::connect(cfg).await?)
+}
+
+/// The seed addresses of `--node`.
+fn seeds(node: &str) -> Vec<String> {
+    node.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// The node RESP commands talk to: the first seed.
+fn first_seed(node: &str) -> String {
+    seeds(node).into_iter().next().unwrap_or_default()
 }
 
 pub(crate) fn parse_id(s: &str) -> anyhow::Result<crate::proto::JobId> {
@@ -179,12 +223,13 @@ pub(crate) fn parse_id(s: &str) -> anyhow::Result<crate::proto::JobId> {
 async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
     // The Disque-style commands speak RESP to the node's TCP port.
     let password = args.password.as_deref();
+    let node = first_seed(&args.node);
     match args.command {
-        Cmd::Queue(q) => return queue::queue(&args.node, password, q).await,
-        Cmd::Getjob(g) => return queue::getjob(&args.node, password, g).await,
-        Cmd::Worker(w) => return worker::run(&args.node, password, w).await,
-        Cmd::Cluster(c) => return cluster::run(&args.node, password, c).await,
-        Cmd::Nodes { json } => return cluster::nodes(&args.node, password, json).await,
+        Cmd::Queue(q) => return queue::queue(&node, password, q).await,
+        Cmd::Getjob(g) => return queue::getjob(&node, password, g).await,
+        Cmd::Worker(w) => return worker::run(&seeds(&args.node), password, w).await,
+        Cmd::Cluster(c) => return cluster::run(&node, password, c).await,
+        Cmd::Nodes { json } => return cluster::nodes(&node, password, json).await,
         _ => {}
     }
     let client = connect(&args).await?;

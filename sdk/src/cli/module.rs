@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use crate::Client;
+use crate::ClusterClient;
 use crate::proto::ModuleHash;
 
 #[derive(Debug, Subcommand)]
@@ -20,7 +20,7 @@ pub enum ModuleCmd {
     Rm { hash: String },
 }
 
-pub async fn run(client: &Client, cmd: ModuleCmd) -> anyhow::Result<ExitCode> {
+pub async fn run(client: &ClusterClient, cmd: ModuleCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         ModuleCmd::Put { file } => {
             let hash = put(client, &file).await?;
@@ -49,7 +49,7 @@ pub async fn run(client: &Client, cmd: ModuleCmd) -> anyhow::Result<ExitCode> {
 
 /// Uploads a file and returns its hash, telling the user whether the node
 /// compiled it now or already had it.
-pub async fn put(client: &Client, file: &std::path::Path) -> anyhow::Result<ModuleHash> {
+pub async fn put(client: &ClusterClient, file: &std::path::Path) -> anyhow::Result<ModuleHash> {
     let bytes =
         std::fs::read(file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
     let info = client.put_module(bytes).await?;
@@ -67,7 +67,7 @@ pub async fn put(client: &Client, file: &std::path::Path) -> anyhow::Result<Modu
 }
 
 /// A module given as a 64-hex-digit hash or as a file to upload.
-pub async fn resolve(client: &Client, spec: &str) -> anyhow::Result<ModuleHash> {
+pub async fn resolve(client: &ClusterClient, spec: &str) -> anyhow::Result<ModuleHash> {
     if spec.len() == 64 && spec.bytes().all(|b| b.is_ascii_hexdigit()) {
         return parse_hash(spec);
     }

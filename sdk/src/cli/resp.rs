@@ -50,6 +50,73 @@ impl Value {
     }
 }
 
+/// The nodes a long-running RESP client (the worker) may use: the seeds
+/// given, plus every node the cluster's `HELLO` lists. When a node dies,
+/// [`Nodes::connect`] moves to the next one that answers.
+pub struct Nodes {
+    addrs: std::sync::Mutex<Vec<String>>,
+    turn: std::sync::atomic::AtomicUsize,
+}
+
+impl Nodes {
+    pub fn new(seeds: &[String]) -> Nodes {
+        Nodes {
+            addrs: std::sync::Mutex::new(seeds.to_vec()),
+            turn: Default::default(),
+        }
+    }
+
+    fn list(&self) -> Vec<String> {
+        self.addrs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Connects to the next node in turn that answers, trying each known
+    /// node once; learns the cluster's nodes from its `HELLO`.
+    pub async fn connect(&self, password: Option<&str>) -> anyhow::Result<Resp> {
+        let addrs = self.list();
+        let start = self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut last = None;
+        for k in 0..addrs.len() {
+            let addr = &addrs[(start + k) % addrs.len()];
+            match Resp::connect(addr, password).await {
+                Ok(mut c) => {
+                    if let Ok(v) = c.call(&[b"HELLO"]).await {
+                        self.learn(&v);
+                    }
+                    return Ok(c);
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| unreachable_node("(no node)", "no address given")))
+    }
+
+    /// Takes in the nodes of a `HELLO` reply that take work (priority 1).
+    fn learn(&self, hello: &Value) {
+        let Value::Array(items) = hello else { return };
+        let mut addrs = self
+            .addrs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for item in items.iter().skip(2) {
+            let Value::Array(f) = item else { continue };
+            let text = |i: usize| f.get(i).and_then(Value::text).unwrap_or_default();
+            let (ip, port, prio) = (text(1), text(2), text(3));
+            let addr = if ip.contains(':') {
+                format!("[{ip}]:{port}")
+            } else {
+                format!("{ip}:{port}")
+            };
+            if prio == "1" && !addrs.contains(&addr) {
+                addrs.push(addr);
+            }
+        }
+    }
+}
+
 /// One connection to a node's RESP port.
 pub struct Resp {
     io: BufReader<TcpStream>,

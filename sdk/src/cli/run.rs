@@ -14,7 +14,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio::task::JoinSet;
 
 use super::{module, usage};
-use crate::Client;
+use crate::ClusterClient;
 use crate::proto::{AddJob, JobId, JobStatus, LimitsRequest};
 
 #[derive(Debug, Args)]
@@ -93,7 +93,7 @@ fn read_payloads(a: &RunArgs) -> anyhow::Result<Vec<Vec<u8>>> {
     ))
 }
 
-pub async fn run(client: &Client, a: RunArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(client: &ClusterClient, a: RunArgs) -> anyhow::Result<ExitCode> {
     let payloads = read_payloads(&a)?;
     if a.concurrency == 0 {
         return Err(usage("--concurrency must be at least 1"));

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::parse_id;
-use crate::Client;
+use crate::ClusterClient;
 use crate::proto::{Body, JobStatus};
 
 #[derive(Debug, Args)]
@@ -18,7 +18,7 @@ pub struct ShowArgs {
     json: bool,
 }
 
-pub async fn run(client: &Client, a: ShowArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(client: &ClusterClient, a: ShowArgs) -> anyhow::Result<ExitCode> {
     let status = client.show(parse_id(&a.id)?).await?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&status.to_json())?);

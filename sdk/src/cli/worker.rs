@@ -19,16 +19,16 @@
 //! commands and `NACK` their jobs at once.
 
 use std::process::{ExitCode, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Args;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::queue::{Got, parse_jobs, print_job};
-use super::resp::{Resp, Value};
+use super::resp::{Nodes, Resp, Value};
 use super::usage;
 
 /// Longest blocking GETJOB before the slot looks at the stop flag.
@@ -73,7 +73,11 @@ enum Stop {
     Abort,
 }
 
-pub async fn run(node: &str, password: Option<&str>, a: WorkerArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    seeds: &[String],
+    password: Option<&str>,
+    a: WorkerArgs,
+) -> anyhow::Result<ExitCode> {
     let slots = if a.single_process { 1 } else { a.concurrency };
     if slots == 0 || slots > MAX_CONCURRENCY {
         return Err(usage(format!(
@@ -86,9 +90,10 @@ pub async fn run(node: &str, password: Option<&str>, a: WorkerArgs) -> anyhow::R
     let mut queues = vec![a.queue.clone()];
     queues.extend(a.more.iter().cloned());
     // Connect every slot first, so an unreachable node fails at once.
+    let nodes = Arc::new(Nodes::new(seeds));
     let mut conns = Vec::with_capacity(slots);
     for _ in 0..slots {
-        conns.push(Resp::connect(node, password).await?);
+        conns.push(nodes.connect(password).await?);
     }
     let (stop_tx, stop_rx) = watch::channel(Stop::Running);
     tokio::spawn(async move {
@@ -113,6 +118,8 @@ pub async fn run(node: &str, password: Option<&str>, a: WorkerArgs) -> anyhow::R
     for conn in conns {
         let slot = Slot {
             conn,
+            nodes: nodes.clone(),
+            password: password.map(String::from),
             queues: queues.clone(),
             exec: a.exec.clone(),
             timeout: a.timeout.map(Duration::from_millis),
@@ -137,8 +144,19 @@ pub async fn run(node: &str, password: Option<&str>, a: WorkerArgs) -> anyhow::R
     Ok(code)
 }
 
+/// Writing a job to stdout failed: the end of the worker, not of its node.
+#[derive(Debug, thiserror::Error)]
+#[error("writing to stdout: {0}")]
+struct StdoutGone(std::io::Error);
+
+/// How long a worker slot looks for another node once its node is gone.
+const FAILOVER_FOR: Duration = Duration::from_secs(30);
+
 struct Slot {
     conn: Resp,
+    /// Where to go when the node dies.
+    nodes: Arc<Nodes>,
+    password: Option<String>,
     queues: Vec<String>,
     exec: Option<String>,
     timeout: Option<Duration>,
@@ -164,7 +182,13 @@ impl Slot {
             }
             let mut cmd: Vec<&[u8]> = vec![b"GETJOB", b"TIMEOUT", slice.as_bytes(), b"FROM"];
             cmd.extend(self.queues.iter().map(|q| q.as_bytes()));
-            let reply = self.conn.call(&cmd).await?;
+            let reply = match self.conn.call(&cmd).await {
+                Ok(r) => r,
+                Err(e) => {
+                    self.fail_over(e).await?;
+                    continue;
+                }
+            };
             if let Value::Error(e) = &reply
                 && e.starts_with("PAUSED")
             {
@@ -172,7 +196,32 @@ impl Slot {
                 continue;
             }
             for job in parse_jobs(reply)? {
-                self.job(job).await?;
+                // A node that dies while a job is in hand: the job is
+                // delivered again by its other holders after its RETRY.
+                if let Err(e) = self.job(job).await {
+                    if e.downcast_ref::<StdoutGone>().is_some() {
+                        return Err(e);
+                    }
+                    self.fail_over(e).await?;
+                    break;
+                }
+            }
+        }
+    }
+
+    /// The node went away: connect to another node of the cluster, for
+    /// up to [`FAILOVER_FOR`]; the error if none answers.
+    async fn fail_over(&mut self, why: anyhow::Error) -> anyhow::Result<()> {
+        eprintln!("worker: lost the node ({why:#}); moving to another");
+        let until = Instant::now() + FAILOVER_FOR;
+        loop {
+            match self.nodes.connect(self.password.as_deref()).await {
+                Ok(c) => {
+                    self.conn = c;
+                    return Ok(());
+                }
+                Err(e) if Instant::now() >= until || self.stopping() => return Err(e),
+                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
             }
         }
     }
@@ -182,7 +231,7 @@ impl Slot {
             return self.nack(&job, "the worker is stopping").await;
         }
         let Some(exec) = self.exec.clone() else {
-            print_job(&job).context("writing to stdout")?;
+            print_job(&job).map_err(|e| anyhow::Error::new(StdoutGone(e)))?;
             let r = self.conn.call(&[b"ACKJOB", job.id.as_bytes()]).await?;
             if let Value::Error(e) = r {
                 eprintln!("worker: ACKJOB {}: {e}", job.id);

@@ -16,7 +16,9 @@ pub mod types;
 
 pub use frame::{DEFAULT_MAX_FRAME, FrameError, encode_frame, read_frame, write_frame};
 pub use request::{AddJob, Request, RequestFrame};
-pub use response::{ErrorCode, ModuleInfo, NodeInfo, Response, ResponseFrame, WireError};
+pub use response::{
+    ClusterNode, ErrorCode, ModuleInfo, NodeInfo, NodeState, Response, ResponseFrame, WireError,
+};
 pub use types::{
     Body, DeliveryInfo, ErrorClass, JobId, JobIdError, JobResult, JobState, JobStatus, Limits,
     LimitsRequest, ModuleHash,

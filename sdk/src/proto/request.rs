@@ -58,6 +58,9 @@ pub enum Request {
         ids: Vec<JobId>,
     },
     NodeInfo,
+    /// Every node of the cluster as this node sees it, with the CA each
+    /// one's clients trust (client discovery).
+    Nodes,
 }
 
 /// Arguments of `ADDJOB`, with Disque's meanings and wasque's additions.

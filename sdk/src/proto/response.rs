@@ -33,6 +33,57 @@ pub enum Response {
     Count(u64),
     NodeInfo(NodeInfo),
     Error(WireError),
+    /// Answer to `Nodes`: the answering node first.
+    Nodes(Vec<ClusterNode>),
+}
+
+/// One node of the cluster, as a client discovering it needs it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterNode {
+    pub id: String,
+    /// Its QUIC address (clients and peers share the port).
+    pub addr: String,
+    pub state: NodeState,
+    /// Whether this is the node that answered.
+    pub myself: bool,
+    pub exec_slots: u32,
+    pub exec_busy: u32,
+    /// Jobs ready in its queues.
+    pub queued: u64,
+    /// Jobs it holds.
+    pub jobs: u64,
+    /// PEM of the CA of its client-facing certificate, as the answering
+    /// node learned it from the node itself over the authenticated peer
+    /// link; `None` until the two have spoken.
+    pub ca_pem: Option<String>,
+}
+
+impl ClusterNode {
+    /// Load as a client weighs it: busy slots and ready jobs per slot.
+    pub fn load(&self) -> f64 {
+        (self.exec_busy as f64 + self.queued as f64) / self.exec_slots.max(1) as f64
+    }
+}
+
+/// A node's state as a client sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NodeState {
+    /// Alive and taking jobs.
+    Up,
+    /// Alive, but `CLUSTER LEAVING yes`: clients move away from it.
+    Leaving,
+    /// SWIM declared it down.
+    Down,
+}
+
+impl NodeState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            NodeState::Up => "up",
+            NodeState::Leaving => "leaving",
+            NodeState::Down => "down",
+        }
+    }
 }
 
 /// A module as a node holds it.

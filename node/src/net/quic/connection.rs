@@ -215,6 +215,9 @@ fn handle_request(
             "PutModule must open a stream of its own",
         )),
         Request::NodeInfo => handle.node_info(reply_to),
+        Request::Nodes => reply_to.send(Reply::Nodes(crate::cluster::discovery::nodes(
+            handle.cluster(),
+        ))),
         other => match translate::command(other) {
             Some(cmd) => handle.submit(cmd, reply_to),
             None => reply_to.send(Reply::error(ErrorCode::Unsupported, "unsupported request")),

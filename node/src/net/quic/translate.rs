@@ -17,7 +17,9 @@ pub fn command(req: Request) -> Option<Command> {
         Request::ListModules => Command::ListModules,
         Request::StatModule { hash } => Command::StatModule { hash },
         Request::DeleteModule { hash } => Command::DeleteModule { hash },
-        Request::Hello { .. } | Request::PutModule { .. } | Request::NodeInfo => return None,
+        Request::Hello { .. } | Request::PutModule { .. } | Request::NodeInfo | Request::Nodes => {
+            return None;
+        }
     })
 }
 
@@ -34,6 +36,7 @@ pub fn response(reply: Reply) -> Response {
         Reply::NodeInfo(n) => Response::NodeInfo(*n),
         Reply::Hello { node, protocol } => Response::Hello { node, protocol },
         Reply::Error(e) => Response::Error(e),
+        Reply::Nodes(n) => Response::Nodes(n),
         // Disque's queue commands are spoken over RESP; QUIC clients never
         // send them.
         Reply::Jobs(_)

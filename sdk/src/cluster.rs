@@ -1,0 +1,670 @@
+//! A client of a whole cluster: it starts from one or more seed addresses,
+//! learns every node from them (`Request::Nodes`), sends each call to a
+//! node picked by a rule, and when that node dies or leaves mid-stream it
+//! carries the call over to another node without the caller doing
+//! anything.
+//!
+//! Trust: the caller trusts the seeds' CAs (`ca_pem`). Every node answers
+//! `Nodes` with the CA its peers' clients trust, learned from each peer over
+//! the authenticated peer link, so the client extends its trust to what a
+//! node it already trusts vouches for, and to nothing else.
+//!
+//! At-least-once, as the cluster itself: a call whose node died after it
+//! was sent may have been carried out there before the failover; an add
+//! sent again may then exist twice (both run, both are acknowledged or
+//! expire). Reads (`show`, `wait`) and acks are safe to repeat.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::client::resolve;
+use crate::proto::{
+    self, AddJob, ClusterNode, ErrorCode, JobId, JobStatus, ModuleHash, ModuleInfo, NodeInfo,
+    NodeState, Request, Response,
+};
+use crate::{Client, ClientConfig, ClientError};
+
+/// How a [`ClusterClient`] picks the node for a call.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Pick {
+    /// Each call goes to the next live node in turn.
+    #[default]
+    RoundRobin,
+    /// Each call goes to the live node with the lowest load (busy
+    /// executor slots and ready jobs per slot, from the nodes' adverts,
+    /// plus this client's calls in flight there).
+    LeastLoaded,
+}
+
+impl std::str::FromStr for Pick {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Pick, String> {
+        match s {
+            "round-robin" | "rr" => Ok(Pick::RoundRobin),
+            "least-loaded" | "ll" => Ok(Pick::LeastLoaded),
+            _ => Err(format!(
+                "unknown pick rule {s:?}: expected round-robin or least-loaded"
+            )),
+        }
+    }
+}
+
+/// Where a [`ClusterClient`] starts and how it behaves.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    /// Seed addresses (`HOST:PORT`); any one that answers is enough.
+    pub seeds: Vec<String>,
+    /// PEM of the CA(s) that signed the seeds' certificates.
+    pub ca_pem: Vec<u8>,
+    /// Secret for nodes that require one (`requirepass`).
+    pub token: Option<String>,
+    pub pick: Pick,
+    /// Bound on one frame, both ways.
+    pub max_frame: usize,
+    /// How long to wait for one connection.
+    pub connect_timeout: Duration,
+    /// How long one call may go on failing over before it gives up.
+    pub failover_deadline: Duration,
+    /// How often the node list is refreshed (in the background).
+    pub refresh_every: Duration,
+    /// How long a node that failed is passed over.
+    pub avoid_for: Duration,
+}
+
+impl ClusterConfig {
+    /// Seeds, trusting the CA PEM given.
+    pub fn new(seeds: Vec<String>, ca_pem: Vec<u8>) -> ClusterConfig {
+        ClusterConfig {
+            seeds,
+            ca_pem,
+            token: None,
+            pick: Pick::default(),
+            max_frame: proto::DEFAULT_MAX_FRAME,
+            connect_timeout: Duration::from_secs(2),
+            failover_deadline: Duration::from_secs(30),
+            refresh_every: Duration::from_secs(2),
+            avoid_for: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A node the client knows of.
+struct Slot {
+    addr: SocketAddr,
+    /// As the cluster last described it (`None`: a seed not yet heard of).
+    info: Option<ClusterNode>,
+    conn: Arc<tokio::sync::Mutex<Option<Client>>>,
+    avoid_until: Option<Instant>,
+    in_flight: Arc<AtomicUsize>,
+    /// The id the node gave when this client connected.
+    node_id: Option<String>,
+}
+
+struct State {
+    slots: Vec<Slot>,
+    /// Every CA certificate trusted so far (seeds' and vouched-for ones).
+    trusted: Vec<u8>,
+    refreshed_at: Option<Instant>,
+    refreshing: bool,
+}
+
+/// A client of a cluster, with discovery and failover. Cheap to clone;
+/// clones share connections and the node list.
+#[derive(Clone)]
+pub struct ClusterClient {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    cfg: ClusterConfig,
+    state: std::sync::Mutex<State>,
+    turn: AtomicUsize,
+    failovers: AtomicU64,
+    /// Which node each module was uploaded to: until the others' adverts
+    /// list it, an add naming it is sent there.
+    uploaded: std::sync::Mutex<std::collections::HashMap<ModuleHash, String>>,
+}
+
+fn lock(s: &Shared) -> std::sync::MutexGuard<'_, State> {
+    s.state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Whether an error means "try another node".
+fn moves_on(e: &ClientError) -> bool {
+    e.is_unreachable() || matches!(e, ClientError::Node(w) if w.code == ErrorCode::Leaving)
+}
+
+/// The most attempts one call makes, whatever the deadline.
+const MAX_ATTEMPTS: usize = 12;
+
+impl ClusterClient {
+    /// Connects to the first seed that answers and learns the cluster.
+    pub async fn connect(cfg: ClusterConfig) -> Result<ClusterClient, ClientError> {
+        if cfg.seeds.is_empty() {
+            return Err(ClientError::Connect("no seed address given".into()));
+        }
+        let mut slots = Vec::new();
+        let mut bad = Vec::new();
+        for seed in &cfg.seeds {
+            match resolve(seed) {
+                Ok(addr) if !slots.iter().any(|s: &Slot| s.addr == addr) => {
+                    slots.push(Slot::new(addr, None))
+                }
+                Ok(_) => {}
+                Err(e) => bad.push(e.to_string()),
+            }
+        }
+        if slots.is_empty() {
+            return Err(ClientError::Connect(bad.join("; ")));
+        }
+        let trusted = cfg.ca_pem.clone();
+        let shared = Arc::new(Shared {
+            cfg,
+            state: std::sync::Mutex::new(State {
+                slots,
+                trusted,
+                refreshed_at: None,
+                refreshing: false,
+            }),
+            turn: AtomicUsize::new(0),
+            failovers: AtomicU64::new(0),
+            uploaded: Default::default(),
+        });
+        let client = ClusterClient { shared };
+        // Learn the cluster now, so the first calls already spread.
+        client.refresh().await?;
+        Ok(client)
+    }
+
+    /// The nodes as last learned.
+    pub fn known_nodes(&self) -> Vec<ClusterNode> {
+        lock(&self.shared)
+            .slots
+            .iter()
+            .filter_map(|s| s.info.clone())
+            .collect()
+    }
+
+    /// How many times a call moved to another node.
+    pub fn failovers(&self) -> u64 {
+        self.shared.failovers.load(Ordering::Relaxed)
+    }
+
+    /// Asks a node for the cluster's node list and takes it in.
+    pub async fn refresh(&self) -> Result<Vec<ClusterNode>, ClientError> {
+        let nodes = self
+            .with_failover(None, |c| async move { c.nodes().await })
+            .await?;
+        self.take_in(&nodes);
+        Ok(nodes)
+    }
+
+    fn take_in(&self, nodes: &[ClusterNode]) {
+        let mut st = lock(&self.shared);
+        for n in nodes {
+            let Ok(addr) = n.addr.parse::<SocketAddr>() else {
+                continue;
+            };
+            if let Some(pem) = &n.ca_pem
+                && !contains(&st.trusted, pem.as_bytes())
+            {
+                st.trusted.extend_from_slice(b"\n");
+                st.trusted.extend_from_slice(pem.as_bytes());
+            }
+            // A node is known by its id first: the address it announces
+            // may differ from the seed address it was reached at.
+            let by_id = st.slots.iter().position(|s| {
+                s.node_id.as_deref() == Some(n.id.as_str())
+                    || s.info.as_ref().is_some_and(|i| i.id == n.id)
+            });
+            let by_addr = || st.slots.iter().position(|s| s.addr == addr);
+            match by_id.or_else(by_addr).map(|i| &mut st.slots[i]) {
+                Some(s) => s.info = Some(n.clone()),
+                None => st.slots.push(Slot::new(addr, Some(n.clone()))),
+            }
+        }
+        st.refreshed_at = Some(Instant::now());
+        st.refreshing = false;
+    }
+
+    /// Refreshes the node list in the background when it is stale.
+    fn refresh_if_stale(&self) {
+        {
+            let mut st = lock(&self.shared);
+            let fresh = st
+                .refreshed_at
+                .is_some_and(|t| t.elapsed() < self.shared.cfg.refresh_every);
+            if fresh || st.refreshing {
+                return;
+            }
+            st.refreshing = true;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            if me.refresh().await.is_err() {
+                let mut st = lock(&me.shared);
+                st.refreshing = false;
+                st.refreshed_at = Some(Instant::now());
+            }
+        });
+    }
+
+    /// Slots in the order a call should try them: by the pick rule among
+    /// nodes that take work, then the ones passed over (as a last resort).
+    fn order(&self, prefer: Option<&str>) -> Vec<usize> {
+        let st = lock(&self.shared);
+        let now = Instant::now();
+        let usable = |s: &Slot| {
+            s.avoid_until.is_none_or(|t| t <= now)
+                && s.info.as_ref().is_none_or(|i| i.state == NodeState::Up)
+        };
+        let mut good: Vec<usize> = (0..st.slots.len())
+            .filter(|&i| usable(&st.slots[i]))
+            .collect();
+        match self.shared.cfg.pick {
+            Pick::RoundRobin if !good.is_empty() => {
+                let k = self.shared.turn.fetch_add(1, Ordering::Relaxed) % good.len();
+                good.rotate_left(k);
+            }
+            Pick::RoundRobin => {}
+            Pick::LeastLoaded => {
+                let load = |i: usize| {
+                    let s = &st.slots[i];
+                    let mine = s.in_flight.load(Ordering::Relaxed) as f64;
+                    match &s.info {
+                        Some(n) => n.load() + mine / n.exec_slots.max(1) as f64,
+                        None => mine,
+                    }
+                };
+                good.sort_by(|a, b| load(*a).total_cmp(&load(*b)));
+            }
+        }
+        if let Some(p) = prefer
+            && let Some(k) = good.iter().position(|&i| {
+                st.slots[i]
+                    .info
+                    .as_ref()
+                    .is_some_and(|n| n.id.starts_with(p))
+            })
+        {
+            let i = good.remove(k);
+            good.insert(0, i);
+        }
+        let rest = (0..st.slots.len()).filter(|i| !good.contains(i));
+        // Nodes marked down come last of all.
+        let (down, avoided): (Vec<usize>, Vec<usize>) = rest.partition(|&i| {
+            st.slots[i]
+                .info
+                .as_ref()
+                .is_some_and(|n| n.state == NodeState::Down)
+        });
+        good.extend(avoided);
+        good.extend(down);
+        good
+    }
+
+    /// The slot's connection, made if there is none.
+    async fn connection(&self, i: usize) -> Result<(Client, Arc<AtomicUsize>), ClientError> {
+        let (conn, addr, trusted, in_flight) = {
+            let st = lock(&self.shared);
+            let s = &st.slots[i];
+            (
+                s.conn.clone(),
+                s.addr,
+                st.trusted.clone(),
+                s.in_flight.clone(),
+            )
+        };
+        let mut guard = conn.lock().await;
+        if let Some(c) = guard.as_ref()
+            && !c.is_closed()
+        {
+            return Ok((c.clone(), in_flight));
+        }
+        let cfg = ClientConfig {
+            addr,
+            ca_pem: trusted,
+            server_name: addr.ip().to_string(),
+            token: self.shared.cfg.token.clone(),
+            max_frame: self.shared.cfg.max_frame,
+            connect_timeout: self.shared.cfg.connect_timeout,
+        };
+        let c = Client::connect(cfg).await?;
+        *guard = Some(c.clone());
+        drop(guard);
+        if let Some(s) = lock(&self.shared).slots.get_mut(i) {
+            s.node_id = Some(c.node_id().to_string());
+        }
+        Ok((c, in_flight))
+    }
+
+    fn avoid(&self, i: usize) {
+        let mut st = lock(&self.shared);
+        let until = Instant::now() + self.shared.cfg.avoid_for;
+        if let Some(s) = st.slots.get_mut(i) {
+            s.avoid_until = Some(until);
+        }
+    }
+
+    /// Runs `call` on a node picked by the rule (`prefer`: a node-id
+    /// prefix to try first), moving to the next node when the node cannot
+    /// be reached, dies mid-call or is leaving.
+    pub async fn with_failover<T, F, Fut>(
+        &self,
+        prefer: Option<&str>,
+        call: F,
+    ) -> Result<T, ClientError>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: Future<Output = Result<T, ClientError>>,
+    {
+        self.attempt(prefer, false, call).await
+    }
+
+    /// The failover loop; with `pass_nojob`, a node that answers `NOJOB`
+    /// hands the call to the next node (until every node said so).
+    async fn attempt<T, F, Fut>(
+        &self,
+        prefer: Option<&str>,
+        pass_nojob: bool,
+        call: F,
+    ) -> Result<T, ClientError>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: Future<Output = Result<T, ClientError>>,
+    {
+        let mut no_job: Vec<usize> = Vec::new();
+        let deadline = Instant::now() + self.shared.cfg.failover_deadline;
+        let mut last: Option<ClientError> = None;
+        let mut attempt = 0;
+        while attempt < MAX_ATTEMPTS && Instant::now() < deadline {
+            let order: Vec<usize> = self
+                .order(prefer)
+                .into_iter()
+                .filter(|i| !no_job.contains(i))
+                .collect();
+            if order.is_empty() {
+                break;
+            }
+            for i in order {
+                if attempt >= MAX_ATTEMPTS || Instant::now() >= deadline {
+                    break;
+                }
+                attempt += 1;
+                if attempt > 1 {
+                    self.shared.failovers.fetch_add(1, Ordering::Relaxed);
+                }
+                let (client, in_flight) = match self.connection(i).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        self.avoid(i);
+                        last = Some(e);
+                        continue;
+                    }
+                };
+                in_flight.fetch_add(1, Ordering::Relaxed);
+                let r = call(client).await;
+                in_flight.fetch_sub(1, Ordering::Relaxed);
+                match r {
+                    Err(ClientError::Node(w)) if pass_nojob && w.code == ErrorCode::NoJob => {
+                        no_job.push(i);
+                        last = Some(ClientError::Node(w));
+                    }
+                    Err(e) if moves_on(&e) => {
+                        tracing::debug!("moving on from a node: {e}");
+                        self.avoid(i);
+                        last = Some(e);
+                        // The survivors know more now: ask them soon.
+                        lock(&self.shared).refreshed_at = None;
+                    }
+                    r => {
+                        if attempt > 1 || prefer.is_none() {
+                            self.refresh_if_stale();
+                        }
+                        return r;
+                    }
+                }
+            }
+            if !no_job.is_empty() && self.order(prefer).iter().all(|i| no_job.contains(i)) {
+                break;
+            }
+            // Every node failed this round: give the cluster a moment.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Err(match last {
+            Some(ClientError::Node(w)) => ClientError::Node(w),
+            Some(e) => ClientError::Connect(format!(
+                "no node of the cluster answered (last: {e}); tried {}",
+                self.addresses()
+            )),
+            None => ClientError::Connect(format!("no node to try; known: {}", self.addresses())),
+        })
+    }
+
+    fn addresses(&self) -> String {
+        lock(&self.shared)
+            .slots
+            .iter()
+            .map(|s| s.addr.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Like [`with_failover`](Self::with_failover) for a job id: the node
+    /// that created the job is asked first, and a node that does not hold
+    /// it (`NOJOB`) passes the call on to the next one.
+    async fn for_job<T, F, Fut>(&self, id: JobId, call: F) -> Result<T, ClientError>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: Future<Output = Result<T, ClientError>>,
+    {
+        let prefix = format!("{:06x}", id.node_prefix());
+        self.attempt(Some(&prefix), true, call).await
+    }
+
+    /// Sends one request with failover (see the module's note on adds).
+    pub async fn call(&self, request: Request) -> Result<Response, ClientError> {
+        let module = match &request {
+            Request::AddJob(a) => a.module,
+            _ => None,
+        };
+        self.adding(module, |c| {
+            let r = request.clone();
+            async move { c.call(r).await }
+        })
+        .await
+    }
+
+    /// An add: to a node picked by the rule, or, if that node does not
+    /// know the job's module yet (`NOMODULE`: the module was uploaded a
+    /// moment ago, before adverts told the others), to the node it was
+    /// uploaded to.
+    async fn adding<T, F, Fut>(&self, module: Option<ModuleHash>, call: F) -> Result<T, ClientError>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: Future<Output = Result<T, ClientError>>,
+    {
+        match self.with_failover(None, &call).await {
+            Err(ClientError::Node(w)) if w.code == ErrorCode::NoModule => {
+                let holder = module.and_then(|m| {
+                    self.shared
+                        .uploaded
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .get(&m)
+                        .cloned()
+                });
+                match holder {
+                    Some(node) => self.with_failover(Some(&node), &call).await,
+                    None => Err(ClientError::Node(w)),
+                }
+            }
+            r => r,
+        }
+    }
+
+    /// Uploads a module to one node; the others fetch it by hash when a
+    /// job needs it there.
+    pub async fn put_module(&self, bytes: impl AsRef<[u8]>) -> Result<ModuleInfo, ClientError> {
+        let bytes = bytes.as_ref();
+        let (info, node) = self
+            .with_failover(None, |c| async move {
+                let info = c.put_module(bytes).await?;
+                Ok((info, c.node_id().to_string()))
+            })
+            .await?;
+        self.shared
+            .uploaded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(info.hash, node);
+        Ok(info)
+    }
+
+    pub async fn list_modules(&self) -> Result<Vec<ModuleInfo>, ClientError> {
+        self.with_failover(None, |c| async move { c.list_modules().await })
+            .await
+    }
+
+    pub async fn stat_module(&self, hash: ModuleHash) -> Result<ModuleInfo, ClientError> {
+        self.with_failover(None, |c| async move { c.stat_module(hash).await })
+            .await
+    }
+
+    pub async fn delete_module(&self, hash: ModuleHash) -> Result<(), ClientError> {
+        self.with_failover(None, |c| async move { c.delete_module(hash).await })
+            .await
+    }
+
+    /// Adds a job on a node picked by the rule.
+    pub async fn add_job(&self, job: AddJob) -> Result<JobId, ClientError> {
+        self.adding(job.module, |c| {
+            let job = job.clone();
+            async move { c.add_job(job).await }
+        })
+        .await
+    }
+
+    /// Adds a job, waits for its result and acknowledges it (see
+    /// [`Client::run`]).
+    pub async fn run(&self, job: AddJob, wait_ms: u64) -> Result<JobStatus, ClientError> {
+        self.adding(job.module, |c| {
+            let job = job.clone();
+            async move { c.run(job, wait_ms).await }
+        })
+        .await
+    }
+
+    pub async fn show(&self, id: JobId) -> Result<JobStatus, ClientError> {
+        self.for_job(id, |c| async move { c.show(id).await }).await
+    }
+
+    pub async fn show_by_key(&self, key: &str, id: JobId) -> Result<JobStatus, ClientError> {
+        self.for_job(id, |c| async move { c.show_by_key(key, id).await })
+            .await
+    }
+
+    /// Waits for a job's result, from any node that holds the job.
+    pub async fn wait(&self, id: JobId, timeout_ms: u64) -> Result<Option<JobStatus>, ClientError> {
+        self.for_job(id, |c| async move { c.wait(id, timeout_ms).await })
+            .await
+    }
+
+    /// Acknowledges jobs; the ack reaches every holder from any node.
+    pub async fn ack(&self, ids: Vec<JobId>) -> Result<u64, ClientError> {
+        let prefix = ids.first().map(|id| format!("{:06x}", id.node_prefix()));
+        self.with_failover(prefix.as_deref(), |c| {
+            let ids = ids.clone();
+            async move { c.ack(ids).await }
+        })
+        .await
+    }
+
+    pub async fn deljob(&self, ids: Vec<JobId>) -> Result<u64, ClientError> {
+        let prefix = ids.first().map(|id| format!("{:06x}", id.node_prefix()));
+        self.with_failover(prefix.as_deref(), |c| {
+            let ids = ids.clone();
+            async move { c.deljob(ids).await }
+        })
+        .await
+    }
+
+    /// The description of a node picked by the rule.
+    pub async fn node_info(&self) -> Result<NodeInfo, ClientError> {
+        self.with_failover(None, |c| async move { c.node_info().await })
+            .await
+    }
+}
+
+impl Slot {
+    fn new(addr: SocketAddr, info: Option<ClusterNode>) -> Slot {
+        Slot {
+            addr,
+            info,
+            conn: Arc::default(),
+            avoid_until: None,
+            in_flight: Arc::default(),
+            node_id: None,
+        }
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    let needle = trim(needle);
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+fn trim(b: &[u8]) -> &[u8] {
+    let start = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
+    &b[start..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pick_rules_parse() {
+        assert_eq!("round-robin".parse::<Pick>(), Ok(Pick::RoundRobin));
+        assert_eq!("least-loaded".parse::<Pick>(), Ok(Pick::LeastLoaded));
+        assert!(
+            "fastest"
+                .parse::<Pick>()
+                .unwrap_err()
+                .contains("round-robin")
+        );
+    }
+
+    #[test]
+    fn a_ca_is_trusted_once() {
+        let pem = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        assert!(contains(pem, pem));
+        assert!(!contains(b"", pem));
+        assert!(!contains(pem, b"  \n"));
+    }
+
+    #[test]
+    fn leaving_and_unreachable_move_on_but_node_errors_do_not() {
+        assert!(moves_on(&ClientError::Closed("x".into())));
+        assert!(moves_on(&ClientError::Node(proto::WireError::new(
+            ErrorCode::Leaving,
+            "leaving"
+        ))));
+        assert!(!moves_on(&ClientError::Node(proto::WireError::new(
+            ErrorCode::NoJob,
+            "no job"
+        ))));
+    }
+}
