@@ -117,7 +117,7 @@ echo "|---|---|---|---|---|"
 for i in $(seq 1 "$JOBS"); do echo "$((24 + i % 4))"; done > "$TMP/payloads"
 wasm_run() {
     local label=$1 nodes=$2 summary per
-    summary=$("$BIN/wasque" --node "127.0.0.1:$BASE" --data-dir "$TMP/p$PHASE-n0" run "$FIB" \
+    summary=$("$BIN/wasque" --node "127.0.0.1:$BASE" --pick first --data-dir "$TMP/p$PHASE-n0" run "$FIB" \
         --payloads "$TMP/payloads" --out "$TMP/out-$nodes" --no-progress 2>&1 | tail -n 1)
     echo "$label: $summary" >> "$RUN"
     per=""

@@ -53,8 +53,8 @@ on 0 cluster info
 payloads=$data/payloads.txt
 for i in $(seq 1 3000); do echo "$((27 + i % 4))"; done >"$payloads"
 step "3,000 fib jobs submitted to node 0 (each kept on 3 nodes until acked)" \
-    "wasque --node 127.0.0.1:$base run $guests/fib.wasm --payloads $payloads --out $data/out"
-on 0 run "$guests/fib.wasm" --payloads "$payloads" --out "$data/out" --no-progress &
+    "wasque --node 127.0.0.1:$base --pick first run $guests/fib.wasm --payloads $payloads --out $data/out"
+on 0 --pick first run "$guests/fib.wasm" --payloads "$payloads" --out "$data/out" --no-progress &
 run=$!
 sleep 2
 echo

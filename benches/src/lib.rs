@@ -2,6 +2,9 @@
 //! port, a node configuration for one, a multi-thread runtime, and the
 //! standard 1 KiB `wordcount` payload.
 
+pub mod sim;
+pub mod workload;
+
 use std::net::UdpSocket;
 use std::path::Path;
 

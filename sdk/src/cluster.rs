@@ -37,6 +37,9 @@ pub enum Pick {
     /// executor slots and ready jobs per slot, from the nodes' adverts,
     /// plus this client's calls in flight there).
     LeastLoaded,
+    /// Every call goes to the first seed while it answers (a client with
+    /// a node of its own, say); other nodes only when it fails.
+    First,
 }
 
 impl std::str::FromStr for Pick {
@@ -45,8 +48,9 @@ impl std::str::FromStr for Pick {
         match s {
             "round-robin" | "rr" => Ok(Pick::RoundRobin),
             "least-loaded" | "ll" => Ok(Pick::LeastLoaded),
+            "first" => Ok(Pick::First),
             _ => Err(format!(
-                "unknown pick rule {s:?}: expected round-robin or least-loaded"
+                "unknown pick rule {s:?}: expected round-robin, least-loaded or first"
             )),
         }
     }
@@ -271,7 +275,7 @@ impl ClusterClient {
                 let k = self.shared.turn.fetch_add(1, Ordering::Relaxed) % good.len();
                 good.rotate_left(k);
             }
-            Pick::RoundRobin => {}
+            Pick::RoundRobin | Pick::First => {}
             Pick::LeastLoaded => {
                 let load = |i: usize| {
                     let s = &st.slots[i];

@@ -35,6 +35,10 @@ const NEED_EVERY_MS: u64 = 250;
 /// Idle executor slots ask for Wasm jobs at most this often: executors
 /// drain work fast, so they ask again soon (every finished job may ask).
 const NEED_WASM_EVERY_MS: u64 = 20;
+/// A federation ask goes to at most this many peers with a backlog...
+const ASK_BUSIEST: usize = 4;
+/// ...and this many others, in turn.
+const ASK_PROBES: usize = 2;
 /// A module fetch that has not ended after this long is tried again.
 const FETCH_RETRY_MS: u64 = 10_000;
 
@@ -94,6 +98,8 @@ pub(super) struct ClusterState {
     pub leaving: bool,
     /// When `ask_for_work` last looked (it runs after many inputs).
     pub last_ask: UnixMs,
+    /// Turn of the peers probed by federation asks (see `ask_targets`).
+    pub ask_turn: usize,
     /// When the tick last resent acks and retried module fetches.
     pub chores_at: UnixMs,
     /// Jobs this node moved to a peer (federation), by job: if that peer
@@ -1017,6 +1023,48 @@ impl Engine {
         self.arm_tick(now);
     }
 
+    /// Whom a federation ask goes to: the peers whose last advert shows
+    /// a backlog (of that queue, or of Wasm jobs beyond their free slots),
+    /// busiest first, up to [`ASK_BUSIEST`]; plus [`ASK_PROBES`] others in
+    /// turn, which finds a backlog newer than the adverts. Asking every
+    /// peer made federation traffic grow with the cluster (the scheduling
+    /// evaluation measured 155 messages per job on 100 nodes).
+    fn ask_targets(&mut self, queue: Option<&str>) -> Vec<NodeName> {
+        let peers: Vec<NodeName> = self.cluster.peers.iter().copied().collect();
+        if peers.len() <= ASK_BUSIEST + ASK_PROBES {
+            return peers;
+        }
+        let backlog = |n: &NodeName| -> u64 {
+            let Some(l) = self.placement.loads.get(n) else {
+                return 0;
+            };
+            match queue {
+                Some(q) => l.queues.get(q).copied().unwrap_or(0),
+                None => l
+                    .queued
+                    .saturating_sub(u64::from(l.exec_slots.saturating_sub(l.exec_busy))),
+            }
+        };
+        let mut busy: Vec<(u64, NodeName)> = peers
+            .iter()
+            .map(|n| (backlog(n), *n))
+            .filter(|(b, _)| *b > 0)
+            .collect();
+        busy.sort_by(|a, b| b.cmp(a));
+        let mut out: Vec<NodeName> = busy.into_iter().take(ASK_BUSIEST).map(|(_, n)| n).collect();
+        for k in 0..peers.len() {
+            if out.len() >= ASK_BUSIEST + ASK_PROBES {
+                break;
+            }
+            let n = peers[(self.cluster.ask_turn + k) % peers.len()];
+            if !out.contains(&n) {
+                out.push(n);
+            }
+        }
+        self.cluster.ask_turn = self.cluster.ask_turn.wrapping_add(ASK_PROBES);
+        out
+    }
+
     /// Federation, the asking side: queues with blocked GETJOB clients and
     /// nothing ready, and idle executor slots with no Wasm job ready.
     pub(super) fn ask_for_work(&mut self, now: UnixMs) {
@@ -1032,12 +1080,16 @@ impl Engine {
                 asks.push((Some(name.clone()), q.blocked.len() as u32));
             }
         }
+        // Enough Wasm jobs for the free slots plus one in reserve per
+        // slot: a slot that finishes starts the next job at once instead
+        // of idling for a round trip (the scheduling evaluation measured
+        // pulling only for free slots at 65 % use of a 2-slot node).
         let ready_wasm: usize = self.queues.iter().map(|(_, q)| q.wasm.len()).sum();
         let free = self.cfg.exec_slots.saturating_sub(self.running);
-        if free > ready_wasm && self.cfg.exec_slots > 0 {
-            asks.push((None, (free - ready_wasm) as u32));
+        let want = free + self.cfg.exec_slots;
+        if want > ready_wasm && self.cfg.exec_slots > 0 {
+            asks.push((None, (want - ready_wasm) as u32));
         }
-        let peers: Vec<NodeName> = self.cluster.peers.iter().copied().collect();
         for (queue, count) in asks {
             let last = self.cluster.need_sent.get(&queue).copied().unwrap_or(0);
             let every = if queue.is_none() {
@@ -1049,7 +1101,7 @@ impl Engine {
                 continue;
             }
             self.cluster.need_sent.insert(queue.clone(), now);
-            for to in &peers {
+            for to in &self.ask_targets(queue.as_deref()) {
                 self.send(
                     *to,
                     PeerMsg::NeedJobs {

@@ -232,24 +232,31 @@ impl Engine {
             .unwrap_or(me)
     }
 
-    /// (jobs of `queue` ready or running, per-mille of executor use) of a
-    /// node: this one from its own state, a peer from its last advert plus
-    /// what was pushed to it since.
+    /// (jobs of `queue` ready or running per executor slot, per-mille of
+    /// executor use) of a node: this one from its own state, a peer from
+    /// its last advert plus what was pushed to it since. Per slot, so a
+    /// node with eight slots takes eight times the jobs of a node with one
+    /// (measured in the scheduling evaluation: unnormalised counts sent
+    /// as many jobs to a one-slot node as to an eight-slot one).
     fn load_of(&self, n: &NodeName, queue: &str) -> (u64, u64) {
         let me = self.cluster.me.unwrap_or(NodeName([0; 20]));
         if *n == me {
             let ready = self.queues.len_of(queue) as u64;
             let slots = self.cfg.exec_slots.max(1) as u64;
             return (
-                ready + self.running as u64,
+                (ready + self.running as u64) * 1000 / slots,
                 (self.running as u64 * 1000) / slots,
             );
         }
         match self.placement.loads.get(n) {
-            Some(l) => (
-                l.queues.get(queue).copied().unwrap_or(0) + u64::from(l.exec_busy) + l.sent,
-                (u64::from(l.exec_busy) + l.sent) * 1000 / u64::from(l.exec_slots.max(1)),
-            ),
+            Some(l) => {
+                let slots = u64::from(l.exec_slots.max(1));
+                let queued = l.queues.get(queue).copied().unwrap_or(0);
+                (
+                    (queued + u64::from(l.exec_busy) + l.sent) * 1000 / slots,
+                    (u64::from(l.exec_busy) + l.sent) * 1000 / slots,
+                )
+            }
             // No advert yet (it just joined): idle until it says otherwise.
             None => (0, 0),
         }

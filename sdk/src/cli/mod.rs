@@ -36,7 +36,8 @@ pub struct Args {
         default_value = "127.0.0.1:7711"
     )]
     node: String,
-    /// How calls pick a node of the cluster: round-robin or least-loaded.
+    /// How calls pick a node of the cluster: round-robin, least-loaded, or
+    /// first (the first seed while it answers).
     #[arg(
         long,
         global = true,
@@ -180,7 +181,7 @@ pub(crate) fn usage(msg: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(UsageError(msg.into()))
 }
 
-async fn connect(args: &Args) -> anyhow::Result<ClusterClient> {
+async fn connect(args: &Args, pick: crate::Pick) -> anyhow::Result<ClusterClient> {
     let files = if args.ca.is_empty() {
         vec![args.data_dir.join("tls").join("ca.pem")]
     } else {
@@ -197,7 +198,7 @@ async fn connect(args: &Args) -> anyhow::Result<ClusterClient> {
     }
     let mut cfg = ClusterConfig::new(seeds(&args.node), ca_pem);
     cfg.token = args.password.clone();
-    cfg.pick = args.pick;
+    cfg.pick = pick;
     Ok(ClusterClient::connect(cfg).await?)
 }
 
@@ -232,7 +233,12 @@ async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
         Cmd::Nodes { json } => return cluster::nodes(&node, password, json).await,
         _ => {}
     }
-    let client = connect(&args).await?;
+    // `info` describes the node named, not one picked from the cluster.
+    let pick = match args.command {
+        Cmd::Info => crate::Pick::First,
+        _ => args.pick,
+    };
+    let client = connect(&args, pick).await?;
     match args.command {
         Cmd::Module(m) => module::run(&client, m).await,
         Cmd::Addjob(a) => addjob::run(&client, a).await,
