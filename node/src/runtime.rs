@@ -688,7 +688,7 @@ impl Driver {
             self.apply(effect, &mut now);
         }
         if let Some(store) = self.store.as_mut() {
-            store.end_round();
+            store.end_round(self.engine.job_count());
         }
     }
 

@@ -213,6 +213,11 @@ impl Engine {
         }
     }
 
+    /// Jobs this node holds.
+    pub fn job_count(&self) -> usize {
+        self.jobs.len()
+    }
+
     /// Jobs ready in queues, plain and Wasm.
     pub fn ready_jobs(&self) -> usize {
         self.queues.iter().map(|(_, q)| q.len()).sum()

@@ -8,13 +8,31 @@
 //! tables, a version file). A torn journal tail (power loss mid-write) is
 //! cut at the last whole, checksummed batch when the store opens; [`Kv`]
 //! reports how many journal bytes that dropped.
+//!
+//! Space: a delete is a tombstone, and fjall gives the space back only when
+//! its memtable is flushed (journals whose every write is in tables are
+//! then deleted) and compaction drops the tombstones with what they shadow.
+//! [`Compactor::compact`] does both at once, on demand (the writer thread
+//! asks after mass deletes). What stays is the active journal: fjall seals
+//! it only once it holds 64 MB, so up to that many bytes of journal remain
+//! until it fills.
 
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// Journals kept before memtables are flushed into tables; what a
 /// restart after a crash replays. fjall's least (and default is 512 MiB).
 const MAX_JOURNAL_BYTES: u64 = 64 << 20;
+
+/// Longest wait for a memtable flush during [`Compactor::compact`]: the
+/// store crate's one background worker flushes; if it died (a failed
+/// write), nothing would ever flush, and the compaction gives up instead
+/// of holding the store open forever.
+const FLUSH_WAIT: Duration = Duration::from_secs(60);
+
+/// The keyspace of the store's own bookkeeping (no jobs in it).
+const MAINT_KEYSPACE: &str = "maint";
 
 /// One write of a group commit.
 #[derive(Debug)]
@@ -58,6 +76,7 @@ pub struct Kv {
     path: PathBuf,
     db: fjall::Database,
     jobs: fjall::Keyspace,
+    maint: fjall::Keyspace,
 }
 
 impl std::fmt::Debug for Kv {
@@ -79,13 +98,14 @@ impl Kv {
                 .max_journaling_size(MAX_JOURNAL_BYTES)
                 .open()?;
             let jobs = db.keyspace("jobs", fjall::KeyspaceCreateOptions::default)?;
-            Ok::<_, fjall::Error>((db, jobs))
+            let maint = db.keyspace(MAINT_KEYSPACE, fjall::KeyspaceCreateOptions::default)?;
+            Ok::<_, fjall::Error>((db, jobs, maint))
         });
         let open_err = |message: String| KvError::Open {
             path: path.to_path_buf(),
             message,
         };
-        let (db, jobs) = match opened {
+        let (db, jobs, maint) = match opened {
             Ok(Ok(x)) => x,
             Ok(Err(e)) => return Err(open_err(e.to_string())),
             Err(panic) => {
@@ -103,6 +123,7 @@ impl Kv {
                 path: path.to_path_buf(),
                 db,
                 jobs,
+                maint,
             },
             OpenReport {
                 journal_bytes: before,
@@ -176,19 +197,126 @@ impl Kv {
         self.db.disk_space().unwrap_or(0)
     }
 
-    fn io(&self, e: fjall::Error) -> KvError {
-        let mut message = e.to_string();
-        // The store crate stops at its first failed write ("poisoned"),
-        // which may have been a background flush: say why, if the disk is
-        // full.
-        if !message.contains("No space") && no_space_left(&self.path) {
-            message = format!("No space left on device ({message})");
-        }
-        KvError::Io {
+    /// A handle to compact the store from another thread while this one
+    /// goes on writing. It keeps the store open: drop it (let a running
+    /// [`Compactor::compact`] end) before the store is closed or reopened.
+    pub fn compactor(&self) -> Compactor {
+        Compactor {
             path: self.path.clone(),
-            message,
+            db: self.db.clone(),
+            jobs: self.jobs.clone(),
+            maint: self.maint.clone(),
         }
     }
+
+    fn io(&self, e: fjall::Error) -> KvError {
+        io_error(&self.path, e)
+    }
+}
+
+/// Gives back the space of deleted records; see [`Compactor::compact`].
+#[derive(Clone)]
+pub struct Compactor {
+    path: PathBuf,
+    db: fjall::Database,
+    jobs: fjall::Keyspace,
+    maint: fjall::Keyspace,
+}
+
+/// What a compaction did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compacted {
+    pub disk_bytes_before: u64,
+    pub disk_bytes_after: u64,
+}
+
+impl Compactor {
+    /// Shrinks the store to about what is live: flushes the memtable
+    /// (tombstones included) into a table, after which fjall deletes every
+    /// sealed journal; merges every table into one run, which drops the
+    /// deleted records and their tombstones; then flushes a marker in the
+    /// bookkeeping keyspace, which is what makes fjall let go of the tables
+    /// the merge replaced (it frees old table versions when a memtable is
+    /// rotated). Blocks the caller for as long as that takes (reading and
+    /// writing what is live); other threads may write meanwhile.
+    pub fn compact(&self) -> Result<Compacted, KvError> {
+        let disk_bytes_before = allocated_bytes(&self.path);
+        self.flush(&self.jobs)?;
+        self.jobs.major_compact().map_err(|e| self.io(e))?;
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as u64;
+        let mut batch = self.db.batch().durability(None);
+        batch.insert(&self.maint, "compacted-at", at.to_le_bytes());
+        batch.commit().map_err(|e| self.io(e))?;
+        self.flush(&self.maint)?;
+        Ok(Compacted {
+            disk_bytes_before,
+            disk_bytes_after: allocated_bytes(&self.path),
+        })
+    }
+
+    /// Seals `ks`'s memtable and waits (at most [`FLUSH_WAIT`]) until the
+    /// store crate's worker has written it to a table.
+    fn flush(&self, ks: &fjall::Keyspace) -> Result<(), KvError> {
+        ks.rotate_memtable().map_err(|e| self.io(e))?;
+        let deadline = Instant::now() + FLUSH_WAIT;
+        while self.db.outstanding_flushes() > 0 || ks.sealed_memtable_count() > 0 {
+            if Instant::now() >= deadline {
+                return Err(KvError::Io {
+                    path: self.path.clone(),
+                    message: format!("a memtable flush did not end within {FLUSH_WAIT:?}"),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(())
+    }
+
+    fn io(&self, e: fjall::Error) -> KvError {
+        io_error(&self.path, e)
+    }
+}
+
+fn io_error(path: &Path, e: fjall::Error) -> KvError {
+    let mut message = e.to_string();
+    // The store crate stops at its first failed write ("poisoned"), which
+    // may have been a background flush: say why, if the disk is full.
+    if !message.contains("No space") && no_space_left(path) {
+        message = format!("No space left on device ({message})");
+    }
+    KvError::Io {
+        path: path.to_path_buf(),
+        message,
+    }
+}
+
+/// Bytes the files under `path` take on the disk (allocated blocks: the
+/// store's journals are sparse files of a fixed length).
+pub fn allocated_bytes(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    let mut stack = vec![path.to_path_buf()];
+    let mut dirs = 0;
+    while let Some(d) = stack.pop() {
+        dirs += 1;
+        if dirs > 10_000 {
+            break;
+        }
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            if m.is_dir() {
+                stack.push(e.path());
+            } else {
+                total += m.blocks() * 512;
+            }
+        }
+    }
+    total
 }
 
 /// Whether the filesystem of `dir` has no room for a small file.
@@ -331,6 +459,80 @@ mod tests {
             vec![k(1).to_vec()],
             "what is before the tear survives"
         );
+    }
+
+    /// Bytes of the store's files other than journals (tables, versions).
+    fn table_bytes(path: &Path) -> u64 {
+        allocated_bytes(path) - journal_alloc(path)
+    }
+
+    fn journal_alloc(path: &Path) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        let mut total = 0;
+        let mut stack = vec![path.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x == "jnl") {
+                    total += e.metadata().unwrap().blocks() * 512;
+                }
+            }
+        }
+        total
+    }
+
+    #[test]
+    fn compacting_after_deleting_everything_gives_the_tables_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        let (kv, _) = Kv::open(&path).unwrap();
+        let n: u32 = 50_000;
+        let key = |i: u32| {
+            let mut k = [0u8; 16];
+            k[..4].copy_from_slice(&i.to_be_bytes());
+            k
+        };
+        let value = |i: u32| {
+            let mut v = vec![0u8; 180];
+            for (j, b) in v.iter_mut().enumerate() {
+                *b = (i as usize * 31 + j * 7) as u8;
+            }
+            v
+        };
+        for chunk in (0..n).collect::<Vec<_>>().chunks(256) {
+            kv.write(chunk.iter().map(|&i| Op::Put(key(i), value(i))).collect())
+                .unwrap();
+        }
+        // Into tables, as a long-running node's records are.
+        kv.compactor().compact().unwrap();
+        let full = table_bytes(&path);
+        assert!(full > 1_000_000, "{n} records in tables: {full} bytes");
+        for chunk in (0..n).collect::<Vec<_>>().chunks(256) {
+            kv.write(chunk.iter().map(|&i| Op::Remove(key(i))).collect())
+                .unwrap();
+        }
+        kv.sync().unwrap();
+        assert!(table_bytes(&path) >= full, "deletes alone free nothing");
+        let c = kv.compactor().compact().unwrap();
+        let tables = table_bytes(&path);
+        assert!(
+            tables < 200_000,
+            "tables after deleting all and compacting: {tables} bytes (were {full}); {c:?}"
+        );
+        assert!(c.disk_bytes_after < c.disk_bytes_before, "{c:?}");
+        let mut left = 0;
+        kv.scan(|_, _| left += 1).unwrap();
+        assert_eq!(left, 0);
+        // The store is still whole: writes and a reopen work.
+        kv.write(vec![Op::Put(k(7), b"seven".to_vec())]).unwrap();
+        kv.sync().unwrap();
+        drop(kv);
+        let (kv, _) = Kv::open(&path).unwrap();
+        let mut seen = vec![];
+        kv.scan(|k, v| seen.push((k.to_vec(), v.to_vec()))).unwrap();
+        assert_eq!(seen, vec![(k(7).to_vec(), b"seven".to_vec())]);
     }
 
     fn copy_dir(from: &Path, to: &Path) {

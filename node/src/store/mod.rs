@@ -85,6 +85,8 @@ pub struct JobStore {
     open: Vec<Change>,
     /// The current round hands out an at-most-once job: sync before.
     open_sync: bool,
+    /// Jobs the node holds, as of the last round.
+    live: usize,
 }
 
 /// What a finished write lets go.
@@ -173,6 +175,7 @@ impl JobStore {
                 gate: Gate::default(),
                 open: Vec::new(),
                 open_sync: false,
+                live: records as usize,
             },
             report,
         ))
@@ -202,7 +205,10 @@ impl JobStore {
     }
 
     /// Ends a round of the driver: hands the open batch to the writer.
-    pub fn end_round(&mut self) {
+    /// `live` is how many jobs the node holds now (the writer compacts
+    /// the store when deletes outnumber them).
+    pub fn end_round(&mut self, live: usize) {
+        self.live = live;
         if self.open.is_empty() {
             return;
         }
@@ -211,6 +217,7 @@ impl JobStore {
             seq,
             changes: std::mem::take(&mut self.open),
             sync: std::mem::take(&mut self.open_sync),
+            live,
         };
         if !self.writer.submit(batch) {
             tracing::error!("job store writer is gone; changes are not written");
@@ -253,7 +260,7 @@ impl JobStore {
     /// Stops taking changes: the writer thread writes what is left, syncs
     /// and closes the store. Join the handle to wait for it.
     pub fn finish(mut self) -> Option<std::thread::JoinHandle<()>> {
-        self.end_round();
+        self.end_round(self.live);
         self.writer.finish()
     }
 }

@@ -8,6 +8,12 @@
 //! that group shares one sync. With `everysec`, written data is synced at
 //! most about a second later; with `no`, the OS decides.
 //!
+//! Deletes are tombstones until the store compacts; after many of them
+//! (more than [`COMPACT_MIN_REMOVES`], and more than the jobs still live)
+//! the thread starts a compaction on a thread of its own
+//! ([`super::kv::Compactor`]), one at a time, while it goes on writing, so
+//! the store's size follows the live jobs within seconds of mass removals.
+//!
 //! A failed write (disk full) is answered with its reason; the changes are
 //! kept and written again with the next batch or after a second, and the
 //! store is reopened first (the store crate refuses writes after a failed
@@ -23,7 +29,7 @@ use std::time::{Duration, Instant};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::kv::{Kv, KvError, Op};
+use super::kv::{Compacted, Kv, KvError, Op};
 use super::record;
 use crate::config::AppendFsync;
 use crate::engine::Change;
@@ -36,6 +42,9 @@ pub struct Batch {
     pub changes: Vec<Change>,
     /// Sync before answering.
     pub sync: bool,
+    /// Jobs the node holds once this batch is written (what the store
+    /// holds, as records).
+    pub live: usize,
 }
 
 /// The writer's answer: every batch up to `seq` is done (`Ok`), or failed.
@@ -53,6 +62,8 @@ pub struct WriterStats {
     pub records_written: AtomicU64,
     pub failures: AtomicU64,
     pub disk_bytes: AtomicU64,
+    /// Compactions finished (see [`COMPACT_MIN_REMOVES`]).
+    pub compactions: AtomicU64,
     /// Time of each group write (handing the batch to the store), seconds.
     pub write_seconds: Histogram,
     /// Time of each sync to disk, seconds.
@@ -71,6 +82,7 @@ impl Default for WriterStats {
             records_written: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             disk_bytes: AtomicU64::new(0),
+            compactions: AtomicU64::new(0),
             write_seconds: Histogram::new(buckets()),
             sync_seconds: Histogram::new(buckets()),
             broken: Mutex::new(None),
@@ -99,6 +111,14 @@ impl WriterStats {
 const MAX_GROUP_BATCHES: usize = 4096;
 /// How long a broken store waits before it is reopened and retried.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// Deletes written since the last compaction that start the next one,
+/// at least; and there must be more of them than live jobs (then at least
+/// half of what the store holds is dead weight, and a compaction, which
+/// reads and rewrites what is live, costs less than what was deleted).
+pub const COMPACT_MIN_REMOVES: u64 = 10_000;
+/// Least time from the end of one compaction to the start of the next
+/// (bounds the work spent on compaction under a steady add/ack churn).
+const COMPACT_PAUSE: Duration = Duration::from_secs(1);
 
 /// The handle to the writer thread. Dropping the handle's sender (through
 /// [`Writer::finish`]) makes the thread write what is left, sync, close
@@ -162,6 +182,14 @@ struct Thread {
     /// Why the last write failed; the store is reopened before the next.
     broken: Option<(String, Instant)>,
     buf: Vec<u8>,
+    /// Jobs live, as the last batch said.
+    live: usize,
+    /// Deletes written since the last compaction started.
+    removes: u64,
+    /// The running compaction, if any.
+    compaction: Option<JoinHandle<Result<Compacted, KvError>>>,
+    /// When the last compaction ended.
+    compacted_at: Option<Instant>,
 }
 
 impl Thread {
@@ -183,6 +211,10 @@ impl Thread {
             last_sync: Instant::now(),
             broken: None,
             buf: Vec::new(),
+            live: 0,
+            removes: 0,
+            compaction: None,
+            compacted_at: None,
         }
     }
 
@@ -198,11 +230,13 @@ impl Thread {
             };
             let mut seq = first.seq;
             let mut sync = first.sync || self.mode == AppendFsync::Always;
+            self.live = first.live;
             self.take(first.changes);
             for _ in 1..MAX_GROUP_BATCHES {
                 let Ok(b) = rx.try_recv() else { break };
                 seq = b.seq;
                 sync |= b.sync;
+                self.live = b.live;
                 self.take(b.changes);
             }
             let result = self.commit(sync);
@@ -211,8 +245,10 @@ impl Thread {
             }
             let _ = self.done.send(Written { seq, result });
             self.maybe_sync_everysec();
+            self.maybe_compact();
         }
         // Closing: what is left, synced.
+        self.end_compaction();
         if self.commit(true).is_err() {
             tracing::error!(
                 path = %self.path.display(),
@@ -247,6 +283,72 @@ impl Thread {
             }
         }
         self.maybe_sync_everysec();
+        self.maybe_compact();
+    }
+
+    /// Reaps a finished compaction; starts one if deletes since the last
+    /// are many, both in number and against the live jobs.
+    fn maybe_compact(&mut self) {
+        if self.compaction.as_ref().is_some_and(|c| c.is_finished()) {
+            self.end_compaction();
+        }
+        if self.compaction.is_some()
+            || self.broken.is_some()
+            || self.removes < COMPACT_MIN_REMOVES
+            || self.removes <= self.live as u64
+            || self
+                .compacted_at
+                .is_some_and(|at| at.elapsed() < COMPACT_PAUSE)
+        {
+            return;
+        }
+        let Some(kv) = &self.kv else { return };
+        let compactor = kv.compactor();
+        tracing::debug!(
+            removes = self.removes,
+            live = self.live,
+            "job store: compacting after deletes"
+        );
+        self.removes = 0;
+        let stats = self.stats.clone();
+        match std::thread::Builder::new()
+            .name("wasque-store-compact".into())
+            .spawn(move || {
+                let compacted = compactor.compact();
+                if compacted.is_ok() {
+                    stats.compactions.fetch_add(1, Ordering::Relaxed);
+                }
+                compacted
+            }) {
+            Ok(handle) => self.compaction = Some(handle),
+            Err(e) => tracing::warn!("job store: cannot start a compaction thread: {e}"),
+        }
+    }
+
+    /// Waits for the running compaction, if any, and logs how it went.
+    /// The compaction holds the store open: this comes before the store is
+    /// closed or reopened.
+    fn end_compaction(&mut self) {
+        let Some(handle) = self.compaction.take() else {
+            return;
+        };
+        self.compacted_at = Some(Instant::now());
+        match handle.join() {
+            Ok(Ok(c)) => {
+                tracing::info!(
+                    before_bytes = c.disk_bytes_before,
+                    after_bytes = c.disk_bytes_after,
+                    "job store compacted"
+                );
+            }
+            Ok(Err(e)) => tracing::warn!("job store: compaction failed: {e}"),
+            Err(_) => tracing::error!("job store: the compaction thread panicked"),
+        }
+        if let Some(kv) = &self.kv {
+            self.stats
+                .disk_bytes
+                .store(kv.disk_bytes(), Ordering::Relaxed);
+        }
     }
 
     fn maybe_sync_everysec(&mut self) {
@@ -297,6 +399,7 @@ impl Thread {
                 return Err(why.clone());
             }
             // The store crate refuses writes after a failed one: reopen.
+            self.end_compaction();
             self.kv = None;
             match Kv::open(&self.path) {
                 Ok((kv, _)) => self.kv = Some(kv),
@@ -308,13 +411,17 @@ impl Thread {
         };
         if !self.unwritten.is_empty() {
             let mut ops = Vec::with_capacity(self.unwritten.len());
+            let mut removes = 0;
             for change in self.unwritten.values() {
                 match change {
                     Change::Put(job) => match record::encode(job, &mut self.buf) {
                         Ok(()) => ops.push(Op::Put(record::key(&job.id), self.buf.clone())),
                         Err(e) => tracing::error!(job = %job.id, "cannot encode job record: {e}"),
                     },
-                    Change::Remove(id) => ops.push(Op::Remove(record::key(id))),
+                    Change::Remove(id) => {
+                        removes += 1;
+                        ops.push(Op::Remove(record::key(id)));
+                    }
                 }
             }
             let n = ops.len() as u64;
@@ -325,6 +432,7 @@ impl Thread {
                 return Err(self.fail(&e));
             }
             self.unwritten.clear();
+            self.removes += removes;
             self.dirty = true;
             self.stats.records_written.fetch_add(n, Ordering::Relaxed);
             self.stats.groups.fetch_add(1, Ordering::Relaxed);
@@ -344,5 +452,108 @@ impl Thread {
             self.stats.set_broken(None);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::Job;
+    use crate::store::kv::allocated_bytes;
+    use crate::store::record::sample_job;
+
+    /// Submits `changes` as one batch and waits until it is written.
+    fn write(
+        w: &Writer,
+        rx: &mut tokio::sync::mpsc::UnboundedReceiver<Written>,
+        seq: u64,
+        changes: Vec<Change>,
+        live: usize,
+    ) {
+        assert!(w.submit(Batch {
+            seq,
+            changes,
+            sync: false,
+            live,
+        }));
+        let done = rx.blocking_recv().expect("an answer");
+        assert_eq!(
+            done,
+            Written {
+                seq,
+                result: Ok(())
+            }
+        );
+    }
+
+    #[test]
+    fn the_store_shrinks_after_its_jobs_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        let (kv, _) = Kv::open(&path).unwrap();
+        let compactor = kv.compactor();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let w = Writer::spawn(kv, AppendFsync::No, tx).unwrap();
+        let n = 30_000u64;
+        let jobs: Vec<Job> = (0..n)
+            .map(|i| sample_job(1_700_000_000_000 + i, &[7; 100]))
+            .collect();
+        for (i, chunk) in jobs.chunks(1000).enumerate() {
+            let changes = chunk
+                .iter()
+                .map(|j| Change::Put(Box::new(j.clone())))
+                .collect();
+            write(&w, &mut rx, i as u64 + 1, changes, (i + 1) * 1000);
+        }
+        // The records in tables, as a long-running node's are; fewer
+        // deletes than live jobs start no compaction.
+        compactor.compact().unwrap();
+        drop(compactor);
+        let full = allocated_bytes(&path) - journal_bytes_allocated(&path);
+        let kept = 2_000;
+        write(
+            &w,
+            &mut rx,
+            100,
+            jobs[..2_000].iter().map(|j| Change::Remove(j.id)).collect(),
+            n as usize - 2_000,
+        );
+        let mut seq = 100;
+        for chunk in jobs[2_000..n as usize - kept].chunks(1000) {
+            seq += 1;
+            let changes = chunk.iter().map(|j| Change::Remove(j.id)).collect();
+            write(&w, &mut rx, seq, changes, kept);
+        }
+        // Compacted within seconds, without more writes.
+        let t = Instant::now();
+        loop {
+            let after = allocated_bytes(&path) - journal_bytes_allocated(&path);
+            if after < full / 4 && w.stats.compactions.load(Ordering::Relaxed) >= 1 {
+                break;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(8),
+                "store without its journal: {after} bytes after removing {} of {n} jobs \
+                 ({full} before); compactions: {}",
+                n as usize - kept,
+                w.stats.compactions.load(Ordering::Relaxed)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        w.finish().unwrap().join().unwrap();
+        let (kv, _) = Kv::open(&path).unwrap();
+        let mut left = 0;
+        kv.scan(|_, _| left += 1).unwrap();
+        assert_eq!(left, kept);
+    }
+
+    fn journal_bytes_allocated(path: &std::path::Path) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::read_dir(path)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "jnl"))
+            .map(|e| e.metadata().unwrap().blocks() * 512)
+            .sum()
     }
 }
