@@ -110,10 +110,13 @@ pub struct Sim {
     messages: u64,
 }
 
+/// Node `i`'s id: scattered like real ids (they are random), so the
+/// prefixes the engine derives from them differ.
 fn name(i: usize) -> NodeName {
     let mut b = [0u8; 20];
-    b[0] = 0x10;
-    b[1..9].copy_from_slice(&(i as u64 + 1).to_be_bytes());
+    let mut rng = crate::workload::Rng::new(i as u64 + 1);
+    b[..8].copy_from_slice(&rng.next_u64().to_be_bytes());
+    b[8..16].copy_from_slice(&(i as u64).to_be_bytes());
     NodeName(b)
 }
 

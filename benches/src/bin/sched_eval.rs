@@ -342,11 +342,11 @@ fn main() -> anyhow::Result<()> {
             |f| f.wait_p99 as f64,
         )?;
         bars(
-            &dir.join("sched-batch-slow-node-use.png"),
-            "Batch: use of the slow node's slot (idle = wasted, full = straggler)",
-            "% busy",
+            &dir.join("sched-batch-urgent-p99.png"),
+            "Batch: p99 wait of the urgent (priority 9) jobs",
+            "seconds",
             &batch_rows,
-            |f| f.util.get(2).copied().unwrap_or(0.0) * 100.0,
+            |f| f.urgent_p99 as f64 / 1000.0,
         )?;
         for mode in MODES {
             let series: Vec<(String, Vec<f64>)> = POLICIES

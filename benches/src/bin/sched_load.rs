@@ -4,7 +4,9 @@
 //! markdown row: makespan, jobs/s, wait p50/p99, urgent p99, and per node
 //! (by node id) the jobs it ran and the seconds they ran for.
 //!
-//!   sched_load NODE DATA_DIR FIB.wasm JOBS SHORT_N LONG_N
+//!   sched_load NODE DATA_DIR FIB.wasm JOBS SHORT_N LONG_N [ID,ID,...]
+//!
+//! The ids, when given, order the per-node columns (else by node id).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,9 +27,13 @@ fn pct(sorted: &[u64], q: f64) -> u64 {
 fn main() -> anyhow::Result<()> {
     let a: Vec<String> = std::env::args().skip(1).collect();
     anyhow::ensure!(
-        a.len() == 6,
-        "usage: sched_load NODE DATA_DIR FIB.wasm JOBS SHORT_N LONG_N"
+        a.len() == 6 || a.len() == 7,
+        "usage: sched_load NODE DATA_DIR FIB.wasm JOBS SHORT_N LONG_N [ID,ID,...]"
     );
+    let order: Vec<String> = a
+        .get(6)
+        .map(|s| s.split(',').map(String::from).collect())
+        .unwrap_or_default();
     let (node, dir, wasm) = (a[0].clone(), a[1].clone(), a[2].clone());
     let count: usize = a[3].parse()?;
     let (short_n, long_n): (u32, u32) = (a[4].parse()?, a[5].parse()?);
@@ -91,7 +97,7 @@ fn main() -> anyhow::Result<()> {
         urgent.sort_unstable();
         let span = last.as_secs_f64().max(1e-9);
         let mut nodes: Vec<(String, (u64, Duration))> = per_node.into_iter().collect();
-        nodes.sort();
+        nodes.sort_by_key(|(id, _)| (order.iter().position(|o| o == id), id.clone()));
         let spread = nodes
             .iter()
             .map(|(_, (n, _))| n.to_string())

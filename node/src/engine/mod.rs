@@ -182,6 +182,9 @@ impl Engine {
             last_now: 0,
             placement: placement::Placement {
                 rng: cfg.seed ^ 0x9e37_79b9_7f4a_7c15,
+                // Nodes start their round-robin at different places, or
+                // every node would send its next job to the same node.
+                rr: cfg.node_prefix as usize,
                 ..Default::default()
             },
             journal,

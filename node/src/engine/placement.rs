@@ -24,6 +24,9 @@ use super::getjob::Cause;
 use super::peer::PeerMsg;
 use crate::job::{JobId, JobState, NodeName, UnixMs};
 
+/// Up to this many nodes, load-based policies compare every node.
+const COMPARE_ALL_UP_TO: usize = 8;
+
 /// A queue's placement policy.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Policy {
@@ -287,6 +290,34 @@ impl Engine {
             .is_some_and(|l| l.modules.contains(&m))
     }
 
+    /// xorshift64*, seeded from the node's seed: a number below `n`.
+    fn random_below(&mut self, n: usize) -> usize {
+        let mut x = self.placement.rng | 1;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.placement.rng = x;
+        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n.max(1)
+    }
+
+    /// The nodes a load-based policy compares: all of them in a small
+    /// cluster; in a large one two picked at random ("power of two
+    /// choices"). Every node comparing every node from adverts a second
+    /// old sends the whole cluster's new jobs to the same few nodes
+    /// between adverts: the scheduling evaluation measured p99 waits of
+    /// 765 ms for least-loaded against 209 ms for random on 100 nodes.
+    fn candidates(&mut self, nodes: Vec<NodeName>) -> Vec<NodeName> {
+        if nodes.len() <= COMPARE_ALL_UP_TO {
+            return nodes;
+        }
+        let a = self.random_below(nodes.len());
+        let mut b = self.random_below(nodes.len() - 1);
+        if b >= a {
+            b += 1;
+        }
+        vec![nodes[a], nodes[b]]
+    }
+
     /// The node a new job should run on, by its queue's policy, among the
     /// nodes that can run it; nodes holding its module win ties.
     fn choose(&mut self, id: &JobId) -> NodeName {
@@ -306,15 +337,11 @@ impl Engine {
                 nodes[self.placement.rr % nodes.len()]
             }
             Policy::Random => {
-                // xorshift64*, seeded from the node's seed.
-                let mut x = self.placement.rng | 1;
-                x ^= x >> 12;
-                x ^= x << 25;
-                x ^= x >> 27;
-                self.placement.rng = x;
-                nodes[(x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % nodes.len()]
+                let k = self.random_below(nodes.len());
+                nodes[k]
             }
-            Policy::LeastLoaded | Policy::Priority => nodes
+            Policy::LeastLoaded | Policy::Priority => self
+                .candidates(nodes)
                 .into_iter()
                 .min_by_key(|n| {
                     (
@@ -324,7 +351,8 @@ impl Engine {
                     )
                 })
                 .unwrap_or(me),
-            Policy::Resource => nodes
+            Policy::Resource => self
+                .candidates(nodes)
                 .into_iter()
                 .min_by_key(|n| {
                     let rss = if *n == me {
