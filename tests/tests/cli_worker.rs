@@ -369,3 +369,26 @@ fn subscribe_receives_job_events() {
     assert!(s.contains("-ERR Can't execute 'qlen'"), "{s}");
     assert!(s.ends_with("*2\r\n$4\r\npong\r\n$0\r\n\r\n"), "{s}");
 }
+
+#[test]
+fn a_command_that_always_fails_backs_off_instead_of_spinning() {
+    let node = TestNode::start(&[]);
+    let mut c = conn(&node);
+    let w = Worker::start(&node, &["bq", "--concurrency", "1", "--exec", "exit 7"]);
+    let id = add(&mut c, "bq", "doomed");
+    assert!(
+        eventually(20, || nacks(&mut c, &id) >= 1),
+        "the failing job was never NACKed"
+    );
+    // Without a pause the worker NACKs it again every few milliseconds;
+    // with 100 ms doubling, at most a handful of times in 2.5 s.
+    let first = nacks(&mut c, &id);
+    std::thread::sleep(Duration::from_millis(2500));
+    let more = nacks(&mut c, &id) - first;
+    assert!(more >= 1, "the job was not taken again after the pause");
+    assert!(
+        more <= 8,
+        "{more} NACKs in 2.5 s: the worker did not back off"
+    );
+    assert!(w.interrupt().success());
+}

@@ -124,6 +124,7 @@ pub async fn run(
             exec: a.exec.clone(),
             timeout: a.timeout.map(Duration::from_millis),
             stop: stop_rx.clone(),
+            failures: 0,
         };
         tasks.push(tokio::spawn(slot.run()));
     }
@@ -157,6 +158,8 @@ struct Slot {
     /// Where to go when the node dies.
     nodes: Arc<Nodes>,
     password: Option<String>,
+    /// Commands that failed in a row (reset by one that succeeds).
+    failures: u32,
     queues: Vec<String>,
     exec: Option<String>,
     timeout: Option<Duration>,
@@ -209,6 +212,26 @@ impl Slot {
         }
     }
 
+    /// After a failed command, waits before taking the next job: 100 ms,
+    /// doubling with each failure in a row, up to 5 s. A command that
+    /// always fails (a missing binary, say) then costs a few NACKs a
+    /// second, not a hot loop of them.
+    async fn back_off(&mut self) {
+        self.failures = self.failures.saturating_add(1);
+        let ms = (100u64 << (self.failures - 1).min(6)).min(5_000);
+        if self.failures >= 3 {
+            eprintln!(
+                "worker: {} failures in a row; waiting {ms} ms before the next job",
+                self.failures
+            );
+        }
+        let mut stop = self.stop.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(ms)) => {}
+            _ = stop.changed() => {}
+        }
+    }
+
     /// The node went away: connect to another node of the cluster, for
     /// up to [`FAILOVER_FOR`]; the error if none answers.
     async fn fail_over(&mut self, why: anyhow::Error) -> anyhow::Result<()> {
@@ -240,6 +263,7 @@ impl Slot {
         };
         match self.execute(&exec, &job).await? {
             Outcome::Done(output) => {
+                self.failures = 0;
                 let r = self
                     .conn
                     .call(&[b"FINISH", job.id.as_bytes(), &output])
@@ -249,7 +273,11 @@ impl Slot {
                 }
                 Ok(())
             }
-            Outcome::Failed(why) => self.nack(&job, &why).await,
+            Outcome::Failed(why) => {
+                self.nack(&job, &why).await?;
+                self.back_off().await;
+                Ok(())
+            }
         }
     }
 
