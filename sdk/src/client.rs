@@ -264,6 +264,46 @@ impl Client {
         }
     }
 
+    /// Subscribes to the node's job events of `queues` (every queue when
+    /// empty), on a stream of its own. Events come as the JSON documents
+    /// RESP subscribers get; dropping the subscription ends it. A
+    /// subscriber that falls thousands of events behind gets an error
+    /// and must subscribe again (the node never slows down for it).
+    pub async fn subscribe(&self, queues: Vec<String>) -> Result<Subscription, ClientError> {
+        let (mut send, recv) = self
+            .inner
+            .conn
+            .open_bi()
+            .await
+            .map_err(|e| ClientError::Closed(e.to_string()))?;
+        let head = proto::encode_frame(
+            &RequestFrame {
+                id: 0,
+                request: Request::Subscribe { queues },
+            },
+            self.inner.max_frame,
+        )?;
+        send.write_all(&head)
+            .await
+            .map_err(|e| ClientError::Closed(e.to_string()))?;
+        let mut sub = Subscription {
+            _send: send,
+            recv: tokio::io::BufReader::new(recv),
+            max_frame: self.inner.max_frame,
+        };
+        // The node says when it is subscribed: events after this return
+        // are not missed.
+        let first: Option<ResponseFrame> = proto::read_frame(&mut sub.recv, sub.max_frame).await?;
+        match first.map(|f| f.response) {
+            Some(Response::Ok) => Ok(sub),
+            Some(Response::Error(e)) => Err(ClientError::Node(e)),
+            Some(other) => Err(unexpected(other)),
+            None => Err(ClientError::Closed(
+                "the node closed the subscription".into(),
+            )),
+        }
+    }
+
     pub async fn list_modules(&self) -> Result<Vec<ModuleInfo>, ClientError> {
         match self.call(Request::ListModules).await? {
             Response::Modules(m) => Ok(m),
@@ -368,6 +408,31 @@ impl Client {
         match self.call(Request::NodeInfo).await? {
             Response::NodeInfo(n) => Ok(n),
             other => Err(unexpected(other)),
+        }
+    }
+}
+
+/// A stream of job events from one node (see [`Client::subscribe`]).
+pub struct Subscription {
+    /// Kept open: closing it ends the subscription.
+    _send: quinn::SendStream,
+    recv: tokio::io::BufReader<quinn::RecvStream>,
+    max_frame: usize,
+}
+
+impl Subscription {
+    /// The next event (`{"event":"finished","id":"…","queue":"…"}`), or
+    /// `None` when the node ended the stream.
+    pub async fn next(&mut self) -> Result<Option<serde_json::Value>, ClientError> {
+        let frame: Option<ResponseFrame> =
+            proto::read_frame(&mut self.recv, self.max_frame).await?;
+        match frame.map(|f| f.response) {
+            None => Ok(None),
+            Some(Response::Event(json)) => serde_json::from_str(&json)
+                .map(Some)
+                .map_err(|e| ClientError::Unexpected(format!("event is not JSON: {e}"))),
+            Some(Response::Error(e)) => Err(ClientError::Node(e)),
+            Some(other) => Err(unexpected(other)),
         }
     }
 }

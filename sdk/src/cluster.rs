@@ -598,6 +598,17 @@ impl ClusterClient {
         .await
     }
 
+    /// Subscribes to the job events of one node picked by the rule (see
+    /// [`Client::subscribe`]); events are per node, and the subscription
+    /// ends if that node dies.
+    pub async fn subscribe(&self, queues: Vec<String>) -> Result<crate::Subscription, ClientError> {
+        self.with_failover(None, |c| {
+            let queues = queues.clone();
+            async move { c.subscribe(queues).await }
+        })
+        .await
+    }
+
     /// The description of a node picked by the rule.
     pub async fn node_info(&self) -> Result<NodeInfo, ClientError> {
         self.with_failover(None, |c| async move { c.node_info().await })

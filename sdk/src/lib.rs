@@ -33,6 +33,6 @@ mod tls;
 #[cfg(feature = "cli")]
 pub mod cli;
 
-pub use client::{Client, ClientConfig, ClientError};
+pub use client::{Client, ClientConfig, ClientError, Subscription};
 pub use cluster::{ClusterClient, ClusterConfig, Pick};
 pub use tls::{CLIENT_ALPN, PEER_ALPN, client_tls_config};

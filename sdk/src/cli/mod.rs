@@ -105,6 +105,9 @@ enum Cmd {
     },
     /// Print the node's description.
     Info,
+    /// Print the node's job events (of QUEUEs, or all), one JSON object a
+    /// line, until interrupted: `{"event":"finished","id":"…","queue":"…"}`.
+    Events { queues: Vec<String> },
     /// Run a module over many payloads: upload it, submit every payload
     /// with bounded parallelism, print results in order, summarise.
     Run(run::RunArgs),
@@ -235,7 +238,7 @@ async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
     }
     // `info` describes the node named, not one picked from the cluster.
     let pick = match args.command {
-        Cmd::Info => crate::Pick::First,
+        Cmd::Info | Cmd::Events { .. } => crate::Pick::First,
         _ => args.pick,
     };
     let client = connect(&args, pick).await?;
@@ -289,6 +292,13 @@ async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
             println!("modules_loaded:{}", info.modules_loaded);
             println!("jobs_run:{}", info.jobs_run);
             println!("pagemap_scan:{}", info.pagemap_scan);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Events { queues } => {
+            let mut sub = client.subscribe(queues).await?;
+            while let Some(ev) = sub.next().await? {
+                println!("{ev}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Run(r) => run::run(&client, r).await,

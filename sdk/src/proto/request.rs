@@ -61,6 +61,13 @@ pub enum Request {
     /// Every node of the cluster as this node sees it, with the CA each
     /// one's clients trust (client discovery).
     Nodes,
+    /// Job events of this node, on a stream of its own (like
+    /// `PutModule`): the node answers `Ok` once subscribed, then one
+    /// `Response::Event` per event of the named queues (every queue when
+    /// empty) until either side closes the stream.
+    Subscribe {
+        queues: Vec<String>,
+    },
 }
 
 /// Arguments of `ADDJOB`, with Disque's meanings and wasque's additions.

@@ -35,6 +35,11 @@ pub enum Response {
     Error(WireError),
     /// Answer to `Nodes`: the answering node first.
     Nodes(Vec<ClusterNode>),
+    /// One job event on a `Subscribe` stream: the same JSON document RESP
+    /// subscribers get (`{"event":"finished","id":"…","queue":"…"}`;
+    /// `event` is `added`, `started`, `finished`, `failed`, `requeued`,
+    /// `acked`, `deleted` or `expired`; `failed` adds `"class"`).
+    Event(String),
 }
 
 /// One node of the cluster, as a client discovering it needs it.

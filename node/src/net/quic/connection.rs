@@ -71,6 +71,8 @@ async fn stream_task(
     };
     if let Request::PutModule { size } = first.request {
         upload(first.id, size, send, recv, &cfg, &handle, &authed).await;
+    } else if let Request::Subscribe { queues } = first.request {
+        subscribe(first.id, queues, send, recv, &cfg, &handle, &authed).await;
     } else {
         pipeline(first, send, recv, cfg, handle, authed).await;
     }
@@ -210,9 +212,9 @@ fn handle_request(
                 "authentication required: send the node's password in the hello",
             ));
         }
-        Request::PutModule { .. } => reply_to.send(Reply::error(
+        Request::PutModule { .. } | Request::Subscribe { .. } => reply_to.send(Reply::error(
             ErrorCode::Err,
-            "PutModule must open a stream of its own",
+            "PutModule and Subscribe must open a stream of their own",
         )),
         Request::NodeInfo => handle.node_info(reply_to),
         Request::Nodes => reply_to.send(Reply::Nodes(crate::cluster::discovery::nodes(
@@ -223,6 +225,70 @@ fn handle_request(
             None => reply_to.send(Reply::error(ErrorCode::Unsupported, "unsupported request")),
         },
     }
+}
+
+/// A `Subscribe` stream: the node's job events of `queues` (all when
+/// empty), one frame each, until the client closes its side or falls so
+/// far behind that events were lost (then an error frame says so).
+async fn subscribe(
+    id: u64,
+    queues: Vec<String>,
+    mut send: quinn::SendStream,
+    mut recv: Recv,
+    cfg: &QuicConfig,
+    handle: &Handle,
+    authed: &AtomicBool,
+) {
+    let max = cfg.max_frame_bytes;
+    let write = |response: Response| ResponseFrame { id, response };
+    if !authed.load(Ordering::Relaxed) {
+        let frame = write(Response::Error(WireError::new(
+            ErrorCode::NoAuth,
+            "authentication required",
+        )));
+        let _ = proto::write_frame(&mut send, &frame, max).await;
+        let _ = send.finish();
+        return;
+    }
+    let mut events = handle.pubsub().listen();
+    // Subscribed: every event from now on reaches this stream.
+    if proto::write_frame(&mut send, &write(Response::Ok), max)
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut sink = [0u8; 64];
+    loop {
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Ok(Some(p)) => {
+                    if !queues.is_empty() && !queues.iter().any(|q| *q == p.queue) {
+                        continue;
+                    }
+                    let json = String::from_utf8_lossy(&p.payload).into_owned();
+                    if proto::write_frame(&mut send, &write(Response::Event(json)), max)
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(lost) => {
+                    let frame = write(Response::Error(WireError::new(
+                        ErrorCode::Err,
+                        format!("slow subscriber: {lost} events were lost; subscribe again"),
+                    )));
+                    let _ = proto::write_frame(&mut send, &frame, max).await;
+                    break;
+                }
+            },
+            // The client closing its side (or resetting) ends the stream.
+            n = recv.read(&mut sink) => if !matches!(n, Ok(k) if k > 0) { break },
+        }
+    }
+    let _ = send.finish();
 }
 
 async fn upload(

@@ -17,9 +17,11 @@ pub fn command(req: Request) -> Option<Command> {
         Request::ListModules => Command::ListModules,
         Request::StatModule { hash } => Command::StatModule { hash },
         Request::DeleteModule { hash } => Command::DeleteModule { hash },
-        Request::Hello { .. } | Request::PutModule { .. } | Request::NodeInfo | Request::Nodes => {
-            return None;
-        }
+        Request::Hello { .. }
+        | Request::PutModule { .. }
+        | Request::NodeInfo
+        | Request::Nodes
+        | Request::Subscribe { .. } => return None,
     })
 }
 

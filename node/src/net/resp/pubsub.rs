@@ -97,11 +97,34 @@ impl Hub {
         }));
     }
 
+    /// A receiver of every event published from now on, for a front door
+    /// other than RESP (QUIC's `Subscribe`). Counts as a subscriber (the
+    /// engine builds events while it lives); see [`Listener::recv`].
+    pub fn listen(&self) -> Listener {
+        Listener(self.subscribe())
+    }
+
     fn subscribe(&self) -> Subscriber {
         self.inner.subscribers.fetch_add(1, Ordering::Relaxed);
         Subscriber {
             rx: self.inner.tx.subscribe(),
             hub: self.clone(),
+        }
+    }
+}
+
+/// Events for one listener outside RESP.
+pub struct Listener(Subscriber);
+
+impl Listener {
+    /// The next event; `Err(n)` when this listener fell `n` events behind
+    /// (it should give up: events were lost), `Ok(None)` when the hub is
+    /// gone.
+    pub async fn recv(&mut self) -> Result<Option<Arc<Published>>, u64> {
+        match self.0.rx.recv().await {
+            Ok(p) => Ok(Some(p)),
+            Err(broadcast::error::RecvError::Lagged(n)) => Err(n),
+            Err(broadcast::error::RecvError::Closed) => Ok(None),
         }
     }
 }
