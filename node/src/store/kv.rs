@@ -297,6 +297,13 @@ fn io_error(path: &Path, e: fjall::Error) -> KvError {
 pub fn allocated_bytes(path: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
     let mut total = 0;
+    each_file(path, |_, m| total += m.blocks() * 512);
+    total
+}
+
+/// Calls `f` with every file under `path` (at most 10,000 directories
+/// deep and wide, so a strange tree cannot hold the node up).
+fn each_file(path: &Path, mut f: impl FnMut(&std::fs::DirEntry, &std::fs::Metadata)) {
     let mut stack = vec![path.to_path_buf()];
     let mut dirs = 0;
     while let Some(d) = stack.pop() {
@@ -312,11 +319,10 @@ pub fn allocated_bytes(path: &Path) -> u64 {
             if m.is_dir() {
                 stack.push(e.path());
             } else {
-                total += m.blocks() * 512;
+                f(&e, &m);
             }
         }
     }
-    total
 }
 
 /// Whether the filesystem of `dir` has no room for a small file.
@@ -339,25 +345,11 @@ fn no_space_left(dir: &Path) -> bool {
 /// length says nothing; a torn write leaves garbage before the zeros).
 fn journal_bytes(path: &Path) -> u64 {
     let mut total = 0;
-    let mut stack = vec![path.to_path_buf()];
-    let mut dirs = 0;
-    while let Some(d) = stack.pop() {
-        dirs += 1;
-        if dirs > 10_000 {
-            break;
+    each_file(path, |e, m| {
+        if e.file_name().to_string_lossy().ends_with(".jnl") {
+            total += data_end(&e.path()).unwrap_or(m.len());
         }
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let Ok(m) = e.metadata() else { continue };
-            if m.is_dir() {
-                stack.push(e.path());
-            } else if e.file_name().to_string_lossy().ends_with(".jnl") {
-                total += data_end(&e.path()).unwrap_or(m.len());
-            }
-        }
-    }
+    });
     total
 }
 
