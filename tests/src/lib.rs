@@ -5,7 +5,9 @@
 //! - [`http`]: a minimal HTTP/1.0 client and event-stream reader.
 //! - [`node`]: starts a `wasque-node` as a real process on free loopback
 //!   ports and kills it by its own handle when dropped.
+//! - [`wait`]: bounded polling for a condition.
 
 pub mod guests;
 pub mod http;
 pub mod node;
+pub mod wait;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use redis::Value;
 use wasque_tests::node::TestNode;
+use wasque_tests::wait::eventually;
 
 /// Small enough that a dead node is noticed within a test's patience.
 const NODE_TIMEOUT_MS: &str = "1500";
@@ -52,18 +53,6 @@ fn field<'a>(show: &'a Value, name: &str) -> &'a Value {
         .find(|kv| text(&kv[0]) == name)
         .map(|kv| &kv[1])
         .unwrap_or_else(|| panic!("no field {name}"))
-}
-
-/// Polls `check` every 50 ms until it holds or `secs` pass.
-fn eventually(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if check() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for: {what}");
 }
 
 fn reachable(node: &TestNode) -> usize {

@@ -5,10 +5,11 @@
 //! or loopback mode's self-made one) cannot join.
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use redis::Value;
 use wasque_tests::node::{TestNode, bin, free_port};
+use wasque_tests::wait::eventually;
 
 fn conn(node: &TestNode) -> redis::Connection {
     let client = redis::Client::open(format!("redis://{}/", node.addr)).expect("client");
@@ -41,17 +42,6 @@ fn info_field(node: &TestNode, name: &str) -> String {
         .unwrap_or_default()
         .trim()
         .to_string()
-}
-
-fn eventually(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if check() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out waiting for: {what}");
 }
 
 #[test]

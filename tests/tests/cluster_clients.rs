@@ -16,6 +16,7 @@ use redis::Value;
 use wasque_sdk::proto::{AddJob, NodeState};
 use wasque_sdk::{ClusterClient, ClusterConfig, Pick};
 use wasque_tests::node::TestNode;
+use wasque_tests::wait::eventually;
 
 const NODE_TIMEOUT_MS: &str = "1500";
 
@@ -43,17 +44,6 @@ fn text(v: &Value) -> String {
         Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
         other => panic!("not text: {other:?}"),
     }
-}
-
-fn eventually(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if check() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for: {what}");
 }
 
 /// Meets every node from the first; waits until every node sees the

@@ -4,10 +4,11 @@
 //! nodes; a GROUP runs on one node and moves together when it dies; bad
 //! policies get clear errors.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use redis::Value;
 use wasque_tests::node::TestNode;
+use wasque_tests::wait::eventually;
 
 fn conn(node: &TestNode) -> redis::Connection {
     let client = redis::Client::open(format!("redis://{}/", node.addr)).expect("client");
@@ -36,17 +37,6 @@ fn text(v: &Value) -> String {
 
 fn int(v: Value) -> i64 {
     redis::from_redis_value(&v).unwrap()
-}
-
-fn eventually(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if check() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for: {what}");
 }
 
 fn reachable(node: &TestNode) -> usize {
