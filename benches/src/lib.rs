@@ -52,3 +52,11 @@ pub fn payload_1k() -> Vec<u8> {
     out.resize(1024, b' ');
     out
 }
+
+/// The `q` quantile (0..=1) of sorted values, nearest rank; 0 when empty.
+pub fn percentile(sorted: &[u64], q: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}

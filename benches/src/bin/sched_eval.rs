@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use plotters::prelude::*;
+use wasque_benches::percentile;
 use wasque_benches::sim::{NodeSpec, Sim, SimReport};
 use wasque_benches::workload::{self, URGENT};
 use wasque_node::engine::{Mode, Policy};
@@ -41,13 +42,6 @@ struct Figures {
     messages: u64,
 }
 
-fn pct(sorted: &[u64], q: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
-}
-
 fn figures(policy: Policy, mode: Mode, r: &SimReport) -> Figures {
     let mut waits: Vec<u64> = r.jobs.iter().map(|j| j.started - j.submitted).collect();
     waits.sort_unstable();
@@ -64,9 +58,9 @@ fn figures(policy: Policy, mode: Mode, r: &SimReport) -> Figures {
         mode,
         makespan_ms: r.makespan_ms,
         jobs_per_s: r.jobs.len() as f64 * 1000.0 / span,
-        wait_p50: pct(&waits, 0.5),
-        wait_p99: pct(&waits, 0.99),
-        urgent_p99: pct(&urgent, 0.99),
+        wait_p50: percentile(&waits, 0.5),
+        wait_p99: percentile(&waits, 0.99),
+        urgent_p99: percentile(&urgent, 0.99),
         util: r
             .busy_ms
             .iter()

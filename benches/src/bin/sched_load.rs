@@ -13,16 +13,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
+use wasque_benches::percentile;
 use wasque_benches::workload::{self, LONG_MS, URGENT};
 use wasque_sdk::proto::AddJob;
 use wasque_sdk::{Client, ClientConfig};
-
-fn pct(sorted: &[u64], q: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
-}
 
 fn main() -> anyhow::Result<()> {
     let a: Vec<String> = std::env::args().skip(1).collect();
@@ -112,9 +106,9 @@ fn main() -> anyhow::Result<()> {
             "| {:.1} | {:.0} | {} | {} | {} | {} | {} |",
             span,
             count as f64 / span,
-            pct(&waits, 0.5),
-            pct(&waits, 0.99),
-            pct(&urgent, 0.99),
+            percentile(&waits, 0.5),
+            percentile(&waits, 0.99),
+            percentile(&urgent, 0.99),
             spread,
             busy
         );
