@@ -223,25 +223,32 @@ impl Client {
         }
     }
 
-    /// Uploads a module on a stream of its own; the node validates and
-    /// compiles it (once per node) before answering.
-    pub async fn put_module(&self, bytes: impl AsRef<[u8]>) -> Result<ModuleInfo, ClientError> {
-        let bytes = bytes.as_ref();
-        let (mut send, mut recv) = self
+    /// Opens a stream of its own for `request` (an upload, a
+    /// subscription); returns it with the request's frame, to be written
+    /// first.
+    async fn own_stream(
+        &self,
+        request: Request,
+    ) -> Result<(quinn::SendStream, quinn::RecvStream, Vec<u8>), ClientError> {
+        let (send, recv) = self
             .inner
             .conn
             .open_bi()
             .await
             .map_err(|e| ClientError::Closed(e.to_string()))?;
-        let head = proto::encode_frame(
-            &RequestFrame {
-                id: 0,
-                request: Request::PutModule {
-                    size: bytes.len() as u64,
-                },
-            },
-            self.inner.max_frame,
-        )?;
+        let head = proto::encode_frame(&RequestFrame { id: 0, request }, self.inner.max_frame)?;
+        Ok((send, recv, head))
+    }
+
+    /// Uploads a module on a stream of its own; the node validates and
+    /// compiles it (once per node) before answering.
+    pub async fn put_module(&self, bytes: impl AsRef<[u8]>) -> Result<ModuleInfo, ClientError> {
+        let bytes = bytes.as_ref();
+        let (mut send, mut recv, head) = self
+            .own_stream(Request::PutModule {
+                size: bytes.len() as u64,
+            })
+            .await?;
         let sent = async {
             send.write_all(&head).await?;
             send.write_all(bytes).await?;
@@ -270,19 +277,7 @@ impl Client {
     /// subscriber that falls thousands of events behind gets an error
     /// and must subscribe again (the node never slows down for it).
     pub async fn subscribe(&self, queues: Vec<String>) -> Result<Subscription, ClientError> {
-        let (mut send, recv) = self
-            .inner
-            .conn
-            .open_bi()
-            .await
-            .map_err(|e| ClientError::Closed(e.to_string()))?;
-        let head = proto::encode_frame(
-            &RequestFrame {
-                id: 0,
-                request: Request::Subscribe { queues },
-            },
-            self.inner.max_frame,
-        )?;
+        let (mut send, recv, head) = self.own_stream(Request::Subscribe { queues }).await?;
         send.write_all(&head)
             .await
             .map_err(|e| ClientError::Closed(e.to_string()))?;

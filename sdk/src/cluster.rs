@@ -495,14 +495,7 @@ impl ClusterClient {
     {
         match self.with_failover(None, &call).await {
             Err(ClientError::Node(w)) if w.code == ErrorCode::NoModule => {
-                let holder = module.and_then(|m| {
-                    self.shared
-                        .uploaded
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .get(&m)
-                        .cloned()
-                });
+                let holder = module.and_then(|m| self.uploaded().get(&m).cloned());
                 match holder {
                     Some(node) => self.with_failover(Some(&node), &call).await,
                     None => Err(ClientError::Node(w)),
@@ -510,6 +503,13 @@ impl ClusterClient {
             }
             r => r,
         }
+    }
+
+    fn uploaded(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<ModuleHash, String>> {
+        self.shared
+            .uploaded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Uploads a module to one node; the others fetch it by hash when a
@@ -522,11 +522,7 @@ impl ClusterClient {
                 Ok((info, c.node_id().to_string()))
             })
             .await?;
-        self.shared
-            .uploaded
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(info.hash, node);
+        self.uploaded().insert(info.hash, node);
         Ok(info)
     }
 
