@@ -461,17 +461,11 @@ mod tests {
     fn journal_alloc(path: &Path) -> u64 {
         use std::os::unix::fs::MetadataExt;
         let mut total = 0;
-        let mut stack = vec![path.to_path_buf()];
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d).unwrap().flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else if p.extension().is_some_and(|x| x == "jnl") {
-                    total += e.metadata().unwrap().blocks() * 512;
-                }
+        each_file(path, |e, m| {
+            if e.path().extension().is_some_and(|x| x == "jnl") {
+                total += m.blocks() * 512;
             }
-        }
+        });
         total
     }
 
