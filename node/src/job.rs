@@ -101,6 +101,78 @@ pub struct Job {
     /// Nodes holding a copy, this one included (Disque's
     /// `nodes-delivered`); empty for a job kept on one node only.
     pub nodes: Vec<NodeName>,
+    /// A distributed job's parts (this job is their parent). Kept by the
+    /// parent's node only: never sent to peers.
+    #[serde(skip)]
+    pub gather: Option<Box<Gather>>,
+}
+
+/// What a distributed job's parent keeps of its parts: each part runs the
+/// `map` module as a job of its own (whose `parent` is this job); the
+/// parent runs its own module (the reduce) over their outputs once all are
+/// done. `engine/gather.rs` drives it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Gather {
+    pub map: ModuleHash,
+    /// Runs allowed per part before the whole job fails.
+    pub attempts: u32,
+    pub parts: Vec<Part>,
+}
+
+/// One part of a distributed job.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Part {
+    /// The part's current (or last) job; `None` until the part is added.
+    pub job: Option<JobId>,
+    /// Runs started, the current one included.
+    pub attempts: u32,
+    pub bytes: u64,
+    /// The node that ran the last finished attempt.
+    pub node: String,
+    /// Why the last attempt failed (empty if none did).
+    pub error: String,
+    pub done: bool,
+    /// The last run failed and no run was left.
+    pub failed: bool,
+    /// The map module's output, kept until the reduce takes it.
+    pub output: Option<Vec<u8>>,
+}
+
+impl Gather {
+    pub fn new(map: ModuleHash, parts: u32, attempts: u32) -> Gather {
+        Gather {
+            map,
+            attempts,
+            parts: vec![Part::default(); parts as usize],
+        }
+    }
+
+    pub fn all_done(&self) -> bool {
+        self.parts.iter().all(|p| p.done)
+    }
+
+    /// The parts as clients see them.
+    pub fn status(&self) -> Vec<wasque_sdk::proto::PartStatus> {
+        self.parts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| wasque_sdk::proto::PartStatus {
+                index: i as u32,
+                state: match p.job {
+                    _ if p.done => "done",
+                    None => "waiting",
+                    Some(_) if p.failed => "failed",
+                    Some(_) => "running",
+                }
+                .to_string(),
+                job: p.job,
+                attempts: p.attempts,
+                node: p.node.clone(),
+                bytes: p.bytes,
+                error: p.error.clone(),
+            })
+            .collect()
+    }
 }
 
 /// `Bytes` written as a byte string (postcard: length and bytes).
@@ -177,6 +249,7 @@ impl Job {
             counters: Counters::default(),
             result: None,
             nodes,
+            gather: None,
         }
     }
 
@@ -220,6 +293,7 @@ impl Job {
             nocache: self.nocache,
             result: self.result.clone(),
             nodes: self.nodes.iter().map(|n| n.to_string()).collect(),
+            parts: self.gather.as_ref().map(|g| g.status()).unwrap_or_default(),
         }
     }
 }

@@ -329,6 +329,28 @@ impl Client {
         }
     }
 
+    /// Adds part `index` of a distributed job (added with [`AddJob::map`]);
+    /// returns the job that runs it. Adding an index again returns the
+    /// part's current job, so a retry after a lost reply is safe.
+    pub async fn add_part(
+        &self,
+        parent: JobId,
+        index: u32,
+        body: Vec<u8>,
+    ) -> Result<JobId, ClientError> {
+        match self
+            .call(Request::AddPart {
+                parent,
+                index,
+                body,
+            })
+            .await?
+        {
+            Response::JobAdded { id } => Ok(id),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Adds a job and waits up to `wait_ms` for its result in the same
     /// request; the job is acknowledged once the result is sent, so nothing
     /// is left behind. A job that did not finish in time stays queued: its

@@ -564,6 +564,21 @@ impl ClusterClient {
         self.for_job(id, |c| async move { c.show(id).await }).await
     }
 
+    /// Adds part `index` of a distributed job, at the node that keeps the
+    /// parent (see [`Client::add_part`]).
+    pub async fn add_part(
+        &self,
+        parent: JobId,
+        index: u32,
+        body: Vec<u8>,
+    ) -> Result<JobId, ClientError> {
+        self.for_job(parent, |c| {
+            let body = body.clone();
+            async move { c.add_part(parent, index, body).await }
+        })
+        .await
+    }
+
     pub async fn show_by_key(&self, key: &str, id: JobId) -> Result<JobStatus, ClientError> {
         self.for_job(id, |c| async move { c.show_by_key(key, id).await })
             .await

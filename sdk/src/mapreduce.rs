@@ -1,20 +1,23 @@
-//! Distributed jobs: split one input into parts, run a map module on each
-//! part as its own job (the cluster spreads them over its nodes), retry a
-//! failed part alone, then run a reduce module over the parts' results in
-//! order.
+//! Distributed jobs: split one input into parts, and let the cluster run
+//! a map module on each part as its own job, retry a failed part alone,
+//! then run a reduce module over the parts' results in order.
+//!
+//! The node keeps the whole job as a parent job (see `Request::AddPart`):
+//! its status (`wasque show ID`) lists every part's state, job, node and
+//! runs while it runs, and its result is the reduce module's output. This
+//! module splits the input, adds the parent and its parts, and waits.
 //!
 //! The reduce module's stdin is every part's output, in part order, each
-//! framed as a 4-byte little-endian length followed by the bytes; its
-//! stdout is the whole job's result. `guest-examples/wcmap` and
-//! `guest-examples/wcreduce` are a word count written this way.
-
-use std::sync::Arc;
-
-use tokio::sync::Semaphore;
+//! framed as a 4-byte little-endian length followed by the bytes
+//! ([`frame`]); its stdout is the whole job's result.
+//! `guest-examples/wcmap` and `guest-examples/wcreduce` are a word count
+//! written this way.
 
 use crate::ClusterClient;
 use crate::client::ClientError;
-use crate::proto::{AddJob, JobId, JobStatus, LimitsRequest, ModuleHash};
+use crate::proto::{
+    AddJob, ErrorCode, JobId, JobStatus, LimitsRequest, MapSpec, ModuleHash, PartStatus,
+};
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -22,11 +25,12 @@ pub struct MapReduce {
     pub map: ModuleHash,
     pub reduce: ModuleHash,
     pub queue: String,
-    /// Parts in flight at once.
+    /// Parts being sent to the node at once (the node queues every part
+    /// it has; the queue's policy spreads them over the cluster).
     pub concurrency: usize,
     /// Runs of one part before the whole job fails.
     pub attempts: u32,
-    /// How long one part (or the reduce) may take, in ms.
+    /// How long the whole job (parts and reduce) may take, in ms.
     pub timeout_ms: u64,
     pub limits: LimitsRequest,
 }
@@ -46,7 +50,7 @@ pub struct PartReport {
 /// The outcome of a distributed job.
 #[derive(Clone, Debug)]
 pub struct MapReduceOutcome {
-    /// The reduce job's status; its result is the whole job's result.
+    /// The parent job's status; its result is the reduce module's output.
     pub reduce: JobStatus,
     pub parts: Vec<PartReport>,
 }
@@ -56,14 +60,10 @@ pub struct MapReduceOutcome {
 pub enum MapReduceError {
     #[error("the input is empty: nothing to map")]
     EmptyInput,
-    #[error("part {index} failed {attempts} time(s); last: {reason}")]
-    Part {
-        index: usize,
-        attempts: u32,
-        reason: String,
-    },
-    #[error("the reduce step failed: {0}")]
-    Reduce(String),
+    #[error("distributed job {id} failed: {reason}")]
+    Failed { id: JobId, reason: String },
+    #[error("distributed job {id} did not finish within {ms} ms (see `wasque show {id}`)")]
+    Timeout { id: JobId, ms: u64 },
     #[error(transparent)]
     Client(#[from] ClientError),
 }
@@ -94,12 +94,7 @@ pub fn split(input: &[u8], chunk: usize) -> Vec<&[u8]> {
 
 /// The reduce module's input: each result framed by its length.
 pub fn frame(results: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(results.iter().map(|r| r.len() + 4).sum());
-    for r in results {
-        out.extend_from_slice(&(r.len() as u32).to_le_bytes());
-        out.extend_from_slice(r);
-    }
-    out
+    crate::proto::frame_parts(results)
 }
 
 fn failure(s: &JobStatus) -> Option<String> {
@@ -122,84 +117,144 @@ fn failure(s: &JobStatus) -> Option<String> {
 }
 
 impl ClusterClient {
-    /// Runs a distributed job over `parts`; `progress` is called with the
-    /// number of parts done after each one finishes.
+    /// Runs a distributed job over `parts` and acknowledges it once its
+    /// result is in ([`Self::add_map_job`], [`Self::add_parts`],
+    /// [`Self::wait_map_reduce`] in turn); `progress` is called with the
+    /// number of parts done whenever it changes.
     pub async fn map_reduce(
         &self,
         spec: &MapReduce,
         parts: Vec<Vec<u8>>,
-        progress: impl Fn(usize) + Send + Sync + 'static,
+        progress: impl Fn(usize),
     ) -> Result<MapReduceOutcome, MapReduceError> {
         if parts.is_empty() || parts.iter().all(|p| p.is_empty()) {
             return Err(MapReduceError::EmptyInput);
         }
-        let gate = Arc::new(Semaphore::new(spec.concurrency.max(1)));
-        let progress = Arc::new(progress);
-        let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let mut tasks = Vec::with_capacity(parts.len());
-        for (index, body) in parts.into_iter().enumerate() {
-            let (client, spec, gate) = (self.clone(), spec.clone(), gate.clone());
-            let (progress, done) = (progress.clone(), done.clone());
-            tasks.push(tokio::spawn(async move {
-                let _slot = gate.acquire_owned().await.expect("semaphore open");
-                let bytes = body.len();
-                let mut last = String::new();
-                for attempt in 1..=spec.attempts.max(1) {
-                    let mut job = AddJob::new(spec.queue.clone(), body.clone());
-                    job.module = Some(spec.map);
-                    job.limits = spec.limits;
-                    let status = match client.run(job, spec.timeout_ms).await {
-                        Ok(s) => s,
-                        Err(e) if e.is_unreachable() => return Err(MapReduceError::Client(e)),
-                        Err(e) => {
-                            last = e.to_string();
-                            continue;
-                        }
-                    };
-                    match failure(&status) {
-                        None => {
-                            let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                            progress(n);
-                            let r = status.result.expect("checked");
-                            return Ok((
-                                PartReport {
-                                    index,
-                                    bytes,
-                                    job: Some(status.id),
-                                    node: r.node.clone(),
-                                    attempts: attempt,
-                                },
-                                r.output,
-                            ));
-                        }
-                        Some(why) => last = why,
-                    }
-                }
-                Err(MapReduceError::Part {
-                    index,
-                    attempts: spec.attempts.max(1),
-                    reason: last,
-                })
-            }));
+        let parent = self.add_map_job(spec, parts.len()).await?;
+        self.add_parts(spec, parent, parts).await?;
+        self.wait_map_reduce(spec, parent, progress).await
+    }
+
+    /// Adds the parent of a distributed job of `parts` parts; returns its
+    /// id (`wasque show ID` lists its parts).
+    pub async fn add_map_job(
+        &self,
+        spec: &MapReduce,
+        parts: usize,
+    ) -> Result<JobId, MapReduceError> {
+        if parts == 0 {
+            return Err(MapReduceError::EmptyInput);
         }
-        let mut reports = Vec::with_capacity(tasks.len());
-        let mut outputs = Vec::with_capacity(tasks.len());
-        for t in tasks {
-            let (report, out) = t
-                .await
-                .map_err(|e| MapReduceError::Reduce(format!("a part's task failed: {e}")))??;
-            reports.push(report);
-            outputs.push(out);
-        }
-        let mut job = AddJob::new(spec.queue.clone(), frame(&outputs));
+        let mut job = AddJob::new(spec.queue.clone(), Vec::new());
         job.module = Some(spec.reduce);
         job.limits = spec.limits;
-        let reduce = self.run(job, spec.timeout_ms).await?;
-        if let Some(why) = failure(&reduce) {
-            return Err(MapReduceError::Reduce(why));
+        job.ttl_secs = Some((spec.timeout_ms / 1000).max(60) + 60);
+        job.map = Some(MapSpec {
+            map: spec.map,
+            parts: u32::try_from(parts).unwrap_or(u32::MAX),
+            attempts: spec.attempts.max(1),
+        });
+        // The two modules may have been uploaded to different nodes a
+        // moment ago; a node learns of its peers' modules from their
+        // adverts within about a second, so NOMODULE is worth a few tries.
+        let mut tries = 0;
+        loop {
+            match self.add_job(job.clone()).await {
+                Err(ClientError::Node(w)) if w.code == ErrorCode::NoModule && tries < 8 => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+                r => return Ok(r?),
+            }
         }
+    }
+
+    /// Sends the parts' inputs, `spec.concurrency` at a time; the node
+    /// answers each at once (it queues the part's job), so this takes
+    /// about the time of the upload.
+    pub async fn add_parts(
+        &self,
+        spec: &MapReduce,
+        parent: JobId,
+        parts: Vec<Vec<u8>>,
+    ) -> Result<(), MapReduceError> {
+        let mut sending = tokio::task::JoinSet::new();
+        let mut parts = parts.into_iter().enumerate();
+        loop {
+            while sending.len() < spec.concurrency.max(1) {
+                let Some((i, body)) = parts.next() else {
+                    break;
+                };
+                let client = self.clone();
+                sending.spawn(async move { client.add_part(parent, i as u32, body).await });
+            }
+            match sending.join_next().await {
+                None => return Ok(()),
+                Some(Ok(r)) => {
+                    r?;
+                }
+                Some(Err(e)) => {
+                    return Err(MapReduceError::Failed {
+                        id: parent,
+                        reason: format!("sending a part failed: {e}"),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Waits for a distributed job's result (woken by the node when the
+    /// reduce ends; between wake-ups, at most every 500 ms, it reads the
+    /// parts' progress for `progress`), then acknowledges it.
+    pub async fn wait_map_reduce(
+        &self,
+        spec: &MapReduce,
+        parent: JobId,
+        progress: impl Fn(usize),
+    ) -> Result<MapReduceOutcome, MapReduceError> {
+        let deadline =
+            std::time::Instant::now() + std::time::Duration::from_millis(spec.timeout_ms);
+        let mut seen = usize::MAX;
+        let status = loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(MapReduceError::Timeout {
+                    id: parent,
+                    ms: spec.timeout_ms,
+                });
+            }
+            let slice = left.min(std::time::Duration::from_millis(500)).as_millis() as u64;
+            if let Some(s) = self.wait(parent, slice.max(1)).await? {
+                progress(PartStatus::done(&s.parts));
+                break s;
+            }
+            let now = self.show(parent).await?;
+            let done = PartStatus::done(&now.parts);
+            if done != seen {
+                seen = done;
+                progress(done);
+            }
+        };
+        self.ack(vec![parent]).await?;
+        if let Some(why) = failure(&status) {
+            return Err(MapReduceError::Failed {
+                id: parent,
+                reason: why,
+            });
+        }
+        let reports = status
+            .parts
+            .iter()
+            .map(|p| PartReport {
+                index: p.index as usize,
+                bytes: p.bytes as usize,
+                job: p.job,
+                node: p.node.clone(),
+                attempts: p.attempts,
+            })
+            .collect();
         Ok(MapReduceOutcome {
-            reduce,
+            reduce: status,
             parts: reports,
         })
     }

@@ -1,8 +1,9 @@
 //! Distributed jobs on a real three-node cluster: `wasque map` splits a
 //! text, runs the word-count map on every part across the nodes and the
 //! reduce over their results in order; the counts match a count made here.
-//! A node killed during the map phase costs nothing but time; an empty
-//! input and a bad chunk size get clear errors.
+//! The parent job's status lists every part while it runs; a node killed
+//! during the map phase costs nothing but time; an empty input and a bad
+//! chunk size get clear errors.
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Output, Stdio};
@@ -36,6 +37,25 @@ fn wait_bounded(mut child: Child, secs: u64) -> Output {
             panic!("wasque map did not finish within {secs} s");
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs a short command to its end (reading its output as it comes, so a
+/// large output cannot block it), bounded.
+fn output_bounded(mut cmd: Command, secs: u64) -> Output {
+    let child = cmd.spawn().unwrap();
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(Duration::from_secs(secs)) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            // Our own child, by its pid.
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            panic!("command did not finish within {secs} s");
+        }
     }
 }
 
@@ -175,23 +195,56 @@ fn a_word_count_over_the_cluster_matches_and_survives_a_kill() {
     )
     .spawn()
     .unwrap();
-    std::thread::sleep(Duration::from_millis(400));
+    // The CLI names the parent job first; its status lists the parts.
+    let stderr = child.stderr.take().unwrap();
+    let (first_tx, first_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = first_tx.send(line.clone());
+            all += &line;
+            all += "\n";
+        }
+        all
+    });
+    let first = (0..10)
+        .map_while(|_| first_rx.recv_timeout(Duration::from_secs(30)).ok())
+        .find(|l| l.starts_with("job "))
+        .expect("wasque map names its job");
+    let parent = first
+        .strip_prefix("job ")
+        .and_then(|l| l.split(':').next())
+        .unwrap_or_else(|| panic!("first line: {first}"))
+        .to_string();
+    let show = output_bounded(wasque_cmd(&nodes[0], &["show", &parent, "--json"]), 30);
+    assert!(
+        show.status.success(),
+        "{}",
+        String::from_utf8_lossy(&show.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(doc["state"], "waiting", "{doc}");
+    let n_parts = doc["parts"].as_array().unwrap().len();
+    assert!(n_parts > 1000, "{n_parts} parts");
+    assert!(
+        doc["parts_done"].as_u64().unwrap() < n_parts as u64,
+        "the map phase is still running"
+    );
     if child.try_wait().unwrap().is_some() {
-        let out = child.wait_with_output().unwrap();
-        panic!(
-            "the map phase ended before the kill: {} {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        panic!("the map phase ended before the kill");
     }
     nodes.remove(2).kill9();
     let out = wait_bounded(child, 120);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let err = reader.join().unwrap();
+    assert!(out.status.success(), "{err}");
     assert_eq!(parse(&out.stdout), want);
+    // The parent was acknowledged once its result was printed.
+    let gone = output_bounded(wasque_cmd(&nodes[0], &["show", &parent]), 30);
+    assert!(!gone.status.success());
 
     // Bad input.
     let empty = tmp.path().join("empty.txt");

@@ -11,6 +11,13 @@ use crate::queue::Pause;
 pub enum Command {
     /// Add a job (Disque's ADDJOB plus wasque's Wasm options).
     AddJob(Box<AddJob>),
+    /// Add one part of a distributed job (its parent was added with
+    /// `AddJob::map`); the part runs the map module as a job of its own.
+    AddPart {
+        parent: JobId,
+        index: u32,
+        body: Bytes,
+    },
     /// The job's status; with `key`, only if the job was added with that
     /// `asynckey`.
     Show {

@@ -836,6 +836,7 @@ impl Engine {
         }
         self.journal_put(&id);
         self.finish_waiters(now, id, status);
+        self.part_finished(now, id);
     }
 
     /// Federation: a peer's consumers starve. Give it queued jobs this

@@ -19,6 +19,7 @@
 
 mod cluster;
 mod effect;
+mod gather;
 mod getjob;
 mod ids;
 mod inspect;
@@ -37,6 +38,8 @@ mod tests_cluster;
 #[cfg(test)]
 mod tests_disque;
 #[cfg(test)]
+mod tests_gather;
+#[cfg(test)]
 mod tests_restore;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -51,7 +54,9 @@ pub use placement::{Mode, PeerLoad, Policy, QueuePolicy};
 pub use timer::Timer;
 
 use crate::api::{AddJob, Command, ErrorCode, JobEvent, JobEventKind, ModuleInfo, Reply};
-use crate::job::{Counters, Job, JobId, JobResult, JobState, Limits, ModuleHash, NodeName, UnixMs};
+use crate::job::{
+    Counters, Gather, Job, JobId, JobResult, JobState, Limits, ModuleHash, NodeName, UnixMs,
+};
 use crate::queue::{Queues, ReadyKey};
 use getjob::{BlockedGet, Cause};
 use ids::IdGen;
@@ -245,6 +250,11 @@ impl Engine {
         self.queues.collect(now, 16);
         match cmd {
             Command::AddJob(add) => self.add_job(now, req, *add),
+            Command::AddPart {
+                parent,
+                index,
+                body,
+            } => self.add_part(now, req, parent, index, body),
             Command::Show { id, key } => {
                 let reply = match self.jobs.get(&id) {
                     Some(job) if key.is_none() || job.asynckey == key => {
@@ -427,6 +437,7 @@ impl Engine {
             self.journal_put(&job_id);
             self.share_result(job_id);
             self.finish_waiters(now, job_id, status);
+            self.part_finished(now, job_id);
         }
         self.dispatch(now);
         // Slots free and nothing ready here: peers may have a backlog.
@@ -533,7 +544,13 @@ impl Engine {
                 });
                 let delay_ms = a.delay_secs.unwrap_or(0) * 1000;
                 let id = self.ids.next(now, retry_secs == 0, ttl_secs);
-                let copies = self.replicas_for(a.replicate).max(1);
+                // A distributed job's parent stays on this node (its parts
+                // are replicated; see gather.rs).
+                let copies = if a.map.is_some() {
+                    1
+                } else {
+                    self.replicas_for(a.replicate).max(1)
+                };
                 let mut nodes = Vec::new();
                 if copies > 1 {
                     nodes.push(self.cluster.me.unwrap_or(NodeName([0; 20])));
@@ -557,7 +574,9 @@ impl Engine {
                     ready_at: now + delay_ms,
                     nocache: a.nocache,
                     asynckey: a.asynckey,
-                    state: if sync_repl {
+                    state: if a.map.is_some() {
+                        JobState::Waiting
+                    } else if sync_repl {
                         JobState::WaitRepl
                     } else {
                         JobState::Active
@@ -568,6 +587,9 @@ impl Engine {
                     counters: Counters::default(),
                     result: None,
                     nodes,
+                    gather: a
+                        .map
+                        .map(|m| Box::new(Gather::new(m.map, m.parts, m.attempts))),
                 };
                 let replicated = job.nodes.len() > 1;
                 if let Some(m) = job.module
@@ -586,8 +608,13 @@ impl Engine {
                         delayed: delay_ms > 0,
                     },
                 );
+                let parent = job.gather.is_some();
                 self.jobs.insert(id, Box::new(job));
                 self.journal_put(&id);
+                if parent {
+                    self.reply(req, Reply::JobAdded(id));
+                    return;
+                }
                 if sync_repl {
                     let wait = a.wait_ms.map(|ms| (ms, a.ack_on_result));
                     let explicit = a.replicate.is_some();
@@ -702,6 +729,9 @@ impl Engine {
             if asked == 0 {
                 return Err(Reply::error(ErrorCode::Err, format!("{what} must be > 0")));
             }
+        }
+        if let Some(spec) = &a.map {
+            self.check_map(spec, a)?;
         }
         // A module only a peer holds is fine: it is fetched by hash where
         // the job runs.
@@ -828,6 +858,7 @@ impl Engine {
                 );
             }
         }
+        self.gather_removed(&job, why);
         true
     }
 

@@ -94,6 +94,8 @@ impl Engine {
                 Then::Nothing
             }
             JobState::Acked => Then::Nothing,
+            // A distributed job's parent: its parts report as they finish.
+            JobState::Waiting => Then::Nothing,
         };
         if !job.state.is_finished()
             && let Some(m) = job.module

@@ -637,3 +637,135 @@ fn push_placement_skips_nodes_whose_memory_maximum_is_below_the_job_cap() {
     assert_eq!(net.nodes[0].stats().jobs, 12);
     assert_eq!(net.nodes[1].stats().jobs, 0);
 }
+
+/// Finishes every run the net has recorded so far, on the node that ran
+/// it, with `out(body)` as output; returns how many ran per node.
+fn finish_runs(net: &mut Net, out: impl Fn(&[u8]) -> Vec<u8>) -> Vec<usize> {
+    let mut per = vec![0; net.nodes.len()];
+    for (i, ran) in per.iter_mut().enumerate() {
+        let runs = std::mem::take(&mut net.runs[i]);
+        for r in runs {
+            if net.down[i] {
+                continue;
+            }
+            *ran += 1;
+            let now = net.now;
+            let res = JobResult {
+                exit_code: Some(0),
+                error_class: None,
+                message: String::new(),
+                output: out(&r.body),
+                stderr: vec![],
+                fuel_used: 1,
+                duration_us: 1,
+                node: name(i as u8 + 1).to_string(),
+            };
+            net.nodes[i].handle_exec_done(now, r.job, r.attempt, res);
+        }
+    }
+    net.settle();
+    per
+}
+
+fn distributed(net: &mut Net, node: usize, parts: &[&str]) -> JobId {
+    let (map, reduce) = (ModuleHash::of(b"map"), ModuleHash::of(b"reduce"));
+    for e in &mut net.nodes {
+        e.handle_module_added(map, 10);
+        e.handle_module_added(reduce, 10);
+    }
+    let mut a = AddJob::new("mr", Vec::new());
+    a.module = Some(reduce);
+    a.map = Some(wasque_sdk::proto::MapSpec {
+        map,
+        parts: parts.len() as u32,
+        attempts: 3,
+    });
+    let parent = net.add(node, a);
+    for (i, p) in parts.iter().enumerate() {
+        let req = net.command(
+            node,
+            Command::AddPart {
+                parent,
+                index: i as u32,
+                body: Bytes::copy_from_slice(p.as_bytes()),
+            },
+        );
+        assert!(matches!(net.reply(node, req), Some(Reply::JobAdded(_))));
+    }
+    parent
+}
+
+#[test]
+fn a_distributed_job_runs_its_parts_on_every_node_and_gathers_on_its_own() {
+    let mut net = Net::new(3);
+    net.command(
+        0,
+        Command::QPolicy {
+            queue: "mr".into(),
+            set: Some((Policy::RoundRobin, Mode::Push)),
+        },
+    );
+    let parts = ["a", "b", "c", "d", "e", "f"];
+    let parent = distributed(&mut net, 0, &parts);
+    let per = finish_runs(&mut net, |b| b.to_ascii_uppercase());
+    assert!(
+        per.iter().all(|n| *n >= 1),
+        "parts ran on every node: {per:?}"
+    );
+    // Every part's result reached the parent's node; the reduce runs once
+    // somewhere with the outputs in order.
+    let reduce: Vec<RunJob> = net.runs.iter().flatten().cloned().collect();
+    assert_eq!(reduce.len(), 1, "{reduce:?}");
+    assert_eq!(reduce[0].job, parent);
+    let outs: Vec<Vec<u8>> = parts
+        .iter()
+        .map(|p| p.to_ascii_uppercase().into_bytes())
+        .collect();
+    assert_eq!(
+        &reduce[0].body[..],
+        &wasque_sdk::proto::frame_parts(&outs)[..]
+    );
+    finish_runs(&mut net, |_| b"ABCDEF".to_vec());
+    let s = net.nodes[0].job(&parent).unwrap().status(net.now, "n");
+    assert_eq!(s.state, JobState::Done);
+    assert_eq!(s.result.unwrap().output, b"ABCDEF");
+    let nodes: HashSet<&str> = s.parts.iter().map(|p| p.node.as_str()).collect();
+    assert_eq!(nodes.len(), 3, "the parent shows where each part ran");
+    // The parts' jobs are gone everywhere.
+    for e in &net.nodes {
+        assert_eq!(e.job_count() - usize::from(e.job(&parent).is_some()), 0);
+    }
+}
+
+#[test]
+fn a_distributed_job_survives_the_death_of_a_node_running_parts() {
+    let mut net = Net::new(3);
+    net.command(
+        0,
+        Command::QPolicy {
+            queue: "mr".into(),
+            set: Some((Policy::RoundRobin, Mode::Push)),
+        },
+    );
+    let parent = distributed(&mut net, 0, &["a", "b", "c", "d", "e", "f"]);
+    // Node 3 dies with its parts in hand; the others finish theirs.
+    net.down[2] = true;
+    net.runs[2].clear();
+    finish_runs(&mut net, |b| b.to_vec());
+    net.membership();
+    // Its parts are delivered again by the holders and finish.
+    for _ in 0..5 {
+        finish_runs(&mut net, |b| b.to_vec());
+        net.advance(1_000);
+        if net.nodes[0].job(&parent).unwrap().state == JobState::Done {
+            break;
+        }
+    }
+    let s = net.nodes[0].job(&parent).unwrap().status(net.now, "n");
+    assert_eq!(s.state, JobState::Done, "{:?}", s.parts);
+    assert_eq!(
+        s.result.unwrap().output.len(),
+        // The reduce echoed here: six 1-byte outputs, each framed.
+        6 * 5
+    );
+}

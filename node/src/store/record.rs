@@ -11,12 +11,15 @@ use std::borrow::Cow;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::job::{Counters, Job, JobId, JobResult, JobState, Limits, ModuleHash, NodeName, UnixMs};
+use crate::job::{
+    Counters, Gather, Job, JobId, JobResult, JobState, Limits, ModuleHash, NodeName, UnixMs,
+};
 
 /// The first byte of every job record. A reader refuses formats it does
 /// not know instead of guessing. Format 2 is format 1 followed by the
-/// job's holders (cluster copies); format 1 records still read.
-pub const JOB_FORMAT: u8 = 2;
+/// job's holders (cluster copies); format 3 is format 2 followed by a
+/// distributed job's parts (`Option<Gather>`). Older formats still read.
+pub const JOB_FORMAT: u8 = 3;
 
 /// A body as bytes on the wire (postcard writes a length and the bytes),
 /// borrowed from the record when read back.
@@ -125,7 +128,8 @@ pub fn encode(job: &Job, out: &mut Vec<u8>) -> Result<(), RecordError> {
     out.push(JOB_FORMAT);
     let buf = std::mem::take(out);
     let buf = postcard::to_extend(&rec, buf)?;
-    *out = postcard::to_extend(&job.nodes, buf)?;
+    let buf = postcard::to_extend(&job.nodes, buf)?;
+    *out = postcard::to_extend(&job.gather.as_deref(), buf)?;
     Ok(())
 }
 
@@ -133,14 +137,19 @@ pub fn encode(job: &Job, out: &mut Vec<u8>) -> Result<(), RecordError> {
 pub fn decode(key: &[u8], value: &[u8]) -> Result<Job, RecordError> {
     let id = id_of(key)?;
     let (&format, rest) = value.split_first().ok_or(RecordError::Empty)?;
-    if format != 1 && format != JOB_FORMAT {
+    if !(1..=JOB_FORMAT).contains(&format) {
         return Err(RecordError::Format(format));
     }
     let (r, tail): (StoredJob<'_>, &[u8]) = postcard::take_from_bytes(rest)?;
-    let nodes: Vec<NodeName> = if format >= 2 {
+    let (nodes, tail): (Vec<NodeName>, &[u8]) = if format >= 2 {
+        postcard::take_from_bytes(tail)?
+    } else {
+        (Vec::new(), tail)
+    };
+    let gather: Option<Gather> = if format >= 3 {
         postcard::from_bytes(tail)?
     } else {
-        Vec::new()
+        None
     };
     Ok(Job {
         id,
@@ -170,6 +179,7 @@ pub fn decode(key: &[u8], value: &[u8]) -> Result<Job, RecordError> {
         },
         result: r.result.map(Cow::into_owned),
         nodes,
+        gather: gather.map(Box::new),
     })
 }
 
@@ -202,6 +212,7 @@ pub(crate) fn sample_job(ms: u64, body: &[u8]) -> Job {
         counters: Counters::default(),
         result: None,
         nodes: vec![],
+        gather: None,
     }
 }
 
@@ -234,6 +245,12 @@ mod tests {
             duration_us: 10,
             node: "n".into(),
         });
+        job.nodes = vec![NodeName([1; 20]), NodeName([2; 20])];
+        let mut g = Gather::new(ModuleHash([8; 32]), 2, 3);
+        g.parts[0].done = true;
+        g.parts[0].output = Some(b"part out".to_vec());
+        g.parts[1].error = "trap: boom".into();
+        job.gather = Some(Box::new(g));
         let mut buf = Vec::new();
         encode(&job, &mut buf).unwrap();
         let back = decode(&key(&job.id), &buf).unwrap();

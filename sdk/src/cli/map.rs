@@ -1,9 +1,11 @@
 //! `wasque map MAP.wasm --input FILE --chunk 1MiB --reduce REDUCE.wasm`:
 //! a distributed job. The input is split into parts (at line, else word,
-//! boundaries), each part runs MAP as its own job wherever the cluster
-//! places it, a failed part is retried alone, and REDUCE runs over the
-//! parts' results in order (see `wasque_sdk::mapreduce` for its input
-//! format). The reduce's output goes to stdout; progress and a per-node
+//! boundaries) and sent to one node, which keeps the whole job as a parent
+//! job: each part runs MAP as its own job wherever the cluster places it, a
+//! failed part is retried alone, and REDUCE runs over the parts' results in
+//! order (see `wasque_sdk::mapreduce` for its input format). The parent's
+//! id is printed first on stderr (`wasque show ID` lists its parts while it
+//! runs); the reduce's output goes to stdout, progress and a per-node
 //! summary to stderr (`--json` prints every part's job, node and attempts).
 
 use std::collections::BTreeMap;
@@ -34,14 +36,14 @@ pub struct MapArgs {
     /// Queue the parts go to (its QPOLICY decides where they run).
     #[arg(long, default_value = "map")]
     queue: String,
-    /// Parts in flight at once.
+    /// Parts being sent to the node at once.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
     /// Runs of one part before the whole job fails.
     #[arg(long, default_value_t = 3)]
     attempts: u32,
-    /// How long one part may take, in ms.
-    #[arg(long, default_value_t = 300_000, value_name = "MS")]
+    /// How long the whole job may take, in ms.
+    #[arg(long, default_value_t = 600_000, value_name = "MS")]
     timeout: u64,
     /// Print the parts (job, node, attempts) and the result as JSON.
     #[arg(long)]
@@ -108,11 +110,17 @@ pub async fn run(client: &ClusterClient, a: MapArgs) -> anyhow::Result<ExitCode>
         timeout_ms: a.timeout,
         limits: LimitsRequest::default(),
     };
-    let b2 = bar.clone();
     let started = std::time::Instant::now();
-    let outcome = client
-        .map_reduce(&spec, parts, move |n| b2.set_position(n as u64))
-        .await;
+    let parent = client.add_map_job(&spec, total).await?;
+    // The parent's id first, so `wasque show ID` can follow the parts.
+    eprintln!("job {parent}: {total} parts");
+    let outcome = async {
+        client.add_parts(&spec, parent, parts).await?;
+        client
+            .wait_map_reduce(&spec, parent, |n| bar.set_position(n as u64))
+            .await
+    }
+    .await;
     bar.finish_and_clear();
     let outcome = outcome?;
     let output = outcome

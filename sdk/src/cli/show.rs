@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::parse_id;
 use crate::ClusterClient;
-use crate::proto::{Body, JobStatus};
+use crate::proto::{Body, JobStatus, PartStatus};
 
 #[derive(Debug, Args)]
 pub struct ShowArgs {
@@ -54,6 +54,9 @@ pub fn summary(s: &JobStatus) -> String {
         s.attempts, s.nacks, s.additional_deliveries
     );
     out += &format!("ttl:       {} s left\n", s.ttl);
+    if !s.parts.is_empty() {
+        out += &parts_summary(&s.parts);
+    }
     if let Some(r) = &s.result {
         match &r.error_class {
             None => {
@@ -69,6 +72,36 @@ pub fn summary(s: &JobStatus) -> String {
             r.fuel_used,
             r.duration_us as f64 / 1000.0,
             r.node
+        );
+    }
+    out
+}
+
+/// A distributed job's parts: counts by state, then a line per part that
+/// is not done (at most 20).
+fn parts_summary(parts: &[PartStatus]) -> String {
+    let count = |st: &str| parts.iter().filter(|p| p.state == st).count();
+    let mut out = format!(
+        "parts:     {} done · {} running · {} waiting · {} failed (of {})\n",
+        count("done"),
+        count("running"),
+        count("waiting"),
+        count("failed"),
+        parts.len()
+    );
+    for p in parts.iter().filter(|p| p.state != "done").take(20) {
+        out += &format!(
+            "           part {}: {} · {} bytes · run {}{}{}\n",
+            p.index,
+            p.state,
+            p.bytes,
+            p.attempts,
+            p.job.map(|j| format!(" · job {j}")).unwrap_or_default(),
+            if p.error.is_empty() {
+                String::new()
+            } else {
+                format!(" · last error: {}", p.error)
+            }
         );
     }
     out

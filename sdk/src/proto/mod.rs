@@ -15,14 +15,14 @@ pub mod response;
 pub mod types;
 
 pub use frame::{DEFAULT_MAX_FRAME, FrameError, encode_frame, read_frame, write_frame};
-pub use request::{AddJob, Request, RequestFrame};
+pub use request::{AddJob, MapSpec, Request, RequestFrame, frame_parts};
 pub use response::{
     ClusterNode, ErrorCode, ModuleInfo, NodeInfo, NodeState, Response, ResponseFrame, WireError,
 };
 pub use types::{
     Body, DeliveryInfo, ErrorClass, JobId, JobIdError, JobResult, JobState, JobStatus, Limits,
-    LimitsRequest, ModuleHash,
+    LimitsRequest, ModuleHash, PartStatus,
 };
 
 /// Version of the client protocol spoken by this crate.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;

@@ -68,6 +68,40 @@ pub enum Request {
     Subscribe {
         queues: Vec<String>,
     },
+    /// One part of a distributed job added with [`AddJob::map`]: the node
+    /// holding the parent runs the map module on `body` as a job of its
+    /// own and answers `JobAdded` with that job's id. Adding an index
+    /// again answers with the part's current job (a client may retry).
+    AddPart {
+        parent: JobId,
+        index: u32,
+        body: Vec<u8>,
+    },
+}
+
+/// What makes an added job a distributed job (a parent): `parts` inputs
+/// follow with [`Request::AddPart`]; each runs the `map` module as a job
+/// of its own, a failed part runs again alone (up to `attempts` runs), and
+/// once all are done the parent runs its own module (the reduce) over the
+/// parts' outputs in order, each framed as a 4-byte little-endian length
+/// and the bytes. The parent's body must be empty.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MapSpec {
+    pub map: ModuleHash,
+    pub parts: u32,
+    pub attempts: u32,
+}
+
+/// The reduce module's input: each part's output, in part order, framed as
+/// a 4-byte little-endian length followed by the bytes.
+pub fn frame_parts<T: AsRef<[u8]>>(outputs: &[T]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(outputs.iter().map(|r| r.as_ref().len() + 4).sum());
+    for r in outputs {
+        let r = r.as_ref();
+        out.extend_from_slice(&(r.len() as u32).to_le_bytes());
+        out.extend_from_slice(r);
+    }
+    out
 }
 
 /// Arguments of `ADDJOB`, with Disque's meanings and wasque's additions.
@@ -107,6 +141,8 @@ pub struct AddJob {
     pub wait_ms: Option<u64>,
     /// With `wait_ms`: acknowledge the job as soon as its result is sent.
     pub ack_on_result: bool,
+    /// Makes this a distributed job; `module` is then the reduce module.
+    pub map: Option<MapSpec>,
 }
 
 impl AddJob {
@@ -131,6 +167,7 @@ impl AddJob {
             args: Vec::new(),
             wait_ms: None,
             ack_on_result: false,
+            map: None,
         }
     }
 }

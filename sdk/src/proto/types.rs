@@ -289,6 +289,10 @@ pub enum JobState {
     Failed,
     /// Acknowledged: about to be forgotten.
     Acked,
+    /// A distributed job waiting for its parts (see [`PartStatus`]); it is
+    /// queued to run its reduce module once every part is done. (Last: the
+    /// variant's index is in stored records and peer frames.)
+    Waiting,
 }
 
 impl JobState {
@@ -296,6 +300,7 @@ impl JobState {
     pub fn as_str(&self) -> &'static str {
         match self {
             JobState::WaitRepl => "wait-repl",
+            JobState::Waiting => "waiting",
             JobState::Queued => "queued",
             JobState::Active => "active",
             JobState::Done => "done",
@@ -361,6 +366,35 @@ pub struct JobStatus {
     pub result: Option<JobResult>,
     /// The nodes holding a copy (Disque's `nodes-delivered`), as node ids.
     pub nodes: Vec<String>,
+    /// A distributed job's parts, in order; empty for any other job.
+    pub parts: Vec<PartStatus>,
+}
+
+/// One part of a distributed job, as its parent job reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartStatus {
+    pub index: u32,
+    /// `waiting` (not added yet), `running` (its job is queued or runs
+    /// somewhere), `done`, or `failed` (its last attempt failed and no
+    /// attempt is left).
+    pub state: String,
+    /// The part's current (or last) job.
+    pub job: Option<JobId>,
+    /// Runs of this part so far, the current one included.
+    pub attempts: u32,
+    /// The node that ran its last finished attempt.
+    pub node: String,
+    /// Size of the part's input.
+    pub bytes: u64,
+    /// Why its last attempt failed, if it did.
+    pub error: String,
+}
+
+impl PartStatus {
+    /// How many of `parts` are done.
+    pub fn done(parts: &[PartStatus]) -> usize {
+        parts.iter().filter(|p| p.state == "done").count()
+    }
 }
 
 /// Bytes as they appear in JSON: a UTF-8 string when they are valid UTF-8,
@@ -439,6 +473,25 @@ impl JobStatus {
             }
         };
         obj.insert("result".into(), result);
+        if !self.parts.is_empty() {
+            let parts: Vec<serde_json::Value> = self
+                .parts
+                .iter()
+                .map(|p| {
+                    serde_json::json!({
+                        "index": p.index,
+                        "state": p.state,
+                        "job": p.job.map(|j| j.to_string()),
+                        "attempts": p.attempts,
+                        "node": p.node,
+                        "bytes": p.bytes,
+                        "error": p.error,
+                    })
+                })
+                .collect();
+            obj.insert("parts_done".into(), PartStatus::done(&self.parts).into());
+            obj.insert("parts".into(), parts.into());
+        }
         doc
     }
 }

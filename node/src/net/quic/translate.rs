@@ -9,6 +9,15 @@ use crate::api::{Command, Reply};
 pub fn command(req: Request) -> Option<Command> {
     Some(match req {
         Request::AddJob(a) => Command::AddJob(a),
+        Request::AddPart {
+            parent,
+            index,
+            body,
+        } => Command::AddPart {
+            parent,
+            index,
+            body: body.into(),
+        },
         Request::Show { id } => Command::Show { id, key: None },
         Request::ShowByKey { key, id } => Command::Show { id, key: Some(key) },
         Request::Wait { id, timeout_ms } => Command::Wait { id, timeout_ms },
