@@ -5,6 +5,10 @@
 //! one request. Also the cold path: upload + compile + first result of a
 //! ~1 MiB module, and the first job after a restart (no recompilation).
 //!
+//! The raw wasmtime baseline (a) runs first in the same process and run,
+//! with the same limits and thread counts, and each end-to-end row gives
+//! its ratio to it.
+//!
 //! `cargo bench -p wasque-benches --bench e2e`; `WASQUE_BENCH_QUICK=1` for
 //! a smoke run. Prints a table; `benches/README.md` keeps the figures.
 
@@ -12,9 +16,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use wasque_benches::raw::{DEADLINE_MS, FUEL, JOB_MEMORY, Raw, raw_throughput};
 use wasque_benches::{node_config, payload_1k, runtime};
 use wasque_node::runtime::Node;
-use wasque_sdk::proto::{AddJob, ModuleHash};
+use wasque_sdk::proto::{AddJob, LimitsRequest, ModuleHash};
 use wasque_sdk::{Client, ClientConfig};
 
 /// Runs `total` jobs with `in_flight` outstanding; returns (jobs/s, histogram in µs).
@@ -35,6 +40,11 @@ async fn load(
             while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < total {
                 let mut job = AddJob::new("bench", body.to_vec());
                 job.module = Some(module);
+                job.limits = LimitsRequest {
+                    fuel: Some(FUEL),
+                    memory_bytes: Some(JOB_MEMORY),
+                    deadline_ms: Some(DEADLINE_MS),
+                };
                 let t = Instant::now();
                 let s = client.run(job, 60_000).await.expect("job runs");
                 let r = s.result.expect("finished");
@@ -78,9 +88,21 @@ fn main() {
     let wasm = wasque_tests::guests::wasm("wordcount");
     let dir = tempfile::tempdir().expect("tempdir");
 
+    // (a) in the same run: best of three rounds per thread count.
+    let payload = bytes::Bytes::from(payload_1k());
+    let mut raw_rate = [0.0f64; 3];
+    for threads in [1usize, 2] {
+        let raw = Raw::new(&wasm, Some(FUEL), true, threads);
+        raw_throughput(&raw, &payload, threads, warm, true);
+        for _ in 0..3 {
+            let d = raw_throughput(&raw, &payload, threads, total, true);
+            raw_rate[threads] = raw_rate[threads].max(total as f64 / d.as_secs_f64());
+        }
+    }
+
     println!("## wasque end to end over QUIC (wordcount, 1 KiB payload)\n");
-    println!("| setup | jobs | in flight | jobs/s | p50 | p99 |");
-    println!("|---|---|---|---|---|---|");
+    println!("| setup | jobs | in flight | jobs/s | p50 | p99 | (a) raw, same threads | (c)/(a) |");
+    println!("|---|---|---|---|---|---|---|---|");
     for threads in [1usize, 2] {
         let data = dir.path().join(format!("e2e-{threads}"));
         let node_rt = runtime(2);
@@ -98,9 +120,11 @@ fn main() {
             load(&client, module, total, 64).await
         });
         println!(
-            "| node, {threads} executor thread(s), client in the same process | {total} | 64 | {rate:.0} | {} µs | {} µs |",
+            "| node, {threads} executor thread(s), client in the same process | {total} | 64 | {rate:.0} | {} µs | {} µs | {:.0} | {:.2}x |",
             h.value_at_quantile(0.5),
-            h.value_at_quantile(0.99)
+            h.value_at_quantile(0.99),
+            raw_rate[threads],
+            rate / raw_rate[threads]
         );
         drop(client_rt);
         node_rt.block_on(node.shutdown());

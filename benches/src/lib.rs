@@ -2,6 +2,7 @@
 //! port, a node configuration for one, a multi-thread runtime, and the
 //! standard 1 KiB `wordcount` payload.
 
+pub mod raw;
 pub mod sim;
 pub mod workload;
 
