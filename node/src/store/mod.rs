@@ -21,6 +21,7 @@
 
 mod data_dir;
 mod gate;
+mod journal_file;
 pub mod kv;
 pub mod record;
 mod recover;
