@@ -71,6 +71,8 @@ pub struct OpenReport {
     pub journal_bytes: u64,
     /// Journal bytes cut away as a torn or corrupt tail.
     pub journal_bytes_dropped: u64,
+    /// Time spent checking the journals before opening.
+    pub check_ms: u64,
 }
 
 /// The open store.
@@ -91,8 +93,9 @@ impl Kv {
     /// Opens (or creates) the store at `path`, recovering its journal. A
     /// panic inside the store crate while opening becomes an error.
     pub fn open(path: &Path) -> Result<(Kv, OpenReport), KvError> {
-        let before = journal_bytes(path);
-        check_journals(path)?;
+        let t = Instant::now();
+        let before = check_journals(path)?;
+        let check_ms = t.elapsed().as_millis() as u64;
         let opened = quietly(|| {
             let db = fjall::Database::builder(path)
                 .manual_journal_persist(true)
@@ -131,6 +134,7 @@ impl Kv {
             OpenReport {
                 journal_bytes: before,
                 journal_bytes_dropped: before.saturating_sub(after),
+                check_ms,
             },
         ))
     }
@@ -355,13 +359,16 @@ fn no_space_left(dir: &Path) -> bool {
 
 /// Checks the journals before the store crate opens them
 /// ([`journal_file`]): cuts a torn tail; refuses damage in the middle.
-fn check_journals(path: &Path) -> Result<(), KvError> {
+/// Returns the bytes of journal data found.
+fn check_journals(path: &Path) -> Result<u64, KvError> {
     let open_err = |message: String| KvError::Open {
         path: path.to_path_buf(),
         message,
     };
-    match journal_file::check(path).map_err(|e| open_err(format!("reading its journals: {e}")))? {
-        Verdict::Whole => Ok(()),
+    let (verdict, bytes) =
+        journal_file::check(path).map_err(|e| open_err(format!("reading its journals: {e}")))?;
+    match verdict {
+        Verdict::Whole => Ok(bytes),
         Verdict::TornTail { file, at, dropped } => {
             tracing::warn!(
                 file = %file.display(),
@@ -369,8 +376,10 @@ fn check_journals(path: &Path) -> Result<(), KvError> {
                 dropped,
                 "job store: the journal ends in a damaged batch (a write cut short); cutting it there"
             );
-            journal_file::cut(&file, at)
-                .map_err(|e| open_err(format!("cutting the torn tail of {}: {e}", file.display())))
+            journal_file::cut(&file, at).map_err(|e| {
+                open_err(format!("cutting the torn tail of {}: {e}", file.display()))
+            })?;
+            Ok(bytes)
         }
         Verdict::Damaged {
             file,

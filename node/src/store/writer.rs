@@ -361,7 +361,9 @@ impl Thread {
         self.rewritten_at = Some(Instant::now());
         match rewrite::rewrite(kv, max) {
             Ok((kv, done)) => {
+                // Synced, and no deletes left in it to compact.
                 self.dirty = false;
+                self.removes = 0;
                 self.last_sync = Instant::now();
                 self.stats.rewrites.fetch_add(1, Ordering::Relaxed);
                 let after = allocated_bytes(&self.path);
