@@ -12,6 +12,10 @@
 # Needs redis-benchmark and redis-cli (Debian: redis-tools). Raw output goes
 # to benches/runs/durability-<date>.txt.
 #
+# BASELINE=path/to/an/older/wasque-node runs part 1 with it too, each mode
+# with both binaries one after the other, so a change to the write path is
+# compared within one run.
+#
 #   benches/durability.sh               # 1,000,000 jobs
 #   JOBS=100000 N=50000 benches/durability.sh
 set -euo pipefail
@@ -33,8 +37,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-start() { # start CONF DATA
-    "$BIN/wasque-node" "$1" --port "$PORT" --http-port 0 --data-dir "$2" \
+start() { # start CONF DATA [BINARY]
+    "${3:-$BIN/wasque-node}" "$1" --port "$PORT" --http-port 0 --data-dir "$2" \
         --enable-debug-command > "$TMP/node.out" 2> "$TMP/node.err" &
     WPID=$!
     for _ in $(seq 600); do redis-cli -p "$PORT" PING >/dev/null 2>&1 && return; sleep 0.01; done
@@ -52,12 +56,16 @@ mkdir -p benches/runs
 echo "# machine: $(nproc) cores, $(awk '/MemTotal/ {print $2/1024/1024 " GiB"}' /proc/meminfo), disk: $(df -T "$TMP" | awk 'NR==2 {print $2}')"
 echo "## ADDJOB c50 P1 n$N, 100-byte body"
 for mode in "appendonly no" "appendfsync everysec" "appendfsync always"; do
-    printf '%s\n' "$mode" > "$TMP/w.conf"
-    rm -rf "$TMP/data"
-    start "$TMP/w.conf" "$TMP/data"
-    printf '%s,' "$mode"
-    redis-benchmark -p "$PORT" -c 50 -n "$N" -P 1 --csv ADDJOB bench "$BODY" 0 | tail -1
-    stop
+    for node in ${BASELINE:+"$BASELINE"} "$BIN/wasque-node"; do
+        printf '%s\n' "$mode" > "$TMP/w.conf"
+        rm -rf "$TMP/data"
+        start "$TMP/w.conf" "$TMP/data" "$node"
+        label=""
+        [ -n "${BASELINE:-}" ] && label=" ($([ "$node" = "$BASELINE" ] && echo baseline || echo this build))"
+        printf '%s,' "$mode$label"
+        redis-benchmark -p "$PORT" -c 50 -n "$N" -P 1 --csv ADDJOB bench "$BODY" 0 | tail -1
+        stop
+    done
 done
 
 printf 'appendfsync everysec\n' > "$TMP/w.conf"
@@ -69,6 +77,17 @@ for jobs in "$JOBS_SMALL" "$JOBS"; do
     sleep 2 # one everysec sync
     echo "store after fill: $(store_bytes "$TMP/data") bytes apparent, $(store_alloc "$TMP/data") allocated, $(( $(store_alloc "$TMP/data") / jobs )) bytes/job"
     kill9
+    if [ -n "${BASELINE:-}" ]; then
+        # The same killed store, read by the baseline first (on a copy:
+        # opening a store changes its journal).
+        rm -rf "$TMP/base"; cp -a "$TMP/data" "$TMP/base"; rm -f "$TMP/base/LOCK"
+        t0=$(date +%s%N)
+        start "$TMP/w.conf" "$TMP/base" "$BASELINE"
+        t1=$(date +%s%N)
+        echo "recovery after kill -9 (baseline): $(( (t1 - t0) / 1000000 )) ms to answer PING"
+        stop
+        rm -rf "$TMP/base"
+    fi
     t0=$(date +%s%N)
     start "$TMP/w.conf" "$TMP/data"
     t1=$(date +%s%N)
@@ -80,9 +99,19 @@ for jobs in "$JOBS_SMALL" "$JOBS"; do
     t1=$(date +%s%N)
     echo "restart after a clean stop: $(( (t1 - t0) / 1000000 )) ms to answer PING"
     echo "store before removing all: $(store_alloc "$TMP/data") bytes allocated"
+    t0=$(date +%s%N)
     redis-cli -p "$PORT" DEBUG FLUSHALL >/dev/null
     sleep 2
     echo "store after removing all ($jobs deletes), 2 s later: $(store_alloc "$TMP/data") bytes allocated"
+    # Compaction, then a rewrite once the writer is idle: wait for the
+    # store to settle under 1 MiB (at most 20 s more).
+    for _ in $(seq 40); do
+        [ "$(store_alloc "$TMP/data")" -lt 1048576 ] && break
+        sleep 0.5
+    done
+    t1=$(date +%s%N)
+    echo "store after removing all: $(store_alloc "$TMP/data") bytes allocated $(( (t1 - t0) / 1000000 )) ms after DEBUG FLUSHALL"
+    grep -o 'job store rewritten.*' "$TMP/node.err" | sed 's/\x1b\[[0-9;]*m//g' | tail -1 || true
     stop
     echo "store after a clean stop: $(store_alloc "$TMP/data") bytes allocated"
 done

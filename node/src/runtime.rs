@@ -255,7 +255,10 @@ impl Node {
             engine.handle_module_added(hash, size);
         }
         let policies_file = data_dir.path().join("queue-policies");
-        engine.restore_policies(load_policies(&policies_file));
+        engine.restore_policies(load_small_file(&policies_file, "queue policies"));
+        // Before the jobs: a queue paused in output keeps them to itself.
+        let pauses_file = data_dir.path().join("queue-pauses");
+        engine.restore_pauses(now_ms(), load_small_file(&pauses_file, "queue pauses"));
         // Jobs come back before anything is served (issue 5, store/).
         let (written_tx, written_rx) = mpsc::unbounded_channel();
         let store = crate::store::open_and_restore(
@@ -366,6 +369,7 @@ impl Node {
             cluster: cluster.clone(),
             inputs: handle.inputs.clone(),
             policies_file,
+            pauses_file,
         };
         let mut tasks = vec![
             tokio::spawn(driver.run(inputs_rx, done_rx, peer_rx, stop_rx.clone())),
@@ -500,22 +504,31 @@ async fn join_with_token(
     Err(StartError::Join(last))
 }
 
-/// Writes the queue policies (a small postcard file, replaced atomically).
-fn save_policies(path: &std::path::Path, all: &[(String, crate::engine::QueuePolicy)]) {
+/// Writes one of the node's small state files (`queue-policies`,
+/// `queue-pauses`): postcard, synced, then renamed over the old one, so a
+/// crash leaves the old file or the new one, whole. `what` names it in logs.
+fn save_small_file<T: serde::Serialize>(path: &std::path::Path, what: &str, value: &T) {
     let tmp = path.with_extension("tmp");
-    let written = postcard::to_allocvec(all)
+    let written = postcard::to_allocvec(value)
         .map_err(std::io::Error::other)
-        .and_then(|b| std::fs::write(&tmp, b))
+        .and_then(|b| {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&b)?;
+            f.sync_all()
+        })
         .and_then(|_| std::fs::rename(&tmp, path));
     if let Err(e) = written {
-        tracing::warn!(file = %path.display(), "cannot save queue policies: {e}");
+        tracing::warn!(file = %path.display(), "cannot save {what}: {e}");
     }
 }
 
-fn load_policies(path: &std::path::Path) -> Vec<(String, crate::engine::QueuePolicy)> {
+/// Reads a file [`save_small_file`] wrote; empty when there is none (or
+/// it cannot be read: logged, and the defaults apply).
+fn load_small_file<T: serde::de::DeserializeOwned>(path: &std::path::Path, what: &str) -> Vec<T> {
     match std::fs::read(path) {
         Ok(b) => postcard::from_bytes(&b).unwrap_or_else(|e| {
-            tracing::warn!(file = %path.display(), "queue policies unreadable, using defaults: {e}");
+            tracing::warn!(file = %path.display(), "{what} unreadable, using defaults: {e}");
             vec![]
         }),
         Err(_) => vec![],
@@ -548,6 +561,8 @@ struct Driver {
     inputs: mpsc::UnboundedSender<Input>,
     /// `DATA_DIR/queue-policies`: QPOLICY settings across restarts.
     policies_file: std::path::PathBuf,
+    /// `DATA_DIR/queue-pauses`: PAUSE flags across restarts.
+    pauses_file: std::path::PathBuf,
 }
 
 impl Driver {
@@ -724,7 +739,10 @@ impl Driver {
                 Effect::Send { to, msg } => self.cluster.send(to, msg),
                 Effect::SendMany { to, msg } => self.cluster.send_many(&to, msg),
                 Effect::FetchModule { hash, from } => self.fetch_module(hash, from),
-                Effect::SavePolicies(all) => save_policies(&self.policies_file, &all),
+                Effect::SavePolicies(all) => {
+                    save_small_file(&self.policies_file, "queue policies", &all)
+                }
+                Effect::SavePauses(all) => save_small_file(&self.pauses_file, "queue pauses", &all),
             }
         }
     }

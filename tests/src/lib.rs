@@ -5,9 +5,11 @@
 //! - [`http`]: a minimal HTTP/1.0 client and event-stream reader.
 //! - [`node`]: starts a `wasque-node` as a real process on free loopback
 //!   ports and kills it by its own handle when dropped.
+//! - [`resp`]: a RESP connection with timeouts, and one-command calls.
 //! - [`wait`]: bounded polling for a condition.
 
 pub mod guests;
 pub mod http;
 pub mod node;
+pub mod resp;
 pub mod wait;

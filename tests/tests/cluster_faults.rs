@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use redis::Value;
 use wasque_tests::node::TestNode;
+use wasque_tests::resp::{cmd, connect};
 
 const RETRY_SECS: u64 = 3;
 const NODE_TIMEOUT_MS: &str = "1500";
@@ -42,16 +43,6 @@ struct Ledger {
     faults: Mutex<Vec<(String, Instant, Instant, bool)>>,
 }
 
-fn connect(addr: SocketAddr) -> Option<redis::Connection> {
-    let client = redis::Client::open(format!("redis://{addr}/")).ok()?;
-    let c = client
-        .get_connection_with_timeout(Duration::from_secs(2))
-        .ok()?;
-    c.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    c.set_write_timeout(Some(Duration::from_secs(5))).ok()?;
-    Some(c)
-}
-
 fn text(v: &Value) -> String {
     match v {
         Value::SimpleString(s) => s.clone(),
@@ -59,14 +50,6 @@ fn text(v: &Value) -> String {
         Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
         other => format!("{other:?}"),
     }
-}
-
-fn cmd(c: &mut redis::Connection, args: &[&str]) -> redis::RedisResult<Value> {
-    let mut k = redis::cmd(args[0]);
-    for a in &args[1..] {
-        k.arg(*a);
-    }
-    k.query(c)
 }
 
 /// A tiny deterministic generator (no extra dependency).

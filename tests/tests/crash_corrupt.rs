@@ -246,3 +246,111 @@ async fn damaged_stores_recover_what_is_intact_or_refuse_clearly() {
         cases.len()
     );
 }
+
+/// Flipped bytes in the middle of the journal (whole batches after them):
+/// not a torn tail, so the node must not cut the journal there (fjall
+/// alone would, dropping every accepted job after the damage). It refuses,
+/// naming the file, the offset and the command that keeps what is before;
+/// the file is left as it was. Carrying out that command, the node starts
+/// with exactly the jobs before the damage, byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flip_in_the_middle_of_the_journal_is_refused_not_cut() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let pristine = tmp.path().join("pristine");
+    let mut ledger = vec![];
+    {
+        let node = TestNode::start_in(&pristine, &[]);
+        let c = node.client().await;
+        for i in 0..200u32 {
+            let body: Vec<u8> = (0..100u32).map(|b| ((b * 17 + i) % 253) as u8).collect();
+            let id = c
+                .add_job(AddJob::new("q", body.clone()))
+                .await
+                .expect("add");
+            ledger.push((id, body));
+        }
+        node.kill9();
+    }
+    let mut files = vec![];
+    files_under(&pristine.join("store"), &mut files);
+    let journal = files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|x| x == "jnl"))
+        .max_by_key(|f| data_end(&std::fs::read(f).expect("read")))
+        .expect("a journal")
+        .strip_prefix(&pristine)
+        .expect("under")
+        .to_path_buf();
+    let end = data_end(&std::fs::read(pristine.join(&journal)).expect("read"));
+    assert!(end > 20_000, "journal of {end} bytes");
+    let mut refused_at = None;
+    let mut refusals = 0;
+    let positions = [20, 30, 40, 50, 60, 70, 80];
+    for (i, pct) in positions.iter().enumerate() {
+        let dir = tmp.path().join(format!("mid{i}"));
+        copy_dir(&pristine, &dir);
+        let target = dir.join(&journal);
+        let mut bytes = std::fs::read(&target).expect("read");
+        bytes[end * pct / 100] ^= 0x04;
+        std::fs::write(&target, &bytes).expect("write");
+        let log = tmp.path().join(format!("mid{i}.log"));
+        match try_start(&dir, &log) {
+            Start::Refused(err) => {
+                assert!(!err.contains("panicked"), "{pct}%: a panic:\n{err}");
+                let name = target.display().to_string();
+                assert!(
+                    err.contains(&name) && err.contains("truncate -s") && err.contains("move"),
+                    "{pct}%: the refusal names neither the journal nor what to do:\n{err}"
+                );
+                assert_eq!(
+                    std::fs::read(&target).expect("read"),
+                    bytes,
+                    "{pct}%: the journal was changed by a refused start"
+                );
+                refusals += 1;
+                refused_at.get_or_insert((dir, err));
+            }
+            Start::Up(up) => {
+                // Only a flip nobody can see (a batch's sequence number)
+                // lets it start: then every job is there, intact.
+                let (present, missing) = check_against_ledger(&up, &ledger).await;
+                assert_eq!(
+                    (present, missing),
+                    (ledger.len(), 0),
+                    "{pct}%: started over a damaged journal and lost jobs"
+                );
+            }
+        }
+    }
+    assert!(
+        refusals * 2 > positions.len(),
+        "only {refusals} of {} mid-journal flips were refused",
+        positions.len()
+    );
+    // The operator's way out, as the message gives it.
+    let (dir, err) = refused_at.expect("a refusal");
+    let cmdline = err
+        .split("truncate -s ")
+        .nth(1)
+        .and_then(|r| r.split('`').next())
+        .expect("a truncate command");
+    let (at, file) = cmdline.split_once(' ').expect("offset and file");
+    let at: u64 = at.parse().expect("offset");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(file)
+        .and_then(|f| f.set_len(at))
+        .expect("truncate");
+    let Start::Up(up) = try_start(&dir, &tmp.path().join("fixed.log")) else {
+        panic!("no start after cutting the journal as told")
+    };
+    let (present, missing) = check_against_ledger(&up, &ledger).await;
+    assert!(
+        present > 0 && missing > 0,
+        "{present} present, {missing} missing"
+    );
+    eprintln!(
+        "mid-journal flips: {refusals} of {} refused; after `truncate -s {at}`: {present} jobs intact, {missing} cut off",
+        positions.len()
+    );
+}

@@ -43,6 +43,9 @@ pub enum Effect {
     /// Keep every queue's scheduling policy (they changed): restored at
     /// start with [`super::Engine::restore_policies`].
     SavePolicies(Vec<(String, super::placement::QueuePolicy)>),
+    /// Keep every paused queue's flags (a `PAUSE` changed them): restored
+    /// at start with [`super::Engine::restore_pauses`].
+    SavePauses(Vec<(String, crate::queue::Pause)>),
 }
 
 /// An order to execute one attempt of a Wasm job.

@@ -182,6 +182,7 @@ impl Engine {
                     self.serve_blocked(now, &queue);
                 }
                 self.queues.note_if_idle(&queue, now);
+                self.save_pauses();
             }
         }
         let state = self
@@ -190,6 +191,23 @@ impl Engine {
             .map_or(Pause::default(), |q| q.pause)
             .as_str();
         self.reply(req, Reply::Paused(state));
+    }
+
+    /// Hands the runtime every paused queue's flags to keep: a restart
+    /// must find a queue paused as it was left.
+    fn save_pauses(&mut self) {
+        let all = self.queues.paused();
+        self.effects.push_back(super::Effect::SavePauses(all));
+    }
+
+    /// The pause flags kept by an earlier run (before any job is restored,
+    /// so a queue paused in output keeps its jobs from the executors).
+    pub fn restore_pauses(&mut self, now: UnixMs, saved: Vec<(String, Pause)>) {
+        for (queue, p) in saved {
+            if p.is_paused() {
+                self.queues.entry(&queue, now).pause = p;
+            }
+        }
     }
 
     /// DEBUG FLUSHALL: forget every job and queue. Blocked GETJOBs get nil,
@@ -203,7 +221,11 @@ impl Engine {
         for id in ids {
             self.remove_job(&id, "flushed");
         }
+        let paused = self.queues.paused();
         self.queues.clear();
+        if !paused.is_empty() {
+            self.save_pauses();
+        }
         for m in self.modules.values_mut() {
             m.jobs = 0;
         }

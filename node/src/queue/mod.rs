@@ -23,7 +23,7 @@ use crate::job::{JobId, UnixMs};
 pub const QUEUE_IDLE_MS: UnixMs = 300_000;
 
 /// A queue's pause flags, as Disque's `PAUSE` sets them.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Pause {
     /// ADDJOB is refused and retries do not re-queue.
     pub input: bool,
@@ -119,6 +119,18 @@ impl Queues {
     /// Number of queues this node knows (Disque's `registered_queues`).
     pub fn count(&self) -> usize {
         self.queues.len()
+    }
+
+    /// Every paused queue's name and flags, by name.
+    pub fn paused(&self) -> Vec<(String, Pause)> {
+        let mut all: Vec<(String, Pause)> = self
+            .queues
+            .iter()
+            .filter(|(_, q)| q.pause.is_paused())
+            .map(|(n, q)| (n.clone(), q.pause))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
     }
 
     /// Every queue, unordered.

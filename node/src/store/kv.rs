@@ -21,6 +21,8 @@ use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::journal_file::{self, Verdict};
+
 /// Journals kept before memtables are flushed into tables; what a
 /// restart after a crash replays. fjall's least (and default is 512 MiB).
 const MAX_JOURNAL_BYTES: u64 = 64 << 20;
@@ -69,6 +71,8 @@ pub struct OpenReport {
     pub journal_bytes: u64,
     /// Journal bytes cut away as a torn or corrupt tail.
     pub journal_bytes_dropped: u64,
+    /// Time spent checking the journals before opening.
+    pub check_ms: u64,
 }
 
 /// The open store.
@@ -89,7 +93,9 @@ impl Kv {
     /// Opens (or creates) the store at `path`, recovering its journal. A
     /// panic inside the store crate while opening becomes an error.
     pub fn open(path: &Path) -> Result<(Kv, OpenReport), KvError> {
-        let before = journal_bytes(path);
+        let t = Instant::now();
+        let before = check_journals(path)?;
+        let check_ms = t.elapsed().as_millis() as u64;
         let opened = quietly(|| {
             let db = fjall::Database::builder(path)
                 .manual_journal_persist(true)
@@ -128,6 +134,7 @@ impl Kv {
             OpenReport {
                 journal_bytes: before,
                 journal_bytes_dropped: before.saturating_sub(after),
+                check_ms,
             },
         ))
     }
@@ -139,12 +146,22 @@ impl Kv {
     /// Calls `f` with every (key, value), in key order. Stops at the first
     /// read error (a corrupt table), which it returns.
     pub fn scan(&self, mut f: impl FnMut(&[u8], &[u8])) -> Result<u64, KvError> {
+        self.scan_while(|k, v| {
+            f(k, v);
+            true
+        })
+    }
+
+    /// Like [`Kv::scan`], but stops early once `f` returns false.
+    pub fn scan_while(&self, mut f: impl FnMut(&[u8], &[u8]) -> bool) -> Result<u64, KvError> {
         let mut n = 0;
         let scan = quietly(|| {
             for kv in self.jobs.iter() {
                 let (k, v) = kv.into_inner()?;
-                f(&k, &v);
                 n += 1;
+                if !f(&k, &v) {
+                    break;
+                }
             }
             Ok::<_, fjall::Error>(())
         });
@@ -340,6 +357,54 @@ fn no_space_left(dir: &Path) -> bool {
     full
 }
 
+/// Checks the journals before the store crate opens them
+/// ([`journal_file`]): cuts a torn tail; refuses damage in the middle.
+/// Returns the bytes of journal data found.
+fn check_journals(path: &Path) -> Result<u64, KvError> {
+    let open_err = |message: String| KvError::Open {
+        path: path.to_path_buf(),
+        message,
+    };
+    let (verdict, bytes) =
+        journal_file::check(path).map_err(|e| open_err(format!("reading its journals: {e}")))?;
+    match verdict {
+        Verdict::Whole => Ok(bytes),
+        Verdict::TornTail { file, at, dropped } => {
+            tracing::warn!(
+                file = %file.display(),
+                at,
+                dropped,
+                "job store: the journal ends in a damaged batch (a write cut short); cutting it there"
+            );
+            journal_file::cut(&file, at).map_err(|e| {
+                open_err(format!("cutting the torn tail of {}: {e}", file.display()))
+            })?;
+            Ok(bytes)
+        }
+        Verdict::Damaged {
+            file,
+            at,
+            next_file,
+            next,
+        } => {
+            let later = if next_file == file {
+                String::new()
+            } else {
+                " and move the later journals aside".to_string()
+            };
+            Err(open_err(format!(
+                "journal {} is damaged at byte {at}, and whole batches follow it (from byte {next} of {}): \
+                 that is not a write cut short by a crash, and cutting the journal there would drop \
+                 the accepted changes after it. Restore the store from a backup; or, to keep only \
+                 what comes before the damage, cut the journal there (`truncate -s {at} {}`){later}",
+                file.display(),
+                next_file.display(),
+                file.display(),
+            )))
+        }
+    }
+}
+
 /// Bytes of journal data under `path`: each journal file up to its last
 /// non-zero byte (the store preallocates journals with zeros, so the file
 /// length says nothing; a torn write leaves garbage before the zeros).
@@ -347,48 +412,35 @@ fn journal_bytes(path: &Path) -> u64 {
     let mut total = 0;
     each_file(path, |e, m| {
         if e.file_name().to_string_lossy().ends_with(".jnl") {
-            total += data_end(&e.path()).unwrap_or(m.len());
+            total += journal_file::data_end(&e.path()).unwrap_or(m.len());
         }
     });
     total
 }
 
-/// Offset just past the last non-zero byte of a file.
-fn data_end(file: &Path) -> std::io::Result<u64> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut f = std::fs::File::open(file)?;
-    let mut end = f.metadata()?.len();
-    let mut buf = vec![0u8; 1 << 16];
-    let zeros = vec![0u8; 1 << 16];
-    while end > 0 {
-        let start = end.saturating_sub(buf.len() as u64);
-        let n = (end - start) as usize;
-        f.seek(SeekFrom::Start(start))?;
-        f.read_exact(&mut buf[..n])?;
-        // A slice comparison is a memcmp: fast over the zeroed tail.
-        if buf[..n] == zeros[..n] {
-            end = start;
-            continue;
-        }
-        if let Some(i) = buf[..n].iter().rposition(|&b| b != 0) {
-            return Ok(start + i as u64 + 1);
-        }
-        end = start;
-    }
-    Ok(0)
-}
-
 /// Runs `f`, turning a panic inside the store crate into an `Err` without
 /// the default hook printing it as a crash: a damaged store is reported by
-/// the caller as a refusal with its own message. Only used at start-up,
-/// while no other thread of the node runs.
+/// the caller as a refusal with its own message. The hook is wrapped once
+/// for the process and stays quiet only on the thread inside `quietly`, so
+/// a panic elsewhere meanwhile is still printed (the writer thread opens
+/// and reads stores while the node runs: reopen, rewrite).
 fn quietly<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|info| {
-        tracing::debug!("store crate panic: {info}");
-    }));
+    use std::cell::Cell;
+    thread_local!(static QUIET: Cell<bool> = const { Cell::new(false) });
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if QUIET.with(Cell::get) {
+                tracing::debug!("store crate panic: {info}");
+            } else {
+                previous(info);
+            }
+        }));
+    });
+    let was = QUIET.with(|q| q.replace(true));
     let out = std::panic::catch_unwind(AssertUnwindSafe(f));
-    std::panic::set_hook(previous);
+    QUIET.with(|q| q.set(was));
     out
 }
 
@@ -436,7 +488,7 @@ mod tests {
         }
         // A torn write: the end of the last batch is garbage.
         let jnl = find_journal(&crashed).expect("a journal file");
-        let end = data_end(&jnl).unwrap();
+        let end = journal_file::data_end(&jnl).unwrap();
         let mut bytes = std::fs::read(&jnl).unwrap();
         for b in &mut bytes[end as usize - 8..end as usize] {
             *b ^= 0x5A;

@@ -7,7 +7,9 @@
 //!   default): one record per live job with its state, counters, times
 //!   (wall-clock unix ms) and unacknowledged result ([`record`]), in an
 //!   embedded store ([`kv`], fjall). Acked, deleted and expired jobs are
-//!   deleted from it, so its size follows the live jobs.
+//!   deleted from it, so its size follows the live jobs (compaction, and
+//!   a [`rewrite`] into `DATA_DIR/store.new` swapped in when little is
+//!   live).
 //! - Modules and their compiled artifacts live under `modules/` and
 //!   `artifacts/` (owned by [`crate::exec`]), the TLS identity under `tls/`
 //!   (owned by [`crate::net::identity`]).
@@ -21,9 +23,11 @@
 
 mod data_dir;
 mod gate;
+mod journal_file;
 pub mod kv;
 pub mod record;
 mod recover;
+mod rewrite;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -114,6 +118,10 @@ impl JobStore {
     ) -> Result<(JobStore, LoadReport), StoreError> {
         let t0 = Instant::now();
         let path = data_dir.join(STORE_DIR);
+        rewrite::remove_leftover(&path).map_err(|e| KvError::Io {
+            path: rewrite::fresh_path(&path),
+            message: format!("cannot delete what an interrupted rewrite left: {e}"),
+        })?;
         let (kv, open) = Kv::open(&path)?;
         let open_ms = t0.elapsed().as_millis() as u64;
         expected(kv.approximate_len());
@@ -168,7 +176,8 @@ impl JobStore {
             elapsed_ms: t0.elapsed().as_millis() as u64,
             disk_bytes: kv.disk_bytes(),
         };
-        let writer = Writer::spawn(kv, mode, written).map_err(StoreError::Thread)?;
+        let writer =
+            Writer::spawn(kv, records as usize, mode, written).map_err(StoreError::Thread)?;
         Ok((
             JobStore {
                 writer,

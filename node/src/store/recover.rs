@@ -65,6 +65,7 @@ pub fn open_and_restore(
         finished = rep.finished,
         undecodable = load.undecodable.len(),
         disk_bytes = load.disk_bytes,
+        check_ms = load.open.check_ms,
         open_ms = load.open_ms,
         read_ms = load.elapsed_ms,
         total_ms = t0.elapsed().as_millis() as u64,

@@ -14,6 +14,14 @@
 //! ([`super::kv::Compactor`]), one at a time, while it goes on writing, so
 //! the store's size follows the live jobs within seconds of mass removals.
 //!
+//! What compaction cannot give back is fjall's active journal (up to
+//! 64 MB). Once the writer has been idle for a moment (no batch for
+//! 200 ms), the store takes at least [`REWRITE_MIN_BYTES`] and at least
+//! [`REWRITE_RATIO`] times what its live jobs need, and there are at most
+//! [`REWRITE_MAX_LIVE`] of them, the thread rewrites the store
+//! ([`super::rewrite`]): a short pause, only when little is live and
+//! nothing is being written, so it never stalls a loaded node.
+//!
 //! A failed write (disk full) is answered with its reason; the changes are
 //! kept and written again with the next batch or after a second, and the
 //! store is reopened first (the store crate refuses writes after a failed
@@ -29,8 +37,9 @@ use std::time::{Duration, Instant};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::kv::{Compacted, Kv, KvError, Op};
+use super::kv::{Compacted, Kv, KvError, Op, allocated_bytes};
 use super::record;
+use super::rewrite;
 use crate::config::AppendFsync;
 use crate::engine::Change;
 use crate::job::JobId;
@@ -64,6 +73,8 @@ pub struct WriterStats {
     pub disk_bytes: AtomicU64,
     /// Compactions finished (see [`COMPACT_MIN_REMOVES`]).
     pub compactions: AtomicU64,
+    /// Rewrites finished (see [`REWRITE_MIN_BYTES`]).
+    pub rewrites: AtomicU64,
     /// Time of each group write (handing the batch to the store), seconds.
     pub write_seconds: Histogram,
     /// Time of each sync to disk, seconds.
@@ -83,6 +94,7 @@ impl Default for WriterStats {
             failures: AtomicU64::new(0),
             disk_bytes: AtomicU64::new(0),
             compactions: AtomicU64::new(0),
+            rewrites: AtomicU64::new(0),
             write_seconds: Histogram::new(buckets()),
             sync_seconds: Histogram::new(buckets()),
             broken: Mutex::new(None),
@@ -119,6 +131,20 @@ pub const COMPACT_MIN_REMOVES: u64 = 10_000;
 /// Least time from the end of one compaction to the start of the next
 /// (bounds the work spent on compaction under a steady add/ack churn).
 const COMPACT_PAUSE: Duration = Duration::from_secs(1);
+/// Store size (allocated bytes) from which an idle writer rewrites it,
+/// if little is live: below it the journal is left to grow (Disque's
+/// `auto-aof-rewrite-min-size` is 64 MB).
+pub const REWRITE_MIN_BYTES: u64 = 4 << 20;
+/// ... and if the store takes at least this many times what its live
+/// jobs need (at [`REWRITE_BYTES_PER_JOB`] each).
+const REWRITE_RATIO: u64 = 4;
+const REWRITE_BYTES_PER_JOB: u64 = 256;
+/// ... and if at most this many jobs are live: the rewrite copies them
+/// while nothing is written (about 50 ms for this many here).
+pub const REWRITE_MAX_LIVE: usize = 20_000;
+/// Least time between two rewrites, and between two looks at the size.
+const REWRITE_PAUSE: Duration = Duration::from_secs(10);
+const REWRITE_LOOK_EVERY: Duration = Duration::from_secs(1);
 
 /// The handle to the writer thread. Dropping the handle's sender (through
 /// [`Writer::finish`]) makes the thread write what is left, sync, close
@@ -130,8 +156,10 @@ pub struct Writer {
 }
 
 impl Writer {
+    /// Starts the thread over `kv`, which holds `live` jobs.
     pub fn spawn(
         kv: Kv,
+        live: usize,
         mode: AppendFsync,
         done: UnboundedSender<Written>,
     ) -> std::io::Result<Writer> {
@@ -140,7 +168,7 @@ impl Writer {
         let st = stats.clone();
         let thread = std::thread::Builder::new()
             .name("wasque-store".into())
-            .spawn(move || Thread::new(kv, mode, done, st).run(rx))?;
+            .spawn(move || Thread::new(kv, live, mode, done, st).run(rx))?;
         Ok(Writer {
             tx: Some(tx),
             thread: Some(thread),
@@ -190,11 +218,21 @@ struct Thread {
     compaction: Option<JoinHandle<Result<Compacted, KvError>>>,
     /// When the last compaction ended.
     compacted_at: Option<Instant>,
+    /// When the last rewrite ended, and when the size was last looked at.
+    rewritten_at: Option<Instant>,
+    rewrite_looked_at: Option<Instant>,
+    /// The filesystem cannot swap a rewritten store in.
+    rewrite_unsupported: bool,
+    /// Allocated bytes right after the last rewrite: the next one waits
+    /// until the store is twice that (a filesystem that allocates fjall's
+    /// preallocated journal in full would otherwise rewrite every time).
+    rewrite_floor: u64,
 }
 
 impl Thread {
     fn new(
         kv: Kv,
+        live: usize,
         mode: AppendFsync,
         done: UnboundedSender<Written>,
         stats: Arc<WriterStats>,
@@ -211,10 +249,14 @@ impl Thread {
             last_sync: Instant::now(),
             broken: None,
             buf: Vec::new(),
-            live: 0,
+            live,
             removes: 0,
             compaction: None,
             compacted_at: None,
+            rewritten_at: None,
+            rewrite_looked_at: None,
+            rewrite_unsupported: false,
+            rewrite_floor: 0,
         }
     }
 
@@ -284,6 +326,74 @@ impl Thread {
         }
         self.maybe_sync_everysec();
         self.maybe_compact();
+        self.maybe_rewrite();
+    }
+
+    /// Rewrites the store if it is much bigger than what is live and
+    /// little is live (see the module's comment). Only called when idle.
+    fn maybe_rewrite(&mut self) {
+        let every = |at: Option<Instant>, d: Duration| at.is_none_or(|t| t.elapsed() >= d);
+        if self.rewrite_unsupported
+            || self.kv.is_none()
+            || self.compaction.is_some()
+            || self.broken.is_some()
+            || !self.unwritten.is_empty()
+            || self.live > REWRITE_MAX_LIVE
+            || !every(self.rewritten_at, REWRITE_PAUSE)
+            || !every(self.rewrite_looked_at, REWRITE_LOOK_EVERY)
+        {
+            return;
+        }
+        self.rewrite_looked_at = Some(Instant::now());
+        let bytes = allocated_bytes(&self.path);
+        let needed = self.live as u64 * REWRITE_BYTES_PER_JOB;
+        if bytes < REWRITE_MIN_BYTES
+            || bytes < needed.saturating_mul(REWRITE_RATIO)
+            || bytes < self.rewrite_floor.saturating_mul(2)
+        {
+            return;
+        }
+        // Everything written is synced into the rewrite; nothing is unsynced after.
+        let Some(kv) = self.kv.take() else { return };
+        // Twice the live count: records the node is about to delete (an
+        // ack in flight) are copied too; far more means the count is off.
+        let max = (self.live as u64 * 2).max(1000);
+        self.rewritten_at = Some(Instant::now());
+        match rewrite::rewrite(kv, max) {
+            Ok((kv, done)) => {
+                // Synced, and no deletes left in it to compact.
+                self.dirty = false;
+                self.removes = 0;
+                self.last_sync = Instant::now();
+                self.stats.rewrites.fetch_add(1, Ordering::Relaxed);
+                let after = allocated_bytes(&self.path);
+                self.rewrite_floor = after;
+                tracing::info!(
+                    records = done.records,
+                    millis = done.millis,
+                    before_bytes = bytes,
+                    after_bytes = after,
+                    "job store rewritten"
+                );
+                self.stats
+                    .disk_bytes
+                    .store(kv.disk_bytes(), Ordering::Relaxed);
+                self.kv = Some(kv);
+            }
+            Err(e) => {
+                let e = *e;
+                tracing::warn!("job store: not rewritten: {}", e.why);
+                self.rewrite_unsupported = e.unsupported;
+                match e.kv {
+                    Some(kv) => self.kv = Some(kv),
+                    // Reopened before the next write, like after a failed write.
+                    None => {
+                        self.fail(&e.why);
+                    }
+                }
+            }
+        }
+        self.rewritten_at = Some(Instant::now());
     }
 
     /// Reaps a finished compaction; starts one if deletes since the last
@@ -493,7 +603,7 @@ mod tests {
         let (kv, _) = Kv::open(&path).unwrap();
         let compactor = kv.compactor();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let w = Writer::spawn(kv, AppendFsync::No, tx).unwrap();
+        let w = Writer::spawn(kv, 0, AppendFsync::No, tx).unwrap();
         let n = 30_000u64;
         let jobs: Vec<Job> = (0..n)
             .map(|i| sample_job(1_700_000_000_000 + i, &[7; 100]))
@@ -553,7 +663,64 @@ mod tests {
             .unwrap()
             .flatten()
             .filter(|e| e.path().extension().is_some_and(|x| x == "jnl"))
-            .map(|e| e.metadata().unwrap().blocks() * 512)
+            // A rewrite may delete files while this looks.
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.blocks() * 512)
             .sum()
+    }
+
+    #[test]
+    fn a_small_store_gives_its_journal_back_once_its_jobs_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        let (kv, _) = Kv::open(&path).unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let w = Writer::spawn(kv, 0, AppendFsync::EverySec, tx).unwrap();
+        let n = 20_000u64;
+        let kept = 10;
+        let jobs: Vec<Job> = (0..n)
+            .map(|i| sample_job(1_700_000_000_000 + i, &[7; 100]))
+            .collect();
+        let mut seq = 0;
+        for (i, chunk) in jobs.chunks(500).enumerate() {
+            seq += 1;
+            let changes = chunk
+                .iter()
+                .map(|j| Change::Put(Box::new(j.clone())))
+                .collect();
+            write(&w, &mut rx, seq, changes, (i + 1) * 500);
+        }
+        for chunk in jobs[kept..].chunks(500) {
+            seq += 1;
+            let changes = chunk.iter().map(|j| Change::Remove(j.id)).collect();
+            write(&w, &mut rx, seq, changes, kept);
+        }
+        let full = allocated_bytes(&path);
+        assert!(full > REWRITE_MIN_BYTES, "{full} bytes");
+        // Idle now: the journal (all fjall kept) goes within seconds.
+        let t = Instant::now();
+        loop {
+            let now = allocated_bytes(&path);
+            if now < 300_000 && w.stats.rewrites.load(Ordering::Relaxed) >= 1 {
+                break;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(15),
+                "store: {now} bytes after removing {} of {n} jobs ({full} before)",
+                n as usize - kept
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Writes go on into the rewritten store, and survive a reopen.
+        seq += 1;
+        write(&w, &mut rx, seq, vec![Change::Remove(jobs[0].id)], kept - 1);
+        w.finish().unwrap().join().unwrap();
+        let (kv, _) = Kv::open(&path).unwrap();
+        let mut left = vec![];
+        kv.scan(|k, v| left.push((k.to_vec(), v.to_vec()))).unwrap();
+        assert_eq!(left.len(), kept - 1);
+        let mut buf = vec![];
+        record::encode(&jobs[1], &mut buf).unwrap();
+        assert_eq!(left[0], (record::key(&jobs[1].id).to_vec(), buf));
     }
 }
