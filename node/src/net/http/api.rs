@@ -178,8 +178,9 @@ pub(super) async fn stats(st: &AppState) -> Result<NodeStats, HttpError> {
 /// Longest queue name accepted in a path.
 const MAX_NAME: usize = 1024;
 
-const STATES: [JobState; 6] = [
+const STATES: [JobState; 7] = [
     JobState::WaitRepl,
+    JobState::Waiting,
     JobState::Queued,
     JobState::Active,
     JobState::Done,

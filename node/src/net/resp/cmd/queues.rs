@@ -84,6 +84,7 @@ fn jscan(a: &Args) -> Result<JScan, Frame> {
                 "done" => JobState::Done,
                 "failed" => JobState::Failed,
                 "acked" => JobState::Acked,
+                "waiting" => JobState::Waiting,
                 _ => return Err(Frame::error("ERR", "Invalid job state name")),
             };
             s.states.push(st);
