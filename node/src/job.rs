@@ -97,7 +97,8 @@ pub struct Job {
     /// When an active plain job is queued again unless acked.
     pub requeue_at: Option<UnixMs>,
     pub counters: Counters,
-    pub result: Option<JobResult>,
+    /// Boxed: most jobs held have none, and it is the largest field.
+    pub result: Option<Box<JobResult>>,
     /// Nodes holding a copy, this one included (Disque's
     /// `nodes-delivered`); empty for a job kept on one node only.
     pub nodes: Vec<NodeName>,
@@ -291,7 +292,7 @@ impl Job {
             module: self.module,
             limits: self.module.map(|_| self.limits),
             nocache: self.nocache,
-            result: self.result.clone(),
+            result: self.result.as_deref().cloned(),
             nodes: self.nodes.iter().map(|n| n.to_string()).collect(),
             parts: self.gather.as_ref().map(|g| g.status()).unwrap_or_default(),
         }

@@ -731,7 +731,7 @@ impl Engine {
                 result: if job.nocache {
                     None
                 } else {
-                    job.result.clone()
+                    job.result.as_deref().cloned()
                 },
             };
             self.send(from, msg);
@@ -790,7 +790,7 @@ impl Engine {
             result: if job.nocache {
                 None
             } else {
-                job.result.clone()
+                job.result.as_deref().cloned()
             },
         };
         for to in others {
@@ -818,7 +818,7 @@ impl Engine {
             job.is_wasm(),
         );
         job.state = state;
-        job.result = result;
+        job.result = result.map(Box::new);
         if let Some(t) = job.requeue_at.take() {
             self.timers.cancel(t, Timer::Requeue(id));
         }

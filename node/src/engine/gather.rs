@@ -241,7 +241,7 @@ impl Engine {
             return;
         };
         let ok = job.state == JobState::Done;
-        let result = job.result.clone();
+        let result = job.result.as_deref().cloned();
         let body = job.body.clone();
         let Some(p) = self.jobs.get_mut(&parent) else {
             return;
@@ -356,7 +356,7 @@ impl Engine {
             return;
         };
         p.state = JobState::Failed;
-        p.result = Some(JobResult {
+        p.result = Some(Box::new(JobResult {
             exit_code: None,
             error_class: Some(class.unwrap_or(ErrorClass::Trap)),
             message,
@@ -365,7 +365,7 @@ impl Engine {
             fuel_used: 0,
             duration_us: 0,
             node,
-        });
+        }));
         if let Some(m) = p.module
             && let Some(entry) = self.modules.get_mut(&m)
         {

@@ -422,7 +422,7 @@ impl Engine {
                 run_us: result.duration_us,
                 fuel_used: result.fuel_used,
             };
-            job.result = Some(result.clone());
+            job.result = Some(Box::new(result.clone()));
             let status = job.status(now, &self.cfg.node_id);
             if nocache {
                 job.result = None;

@@ -292,7 +292,7 @@ fn finished_results_wait_for_their_ack_and_acks_stay_gone() {
     };
     e.handle_exec_done(T0 + 1, id, 1, result.clone());
     disk.drain(&mut e);
-    assert_eq!(disk.0[&id].result.as_ref(), Some(&result));
+    assert_eq!(disk.0[&id].result.as_deref(), Some(&result));
     let other = add(&mut e, &mut disk, 2, plain("q", "acked", 0));
     e.handle_command(
         T0 + 2,
@@ -311,7 +311,7 @@ fn finished_results_wait_for_their_ack_and_acks_stay_gone() {
     assert_eq!(rep.finished, 1);
     let job = r.job(&id).unwrap();
     assert_eq!(job.state, JobState::Done);
-    assert_eq!(job.result.as_ref(), Some(&result));
+    assert_eq!(job.result.as_deref(), Some(&result));
     assert!(r.job(&other).is_none());
 }
 

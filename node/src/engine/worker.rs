@@ -152,7 +152,7 @@ impl Engine {
                             },
                         }));
                 }
-                job.result = Some(result);
+                job.result = Some(Box::new(result));
                 let status = job.status(now, &self.cfg.node_id);
                 if nocache {
                     job.result = None;

@@ -122,7 +122,7 @@ pub fn encode(job: &Job, out: &mut Vec<u8>) -> Result<(), RecordError> {
         nacks: job.counters.nacks,
         additional_deliveries: job.counters.additional_deliveries,
         ack_times: job.counters.ack_times,
-        result: job.result.as_ref().map(Cow::Borrowed),
+        result: job.result.as_deref().map(Cow::Borrowed),
     };
     out.clear();
     out.push(JOB_FORMAT);
@@ -177,7 +177,7 @@ pub fn decode(key: &[u8], value: &[u8]) -> Result<Job, RecordError> {
             additional_deliveries: r.additional_deliveries,
             ack_times: r.ack_times,
         },
-        result: r.result.map(Cow::into_owned),
+        result: r.result.map(|r| Box::new(r.into_owned())),
         nodes,
         gather: gather.map(Box::new),
     })
@@ -235,7 +235,7 @@ mod tests {
             additional_deliveries: 2,
             ack_times: 0,
         };
-        job.result = Some(JobResult {
+        job.result = Some(Box::new(JobResult {
             exit_code: Some(0),
             error_class: None,
             message: String::new(),
@@ -244,7 +244,7 @@ mod tests {
             fuel_used: 9,
             duration_us: 10,
             node: "n".into(),
-        });
+        }));
         job.nodes = vec![NodeName([1; 20]), NodeName([2; 20])];
         let mut g = Gather::new(ModuleHash([8; 32]), 2, 3);
         g.parts[0].done = true;
