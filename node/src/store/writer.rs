@@ -358,7 +358,6 @@ impl Thread {
         // Twice the live count: records the node is about to delete (an
         // ack in flight) are copied too; far more means the count is off.
         let max = (self.live as u64 * 2).max(1000);
-        self.rewritten_at = Some(Instant::now());
         match rewrite::rewrite(kv, max) {
             Ok((kv, done)) => {
                 // Synced, and no deletes left in it to compact.
