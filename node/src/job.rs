@@ -7,7 +7,6 @@
 //! status document) lives in `wasque_sdk::proto` and is re-exported here by
 //! name, so there is one definition on both sides of the wire.
 
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 pub use wasque_sdk::proto::{
@@ -65,21 +64,21 @@ impl std::fmt::Debug for NodeName {
 }
 
 /// A job as this node holds it (and as it travels between peers).
+///
+/// Kept small, since a node may hold millions of queued jobs: the queue
+/// name is shared with the queue (and every other job in it), and fields
+/// most jobs never use live out of line in [`JobExtra`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Job {
     pub id: JobId,
-    pub queue: String,
+    pub queue: QueueName,
+    /// Owned, not shared: 16 bytes in the job instead of `Bytes`' 32.
+    /// Runs and deliveries copy it (a memcpy beside a Wasm run or a
+    /// socket write).
     #[serde(with = "bytes_as_bytes")]
-    pub body: Bytes,
-    /// The module to run; `None` = a plain job for an external worker.
-    pub module: Option<ModuleHash>,
-    /// Resolved limits (node defaults and maxima applied) for Wasm jobs.
-    pub limits: Limits,
-    pub args: Vec<String>,
+    pub body: Box<[u8]>,
     /// 0..=9, higher first.
     pub priority: u8,
-    pub group: Option<String>,
-    pub parent: Option<JobId>,
     /// Copies requested.
     pub replicate: u32,
     /// Re-queue after this many ms without an ack; 0 = at most once.
@@ -89,23 +88,50 @@ pub struct Job {
     /// A delayed job becomes ready at this time.
     pub ready_at: UnixMs,
     pub nocache: bool,
-    pub asynckey: Option<String>,
     pub state: JobState,
     pub created_at: UnixMs,
     /// When the job was last queued.
     pub queued_at: UnixMs,
-    /// When an active plain job is queued again unless acked.
-    pub requeue_at: Option<UnixMs>,
+    /// When an active plain job is queued again unless acked (unix ms are
+    /// never 0, so `None` costs no extra word): [`Job::requeue_at`].
+    pub requeue_at: Option<std::num::NonZeroU64>,
     pub counters: Counters,
     /// Boxed: most jobs held have none, and it is the largest field.
     pub result: Option<Box<JobResult>>,
     /// Nodes holding a copy, this one included (Disque's
     /// `nodes-delivered`); empty for a job kept on one node only.
     pub nodes: Vec<NodeName>,
+    /// A Wasm job's module and limits; args, group, parent, async key,
+    /// parts: `None` when the job has none of them (most plain jobs).
+    pub extra: Option<Box<JobExtra>>,
+}
+
+/// A queue's name as jobs hold it: one allocation shared by the queue and
+/// its jobs (`Queues::intern`).
+pub type QueueName = std::sync::Arc<str>;
+
+/// The fields of a job that plain jobs do not use, out of line.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobExtra {
+    /// The module to run; `None` = a plain job for an external worker.
+    pub module: Option<ModuleHash>,
+    /// Resolved limits (node defaults and maxima applied) for Wasm jobs.
+    pub limits: Option<Limits>,
+    pub args: Vec<String>,
+    pub group: Option<String>,
+    pub parent: Option<JobId>,
+    pub asynckey: Option<String>,
     /// A distributed job's parts (this job is their parent). Kept by the
     /// parent's node only: never sent to peers.
     #[serde(skip)]
     pub gather: Option<Box<Gather>>,
+}
+
+impl JobExtra {
+    /// `None` when it holds nothing, so a job without extras stays small.
+    pub fn boxed(self) -> Option<Box<JobExtra>> {
+        (self != JobExtra::default()).then(|| Box::new(self))
+    }
 }
 
 /// What a distributed job's parent keeps of its parts: each part runs the
@@ -176,17 +202,16 @@ impl Gather {
     }
 }
 
-/// `Bytes` written as a byte string (postcard: length and bytes).
+/// A body written as a byte string (postcard: length and bytes).
 mod bytes_as_bytes {
-    use bytes::Bytes;
     use serde::{Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(b: &Bytes, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_bytes(b)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
-        serde_bytes_buf(d).map(Bytes::from)
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Box<[u8]>, D::Error> {
+        serde_bytes_buf(d).map(Vec::into_boxed_slice)
     }
 
     fn serde_bytes_buf<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
@@ -225,24 +250,14 @@ impl Job {
     pub fn acked_stub(id: JobId, expires_at: UnixMs, nodes: Vec<NodeName>) -> Job {
         Job {
             id,
-            queue: String::new(),
-            body: Bytes::new(),
-            module: None,
-            limits: Limits {
-                fuel: 0,
-                memory_bytes: 0,
-                deadline_ms: 0,
-            },
-            args: vec![],
+            queue: QueueName::from(""),
+            body: Box::default(),
             priority: 0,
-            group: None,
-            parent: None,
             replicate: nodes.len() as u32,
             retry_ms: 0,
             expires_at,
             ready_at: 0,
             nocache: false,
-            asynckey: None,
             state: JobState::Acked,
             created_at: 0,
             queued_at: 0,
@@ -250,8 +265,68 @@ impl Job {
             counters: Counters::default(),
             result: None,
             nodes,
-            gather: None,
+            extra: None,
         }
+    }
+
+    /// When an active plain job is queued again unless acked.
+    pub fn requeue_at(&self) -> Option<UnixMs> {
+        self.requeue_at.map(|t| t.get())
+    }
+
+    pub fn set_requeue_at(&mut self, at: Option<UnixMs>) {
+        self.requeue_at = at.and_then(std::num::NonZeroU64::new);
+    }
+
+    pub fn take_requeue_at(&mut self) -> Option<UnixMs> {
+        self.requeue_at.take().map(|t| t.get())
+    }
+
+    /// The module a Wasm job runs; `None` for a plain job.
+    pub fn module(&self) -> Option<ModuleHash> {
+        self.extra.as_ref().and_then(|x| x.module)
+    }
+
+    /// A Wasm job's resolved limits (zero for a plain job).
+    pub fn limits(&self) -> Limits {
+        self.extra
+            .as_ref()
+            .and_then(|x| x.limits)
+            .unwrap_or(Limits {
+                fuel: 0,
+                memory_bytes: 0,
+                deadline_ms: 0,
+            })
+    }
+
+    pub fn args(&self) -> &[String] {
+        self.extra.as_ref().map_or(&[], |x| &x.args)
+    }
+
+    pub fn group(&self) -> Option<&str> {
+        self.extra.as_ref().and_then(|x| x.group.as_deref())
+    }
+
+    pub fn parent(&self) -> Option<JobId> {
+        self.extra.as_ref().and_then(|x| x.parent)
+    }
+
+    pub fn asynckey(&self) -> Option<&str> {
+        self.extra.as_ref().and_then(|x| x.asynckey.as_deref())
+    }
+
+    /// A distributed job's parts, on the parent's node.
+    pub fn gather(&self) -> Option<&Gather> {
+        self.extra.as_ref().and_then(|x| x.gather.as_deref())
+    }
+
+    pub fn gather_mut(&mut self) -> Option<&mut Gather> {
+        self.extra.as_mut().and_then(|x| x.gather.as_deref_mut())
+    }
+
+    /// The job's extras, created empty if it had none.
+    pub fn extra_mut(&mut self) -> &mut JobExtra {
+        self.extra.get_or_insert_with(Box::default)
     }
 
     /// The other nodes holding a copy.
@@ -261,21 +336,21 @@ impl Job {
 
     /// Whether the node runs this job itself.
     pub fn is_wasm(&self) -> bool {
-        self.module.is_some()
+        self.module().is_some()
     }
 
     /// The status document for clients.
     pub fn status(&self, now: UnixMs, node: &str) -> JobStatus {
         JobStatus {
             id: self.id,
-            queue: self.queue.clone(),
+            queue: self.queue.to_string(),
             state: self.state,
             replicate: self.replicate,
-            group: self.group.clone(),
+            group: self.group().map(str::to_string),
             priority: self.priority,
             ttl: self.expires_at.saturating_sub(now) / 1000,
             body: self.body.to_vec(),
-            next_requeue_within: self.requeue_at.map(|t| t.saturating_sub(now)),
+            next_requeue_within: self.requeue_at().map(|t| t.saturating_sub(now)),
             delay_within: (self.ready_at > now).then(|| self.ready_at - now),
             delay_secs: self.ready_at.saturating_sub(self.created_at) / 1000,
             retry_secs: self.retry_ms / 1000,
@@ -289,12 +364,29 @@ impl Job {
                 ack_times: self.counters.ack_times,
                 delivery_count: self.counters.attempts,
             },
-            module: self.module,
-            limits: self.module.map(|_| self.limits),
+            module: self.module(),
+            limits: self.module().map(|_| self.limits()),
             nocache: self.nocache,
             result: self.result.as_deref().cloned(),
             nodes: self.nodes.iter().map(|n| n.to_string()).collect(),
-            parts: self.gather.as_ref().map(|g| g.status()).unwrap_or_default(),
+            parts: self.gather().map(|g| g.status()).unwrap_or_default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A node may hold millions of queued jobs: what each costs is the
+    /// memory goal of benches/README.md ("RSS per queued job"). A new field
+    /// that most jobs do not use belongs in `JobExtra`.
+    #[test]
+    fn a_job_stays_small() {
+        assert!(
+            std::mem::size_of::<Job>() <= 160,
+            "Job is {} bytes",
+            std::mem::size_of::<Job>()
+        );
     }
 }

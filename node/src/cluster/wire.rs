@@ -17,8 +17,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::engine::PeerMsg;
 use crate::job::{ModuleHash, NodeName};
 
-/// The version of the peer protocol this node speaks.
-pub const PEER_PROTOCOL_VERSION: u8 = 2;
+/// The version of the peer protocol this node speaks. 3: a job's rare and
+/// Wasm-only fields travel together (`JobExtra`).
+pub const PEER_PROTOCOL_VERSION: u8 = 3;
 
 /// A node introducing itself.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -213,7 +213,7 @@ impl Engine {
             .values()
             .filter(|j| {
                 j.state == JobState::Active
-                    && j.requeue_at.is_some()
+                    && j.requeue_at().is_some()
                     && !self.executing.contains(&j.id)
                     && match self.cluster.lent.get(&j.id) {
                         Some(to) => gone.contains(to),
@@ -229,7 +229,7 @@ impl Engine {
             .collect();
         for id in ids {
             self.cluster.lent.remove(&id);
-            if let Some(t) = self.jobs.get_mut(&id).and_then(|j| j.requeue_at.take()) {
+            if let Some(t) = self.jobs.get_mut(&id).and_then(|j| j.take_requeue_at()) {
                 self.timers.cancel(t, Timer::Requeue(id));
             }
             self.requeue_announced(now, id);
@@ -346,7 +346,7 @@ impl Engine {
             return;
         };
         let asked: Vec<NodeName> = job.others(me).collect();
-        let mut copy = job.as_ref().clone();
+        let mut copy = job.clone();
         copy.state = JobState::Active;
         self.cluster.stats.copies_sent += asked.len() as u64;
         // One message for every peer: encoded once by the transport.
@@ -453,18 +453,18 @@ impl Engine {
         // Held, not queued: queued here only if nobody acks it within RETRY.
         let base = job.created_at.max(job.ready_at);
         let at = base.saturating_add(job.retry_ms).max(now + 1);
-        job.requeue_at = (job.retry_ms > 0).then_some(at);
-        if let Some(t) = job.requeue_at {
+        job.set_requeue_at((job.retry_ms > 0).then_some(at));
+        if let Some(t) = job.requeue_at() {
             self.timers.set(t, Timer::Requeue(id));
         }
         self.timers.set(job.expires_at, Timer::Expire(id));
-        let module = job.module;
+        let module = job.module();
         if let Some(m) = module
             && let Some(entry) = self.modules.get_mut(&m)
         {
             entry.jobs += 1;
         }
-        self.jobs.insert(id, Box::new(job));
+        self.hold(job);
         self.journal_put(&id);
         self.cluster.stats.copies_held += 1;
         if let Some(m) = module {
@@ -539,7 +539,7 @@ impl Engine {
         let Some(job) = self.jobs.get(&id) else {
             return true;
         };
-        let Some(m) = job.module else {
+        let Some(m) = job.module() else {
             return true;
         };
         if self.modules.contains_key(&m) {
@@ -675,12 +675,12 @@ impl Engine {
         let Some(job) = self.jobs.get_mut(&id) else {
             return;
         };
-        if let Some(t) = job.requeue_at.take() {
+        if let Some(t) = job.take_requeue_at() {
             self.timers.cancel(t, Timer::Requeue(id));
         }
         if job.retry_ms > 0 && !job.state.is_finished() {
             let at = now.saturating_add(job.retry_ms);
-            job.requeue_at = Some(at);
+            job.set_requeue_at(Some(at));
             self.timers.set(at, Timer::Requeue(id));
         }
         self.journal_put(&id);
@@ -712,7 +712,7 @@ impl Engine {
                 sent_at: 0,
             },
         );
-        self.jobs.insert(id, Box::new(job));
+        self.hold(job);
         self.arm_tick(now);
     }
 
@@ -739,7 +739,7 @@ impl Engine {
         }
         let in_hand = job.state == JobState::Queued
             || self.executing.contains(&id)
-            || job.requeue_at.is_some_and(|t| t > now) && job.counters.attempts > 0;
+            || job.requeue_at().is_some_and(|t| t > now) && job.counters.attempts > 0;
         if in_hand {
             self.send(from, PeerMsg::Queued(id));
         }
@@ -819,10 +819,10 @@ impl Engine {
         );
         job.state = state;
         job.result = result.map(Box::new);
-        if let Some(t) = job.requeue_at.take() {
+        if let Some(t) = job.take_requeue_at() {
             self.timers.cancel(t, Timer::Requeue(id));
         }
-        if let Some(m) = job.module
+        if let Some(m) = job.module()
             && let Some(entry) = self.modules.get_mut(&m)
         {
             entry.jobs = entry.jobs.saturating_sub(1);
@@ -955,15 +955,15 @@ impl Engine {
             }
         }
         job.state = JobState::Active;
-        job.requeue_at = None;
+        job.set_requeue_at(None);
         job.counters.attempts = 0;
         self.timers.set(job.expires_at, Timer::Expire(id));
-        if let Some(m) = job.module
+        if let Some(m) = job.module()
             && let Some(entry) = self.modules.get_mut(&m)
         {
             entry.jobs += 1;
         }
-        self.jobs.insert(id, Box::new(job));
+        self.hold(job);
         self.journal_put(&id);
         self.enqueue(now, id, Cause::First);
     }
@@ -1078,7 +1078,7 @@ impl Engine {
         let mut asks: Vec<(Option<String>, u32)> = Vec::new();
         for (name, q) in self.queues.iter() {
             if !q.blocked.is_empty() && q.plain.is_empty() {
-                asks.push((Some(name.clone()), q.blocked.len() as u32));
+                asks.push((Some(name.to_string()), q.blocked.len() as u32));
             }
         }
         // Enough Wasm jobs for the free slots plus one in reserve per

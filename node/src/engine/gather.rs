@@ -88,7 +88,7 @@ impl Engine {
             Err(reply) => reply,
             // Added before (a client's retry): the same job again.
             Ok(Some(job)) => Reply::JobAdded(job),
-            Ok(None) => match self.spawn_part(now, parent, index as usize, body) {
+            Ok(None) => match self.spawn_part(now, parent, index as usize, body.as_ref().into()) {
                 Ok(id) => Reply::JobAdded(id),
                 Err(reply) => reply,
             },
@@ -101,7 +101,7 @@ impl Engine {
         let Some(p) = self.jobs.get(parent) else {
             return Err(super::no_job(parent));
         };
-        let Some(g) = p.gather.as_ref() else {
+        let Some(g) = p.gather() else {
             return Err(Reply::error(
                 ErrorCode::Err,
                 format!("job {parent} is not a distributed job"),
@@ -143,12 +143,12 @@ impl Engine {
         now: UnixMs,
         parent: JobId,
         index: usize,
-        body: Bytes,
+        body: Box<[u8]>,
     ) -> Result<JobId, Reply> {
         let Some(p) = self.jobs.get(&parent) else {
             return Err(super::no_job(&parent));
         };
-        let Some(g) = p.gather.as_ref() else {
+        let Some(g) = p.gather() else {
             return Err(Reply::error(ErrorCode::Err, "not a distributed job"));
         };
         let map = g.map;
@@ -161,7 +161,7 @@ impl Engine {
                 format!("node holds its maximum of {} jobs", self.cfg.max_jobs),
             ));
         }
-        let (queue, limits, args) = (p.queue.clone(), p.limits, p.args.clone());
+        let (queue, limits, args) = (p.queue.clone(), p.limits(), p.args().to_vec());
         let (priority, retry_ms, expires_at) = (p.priority, p.retry_ms, p.expires_at);
         let ttl_secs = (expires_at.saturating_sub(now) / 1000).max(1);
         let id = self.ids.next(now, false, ttl_secs);
@@ -176,18 +176,12 @@ impl Engine {
             id,
             queue,
             body,
-            module: Some(map),
-            limits,
-            args,
             priority,
-            group: None,
-            parent: Some(parent),
             replicate: copies,
             retry_ms,
             expires_at,
             ready_at: now,
             nocache: false,
-            asynckey: None,
             state: JobState::Active,
             created_at: now,
             queued_at: now,
@@ -195,7 +189,14 @@ impl Engine {
             counters: Counters::default(),
             result: None,
             nodes,
-            gather: None,
+            extra: crate::job::JobExtra {
+                module: Some(map),
+                limits: Some(limits),
+                args,
+                parent: Some(parent),
+                ..Default::default()
+            }
+            .boxed(),
         };
         let replicated = job.nodes.len() > 1;
         let bytes = job.body.len() as u64;
@@ -215,7 +216,7 @@ impl Engine {
         if let Some(slot) = self
             .jobs
             .get_mut(&parent)
-            .and_then(|p| p.gather.as_mut())
+            .and_then(|p| p.gather_mut())
             .and_then(|g| g.parts.get_mut(index))
         {
             slot.job = Some(id);
@@ -237,7 +238,7 @@ impl Engine {
         let Some(job) = self.jobs.get(&child) else {
             return;
         };
-        let Some(parent) = job.parent else {
+        let Some(parent) = job.parent() else {
             return;
         };
         let ok = job.state == JobState::Done;
@@ -249,7 +250,7 @@ impl Engine {
         if p.state != JobState::Waiting {
             return;
         }
-        let Some(g) = p.gather.as_mut() else {
+        let Some(g) = p.gather_mut() else {
             return;
         };
         let Some(index) = g.parts.iter().position(|s| s.job == Some(child)) else {
@@ -297,7 +298,14 @@ impl Engine {
 
     /// A part's run failed: run it again as a new job if it has runs
     /// left, else fail the parent.
-    fn run_again_or_fail(&mut self, now: UnixMs, parent: JobId, r: Rerun, body: Bytes, last: &str) {
+    fn run_again_or_fail(
+        &mut self,
+        now: UnixMs,
+        parent: JobId,
+        r: Rerun,
+        body: Box<[u8]>,
+        last: &str,
+    ) {
         let index = r.index;
         let why = if r.runs < r.allowed {
             match self.spawn_part(now, parent, index, body) {
@@ -315,7 +323,7 @@ impl Engine {
         if let Some(slot) = self
             .jobs
             .get_mut(&parent)
-            .and_then(|p| p.gather.as_mut())
+            .and_then(|p| p.gather_mut())
             .and_then(|g| g.parts.get_mut(index))
         {
             slot.failed = true;
@@ -327,7 +335,7 @@ impl Engine {
         let Some(p) = self.jobs.get_mut(&parent) else {
             return;
         };
-        let Some(g) = p.gather.as_mut() else {
+        let Some(g) = p.gather_mut() else {
             return;
         };
         let outputs: Vec<Vec<u8>> = g
@@ -335,7 +343,7 @@ impl Engine {
             .iter_mut()
             .map(|s| s.output.take().unwrap_or_default())
             .collect();
-        p.body = Bytes::from(frame_parts(&outputs));
+        p.body = frame_parts(&outputs).into_boxed_slice();
         p.state = JobState::Active;
         p.queued_at = now;
         self.journal_put(&parent);
@@ -366,14 +374,13 @@ impl Engine {
             duration_us: 0,
             node,
         }));
-        if let Some(m) = p.module
+        if let Some(m) = p.module()
             && let Some(entry) = self.modules.get_mut(&m)
         {
             entry.jobs = entry.jobs.saturating_sub(1);
         }
         let running: Vec<JobId> = p
-            .gather
-            .as_ref()
+            .gather()
             .map(|g| {
                 g.parts
                     .iter()
@@ -400,7 +407,7 @@ impl Engine {
     /// part deleted by hand counts as a failed run of that part.
     pub(super) fn gather_removed(&mut self, job: &Job, why: &str) {
         let now = self.last_now;
-        if let Some(g) = &job.gather
+        if let Some(g) = job.gather()
             && job.state == JobState::Waiting
         {
             for child in g.parts.iter().filter(|s| !s.done).filter_map(|s| s.job) {
@@ -409,7 +416,7 @@ impl Engine {
                 }
             }
         }
-        let Some(parent) = job.parent else {
+        let Some(parent) = job.parent() else {
             return;
         };
         if why != "deleted" {
@@ -419,7 +426,7 @@ impl Engine {
             .jobs
             .get_mut(&parent)
             .filter(|p| p.state == JobState::Waiting)
-            .and_then(|p| p.gather.as_mut())
+            .and_then(|p| p.gather_mut())
         else {
             return;
         };

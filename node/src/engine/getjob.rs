@@ -48,7 +48,7 @@ impl Engine {
         {
             return false;
         }
-        if let Some(t) = job.requeue_at.take() {
+        if let Some(t) = job.take_requeue_at() {
             self.timers.cancel(t, Timer::Requeue(id));
         }
         if job.ready_at > now {
@@ -101,12 +101,12 @@ impl Engine {
         let Some(job) = self.jobs.get_mut(&id) else {
             return;
         };
-        if let Some(t) = job.requeue_at.take() {
+        if let Some(t) = job.take_requeue_at() {
             self.timers.cancel(t, Timer::Requeue(id));
         }
         if job.retry_ms > 0 && !job.is_wasm() {
             let at = now.saturating_add(job.retry_ms);
-            job.requeue_at = Some(at);
+            job.set_requeue_at(Some(at));
             self.timers.set(at, Timer::Requeue(id));
         }
         self.journal_put(&id);
@@ -121,7 +121,7 @@ impl Engine {
             self.effects
                 .push_back(super::Effect::Event(crate::api::JobEvent {
                     id,
-                    queue: job.queue.clone(),
+                    queue: job.queue.to_string(),
                     kind: crate::api::JobEventKind::Started {
                         attempt: job.counters.attempts,
                         ready_since: super::inspect::ready_since(job),
@@ -129,9 +129,9 @@ impl Engine {
                 }));
         }
         let entry = JobEntry {
-            queue: job.queue.clone(),
+            queue: job.queue.to_string(),
             id,
-            body: job.body.clone(),
+            body: bytes::Bytes::copy_from_slice(&job.body),
             counters: withcounters
                 .then_some((job.counters.nacks, job.counters.additional_deliveries)),
         };

@@ -83,7 +83,7 @@ impl Engine {
         let mut names: Vec<&str> = self
             .queues
             .iter()
-            .map(|(n, _)| n.as_str())
+            .map(|(n, _)| &**n)
             .filter(|n| cursor.as_deref().is_none_or(|c| *n > c))
             .collect();
         names.sort_unstable();
@@ -109,7 +109,7 @@ impl Engine {
         for job in self.jobs.values() {
             if q.cursor.is_some_and(|c| job.id <= c)
                 || q.state.is_some_and(|s| job.state != s)
-                || q.queue.as_deref().is_some_and(|name| job.queue != name)
+                || q.queue.as_deref().is_some_and(|name| &*job.queue != name)
             {
                 continue;
             }
@@ -125,7 +125,7 @@ impl Engine {
         ids.truncate(limit);
         let jobs: Vec<JobSummary> = ids
             .iter()
-            .filter_map(|id| self.jobs.get(id).map(|j| &**j))
+            .filter_map(|id| self.jobs.get(id))
             .map(summary)
             .collect();
         JobPage {
@@ -145,7 +145,7 @@ impl Engine {
         if self.cfg.events {
             self.effects.push_back(Effect::Event(JobEvent {
                 id: job.id,
-                queue: job.queue.clone(),
+                queue: job.queue.to_string(),
                 kind,
             }));
         }
@@ -171,11 +171,11 @@ pub(super) fn removal(why: &str) -> Removal {
 fn summary(job: &Job) -> JobSummary {
     JobSummary {
         id: job.id,
-        queue: job.queue.clone(),
+        queue: job.queue.to_string(),
         state: job.state,
         priority: job.priority,
         attempts: job.counters.attempts,
-        module: job.module,
+        module: job.module(),
         registered_at: job.created_at / 1000,
         body_bytes: job.body.len() as u64,
         error_class: job.result.as_ref().and_then(|r| r.error_class),

@@ -103,7 +103,7 @@ impl super::Engine {
         let dirty = std::mem::take(&mut self.journal.dirty);
         for id in dirty {
             let change = match self.jobs.get(&id) {
-                Some(job) => Change::Put(job.clone()),
+                Some(job) => Change::Put(Box::new(job.clone())),
                 None => Change::Remove(id),
             };
             self.effects.push_front(super::Effect::Persist(change));

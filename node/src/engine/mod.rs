@@ -23,6 +23,7 @@ mod gather;
 mod getjob;
 mod ids;
 mod inspect;
+mod job_table;
 mod journal;
 mod peer;
 mod placement;
@@ -153,7 +154,7 @@ pub struct Engine {
     cfg: EngineConfig,
     /// Boxed: the table stays small (a million jobs restore in a fraction
     /// of the time: no 450-byte slots to move and fault in).
-    jobs: HashMap<JobId, Box<Job>>,
+    jobs: job_table::JobTable,
     queues: Queues,
     modules: HashMap<ModuleHash, ModuleEntry>,
     waiters: HashMap<JobId, Vec<Waiter>>,
@@ -195,7 +196,7 @@ impl Engine {
             journal,
             ids: IdGen::new(cfg.node_prefix, cfg.seed),
             cfg,
-            jobs: HashMap::new(),
+            jobs: job_table::JobTable::default(),
             queues: Queues::default(),
             modules: HashMap::new(),
             waiters: HashMap::new(),
@@ -238,7 +239,7 @@ impl Engine {
 
     /// A job, if this node holds it.
     pub fn job(&self, id: &JobId) -> Option<&Job> {
-        self.jobs.get(id).map(|j| &**j)
+        self.jobs.get(id)
     }
 
     // ---- inputs -------------------------------------------------------
@@ -257,7 +258,7 @@ impl Engine {
             } => self.add_part(now, req, parent, index, body),
             Command::Show { id, key } => {
                 let reply = match self.jobs.get(&id) {
-                    Some(job) if key.is_none() || job.asynckey == key => {
+                    Some(job) if key.is_none() || job.asynckey() == key.as_deref() => {
                         Reply::Job(Box::new(job.status(now, &self.cfg.node_id)))
                     }
                     _ => no_job(&id),
@@ -411,7 +412,7 @@ impl Engine {
             } else {
                 JobState::Failed
             };
-            if let Some(m) = job.module
+            if let Some(m) = job.module()
                 && let Some(entry) = self.modules.get_mut(&m)
             {
                 entry.jobs = entry.jobs.saturating_sub(1);
@@ -430,7 +431,7 @@ impl Engine {
             if self.cfg.events {
                 self.effects.push_back(Effect::Event(JobEvent {
                     id: job_id,
-                    queue: job.queue.clone(),
+                    queue: job.queue.to_string(),
                     kind: finished,
                 }));
             }
@@ -453,11 +454,15 @@ impl Engine {
                     self.place(now, id, Cause::First);
                 }
                 Timer::Expire(id) => {
-                    if self
-                        .jobs
-                        .get(&id)
-                        .is_some_and(|j| j.state == JobState::Acked)
-                    {
+                    // TTL ends fire by slot (timer.rs): the job may be gone,
+                    // or be another holding of the id with a later end.
+                    let Some(job) = self.jobs.get(&id) else {
+                        continue;
+                    };
+                    if job.expires_at > now {
+                        continue;
+                    }
+                    if job.state == JobState::Acked {
                         self.cluster.acks.remove(&id);
                         self.drop_acked_stub(&id);
                     } else {
@@ -471,7 +476,7 @@ impl Engine {
                     let Some(job) = self.jobs.get_mut(&id) else {
                         continue;
                     };
-                    job.requeue_at = None;
+                    job.set_requeue_at(None);
                     if self.requeue_announced(now, id) {
                         continue;
                     }
@@ -489,7 +494,7 @@ impl Engine {
                     {
                         self.effects.push_back(Effect::Event(JobEvent {
                             id,
-                            queue: job.queue.clone(),
+                            queue: job.queue.to_string(),
                             kind: JobEventKind::Requeued,
                         }));
                     }
@@ -560,20 +565,14 @@ impl Engine {
                 let sync_repl = nodes.len() > 1 && !a.asynchronous;
                 let job = Job {
                     id,
-                    queue: a.queue,
-                    body: Bytes::from(a.body),
-                    module: a.module,
-                    limits,
-                    args: a.args,
+                    queue: self.queues.intern(&a.queue),
+                    body: a.body.into_boxed_slice(),
                     priority: a.priority,
-                    group: a.group,
-                    parent: None,
                     replicate: copies,
                     retry_ms: retry_secs * 1000,
                     expires_at: now + ttl_secs * 1000,
                     ready_at: now + delay_ms,
                     nocache: a.nocache,
-                    asynckey: a.asynckey,
                     state: if a.map.is_some() {
                         JobState::Waiting
                     } else if sync_repl {
@@ -587,12 +586,21 @@ impl Engine {
                     counters: Counters::default(),
                     result: None,
                     nodes,
-                    gather: a
-                        .map
-                        .map(|m| Box::new(Gather::new(m.map, m.parts, m.attempts))),
+                    extra: crate::job::JobExtra {
+                        module: a.module,
+                        limits: a.module.map(|_| limits),
+                        args: a.args,
+                        group: a.group,
+                        parent: None,
+                        asynckey: a.asynckey,
+                        gather: a
+                            .map
+                            .map(|m| Box::new(Gather::new(m.map, m.parts, m.attempts))),
+                    }
+                    .boxed(),
                 };
                 let replicated = job.nodes.len() > 1;
-                if let Some(m) = job.module
+                if let Some(m) = job.module()
                     && let Some(entry) = self.modules.get_mut(&m)
                 {
                     entry.jobs += 1;
@@ -608,7 +616,7 @@ impl Engine {
                         delayed: delay_ms > 0,
                     },
                 );
-                let parent = job.gather.is_some();
+                let parent = job.gather().is_some();
                 self.jobs.insert(id, Box::new(job));
                 self.journal_put(&id);
                 if parent {
@@ -817,6 +825,13 @@ impl Engine {
         }
     }
 
+    /// Keeps a job that came from elsewhere (a peer, the store): its queue
+    /// name is shared with the queue's, like that of a job added here.
+    fn hold(&mut self, mut job: Job) {
+        job.queue = self.queues.intern(&job.queue);
+        self.jobs.insert(job.id, Box::new(job));
+    }
+
     /// Forgets a job wherever it is; waiters learn why. Returns whether the
     /// node held it.
     fn remove_job(&mut self, id: &JobId, why: &str) -> bool {
@@ -830,7 +845,7 @@ impl Engine {
         if job.ready_at > job.created_at {
             self.timers.cancel(job.ready_at, Timer::Ready(*id));
         }
-        if let Some(t) = job.requeue_at {
+        if let Some(t) = job.requeue_at() {
             self.timers.cancel(t, Timer::Requeue(*id));
         }
         if job.state == JobState::Queued {
@@ -838,7 +853,7 @@ impl Engine {
                 .remove(&job.queue, ReadyKey::new(job.priority, *id), job.is_wasm());
         }
         if !job.state.is_finished()
-            && let Some(m) = job.module
+            && let Some(m) = job.module()
             && let Some(entry) = self.modules.get_mut(&m)
         {
             entry.jobs = entry.jobs.saturating_sub(1);
@@ -871,7 +886,7 @@ impl Engine {
             let Some(job) = self.jobs.get_mut(&id) else {
                 continue;
             };
-            let Some(module) = job.module else {
+            let Some(module) = job.module() else {
                 continue;
             };
             job.state = JobState::Active;
@@ -881,7 +896,7 @@ impl Engine {
             if self.cfg.events {
                 self.effects.push_back(Effect::Event(JobEvent {
                     id,
-                    queue: job.queue.clone(),
+                    queue: job.queue.to_string(),
                     kind: JobEventKind::Started {
                         attempt: job.counters.attempts,
                         ready_since: inspect::ready_since(job),
@@ -892,9 +907,9 @@ impl Engine {
                 job: id,
                 attempt: job.counters.attempts,
                 module,
-                body: job.body.clone(),
-                args: job.args.clone(),
-                limits: job.limits,
+                body: Bytes::copy_from_slice(&job.body),
+                args: job.args().to_vec(),
+                limits: job.limits(),
             }));
             self.journal_put(&id);
         }

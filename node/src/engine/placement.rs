@@ -219,7 +219,7 @@ impl Engine {
             .queues
             .iter()
             .filter(|(_, q)| !q.is_empty())
-            .map(|(name, q)| (name.clone(), q.len() as u64))
+            .map(|(name, q)| (name.to_string(), q.len() as u64))
             .collect();
         all.sort_by_key(|q| std::cmp::Reverse(q.1));
         all.truncate(n);
@@ -272,7 +272,7 @@ impl Engine {
             return true;
         }
         match self.placement.loads.get(n) {
-            Some(l) if l.max_memory_bytes > 0 => job.limits.memory_bytes <= l.max_memory_bytes,
+            Some(l) if l.max_memory_bytes > 0 => job.limits().memory_bytes <= l.max_memory_bytes,
             _ => true,
         }
     }
@@ -280,7 +280,7 @@ impl Engine {
     /// Whether `n` already holds the job's module compiled.
     fn has_module(&self, n: &NodeName, job: &crate::job::Job) -> bool {
         let me = self.cluster.me.unwrap_or(NodeName([0; 20]));
-        let Some(m) = job.module else { return true };
+        let Some(m) = job.module() else { return true };
         if *n == me {
             return self.modules.contains_key(&m);
         }
@@ -322,10 +322,10 @@ impl Engine {
     /// nodes that can run it; nodes holding its module win ties.
     fn choose(&mut self, id: &JobId) -> NodeName {
         let me = self.cluster.me.unwrap_or(NodeName([0; 20]));
-        let Some(job) = self.jobs.get(id).map(|j| j.as_ref().clone()) else {
+        let Some(job) = self.jobs.get(id).cloned() else {
             return me;
         };
-        let queue = job.queue.as_str();
+        let queue: &str = &job.queue;
         let mut nodes: Vec<NodeName> = std::iter::once(me)
             .chain(self.cluster.peers.iter().copied())
             .filter(|n| *n == me || self.fits(n, &job))
@@ -382,7 +382,7 @@ impl Engine {
             return None;
         }
         let job = self.jobs.get(id)?;
-        if let Some(g) = job.group.clone() {
+        if let Some(g) = job.group().map(str::to_string) {
             let owner = self.group_owner(&g);
             return (owner != me).then_some(owner);
         }
@@ -433,7 +433,7 @@ impl Engine {
     /// its group's node).
     pub(super) fn movable(&self, id: &JobId) -> bool {
         let me = self.cluster.me.unwrap_or(NodeName([0; 20]));
-        match self.jobs.get(id).and_then(|j| j.group.as_deref()) {
+        match self.jobs.get(id).and_then(|j| j.group()) {
             Some(g) => self.group_owner(g) != me,
             None => true,
         }

@@ -75,7 +75,7 @@ impl Engine {
                 self.journal_put(&id);
                 Then::Ready
             }
-            JobState::Active => match job.requeue_at {
+            JobState::Active => match job.requeue_at() {
                 Some(t) => {
                     rep.delivered += 1;
                     Then::Requeue(t)
@@ -98,7 +98,7 @@ impl Engine {
             JobState::Waiting => Then::Nothing,
         };
         if !job.state.is_finished()
-            && let Some(m) = job.module
+            && let Some(m) = job.module()
             && let Some(entry) = self.modules.get_mut(&m)
         {
             entry.jobs += 1;
@@ -123,7 +123,7 @@ impl Engine {
             Then::Requeue(t) => self.timers.set(t, Timer::Requeue(id)),
             Then::Nothing => {}
         }
-        self.jobs.insert(id, Box::new(job));
+        self.hold(job);
         rep.restored += 1;
     }
 

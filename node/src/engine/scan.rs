@@ -45,9 +45,9 @@ impl Engine {
             .drain(..)
             .filter_map(|k| self.jobs.get(&k.id))
             .map(|j| JobEntry {
-                queue: j.queue.clone(),
+                queue: j.queue.to_string(),
                 id: j.id,
-                body: j.body.clone(),
+                body: bytes::Bytes::copy_from_slice(&j.body),
                 counters: None,
             })
             .collect();
@@ -73,7 +73,7 @@ impl Engine {
 
     pub(super) fn qscan(&mut self, req: RequestId, s: QScan) {
         let count = scan_count(s.count, s.busyloop);
-        let mut heap: BinaryHeap<(u64, &String)> = BinaryHeap::new();
+        let mut heap: BinaryHeap<(u64, &crate::job::QueueName)> = BinaryHeap::new();
         for (name, q) in self.queues.iter() {
             let len = q.len() as u64;
             if s.minlen.is_some_and(|m| len < m)
@@ -98,16 +98,16 @@ impl Engine {
             Some((h, _)) if full => *h,
             _ => 0,
         };
-        let queues = found.drain(..).map(|(_, n)| n.clone()).collect();
+        let queues = found.drain(..).map(|(_, n)| n.to_string()).collect();
         self.reply(req, Reply::QueueScan { cursor, queues });
     }
 
     pub(super) fn jscan(&mut self, now: UnixMs, req: RequestId, s: JScan) {
         let count = scan_count(s.count, s.busyloop);
         let mut heap: BinaryHeap<JobId> = BinaryHeap::new();
-        for (id, job) in &self.jobs {
+        for (id, job) in self.jobs.iter() {
             if id.0.as_u128() <= s.cursor
-                || s.queue.as_ref().is_some_and(|q| *q != job.queue)
+                || s.queue.as_deref().is_some_and(|q| q != &*job.queue)
                 || (!s.states.is_empty() && !s.states.contains(&job.state))
             {
                 continue;

@@ -247,7 +247,7 @@ fn nack_requeues_at_once_and_counts_nacks() {
     let mut g = getjob(&["q"]);
     g.withcounters = true;
     assert_eq!(get(&mut e, T0, g)[0].counters, Some((1, 0)));
-    assert!(e.job(&id).unwrap().requeue_at.is_some());
+    assert!(e.job(&id).unwrap().requeue_at().is_some());
 }
 
 #[test]
@@ -290,7 +290,7 @@ fn delay_then_ttl() {
     );
     e.handle_timeout(T0 + 1_000);
     assert_eq!(e.queues.len_of("q"), 1);
-    e.handle_timeout(T0 + 3_000);
+    e.handle_timeout(T0 + 3_000 + super::timer::EXPIRY_SLOT_MS);
     assert!(e.job(&id).is_none(), "expired");
     assert_eq!(e.queues.len_of("q"), 0);
     let r = call(

@@ -118,7 +118,7 @@ impl Engine {
                 let Some(job) = self.jobs.get_mut(&id) else {
                     return;
                 };
-                if let Some(t) = job.requeue_at.take() {
+                if let Some(t) = job.take_requeue_at() {
                     self.timers.cancel(t, Timer::Requeue(id));
                 }
                 let result = JobResult {
@@ -144,7 +144,7 @@ impl Engine {
                     self.effects
                         .push_back(super::Effect::Event(crate::api::JobEvent {
                             id,
-                            queue: job.queue.clone(),
+                            queue: job.queue.to_string(),
                             kind: crate::api::JobEventKind::Finished {
                                 class: result.error_class,
                                 run_us: result.duration_us,

@@ -16,7 +16,7 @@ use std::collections::{HashMap, VecDeque};
 
 pub use ready::{ReadyKey, ReadyOrder};
 
-use crate::job::{JobId, UnixMs};
+use crate::job::{JobId, QueueName, UnixMs};
 
 /// An empty, unpaused queue without blocked clients is forgotten after
 /// this long without use (Disque: 5 minutes).
@@ -85,11 +85,11 @@ impl Queue {
 /// Every queue of the node.
 #[derive(Debug, Default)]
 pub struct Queues {
-    queues: HashMap<String, Queue>,
+    queues: HashMap<QueueName, Queue>,
     /// Queues that have ready Wasm jobs, in the order executors visit them.
-    wasm_turns: VecDeque<String>,
+    wasm_turns: VecDeque<QueueName>,
     /// Queues that became collectable, with when; checked by `collect`.
-    idle: VecDeque<(UnixMs, String)>,
+    idle: VecDeque<(UnixMs, QueueName)>,
 }
 
 impl Queues {
@@ -105,7 +105,7 @@ impl Queues {
     pub fn entry(&mut self, name: &str, now: UnixMs) -> &mut Queue {
         if !self.queues.contains_key(name) {
             self.queues.insert(
-                name.to_string(),
+                QueueName::from(name),
                 Queue {
                     created_at: now,
                     touched_at: now,
@@ -113,7 +113,16 @@ impl Queues {
                 },
             );
         }
-        self.queues.entry(name.to_string()).or_default()
+        self.queues.get_mut(name).expect("inserted above")
+    }
+
+    /// The name as jobs should hold it: the queue's own allocation when the
+    /// queue exists, so a million jobs of one queue share one name.
+    pub fn intern(&self, name: &str) -> QueueName {
+        match self.queues.get_key_value(name) {
+            Some((k, _)) => k.clone(),
+            None => QueueName::from(name),
+        }
     }
 
     /// Number of queues this node knows (Disque's `registered_queues`).
@@ -127,14 +136,14 @@ impl Queues {
             .queues
             .iter()
             .filter(|(_, q)| q.pause.is_paused())
-            .map(|(n, q)| (n.clone(), q.pause))
+            .map(|(n, q)| (n.to_string(), q.pause))
             .collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         all
     }
 
     /// Every queue, unordered.
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &Queue)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&QueueName, &Queue)> {
         self.queues.iter()
     }
 
@@ -155,7 +164,8 @@ impl Queues {
             q.plain.insert(key);
         }
         if first_wasm {
-            self.wasm_turns.push_back(queue.to_string());
+            let name = self.intern(queue);
+            self.wasm_turns.push_back(name);
         }
     }
 
@@ -171,7 +181,7 @@ impl Queues {
             q.plain.remove(&key)
         };
         if wasm && removed && q.wasm.is_empty() {
-            self.wasm_turns.retain(|n| n != queue);
+            self.wasm_turns.retain(|n| &**n != queue);
         }
         let touched = q.touched_at;
         self.note_if_idle(queue, touched);
@@ -243,9 +253,10 @@ impl Queues {
     /// turns if it has ready Wasm jobs.
     pub fn resume_wasm(&mut self, queue: &str) {
         if self.queues.get(queue).is_some_and(|q| !q.wasm.is_empty())
-            && !self.wasm_turns.iter().any(|n| n == queue)
+            && !self.wasm_turns.iter().any(|n| &**n == queue)
         {
-            self.wasm_turns.push_back(queue.to_string());
+            let name = self.intern(queue);
+            self.wasm_turns.push_back(name);
         }
     }
 
@@ -253,7 +264,8 @@ impl Queues {
     /// a blocked client or clearing a pause).
     pub fn note_if_idle(&mut self, name: &str, now: UnixMs) {
         if self.queues.get(name).is_some_and(Queue::is_collectable) {
-            self.idle.push_back((now, name.to_string()));
+            let name = self.intern(name);
+            self.idle.push_back((now, name));
         }
     }
 

@@ -8,11 +8,11 @@
 
 use std::borrow::Cow;
 
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::job::{
-    Counters, Gather, Job, JobId, JobResult, JobState, Limits, ModuleHash, NodeName, UnixMs,
+    Counters, Gather, Job, JobExtra, JobId, JobResult, JobState, Limits, ModuleHash, NodeName,
+    QueueName, UnixMs,
 };
 
 /// The first byte of every job record. A reader refuses formats it does
@@ -102,22 +102,22 @@ pub fn encode(job: &Job, out: &mut Vec<u8>) -> Result<(), RecordError> {
     let rec = StoredJob {
         queue: Cow::Borrowed(&job.queue),
         body: Raw(&job.body),
-        module: job.module,
-        limits: job.limits,
-        args: Cow::Borrowed(&job.args),
+        module: job.module(),
+        limits: job.limits(),
+        args: Cow::Borrowed(job.args()),
         priority: job.priority,
-        group: job.group.as_deref().map(Cow::Borrowed),
-        parent: job.parent,
+        group: job.group().map(Cow::Borrowed),
+        parent: job.parent(),
         replicate: job.replicate,
         retry_ms: job.retry_ms,
         expires_at: job.expires_at,
         ready_at: job.ready_at,
         nocache: job.nocache,
-        asynckey: job.asynckey.as_deref().map(Cow::Borrowed),
+        asynckey: job.asynckey().map(Cow::Borrowed),
         state: job.state,
         created_at: job.created_at,
         queued_at: job.queued_at,
-        requeue_at: job.requeue_at,
+        requeue_at: job.requeue_at(),
         attempts: job.counters.attempts,
         nacks: job.counters.nacks,
         additional_deliveries: job.counters.additional_deliveries,
@@ -129,7 +129,7 @@ pub fn encode(job: &Job, out: &mut Vec<u8>) -> Result<(), RecordError> {
     let buf = std::mem::take(out);
     let buf = postcard::to_extend(&rec, buf)?;
     let buf = postcard::to_extend(&job.nodes, buf)?;
-    *out = postcard::to_extend(&job.gather.as_deref(), buf)?;
+    *out = postcard::to_extend(&job.gather(), buf)?;
     Ok(())
 }
 
@@ -153,24 +153,19 @@ pub fn decode(key: &[u8], value: &[u8]) -> Result<Job, RecordError> {
     };
     Ok(Job {
         id,
-        queue: r.queue.into_owned(),
-        body: Bytes::copy_from_slice(r.body.0),
-        module: r.module,
-        limits: r.limits,
-        args: r.args.into_owned(),
+        // The engine shares it with the queue's name when it restores the job.
+        queue: QueueName::from(&*r.queue),
+        body: r.body.0.into(),
         priority: r.priority,
-        group: r.group.map(Cow::into_owned),
-        parent: r.parent,
         replicate: r.replicate,
         retry_ms: r.retry_ms,
         expires_at: r.expires_at,
         ready_at: r.ready_at,
         nocache: r.nocache,
-        asynckey: r.asynckey.map(Cow::into_owned),
         state: r.state,
         created_at: r.created_at,
         queued_at: r.queued_at,
-        requeue_at: r.requeue_at,
+        requeue_at: r.requeue_at.and_then(std::num::NonZeroU64::new),
         counters: Counters {
             attempts: r.attempts,
             nacks: r.nacks,
@@ -179,7 +174,16 @@ pub fn decode(key: &[u8], value: &[u8]) -> Result<Job, RecordError> {
         },
         result: r.result.map(|r| Box::new(r.into_owned())),
         nodes,
-        gather: gather.map(Box::new),
+        extra: JobExtra {
+            module: r.module,
+            limits: r.module.map(|_| r.limits),
+            args: r.args.into_owned(),
+            group: r.group.map(Cow::into_owned),
+            parent: r.parent,
+            asynckey: r.asynckey.map(Cow::into_owned),
+            gather: gather.map(Box::new),
+        }
+        .boxed(),
     })
 }
 
@@ -188,23 +192,13 @@ pub(crate) fn sample_job(ms: u64, body: &[u8]) -> Job {
     Job {
         id: JobId::compose(ms, 0, 0xABCDEF, false, 3600, 5),
         queue: "q".into(),
-        body: Bytes::copy_from_slice(body),
-        module: None,
-        limits: Limits {
-            fuel: 1,
-            memory_bytes: 2,
-            deadline_ms: 3,
-        },
-        args: vec![],
+        body: body.into(),
         priority: 3,
-        group: None,
-        parent: None,
         replicate: 1,
         retry_ms: 300_000,
         expires_at: ms + 3_600_000,
         ready_at: ms,
         nocache: false,
-        asynckey: None,
         state: JobState::Queued,
         created_at: ms,
         queued_at: ms,
@@ -212,7 +206,7 @@ pub(crate) fn sample_job(ms: u64, body: &[u8]) -> Job {
         counters: Counters::default(),
         result: None,
         nodes: vec![],
-        gather: None,
+        extra: None,
     }
 }
 
@@ -223,12 +217,18 @@ mod tests {
     #[test]
     fn a_job_round_trips_field_for_field() {
         let mut job = sample_job(1_700_000_000_000, &[0, 1, 2, 255]);
-        job.module = Some(ModuleHash([7; 32]));
-        job.args = vec!["a".into(), "b c".into()];
-        job.group = Some("g".into());
-        job.asynckey = Some("k".into());
+        let x = job.extra_mut();
+        x.module = Some(ModuleHash([7; 32]));
+        x.limits = Some(Limits {
+            fuel: 1,
+            memory_bytes: 2,
+            deadline_ms: 3,
+        });
+        x.args = vec!["a".into(), "b c".into()];
+        x.group = Some("g".into());
+        x.asynckey = Some("k".into());
         job.state = JobState::Done;
-        job.requeue_at = Some(42);
+        job.set_requeue_at(Some(42));
         job.counters = Counters {
             attempts: 3,
             nacks: 1,
@@ -250,7 +250,7 @@ mod tests {
         g.parts[0].done = true;
         g.parts[0].output = Some(b"part out".to_vec());
         g.parts[1].error = "trap: boom".into();
-        job.gather = Some(Box::new(g));
+        job.extra_mut().gather = Some(Box::new(g));
         let mut buf = Vec::new();
         encode(&job, &mut buf).unwrap();
         let back = decode(&key(&job.id), &buf).unwrap();
