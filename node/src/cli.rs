@@ -51,6 +51,10 @@ struct Args {
     /// Executor threads (default: one per core).
     #[arg(long, value_name = "N")]
     exec_threads: Option<usize>,
+    /// Async runtime threads: sockets, QUIC, the engine's driver (the
+    /// `io-threads` directive; default 1 below 4 cores, else cores / 4).
+    #[arg(long, value_name = "N")]
+    io_threads: Option<usize>,
     /// Allow DEBUG FLUSHALL over RESP (test nodes only).
     #[arg(long)]
     enable_debug_command: bool,
@@ -79,6 +83,7 @@ pub fn main() -> ExitCode {
         );
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cfg.io_threads)
         .enable_all()
         .thread_name("wasque-io")
         .build()
@@ -111,6 +116,9 @@ fn load(args: &Args) -> anyhow::Result<Config> {
     }
     if let Some(n) = args.exec_threads {
         raw.set_flag("exec-threads", n.to_string());
+    }
+    if let Some(n) = args.io_threads {
+        raw.set_flag("io-threads", n.to_string());
     }
     if let Some(t) = &args.join_token {
         raw.set_flag("join-token", t.clone());
@@ -188,6 +196,7 @@ async fn run(cfg: Config) -> ExitCode {
     tracing::info!(
         data_dir = %cfg.data_dir.display(),
         exec_threads = cfg.exec_threads,
+        io_threads = cfg.io_threads,
         "node ready"
     );
     wait_for_signal().await;

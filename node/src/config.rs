@@ -49,6 +49,9 @@ pub struct Config {
     pub requirepass: Option<String>,
     /// Executor threads; default one per core.
     pub exec_threads: usize,
+    /// Threads of the async runtime (sockets, QUIC, the engine's driver),
+    /// Redis's `io-threads`: one below 4 cores, else a quarter of them.
+    pub io_threads: usize,
     pub default_limits: Limits,
     pub max_limits: Limits,
     pub max_output_bytes: usize,
@@ -117,6 +120,7 @@ const KNOWN: &[&str] = &[
     "daemonize",
     "http-port",
     "exec-threads",
+    "io-threads",
     "fuel-default",
     "fuel-max",
     "memory-default",
@@ -362,6 +366,14 @@ impl RawConfig {
         if exec_threads == 0 || exec_threads > 1024 {
             return Err(bad("exec-threads", "must be 1..=1024".into()));
         }
+        // As Redis advises for its io-threads: more than one pays only with
+        // cores to spare. On 2 cores a second runtime thread costs more in
+        // hand-offs between threads than it gains (benches/README.md,
+        // "RESP": ADDJOB 0.78x LPUSH with 2, 1.15x with 1).
+        let io_threads = num("io-threads", if cores < 4 { 1 } else { cores as u64 / 4 })? as usize;
+        if io_threads == 0 || io_threads > 256 {
+            return Err(bad("io-threads", "must be 1..=256".into()));
+        }
         let default_limits = Limits {
             fuel: num("fuel-default", 1_000_000_000)?,
             memory_bytes: num("memory-default", 64 << 20)?,
@@ -436,6 +448,7 @@ impl RawConfig {
             join_token: self.values.get("join-token").map(|(v, _)| v.clone()),
             requirepass,
             exec_threads,
+            io_threads,
             default_limits,
             max_limits,
             max_output_bytes: num("max-output-bytes", 8 << 20)? as usize,
@@ -605,6 +618,20 @@ mod tests {
         assert_eq!(raw.resolve().unwrap().http_port, Some(17780));
         let raw = RawConfig::parse("http-port 0\n", Path::new("f")).unwrap();
         assert_eq!(raw.resolve().unwrap().http_port, None);
+    }
+
+    #[test]
+    fn io_threads_follow_the_cores_and_can_be_set() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let want = if cores < 4 { 1 } else { cores / 4 };
+        assert_eq!(Config::defaults().io_threads, want);
+        let raw = RawConfig::parse("io-threads 3\n", Path::new("f")).unwrap();
+        assert_eq!(raw.resolve().unwrap().io_threads, 3);
+        let e = RawConfig::parse("io-threads 0\n", Path::new("f"))
+            .unwrap()
+            .resolve()
+            .unwrap_err();
+        assert!(e.to_string().contains("io-threads"), "{e}");
     }
 
     #[test]

@@ -129,6 +129,7 @@ pub fn config_values(s: &Shared) -> Vec<(String, String)> {
         ("max-module-bytes".into(), c.max_module_bytes.to_string()),
         ("max-jobs".into(), c.max_jobs.to_string()),
         ("exec-threads".into(), c.exec_threads.to_string()),
+        ("io-threads".into(), c.io_threads.to_string()),
         ("loglevel".into(), c.loglevel.clone()),
         ("daemonize".into(), "no".into()),
     ]
