@@ -578,13 +578,26 @@ impl Driver {
         let mut written = self.written.take();
         // What restoring changed (expired, re-queued) goes to the store first.
         self.carry_out();
+        // One timer, moved only when the engine's next deadline moves
+        // (TTL ends come by slot, so under load it rarely does): a new
+        // timer per turn of this loop cost a clock read and a timer-wheel
+        // entry per batch of commands.
+        let timer = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(timer);
+        let mut armed: Option<UnixMs> = None;
         loop {
             self.engine
                 .set_events(self.monitor.is_some() || self.pubsub.listened());
-            let wake = self.engine.poll_timeout().map(|at| {
-                let now = now_ms();
-                tokio::time::Instant::now() + Duration::from_millis(at.saturating_sub(now))
-            });
+            let next = self.engine.poll_timeout();
+            if next != armed {
+                if let Some(at) = next {
+                    let now = now_ms();
+                    timer.as_mut().reset(
+                        tokio::time::Instant::now() + Duration::from_millis(at.saturating_sub(now)),
+                    );
+                }
+                armed = next;
+            }
             tokio::select! {
                 biased;
                 _ = stop.changed() => break,
@@ -613,7 +626,10 @@ impl Driver {
                         self.peer_event(now, ev);
                     }
                 }
-                _ = sleep_until(wake), if wake.is_some() => {
+                _ = &mut timer, if armed.is_some() => {
+                    // Re-armed next turn, even if the deadline is the same
+                    // (the clock may have read a ms early).
+                    armed = None;
                     self.engine.handle_timeout(now_ms());
                 }
                 _ = sweep.tick() => self.sweep(),
@@ -835,13 +851,6 @@ async fn recv_written(
 ) -> Option<crate::store::Written> {
     match rx {
         Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
 }

@@ -1,7 +1,9 @@
 //! The jobs a node holds, by id. A hash table of boxed jobs keyed by the
 //! id inside each job, so the id is not stored a second time as a key:
 //! with a million jobs (and the table's slack) that is about 30 bytes a
-//! job less than a map from id to job.
+//! job less than a map from id to job. Hashed with foldhash (randomly
+//! seeded, several times faster than SipHash on 16 bytes): ids are made
+//! by this node or its peers, never chosen by clients.
 
 use std::hash::BuildHasher;
 
@@ -12,7 +14,7 @@ use crate::job::{Job, JobId};
 #[derive(Debug, Default)]
 pub struct JobTable {
     table: HashTable<Box<Job>>,
-    hasher: std::hash::RandomState,
+    hasher: hashbrown::DefaultHashBuilder,
 }
 
 impl JobTable {

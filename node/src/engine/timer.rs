@@ -1,8 +1,13 @@
-//! The engine's timers: one ordered table of (when, what). Entries are
-//! removed exactly when what they guard goes away, so the table's size
-//! follows the live jobs and waiters.
+//! The engine's timers: an ordered table of (when, what), and beside it
+//! the jobs' TTL ends, which are most timers (every job has one), kept as
+//! sets of ids per slot of 128 ms: half the memory of table entries, and
+//! a TTL end fires at most a slot late (Disque's own cron is not exact
+//! either). Entries are removed exactly when what they guard goes away,
+//! so their number follows the live jobs and waiters.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+
+use hashbrown::HashSet;
 
 use super::effect::RequestId;
 use crate::job::{JobId, UnixMs};

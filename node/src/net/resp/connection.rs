@@ -91,6 +91,17 @@ pub async fn serve(
             close_by = Some(tokio::time::Instant::now() + CLOSE_GRACE);
         }
         c.flush_ready();
+        // Write what is ready now rather than after another turn through
+        // the select: the socket almost always takes it at once.
+        if !c.out.is_empty() {
+            match stream.try_write(&c.out) {
+                Ok(n) => {
+                    bytes::Buf::advance(&mut c.out, n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => break,
+            }
+        }
         if c.closing && c.slots.is_empty() && c.out.is_empty() {
             break;
         }
@@ -127,7 +138,7 @@ pub async fn serve(
                 }
                 match stream.try_write(&c.out) {
                     Ok(n) => {
-                        let _ = c.out.split_to(n);
+                        bytes::Buf::advance(&mut c.out, n);
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(_) => break,
