@@ -105,12 +105,12 @@ fn main() {
     println!("|---|---|---|---|---|---|---|---|");
     for threads in [1usize, 2] {
         let data = dir.path().join(format!("e2e-{threads}"));
-        let node_rt = runtime(2);
-        let node = node_rt
-            .block_on(Node::start(node_config(&data, threads)))
-            .expect("node starts");
+        let cfg = node_config(&data, threads);
+        // The node's own runtime as `wasque-node` sizes it (io-threads).
+        let node_rt = runtime(env_or("WASQUE_BENCH_IO_THREADS", cfg.io_threads));
+        let node = node_rt.block_on(Node::start(cfg)).expect("node starts");
         let addr = node.quic_addr().to_string();
-        let client_rt = runtime(2);
+        let client_rt = runtime(env_or("WASQUE_BENCH_CLIENT_THREADS", 2));
         let (rate, h) = client_rt.block_on(async {
             let client = Client::connect(ClientConfig::local(&addr, &data).expect("ca"))
                 .await
@@ -192,6 +192,13 @@ fn main() {
         ms(first)
     );
     let _ = Duration::ZERO;
+}
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn ms(d: Duration) -> f64 {

@@ -79,7 +79,29 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::{Request, RequestFrame};
+    use crate::proto::{AddJob, Request, RequestFrame};
+
+    /// Bodies and outputs are written as byte strings (one copy) rather
+    /// than as sequences of u8 (a call per byte); postcard gives both the
+    /// same bytes, so the wire is what protocol version 2 always was.
+    #[test]
+    fn byte_fields_keep_the_wire_of_a_u8_sequence() {
+        #[derive(Serialize)]
+        struct Seq {
+            queue: String,
+            body: Vec<u8>,
+        }
+        let job = AddJob::new("q", vec![0u8, 1, 200, 255]);
+        let as_bytes = postcard::to_allocvec(&job).unwrap();
+        let as_seq = postcard::to_allocvec(&Seq {
+            queue: "q".into(),
+            body: vec![0u8, 1, 200, 255],
+        })
+        .unwrap();
+        assert_eq!(&as_bytes[..as_seq.len()], &as_seq[..]);
+        let back: AddJob = postcard::from_bytes(&as_bytes).unwrap();
+        assert_eq!(back, job);
+    }
 
     #[tokio::test]
     async fn frames_round_trip() {

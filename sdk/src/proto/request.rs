@@ -75,6 +75,7 @@ pub enum Request {
     AddPart {
         parent: JobId,
         index: u32,
+        #[serde(with = "serde_bytes")]
         body: Vec<u8>,
     },
 }
@@ -108,6 +109,7 @@ pub fn frame_parts<T: AsRef<[u8]>>(outputs: &[T]) -> Vec<u8> {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AddJob {
     pub queue: String,
+    #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
     /// How long the add may wait for replication (Disque's ms-timeout).
     pub timeout_ms: u64,

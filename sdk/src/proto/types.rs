@@ -256,8 +256,10 @@ pub struct JobResult {
     /// A human-readable message for failures (trap message, limit hit).
     pub message: String,
     /// The guest's stdout.
+    #[serde(with = "serde_bytes")]
     pub output: Vec<u8>,
     /// The guest's stderr, bounded (a log kept with the result).
+    #[serde(with = "serde_bytes")]
     pub stderr: Vec<u8>,
     /// Fuel consumed.
     pub fuel_used: u64,
@@ -346,6 +348,7 @@ pub struct JobStatus {
     pub priority: u8,
     /// Seconds left to live.
     pub ttl: u64,
+    #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
     /// Milliseconds until the next re-queue, if one is scheduled.
     pub next_requeue_within: Option<u64>,
