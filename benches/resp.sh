@@ -7,6 +7,11 @@
 #
 #   benches/resp.sh            # full run (1,000,000 queued jobs)
 #   JOBS=100000 benches/resp.sh
+#   IO_THREADS=2 benches/resp.sh   # the node's default on 2 cores (one per core)
+#
+# The node runs with `io-threads 1` unless IO_THREADS says otherwise: like
+# redis-server, one thread for its sockets (on 2 cores, one of which
+# redis-benchmark takes, a second runtime thread only adds hand-offs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-1000000}
@@ -26,7 +31,7 @@ cleanup() {
     rm -rf "$TMP"
 }
 trap cleanup EXIT
-printf 'appendonly no\n' > "$TMP/wasque.conf"
+printf 'appendonly no\nio-threads %s\n' "${IO_THREADS:-1}" > "$TMP/wasque.conf"
 start_wasque() {
     "$BIN/wasque-node" "$TMP/wasque.conf" --port "$WPORT" --http-port 0 --data-dir "$TMP/data" \
         --enable-debug-command > "$TMP/wasque.out" 2>&1 &
@@ -48,6 +53,7 @@ mkdir -p benches/runs
 start_wasque
 start_redis
 {
+echo "# wasque io-threads ${IO_THREADS:-1}"
 echo "# machine: $(nproc) cores, $(awk '/MemTotal/ {print $2/1024/1024 " GiB"}' /proc/meminfo), $(redis-server --version | cut -d' ' -f3)"
 for P in 1 16; do
     echo "## ADDJOB vs LPUSH, c50 P$P n$N"

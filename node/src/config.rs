@@ -50,7 +50,7 @@ pub struct Config {
     /// Executor threads; default one per core.
     pub exec_threads: usize,
     /// Threads of the async runtime (sockets, QUIC, the engine's driver),
-    /// Redis's `io-threads`: one below 4 cores, else a quarter of them.
+    /// Redis's `io-threads`; default one per core.
     pub io_threads: usize,
     pub default_limits: Limits,
     pub max_limits: Limits,
@@ -366,11 +366,11 @@ impl RawConfig {
         if exec_threads == 0 || exec_threads > 1024 {
             return Err(bad("exec-threads", "must be 1..=1024".into()));
         }
-        // As Redis advises for its io-threads: more than one pays only with
-        // cores to spare. On 2 cores a second runtime thread costs more in
-        // hand-offs between threads than it gains (benches/README.md,
-        // "RESP": ADDJOB 0.78x LPUSH with 2, 1.15x with 1).
-        let io_threads = num("io-threads", if cores < 4 { 1 } else { cores as u64 / 4 })? as usize;
+        // One per core by default. A single one serves one busy RESP port
+        // faster on a 2-core box (fewer hand-offs between threads:
+        // benches/README.md, "RESP"), but leaves the node's peer links and
+        // failure detector one thread when the machine is crowded.
+        let io_threads = num("io-threads", cores as u64)? as usize;
         if io_threads == 0 || io_threads > 256 {
             return Err(bad("io-threads", "must be 1..=256".into()));
         }
@@ -623,8 +623,7 @@ mod tests {
     #[test]
     fn io_threads_follow_the_cores_and_can_be_set() {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let want = if cores < 4 { 1 } else { cores / 4 };
-        assert_eq!(Config::defaults().io_threads, want);
+        assert_eq!(Config::defaults().io_threads, cores);
         let raw = RawConfig::parse("io-threads 3\n", Path::new("f")).unwrap();
         assert_eq!(raw.resolve().unwrap().io_threads, 3);
         let e = RawConfig::parse("io-threads 0\n", Path::new("f"))
