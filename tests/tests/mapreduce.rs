@@ -237,7 +237,24 @@ fn a_word_count_over_the_cluster_matches_and_survives_a_kill() {
     if child.try_wait().unwrap().is_some() {
         panic!("the map phase ended before the kill");
     }
-    nodes.remove(2).kill9();
+    // Kill a node other than the parent's: the parent is kept by the node
+    // that accepted it, not replicated (README, "Distributed jobs"); its
+    // parts are, and the parts running on the victim must come back.
+    let parent_prefix = format!(
+        "{:06x}",
+        parent
+            .parse::<wasque_sdk::proto::JobId>()
+            .expect("a job id")
+            .node_prefix()
+    );
+    let victim = (0..nodes.len())
+        .rev()
+        .find(|i| {
+            let id = std::fs::read_to_string(nodes[*i].data_dir.join("node-id")).unwrap();
+            !id.trim().starts_with(&parent_prefix)
+        })
+        .expect("a node that does not keep the parent");
+    nodes.remove(victim).kill9();
     let out = wait_bounded(child, 120);
     let err = reader.join().unwrap();
     assert!(out.status.success(), "{err}");
