@@ -163,6 +163,9 @@ fn init_logging(cfg: &Config, flag: Option<&str>) {
 }
 
 async fn run(cfg: Config) -> ExitCode {
+    // Before anything listens: a SIGTERM that comes while the node starts
+    // must stop it cleanly, not end it with the signal's default action.
+    let signals = Signals::install();
     if let Some(pidfile) = &cfg.pidfile
         && let Err(e) = std::fs::write(pidfile, format!("{}\n", std::process::id()))
     {
@@ -199,7 +202,7 @@ async fn run(cfg: Config) -> ExitCode {
         io_threads = cfg.io_threads,
         "node ready"
     );
-    wait_for_signal().await;
+    signals.wait().await;
     tracing::info!("stopping");
     node.shutdown().await;
     if let Some(pidfile) = &cfg.pidfile {
@@ -208,20 +211,35 @@ async fn run(cfg: Config) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) {
-        (Ok(mut int), Ok(mut term)) => {
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
+/// SIGINT and SIGTERM, caught from the moment they are installed.
+enum Signals {
+    Unix(tokio::signal::unix::Signal, tokio::signal::unix::Signal),
+    CtrlC,
+}
+
+impl Signals {
+    fn install() -> Signals {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            (Ok(int), Ok(term)) => Signals::Unix(int, term),
+            _ => Signals::CtrlC,
         }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
+    }
+
+    async fn wait(self) {
+        match self {
+            Signals::Unix(mut int, mut term) => {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Signals::CtrlC => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
 }

@@ -191,8 +191,14 @@ impl JobStore {
     }
 
     /// Takes one effect of the engine: a change goes into the open batch;
-    /// a reply or a hand-out waits behind the changes before it. Returns the
-    /// effect if it may be carried out now.
+    /// a reply or an at-most-once run waits behind the changes before it.
+    /// Returns the effect if it may be carried out now.
+    ///
+    /// Any other run starts at once, before its job is written: nothing was
+    /// promised yet (the add's reply waits), and a job running when the
+    /// node dies runs again after a restart anyway. Its end then often
+    /// lands in the same group commit as its start, which the writer folds
+    /// into one record (or none, when a `run` request acks it at once).
     pub fn admit(&mut self, effect: Effect) -> Option<Effect> {
         match effect {
             Effect::Persist(change) => {
@@ -200,6 +206,7 @@ impl JobStore {
                 self.open.push(change);
                 None
             }
+            Effect::Run(run) if !run.job.at_most_once() => Some(Effect::Run(run)),
             e @ (Effect::Reply { .. } | Effect::Run(_)) => {
                 match self.gate.depends_on(!self.open.is_empty()) {
                     Some(batch) => {
