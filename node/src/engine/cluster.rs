@@ -191,7 +191,7 @@ impl Engine {
             if fresh.is_empty() {
                 continue;
             }
-            let mut copy = job.as_ref().clone();
+            let mut copy = job.clone();
             copy.state = JobState::Active;
             self.journal_put(&id);
             for to in fresh {
@@ -593,7 +593,7 @@ impl Engine {
             if !self.jobs.contains_key(&id) {
                 self.timers.set(until, Timer::Expire(id));
                 self.jobs
-                    .insert(id, Box::new(crate::job::Job::acked_stub(id, until, nodes)));
+                    .insert(Box::new(crate::job::Job::acked_stub(id, until, nodes)));
                 self.journal_put(&id);
             }
             self.cluster.acks.insert(
@@ -921,7 +921,7 @@ impl Engine {
             // The copy kept here becomes a holder's copy: re-queued by this
             // node only if the receiver neither runs nor acks it in time.
             job.state = JobState::Active;
-            let mut copy = job.as_ref().clone();
+            let mut copy = job.clone();
             copy.state = JobState::Queued;
             moved.push(copy);
             self.cluster.lent.insert(id, from);

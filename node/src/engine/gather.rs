@@ -211,7 +211,7 @@ impl Engine {
                 delayed: false,
             },
         );
-        self.jobs.insert(id, Box::new(job));
+        self.jobs.insert(Box::new(job));
         self.journal_put(&id);
         if let Some(slot) = self
             .jobs

@@ -28,19 +28,18 @@ impl JobTable {
             .map(|j| &**j)
     }
 
-    pub fn get_mut(&mut self, id: &JobId) -> Option<&mut Box<Job>> {
+    pub fn get_mut(&mut self, id: &JobId) -> Option<&mut Job> {
         let h = self.hash(id);
-        self.table.find_mut(h, |j| j.id == *id)
+        self.table.find_mut(h, |j| j.id == *id).map(|j| &mut **j)
     }
 
     pub fn contains_key(&self, id: &JobId) -> bool {
         self.get(id).is_some()
     }
 
-    /// Keeps `job` under `id` (which must be its id), returning the job it
-    /// replaces.
-    pub fn insert(&mut self, id: JobId, job: Box<Job>) -> Option<Box<Job>> {
-        debug_assert_eq!(id, job.id);
+    /// Keeps `job` under its id, returning the job it replaces.
+    pub fn insert(&mut self, job: Box<Job>) -> Option<Box<Job>> {
+        let id = job.id;
         let h = self.hash(&id);
         let hasher = &self.hasher;
         match self
@@ -100,11 +99,11 @@ mod tests {
         let mut t = JobTable::default();
         for ms in 0..1000 {
             let j = sample_job(1_700_000_000_000 + ms, b"x");
-            assert!(t.insert(j.id, Box::new(j)).is_none());
+            assert!(t.insert(Box::new(j)).is_none());
         }
         assert_eq!(t.len(), 1000);
         let j = sample_job(1_700_000_000_500, b"new body");
-        let old = t.insert(j.id, Box::new(j.clone())).expect("replaced");
+        let old = t.insert(Box::new(j.clone())).expect("replaced");
         assert_eq!(&old.body[..], b"x");
         assert_eq!(&t.get(&j.id).expect("there").body[..], b"new body");
         assert_eq!(t.len(), 1000);

@@ -617,7 +617,7 @@ impl Engine {
                     },
                 );
                 let parent = job.gather().is_some();
-                self.jobs.insert(id, Box::new(job));
+                self.jobs.insert(Box::new(job));
                 self.journal_put(&id);
                 if parent {
                     self.reply(req, Reply::JobAdded(id));
@@ -829,7 +829,7 @@ impl Engine {
     /// name is shared with the queue's, like that of a job added here.
     fn hold(&mut self, mut job: Job) {
         job.queue = self.queues.intern(&job.queue);
-        self.jobs.insert(job.id, Box::new(job));
+        self.jobs.insert(Box::new(job));
     }
 
     /// Forgets a job wherever it is; waiters learn why. Returns whether the

@@ -419,7 +419,7 @@ impl Engine {
             Cause::Again => job.counters.additional_deliveries += 1,
             Cause::Nack => job.counters.nacks += 1,
         }
-        let mut copy = job.as_ref().clone();
+        let mut copy = job.clone();
         copy.state = JobState::Queued;
         self.cluster.lent.insert(id, target);
         self.placement.loads.entry(target).or_default().sent += 1;

@@ -93,14 +93,8 @@ pub async fn serve(
         c.flush_ready();
         // Write what is ready now rather than after another turn through
         // the select: the socket almost always takes it at once.
-        if !c.out.is_empty() {
-            match stream.try_write(&c.out) {
-                Ok(n) => {
-                    bytes::Buf::advance(&mut c.out, n);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(_) => break,
-            }
+        if !c.out.is_empty() && !write_some(&stream, &mut c.out) {
+            break;
         }
         if c.closing && c.slots.is_empty() && c.out.is_empty() {
             break;
@@ -133,15 +127,8 @@ pub async fn serve(
                 }
             }
             w = stream.writable(), if !c.out.is_empty() => {
-                if w.is_err() {
+                if w.is_err() || !write_some(&stream, &mut c.out) {
                     break;
-                }
-                match stream.try_write(&c.out) {
-                    Ok(n) => {
-                        bytes::Buf::advance(&mut c.out, n);
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(_) => break,
                 }
             }
             Some((tag, reply)) = rx.recv() => {
@@ -168,6 +155,18 @@ pub async fn serve(
     c.shared
         .blocked
         .fetch_sub(blocked as i64, Ordering::Relaxed);
+}
+
+/// Writes what the socket takes now of `out` without waiting; false when
+/// the connection is broken.
+fn write_some(stream: &TcpStream, out: &mut BytesMut) -> bool {
+    match stream.try_write(out) {
+        Ok(n) => {
+            bytes::Buf::advance(out, n);
+            true
+        }
+        Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+    }
 }
 
 impl Conn {
