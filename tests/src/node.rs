@@ -112,11 +112,29 @@ impl TestNode {
             .arg("--data-dir")
             .arg(data_dir)
             .args(extra)
-            .env("RUST_LOG", "warn")
+            // WASQUE_TEST_LOG: a RUST_LOG filter for the nodes, to debug a test.
+            .env(
+                "RUST_LOG",
+                std::env::var("WASQUE_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stdout(Stdio::piped());
+        // With WASQUE_TEST_LOG set, each log line says which node wrote it.
+        let tagged = std::env::var_os("WASQUE_TEST_LOG").is_some();
+        cmd.stderr(if tagged {
+            Stdio::piped()
+        } else {
+            Stdio::inherit()
+        });
         let mut child = cmd.spawn().expect("spawn wasque-node");
+        if let Some(err) = child.stderr.take() {
+            std::thread::spawn(move || {
+                for line in BufReader::new(err).lines() {
+                    let Ok(line) = line else { break };
+                    eprintln!("[:{port}] {line}");
+                }
+            });
+        }
         let stdout = child.stdout.take().expect("stdout piped");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {

@@ -33,8 +33,8 @@ const NODE_TIMEOUT_MS: &str = "1500";
 
 #[derive(Default)]
 struct Ledger {
-    /// Answered adds: id → (body, synchronous).
-    added: Mutex<HashMap<String, (String, bool)>>,
+    /// Answered adds: id → (body, synchronous, node, answered at).
+    added: Mutex<HashMap<String, (String, bool, usize, Instant)>>,
     /// Every delivery: (id, node index, when).
     deliveries: Mutex<Vec<(String, usize, Instant)>>,
     /// When each job's first ACKJOB was answered.
@@ -132,7 +132,11 @@ fn producer(seed: u64, addrs: Arc<Vec<SocketAddr>>, ledger: Arc<Ledger>, stop: A
         match cmd(c, &args) {
             Ok(v) => {
                 let id = text(&v);
-                ledger.added.lock().unwrap().insert(id, (body, sync));
+                ledger
+                    .added
+                    .lock()
+                    .unwrap()
+                    .insert(id, (body, sync, i, Instant::now()));
             }
             Err(e) if e.is_io_error() || e.is_timeout() => conns[i] = None,
             Err(_) => {} // NOREPL while a node is down or cut off
@@ -215,6 +219,9 @@ fn no_answered_job_is_lost_and_acked_jobs_come_back_only_after_long_faults() {
     let addrs: Arc<Vec<SocketAddr>> =
         Arc::new(nodes.iter().map(|n| n.as_ref().unwrap().addr).collect());
     let ids: Vec<String> = addrs.iter().map(|a| node_id(*a)).collect();
+    for (i, (a, id)) in addrs.iter().zip(&ids).enumerate() {
+        eprintln!("n{i}: {a} {id}");
+    }
     {
         let mut c = connect(addrs[0]).unwrap();
         for a in &addrs[1..] {
@@ -227,6 +234,7 @@ fn no_answered_job_is_lost_and_acked_jobs_come_back_only_after_long_faults() {
     }
     wait_all_see_all(&addrs, 20);
 
+    let started = Instant::now();
     let ledger = Arc::new(Ledger::default());
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicBool::new(false));
@@ -304,7 +312,7 @@ fn no_answered_job_is_lost_and_acked_jobs_come_back_only_after_long_faults() {
             let acked = ledger.acked.lock().unwrap();
             added
                 .iter()
-                .filter(|(id, (_, sync))| *sync && !acked.contains_key(*id))
+                .filter(|(id, (_, sync, ..))| *sync && !acked.contains_key(*id))
                 .count()
         };
         if missing == 0 || Instant::now() > deadline {
@@ -323,15 +331,15 @@ fn no_answered_job_is_lost_and_acked_jobs_come_back_only_after_long_faults() {
     let acked = ledger.acked.lock().unwrap();
     let deliveries = ledger.deliveries.lock().unwrap();
     let faults = ledger.faults.lock().unwrap();
-    let sync_total = added.values().filter(|(_, s)| *s).count();
+    let sync_total = added.values().filter(|(_, s, ..)| *s).count();
     let lost: Vec<&String> = added
         .iter()
-        .filter(|(id, (_, sync))| *sync && !acked.contains_key(*id))
+        .filter(|(id, (_, sync, ..))| *sync && !acked.contains_key(*id))
         .map(|(id, _)| id)
         .collect();
     let async_unacked = added
         .iter()
-        .filter(|(id, (_, sync))| !*sync && !acked.contains_key(*id))
+        .filter(|(id, (_, sync, ..))| !*sync && !acked.contains_key(*id))
         .count();
     let mut per_job: HashMap<&str, u32> = HashMap::new();
     let mut after_ack_allowed = 0;
@@ -368,6 +376,30 @@ fn no_answered_job_is_lost_and_acked_jobs_come_back_only_after_long_faults() {
         lost.len(),
         &lost[..lost.len().min(10)]
     );
+    if !after_ack_forbidden.is_empty() {
+        // A timeline per job (ms since the test started) to tell which
+        // fault, if any, it overlapped.
+        let ms = |t: &Instant| t.duration_since(started).as_millis();
+        for (id, _) in &after_ack_forbidden {
+            let add = added.get(id).map(|(_, sync, n, t)| (*sync, *n, ms(t)));
+            let got: Vec<(usize, u128)> = deliveries
+                .iter()
+                .filter(|(d, ..)| d == id)
+                .map(|(_, n, t)| (*n, ms(t)))
+                .collect();
+            eprintln!(
+                "{id}: added (sync, node, at) {add:?}, delivered (node, at) {got:?}, acked at {:?}",
+                acked.get(id).map(ms)
+            );
+        }
+        for (what, from, to, long) in faults.iter() {
+            eprintln!(
+                "fault {what}: {} ms to {} ms (long: {long})",
+                ms(from),
+                ms(to)
+            );
+        }
+    }
     assert!(
         after_ack_forbidden.is_empty(),
         "acked jobs delivered again with no long fault: {after_ack_forbidden:?}"

@@ -120,6 +120,7 @@ impl Engine {
         let live: BTreeSet<NodeName> = live.into_iter().filter(|n| *n != me).collect();
         let gone: Vec<NodeName> = self.cluster.peers.difference(&live).copied().collect();
         let new: Vec<NodeName> = live.difference(&self.cluster.peers).copied().collect();
+        tracing::debug!(?gone, ?new, "engine peers changed");
         self.cluster.peers = live;
         for n in new {
             self.share_policies(n);
@@ -259,6 +260,7 @@ impl Engine {
             PeerMsg::Replicate(job) => self.on_replicate(now, from, *job),
             PeerMsg::GotJob(id) => self.on_got_job(now, from, id),
             PeerMsg::SetAck(id) => {
+                tracing::debug!(job = %id, from = %from, state = ?self.jobs.get(&id).map(|j| j.state), "set-ack in");
                 // An acked stub of our own stays until our ack is confirmed.
                 if self
                     .jobs
@@ -434,6 +436,7 @@ impl Engine {
     }
 
     fn on_replicate(&mut self, now: UnixMs, from: NodeName, mut job: crate::job::Job) {
+        tracing::debug!(job = %job.id, from = %from, nodes = ?job.nodes, "replicate in");
         let id = job.id;
         if self.jobs.contains_key(&id) || self.cluster.acks.contains_key(&id) {
             // Already held (a retransmission) or acknowledged here.
@@ -579,6 +582,7 @@ impl Engine {
         if targets.is_empty() {
             return held;
         }
+        tracing::debug!(job = %id, ?targets, fast, "ack: set-ack out");
         for to in &targets {
             self.send(*to, PeerMsg::SetAck(id));
         }
@@ -620,6 +624,7 @@ impl Engine {
         if others.is_empty() {
             return false;
         }
+        tracing::debug!(job = %id, ?others, "retry time: will-queue out");
         for to in &others {
             self.send(*to, PeerMsg::WillQueue(id));
         }
@@ -642,6 +647,7 @@ impl Engine {
         if job.state != JobState::Active || self.executing.contains(&id) {
             return;
         }
+        tracing::debug!(job = %id, "no answer to will-queue: queued again");
         if self.place(now, id, Cause::Again) {
             self.cluster.stats.requeued_by_holder += 1;
             // Queued here: say so. Handed to another node (push, group):
@@ -717,6 +723,7 @@ impl Engine {
     }
 
     fn on_will_queue(&mut self, now: UnixMs, from: NodeName, id: JobId) {
+        tracing::debug!(job = %id, from = %from, state = ?self.jobs.get(&id).map(|j| j.state), "will-queue in");
         let Some(job) = self.jobs.get(&id) else {
             return;
         };
@@ -737,15 +744,22 @@ impl Engine {
             self.send(from, msg);
             return;
         }
+        // Lent to a live peer counts too: the asker may not know that peer.
         let in_hand = job.state == JobState::Queued
             || self.executing.contains(&id)
-            || job.requeue_at().is_some_and(|t| t > now) && job.counters.attempts > 0;
+            || job.requeue_at().is_some_and(|t| t > now) && job.counters.attempts > 0
+            || self
+                .cluster
+                .lent
+                .get(&id)
+                .is_some_and(|n| self.cluster.peers.contains(n));
         if in_hand {
             self.send(from, PeerMsg::Queued(id));
         }
     }
 
     fn on_queued(&mut self, now: UnixMs, from: NodeName, id: JobId) {
+        tracing::debug!(job = %id, from = %from, state = ?self.jobs.get(&id).map(|j| j.state), "queued in");
         let me = self.me();
         let Some(job) = self.jobs.get(&id) else {
             return;
@@ -932,15 +946,30 @@ impl Engine {
     }
 
     fn on_moved_in(&mut self, now: UnixMs, from: NodeName, mut job: crate::job::Job) {
+        tracing::debug!(job = %job.id, from = %from, nodes = ?job.nodes, "moved in");
         let id = job.id;
         self.cluster.stats.jobs_moved_in += 1;
         if let Some(held) = self.jobs.get_mut(&id) {
+            // The sender may know holders this copy does not (it borrowed
+            // the job itself): an ack here must reach them all.
+            for n in job.nodes.iter().chain([&from]) {
+                if !held.nodes.contains(n) {
+                    held.nodes.push(*n);
+                }
+            }
             // The sender's counters include deliveries made there.
             let (c, m) = (&mut held.counters, job.counters);
             c.nacks = c.nacks.max(m.nacks);
             c.additional_deliveries = c.additional_deliveries.max(m.additional_deliveries);
-            if held.state == JobState::Active && !self.executing.contains(&id) {
-                self.enqueue(now, id, Cause::First);
+            match held.state {
+                JobState::Active if !self.executing.contains(&id) => {
+                    if !self.enqueue(now, id, Cause::First) {
+                        self.journal_put(&id);
+                    }
+                }
+                // Acked here already: the sender may not have heard.
+                JobState::Acked => self.send(from, PeerMsg::SetAck(id)),
+                _ => self.journal_put(&id),
             }
             return;
         }
@@ -999,6 +1028,7 @@ impl Engine {
             true
         });
         for (to, id) in resend {
+            tracing::debug!(job = %id, to = %to, "set-ack resent");
             self.send(to, PeerMsg::SetAck(id));
         }
         for id in expired {

@@ -117,6 +117,7 @@ impl Engine {
         let job = self.jobs.get_mut(&id)?;
         job.state = JobState::Active;
         job.counters.attempts += 1;
+        tracing::debug!(job = %id, attempts = job.counters.attempts, "delivered");
         if self.cfg.events {
             self.effects
                 .push_back(super::Effect::Event(crate::api::JobEvent {

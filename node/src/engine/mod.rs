@@ -477,6 +477,7 @@ impl Engine {
                         continue;
                     };
                     job.set_requeue_at(None);
+                    tracing::debug!(job = %id, state = ?job.state, "retry timer");
                     if self.requeue_announced(now, id) {
                         continue;
                     }
@@ -838,6 +839,7 @@ impl Engine {
         let Some(job) = self.jobs.remove(id) else {
             return false;
         };
+        tracing::debug!(job = %id, why, "removed");
         self.cluster.lent.remove(id);
         self.journal_remove(id);
         self.emit(&job, JobEventKind::Removed(inspect::removal(why)));

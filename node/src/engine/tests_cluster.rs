@@ -355,6 +355,67 @@ fn a_starving_node_pulls_jobs_from_a_peer_that_has_them_queued() {
     assert!(net.nodes[0].job(&id).is_none());
 }
 
+/// A peer whose consumers starve asks `from` for a job of `q`.
+fn need(net: &mut Net, asker: usize, from: usize) {
+    let now = net.now;
+    net.nodes[from].handle_peer(
+        now,
+        name(asker as u8 + 1),
+        PeerMsg::NeedJobs {
+            queue: Some("q".into()),
+            count: 1,
+        },
+    );
+    net.settle();
+}
+
+#[test]
+fn a_job_moved_twice_is_forgotten_everywhere_once_acked() {
+    // Found by the fault test: moved from its node to a starving peer,
+    // then on to its other holder, whose own list lacked the middle node;
+    // that node never heard of the ack and queued the job again.
+    let mut net = Net::new(3);
+    let id = net.add(0, plain("q", "x", 2, 2));
+    let replica = (1..3).find(|i| net.nodes[*i].job(&id).is_some()).unwrap();
+    let middle = 3 - replica;
+    need(&mut net, middle, 0);
+    assert_eq!(net.nodes[middle].job(&id).unwrap().state, JobState::Queued);
+    need(&mut net, replica, middle);
+    let req = net.command(replica, get("q"));
+    assert_eq!(got_ids(net.reply(replica, req)), vec![id]);
+    net.command(
+        replica,
+        Command::Ack {
+            ids: vec![id],
+            fast: false,
+        },
+    );
+    for (i, node) in net.nodes.iter().enumerate() {
+        assert!(node.job(&id).is_none(), "node {} still holds it", i + 1);
+    }
+    net.advance(5_000);
+    for (i, node) in net.nodes.iter().enumerate() {
+        assert!(node.job(&id).is_none(), "node {} queued it again", i + 1);
+    }
+}
+
+#[test]
+fn a_holder_that_does_not_know_the_borrower_leaves_a_lent_job_alone() {
+    let mut net = Net::new(3);
+    let id = net.add(0, plain("q", "x", 2, 2));
+    let replica = (1..3).find(|i| net.nodes[*i].job(&id).is_some()).unwrap();
+    let borrower = 3 - replica;
+    need(&mut net, borrower, 0);
+    // The replica's retry passes; the lender answers for the borrower.
+    net.advance(2_600);
+    assert_eq!(
+        net.nodes[borrower].job(&id).unwrap().state,
+        JobState::Queued
+    );
+    assert_eq!(net.nodes[replica].job(&id).unwrap().state, JobState::Active);
+    assert_eq!(net.nodes[replica].cluster_stats().requeued_by_holder, 0);
+}
+
 #[test]
 fn wasm_copies_fetch_their_module_and_results_reach_every_holder() {
     let mut net = Net::new(3);
