@@ -33,8 +33,15 @@ pub fn node_config(dir: &Path, threads: usize) -> Config {
 
 /// A multi-thread Tokio runtime with `threads` workers.
 pub fn runtime(threads: usize) -> tokio::runtime::Runtime {
+    named_runtime(threads, "tokio-rt-worker")
+}
+
+/// [`runtime`] with its threads named (a profile by thread tells the
+/// node's from the client's).
+pub fn named_runtime(threads: usize, name: &str) -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
+        .thread_name(name)
         .enable_all()
         .build()
         .expect("runtime")

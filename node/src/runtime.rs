@@ -6,7 +6,7 @@
 //! cheap-clone [`Handle`]. Executions run on the executor's own threads,
 //! never on the async runtime's.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

@@ -3,7 +3,7 @@
 //! so many requests can be in flight), and a stream of its own per module
 //! upload.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

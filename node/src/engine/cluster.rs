@@ -10,7 +10,9 @@
 //! as [`Effect::Send`], modules are asked for with [`Effect::FetchModule`],
 //! and the live peers come in through [`Engine::handle_peers`].
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use hashbrown::HashMap;
 
 use super::getjob::Cause;
 use super::peer::PeerMsg;
@@ -938,6 +940,8 @@ impl Engine {
             let mut copy = job.clone();
             copy.state = JobState::Queued;
             moved.push(copy);
+            // A peer has it now: a crash here must not lose track of it.
+            self.journal_promise(&id);
             self.cluster.lent.insert(id, from);
             self.arm_holder_requeue(now, id);
         }

@@ -74,7 +74,14 @@ pub struct RestoreReport {
 #[derive(Debug, Default)]
 pub(super) struct Journal {
     pub on: bool,
-    dirty: std::collections::HashSet<JobId>,
+    dirty: hashbrown::HashSet<JobId>,
+    /// Jobs not written until something is promised about them: an add
+    /// that waits for its result and acks it (`run`) answers only once
+    /// the job is finished and gone, so until its wait ends early (or the
+    /// job leaves the node) a crash loses nothing anyone was told about.
+    /// Such a job costs the store nothing: no put of its body at the add,
+    /// none at its result, no delete at its ack.
+    deferred: hashbrown::HashSet<JobId>,
 }
 
 impl super::Engine {
@@ -83,14 +90,32 @@ impl super::Engine {
     /// to a job's stored fields (see [`crate::store::record`]); cheap, and
     /// several calls in one round make one write.
     pub(super) fn journal_put(&mut self, id: &JobId) {
-        if self.journal.on {
+        if self.journal.on && !self.journal.deferred.contains(id) {
             self.journal.dirty.insert(*id);
         }
     }
 
     /// Notes that job `id` is gone (acked, deleted, expired).
     pub(super) fn journal_remove(&mut self, id: &JobId) {
-        self.journal_put(id);
+        if !self.journal.deferred.remove(id) {
+            self.journal_put(id);
+        }
+    }
+
+    /// Keeps job `id` (just added, nothing written yet) out of the store
+    /// until [`Self::journal_promise`] (see [`Journal::deferred`]).
+    pub(super) fn journal_defer(&mut self, id: &JobId) {
+        if self.journal.on {
+            self.journal.deferred.insert(*id);
+        }
+    }
+
+    /// Something is now promised about job `id` (its add answered before
+    /// it finished, or it left for a peer): a deferred job is written.
+    pub(super) fn journal_promise(&mut self, id: &JobId) {
+        if self.journal.deferred.remove(id) {
+            self.journal_put(id);
+        }
     }
 
     /// Turns the jobs changed since the last drain into `Effect::Persist`,

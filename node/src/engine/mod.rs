@@ -43,7 +43,9 @@ mod tests_gather;
 #[cfg(test)]
 mod tests_restore;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use hashbrown::{HashMap, HashSet};
 
 use bytes::Bytes;
 
@@ -505,6 +507,8 @@ impl Engine {
                         continue;
                     }
                     if let Some(id) = self.waiting_on.remove(&req) {
+                        // Answered before its end: from now on it must last.
+                        self.journal_promise(&id);
                         let waiter = self.drop_waiter(&id, req);
                         let reply = match self.jobs.get(&id) {
                             Some(job) if waiter.is_some_and(|w| w.add) => {
@@ -619,6 +623,13 @@ impl Engine {
                 );
                 let parent = job.gather().is_some();
                 self.jobs.insert(Box::new(job));
+                // A `run` (add, wait and ack in one request) kept on this
+                // node only is answered after its end: nothing to write
+                // before its wait ends early (journal.rs, `deferred`).
+                if a.wait_ms.is_some() && a.ack_on_result && !replicated && !parent && delay_ms == 0
+                {
+                    self.journal_defer(&id);
+                }
                 self.journal_put(&id);
                 if parent {
                     self.reply(req, Reply::JobAdded(id));
@@ -808,18 +819,34 @@ impl Engine {
     }
 
     /// Hands a finished job's status to everyone waiting on it.
+    ///
+    /// The add's own waiter gets the status without the body: the client
+    /// sent it, and echoing it doubled the bytes of every `run`'s reply.
     fn finish_waiters(&mut self, _now: UnixMs, id: JobId, status: wasque_sdk::proto::JobStatus) {
         let Some(list) = self.waiters.remove(&id) else {
             return;
         };
+        let n = list.len();
+        let mut status = Some(status);
         let mut ack = false;
-        for w in list {
+        for (i, w) in list.into_iter().enumerate() {
             self.waiting_on.remove(&w.req);
             if let Some(d) = w.deadline {
                 self.timers.cancel(d, Timer::WaitTimeout(w.req));
             }
             ack |= w.ack;
-            self.reply(w.req, Reply::Job(Box::new(status.clone())));
+            // The last waiter (most often the only one) takes it uncopied.
+            let Some(mut s) = (if i + 1 < n {
+                status.clone()
+            } else {
+                status.take()
+            }) else {
+                continue;
+            };
+            if w.add {
+                s.body = Vec::new();
+            }
+            self.reply(w.req, Reply::Job(Box::new(s)));
         }
         if ack {
             self.remove_job(&id, "acknowledged");

@@ -421,6 +421,7 @@ impl Engine {
         }
         let mut copy = job.clone();
         copy.state = JobState::Queued;
+        self.journal_promise(&id);
         self.cluster.lent.insert(id, target);
         self.placement.loads.entry(target).or_default().sent += 1;
         self.placement.pushed += 1;

@@ -277,6 +277,74 @@ fn a_running_wasm_job_is_queued_again_at_once_unless_at_most_once() {
 }
 
 #[test]
+fn a_run_answered_after_its_end_is_never_written_unless_its_wait_ends_first() {
+    let mut e = engine();
+    e.handle_module_added(module(), 10);
+    let mut disk = Disk::default();
+    let run = |body: &str, wait_ms: u64| {
+        let mut a = AddJob::new("w", body.as_bytes().to_vec());
+        a.module = Some(module());
+        a.wait_ms = Some(wait_ms);
+        a.ack_on_result = true;
+        Command::AddJob(Box::new(a))
+    };
+    let done = || JobResult {
+        exit_code: Some(0),
+        error_class: None,
+        message: String::new(),
+        output: b"1".to_vec(),
+        stderr: vec![],
+        fuel_used: 1,
+        duration_us: 1,
+        node: "n1".into(),
+    };
+    let ran = |fx: &[Effect]| {
+        fx.iter()
+            .find_map(|f| match f {
+                Effect::Run(r) => Some(r.job),
+                _ => None,
+            })
+            .expect("runs")
+    };
+    // Added, run, finished, answered and acked: nothing reached the store.
+    e.handle_command(T0, RequestId(1), run("quick", 5_000));
+    let quick = ran(&disk.drain(&mut e));
+    assert!(disk.0.is_empty(), "no write at the add");
+    e.handle_exec_done(T0 + 1, quick, 1, done());
+    let fx = disk.drain(&mut e);
+    assert!(
+        matches!(&fx[..], [Effect::Reply { reply: Reply::Job(s), .. }] if s.body.is_empty()),
+        "{fx:?}"
+    );
+    assert!(disk.0.is_empty() && e.job(&quick).is_none());
+
+    // Its wait ends first: the answer promises a job, written before it.
+    e.handle_command(T0 + 2, RequestId(2), run("slow", 100));
+    let slow = ran(&disk.drain(&mut e));
+    assert!(disk.0.is_empty());
+    e.handle_timeout(T0 + 200);
+    let fx = disk.drain(&mut e);
+    assert!(
+        matches!(&fx[..], [Effect::Reply { reply: Reply::Job(s), .. }] if !s.state.is_finished())
+    );
+    assert_eq!(disk.0[&slow].state, JobState::Active);
+    // From then on it is journaled like any job, its removal included.
+    e.handle_exec_done(T0 + 300, slow, 1, done());
+    disk.drain(&mut e);
+    assert_eq!(disk.0[&slow].state, JobState::Done);
+    e.handle_command(
+        T0 + 400,
+        RequestId(3),
+        Command::Ack {
+            ids: vec![slow],
+            fast: false,
+        },
+    );
+    disk.drain(&mut e);
+    assert!(disk.0.is_empty());
+}
+
+#[test]
 fn finished_results_wait_for_their_ack_and_acks_stay_gone() {
     let mut e = engine();
     e.handle_module_added(module(), 10);

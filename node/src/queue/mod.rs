@@ -12,7 +12,9 @@
 
 mod ready;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use hashbrown::HashMap;
 
 pub use ready::{ReadyKey, ReadyOrder};
 

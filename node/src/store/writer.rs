@@ -27,7 +27,7 @@
 //! store is reopened first (the store crate refuses writes after a failed
 //! one until reopened).
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, Mutex};
