@@ -354,7 +354,10 @@ impl Client {
     /// Adds a job and waits up to `wait_ms` for its result in the same
     /// request; the job is acknowledged once the result is sent, so nothing
     /// is left behind. A job that did not finish in time stays queued: its
-    /// status comes back with no result.
+    /// status comes back with no result. The status of a finished job
+    /// leaves out the body (you sent it). A job kept on one node is stored
+    /// only if it outlives `wait_ms`: if the node dies while it runs, this
+    /// call fails and the job is gone (README, Durability).
     pub async fn run(&self, mut job: AddJob, wait_ms: u64) -> Result<JobStatus, ClientError> {
         job.wait_ms = Some(wait_ms);
         job.ack_on_result = true;

@@ -139,7 +139,8 @@ pub struct AddJob {
     /// Arguments for the module (`argv[1..]`).
     pub args: Vec<String>,
     /// Reply only when the job is finished (up to this many ms), with its
-    /// status; the add itself still replies with an error if refused.
+    /// status (without the body, which the caller sent); the add itself
+    /// still replies with an error if refused.
     pub wait_ms: Option<u64>,
     /// With `wait_ms`: acknowledge the job as soon as its result is sent.
     pub ack_on_result: bool,
