@@ -101,8 +101,12 @@ fn main() {
     }
 
     println!("## wasque end to end over QUIC (wordcount, 1 KiB payload)\n");
-    println!("| setup | jobs | in flight | jobs/s | p50 | p99 | (a) raw, same threads | (c)/(a) |");
-    println!("|---|---|---|---|---|---|---|---|");
+    // CPU per job: the whole process's CPU time over the measured load,
+    // client and node together (steadier than jobs/s on a shared machine).
+    println!(
+        "| setup | jobs | in flight | jobs/s | p50 | p99 | CPU per job | (a) raw, same threads | (c)/(a) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
     for threads in [1usize, 2] {
         let data = dir.path().join(format!("e2e-{threads}"));
         let cfg = node_config(&data, threads);
@@ -111,18 +115,21 @@ fn main() {
         let node = node_rt.block_on(Node::start(cfg)).expect("node starts");
         let addr = node.quic_addr().to_string();
         let client_rt = named_runtime(env_or("WASQUE_BENCH_CLIENT_THREADS", 2), "client-rt");
-        let (rate, h) = client_rt.block_on(async {
+        let (rate, h, cpu) = client_rt.block_on(async {
             let client = Client::connect(ClientConfig::local(&addr, &data).expect("ca"))
                 .await
                 .expect("connect");
             let module = client.put_module(&wasm).await.expect("upload").hash;
             load(&client, module, warm, 64).await;
-            load(&client, module, total, 64).await
+            let cpu = process_cpu();
+            let (rate, h) = load(&client, module, total, 64).await;
+            (rate, h, process_cpu().saturating_sub(cpu))
         });
         println!(
-            "| node, {threads} executor thread(s), client in the same process | {total} | 64 | {rate:.0} | {} µs | {} µs | {:.0} | {:.2}x |",
+            "| node, {threads} executor thread(s), client in the same process | {total} | 64 | {rate:.0} | {} µs | {} µs | {:.1} µs | {:.0} | {:.2}x |",
             h.value_at_quantile(0.5),
             h.value_at_quantile(0.99),
+            cpu.as_secs_f64() * 1e6 / total as f64,
             raw_rate[threads],
             rate / raw_rate[threads]
         );
@@ -192,6 +199,24 @@ fn main() {
         ms(first)
     );
     let _ = Duration::ZERO;
+}
+
+/// CPU time of this process so far (user and system, all threads).
+fn process_cpu() -> Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return Duration::ZERO;
+    };
+    // Fields after the command name (which may hold spaces): utime is the
+    // 12th, stime the 13th, in clock ticks.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_micros(ticks * 1_000_000 / hz)
 }
 
 fn env_or(name: &str, default: usize) -> usize {
