@@ -75,8 +75,14 @@ pub struct EngineConfig {
     pub default_limits: Limits,
     /// The most a Wasm job may ask for.
     pub max_limits: Limits,
-    /// Executor slots: how many Wasm jobs run at once.
+    /// Executor slots: how many Wasm jobs are handed to the executor at
+    /// once (running, or next in line on an executor thread).
     pub exec_slots: usize,
+    /// The same while jobs are short (their recent runs average at most
+    /// [`SHORT_JOB_US`]): a deeper executor queue spares a round of thread
+    /// wake-ups per job, and holds little work back from priority order or
+    /// from peers. Never below `exec_slots`.
+    pub exec_slots_short: usize,
     /// Disque's defaults: RETRY 300 s, TTL 1 day.
     pub default_retry_secs: u64,
     pub default_ttl_secs: u64,
@@ -109,6 +115,8 @@ impl Default for EngineConfig {
                 deadline_ms: 300_000,
             },
             exec_slots: 2,
+            // Same as `exec_slots`.
+            exec_slots_short: 0,
             default_retry_secs: 300,
             default_ttl_secs: 86_400,
             max_body_bytes: 8 << 20,
@@ -165,6 +173,8 @@ pub struct Engine {
     blocked: HashMap<RequestId, BlockedGet>,
     timers: Timers,
     running: usize,
+    /// Recent Wasm runs' average duration, µs (0: none seen yet).
+    run_avg_us: u64,
     ids: IdGen,
     effects: VecDeque<Effect>,
     journal: journal::Journal,
@@ -206,6 +216,7 @@ impl Engine {
             blocked: HashMap::new(),
             timers: Timers::default(),
             running: 0,
+            run_avg_us: 0,
             effects: VecDeque::new(),
         }
     }
@@ -405,6 +416,10 @@ impl Engine {
     ) {
         self.running = self.running.saturating_sub(1);
         self.executing.remove(&job_id);
+        self.run_avg_us = match self.run_avg_us {
+            0 => result.duration_us.max(1),
+            avg => (avg * 7 + result.duration_us) / 8,
+        };
         if let Some(job) = self.jobs.get_mut(&job_id)
             && job.state == JobState::Active
             && job.counters.attempts == attempt
@@ -908,7 +923,12 @@ impl Engine {
 
     /// Starts Wasm jobs while executor slots are free.
     fn dispatch(&mut self, now: UnixMs) {
-        while self.running < self.cfg.exec_slots {
+        let slots = if self.run_avg_us > 0 && self.run_avg_us <= SHORT_JOB_US {
+            self.cfg.exec_slots_short.max(self.cfg.exec_slots)
+        } else {
+            self.cfg.exec_slots
+        };
+        while self.running < slots {
             let Some(id) = self.queues.pop_wasm(now) else {
                 break;
             };
@@ -944,6 +964,11 @@ impl Engine {
         }
     }
 }
+
+/// Wasm jobs whose runs average at most this long (µs) are short: the
+/// executor may hold [`EngineConfig::exec_slots_short`] of them, at most
+/// a millisecond or so of work per thread.
+pub const SHORT_JOB_US: u64 = 50;
 
 fn no_job(id: &JobId) -> Reply {
     Reply::error(ErrorCode::NoJob, format!("no job {id} on this node"))

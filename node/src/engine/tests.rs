@@ -380,3 +380,48 @@ fn a_wait_after_a_nocache_job_finished_answers_at_once() {
         [Effect::Reply { reply: Reply::Job(s), .. }] if s.state == JobState::Done && s.result.is_none()
     ));
 }
+
+#[test]
+fn short_jobs_get_a_deeper_executor_queue_and_long_ones_do_not() {
+    let mut e = Engine::new(EngineConfig {
+        exec_slots: 2,
+        exec_slots_short: 5,
+        node_id: "n1".into(),
+        ..EngineConfig::default()
+    });
+    e.handle_module_added(module(), 100);
+    for i in 0..20 {
+        e.handle_command(
+            T0,
+            RequestId(i),
+            Command::AddJob(Box::new(wasm_job("q", "x"))),
+        );
+    }
+    let runs = |fx: Vec<Effect>| -> Vec<RunJob> {
+        fx.into_iter()
+            .filter_map(|f| match f {
+                Effect::Run(r) => Some(r),
+                _ => None,
+            })
+            .collect()
+    };
+    // Nothing measured yet: the plain depth.
+    let mut held = runs(drain(&mut e));
+    assert_eq!(held.len(), 2);
+    let finish = |e: &mut Engine, r: RunJob, us: u64| {
+        let mut res = ok_result("1");
+        res.duration_us = us;
+        e.handle_exec_done(T0 + 1, r.job, r.attempt, res);
+        runs(drain(e))
+    };
+    // A short run: the executor may hold five.
+    let r = held.remove(0);
+    held.extend(finish(&mut e, r, 12));
+    assert_eq!(held.len(), 5);
+    // Long runs bring the average up: back to two once the extra ones end.
+    for _ in 0..6 {
+        let r = held.remove(0);
+        held.extend(finish(&mut e, r, 5_000));
+    }
+    assert_eq!(held.len(), 2, "{} handed out", held.len());
+}
