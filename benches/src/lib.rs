@@ -13,10 +13,18 @@ use wasque_node::config::Config;
 
 /// A loopback UDP port free right now.
 pub fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    // A node binds the port twice (RESP on TCP, QUIC on UDP): it must be
+    // free for both, or a start fails now and then with "address in use".
+    for _ in 0..100 {
+        let port = UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free for both TCP and UDP in 100 tries");
 }
 
 /// A node's defaults on a free port, with `dir` as its data dir, HTTP off
