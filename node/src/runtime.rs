@@ -465,8 +465,8 @@ const EXEC_JOBS_PER_THREAD: usize = 4;
 
 /// The same while jobs are short (`engine::SHORT_JOB_US`): with four, a
 /// thread running 12 µs jobs still slept and was woken for most of them
-/// (the end-to-end bench went from 0.45x to 0.66x–0.84x of the raw run
-/// with sixteen).
+/// (with sixteen, the end-to-end bench's median went from 0.45x to 0.77x
+/// of the raw run with one executor thread; benches/README.md).
 const EXEC_JOBS_PER_THREAD_SHORT: usize = 16;
 
 /// `--join HOST:PORT --join-token T`: asks each join address in turn (a
