@@ -1,37 +1,20 @@
-//! Set-up shared by the benchmarks in `benches/benches/`: a free loopback
-//! port, a node configuration for one, a multi-thread runtime, and the
+//! Set-up shared by the benchmarks in `benches/benches/`: a node
+//! configuration on a free loopback port, a multi-thread runtime, and the
 //! standard 1 KiB `wordcount` payload.
 
 pub mod raw;
 pub mod sim;
 pub mod workload;
 
-use std::net::UdpSocket;
 use std::path::Path;
 
 use wasque_node::config::Config;
-
-/// A loopback UDP port free right now.
-pub fn free_port() -> u16 {
-    // A node binds the port twice (RESP on TCP, QUIC on UDP): it must be
-    // free for both, or a start fails now and then with "address in use".
-    for _ in 0..100 {
-        let port = UdpSocket::bind("127.0.0.1:0")
-            .and_then(|s| s.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no port free for both TCP and UDP in 100 tries");
-}
 
 /// A node's defaults on a free port, with `dir` as its data dir, HTTP off
 /// and `threads` executor threads.
 pub fn node_config(dir: &Path, threads: usize) -> Config {
     let mut cfg = Config::defaults();
-    cfg.port = free_port();
+    cfg.port = wasque_tests::node::free_port();
     cfg.http_port = None;
     cfg.appendonly = std::env::var_os("WASQUE_BENCH_NO_AOF").is_none();
     cfg.data_dir = dir.to_path_buf();
