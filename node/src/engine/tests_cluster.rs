@@ -369,16 +369,24 @@ fn need(net: &mut Net, asker: usize, from: usize) {
     net.settle();
 }
 
+/// Three nodes; a job added on node 1 with a copy on one peer (the
+/// replica), then moved by federation to the other (the borrower).
+/// Returns (net, job, replica, borrower).
+fn lent_to_the_third_node() -> (Net, JobId, usize, usize) {
+    let mut net = Net::new(3);
+    let id = net.add(0, plain("q", "x", 2, 2));
+    let replica = (1..3).find(|i| net.nodes[*i].job(&id).is_some()).unwrap();
+    let borrower = 3 - replica;
+    need(&mut net, borrower, 0);
+    (net, id, replica, borrower)
+}
+
 #[test]
 fn a_job_moved_twice_is_forgotten_everywhere_once_acked() {
     // Found by the fault test: moved from its node to a starving peer,
     // then on to its other holder, whose own list lacked the middle node;
     // that node never heard of the ack and queued the job again.
-    let mut net = Net::new(3);
-    let id = net.add(0, plain("q", "x", 2, 2));
-    let replica = (1..3).find(|i| net.nodes[*i].job(&id).is_some()).unwrap();
-    let middle = 3 - replica;
-    need(&mut net, middle, 0);
+    let (mut net, id, replica, middle) = lent_to_the_third_node();
     assert_eq!(net.nodes[middle].job(&id).unwrap().state, JobState::Queued);
     need(&mut net, replica, middle);
     let req = net.command(replica, get("q"));
@@ -401,11 +409,7 @@ fn a_job_moved_twice_is_forgotten_everywhere_once_acked() {
 
 #[test]
 fn a_holder_that_does_not_know_the_borrower_leaves_a_lent_job_alone() {
-    let mut net = Net::new(3);
-    let id = net.add(0, plain("q", "x", 2, 2));
-    let replica = (1..3).find(|i| net.nodes[*i].job(&id).is_some()).unwrap();
-    let borrower = 3 - replica;
-    need(&mut net, borrower, 0);
+    let (mut net, id, replica, borrower) = lent_to_the_third_node();
     // The replica's retry passes; the lender answers for the borrower.
     net.advance(2_600);
     assert_eq!(
