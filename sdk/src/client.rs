@@ -481,9 +481,8 @@ async fn write_loop(
         {
             let mut p = lock(&pending);
             for (frame, reply) in batch {
-                match proto::encode_frame(&frame, max_frame) {
-                    Ok(bytes) => {
-                        buf.extend_from_slice(&bytes);
+                match proto::encode_frame_into(&mut buf, &frame, max_frame) {
+                    Ok(()) => {
                         p.insert(frame.id, reply);
                     }
                     Err(e) => {
@@ -508,7 +507,9 @@ async fn write_loop(
 async fn read_loop(recv: quinn::RecvStream, pending: Pending, max_frame: usize) {
     // Buffered, so one read of the stream usually yields many replies.
     let mut recv = tokio::io::BufReader::with_capacity(64 * 1024, recv);
-    while let Ok(Some(frame)) = proto::read_frame::<_, ResponseFrame>(&mut recv, max_frame).await {
+    while let Ok(Some(frame)) =
+        proto::read_frame_buffered::<_, ResponseFrame>(&mut recv, max_frame).await
+    {
         let waiting = lock(&pending).remove(&frame.id);
         if let Some(tx) = waiting {
             let _ = tx.send(frame.response);

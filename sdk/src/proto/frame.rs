@@ -5,7 +5,9 @@
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{
+    AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt,
+};
 
 /// Default bound on one frame: payload bound (8 MiB) plus headroom.
 pub const DEFAULT_MAX_FRAME: usize = 9 * 1024 * 1024;
@@ -25,13 +27,54 @@ pub enum FrameError {
 
 /// Encodes `value` as one frame (length prefix included).
 pub fn encode_frame<T: Serialize>(value: &T, max: usize) -> Result<Vec<u8>, FrameError> {
-    let mut out = postcard::to_extend(value, vec![0u8; 4])?;
-    let len = out.len() - 4;
-    if len > max {
-        return Err(FrameError::TooLarge { size: len, max });
-    }
-    out[..4].copy_from_slice(&(len as u32).to_be_bytes());
+    let mut out = Vec::new();
+    encode_frame_into(&mut out, value, max)?;
     Ok(out)
+}
+
+/// Appends `value` as one frame to `buf` (a batch being built for one
+/// write: no buffer of its own per frame). On an error `buf` is left as it
+/// was.
+pub fn encode_frame_into<T: Serialize>(
+    buf: &mut Vec<u8>,
+    value: &T,
+    max: usize,
+) -> Result<(), FrameError> {
+    let start = buf.len();
+    buf.extend_from_slice(&[0u8; 4]);
+    let encoded = postcard::serialize_with_flavor(value, Append(buf));
+    let len = buf.len() - start - 4;
+    let err = match encoded {
+        Ok(()) if len <= max => {
+            buf[start..start + 4].copy_from_slice(&(len as u32).to_be_bytes());
+            return Ok(());
+        }
+        Ok(()) => FrameError::TooLarge { size: len, max },
+        Err(e) => FrameError::Malformed(e),
+    };
+    buf.truncate(start);
+    Err(err)
+}
+
+/// A postcard output that appends to a borrowed vector.
+struct Append<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Append<'_> {
+    type Output = ();
+
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.0.push(byte);
+        Ok(())
+    }
+
+    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
 }
 
 /// Writes one frame.
@@ -76,6 +119,29 @@ where
     Ok(Some(postcard::from_bytes(&body)?))
 }
 
+/// Reads one frame from a buffered stream: a frame already whole in the
+/// buffer is decoded where it lies (no buffer of its own); otherwise as
+/// [`read_frame`] does.
+pub async fn read_frame_buffered<R, T>(r: &mut R, max: usize) -> Result<Option<T>, FrameError>
+where
+    R: AsyncBufRead + Unpin,
+    T: DeserializeOwned,
+{
+    let buffered = r.fill_buf().await?;
+    if let Some(head) = buffered.get(..4) {
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        if len > max {
+            return Err(FrameError::TooLarge { size: len, max });
+        }
+        if let Some(body) = buffered.get(4..4 + len) {
+            let value = postcard::from_bytes(body)?;
+            r.consume(4 + len);
+            return Ok(Some(value));
+        }
+    }
+    read_frame(r, max).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,6 +181,56 @@ mod tests {
         assert_eq!(back, f);
         let end: Option<RequestFrame> = read_frame(&mut r, 1024).await.unwrap();
         assert!(end.is_none());
+    }
+
+    #[test]
+    fn a_frame_over_the_bound_leaves_the_batch_as_it_was() {
+        let small = RequestFrame {
+            id: 1,
+            request: Request::NodeInfo,
+        };
+        let big = RequestFrame {
+            id: 2,
+            request: Request::AddJob(Box::new(AddJob::new("q", vec![7u8; 100]))),
+        };
+        let mut batch = Vec::new();
+        encode_frame_into(&mut batch, &small, 64).unwrap();
+        let before = batch.clone();
+        let err = encode_frame_into(&mut batch, &big, 64).unwrap_err();
+        assert!(matches!(err, FrameError::TooLarge { max: 64, .. }), "{err}");
+        assert_eq!(batch, before);
+        assert_eq!(batch, encode_frame(&small, 64).unwrap());
+    }
+
+    #[tokio::test]
+    async fn buffered_reads_decode_whole_and_split_frames_alike() {
+        let frames: Vec<RequestFrame> = (0..20u64)
+            .map(|id| RequestFrame {
+                id,
+                request: Request::AddJob(Box::new(AddJob::new("q", vec![id as u8; 300]))),
+            })
+            .collect();
+        let mut bytes = Vec::new();
+        for f in &frames {
+            encode_frame_into(&mut bytes, f, 1024).unwrap();
+        }
+        // A buffer of 700 bytes holds some frames whole and cuts others.
+        let mut r = tokio::io::BufReader::with_capacity(700, &bytes[..]);
+        for f in &frames {
+            let back: RequestFrame = read_frame_buffered(&mut r, 1024).await.unwrap().unwrap();
+            assert_eq!(&back, f);
+        }
+        let end: Option<RequestFrame> = read_frame_buffered(&mut r, 1024).await.unwrap();
+        assert!(end.is_none());
+        // The bound holds on the fast path too.
+        let mut r = tokio::io::BufReader::new(&bytes[..]);
+        let err = read_frame_buffered::<_, RequestFrame>(&mut r, 100)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, FrameError::TooLarge { max: 100, .. }),
+            "{err}"
+        );
     }
 
     #[tokio::test]

@@ -14,7 +14,10 @@ pub mod request;
 pub mod response;
 pub mod types;
 
-pub use frame::{DEFAULT_MAX_FRAME, FrameError, encode_frame, read_frame, write_frame};
+pub use frame::{
+    DEFAULT_MAX_FRAME, FrameError, encode_frame, encode_frame_into, read_frame,
+    read_frame_buffered, write_frame,
+};
 pub use request::{AddJob, MapSpec, Request, RequestFrame, frame_parts};
 pub use response::{
     ClusterNode, ErrorCode, ModuleInfo, NodeInfo, NodeState, Response, ResponseFrame, WireError,

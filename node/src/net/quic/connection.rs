@@ -61,14 +61,15 @@ async fn stream_task(
     // Buffered: a frame's length and body come from one read of the
     // stream, not two (each read takes the connection's lock).
     let mut recv = Recv::with_capacity(64 * 1024, recv);
-    let first = match proto::read_frame::<_, RequestFrame>(&mut recv, cfg.max_frame_bytes).await {
-        Ok(Some(f)) => f,
-        Ok(None) => return,
-        Err(e) => {
-            refuse(&mut send, &mut recv, e).await;
-            return;
-        }
-    };
+    let first =
+        match proto::read_frame_buffered::<_, RequestFrame>(&mut recv, cfg.max_frame_bytes).await {
+            Ok(Some(f)) => f,
+            Ok(None) => return,
+            Err(e) => {
+                refuse(&mut send, &mut recv, e).await;
+                return;
+            }
+        };
     if let Request::PutModule { size } = first.request {
         upload(first.id, size, send, recv, &cfg, &handle, &authed).await;
     } else if let Request::Subscribe { queues } = first.request {
@@ -123,20 +124,12 @@ async fn pipeline(
                     id,
                     response: translate::response(reply),
                 };
-                match proto::encode_frame(&frame, max_frame) {
-                    Ok(bytes) => buf.extend_from_slice(&bytes),
-                    Err(e) => {
-                        let err = ResponseFrame {
-                            id,
-                            response: Response::Error(WireError::new(
-                                ErrorCode::TooBig,
-                                e.to_string(),
-                            )),
-                        };
-                        if let Ok(bytes) = proto::encode_frame(&err, usize::MAX) {
-                            buf.extend_from_slice(&bytes);
-                        }
-                    }
+                if let Err(e) = proto::encode_frame_into(&mut buf, &frame, max_frame) {
+                    let err = ResponseFrame {
+                        id,
+                        response: Response::Error(WireError::new(ErrorCode::TooBig, e.to_string())),
+                    };
+                    let _ = proto::encode_frame_into(&mut buf, &err, usize::MAX);
                 }
                 n += 1;
                 if n < 256 {
@@ -154,7 +147,7 @@ async fn pipeline(
     let mut failure = None;
     while let Some(f) = frame.take() {
         handle_request(f, &tx, &handle, &authed, &cfg);
-        match proto::read_frame::<_, RequestFrame>(&mut recv, max_frame).await {
+        match proto::read_frame_buffered::<_, RequestFrame>(&mut recv, max_frame).await {
             Ok(next) => frame = next,
             Err(e) => failure = Some(e),
         }
