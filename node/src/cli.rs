@@ -52,7 +52,7 @@ struct Args {
     #[arg(long, value_name = "N")]
     exec_threads: Option<usize>,
     /// Async runtime threads: sockets, QUIC, the engine's driver (the
-    /// `io-threads` directive; default one per core).
+    /// `io-threads` directive; default one per four cores, at least one).
     #[arg(long, value_name = "N")]
     io_threads: Option<usize>,
     /// Allow DEBUG FLUSHALL over RESP (test nodes only).
