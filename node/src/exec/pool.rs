@@ -77,8 +77,9 @@ impl Core {
 }
 
 /// Jobs waiting for a thread. A plain mutex-protected deque: it is locked
-/// for a push or a pop only, and sleepers are woken only when there are any
-/// (no syscall per job while the threads are busy).
+/// for a push or a pop only, and a push wakes a sleeper only when one sleeps
+/// that no earlier push has woken yet (no syscall per job while the threads
+/// are busy, nor one per job of a batch pushed while one thread wakes up).
 #[derive(Default)]
 pub(crate) struct JobQueue {
     state: Mutex<QueueState>,
@@ -89,6 +90,9 @@ pub(crate) struct JobQueue {
 struct QueueState {
     jobs: VecDeque<ExecRequest>,
     sleeping: usize,
+    /// Sleepers already woken that have not yet run: a woken thread takes
+    /// a job and then every job left before it sleeps again.
+    waking: usize,
     closed: bool,
 }
 
@@ -104,7 +108,10 @@ impl JobQueue {
             return Some(req);
         }
         st.jobs.push_back(req);
-        let wake = st.sleeping > 0;
+        let wake = st.sleeping > st.waking;
+        if wake {
+            st.waking += 1;
+        }
         drop(st);
         if wake {
             self.ready.notify_one();
@@ -125,6 +132,9 @@ impl JobQueue {
             st.sleeping += 1;
             st = self.ready.wait(st).unwrap_or_else(PoisonError::into_inner);
             st.sleeping -= 1;
+            // A spurious wake-up may take a push's wake; that push's job is
+            // still seen, by this thread now.
+            st.waking = st.waking.saturating_sub(1);
         }
     }
 
