@@ -1,7 +1,9 @@
 //! Set-up shared by the benchmarks in `benches/benches/`: a node
-//! configuration on a free loopback port, a multi-thread runtime, and the
-//! standard 1 KiB `wordcount` payload.
+//! configuration on a free loopback port, a multi-thread runtime, the
+//! standard 1 KiB `wordcount` payload, the raw wasmtime baseline and the
+//! QUIC echo server that gives the end-to-end bench its transport floor.
 
+pub mod echo;
 pub mod raw;
 pub mod sim;
 pub mod workload;
