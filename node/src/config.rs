@@ -479,13 +479,13 @@ impl Config {
     }
 }
 
-/// Splits a config line into words, honouring "double" and 'single' quotes
-/// (so `logfile ""` is one directive with an empty value).
 /// The default `io-threads` for a machine of `cores` cores.
 fn default_io_threads(cores: usize) -> usize {
     (cores / 4).max(1)
 }
 
+/// Splits a config line into words, honouring "double" and 'single' quotes
+/// (so `logfile ""` is one directive with an empty value).
 fn split_args(line: &str) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     let mut chars = line.chars().peekable();
