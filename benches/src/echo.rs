@@ -63,7 +63,7 @@ async fn answer(mut send: quinn::SendStream, recv: quinn::RecvStream, reply: Res
         if proto::encode_frame_into(&mut out, &frame, DEFAULT_MAX_FRAME).is_err() {
             break;
         }
-        if !whole_frame(recv.buffer()) {
+        if !proto::has_whole_frame(recv.buffer()) {
             if send.write_all(&out).await.is_err() {
                 break;
             }
@@ -71,12 +71,4 @@ async fn answer(mut send: quinn::SendStream, recv: quinn::RecvStream, reply: Res
         }
     }
     let _ = send.finish();
-}
-
-/// Whether `buf` starts with a whole frame (so the next read needs no I/O).
-fn whole_frame(buf: &[u8]) -> bool {
-    buf.get(..4).is_some_and(|head| {
-        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
-        buf.len() >= 4 + len
-    })
 }

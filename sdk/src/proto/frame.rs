@@ -130,8 +130,7 @@ where
     T: DeserializeOwned,
 {
     let buffered = r.fill_buf().await?;
-    if let Some(head) = buffered.get(..4) {
-        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    if let Some(len) = body_len(buffered) {
         if len > max {
             return Err(FrameError::TooLarge { size: len, max });
         }
@@ -142,6 +141,18 @@ where
         }
     }
     read_frame(r, max).await
+}
+
+/// The body length a frame at the start of `buf` announces, once its
+/// 4-byte prefix is there.
+fn body_len(buf: &[u8]) -> Option<usize> {
+    let head = buf.get(..4)?;
+    Some(u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize)
+}
+
+/// Whether `buf` starts with a whole frame (so reading it needs no I/O).
+pub fn has_whole_frame(buf: &[u8]) -> bool {
+    body_len(buf).is_some_and(|len| buf.len() >= 4 + len)
 }
 
 #[cfg(test)]

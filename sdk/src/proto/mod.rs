@@ -15,7 +15,7 @@ pub mod response;
 pub mod types;
 
 pub use frame::{
-    DEFAULT_MAX_FRAME, FrameError, encode_frame, encode_frame_into, read_frame,
+    DEFAULT_MAX_FRAME, FrameError, encode_frame, encode_frame_into, has_whole_frame, read_frame,
     read_frame_buffered, write_frame,
 };
 pub use request::{AddJob, MapSpec, Request, RequestFrame, frame_parts};
