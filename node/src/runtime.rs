@@ -250,6 +250,10 @@ impl Node {
             seed: rand::random(),
             events: cfg.http_port.is_some(),
             journal: cfg.appendonly,
+            // A node declared down after a short cut is seen again within
+            // about one node timeout of the heal (membership announces to
+            // down members that often).
+            rescue_grace_ms: cfg.cluster_node_timeout_ms.saturating_mul(2),
             ..EngineConfig::default()
         });
         for (hash, size) in executor.modules() {

@@ -124,8 +124,11 @@ impl Engine {
         let new: Vec<NodeName> = live.difference(&self.cluster.peers).copied().collect();
         tracing::debug!(?gone, ?new, "engine peers changed");
         self.cluster.peers = live;
-        for n in new {
-            self.share_policies(n);
+        for n in &new {
+            self.share_policies(*n);
+        }
+        if !new.is_empty() {
+            self.catch_up(&new);
         }
         self.cluster.stats.peers = self.cluster.peers.len();
         if !gone.is_empty() {
@@ -133,6 +136,32 @@ impl Engine {
             self.replace_copies(now, &gone);
         }
         self.arm_tick(now);
+    }
+
+    /// Peers seen (again): the acks they have not confirmed and the
+    /// WILLQUEUE rounds they have not answered reach them now, not at the
+    /// next resend. A peer declared down after a short cut comes back
+    /// here, and may hold the ack of a job another holder is about to
+    /// queue again.
+    fn catch_up(&mut self, new: &[NodeName]) {
+        let me = self.me();
+        let mut out = Vec::new();
+        for (id, a) in &self.cluster.acks {
+            for n in a.pending.iter().filter(|n| new.contains(n)) {
+                out.push((*n, PeerMsg::SetAck(*id)));
+            }
+        }
+        for id in self.cluster.will_queue.keys() {
+            if let Some(job) = self.jobs.get(id) {
+                for n in job.others(me).filter(|n| new.contains(n)) {
+                    out.push((n, PeerMsg::WillQueue(*id)));
+                }
+            }
+        }
+        for (to, msg) in out {
+            tracing::debug!(to = %to, msg = msg.kind(), "peer back: sent again");
+            self.send(to, msg);
+        }
     }
 
     /// Synchronous adds still waiting on a peer that was declared down ask
@@ -206,9 +235,11 @@ impl Engine {
 
     /// Peers were declared down: jobs that were queued or running there
     /// (the node that added them, or the one they were moved to) are
-    /// queued again now, through the usual WILLQUEUE round, instead of
-    /// after RETRY. At least once still holds; a node that was only cut
-    /// off may run such a job too.
+    /// queued again soon, through a WILLQUEUE round that waits
+    /// `rescue_grace_ms` for answers, instead of after RETRY. The grace
+    /// lets a node that was only cut off come back and answer (its job is
+    /// queued there, or acked); one that stays away past it may run such a
+    /// job too (at least once).
     fn rescue_from(&mut self, now: UnixMs, gone: &[NodeName]) {
         let me = self.me();
         let ids: Vec<JobId> = self
@@ -235,7 +266,7 @@ impl Engine {
             if let Some(t) = self.jobs.get_mut(&id).and_then(|j| j.take_requeue_at()) {
                 self.timers.cancel(t, Timer::Requeue(id));
             }
-            self.requeue_announced(now, id);
+            self.will_queue_round(now, id, self.cfg.rescue_grace_ms);
         }
     }
 
@@ -618,6 +649,12 @@ impl Engine {
     /// A retry timer fired on a job other nodes also hold: announce the
     /// re-queue first. Returns false for a job kept on this node only.
     pub(super) fn requeue_announced(&mut self, now: UnixMs, id: JobId) -> bool {
+        self.will_queue_round(now, id, WILL_QUEUE_MS)
+    }
+
+    /// Sends WILLQUEUE to the job's other holders and queues it here if
+    /// none answers within `wait_ms`. False for a job held here only.
+    fn will_queue_round(&mut self, now: UnixMs, id: JobId, wait_ms: u64) -> bool {
         let me = self.me();
         let Some(job) = self.jobs.get(&id) else {
             return true;
@@ -630,7 +667,7 @@ impl Engine {
         for to in &others {
             self.send(*to, PeerMsg::WillQueue(id));
         }
-        let at = now + WILL_QUEUE_MS;
+        let at = now + wait_ms;
         if let Some(old) = self.cluster.will_queue.insert(id, at) {
             self.timers.cancel(old, Timer::WillQueue(id));
         }

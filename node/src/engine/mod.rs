@@ -97,6 +97,12 @@ pub struct EngineConfig {
     pub events: bool,
     /// Emit `Effect::Persist` for every job change (`appendonly yes`).
     pub journal: bool,
+    /// How long a holder waits for answers before queuing the jobs of a
+    /// peer declared down (the rescue's WILLQUEUE round). A peer only cut
+    /// off for a moment is declared down too, and is seen again only some
+    /// time after the cut heals: it must have the chance to answer (it may
+    /// hold the job's ack) before its jobs run a second time.
+    pub rescue_grace_ms: u64,
 }
 
 impl Default for EngineConfig {
@@ -124,6 +130,8 @@ impl Default for EngineConfig {
             seed: 0,
             events: false,
             journal: false,
+            // Twice Disque's default `cluster-node-timeout` (15 s).
+            rescue_grace_ms: 30_000,
         }
     }
 }

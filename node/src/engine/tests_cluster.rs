@@ -6,6 +6,7 @@ use super::*;
 use crate::api::GetJob;
 
 const T0: UnixMs = 1_700_000_000_000;
+const RESCUE_GRACE_MS: u64 = 2_000;
 
 fn name(i: u8) -> NodeName {
     NodeName([i; 20])
@@ -33,6 +34,7 @@ impl Net {
                     node_prefix: name(i).prefix(),
                     seed: u64::from(i),
                     exec_slots: 2,
+                    rescue_grace_ms: RESCUE_GRACE_MS,
                     ..EngineConfig::default()
                 })
             })
@@ -496,12 +498,51 @@ fn when_a_node_is_declared_down_its_jobs_are_queued_elsewhere_without_waiting_fo
     net.down[0] = true;
     net.down[2] = true;
     net.membership();
+    net.advance(RESCUE_GRACE_MS - 500);
+    assert_eq!(
+        net.nodes[1].job(&queued_there).unwrap().state,
+        JobState::Active,
+        "waits for the grace: the nodes may only be cut off"
+    );
     net.advance(1_000);
     assert_eq!(
         net.nodes[1].job(&queued_there).unwrap().state,
         JobState::Queued
     );
     assert_eq!(net.nodes[1].job(&moved).unwrap().state, JobState::Queued);
+}
+
+#[test]
+fn a_node_declared_down_after_a_short_cut_answers_with_its_ack_instead_of_a_second_run() {
+    let mut net = Net::new(2);
+    let id = net.add(0, plain("q", "x", 2, 600));
+    let r = net.command(0, get("q"));
+    assert_eq!(got_ids(net.reply(0, r)), vec![id]);
+    // Cut: the ack on node 1 never reaches node 2, and each declares the
+    // other down.
+    net.down[1] = true;
+    let r = net.command(
+        0,
+        Command::Ack {
+            ids: vec![id],
+            fast: false,
+        },
+    );
+    assert!(matches!(net.reply(0, r), Some(Reply::Count(1))));
+    let now = net.now;
+    net.nodes[0].handle_peers(now, [name(1)]);
+    net.nodes[1].handle_peers(now, [name(2)]);
+    net.settle();
+    // Healed, but membership sees the peers again only a while later.
+    net.down[1] = false;
+    net.advance(RESCUE_GRACE_MS - 500);
+    assert_eq!(net.nodes[1].job(&id).unwrap().state, JobState::Active);
+    net.membership();
+    assert!(net.nodes[1].job(&id).is_none(), "the ack arrived on return");
+    net.advance(RESCUE_GRACE_MS);
+    let r = net.command(1, get("q"));
+    assert!(got_ids(net.reply(1, r)).is_empty());
+    assert_eq!(net.nodes[0].cluster_stats().acks_pending, 0);
 }
 
 #[test]
@@ -600,7 +641,7 @@ fn a_group_runs_on_one_node_and_moves_together_when_that_node_dies() {
     );
     net.down[owner] = true;
     net.membership();
-    net.advance(1_000);
+    net.advance(RESCUE_GRACE_MS + 500);
     let holders: Vec<usize> = (0..3)
         .filter(|i| *i != owner && qlen(&net.nodes[*i], "g") > 0)
         .collect();
