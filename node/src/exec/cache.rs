@@ -26,10 +26,10 @@ use wasque_sdk::proto::ModuleHash;
 
 use super::error::ExecError;
 use super::run::JobCtx;
-use super::{PutOutcome, sleep};
+use super::{PutOutcome, wasi};
 
 /// The only import module the sandbox grants.
-const WASI_P1: &str = "wasi_snapshot_preview1";
+const WASI_P1: &str = wasi::MODULE;
 
 /// A module ready to run.
 pub(crate) struct LoadedModule {
@@ -40,7 +40,7 @@ pub(crate) struct LoadedModule {
     /// `_start`, looked up once.
     pub(crate) start: ModuleExport,
     /// `argv[0]` of the guest.
-    pub(crate) argv0: String,
+    pub(crate) argv0: Arc<str>,
 }
 
 /// The cache: one per executor.
@@ -76,10 +76,8 @@ impl ModuleCache {
             fs::create_dir_all(d).map_err(|e| ExecError::io(d, e))?;
         }
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |c: &mut JobCtx| &mut c.wasi)
+        wasi::add_to_linker(&mut linker)
             .map_err(|e| ExecError::Engine(format!("cannot link WASI: {e}")))?;
-        sleep::shadow_poll_oneoff(&mut linker)
-            .map_err(|e| ExecError::Engine(format!("cannot link poll_oneoff: {e}")))?;
         let cache = ModuleCache {
             engine,
             compat,
@@ -255,7 +253,7 @@ impl ModuleCache {
             size,
             pre,
             start,
-            argv0: format!("{}.wasm", &hash.to_hex()[..16]),
+            argv0: format!("{}.wasm", &hash.to_hex()[..16]).into(),
         })
     }
 

@@ -126,17 +126,7 @@ impl Executor {
     /// benchmarks). Call it from a plain thread or `spawn_blocking`, not
     /// from inside an async task.
     pub fn run_here(&self, req: &ExecRequest) -> JobResult {
-        if tokio::runtime::Handle::try_current().is_ok() {
-            return self.inner.core.run(req);
-        }
-        thread_local! {
-            static RT: Option<tokio::runtime::Runtime> =
-                tokio::runtime::Builder::new_current_thread().build().ok();
-        }
-        RT.with(|rt| {
-            let _ctx = rt.as_ref().map(|rt| rt.enter());
-            self.inner.core.run(req)
-        })
+        self.inner.core.run(req)
     }
 
     /// The executor's counters.

@@ -13,7 +13,7 @@
 //!   its imports resolved against the sandbox's linker and `_start` looked
 //!   up. Kept for as long as the module is in the cache, keyed by the sha256
 //!   of its bytes.
-//! - **One `Store` per job** (`run.rs`): a fresh WASI preview 1 context
+//! - **One `Store` per job** (`run.rs`): the job's WASI preview 1 state
 //!   (stdin = payload, bounded stdout = result, bounded stderr = log,
 //!   args; no files, no environment, no network), the job's fuel, memory
 //!   cap and deadline. Lives for one run, a few microseconds for a short
@@ -28,8 +28,9 @@
 //!
 //! `config.rs` settings, `error.rs` errors, `request.rs` API values,
 //! `executor.rs` the handle, `engine.rs` the wasmtime engine, `cache.rs` the
-//! module cache, `run.rs` one job, `pipe.rs` bounded stdout/stderr,
-//! `sleep.rs` guest time, `pool.rs` threads.
+//! module cache, `run.rs` one job, `wasi.rs` the sandbox's WASI preview 1
+//! (every function, and what it grants), `pipe.rs` bounded stdout/stderr,
+//! `sleep.rs` guest sleeps, `pool.rs` threads.
 
 mod cache;
 mod config;
@@ -41,9 +42,12 @@ mod pool;
 mod request;
 mod run;
 mod sleep;
+mod wasi;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_wasi;
 
 pub use self::config::ExecConfig;
 pub use self::error::ExecError;

@@ -6,15 +6,9 @@
 //! record, not from the trap). Stderr is a log: past its bound bytes are
 //! dropped and the guest is told the write succeeded, so a chatty guest
 //! behaves the same with or without the bound.
-
-use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
-
-use bytes::Bytes;
-use tokio::io::AsyncWrite;
-use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
-use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
+//!
+//! The pipe lives in the job's `Store` and is written by the sandbox's
+//! `fd_write` (`wasi.rs`) with the store borrowed, so it needs no lock.
 
 /// What a full pipe does with more bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,131 +24,46 @@ pub(crate) enum Overflow {
 #[error("output exceeded the limit of {0} bytes")]
 pub(crate) struct OutputLimitExceeded(pub(crate) usize);
 
-/// A cheap-clone handle on one job's output buffer.
-#[derive(Clone)]
+/// One job's output buffer.
 pub(crate) struct BoundedPipe {
-    shared: Arc<Shared>,
-}
-
-struct Shared {
     cap: usize,
     mode: Overflow,
-    state: Mutex<State>,
-}
-
-#[derive(Default)]
-struct State {
     buf: Vec<u8>,
     overflowed: bool,
 }
 
-/// How many bytes a writer is told it may write at once. The bound is
-/// enforced in `write`, so this only needs to be positive.
-const PERMIT: usize = 64 << 10;
-
 impl BoundedPipe {
     pub(crate) fn new(cap: usize, mode: Overflow) -> BoundedPipe {
         BoundedPipe {
-            shared: Arc::new(Shared {
-                cap,
-                mode,
-                state: Mutex::new(State::default()),
-            }),
+            cap,
+            mode,
+            buf: Vec::new(),
+            overflowed: false,
         }
     }
 
     /// Takes the bytes written so far, and whether a write went past the
     /// bound.
-    pub(crate) fn take(&self) -> (Vec<u8>, bool) {
-        let mut st = self.lock();
-        (std::mem::take(&mut st.buf), st.overflowed)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // Nothing panics while holding the lock; a poisoned lock still
-        // holds consistent bytes.
-        self.shared
-            .state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+    pub(crate) fn take(&mut self) -> (Vec<u8>, bool) {
+        (std::mem::take(&mut self.buf), self.overflowed)
     }
 
     /// Appends `bytes`; `Err` when the pipe is in `Fail` mode and they do
     /// not fit.
-    fn append(&self, bytes: &[u8]) -> Result<(), OutputLimitExceeded> {
-        let cap = self.shared.cap;
-        let mut st = self.lock();
-        let room = cap.saturating_sub(st.buf.len());
+    pub(crate) fn append(&mut self, bytes: &[u8]) -> Result<(), OutputLimitExceeded> {
+        let room = self.cap.saturating_sub(self.buf.len());
         if bytes.len() <= room {
-            st.buf.extend_from_slice(bytes);
+            self.buf.extend_from_slice(bytes);
             return Ok(());
         }
-        st.overflowed = true;
-        match self.shared.mode {
-            Overflow::Fail => Err(OutputLimitExceeded(cap)),
+        self.overflowed = true;
+        match self.mode {
+            Overflow::Fail => Err(OutputLimitExceeded(self.cap)),
             Overflow::Discard => {
-                st.buf.extend_from_slice(&bytes[..room]);
+                self.buf.extend_from_slice(&bytes[..room]);
                 Ok(())
             }
         }
-    }
-}
-
-impl IsTerminal for BoundedPipe {
-    fn is_terminal(&self) -> bool {
-        false
-    }
-}
-
-impl StdoutStream for BoundedPipe {
-    fn p2_stream(&self) -> Box<dyn OutputStream> {
-        Box::new(self.clone())
-    }
-
-    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
-        Box::new(self.clone())
-    }
-}
-
-impl OutputStream for BoundedPipe {
-    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
-        self.append(&bytes)
-            .map_err(|e| StreamError::Trap(wasmtime::Error::new(e)))
-    }
-
-    fn flush(&mut self) -> StreamResult<()> {
-        Ok(())
-    }
-
-    fn check_write(&mut self) -> StreamResult<usize> {
-        Ok(PERMIT)
-    }
-}
-
-#[wasmtime_wasi::async_trait]
-impl Pollable for BoundedPipe {
-    async fn ready(&mut self) {}
-}
-
-impl AsyncWrite for BoundedPipe {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Poll::Ready(
-            self.append(buf)
-                .map(|()| buf.len())
-                .map_err(std::io::Error::other),
-        )
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
     }
 }
 
@@ -164,7 +73,7 @@ mod tests {
 
     #[test]
     fn fail_mode_refuses_past_the_bound_and_records_it() {
-        let p = BoundedPipe::new(4, Overflow::Fail);
+        let mut p = BoundedPipe::new(4, Overflow::Fail);
         assert!(p.append(b"ab").is_ok());
         assert!(p.append(b"cd").is_ok());
         assert!(p.append(b"e").is_err());
@@ -173,14 +82,14 @@ mod tests {
 
     #[test]
     fn exactly_the_bound_is_fine() {
-        let p = BoundedPipe::new(4, Overflow::Fail);
+        let mut p = BoundedPipe::new(4, Overflow::Fail);
         assert!(p.append(b"abcd").is_ok());
         assert_eq!(p.take(), (b"abcd".to_vec(), false));
     }
 
     #[test]
     fn discard_mode_keeps_the_head() {
-        let p = BoundedPipe::new(3, Overflow::Discard);
+        let mut p = BoundedPipe::new(3, Overflow::Discard);
         assert!(p.append(b"ab").is_ok());
         assert!(p.append(b"cdef").is_ok());
         assert_eq!(p.take(), (b"abc".to_vec(), true));

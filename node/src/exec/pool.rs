@@ -1,7 +1,5 @@
 //! The executor's threads: a job queue, one std thread per executor slot
-//! pulling from it (each inside its own current-thread Tokio context, so
-//! wasmtime-wasi's synchronous WASI calls never detour through a global
-//! runtime), and the epoch ticker thread that makes deadlines fire.
+//! pulling from it, and the epoch ticker thread that makes deadlines fire.
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -212,19 +210,6 @@ impl Threads {
 
 fn worker(core: &Core) {
     batch_scheduling();
-    // WASI preview 1 calls in wasmtime-wasi are async code run with
-    // `block_on` on the current Tokio runtime, or else on a global one with
-    // a yield per call: a current-thread runtime per executor thread is the
-    // fast path (no I/O or timer driver is needed: a job's stdio is in
-    // memory and `poll_oneoff` is the sandbox's own).
-    let rt = tokio::runtime::Builder::new_current_thread().build();
-    let _ctx = match &rt {
-        Ok(rt) => Some(rt.enter()),
-        Err(e) => {
-            tracing::warn!(error = %e, "no per-thread Tokio runtime; WASI calls take the slow path");
-            None
-        }
-    };
     while let Some(req) = core.queue.pop() {
         let result = core.run(&req);
         core.finish(&req, result);

@@ -5,20 +5,17 @@
 use std::time::{Duration, Instant};
 
 use wasmtime::{Extern, ResourceLimiter, Store, Trap};
-use wasmtime_wasi::p1::WasiP1Ctx;
-use wasmtime_wasi::p2::pipe::MemoryInputPipe;
-use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 use wasque_sdk::proto::{ErrorClass, JobResult};
 
 use super::ExecRequest;
 use super::cache::{LoadedModule, ModuleCache};
 use super::config::ExecConfig;
-use super::pipe::{BoundedPipe, Overflow};
-use super::sleep::JobClock;
+use super::wasi::{GuestExit, GuestIo};
 
 /// Everything a job's `Store` holds.
 pub(crate) struct JobCtx {
-    pub(crate) wasi: WasiP1Ctx,
+    /// The job's streams and arguments, as WASI sees them (`wasi.rs`).
+    pub(crate) io: GuestIo,
     pub(crate) limiter: MemoryLimiter,
     /// When the job started: the origin of the guest's monotonic clock.
     pub(crate) origin: Instant,
@@ -95,22 +92,14 @@ pub(crate) fn run(cache: &ModuleCache, cfg: &ExecConfig, req: &ExecRequest) -> J
     let limits = &req.limits;
     let mem_cap = limits.memory_bytes.min(cfg.max_memory_bytes);
 
-    let stdout = BoundedPipe::new(cfg.max_output_bytes, Overflow::Fail);
-    let stderr = BoundedPipe::new(cfg.max_stderr_bytes, Overflow::Discard);
-    let mut wasi = WasiCtxBuilder::new();
-    wasi.stdin(MemoryInputPipe::new(req.body.clone()))
-        .stdout(stdout.clone())
-        .stderr(stderr.clone())
-        .monotonic_clock(JobClock { origin: started })
-        .allow_tcp(false)
-        .allow_udp(false)
-        .allow_ip_name_lookup(false)
-        .arg(&module.argv0);
-    for a in &req.args {
-        wasi.arg(a);
-    }
     let ctx = JobCtx {
-        wasi: wasi.build_p1(),
+        io: GuestIo::new(
+            req.body.clone(),
+            cfg.max_output_bytes,
+            cfg.max_stderr_bytes,
+            module.argv0.clone(),
+            req.args.clone(),
+        ),
         limiter: MemoryLimiter {
             cap: usize::try_from(mem_cap).unwrap_or(usize::MAX),
             refused: false,
@@ -128,13 +117,14 @@ pub(crate) fn run(cache: &ModuleCache, cfg: &ExecConfig, req: &ExecRequest) -> J
         .set_fuel(limits.fuel)
         .and_then(|()| call_start(&mut store, &module));
     let fuel_left = store.get_fuel().unwrap_or(0);
-    let memory_refused = store.data().limiter.refused;
-    let deadline_hit = store.data().deadline_hit;
+    let ctx = store.data_mut();
+    let memory_refused = ctx.limiter.refused;
+    let deadline_hit = ctx.deadline_hit;
+    let (output, output_overflow) = ctx.io.stdout.take();
+    let (log, _) = ctx.io.stderr.take();
     drop(store);
     let duration_us = micros(started.elapsed());
 
-    let (output, output_overflow) = stdout.take();
-    let (log, _) = stderr.take();
     let seen = Observed {
         outcome,
         fuel: limits.fuel,
@@ -185,7 +175,7 @@ pub(crate) struct Observed {
 pub(crate) fn classify(seen: &Observed) -> (Option<i32>, Option<ErrorClass>, String) {
     let err = seen.outcome.as_ref().err();
     let trap = err.and_then(|e| e.downcast_ref::<Trap>()).copied();
-    let exit = err.and_then(|e| e.downcast_ref::<I32Exit>()).map(|e| e.0);
+    let exit = err.and_then(|e| e.downcast_ref::<GuestExit>()).map(|e| e.0);
     let failed = !(err.is_none() || exit == Some(0));
 
     if trap == Some(Trap::OutOfFuel) {

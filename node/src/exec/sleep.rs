@@ -1,38 +1,22 @@
-//! Guest time: the job's monotonic clock and a `poll_oneoff` that never
-//! sleeps past the job's deadline.
+//! Guest time: the sandbox's `poll_oneoff`, which never sleeps past the
+//! job's deadline.
 //!
 //! Epoch interruption only stops a guest while it runs Wasm code; a host
-//! call such as wasmtime-wasi's `poll_oneoff` (what `std::thread::sleep`
-//! becomes on wasm32-wasip1) would block the executor thread for as long as
-//! the guest asks. So the sandbox replaces `poll_oneoff` with this one. The
-//! only descriptors a job has are stdin (an in-memory pipe, always readable)
-//! and stdout/stderr (in-memory, always writable), so a subscription to them
-//! is ready at once; a clock subscription sleeps, at most until the job's
-//! deadline, and reaching the deadline ends the job with the deadline
-//! recorded in the store (classified `Deadline` from that record).
+//! call such as `poll_oneoff` (what `std::thread::sleep` becomes on
+//! wasm32-wasip1) would block the executor thread for as long as the guest
+//! asks. The only descriptors a job has are stdin (an in-memory pipe, always
+//! readable) and stdout/stderr (in-memory, always writable), so a
+//! subscription to an open one is ready at once; a clock subscription
+//! sleeps, at most until the job's deadline, and reaching the deadline ends
+//! the job with the deadline recorded in the store (classified `Deadline`
+//! from that record). The monotonic clock's origin is the job's start, as
+//! `clock_time_get` (`wasi.rs`) reads it.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use wasmtime::{Caller, Extern, Linker};
-use wasmtime_wasi::HostMonotonicClock;
+use wasmtime::{Caller, Extern};
 
 use super::run::JobCtx;
-
-/// The guest's monotonic clock: nanoseconds since the job's store was made.
-/// `poll_oneoff` reads the same origin for absolute monotonic timeouts.
-pub(crate) struct JobClock {
-    pub(crate) origin: Instant,
-}
-
-impl HostMonotonicClock for JobClock {
-    fn resolution(&self) -> u64 {
-        1
-    }
-
-    fn now(&self) -> u64 {
-        nanos(self.origin.elapsed())
-    }
-}
 
 /// The error a job's `poll_oneoff` traps with when its sleep reaches the
 /// deadline.
@@ -56,26 +40,6 @@ const CLOCK_REALTIME: u32 = 0;
 const CLOCK_MONOTONIC: u32 = 1;
 const SUBCLOCK_ABSTIME: u16 = 1;
 
-/// Replaces `wasi_snapshot_preview1::poll_oneoff` in `linker` (which must
-/// already hold wasmtime-wasi's preview 1 functions).
-pub(crate) fn shadow_poll_oneoff(linker: &mut Linker<JobCtx>) -> wasmtime::Result<()> {
-    linker.allow_shadowing(true);
-    linker.func_wrap(
-        "wasi_snapshot_preview1",
-        "poll_oneoff",
-        |mut caller: Caller<'_, JobCtx>,
-         subs: i32,
-         events: i32,
-         nsubs: i32,
-         nevents_out: i32|
-         -> wasmtime::Result<i32> {
-            poll_oneoff(&mut caller, subs, events, nsubs, nevents_out)
-        },
-    )?;
-    linker.allow_shadowing(false);
-    Ok(())
-}
-
 /// One parsed subscription.
 struct Sub {
     userdata: u64,
@@ -89,7 +53,8 @@ enum SubKind {
     Fd { fd: u32, event: u8 },
 }
 
-fn poll_oneoff(
+/// `poll_oneoff(subscriptions, events, count, events_written)`.
+pub(crate) fn poll_oneoff(
     caller: &mut Caller<'_, JobCtx>,
     subs: i32,
     events: i32,
@@ -188,7 +153,7 @@ fn poll_oneoff(
             SubKind::Clock(_) => continue,
             SubKind::Fd { fd, event } => {
                 ev[10] = event;
-                if fd > 2 {
+                if !caller.data().io.is_open(fd) {
                     ev[8..10].copy_from_slice(&ERRNO_BADF.to_le_bytes());
                 }
             }
@@ -208,7 +173,8 @@ fn poll_oneoff(
     Ok(ERRNO_SUCCESS)
 }
 
-fn nanos(d: Duration) -> u64 {
+/// `d` in nanoseconds, saturating.
+pub(crate) fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 

@@ -142,7 +142,7 @@ const SNOOP: &str = r#"
     (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 16)))))
 "#;
 
-fn wasm(wat: &str) -> Vec<u8> {
+pub(super) fn wasm(wat: &str) -> Vec<u8> {
     wat::parse_str(wat).expect("test WAT is valid")
 }
 
@@ -158,20 +158,20 @@ fn config(threads: usize) -> ExecConfig {
     }
 }
 
-struct Fixture {
+pub(super) struct Fixture {
     dir: tempfile::TempDir,
-    exec: Executor,
+    pub(super) exec: Executor,
     done: UnboundedReceiver<ExecDone>,
 }
 
-fn open(threads: usize) -> Fixture {
+pub(super) fn open(threads: usize) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let (tx, done) = unbounded_channel();
     let exec = Executor::open(config(threads), dir.path(), tx).expect("executor opens");
     Fixture { dir, exec, done }
 }
 
-fn limits() -> Limits {
+pub(super) fn limits() -> Limits {
     Limits {
         fuel: 1_000_000_000,
         memory_bytes: 16 << 20,
@@ -179,7 +179,7 @@ fn limits() -> Limits {
     }
 }
 
-fn request(module: ModuleHash, body: &[u8], limits: Limits) -> ExecRequest {
+pub(super) fn request(module: ModuleHash, body: &[u8], limits: Limits) -> ExecRequest {
     static SEQ: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
     let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     ExecRequest {
@@ -193,14 +193,14 @@ fn request(module: ModuleHash, body: &[u8], limits: Limits) -> ExecRequest {
 }
 
 impl Fixture {
-    fn put(&self, wat: &str) -> ModuleHash {
+    pub(super) fn put(&self, wat: &str) -> ModuleHash {
         self.exec
             .put_module(&wasm(wat))
             .expect("module accepted")
             .hash
     }
 
-    fn run(&self, wat: &str, body: &[u8], limits: Limits) -> JobResult {
+    pub(super) fn run(&self, wat: &str, body: &[u8], limits: Limits) -> JobResult {
         let hash = self.put(wat);
         self.exec.run_here(&request(hash, body, limits))
     }
