@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use wasmtime::{Caller, Extern};
 
 use super::run::JobCtx;
+use super::wasi::errno;
 
 /// The error a job's `poll_oneoff` traps with when its sleep reaches the
 /// deadline.
@@ -26,11 +27,6 @@ pub(crate) struct SleptPastDeadline;
 
 const SUBSCRIPTION_SIZE: usize = 48;
 const EVENT_SIZE: usize = 32;
-
-const ERRNO_SUCCESS: i32 = 0;
-const ERRNO_BADF: u16 = 8;
-const ERRNO_FAULT: i32 = 21;
-const ERRNO_INVAL: i32 = 28;
 
 const EVENTTYPE_CLOCK: u8 = 0;
 const EVENTTYPE_FD_READ: u8 = 1;
@@ -69,10 +65,10 @@ pub(crate) fn poll_oneoff(
         nevents_out as u32 as usize,
     );
     if nsubs == 0 {
-        return Ok(ERRNO_INVAL);
+        return Ok(errno::INVAL);
     }
     let Some(Extern::Memory(memory)) = caller.get_export("memory") else {
-        return Ok(ERRNO_FAULT);
+        return Ok(errno::FAULT);
     };
     let origin = caller.data().origin;
 
@@ -81,7 +77,7 @@ pub(crate) fn poll_oneoff(
     {
         let mem = memory.data(&*caller);
         let Some(raw) = slice(mem, subs, nsubs.saturating_mul(SUBSCRIPTION_SIZE)) else {
-            return Ok(ERRNO_FAULT);
+            return Ok(errno::FAULT);
         };
         for s in raw.chunks_exact(SUBSCRIPTION_SIZE) {
             let userdata = u64_at(s, 0);
@@ -99,7 +95,7 @@ pub(crate) fn poll_oneoff(
                                 .map_or(0, nanos);
                             timeout.saturating_sub(now)
                         }
-                        _ => return Ok(ERRNO_INVAL),
+                        _ => return Ok(errno::INVAL),
                     };
                     SubKind::Clock(Duration::from_nanos(wait))
                 }
@@ -111,7 +107,7 @@ pub(crate) fn poll_oneoff(
                     fd: u32_at(s, 16),
                     event: EVENTTYPE_FD_WRITE,
                 },
-                _ => return Ok(ERRNO_INVAL),
+                _ => return Ok(errno::INVAL),
             };
             parsed.push(Sub { userdata, kind });
         }
@@ -154,7 +150,7 @@ pub(crate) fn poll_oneoff(
             SubKind::Fd { fd, event } => {
                 ev[10] = event;
                 if !caller.data().io.is_open(fd) {
-                    ev[8..10].copy_from_slice(&ERRNO_BADF.to_le_bytes());
+                    ev[8..10].copy_from_slice(&(errno::BADF as u16).to_le_bytes());
                 }
             }
         }
@@ -163,14 +159,14 @@ pub(crate) fn poll_oneoff(
     }
     let mem = memory.data_mut(&mut *caller);
     let Some(dst) = slice_mut(mem, events, out.len()) else {
-        return Ok(ERRNO_FAULT);
+        return Ok(errno::FAULT);
     };
     dst.copy_from_slice(&out);
     let Some(dst) = slice_mut(mem, nevents_out, 4) else {
-        return Ok(ERRNO_FAULT);
+        return Ok(errno::FAULT);
     };
     dst.copy_from_slice(&n.to_le_bytes());
-    Ok(ERRNO_SUCCESS)
+    Ok(errno::SUCCESS)
 }
 
 /// `d` in nanoseconds, saturating.
