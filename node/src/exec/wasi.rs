@@ -31,7 +31,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use rand::RngCore;
-use wasmtime::{Caller, Extern, Linker, Memory};
+use wasmtime::{Caller, Extern, FuncType, Linker, Memory, Val, ValType};
 
 use super::pipe::{BoundedPipe, Overflow};
 use super::run::JobCtx;
@@ -283,183 +283,101 @@ pub(crate) fn add_to_linker(linker: &mut Linker<JobCtx>) -> wasmtime::Result<()>
             with_memory(&mut c, |mem, _| put(mem, out, &stat))
         },
     )?;
-    l.func_wrap(
-        MODULE,
-        "fd_seek",
-        |c: Ctx<'_>, fd: i32, _off: i64, _whence: i32, _out: i32| on_fd(&c, fd, errno::SPIPE),
-    )?;
-    l.func_wrap(MODULE, "fd_tell", |c: Ctx<'_>, fd: i32, _out: i32| {
-        on_fd(&c, fd, errno::SPIPE)
-    })?;
-    l.func_wrap(
-        MODULE,
-        "fd_pread",
-        |c: Ctx<'_>, fd: i32, _iovs: i32, _n: i32, _off: i64, _out: i32| {
-            on_fd(&c, fd, errno::SPIPE)
-        },
-    )?;
-    l.func_wrap(
-        MODULE,
-        "fd_pwrite",
-        |c: Ctx<'_>, fd: i32, _iovs: i32, _n: i32, _off: i64, _out: i32| {
-            on_fd(&c, fd, errno::SPIPE)
-        },
-    )?;
-    l.func_wrap(
-        MODULE,
-        "fd_advise",
-        |c: Ctx<'_>, fd: i32, _off: i64, _len: i64, _advice: i32| on_fd(&c, fd, errno::SPIPE),
-    )?;
-    l.func_wrap(
-        MODULE,
-        "fd_allocate",
-        |c: Ctx<'_>, fd: i32, _off: i64, _len: i64| on_fd(&c, fd, errno::SPIPE),
-    )?;
-    l.func_wrap(MODULE, "fd_datasync", |c: Ctx<'_>, fd: i32| {
-        on_fd(&c, fd, errno::INVAL)
-    })?;
-    l.func_wrap(MODULE, "fd_sync", |c: Ctx<'_>, fd: i32| {
-        on_fd(&c, fd, errno::INVAL)
-    })?;
-    l.func_wrap(
-        MODULE,
-        "fd_fdstat_set_flags",
-        |c: Ctx<'_>, fd: i32, _flags: i32| on_fd(&c, fd, errno::NOTSUP),
-    )?;
-    l.func_wrap(
-        MODULE,
-        "fd_fdstat_set_rights",
-        |c: Ctx<'_>, fd: i32, _base: i64, _inheriting: i64| on_fd(&c, fd, errno::NOTSUP),
-    )?;
-    l.func_wrap(
-        MODULE,
-        "fd_filestat_set_size",
-        |c: Ctx<'_>, fd: i32, _size: i64| on_fd(&c, fd, errno::INVAL),
-    )?;
-    l.func_wrap(
-        MODULE,
-        "fd_filestat_set_times",
-        |c: Ctx<'_>, fd: i32, _atim: i64, _mtim: i64, _flags: i32| on_fd(&c, fd, errno::NOTSUP),
-    )?;
-    l.func_wrap(
-        MODULE,
-        "fd_readdir",
-        |c: Ctx<'_>, fd: i32, _buf: i32, _len: i32, _cookie: i64, _out: i32| {
-            on_fd(&c, fd, errno::NOTDIR)
-        },
-    )?;
-
-    // No pre-opened directories: the scan wasi-libc makes at start ends at
-    // descriptor 0.
-    l.func_wrap(
-        MODULE,
-        "fd_prestat_get",
-        |_: Ctx<'_>, _fd: i32, _out: i32| errno::BADF,
-    )?;
-    l.func_wrap(
-        MODULE,
-        "fd_prestat_dir_name",
-        |_: Ctx<'_>, _fd: i32, _path: i32, _len: i32| errno::BADF,
-    )?;
-
-    // Paths: no descriptor is a directory.
-    l.func_wrap(
-        MODULE,
-        "path_create_directory",
-        |c: Ctx<'_>, fd: i32, _p: i32, _pl: i32| on_fd(&c, fd, errno::NOTDIR),
-    )?;
-    l.func_wrap(
-        MODULE,
-        "path_filestat_get",
-        |c: Ctx<'_>, fd: i32, _flags: i32, _p: i32, _pl: i32, _out: i32| {
-            on_fd(&c, fd, errno::NOTDIR)
-        },
-    )?;
-    l.func_wrap(
-        MODULE,
-        "path_filestat_set_times",
-        |c: Ctx<'_>, fd: i32, _flags: i32, _p: i32, _pl: i32, _a: i64, _m: i64, _f: i32| {
-            on_fd(&c, fd, errno::NOTDIR)
-        },
-    )?;
-    l.func_wrap(
-        MODULE,
-        "path_link",
-        |c: Ctx<'_>, fd: i32, _flags: i32, _p: i32, _pl: i32, _nfd: i32, _np: i32, _npl: i32| {
-            on_fd(&c, fd, errno::NOTDIR)
-        },
-    )?;
-    l.func_wrap(
-        MODULE,
-        "path_open",
-        |c: Ctx<'_>,
-         fd: i32,
-         _dirflags: i32,
-         _p: i32,
-         _pl: i32,
-         _oflags: i32,
-         _base: i64,
-         _inheriting: i64,
-         _fdflags: i32,
-         _out: i32| on_fd(&c, fd, errno::NOTDIR),
-    )?;
-    l.func_wrap(
-        MODULE,
-        "path_readlink",
-        |c: Ctx<'_>, fd: i32, _p: i32, _pl: i32, _buf: i32, _len: i32, _out: i32| {
-            on_fd(&c, fd, errno::NOTDIR)
-        },
-    )?;
-    l.func_wrap(
-        MODULE,
-        "path_remove_directory",
-        |c: Ctx<'_>, fd: i32, _p: i32, _pl: i32| on_fd(&c, fd, errno::NOTDIR),
-    )?;
-    l.func_wrap(
-        MODULE,
-        "path_rename",
-        |c: Ctx<'_>, fd: i32, _p: i32, _pl: i32, _nfd: i32, _np: i32, _npl: i32| {
-            on_fd(&c, fd, errno::NOTDIR)
-        },
-    )?;
-    l.func_wrap(
-        MODULE,
-        "path_symlink",
-        |c: Ctx<'_>, _op: i32, _opl: i32, fd: i32, _np: i32, _npl: i32| {
-            on_fd(&c, fd, errno::NOTDIR)
-        },
-    )?;
-    l.func_wrap(
-        MODULE,
-        "path_unlink_file",
-        |c: Ctx<'_>, fd: i32, _p: i32, _pl: i32| on_fd(&c, fd, errno::NOTDIR),
-    )?;
-
-    // Sockets: preview 1 only has calls on sockets handed in, and none is.
-    l.func_wrap(
-        MODULE,
-        "sock_accept",
-        |c: Ctx<'_>, fd: i32, _flags: i32, _out: i32| on_fd(&c, fd, errno::NOTSOCK),
-    )?;
-    l.func_wrap(
-        MODULE,
-        "sock_recv",
-        |c: Ctx<'_>, fd: i32, _iovs: i32, _n: i32, _flags: i32, _out: i32, _oflags: i32| {
-            on_fd(&c, fd, errno::NOTSOCK)
-        },
-    )?;
-    l.func_wrap(
-        MODULE,
-        "sock_send",
-        |c: Ctx<'_>, fd: i32, _iovs: i32, _n: i32, _flags: i32, _out: i32| {
-            on_fd(&c, fd, errno::NOTSOCK)
-        },
-    )?;
-    l.func_wrap(MODULE, "sock_shutdown", |c: Ctx<'_>, fd: i32, _how: i32| {
-        on_fd(&c, fd, errno::NOTSOCK)
-    })?;
+    // Everything else: calls on files, directories and sockets.
+    for &(name, params, fd_at, on_stream) in REFUSED {
+        let ty = FuncType::new(l.engine(), params.iter().cloned(), [ValType::I32]);
+        l.func_new(MODULE, name, ty, move |c, args, results| {
+            let fd = args.get(fd_at).and_then(Val::i32).unwrap_or(-1);
+            if let Some(r) = results.first_mut() {
+                *r = Val::I32(on_fd(&c, fd, on_stream));
+            }
+            Ok(())
+        })?;
+    }
     Ok(())
 }
+
+/// The calls no descriptor of a job supports: name, parameter types (as
+/// the witx lowers them), which parameter is the descriptor, and what an
+/// open stream answers (a descriptor that is not open gets `BADF`). No
+/// descriptor is a file, a directory or a socket, and none is pre-opened.
+const REFUSED: &[(&str, &[ValType], usize, i32)] = {
+    use ValType::{I32, I64};
+    &[
+        ("fd_seek", &[I32, I64, I32, I32], 0, errno::SPIPE),
+        ("fd_tell", &[I32, I32], 0, errno::SPIPE),
+        ("fd_pread", &[I32, I32, I32, I64, I32], 0, errno::SPIPE),
+        ("fd_pwrite", &[I32, I32, I32, I64, I32], 0, errno::SPIPE),
+        ("fd_advise", &[I32, I64, I64, I32], 0, errno::SPIPE),
+        ("fd_allocate", &[I32, I64, I64], 0, errno::SPIPE),
+        ("fd_datasync", &[I32], 0, errno::INVAL),
+        ("fd_sync", &[I32], 0, errno::INVAL),
+        ("fd_fdstat_set_flags", &[I32, I32], 0, errno::NOTSUP),
+        ("fd_fdstat_set_rights", &[I32, I64, I64], 0, errno::NOTSUP),
+        ("fd_filestat_set_size", &[I32, I64], 0, errno::INVAL),
+        (
+            "fd_filestat_set_times",
+            &[I32, I64, I64, I32],
+            0,
+            errno::NOTSUP,
+        ),
+        ("fd_readdir", &[I32, I32, I32, I64, I32], 0, errno::NOTDIR),
+        // No pre-opened directory: the scan wasi-libc makes at start ends
+        // at once.
+        ("fd_prestat_get", &[I32, I32], 0, errno::BADF),
+        ("fd_prestat_dir_name", &[I32, I32, I32], 0, errno::BADF),
+        ("path_create_directory", &[I32, I32, I32], 0, errno::NOTDIR),
+        (
+            "path_filestat_get",
+            &[I32, I32, I32, I32, I32],
+            0,
+            errno::NOTDIR,
+        ),
+        (
+            "path_filestat_set_times",
+            &[I32, I32, I32, I32, I64, I64, I32],
+            0,
+            errno::NOTDIR,
+        ),
+        (
+            "path_link",
+            &[I32, I32, I32, I32, I32, I32, I32],
+            0,
+            errno::NOTDIR,
+        ),
+        (
+            "path_open",
+            &[I32, I32, I32, I32, I32, I64, I64, I32, I32],
+            0,
+            errno::NOTDIR,
+        ),
+        (
+            "path_readlink",
+            &[I32, I32, I32, I32, I32, I32],
+            0,
+            errno::NOTDIR,
+        ),
+        ("path_remove_directory", &[I32, I32, I32], 0, errno::NOTDIR),
+        (
+            "path_rename",
+            &[I32, I32, I32, I32, I32, I32],
+            0,
+            errno::NOTDIR,
+        ),
+        // (old path, old path length, directory, new path, its length)
+        ("path_symlink", &[I32, I32, I32, I32, I32], 2, errno::NOTDIR),
+        ("path_unlink_file", &[I32, I32, I32], 0, errno::NOTDIR),
+        ("sock_accept", &[I32, I32, I32], 0, errno::NOTSOCK),
+        (
+            "sock_recv",
+            &[I32, I32, I32, I32, I32, I32],
+            0,
+            errno::NOTSOCK,
+        ),
+        ("sock_send", &[I32, I32, I32, I32, I32], 0, errno::NOTSOCK),
+        ("sock_shutdown", &[I32, I32], 0, errno::NOTSOCK),
+    ]
+};
 
 /// `BADF` for a descriptor that is not open, else `on_stream`: the answer of
 /// a call that no stream supports.
