@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use wasmtime::{Caller, Extern};
 
 use super::run::JobCtx;
-use super::wasi::errno;
+use super::wasi::{errno, guest_slice, guest_slice_mut};
 
 /// The error a job's `poll_oneoff` traps with when its sleep reaches the
 /// deadline.
@@ -76,7 +76,7 @@ pub(crate) fn poll_oneoff(
     let mut parsed = Vec::with_capacity(nsubs.min(64));
     {
         let mem = memory.data(&*caller);
-        let Some(raw) = slice(mem, subs, nsubs.saturating_mul(SUBSCRIPTION_SIZE)) else {
+        let Some(raw) = guest_slice(mem, subs, nsubs.saturating_mul(SUBSCRIPTION_SIZE)) else {
             return Ok(errno::FAULT);
         };
         for s in raw.chunks_exact(SUBSCRIPTION_SIZE) {
@@ -158,11 +158,11 @@ pub(crate) fn poll_oneoff(
         n += 1;
     }
     let mem = memory.data_mut(&mut *caller);
-    let Some(dst) = slice_mut(mem, events, out.len()) else {
+    let Some(dst) = guest_slice_mut(mem, events, out.len()) else {
         return Ok(errno::FAULT);
     };
     dst.copy_from_slice(&out);
-    let Some(dst) = slice_mut(mem, nevents_out, 4) else {
+    let Some(dst) = guest_slice_mut(mem, nevents_out, 4) else {
         return Ok(errno::FAULT);
     };
     dst.copy_from_slice(&n.to_le_bytes());
@@ -172,14 +172,6 @@ pub(crate) fn poll_oneoff(
 /// `d` in nanoseconds, saturating.
 pub(crate) fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
-fn slice(mem: &[u8], at: usize, len: usize) -> Option<&[u8]> {
-    mem.get(at..at.checked_add(len)?)
-}
-
-fn slice_mut(mem: &mut [u8], at: usize, len: usize) -> Option<&mut [u8]> {
-    mem.get_mut(at..at.checked_add(len)?)
 }
 
 fn u16_at(s: &[u8], at: usize) -> u16 {

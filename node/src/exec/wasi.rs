@@ -485,8 +485,7 @@ fn fd_read(c: &mut Ctx<'_>, fd: i32, iovs: i32, n: i32, out: i32) -> wasmtime::R
             let k = dst.len().min(left.len());
             dst[..k].copy_from_slice(&left[..k]);
             io.read += k;
-            // `k` fits: it is at most the i32 `len`, and the sum of at most
-            // IOV_MAX of them fits in u32 only while checked.
+            // `k` is at most this iovec's u32 length; the sum is checked.
             total = total.checked_add(k as u32).ok_or(errno::INVAL)?;
         }
         put_u32(mem, out, total)
@@ -526,18 +525,24 @@ fn fd_write(c: &mut Ctx<'_>, fd: i32, iovs: i32, n: i32, out: i32) -> wasmtime::
     }
 }
 
-/// Wasm passes pointers and lengths as i32; they are u32.
-fn range(at: i32, len: i32) -> Option<std::ops::Range<usize>> {
-    let start = at as u32 as usize;
-    Some(start..start.checked_add(len as u32 as usize)?)
+/// `len` bytes of guest memory at `at`, or `None` where they leave it.
+pub(crate) fn guest_slice(mem: &[u8], at: usize, len: usize) -> Option<&[u8]> {
+    mem.get(at..at.checked_add(len)?)
 }
 
+/// The same, to write.
+pub(crate) fn guest_slice_mut(mem: &mut [u8], at: usize, len: usize) -> Option<&mut [u8]> {
+    mem.get_mut(at..at.checked_add(len)?)
+}
+
+// Wasm passes pointers and lengths as i32; they are u32.
+
 fn slice(mem: &[u8], at: i32, len: i32) -> Option<&[u8]> {
-    mem.get(range(at, len)?)
+    guest_slice(mem, at as u32 as usize, len as u32 as usize)
 }
 
 fn slice_mut(mem: &mut [u8], at: i32, len: i32) -> Option<&mut [u8]> {
-    mem.get_mut(range(at, len)?)
+    guest_slice_mut(mem, at as u32 as usize, len as u32 as usize)
 }
 
 fn put(mem: &mut [u8], at: i32, bytes: &[u8]) -> Result<(), i32> {
