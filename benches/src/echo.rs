@@ -23,7 +23,6 @@ pub fn start(data_dir: &Path, reply: Response) -> SocketAddr {
         max_frame_bytes: DEFAULT_MAX_FRAME,
         max_module_bytes: 0,
         max_connections: 16,
-        password: None,
     };
     let endpoint = quic::bind(&cfg, &identity, None).expect("echo endpoint binds");
     let addr = endpoint.local_addr().expect("bound address");

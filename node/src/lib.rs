@@ -8,6 +8,7 @@
 //! - [`job`]: the job model alone (ids, states, limits, results). The ground
 //!   floor: everything else imports it, it imports none of them.
 //! - [`api`]: the one command set and reply type every front door shares.
+//! - [`auth`]: who may use the node: credentials every front door checks.
 //! - [`engine`]: all job state of this node, as a sans-IO core:
 //!   `handle_*(now, ..)` feeds it events, `poll_*` drains the effects it
 //!   wants carried out (replies, executions) and its next timer.
@@ -24,6 +25,7 @@
 //! - [`cli`]: the `wasque-node` command line.
 
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod cluster;
 pub mod config;

@@ -62,9 +62,16 @@ pub struct Handle {
     /// The job store writer's figures (`appendonly yes`).
     store: Option<Arc<crate::store::WriterStats>>,
     cluster: Cluster,
+    /// The node's live credentials, asked by every front door.
+    auth: Arc<crate::auth::Auth>,
 }
 
 impl Handle {
+    /// Who may use the node (`requirepass`, read live).
+    pub fn auth(&self) -> &crate::auth::Auth {
+        &self.auth
+    }
+
     /// The node's peers and links.
     pub fn cluster(&self) -> &Cluster {
         &self.cluster
@@ -279,7 +286,6 @@ impl Node {
             max_frame_bytes: cfg.max_frame_bytes,
             max_module_bytes: cfg.max_module_bytes,
             max_connections: cfg.max_connections,
-            password: cfg.requirepass.clone(),
         };
         let endpoint =
             quic::bind(&quic_cfg, &identity, cluster_ca.as_ref()).map_err(|e| match e {
@@ -359,6 +365,7 @@ impl Node {
             pubsub: pubsub.clone(),
             store: store_stats,
             cluster: cluster.clone(),
+            auth: Arc::new(crate::auth::Auth::new(cfg.requirepass.clone())),
         };
         let started = Instant::now();
         let driver = Driver {

@@ -27,7 +27,7 @@ pub async fn serve(
     handle: Handle,
     mut stop: watch::Receiver<bool>,
 ) {
-    let authed = Arc::new(AtomicBool::new(cfg.password.is_none()));
+    let authed = Arc::new(AtomicBool::new(handle.auth().anonymous().is_some()));
     let remote = conn.remote_address();
     tracing::debug!(%remote, "client connected");
     loop {
@@ -146,7 +146,7 @@ async fn pipeline(
     let mut frame = Some(first);
     let mut failure = None;
     while let Some(f) = frame.take() {
-        handle_request(f, &tx, &handle, &authed, &cfg);
+        handle_request(f, &tx, &handle, &authed);
         match proto::read_frame_buffered::<_, RequestFrame>(&mut recv, max_frame).await {
             Ok(next) => frame = next,
             Err(e) => failure = Some(e),
@@ -170,7 +170,6 @@ fn handle_request(
     tx: &mpsc::UnboundedSender<(u64, Reply)>,
     handle: &Handle,
     authed: &AtomicBool,
-    cfg: &QuicConfig,
 ) {
     let reply_to = ReplyTo {
         tx: tx.clone(),
@@ -188,8 +187,8 @@ fn handle_request(
                         proto::PROTOCOL_VERSION
                     ),
                 )
-            } else if cfg.password.is_some() && token != cfg.password {
-                Reply::error(ErrorCode::NoAuth, "invalid password")
+            } else if let Err(e) = hello_auth(handle.auth(), token.as_deref()) {
+                Reply::error(ErrorCode::NoAuth, e.to_string())
             } else {
                 authed.store(true, Ordering::Relaxed);
                 Reply::Hello {
@@ -329,4 +328,16 @@ async fn upload(
     let _ = send.finish();
     // Give the reply a moment to leave before the stream is dropped.
     let _ = send.stopped().await;
+}
+
+/// A hello's token: none needed on a node without credentials (a token
+/// sent anyway is ignored, as before), the password otherwise.
+fn hello_auth(
+    auth: &crate::auth::Auth,
+    token: Option<&str>,
+) -> Result<crate::auth::Principal, crate::auth::AuthError> {
+    match auth.anonymous() {
+        Some(p) => Ok(p),
+        None => auth.verify(None, token.unwrap_or("").as_bytes()),
+    }
 }

@@ -25,8 +25,6 @@ pub struct QuicConfig {
     pub max_frame_bytes: usize,
     pub max_module_bytes: usize,
     pub max_connections: usize,
-    /// `requirepass`: clients must send it in their hello.
-    pub password: Option<String>,
 }
 
 /// How the node's endpoint is tuned (idle timeout and windows).

@@ -24,6 +24,7 @@ use super::cmd::server::{self, ServerCmd};
 use super::cmd::{self, Action, Render};
 use super::frame::{self, Frame};
 use crate::api::{ErrorCode, Reply};
+use crate::auth::AuthError;
 use crate::runtime::{Handle, ReplyTo};
 
 /// Output held for a client before reading pauses.
@@ -72,7 +73,7 @@ pub async fn serve(
     mut stop: watch::Receiver<bool>,
 ) {
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let authed = shared.password.read().map(|p| p.is_none()).unwrap_or(false);
+    let authed = handle.auth().anonymous().is_some();
     let mut c = Conn {
         shared,
         handle,
@@ -272,17 +273,16 @@ impl Conn {
                 self.closing = true;
                 Frame::Simple("OK".into())
             }
-            ServerCmd::Auth(given) => {
-                let want = sh.password.read().ok().and_then(|p| p.clone());
-                match want {
-                    None => Frame::error("ERR", "Client sent AUTH, but no password is set"),
-                    Some(p) if constant_time_eq(p.as_bytes(), &given) => {
+            ServerCmd::Auth { user, password } => {
+                match self.handle.auth().verify(user.as_deref(), &password) {
+                    Ok(_) => {
                         self.authed = true;
                         Frame::Simple("OK".into())
                     }
-                    Some(_) => {
-                        self.authed = false;
-                        Frame::error("ERR", "invalid password")
+                    Err(e @ AuthError::NotConfigured) => Frame::error("ERR", &e.to_string()),
+                    Err(e @ AuthError::Invalid) => {
+                        self.authed = self.handle.auth().anonymous().is_some();
+                        Frame::error("WRONGPASS", &e.to_string())
                     }
                 }
             }
@@ -324,14 +324,14 @@ impl Conn {
                 Frame::Array(out)
             }
             ServerCmd::ConfigGet(pattern) => Frame::Array(
-                server::config_values(&sh)
+                server::config_values(&sh, self.handle.auth())
                     .into_iter()
                     .filter(|(k, _)| server::glob(pattern.as_bytes(), k.as_bytes()))
                     .flat_map(|(k, v)| [Frame::text(&k), Frame::text(&v)])
                     .collect(),
             ),
-            ServerCmd::ConfigSet(name, value) => config_set(&sh, &name, &value),
-            ServerCmd::ConfigRewrite => config_rewrite(&sh),
+            ServerCmd::ConfigSet(name, value) => config_set(&sh, self.handle.auth(), &name, &value),
+            ServerCmd::ConfigRewrite => config_rewrite(&sh, self.handle.auth()),
             ServerCmd::ConfigResetStat => {
                 sh.total_commands.store(0, Ordering::Relaxed);
                 sh.total_connections.store(0, Ordering::Relaxed);
@@ -404,23 +404,11 @@ impl Conn {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for i in 0..a.len().max(b.len()) {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0);
-        diff |= usize::from(x ^ y);
-    }
-    diff == 0
-}
-
-fn config_set(sh: &Shared, name: &str, value: &str) -> Frame {
+fn config_set(sh: &Shared, auth: &crate::auth::Auth, name: &str, value: &str) -> Frame {
     let num = || value.parse::<u64>().map_err(|_| ());
     let ok = match name {
         "requirepass" => {
-            if let Ok(mut p) = sh.password.write() {
-                *p = (!value.is_empty()).then(|| value.to_string());
-            }
+            auth.set_password(Some(value.to_string()));
             Ok(())
         }
         "maxclients" => num().and_then(|n| {
@@ -452,7 +440,7 @@ fn config_set(sh: &Shared, name: &str, value: &str) -> Frame {
 
 /// Writes the values CONFIG SET changed back into the config file the node
 /// started from: each directive's line is replaced, or appended.
-fn config_rewrite(sh: &Shared) -> Frame {
+fn config_rewrite(sh: &Shared, auth: &crate::auth::Auth) -> Frame {
     let Some(path) = &sh.config.config_file else {
         return Frame::error("ERR", "The server is running without a config file");
     };
@@ -460,7 +448,7 @@ fn config_rewrite(sh: &Shared) -> Frame {
         Ok(t) => t,
         Err(e) => return Frame::error("ERR", &format!("Rewriting config file: {e}")),
     };
-    let values = server::config_values(sh);
+    let values = server::config_values(sh, auth);
     let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
     for name in server::SETTABLE {
         let Some((_, v)) = values.iter().find(|(k, _)| k == name) else {

@@ -22,8 +22,8 @@ pub mod frame;
 pub mod pubsub;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -35,7 +35,6 @@ use crate::runtime::Handle;
 pub struct Shared {
     pub config: Config,
     pub limits: frame::Limits,
-    pub password: RwLock<Option<String>>,
     pub max_clients: AtomicUsize,
     /// Idle seconds before a client is closed; 0 = never.
     pub idle_timeout_secs: AtomicU64,
@@ -60,7 +59,6 @@ impl Shared {
                 max_args: config.resp_max_args,
                 max_inline: 64 << 10,
             },
-            password: RwLock::new(config.requirepass.clone()),
             max_clients: AtomicUsize::new(config.max_connections),
             idle_timeout_secs: AtomicU64::new(config.resp_idle_timeout_secs),
             max_pending: 64 << 10,

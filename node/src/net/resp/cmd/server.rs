@@ -17,8 +17,14 @@ use crate::net::resp::frame::Frame;
 pub enum ServerCmd {
     Ping(Option<Bytes>),
     Echo(Bytes),
-    Auth(Bytes),
-    Hello { version: Option<Bytes> },
+    /// `AUTH password` or Redis 6's `AUTH user password`.
+    Auth {
+        user: Option<String>,
+        password: Bytes,
+    },
+    Hello {
+        version: Option<Bytes>,
+    },
     ConfigGet(String),
     ConfigSet(String, String),
     ConfigRewrite,
@@ -33,8 +39,14 @@ pub fn parse(a: &Args) -> Result<Action, Frame> {
         "ping" => server(ServerCmd::Ping(a.words.get(1).cloned())),
         "echo" => server(ServerCmd::Echo(a.bytes(1))),
         // AUTH password, or AUTH default password (Redis 6 clients).
-        "auth" if a.len() == 2 => server(ServerCmd::Auth(a.bytes(1))),
-        "auth" if a.len() == 3 => server(ServerCmd::Auth(a.bytes(2))),
+        "auth" if a.len() == 2 => server(ServerCmd::Auth {
+            user: None,
+            password: a.bytes(1),
+        }),
+        "auth" if a.len() == 3 => server(ServerCmd::Auth {
+            user: Some(String::from_utf8_lossy(&a.bytes(1)).into_owned()),
+            password: a.bytes(2),
+        }),
         "auth" => Err(wrong_arity("auth")),
         "hello" => server(ServerCmd::Hello {
             version: a.words.get(1).cloned(),
@@ -88,14 +100,10 @@ fn config(a: &Args) -> Result<Action, Frame> {
 pub const SETTABLE: &[&str] = &["requirepass", "maxclients", "timeout"];
 
 /// Every directive CONFIG GET shows, with its value now.
-pub fn config_values(s: &Shared) -> Vec<(String, String)> {
+pub fn config_values(s: &Shared, auth: &crate::auth::Auth) -> Vec<(String, String)> {
     let c = &s.config;
     let yes = |b: bool| if b { "yes" } else { "no" }.to_string();
-    let password = s
-        .password
-        .read()
-        .map(|p| p.clone().unwrap_or_default())
-        .unwrap_or_default();
+    let password = auth.password().map(|p| p.to_string()).unwrap_or_default();
     vec![
         ("port".into(), c.port.to_string()),
         ("bind".into(), c.bind.to_string()),
