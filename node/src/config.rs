@@ -33,6 +33,10 @@ pub struct Config {
     pub port: u16,
     /// `None`: HTTP off.
     pub http_port: Option<u16>,
+    /// `http-hosts`: names (besides localhost and the node's addresses)
+    /// the HTTP door answers to in a request's `Host`; any other is
+    /// refused (DNS rebinding). Comma-separated in the file.
+    pub http_hosts: Vec<String>,
     pub data_dir: PathBuf,
     /// Peers to join at start (`--join HOST:PORT`, repeatable).
     pub joins: Vec<String>,
@@ -66,6 +70,12 @@ pub struct Config {
     pub resp_max_bulk_bytes: usize,
     /// RESP: most arguments in one request (`resp-max-args`).
     pub resp_max_args: usize,
+    /// RESP: the largest whole request (`resp-max-request-bytes`), checked
+    /// while parsing; at least `proto-max-bulk-len` so MODULE PUT fits.
+    pub resp_max_request_bytes: usize,
+    /// RESP: reply bytes rendered but unsent a client may hold before the
+    /// node stops reading its requests (`resp-max-output-bytes`).
+    pub resp_max_output_bytes: usize,
     /// RESP: close a client idle this many seconds (`timeout`); 0 = never.
     pub resp_idle_timeout_secs: u64,
     /// Allow DEBUG FLUSHALL (`--enable-debug-command`, test nodes only).
@@ -119,6 +129,7 @@ const KNOWN: &[&str] = &[
     "requirepass",
     "daemonize",
     "http-port",
+    "http-hosts",
     "exec-threads",
     "io-threads",
     "fuel-default",
@@ -137,6 +148,8 @@ const KNOWN: &[&str] = &[
     "enable-debug-command",
     "proto-max-bulk-len",
     "resp-max-args",
+    "resp-max-request-bytes",
+    "resp-max-output-bytes",
     "timeout",
 ];
 
@@ -435,10 +448,35 @@ impl RawConfig {
         if resp_max_args < 3 {
             return Err(bad("resp-max-args", "must be at least 3".into()));
         }
+        // A request is its arguments plus their headers: a little above
+        // the largest argument, so MODULE PUT of the largest module fits.
+        let resp_max_request_bytes = num(
+            "resp-max-request-bytes",
+            (resp_max_bulk_bytes + (1 << 20)) as u64,
+        )? as usize;
+        if resp_max_request_bytes < resp_max_bulk_bytes {
+            return Err(bad(
+                "resp-max-request-bytes",
+                "must be at least proto-max-bulk-len".into(),
+            ));
+        }
+        let resp_max_output_bytes = num("resp-max-output-bytes", 16 << 20)? as usize;
+        if resp_max_output_bytes == 0 {
+            return Err(bad("resp-max-output-bytes", "must be > 0".into()));
+        }
+        let http_hosts = match self.get("http-hosts") {
+            None => Vec::new(),
+            Some((v, _)) => v
+                .split(',')
+                .map(|h| h.trim().trim_end_matches('.').to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect(),
+        };
         Ok(Config {
             bind,
             port,
             http_port,
+            http_hosts,
             data_dir,
             joins: self.joins.clone(),
             logfile: opt_path("logfile"),
@@ -462,6 +500,8 @@ impl RawConfig {
             max_connections: num("maxclients", 10_000)? as usize,
             resp_max_bulk_bytes,
             resp_max_args,
+            resp_max_request_bytes,
+            resp_max_output_bytes,
             resp_idle_timeout_secs: num("timeout", 0)?,
             enable_debug_command: yes_no("enable-debug-command", false)?,
             config_file: None,

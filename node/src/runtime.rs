@@ -407,6 +407,7 @@ impl Node {
                 started,
                 quic_addr,
                 addr,
+                cfg.http_hosts.clone(),
                 stop_rx,
             );
             http_state = Some(state.clone());

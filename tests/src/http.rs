@@ -1,5 +1,6 @@
 //! A minimal HTTP/1.0 client for tests of the node's HTTP front door:
-//! `GET` with a bounded wait, and a server-sent event reader. HTTP/1.0 so
+//! `GET` with a bounded wait and optional headers (a bearer token, a
+//! foreign `Host`), and a server-sent event reader. HTTP/1.0 so
 //! that the server delimits bodies by closing (no chunked decoding here).
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -27,13 +28,24 @@ impl Response {
     }
 }
 
-fn connect(addr: SocketAddr, path: &str) -> std::io::Result<TcpStream> {
+/// Opens a connection and sends `GET path` with `headers`; `Host` is the
+/// node's address unless `headers` names one.
+fn connect(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> std::io::Result<TcpStream> {
     let mut s = TcpStream::connect_timeout(&addr, TIMEOUT)?;
     s.set_read_timeout(Some(TIMEOUT))?;
     s.set_write_timeout(Some(TIMEOUT))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut req = format!("GET {path} HTTP/1.0\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req.push_str(&format!("Host: {addr}\r\n"));
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes())?;
     Ok(s)
 }
+
 
 fn head<R: BufRead>(r: &mut R) -> std::io::Result<(u16, Vec<(String, String)>)> {
     let mut line = String::new();
@@ -58,7 +70,16 @@ fn head<R: BufRead>(r: &mut R) -> std::io::Result<(u16, Vec<(String, String)>)> 
 
 /// `GET path`, the whole answer.
 pub fn get(addr: SocketAddr, path: &str) -> std::io::Result<Response> {
-    let mut r = BufReader::new(connect(addr, path)?);
+    get_with(addr, path, &[])
+}
+
+/// `GET path` with extra headers, the whole answer.
+pub fn get_with(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<Response> {
+    let mut r = BufReader::new(connect(addr, path, headers)?);
     let (status, headers) = head(&mut r)?;
     let mut body = String::new();
     r.read_to_string(&mut body)?;
@@ -84,7 +105,16 @@ pub struct SseEvent {
 
 impl EventStream {
     pub fn open(addr: SocketAddr, path: &str) -> std::io::Result<EventStream> {
-        let s = connect(addr, path)?;
+        EventStream::open_with(addr, path, &[])
+    }
+
+    /// Opens the stream with extra headers (a bearer token).
+    pub fn open_with(
+        addr: SocketAddr,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> std::io::Result<EventStream> {
+        let s = connect(addr, path, headers)?;
         s.set_read_timeout(Some(Duration::from_millis(200)))?;
         let mut reader = BufReader::new(s);
         let deadline = Instant::now() + TIMEOUT;

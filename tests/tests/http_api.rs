@@ -2,7 +2,9 @@
 //! JSON shapes (every JSON answer is validated against the node's own
 //! `/api/openapi.json`), counters in `/metrics` that move as Wasm jobs run
 //! through the QUIC SDK, bad ids and parameters answered with 400/404 JSON
-//! errors, and the server-sent event feed.
+//! errors, and the server-sent event feed. The door's locks: a node with a
+//! password refuses every route but health and the page without the
+//! bearer token, and every node refuses a `Host` that does not name it.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -19,7 +21,11 @@ struct Spec(Value);
 
 impl Spec {
     fn fetch(addr: SocketAddr) -> Spec {
-        let r = http::get(addr, "/api/openapi.json").expect("GET openapi");
+        Spec::fetch_with(addr, &[])
+    }
+
+    fn fetch_with(addr: SocketAddr, headers: &[(&str, &str)]) -> Spec {
+        let r = http::get_with(addr, "/api/openapi.json", headers).expect("GET openapi");
         assert_eq!(r.status, 200);
         Spec(serde_json::from_str(&r.body).expect("openapi.json is JSON"))
     }
@@ -401,4 +407,134 @@ async fn event_feed_streams_job_events_and_ticks() {
     }
     let tick = tick.expect("a tick");
     assert_eq!(tick["nodes"][0]["id"], c.node_id());
+}
+
+/// A node with a password, reached over HTTP: each protected route is
+/// refused without the token and with a wrong one (401, JSON, the Bearer
+/// challenge), served with the right one; health and the page stay open;
+/// a foreign Host is refused even with the token; CONFIG SET requirepass
+/// over RESP moves the HTTP lock at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_a_password_locks_every_route_but_health() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let file = tmp.path().join("wasque.conf");
+    std::fs::write(&file, "requirepass s3cret\nhttp-hosts node.example\n").expect("write");
+    let node = TestNode::start_http(&["--config", file.to_str().expect("utf8")]);
+    let addr = node.http_addr();
+    let good = [("Authorization", "Bearer s3cret")];
+    let spec = Spec::fetch_with(addr, &good);
+    let zero_job = "019ab6f0-3c2e-7a10-9f2c-bd41000a3e5c";
+    let zero_node = "0".repeat(40);
+    let locked: Vec<(&str, String)> = vec![
+        ("/metrics", "/metrics".into()),
+        ("/api/openapi.json", "/api/openapi.json".into()),
+        ("/api/cluster", "/api/cluster".into()),
+        ("/api/nodes/{id}", format!("/api/nodes/{zero_node}")),
+        ("/api/activity", "/api/activity".into()),
+        ("/api/queues", "/api/queues".into()),
+        ("/api/queues/{name}", "/api/queues/q".into()),
+        ("/api/jobs", "/api/jobs".into()),
+        ("/api/jobs/{id}", format!("/api/jobs/{zero_job}")),
+        ("/api/modules", "/api/modules".into()),
+        ("/api/events", "/api/events".into()),
+    ];
+    let bad_tokens: &[&[(&str, &str)]] = &[
+        &[],
+        &[("Authorization", "Bearer wrong")],
+        &[("Authorization", "Bearer s3cret2")],
+        &[("Authorization", "Basic s3cret")],
+        &[("Authorization", "Bearer bob:s3cret")],
+    ];
+    for (route, path) in &locked {
+        for headers in bad_tokens {
+            let r = http::get_with(addr, path, headers).expect("GET");
+            assert_eq!(r.status, 401, "{path} with {headers:?}: {}", r.body);
+            assert!(
+                r.header("www-authenticate")
+                    .is_some_and(|v| v.starts_with("Bearer")),
+                "{path}: {:?}",
+                r.headers
+            );
+            let v: Value = serde_json::from_str(&r.body).expect("JSON error");
+            assert_eq!(v["error"]["class"], "no-auth", "{path}");
+            assert!(!r.body.contains("s3cret"), "the answer never echoes it");
+            spec.check(route, 401, &v);
+        }
+        if *route == "/api/events" {
+            let mut feed = EventStream::open_with(addr, path, &good).expect("feed");
+            assert_eq!(feed.status, 200, "the feed with the token");
+            let hello = feed.next(Instant::now() + Duration::from_secs(20));
+            assert_eq!(hello.map(|e| e.event).as_deref(), Some("hello"));
+            continue;
+        }
+        for headers in [&good[..], &[("Authorization", "bearer admin:s3cret")]] {
+            let r = http::get_with(addr, path, headers).expect("GET");
+            assert!(
+                r.status == 200 || r.status == 404,
+                "{path} with the token: {} {}",
+                r.status,
+                r.body
+            );
+        }
+    }
+    // Unknown routes are locked too: no probing what exists.
+    let r = http::get(addr, "/api/nope").expect("GET");
+    assert_eq!(r.status, 401);
+    for open in ["/healthz", "/readyz", "/"] {
+        let r = http::get(addr, open).expect("GET");
+        assert_eq!(r.status, 200, "{open} stays open: {}", r.body);
+    }
+
+    // DNS rebinding: a foreign Host is refused even with the token; the
+    // node's own names and addresses are served.
+    for host in ["evil.example", "evil.example:80", "node.example.evil", "[::2]", "10.1.2.3"] {
+        let r = http::get_with(addr, "/api/cluster", &[good[0], ("Host", host)]).expect("GET");
+        assert_eq!(r.status, 421, "Host {host}: {}", r.body);
+        let v: Value = serde_json::from_str(&r.body).expect("JSON error");
+        assert_eq!(v["error"]["class"], "bad-host");
+        spec.check("/api/cluster", 421, &v);
+        let r = http::get_with(addr, "/", &[("Host", host)]).expect("GET");
+        assert_eq!(r.status, 421, "the page too, Host {host}");
+        let r = http::get_with(addr, "/healthz", &[("Host", host)]).expect("GET");
+        assert_eq!(r.status, 200, "health answers any Host");
+    }
+    let port = addr.port();
+    for host in [
+        "localhost".to_string(),
+        format!("localhost:{port}"),
+        format!("LOCALHOST:{port}"),
+        format!("127.0.0.1:{port}"),
+        "[::1]".into(),
+        "node.example".into(),
+        format!("node.example:{port}"),
+    ] {
+        let r =
+            http::get_with(addr, "/api/cluster", &[good[0], ("Host", &host)]).expect("GET");
+        assert_eq!(r.status, 200, "Host {host}: {}", r.body);
+    }
+
+    // The password is live: CONFIG SET over RESP moves the HTTP lock.
+    let mut c = wasque_tests::resp::connect(node.addr).expect("resp");
+    let auth = wasque_tests::resp::cmd(&mut c, &["AUTH", "s3cret"]);
+    assert!(auth.is_ok(), "{auth:?}");
+    let set = wasque_tests::resp::cmd(&mut c, &["CONFIG", "SET", "requirepass", "n3w"]);
+    assert!(set.is_ok(), "{set:?}");
+    let r = http::get_with(addr, "/api/cluster", &good).expect("GET");
+    assert_eq!(r.status, 401, "the old password no longer opens HTTP");
+    let r = http::get_with(addr, "/api/cluster", &[("Authorization", "Bearer n3w")]).expect("GET");
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+/// A node without a password serves every route without a token, as it
+/// always did, but still answers only to its own names.
+#[test]
+fn a_node_without_a_password_is_open_but_checks_the_host() {
+    let node = TestNode::start_http(&[]);
+    let addr = node.http_addr();
+    for path in ["/api/cluster", "/metrics", "/api/queues", "/"] {
+        let r = http::get(addr, path).expect("GET");
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+    }
+    let r = http::get_with(addr, "/api/cluster", &[("Host", "rebind.example:7780")]).expect("GET");
+    assert_eq!(r.status, 421, "{}", r.body);
 }

@@ -13,6 +13,11 @@
 //! embedded at build time), `openapi.json` the API's description, kept true
 //! by tests that compare it with [`routes`] and validate live answers.
 //!
+//! Locks (`guard.rs`, one middleware for every route): a `Host` that does
+//! not name the node is refused (DNS rebinding), and once the node has a
+//! password every route but `/healthz`, `/readyz` and the dashboard page
+//! needs `Authorization: Bearer <password>`.
+//!
 //! Bounds: at most [`MAX_IN_FLIGHT`] requests at once (more get 503), at
 //! most [`feed::MAX_FEED_CLIENTS`] feed clients, pages of at most
 //! [`crate::api::MAX_PAGE`] entries.
@@ -21,6 +26,7 @@ mod api;
 mod dashboard;
 mod error;
 mod feed;
+mod guard;
 mod ops;
 mod render;
 
@@ -66,6 +72,8 @@ struct Inner {
     started: Instant,
     quic_addr: SocketAddr,
     http_addr: SocketAddr,
+    /// `http-hosts`: names answered besides localhost and addresses.
+    hosts: Vec<String>,
     stop: watch::Receiver<bool>,
     in_flight: Arc<Semaphore>,
     feed_clients: AtomicUsize,
@@ -80,6 +88,7 @@ impl AppState {
         started: Instant,
         quic_addr: SocketAddr,
         http_addr: SocketAddr,
+        hosts: Vec<String>,
         stop: watch::Receiver<bool>,
     ) -> AppState {
         AppState {
@@ -89,6 +98,7 @@ impl AppState {
                 started,
                 quic_addr,
                 http_addr,
+                hosts,
                 stop,
                 in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
                 feed_clients: AtomicUsize::new(0),
@@ -153,7 +163,8 @@ pub fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
     ]
 }
 
-/// The router with its state, bounds and JSON 404s.
+/// The router with its state, locks, bounds and JSON 404s. The guard is
+/// the outer layer: a refused request takes no in-flight permit.
 pub fn router(state: AppState) -> Router {
     let mut r = Router::new();
     for (path, handlers) in routes() {
@@ -163,6 +174,10 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             in_flight,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
         ))
         .with_state(state)
 }
@@ -175,6 +190,7 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AppState) {
     let shutdown = async move {
         let _ = stop.wait_for(|s| *s).await;
     };
+    let app = app.into_make_service_with_connect_info::<guard::LocalAddr>();
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

@@ -60,7 +60,26 @@ fn router_and_openapi_describe_the_same_routes() {
     for (path, item) in spec["paths"].as_object().expect("paths") {
         let ops: Vec<&String> = item.as_object().expect("path item").keys().collect();
         assert_eq!(ops, ["get"], "{path}: the API is read-only (GET only)");
+        // The guard's open routes are the ones the spec says need nothing.
+        let get = &item["get"];
+        let open = super::guard::OPEN_PATHS.contains(&path.as_str());
+        assert_eq!(
+            get["security"].as_array().is_some_and(Vec::is_empty),
+            open,
+            "{path}: `security: []` exactly on the open routes"
+        );
+        assert_eq!(
+            get["responses"]["401"].is_object(),
+            !open,
+            "{path}: 401 documented exactly on the locked routes"
+        );
+        let any_host = super::guard::ANY_HOST_PATHS.contains(&path.as_str());
+        assert_eq!(get["responses"]["421"].is_object(), !any_host, "{path}: 421");
     }
+    assert_eq!(
+        spec["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,10 @@
 // wasque dashboard: reads the API once, then lives on the /api/events feed.
 // Never lists all jobs: queues are paged, jobs are looked up by id.
+// On a node with a password every API call carries it as a bearer token,
+// asked for once in a small form and kept in sessionStorage (gone when the
+// tab closes). The feed is read with fetch and a stream reader rather than
+// EventSource, which cannot send headers (a token in the URL would end up
+// in logs and history).
 "use strict";
 
 const HISTORY_SECS = 120;   // seconds drawn in the chart
@@ -33,8 +38,37 @@ function el(tag, attrs, ...kids) {
   return e;
 }
 
+// ---- credentials -----------------------------------------------------------
+
+const TOKEN_KEY = "wasque-token";
+
+function authHeaders() {
+  const t = sessionStorage.getItem(TOKEN_KEY);
+  return t ? { Authorization: "Bearer " + t } : {};
+}
+
+// The node wants a token (401): ask for it; a stored one was wrong.
+function askToken() {
+  const had = sessionStorage.getItem(TOKEN_KEY) !== null;
+  sessionStorage.removeItem(TOKEN_KEY);
+  setConn("wait", "locked");
+  $("#login-msg").textContent = had
+    ? "That password was refused. Try again."
+    : "This node has a password: enter it to see its data.";
+  $("#login").hidden = false;
+  $("#token").focus();
+}
+
+$("#login").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const t = $("#token").value;
+  if (!t) return;
+  sessionStorage.setItem(TOKEN_KEY, t);
+  location.reload();
+});
+
 async function getJSON(url) {
-  const r = await fetch(url, { cache: "no-store" });
+  const r = await fetch(url, { cache: "no-store", headers: authHeaders() });
   let body = null;
   try { body = await r.json(); } catch (_) { /* not JSON */ }
   if (!r.ok) {
@@ -300,14 +334,52 @@ function onTick(t) {
   }
 }
 
-function connect() {
-  const es = new EventSource("/api/events");
-  es.addEventListener("hello", () => setConn("wait", "connected"));
-  es.addEventListener("tick", (m) => onTick(JSON.parse(m.data)));
-  es.addEventListener("job", (m) => addEvent(JSON.parse(m.data)));
-  es.addEventListener("skipped", (m) => noteSkipped(JSON.parse(m.data).jobs));
-  es.addEventListener("dropped", () => setConn("wait", "catching up"));
-  es.onerror = () => { if (state.lastTickAt === 0) setConn("down", "unreachable"); };
+const FEED_RETRY_MS = 2000; // wait before reconnecting a feed that ended
+
+const feedHandlers = {
+  hello: () => setConn("wait", "connected"),
+  tick: (d) => onTick(JSON.parse(d)),
+  job: (d) => addEvent(JSON.parse(d)),
+  skipped: (d) => noteSkipped(JSON.parse(d).jobs),
+  dropped: () => setConn("wait", "catching up"),
+};
+
+// One server-sent event block ("event: x\ndata: y"), dispatched.
+function feedEvent(block) {
+  let event = "message";
+  const data = [];
+  for (const line of block.split("\n")) {
+    if (line.startsWith("event:")) event = line.slice(6).trim();
+    else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+  }
+  const h = feedHandlers[event];
+  if (h && data.length) h(data.join("\n"));
+  else if (h && event !== "message") h("");
+}
+
+// Reads /api/events until it ends, then reconnects (as EventSource would).
+async function connect() {
+  try {
+    const r = await fetch("/api/events", { cache: "no-store", headers: authHeaders() });
+    if (r.status === 401) { askToken(); return; }
+    if (!r.ok || !r.body) throw new Error("feed answered " + r.status);
+    const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buf = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buf += value.replace(/\r\n?/g, "\n");
+      let cut;
+      while ((cut = buf.indexOf("\n\n")) >= 0) {
+        feedEvent(buf.slice(0, cut));
+        buf = buf.slice(cut + 2);
+      }
+    }
+  } catch (e) {
+    console.error(e);
+  }
+  if (state.lastTickAt === 0) setConn("down", "unreachable");
+  setTimeout(connect, FEED_RETRY_MS);
 }
 
 async function init() {
@@ -325,6 +397,7 @@ async function init() {
     renderQueues(queues);
     drawChart();
   } catch (e) {
+    if (e.status === 401) { askToken(); return; }
     setConn("down", "unreachable");
     showError(e);
   }
