@@ -460,7 +460,9 @@ impl RawConfig {
                 "must be at least proto-max-bulk-len".into(),
             ));
         }
-        let resp_max_output_bytes = num("resp-max-output-bytes", 16 << 20)? as usize;
+        // Room for one reply at the default body, output and stderr bounds
+        // plus pipelined small ones.
+        let resp_max_output_bytes = num("resp-max-output-bytes", 32 << 20)? as usize;
         if resp_max_output_bytes == 0 {
             return Err(bad("resp-max-output-bytes", "must be > 0".into()));
         }

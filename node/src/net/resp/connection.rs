@@ -5,9 +5,24 @@
 //! up the replies after it are computed, only written).
 //!
 //! Reads and writes are interleaved in one task with readiness, so a
-//! client that pipelines without reading cannot deadlock the connection;
-//! reading pauses once `max_pending` replies are owed or the output buffer
-//! is large.
+//! client that pipelines without reading cannot deadlock the connection.
+//! Output is bounded in bytes (`resp-max-output-bytes`): the bytes of
+//! replies rendered but unsent, plus, for each request whose reply may
+//! carry a job's body or result ([`Render::is_heavy`]), the largest such
+//! reply reserved before the engine is asked. Past the bound the node
+//! stops reading and parsing this client's requests until it drains its
+//! replies (TCP pushes back on the client); a heavy request is held until
+//! its reservation fits, one at a time at least. Pausing rather than
+//! closing (Redis's client-output-buffer-limit) because a slow reader
+//! of big results is a legitimate client; the bound, not the close, is
+//! what keeps memory flat. `max_pending` still bounds the count of owed
+//! replies.
+//!
+//! Strangers: a request that looks like HTTP (`POST`, `Host:`, or a first
+//! inline `GET ...`) closes the connection unanswered, as redis-server
+//! does since 3.2.7 (a browser tricked into posting to the port); before
+//! AUTH on a node with a password, requests get the small bounds of
+//! [`frame::Limits::unauthenticated`].
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -26,9 +41,6 @@ use super::frame::{self, Frame};
 use crate::api::{ErrorCode, Reply};
 use crate::auth::AuthError;
 use crate::runtime::{Handle, ReplyTo};
-
-/// Output held for a client before reading pauses.
-const MAX_OUTPUT: usize = 16 << 20;
 
 /// How long a closing connection still waits for replies owed before the
 /// request that closed it (a blocked GETJOB may never come).
@@ -56,6 +68,16 @@ struct Conn {
     /// A SUBSCRIBE waiting for the replies owed before it; then the
     /// connection becomes a subscriber (`pubsub`).
     subscribe: Option<Vec<Bytes>>,
+    /// Encoded size of the `Slot::Ready` replies not yet in `out`.
+    ready_bytes: usize,
+    /// Bytes reserved for heavy replies the engine still owes.
+    reserved: usize,
+    /// A heavy request waiting for room in the output bound.
+    parked: Option<(crate::api::Command, Render)>,
+    /// Parsing stopped at the output bound: resume once there is room.
+    stalled: bool,
+    /// Requests read so far (the first is checked for HTTP).
+    requests: u64,
 }
 
 /// Answers a client over `maxclients`, then closes.
@@ -84,6 +106,11 @@ pub async fn serve(
         tx,
         out: BytesMut::with_capacity(16 << 10),
         subscribe: None,
+        ready_bytes: 0,
+        reserved: 0,
+        parked: None,
+        stalled: false,
+        requests: 0,
     };
     let mut input = BytesMut::with_capacity(16 << 10);
     let mut close_by: Option<tokio::time::Instant> = None;
@@ -108,10 +135,18 @@ pub async fn serve(
             super::pubsub::serve(stream, input, out, first, c.shared, hub, stop).await;
             return;
         }
+        // Requests left in the buffer at the output bound, now that
+        // replies have drained.
+        if c.stalled && c.has_room() {
+            c.stalled = false;
+            c.handle_input(&mut input);
+            continue;
+        }
         let can_read = !c.closing
             && c.subscribe.is_none()
+            && !c.stalled
             && c.slots.len() < c.shared.max_pending
-            && c.out.len() < MAX_OUTPUT;
+            && c.held() < c.shared.max_output;
         let idle_secs = c.shared.idle_timeout_secs.load(Ordering::Relaxed);
         let idle = c.slots.is_empty() && c.out.is_empty() && idle_secs > 0;
         tokio::select! {
@@ -119,7 +154,9 @@ pub async fn serve(
                 if r.is_err() {
                     break;
                 }
-                input.reserve(16 << 10);
+                // Grow with what has arrived (at most doubling), never
+                // by what a header announces.
+                input.reserve((16 << 10).max(input.len()));
                 match stream.try_read_buf(&mut input) {
                     Ok(0) => break,
                     Ok(_) => c.handle_input(&mut input),
@@ -171,13 +208,60 @@ fn write_some(stream: &TcpStream, out: &mut BytesMut) -> bool {
 }
 
 impl Conn {
-    /// Handles every complete request in `input`.
+    /// Bytes of replies rendered but not yet taken by the socket.
+    fn held(&self) -> usize {
+        self.out.len() + self.ready_bytes
+    }
+
+    /// Whether parsing may go on: under the output bound, and a parked
+    /// heavy request fits now.
+    fn has_room(&self) -> bool {
+        self.held() < self.shared.max_output
+            && (self.parked.is_none() || self.room_for_heavy())
+    }
+
+    /// A heavy reply fits in the output bound, or nothing at all is held
+    /// (one is always allowed, or the client could never be served).
+    fn room_for_heavy(&self) -> bool {
+        let held = self.held() + self.reserved;
+        held == 0 || held + self.shared.heavy_reply <= self.shared.max_output
+    }
+
+    /// Handles every complete request in `input`, stopping at the output
+    /// bound (`stalled`; the serve loop resumes it).
     fn handle_input(&mut self, input: &mut BytesMut) {
+        if let Some((command, render)) = self.parked.take() {
+            if !self.room_for_heavy() {
+                self.parked = Some((command, render));
+                self.stalled = true;
+                return;
+            }
+            self.submit(command, render);
+        }
         while !self.closing && self.subscribe.is_none() {
-            match frame::parse_request(input, &self.shared.limits) {
+            if self.parked.is_some() || self.held() >= self.shared.max_output {
+                self.stalled = true;
+                return;
+            }
+            let limits = if self.authed {
+                self.shared.limits
+            } else {
+                self.shared.limits.unauthenticated()
+            };
+            let inline = input.first().is_some_and(|b| *b != b'*');
+            match frame::parse_request(input, &limits) {
                 Ok(None) => return,
                 Ok(Some(args)) if args.is_empty() => {}
                 Ok(Some(args)) => {
+                    self.requests += 1;
+                    if looks_like_http(&args, inline, self.requests == 1) {
+                        tracing::warn!(
+                            "closing a RESP client that sent an HTTP request (a browser or proxy pointed at the RESP port?)"
+                        );
+                        self.closing = true;
+                        input.clear();
+                        return;
+                    }
                     self.shared.total_commands.fetch_add(1, Ordering::Relaxed);
                     self.request(args);
                 }
@@ -194,7 +278,8 @@ impl Conn {
     fn request(&mut self, args: Vec<Bytes>) {
         let is_auth = args
             .first()
-            .is_some_and(|n| n.eq_ignore_ascii_case(b"auth") || n.eq_ignore_ascii_case(b"quit"));
+            .and_then(|n| std::str::from_utf8(n).ok())
+            .is_some_and(crate::auth::Auth::open_to_anonymous);
         if !self.authed && !is_auth {
             self.push(Slot::Ready(Frame::error(
                 "NOAUTH",
@@ -224,11 +309,11 @@ impl Conn {
                 )));
             }
             Action::Engine(command, render) => {
-                if render == Render::GetJob {
-                    self.shared.blocked.fetch_add(1, Ordering::Relaxed);
+                if render.is_heavy() && !self.room_for_heavy() {
+                    self.parked = Some((command, render));
+                    return;
                 }
-                let tag = self.push(Slot::Engine(render));
-                self.handle.submit(command, self.reply_to(tag));
+                self.submit(command, render);
             }
             Action::Info(section) => {
                 let tag = self.push(Slot::Info(section));
@@ -341,6 +426,18 @@ impl Conn {
         }
     }
 
+    /// Hands a command to the engine, reserving room for a heavy reply.
+    fn submit(&mut self, command: crate::api::Command, render: Render) {
+        if render == Render::GetJob {
+            self.shared.blocked.fetch_add(1, Ordering::Relaxed);
+        }
+        if render.is_heavy() {
+            self.reserved += self.shared.heavy_reply;
+        }
+        let tag = self.push(Slot::Engine(render));
+        self.handle.submit(command, self.reply_to(tag));
+    }
+
     fn reply_to(&self, tag: u64) -> ReplyTo {
         ReplyTo {
             tx: self.tx.clone(),
@@ -350,6 +447,9 @@ impl Conn {
 
     /// Adds an owed reply; returns its tag.
     fn push(&mut self, slot: Slot) -> u64 {
+        if let Slot::Ready(f) = &slot {
+            self.ready_bytes += f.encoded_len();
+        }
         let tag = self.first_tag + self.slots.len() as u64;
         self.slots.push_back(slot);
         tag
@@ -367,6 +467,9 @@ impl Conn {
             Slot::Engine(render) => {
                 if *render == Render::GetJob {
                     self.shared.blocked.fetch_sub(1, Ordering::Relaxed);
+                }
+                if render.is_heavy() {
+                    self.reserved = self.reserved.saturating_sub(self.shared.heavy_reply);
                 }
                 cmd::render(*render, reply)
             }
@@ -390,6 +493,7 @@ impl Conn {
             },
             Slot::Ready(_) => return,
         };
+        self.ready_bytes += frame.encoded_len();
         *slot = Slot::Ready(frame);
     }
 
@@ -397,7 +501,10 @@ impl Conn {
     fn flush_ready(&mut self) {
         while let Some(Slot::Ready(_)) = self.slots.front() {
             if let Some(Slot::Ready(f)) = self.slots.pop_front() {
+                let before = self.out.len();
                 f.encode(&mut self.out);
+                let n = self.out.len() - before;
+                self.ready_bytes = self.ready_bytes.saturating_sub(n);
             }
             self.first_tag += 1;
         }
@@ -478,6 +585,22 @@ fn config_rewrite(sh: &Shared, auth: &crate::auth::Auth) -> Frame {
         Ok(()) => Frame::Simple("OK".into()),
         Err(e) => Frame::error("ERR", &format!("Rewriting config file: {e}")),
     }
+}
+
+/// Whether a request is really an HTTP request sent to the RESP port:
+/// `POST` or a `Host:` header line at any time (no Disque command has
+/// those names), or an HTTP method as the first, inline, request.
+fn looks_like_http(args: &[Bytes], inline: bool, first: bool) -> bool {
+    let Some(name) = args.first() else {
+        return false;
+    };
+    if name.eq_ignore_ascii_case(b"post") || name.eq_ignore_ascii_case(b"host:") {
+        return true;
+    }
+    const METHODS: &[&[u8]] = &[
+        b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"PATCH", b"CONNECT", b"TRACE",
+    ];
+    inline && first && METHODS.iter().any(|m| name.eq_ignore_ascii_case(m))
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {

@@ -21,6 +21,30 @@ pub struct Limits {
     pub max_args: usize,
     /// Longest inline command line.
     pub max_inline: usize,
+    /// Largest whole request, headers included (`resp-max-request-bytes`).
+    pub max_request: usize,
+}
+
+/// Most arguments a client may send before AUTH on a node with a password
+/// (redis's fix for CVE-2021-32675: AUTH needs at most three).
+pub const UNAUTHENTICATED_MAX_ARGS: usize = 10;
+/// Largest argument or inline line before AUTH on a node with a password.
+pub const UNAUTHENTICATED_MAX_BULK: usize = 16 << 10;
+
+impl Limits {
+    /// The bounds for a client that has not authenticated on a node with
+    /// credentials: small, so a stranger cannot make the node buffer
+    /// megabytes before it is refused.
+    pub fn unauthenticated(&self) -> Limits {
+        Limits {
+            max_bulk: self.max_bulk.min(UNAUTHENTICATED_MAX_BULK),
+            max_args: self.max_args.min(UNAUTHENTICATED_MAX_ARGS),
+            max_inline: self.max_inline.min(UNAUTHENTICATED_MAX_BULK),
+            max_request: self
+                .max_request
+                .min(UNAUTHENTICATED_MAX_ARGS * (UNAUTHENTICATED_MAX_BULK + 32) + 32),
+        }
+    }
 }
 
 /// A request the stream cannot be trusted after: answered with `-ERR
@@ -109,9 +133,18 @@ fn parse_multibulk(
         }
         let start = end + 2;
         let stop = start + len as usize;
+        // The whole request so far, checked on the header: a request of
+        // many arguments each under the bound is still refused before its
+        // bytes are buffered.
+        if stop + 2 > limits.max_request {
+            return Err(perr(format!(
+                "request too big (more than {} bytes, resp-max-request-bytes)",
+                limits.max_request
+            )));
+        }
         if buf.len() < stop + 2 {
-            // Make room once for a large argument instead of growing by reads.
-            buf.reserve(stop + 2 - buf.len());
+            // Nothing is reserved for the announced length: the buffer grows
+            // with what arrives, so a header alone costs nothing.
             return Ok(None);
         }
         if &buf[stop..stop + 2] != b"\r\n" {
@@ -258,6 +291,21 @@ impl Frame {
         Frame::Error(format!("{code} {msg}"))
     }
 
+    /// Bytes [`Frame::encode`] writes, without writing them.
+    pub fn encoded_len(&self) -> usize {
+        let line = |n: usize| n + 3;
+        let digits = |n: usize| n.checked_ilog10().map_or(1, |d| d as usize + 1);
+        match self {
+            Frame::Simple(s) | Frame::Error(s) => line(s.len()),
+            Frame::Integer(n) => line(n.to_string().len()),
+            Frame::Bulk(b) => line(digits(b.len())) + b.len() + 2,
+            Frame::Null | Frame::NullArray => 5,
+            Frame::Array(items) => {
+                line(digits(items.len())) + items.iter().map(Frame::encoded_len).sum::<usize>()
+            }
+        }
+    }
+
     pub fn encode(&self, out: &mut BytesMut) {
         match self {
             Frame::Simple(s) => line(out, b'+', s.as_bytes()),
@@ -295,6 +343,7 @@ mod tests {
         max_bulk: 16,
         max_args: 4,
         max_inline: 32,
+        max_request: 48,
     };
 
     fn parse(bytes: &[u8]) -> Result<Option<Vec<Bytes>>, ProtocolError> {
@@ -331,6 +380,61 @@ mod tests {
         assert!(parse(&[b'*'; 40]).is_err(), "endless count line");
         assert!(parse(&[b'a'; 40]).is_err(), "endless inline line");
         assert_eq!(parse(b"*0\r\n").unwrap(), Some(vec![]));
+    }
+
+    #[test]
+    fn the_whole_request_is_bounded_while_parsing() {
+        // Three arguments of 14 bytes, each under max_bulk (16), are 3 *
+        // (5 + 14 + 2) + 4 = 67 bytes, over max_request (48): refused at
+        // the third header, before its bytes arrive.
+        let a = b"$14\r\nabcdefghijklmn\r\n";
+        let mut req = b"*3\r\n".to_vec();
+        req.extend_from_slice(a);
+        assert_eq!(parse(&req).unwrap(), None, "one argument is fine");
+        req.extend_from_slice(a);
+        assert_eq!(parse(&req).unwrap(), None, "two are 46 bytes");
+        req.extend_from_slice(b"$14\r\n");
+        let e = parse(&req).unwrap_err();
+        assert!(e.0.contains("request too big"), "{e}");
+        let exact = b"*2\r\n$14\r\nabcdefghijklmn\r\n$1\r\nx\r\n";
+        assert_eq!(parse(exact).unwrap().map(|v| v.len()), Some(2));
+    }
+
+    #[test]
+    fn a_header_reserves_nothing_for_the_bytes_it_announces() {
+        let big = Limits {
+            max_bulk: 1 << 30,
+            max_args: 4,
+            max_inline: 32,
+            max_request: 1 << 31,
+        };
+        let mut buf = BytesMut::with_capacity(64);
+        buf.extend_from_slice(b"*1\r\n$1000000000\r\nab");
+        assert_eq!(parse_request(&mut buf, &big).unwrap(), None);
+        assert!(buf.capacity() < 4096, "capacity {}", buf.capacity());
+    }
+
+    #[test]
+    fn unauthenticated_bounds_are_small() {
+        let full = Limits {
+            max_bulk: 64 << 20,
+            max_args: 1 << 20,
+            max_inline: 64 << 10,
+            max_request: 65 << 20,
+        };
+        let u = full.unauthenticated();
+        let mut eleven = BytesMut::from(&b"*11\r\n"[..]);
+        assert!(parse_request(&mut eleven, &u).is_err(), "11 arguments");
+        let mut ten = BytesMut::from(&b"*10\r\n"[..]);
+        assert_eq!(parse_request(&mut ten, &u).unwrap(), None, "10 are fine");
+        let mut big = BytesMut::from(&b"*2\r\n$4\r\nAUTH\r\n$16385\r\n"[..]);
+        assert!(parse_request(&mut big, &u).is_err(), "a 16 KiB + 1 argument");
+        let mut ok = BytesMut::from(&b"*2\r\n$4\r\nAUTH\r\n$16384\r\n"[..]);
+        assert_eq!(parse_request(&mut ok, &u).unwrap(), None);
+        let mut line = BytesMut::from(&[b'a'; (16 << 10) + 2][..]);
+        assert!(parse_request(&mut line, &u).is_err(), "a long inline line");
+        let mut both = BytesMut::from(&b"*11\r\n"[..]);
+        assert_eq!(parse_request(&mut both, &full).unwrap(), None, "after AUTH");
     }
 
     #[test]
@@ -373,5 +477,28 @@ mod tests {
             &out[..],
             b"*6\r\n:-1\r\n$2\r\nab\r\n$-1\r\n*-1\r\n+OK\r\n-ERR two lines\r\n"
         );
+    }
+
+    #[test]
+    fn encoded_len_is_what_encode_writes() {
+        let frames = [
+            Frame::Integer(i64::MIN),
+            Frame::Integer(0),
+            Frame::bulk(vec![7u8; 0]),
+            Frame::bulk(vec![7u8; 9]),
+            Frame::bulk(vec![7u8; 10]),
+            Frame::bulk(vec![7u8; 100_000]),
+            Frame::Array((0..12).map(|i| Frame::text(&"x".repeat(i))).collect()),
+            Frame::Array(vec![]),
+            Frame::Null,
+            Frame::NullArray,
+            Frame::Simple("OK".into()),
+            Frame::error("ERR", "no"),
+        ];
+        for f in frames {
+            let mut out = BytesMut::new();
+            f.encode(&mut out);
+            assert_eq!(f.encoded_len(), out.len(), "{f:?}");
+        }
     }
 }

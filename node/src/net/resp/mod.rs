@@ -40,6 +40,13 @@ pub struct Shared {
     pub idle_timeout_secs: AtomicU64,
     /// Requests answered-but-unsent a client may have before reading pauses.
     pub max_pending: usize,
+    /// Reply bytes rendered but unsent (plus heavy replies reserved) a
+    /// client may hold before the node stops reading its requests
+    /// (`resp-max-output-bytes`).
+    pub max_output: usize,
+    /// The largest reply a heavy request (SHOW, RESULT, ...) may get: a
+    /// body, an output and a stderr at their bounds, plus the fields.
+    pub heavy_reply: usize,
     /// DEBUG FLUSHALL allowed (test nodes).
     pub debug_commands: bool,
     pub clients: AtomicUsize,
@@ -58,10 +65,17 @@ impl Shared {
                 max_bulk: config.resp_max_bulk_bytes,
                 max_args: config.resp_max_args,
                 max_inline: 64 << 10,
+                max_request: config.resp_max_request_bytes,
             },
             max_clients: AtomicUsize::new(config.max_connections),
             idle_timeout_secs: AtomicU64::new(config.resp_idle_timeout_secs),
             max_pending: 64 << 10,
+            max_output: config.resp_max_output_bytes,
+            heavy_reply: config
+                .max_body_bytes
+                .saturating_add(config.max_output_bytes)
+                .saturating_add(config.max_stderr_bytes)
+                .saturating_add(64 << 10),
             debug_commands: config.enable_debug_command,
             clients: AtomicUsize::new(0),
             blocked: AtomicI64::new(0),

@@ -33,6 +33,18 @@ pub enum Render {
     ModulePut,
 }
 
+impl Render {
+    /// Replies that may carry a job's body, result or stderr (megabytes):
+    /// the connection reserves the largest such reply in its output bound
+    /// before it asks the engine, so a burst of them cannot pile up.
+    pub fn is_heavy(self) -> bool {
+        matches!(
+            self,
+            Render::Show | Render::Result | Render::JScan | Render::Jobs
+        )
+    }
+}
+
 pub fn render(kind: Render, reply: Reply) -> Frame {
     match (kind, reply) {
         (Render::Show, Reply::Error(e)) if e.code == ErrorCode::NoJob => Frame::Null,
