@@ -638,3 +638,205 @@ fn redis_cli_smoke() {
     assert_eq!(cli(&["ACKJOB", &id]), "1");
     assert!(cli(&["INFO", "jobs"]).contains("registered_jobs:0"));
 }
+
+/// Reads until the node closes the connection (or 10 s pass): what it
+/// answered, and whether it closed.
+fn read_to_close(s: &mut TcpStream) -> (Vec<u8>, bool) {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        match s.read(&mut buf) {
+            Ok(0) => return (out, true),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return (out, true),
+            Err(_) => return (out, false),
+        }
+    }
+    (out, false)
+}
+
+/// A node started from a config file of `text` (kept with the node).
+fn start_conf(text: &str) -> (TestNode, tempfile::TempDir) {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let file = tmp.path().join("wasque.conf");
+    std::fs::write(&file, text).expect("write");
+    let node = TestNode::start(&["--config", file.to_str().expect("utf8")]);
+    (node, tmp)
+}
+
+#[test]
+fn http_requests_to_the_resp_port_are_dropped_unanswered() {
+    let node = start();
+    for req in [
+        &b"POST /api HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\n\r\nPING"[..],
+        b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        b"get /x HTTP/1.0\r\n\r\n",
+        b"*2\r\n$5\r\nHost:\r\n$9\r\nlocalhost\r\n",
+        b"*1\r\n$4\r\nPOST\r\n",
+    ] {
+        let mut s = raw(&node);
+        s.write_all(req).expect("write");
+        let (got, closed) = read_to_close(&mut s);
+        assert!(closed, "{}: closed", String::from_utf8_lossy(req));
+        assert!(
+            got.is_empty(),
+            "{}: nothing answered, got {}",
+            String::from_utf8_lossy(req),
+            String::from_utf8_lossy(&got)
+        );
+    }
+    // POST and Host: close a connection at any time; the replies owed
+    // before them still go out.
+    let mut s = raw(&node);
+    s.write_all(b"PING\r\nPOST / HTTP/1.1\r\nPING\r\n").expect("write");
+    let (got, closed) = read_to_close(&mut s);
+    assert!(closed);
+    assert_eq!(got, b"+PONG\r\n");
+    pings_fine(&node);
+}
+
+#[test]
+fn before_auth_a_stranger_gets_small_bounds() {
+    let (node, _tmp) = start_conf("requirepass s3cret\n");
+    let refused = |req: &[u8], what: &str| {
+        let mut s = raw(&node);
+        s.write_all(req).expect("write");
+        let (got, closed) = read_to_close(&mut s);
+        assert!(
+            got.starts_with(b"-ERR Protocol error"),
+            "{what}: {}",
+            String::from_utf8_lossy(&got)
+        );
+        assert!(closed, "{what}: closed");
+    };
+    refused(b"*11\r\n", "eleven arguments before AUTH");
+    // The header alone is refused: its 16 KiB + 1 bytes are never sent.
+    refused(b"*2\r\n$4\r\nAUTH\r\n$16385\r\n", "a long argument before AUTH");
+    refused(&[b'A'; (16 << 10) + 8], "a long inline line before AUTH");
+
+    // The handshake itself fits, and after it the full bounds apply, even
+    // pipelined in the same write.
+    let mut s = raw(&node);
+    let mut req = b"*3\r\n$4\r\nAUTH\r\n$7\r\ndefault\r\n$6\r\ns3cret\r\n*12\r\n$4\r\nPING\r\n".to_vec();
+    for _ in 0..11 {
+        req.extend_from_slice(b"$1\r\nx\r\n");
+    }
+    req.extend_from_slice(b"*2\r\n$4\r\nECHO\r\n$20000\r\n");
+    req.extend_from_slice(&[b'e'; 20000]);
+    req.extend_from_slice(b"\r\nPING\r\n");
+    s.write_all(&req).expect("write");
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !got.ends_with(b"+PONG\r\n") && Instant::now() < deadline {
+        let more = read_n(&mut s, 1);
+        if more.is_empty() {
+            break;
+        }
+        got.extend(more);
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("+OK\r\n-ERR wrong number of arguments"), "{text}");
+    assert!(!text.contains("Protocol error"), "{text}");
+    assert!(
+        text.contains(&format!("$20000\r\n{}\r\n+PONG\r\n", "e".repeat(20000))),
+        "a 20 KB argument after AUTH"
+    );
+}
+
+#[test]
+fn a_request_over_the_total_bound_is_refused_while_parsing() {
+    // Arguments of up to 1 MiB, requests of up to 1.2 MB.
+    let (node, _tmp) = start_conf(
+        "max-module-bytes 1mb\nmax-body-bytes 1mb\nmax-frame-bytes 2mb\nproto-max-bulk-len 1mb\nresp-max-request-bytes 1200000\n",
+    );
+    let mut s = raw(&node);
+    // One 700 kB argument: served.
+    let mut req = b"*2\r\n$4\r\nECHO\r\n$700000\r\n".to_vec();
+    req.extend_from_slice(&vec![b'a'; 700_000]);
+    req.extend_from_slice(b"\r\n");
+    s.write_all(&req).expect("write");
+    assert_eq!(read_n(&mut s, 9 + 700_002).len(), 9 + 700_002);
+    // Two of them in one request: refused at the second header, before
+    // its bytes are sent.
+    let mut req = b"*3\r\n$4\r\nECHO\r\n$700000\r\n".to_vec();
+    req.extend_from_slice(&vec![b'a'; 700_000]);
+    req.extend_from_slice(b"\r\n$700000\r\n");
+    s.write_all(&req).expect("write");
+    let (got, closed) = read_to_close(&mut s);
+    assert!(
+        got.starts_with(b"-ERR Protocol error: request too big"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    assert!(closed);
+    pings_fine(&node);
+}
+
+/// Resident memory of a process, from /proc (Linux), in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmRSS")
+        * 1024
+}
+
+#[test]
+fn a_burst_of_show_on_a_big_job_from_a_client_that_does_not_read_stays_bounded() {
+    const BODY: usize = 4 << 20;
+    const BURST: usize = 100;
+    let node = start();
+    let mut c = conn(&node);
+    let body = "b".repeat(BODY);
+    let id = text(&ok(&mut c, &["ADDJOB", "big", &body, "0"]));
+    drop(body);
+    // One SHOW read normally, so the steady allocations are counted before.
+    let shown = ok(&mut c, &["SHOW", &id]);
+    assert!(matches!(shown, Value::Array(_)));
+    std::thread::sleep(Duration::from_millis(200));
+    let before = rss(node.pid());
+
+    // 100 SHOWs in one write (under 6 KB), and the client reads nothing:
+    // unbounded, that is 100 x 4 MB of replies held by the node.
+    let mut s = raw(&node);
+    let one = format!("*2\r\n$4\r\nSHOW\r\n${}\r\n{id}\r\n", id.len());
+    s.write_all(one.repeat(BURST).as_bytes()).expect("write");
+    let mut peak = before;
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        peak = peak.max(rss(node.pid()));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let grew = peak.saturating_sub(before);
+    eprintln!("RSS grew by {} MB during the burst", grew >> 20);
+    assert!(
+        grew < 200 << 20,
+        "the node grew by {} MB for a burst of {BURST} SHOWs of a {} MB job",
+        grew >> 20,
+        BODY >> 20
+    );
+
+    // The client drains: every reply comes, in full, then the connection
+    // still serves.
+    s.write_all(b"PING\r\n").expect("write");
+    let mut got = 0usize;
+    let mut tail = Vec::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !tail.ends_with(b"+PONG\r\n") && Instant::now() < deadline {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                got += n;
+                tail.extend_from_slice(&buf[..n]);
+                let keep = tail.len().saturating_sub(16);
+                tail.drain(..keep);
+            }
+        }
+    }
+    assert!(tail.ends_with(b"+PONG\r\n"), "the connection serves again");
+    assert!(got > BURST * BODY, "all {BURST} replies came: {got} bytes");
+}
