@@ -527,54 +527,126 @@ fn default_io_threads(cores: usize) -> usize {
 }
 
 /// Splits a config line into words, honouring "double" and 'single' quotes
-/// (so `logfile ""` is one directive with an empty value).
+/// (so `logfile ""` is one directive with an empty value), as Redis's
+/// `sdssplitargs` does: inside double quotes `\n \r \t \b \a \" \\` and
+/// `\xHH` are escapes (any other `\c` is `c`); inside single quotes only
+/// `\'`. A closing quote must end the word. [`quote`] writes values this
+/// reads back exactly.
 fn split_args(line: &str) -> Result<Vec<String>, String> {
+    let b = line.as_bytes();
     let mut out = Vec::new();
-    let mut chars = line.chars().peekable();
+    let mut i = 0;
     loop {
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
         }
-        let Some(&c) = chars.peek() else {
+        let Some(&c) = b.get(i) else {
             return Ok(out);
         };
-        let mut word = String::new();
-        if c == '"' || c == '\'' {
-            chars.next();
+        let mut word: Vec<u8> = Vec::new();
+        if c == b'"' || c == b'\'' {
+            i += 1;
             let mut closed = false;
-            while let Some(ch) = chars.next() {
+            while let Some(&ch) = b.get(i) {
+                i += 1;
                 if ch == c {
                     closed = true;
                     break;
                 }
-                if ch == '\\' && c == '"' {
-                    match chars.next() {
-                        Some('n') => word.push('\n'),
-                        Some('t') => word.push('\t'),
-                        Some(other) => word.push(other),
-                        None => break,
-                    }
-                } else {
+                if ch != b'\\' {
                     word.push(ch);
+                    continue;
+                }
+                let Some(&e) = b.get(i) else { break };
+                i += 1;
+                if c == b'\'' {
+                    // Only \' is an escape in single quotes.
+                    if e != b'\'' {
+                        word.push(b'\\');
+                    }
+                    word.push(e);
+                    continue;
+                }
+                match e {
+                    b'n' => word.push(b'\n'),
+                    b'r' => word.push(b'\r'),
+                    b't' => word.push(b'\t'),
+                    b'b' => word.push(8),
+                    b'a' => word.push(7),
+                    b'x' => {
+                        let hex = b
+                            .get(i..i + 2)
+                            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+                            .and_then(|h| std::str::from_utf8(h).ok())
+                            .and_then(|h| u8::from_str_radix(h, 16).ok())
+                            .ok_or("\\x must be followed by two hex digits")?;
+                        word.push(hex);
+                        i += 2;
+                    }
+                    other => word.push(other),
                 }
             }
             if !closed {
                 return Err("unbalanced quotes".into());
             }
-            if chars.peek().is_some_and(|c| !c.is_whitespace()) {
+            if b.get(i).is_some_and(|c| !c.is_ascii_whitespace()) {
                 return Err("closing quote must be followed by a space".into());
             }
         } else {
-            while let Some(&ch) = chars.peek() {
-                if ch.is_whitespace() {
-                    break;
-                }
-                word.push(ch);
-                chars.next();
+            while i < b.len() && !b[i].is_ascii_whitespace() {
+                word.push(b[i]);
+                i += 1;
             }
         }
-        out.push(word);
+        out.push(String::from_utf8(word).map_err(|_| "a value is not UTF-8 text".to_string())?);
     }
+}
+
+/// Why a value cannot be written into a config file (`CONFIG SET`): the
+/// file is lines of text, so no control character (newline, NUL, ...)
+/// may be part of a value, and a value is at most [`MAX_VALUE_BYTES`].
+pub fn check_value(value: &str) -> Result<(), String> {
+    if let Some(c) = value.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "the value contains the control character {:?}; config values are one line of text",
+            c
+        ));
+    }
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(format!(
+            "the value is longer than {MAX_VALUE_BYTES} bytes"
+        ));
+    }
+    Ok(())
+}
+
+/// Longest value `CONFIG SET` accepts.
+pub const MAX_VALUE_BYTES: usize = 4096;
+
+/// A value as a config file carries it: bare when it is a plain word
+/// (letters, digits, `.-_:/,`), otherwise in double quotes with `\\`,
+/// `\"` and any other byte outside printable ASCII escaped as `\xHH`, so
+/// [`split_args`] reads back exactly `value` whatever it holds.
+pub fn quote(value: &str) -> String {
+    let plain = !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-_:/,".contains(&b));
+    if plain {
+        return value.to_string();
+    }
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for b in value.bytes() {
+        match b {
+            b'\\' => out.push_str("\\\\"),
+            b'"' => out.push_str("\\\""),
+            b' '..=b'~' => out.push(b as char),
+            _ => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// Parses a number with Redis's unit suffixes: `1k` = 1000, `1kb` = 1024,
@@ -725,5 +797,53 @@ mod tests {
         assert_eq!(parse_size("1_000").unwrap(), 1000);
         assert!(parse_size("lots").is_err());
         assert!(parse_size("99999999999gb").is_err());
+    }
+
+    #[test]
+    fn quoted_values_read_back_exactly() {
+        let hostile = [
+            "s3cret",
+            "",
+            "x\nbind 0.0.0.0",
+            "a \"quoted\" pass\\with\\slashes #not-a-comment 'single'",
+            "tab\there\r\0nul",
+            "ünïcødé ✓",
+            "\\",
+            "\"",
+            "'",
+            "trailing\\",
+            "\\x41",
+        ];
+        for v in hostile {
+            let line = format!("requirepass {}", quote(v));
+            assert!(!line.contains('\n') && !line.contains('\r'), "{line:?}");
+            let args = split_args(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+            assert_eq!(args, ["requirepass", v], "{line:?}");
+            let raw = RawConfig::parse(&format!("{line}\n"), Path::new("f")).expect("parses");
+            assert_eq!(raw.get("requirepass").map(|(v, _)| v.as_str()), Some(v));
+        }
+        assert_eq!(quote("50"), "50");
+        assert_eq!(quote("a b"), "\"a b\"");
+    }
+
+    #[test]
+    fn escapes_in_double_and_single_quotes() {
+        let got = split_args(r#"k "a\x41\n\"\\" 'it\'s' "\q""#).unwrap();
+        assert_eq!(got, ["k", "aA\n\"\\", "it's", "q"]);
+        assert!(split_args(r#"k "\x4""#).is_err(), "short hex");
+        assert!(split_args(r#"k "\x+f""#).is_err(), "not hex");
+        assert!(split_args(r#"k "\xff""#).is_err(), "not UTF-8");
+        assert!(split_args(r#"k "open"#).is_err());
+        assert!(split_args(r#"k "a"b"#).is_err());
+    }
+
+    #[test]
+    fn values_that_a_line_cannot_carry_are_refused() {
+        assert!(check_value("x\nbind 0.0.0.0").is_err());
+        assert!(check_value("nul\0").is_err());
+        assert!(check_value("cr\r").is_err());
+        assert!(check_value("del\u{7f}").is_err());
+        assert!(check_value(&"a".repeat(MAX_VALUE_BYTES + 1)).is_err());
+        assert!(check_value("a \"quoted\" \\ value #x").is_ok());
     }
 }

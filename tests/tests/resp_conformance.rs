@@ -840,3 +840,71 @@ fn a_burst_of_show_on_a_big_job_from_a_client_that_does_not_read_stays_bounded()
     assert!(tail.ends_with(b"+PONG\r\n"), "the connection serves again");
     assert!(got > BURST * BODY, "all {BURST} replies came: {got} bytes");
 }
+
+#[test]
+fn config_set_refuses_what_a_line_cannot_carry_and_rewrite_round_trips() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let file = tmp.path().join("wasque.conf");
+    std::fs::write(
+        &file,
+        "# a comment kept\nrequirepass s3cret\nappendonly no\nrequirepass s3cret\n",
+    )
+    .expect("write");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let cfg = file.to_str().expect("utf8");
+    let data = tmp.path().join("data");
+    let node = TestNode::start_in(&data, &["--config", cfg]);
+    let mut c = conn(&node);
+    assert_eq!(ok(&mut c, &["AUTH", "s3cret"]), Value::Okay);
+
+    // A newline would smuggle a directive into the rewritten file.
+    for bad in ["x\nbind 0.0.0.0", "x\r\nbind 0.0.0.0", "nul\0byte", "tab\there", "del\u{7f}"] {
+        let e = err(&mut c, &["CONFIG", "SET", "requirepass", bad]);
+        assert!(e.starts_with("ERR") && e.contains("control character"), "{bad:?}: {e}");
+    }
+    let e = err(&mut c, &["CONFIG", "SET", "requirepass", &"p".repeat(5000)]);
+    assert!(e.contains("longer than"), "{e}");
+    // Nothing changed: the old password still opens a new connection.
+    let mut c2 = conn(&node);
+    assert_eq!(ok(&mut c2, &["AUTH", "s3cret"]), Value::Okay);
+
+    // Quotes, spaces, backslashes and a would-be comment: accepted, and
+    // written so that the file reads back exactly this.
+    let hostile = r#"a "quoted" pass\with\\slashes #not-a-comment 'single' ünï"#;
+    assert_eq!(
+        ok(&mut c, &["CONFIG", "SET", "requirepass", hostile]),
+        Value::Okay
+    );
+    assert_eq!(ok(&mut c, &["CONFIG", "SET", "maxclients", "77"]), Value::Okay);
+    assert_eq!(ok(&mut c, &["CONFIG", "REWRITE"]), Value::Okay);
+    let meta = std::fs::metadata(&file).expect("stat");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600, "mode kept");
+    let written = std::fs::read_to_string(&file).expect("read");
+    assert!(written.starts_with("# a comment kept\n"), "{written}");
+    assert_eq!(written.matches("requirepass").count(), 1, "one line: {written}");
+    assert!(!written.contains("bind"), "{written}");
+    assert!(written.contains("maxclients 77\n"), "{written}");
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
+        .expect("ls")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("rewrite"))
+        .collect();
+    assert!(leftovers.is_empty(), "no temp file left: {leftovers:?}");
+    drop((c, c2));
+    node.stop();
+
+    // Restarted from the rewritten file: the password round-trips exactly
+    // and no directive was injected.
+    let node = TestNode::start_in(&data, &["--config", cfg]);
+    let mut c = conn(&node);
+    assert!(err(&mut c, &["PING"]).starts_with("NOAUTH"));
+    assert!(err(&mut c, &["AUTH", "s3cret"]).starts_with("WRONGPASS"));
+    assert_eq!(ok(&mut c, &["AUTH", hostile]), Value::Okay);
+    let got = ok(&mut c, &["CONFIG", "GET", "requirepass"]);
+    assert_eq!(text(&items(&got)[1]), hostile);
+    let got = ok(&mut c, &["CONFIG", "GET", "bind"]);
+    assert_eq!(text(&items(&got)[1]), "127.0.0.1");
+    let got = ok(&mut c, &["CONFIG", "GET", "maxclients"]);
+    assert_eq!(text(&items(&got)[1]), "77");
+}

@@ -512,6 +512,11 @@ impl Conn {
 }
 
 fn config_set(sh: &Shared, auth: &crate::auth::Auth, name: &str, value: &str) -> Frame {
+    // Whatever the directive, its value must fit on one line of the file
+    // CONFIG REWRITE writes (a newline would smuggle in a directive).
+    if let Err(why) = crate::config::check_value(value) {
+        return Frame::error("ERR", &format!("Invalid argument for CONFIG SET '{name}': {why}"));
+    }
     let num = || value.parse::<u64>().map_err(|_| ());
     let ok = match name {
         "requirepass" => {
@@ -546,7 +551,9 @@ fn config_set(sh: &Shared, auth: &crate::auth::Auth, name: &str, value: &str) ->
 }
 
 /// Writes the values CONFIG SET changed back into the config file the node
-/// started from: each directive's line is replaced, or appended.
+/// started from: each directive's first line is replaced (later ones
+/// removed), or a line appended; values are quoted as the config parser
+/// reads them back ([`crate::config::quote`]).
 fn config_rewrite(sh: &Shared, auth: &crate::auth::Auth) -> Frame {
     let Some(path) = &sh.config.config_file else {
         return Frame::error("ERR", "The server is running without a config file");
@@ -561,30 +568,71 @@ fn config_rewrite(sh: &Shared, auth: &crate::auth::Auth) -> Frame {
         let Some((_, v)) = values.iter().find(|(k, _)| k == name) else {
             continue;
         };
-        let new = format!(
-            "{name} {}",
-            if v.is_empty() {
-                "\"\"".to_string()
-            } else {
-                v.clone()
-            }
-        );
-        let at = lines.iter().position(|l| {
+        let new = format!("{name} {}", crate::config::quote(v));
+        let is_it = |l: &String| {
             l.split_whitespace()
                 .next()
                 .is_some_and(|w| w.eq_ignore_ascii_case(name))
-        });
-        match at {
-            Some(i) => lines[i] = new,
+        };
+        match lines.iter().position(is_it) {
+            Some(i) => {
+                lines[i] = new;
+                let mut seen = 0;
+                lines.retain(|l| {
+                    if is_it(l) {
+                        seen += 1;
+                        seen == 1
+                    } else {
+                        true
+                    }
+                });
+            }
             None => lines.push(new),
         }
     }
-    let tmp = path.with_extension("rewrite.tmp");
     let body = lines.join("\n") + "\n";
-    match std::fs::write(&tmp, body).and_then(|()| std::fs::rename(&tmp, path)) {
+    match replace_file(path, body.as_bytes()) {
         Ok(()) => Frame::Simple("OK".into()),
         Err(e) => Frame::error("ERR", &format!("Rewriting config file: {e}")),
     }
+}
+
+/// Replaces `path` with `body` atomically: a temp file beside it created
+/// with the original's mode (never wider for an instant, since the file
+/// may hold the password), written, synced, renamed over it, and the
+/// folder synced.
+fn replace_file(path: &std::path::Path, body: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mode = std::fs::metadata(path)?.permissions().mode() & 0o7777;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "config".into());
+    let tmp = dir.join(format!(".{name}.rewrite-{}.tmp", std::process::id()));
+    // A temp file left by a crash of this same pid is ours to replace.
+    let _ = std::fs::remove_file(&tmp);
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        // The umask may have narrowed the mode: set it exactly.
+        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        f.write_all(body)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(&dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// Whether a request is really an HTTP request sent to the RESP port:
