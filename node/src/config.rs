@@ -613,9 +613,7 @@ pub fn check_value(value: &str) -> Result<(), String> {
         ));
     }
     if value.len() > MAX_VALUE_BYTES {
-        return Err(format!(
-            "the value is longer than {MAX_VALUE_BYTES} bytes"
-        ));
+        return Err(format!("the value is longer than {MAX_VALUE_BYTES} bytes"));
     }
     Ok(())
 }

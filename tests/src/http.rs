@@ -46,7 +46,6 @@ fn connect(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> std::io::R
     Ok(s)
 }
 
-
 fn head<R: BufRead>(r: &mut R) -> std::io::Result<(u16, Vec<(String, String)>)> {
     let mut line = String::new();
     r.read_line(&mut line)?;

@@ -487,7 +487,13 @@ async fn a_node_with_a_password_locks_every_route_but_health() {
 
     // DNS rebinding: a foreign Host is refused even with the token; the
     // node's own names and addresses are served.
-    for host in ["evil.example", "evil.example:80", "node.example.evil", "[::2]", "10.1.2.3"] {
+    for host in [
+        "evil.example",
+        "evil.example:80",
+        "node.example.evil",
+        "[::2]",
+        "10.1.2.3",
+    ] {
         let r = http::get_with(addr, "/api/cluster", &[good[0], ("Host", host)]).expect("GET");
         assert_eq!(r.status, 421, "Host {host}: {}", r.body);
         let v: Value = serde_json::from_str(&r.body).expect("JSON error");
@@ -508,8 +514,7 @@ async fn a_node_with_a_password_locks_every_route_but_health() {
         "node.example".into(),
         format!("node.example:{port}"),
     ] {
-        let r =
-            http::get_with(addr, "/api/cluster", &[good[0], ("Host", &host)]).expect("GET");
+        let r = http::get_with(addr, "/api/cluster", &[good[0], ("Host", &host)]).expect("GET");
         assert_eq!(r.status, 200, "Host {host}: {}", r.body);
     }
 

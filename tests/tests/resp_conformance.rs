@@ -689,7 +689,8 @@ fn http_requests_to_the_resp_port_are_dropped_unanswered() {
     // POST and Host: close a connection at any time; the replies owed
     // before them still go out.
     let mut s = raw(&node);
-    s.write_all(b"PING\r\nPOST / HTTP/1.1\r\nPING\r\n").expect("write");
+    s.write_all(b"PING\r\nPOST / HTTP/1.1\r\nPING\r\n")
+        .expect("write");
     let (got, closed) = read_to_close(&mut s);
     assert!(closed);
     assert_eq!(got, b"+PONG\r\n");
@@ -712,13 +713,17 @@ fn before_auth_a_stranger_gets_small_bounds() {
     };
     refused(b"*11\r\n", "eleven arguments before AUTH");
     // The header alone is refused: its 16 KiB + 1 bytes are never sent.
-    refused(b"*2\r\n$4\r\nAUTH\r\n$16385\r\n", "a long argument before AUTH");
+    refused(
+        b"*2\r\n$4\r\nAUTH\r\n$16385\r\n",
+        "a long argument before AUTH",
+    );
     refused(&[b'A'; (16 << 10) + 8], "a long inline line before AUTH");
 
     // The handshake itself fits, and after it the full bounds apply, even
     // pipelined in the same write.
     let mut s = raw(&node);
-    let mut req = b"*3\r\n$4\r\nAUTH\r\n$7\r\ndefault\r\n$6\r\ns3cret\r\n*12\r\n$4\r\nPING\r\n".to_vec();
+    let mut req =
+        b"*3\r\n$4\r\nAUTH\r\n$7\r\ndefault\r\n$6\r\ns3cret\r\n*12\r\n$4\r\nPING\r\n".to_vec();
     for _ in 0..11 {
         req.extend_from_slice(b"$1\r\nx\r\n");
     }
@@ -736,7 +741,10 @@ fn before_auth_a_stranger_gets_small_bounds() {
         got.extend(more);
     }
     let text = String::from_utf8_lossy(&got);
-    assert!(text.starts_with("+OK\r\n-ERR wrong number of arguments"), "{text}");
+    assert!(
+        text.starts_with("+OK\r\n-ERR wrong number of arguments"),
+        "{text}"
+    );
     assert!(!text.contains("Protocol error"), "{text}");
     assert!(
         text.contains(&format!("$20000\r\n{}\r\n+PONG\r\n", "e".repeat(20000))),
@@ -859,9 +867,18 @@ fn config_set_refuses_what_a_line_cannot_carry_and_rewrite_round_trips() {
     assert_eq!(ok(&mut c, &["AUTH", "s3cret"]), Value::Okay);
 
     // A newline would smuggle a directive into the rewritten file.
-    for bad in ["x\nbind 0.0.0.0", "x\r\nbind 0.0.0.0", "nul\0byte", "tab\there", "del\u{7f}"] {
+    for bad in [
+        "x\nbind 0.0.0.0",
+        "x\r\nbind 0.0.0.0",
+        "nul\0byte",
+        "tab\there",
+        "del\u{7f}",
+    ] {
         let e = err(&mut c, &["CONFIG", "SET", "requirepass", bad]);
-        assert!(e.starts_with("ERR") && e.contains("control character"), "{bad:?}: {e}");
+        assert!(
+            e.starts_with("ERR") && e.contains("control character"),
+            "{bad:?}: {e}"
+        );
     }
     let e = err(&mut c, &["CONFIG", "SET", "requirepass", &"p".repeat(5000)]);
     assert!(e.contains("longer than"), "{e}");
@@ -876,13 +893,20 @@ fn config_set_refuses_what_a_line_cannot_carry_and_rewrite_round_trips() {
         ok(&mut c, &["CONFIG", "SET", "requirepass", hostile]),
         Value::Okay
     );
-    assert_eq!(ok(&mut c, &["CONFIG", "SET", "maxclients", "77"]), Value::Okay);
+    assert_eq!(
+        ok(&mut c, &["CONFIG", "SET", "maxclients", "77"]),
+        Value::Okay
+    );
     assert_eq!(ok(&mut c, &["CONFIG", "REWRITE"]), Value::Okay);
     let meta = std::fs::metadata(&file).expect("stat");
     assert_eq!(meta.permissions().mode() & 0o777, 0o600, "mode kept");
     let written = std::fs::read_to_string(&file).expect("read");
     assert!(written.starts_with("# a comment kept\n"), "{written}");
-    assert_eq!(written.matches("requirepass").count(), 1, "one line: {written}");
+    assert_eq!(
+        written.matches("requirepass").count(),
+        1,
+        "one line: {written}"
+    );
     assert!(!written.contains("bind"), "{written}");
     assert!(written.contains("maxclients 77\n"), "{written}");
     let leftovers: Vec<_> = std::fs::read_dir(tmp.path())

@@ -127,7 +127,7 @@ impl AppState {
                 || (!bound.is_unspecified() && ip == bound)
                 || local.is_some_and(|l| l.ip() == ip);
         }
-        self.inner.hosts.iter().any(|h| *h == name)
+        self.inner.hosts.contains(&name)
     }
 }
 

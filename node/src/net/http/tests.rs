@@ -74,7 +74,11 @@ fn router_and_openapi_describe_the_same_routes() {
             "{path}: 401 documented exactly on the locked routes"
         );
         let any_host = super::guard::ANY_HOST_PATHS.contains(&path.as_str());
-        assert_eq!(get["responses"]["421"].is_object(), !any_host, "{path}: 421");
+        assert_eq!(
+            get["responses"]["421"].is_object(),
+            !any_host,
+            "{path}: 421"
+        );
     }
     assert_eq!(
         spec["components"]["securitySchemes"]["bearer"]["scheme"],

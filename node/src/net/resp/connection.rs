@@ -216,8 +216,7 @@ impl Conn {
     /// Whether parsing may go on: under the output bound, and a parked
     /// heavy request fits now.
     fn has_room(&self) -> bool {
-        self.held() < self.shared.max_output
-            && (self.parked.is_none() || self.room_for_heavy())
+        self.held() < self.shared.max_output && (self.parked.is_none() || self.room_for_heavy())
     }
 
     /// A heavy reply fits in the output bound, or nothing at all is held
@@ -515,7 +514,10 @@ fn config_set(sh: &Shared, auth: &crate::auth::Auth, name: &str, value: &str) ->
     // Whatever the directive, its value must fit on one line of the file
     // CONFIG REWRITE writes (a newline would smuggle in a directive).
     if let Err(why) = crate::config::check_value(value) {
-        return Frame::error("ERR", &format!("Invalid argument for CONFIG SET '{name}': {why}"));
+        return Frame::error(
+            "ERR",
+            &format!("Invalid argument for CONFIG SET '{name}': {why}"),
+        );
     }
     let num = || value.parse::<u64>().map_err(|_| ());
     let ok = match name {

@@ -428,7 +428,10 @@ mod tests {
         let mut ten = BytesMut::from(&b"*10\r\n"[..]);
         assert_eq!(parse_request(&mut ten, &u).unwrap(), None, "10 are fine");
         let mut big = BytesMut::from(&b"*2\r\n$4\r\nAUTH\r\n$16385\r\n"[..]);
-        assert!(parse_request(&mut big, &u).is_err(), "a 16 KiB + 1 argument");
+        assert!(
+            parse_request(&mut big, &u).is_err(),
+            "a 16 KiB + 1 argument"
+        );
         let mut ok = BytesMut::from(&b"*2\r\n$4\r\nAUTH\r\n$16384\r\n"[..]);
         assert_eq!(parse_request(&mut ok, &u).unwrap(), None);
         let mut line = BytesMut::from(&[b'a'; (16 << 10) + 2][..]);
