@@ -6,6 +6,10 @@
 //! show the node as down once it is killed. Screenshots are saved as
 //! `target/browser-test/dashboard.png` and `dashboard-down.png`.
 //!
+//! A second case runs against a node with a password: the page must ask
+//! for it, refuse a wrong one, then show the node live, also after a
+//! reload (`dashboard-locked.png`).
+//!
 //! Skipped, with a message, only where Node.js or Chromium is not
 //! installed; `.ci/run` installs both.
 
@@ -182,4 +186,59 @@ async fn dashboard_shows_the_node_its_queues_and_new_jobs_live() {
         png.display()
     );
     eprintln!("dashboard screenshot: {}", png.display());
+}
+
+#[test]
+fn dashboard_asks_for_the_password_of_a_locked_node() {
+    let Some(chromium) = chromium() else {
+        eprintln!(
+            "SKIPPED dashboard browser test: no Chromium at /usr/bin/chromium (apt-get install chromium, or set CHROMIUM)"
+        );
+        return;
+    };
+    if !have_node() {
+        eprintln!("SKIPPED dashboard browser test: Node.js is not installed");
+        return;
+    }
+    let browser_dir = guests::repo_root().join("tests/browser");
+    install_playwright(&browser_dir);
+
+    let tmp = tempfile::tempdir().expect("tmp");
+    let conf = tmp.path().join("wasque.conf");
+    std::fs::write(&conf, "requirepass dash-s3cret\n").expect("write");
+    let node = TestNode::start_http(&["--config", conf.to_str().expect("utf8")]);
+    // A queue to show: a plain job over RESP, after AUTH.
+    let mut c = wasque_tests::resp::connect(node.addr).expect("resp");
+    wasque_tests::resp::cmd(&mut c, &["AUTH", "dash-s3cret"]).expect("auth");
+    wasque_tests::resp::cmd(&mut c, &["ADDJOB", "locked", "body", "0"]).expect("addjob");
+
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("target"), Path::to_path_buf)
+        .join("browser-test");
+    let url = format!("http://{}/", node.http_addr());
+    let mut child = Killed(
+        Command::new("node")
+            .arg(browser_dir.join("dashboard.mjs"))
+            .args(["locked", &url])
+            .arg(&out)
+            .arg("dash-s3cret")
+            .env("CHROMIUM", &chromium)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start node dashboard.mjs"),
+    );
+    let status = wait_bounded(
+        &mut child.0,
+        Duration::from_secs(120),
+        "dashboard.mjs locked",
+    );
+    let mut said = String::new();
+    if let Some(mut o) = child.0.stdout.take() {
+        let _ = std::io::Read::read_to_string(&mut o, &mut said);
+    }
+    assert!(status.success(), "dashboard.mjs locked failed: {status}");
+    assert_eq!(said.trim(), "OK");
 }
