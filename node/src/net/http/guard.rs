@@ -115,20 +115,31 @@ fn request_host(req: &Request) -> Option<String> {
 impl AppState {
     /// Whether `host` (a `Host` value, port optional) names this node.
     pub(super) fn host_allowed(&self, host: &str, local: Option<SocketAddr>) -> bool {
-        let Some(name) = host_name(host) else {
-            return false;
-        };
-        if name == "localhost" {
-            return true;
-        }
-        if let Ok(ip) = name.parse::<IpAddr>() {
-            let bound = self.inner.http_addr.ip();
-            return ip.is_loopback()
-                || (!bound.is_unspecified() && ip == bound)
-                || local.is_some_and(|l| l.ip() == ip);
-        }
-        self.inner.hosts.contains(&name)
+        host_allowed(
+            host,
+            self.inner.http_addr.ip(),
+            local.map(|l| l.ip()),
+            &self.inner.hosts,
+        )
     }
+}
+
+/// Whether `host` names a node bound to `bound`, reached on `local`, that
+/// answers to `names`: localhost, any loopback address, the bound address
+/// (unless it is the wildcard), the address the connection came in on.
+fn host_allowed(host: &str, bound: IpAddr, local: Option<IpAddr>, names: &[String]) -> bool {
+    let Some(name) = host_name(host) else {
+        return false;
+    };
+    if name == "localhost" {
+        return true;
+    }
+    if let Ok(ip) = name.parse::<IpAddr>() {
+        return ip.is_loopback()
+            || (!bound.is_unspecified() && ip == bound)
+            || local.is_some_and(|l| l == ip);
+    }
+    names.contains(&name)
 }
 
 /// The name part of a `Host` value, lower case, without port, brackets or
@@ -159,7 +170,28 @@ fn is_port(p: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::host_name;
+    use super::{host_allowed, host_name};
+    use std::net::IpAddr;
+
+    #[test]
+    fn only_the_nodes_own_names_and_addresses_are_answered() {
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        let names = vec!["queue.example".to_string()];
+        // Bound to the wildcard: the address a client used is answered.
+        let any = ip("0.0.0.0");
+        let local = Some(ip("192.0.2.10"));
+        for ok in ["localhost:1", "127.0.0.2", "[::1]:80", "192.0.2.10:7780", "queue.example"] {
+            assert!(host_allowed(ok, any, local, &names), "{ok}");
+        }
+        for no in ["0.0.0.0", "192.0.2.11", "evil.example", "queue.example.evil", "x:y"] {
+            assert!(!host_allowed(no, any, local, &names), "{no}");
+        }
+        // Bound to one address: that one, whatever the connection says.
+        let one = ip("192.0.2.20");
+        assert!(host_allowed("192.0.2.20:7780", one, None, &[]));
+        assert!(!host_allowed("192.0.2.10", one, None, &[]));
+        assert!(!host_allowed("queue.example", one, None, &[]));
+    }
 
     #[test]
     fn host_values_are_split_from_their_port() {
