@@ -180,10 +180,22 @@ mod tests {
         // Bound to the wildcard: the address a client used is answered.
         let any = ip("0.0.0.0");
         let local = Some(ip("192.0.2.10"));
-        for ok in ["localhost:1", "127.0.0.2", "[::1]:80", "192.0.2.10:7780", "queue.example"] {
+        for ok in [
+            "localhost:1",
+            "127.0.0.2",
+            "[::1]:80",
+            "192.0.2.10:7780",
+            "queue.example",
+        ] {
             assert!(host_allowed(ok, any, local, &names), "{ok}");
         }
-        for no in ["0.0.0.0", "192.0.2.11", "evil.example", "queue.example.evil", "x:y"] {
+        for no in [
+            "0.0.0.0",
+            "192.0.2.11",
+            "evil.example",
+            "queue.example.evil",
+            "x:y",
+        ] {
             assert!(!host_allowed(no, any, local, &names), "{no}");
         }
         // Bound to one address: that one, whatever the connection says.

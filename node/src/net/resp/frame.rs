@@ -293,15 +293,17 @@ impl Frame {
 
     /// Bytes [`Frame::encode`] writes, without writing them.
     pub fn encoded_len(&self) -> usize {
+        // No allocation: this runs for every reply (the output bound).
         let line = |n: usize| n + 3;
-        let digits = |n: usize| n.checked_ilog10().map_or(1, |d| d as usize + 1);
+        let digits = |n: u64| n.checked_ilog10().map_or(1, |d| d as usize + 1);
+        let len = |n: usize| digits(n as u64);
         match self {
             Frame::Simple(s) | Frame::Error(s) => line(s.len()),
-            Frame::Integer(n) => line(n.to_string().len()),
-            Frame::Bulk(b) => line(digits(b.len())) + b.len() + 2,
+            Frame::Integer(n) => line(digits(n.unsigned_abs()) + usize::from(*n < 0)),
+            Frame::Bulk(b) => line(len(b.len())) + b.len() + 2,
             Frame::Null | Frame::NullArray => 5,
             Frame::Array(items) => {
-                line(digits(items.len())) + items.iter().map(Frame::encoded_len).sum::<usize>()
+                line(len(items.len())) + items.iter().map(Frame::encoded_len).sum::<usize>()
             }
         }
     }
@@ -486,6 +488,11 @@ mod tests {
     fn encoded_len_is_what_encode_writes() {
         let frames = [
             Frame::Integer(i64::MIN),
+            Frame::Integer(i64::MAX),
+            Frame::Integer(-1),
+            Frame::Integer(-10),
+            Frame::Integer(9),
+            Frame::Integer(10),
             Frame::Integer(0),
             Frame::bulk(vec![7u8; 0]),
             Frame::bulk(vec![7u8; 9]),

@@ -10,11 +10,14 @@
 //! engine; nothing here touches job state.
 //!
 //! Bounds, each configurable: `proto-max-bulk-len` (one argument, at least
-//! the module-size bound so MODULE PUT fits), `resp-max-args`, `maxclients`,
-//! `timeout` (idle seconds; a client waiting for a reply is never idle), and
-//! replies held for one client (reading pauses past it). A request over a
-//! bound is answered `-ERR Protocol error: ...` and its connection closed,
-//! since the stream cannot be trusted after it.
+//! the module-size bound so MODULE PUT fits), `resp-max-args`,
+//! `resp-max-request-bytes` (a whole request), `maxclients`, `timeout`
+//! (idle seconds; a client waiting for a reply is never idle), and
+//! `resp-max-output-bytes` (reply bytes held for one client; reading pauses
+//! past it). Before AUTH on a node with a password, the small fixed bounds
+//! of [`frame::Limits::unauthenticated`]. A request over a bound is
+//! answered `-ERR Protocol error: ...` and its connection closed, since the
+//! stream cannot be trusted after it.
 
 pub(crate) mod cmd;
 mod connection;
