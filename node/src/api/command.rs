@@ -18,11 +18,9 @@ pub enum Command {
         index: u32,
         body: Bytes,
     },
-    /// The job's status; with `key`, only if the job was added with that
-    /// `asynckey`.
+    /// The job's status.
     Show {
         id: JobId,
-        key: Option<String>,
     },
     /// Block until the job is finished, or `timeout_ms` passes (0 = answer now).
     Wait {
@@ -98,6 +96,14 @@ pub enum Command {
     },
     /// A read-only question about the node's state.
     Inspect(super::Query),
+    /// `cmd` carrying an `asynckey`: it opens the jobs added with that key
+    /// (SHOW, WAIT, ACK, DELJOB, NACK, WORKING, ENQUEUE, DEQUEUE, JSCAN).
+    /// Without it, a keyed job answers as a job the node does not hold
+    /// (`engine/asynckey.rs`).
+    WithKey {
+        key: String,
+        cmd: Box<Command>,
+    },
 }
 
 /// Arguments of GETJOB.
@@ -137,4 +143,7 @@ pub struct JScan {
     pub states: Vec<JobState>,
     /// Each job's full SHOW document instead of its id.
     pub reply_all: bool,
+    /// The `asynckey` of the request: keyed jobs are listed only when it
+    /// opens them (set by the engine from [`Command::WithKey`]).
+    pub key: Option<String>,
 }

@@ -17,6 +17,7 @@
 //! `Effect::Persist`, ahead of the replies that depend on them. Start-up
 //! goes through [`Engine::restore`].
 
+mod asynckey;
 mod cluster;
 mod effect;
 mod gather;
@@ -270,6 +271,13 @@ impl Engine {
     pub fn handle_command(&mut self, now: UnixMs, req: RequestId, cmd: Command) {
         self.last_now = now;
         self.queues.collect(now, 16);
+        let (key, cmd) = match cmd {
+            Command::WithKey { key, cmd } => (Some(key), *cmd),
+            cmd => (None, cmd),
+        };
+        let Some(cmd) = self.unlock(req, key.as_deref(), cmd) else {
+            return;
+        };
         match cmd {
             Command::AddJob(add) => self.add_job(now, req, *add),
             Command::AddPart {
@@ -277,12 +285,10 @@ impl Engine {
                 index,
                 body,
             } => self.add_part(now, req, parent, index, body),
-            Command::Show { id, key } => {
+            Command::Show { id } => {
                 let reply = match self.jobs.get(&id) {
-                    Some(job) if key.is_none() || job.asynckey() == key.as_deref() => {
-                        Reply::Job(Box::new(job.status(now, &self.cfg.node_id)))
-                    }
-                    _ => no_job(&id),
+                    Some(job) => Reply::Job(Box::new(job.status(now, &self.cfg.node_id))),
+                    None => no_job(&id),
                 };
                 self.reply(req, reply);
             }
@@ -361,6 +367,8 @@ impl Engine {
             Command::QStat { queue } => self.qstat(now, req, &queue),
             Command::QScan(q) => self.qscan(req, q),
             Command::JScan(j) => self.jscan(now, req, *j),
+            // Taken apart above.
+            Command::WithKey { .. } => {}
             Command::Pause { queue, set } => self.pause(now, req, queue, set),
             Command::FlushAll => self.flush_all(now, req),
             Command::QPolicy { queue, set } => {

@@ -670,3 +670,75 @@ fn flushall_forgets_everything() {
     assert_eq!(e.stats().queues, 0);
     assert_eq!(e.poll_timeout(), None);
 }
+
+/// Every job-addressed command, on a job added with `asynckey k1`: sent
+/// without the key or with another one, the reply is exactly the reply for
+/// a job the node does not hold (same id, an engine that never saw it) and
+/// the job is untouched; sent with the key, it reaches the job.
+#[test]
+fn asynckey_locks_every_job_command() {
+    fn keyed(deliver: bool) -> (Engine, JobId) {
+        let mut e = engine();
+        let id = add(&mut e, T0, "q", "x", |a| a.asynckey = Some("k1".into()));
+        if deliver {
+            assert_eq!(get(&mut e, T0, getjob(&["q"])).len(), 1);
+        }
+        (e, id)
+    }
+    fn with(key: Option<&str>, cmd: Command) -> Command {
+        match key {
+            Some(k) => Command::WithKey {
+                key: k.into(),
+                cmd: Box::new(cmd),
+            },
+            None => cmd,
+        }
+    }
+    type Make = fn(JobId) -> Command;
+    // (name, whether the job is delivered first, the command)
+    let table: &[(&str, bool, Make)] = &[
+        ("show", false, |id| Command::Show { id }),
+        ("wait", false, |id| Command::Wait { id, timeout_ms: 0 }),
+        ("working", true, |id| Command::Working { id }),
+        ("ackjob", false, |id| Command::Ack {
+            ids: vec![id],
+            fast: false,
+        }),
+        ("fastack", false, |id| Command::Ack {
+            ids: vec![id],
+            fast: true,
+        }),
+        ("deljob", false, |id| Command::DelJob { ids: vec![id] }),
+        ("nack", true, |id| Command::Nack { ids: vec![id] }),
+        ("enqueue", true, |id| Command::Enqueue { ids: vec![id] }),
+        ("dequeue", false, |id| Command::Dequeue { ids: vec![id] }),
+    ];
+    for (name, deliver, make) in table {
+        let state = if *deliver {
+            JobState::Active
+        } else {
+            JobState::Queued
+        };
+        for wrong in [None, Some("nope"), Some("k1\0"), Some("")] {
+            let (mut e, id) = keyed(*deliver);
+            let want = call(&mut engine(), T0, with(wrong, make(id)));
+            let got = call(&mut e, T0, with(wrong, make(id)));
+            assert_eq!(got, want, "{name} with {wrong:?}: as a missing job");
+            assert_eq!(e.job(&id).map(|j| j.state), Some(state), "{name} {wrong:?}");
+        }
+        let (mut e, id) = keyed(*deliver);
+        let got = call(&mut e, T0, with(Some("k1"), make(id)));
+        let missing = call(&mut engine(), T0, make(id));
+        assert_ne!(got, missing, "{name} with the key reaches the job");
+    }
+    // JSCAN lists the keyed job only with its key.
+    let (mut e, _) = keyed(false);
+    let scan = |key: Option<&str>| with(key, Command::JScan(Box::default()));
+    let listed = |r: Reply| match r {
+        Reply::JobScan { jobs, .. } => jobs.len(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(listed(call(&mut e, T0, scan(None))), 0);
+    assert_eq!(listed(call(&mut e, T0, scan(Some("nope")))), 0);
+    assert_eq!(listed(call(&mut e, T0, scan(Some("k1")))), 1);
+}

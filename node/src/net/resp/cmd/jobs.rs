@@ -22,10 +22,7 @@ pub fn parse(a: &Args) -> Result<Action, Frame> {
         }
         _ => {
             return Ok(Action::Engine(
-                Command::Show {
-                    id: ids[0],
-                    key: None,
-                },
+                Command::Show { id: ids[0] },
                 Render::Show,
             ));
         }
