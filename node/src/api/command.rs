@@ -89,6 +89,10 @@ pub enum Command {
     },
     /// Forget every job and queue (DEBUG FLUSHALL; test nodes only).
     FlushAll,
+    /// Make the driver task panic (DEBUG PANIC-DRIVER; test nodes only):
+    /// the node must then exit non-zero (supervise.rs). The driver acts on
+    /// it; it never reaches the engine.
+    DebugPanicDriver,
     /// Set (with `set`) and report a queue's scheduling policy and mode.
     QPolicy {
         queue: String,

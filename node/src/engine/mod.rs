@@ -369,6 +369,8 @@ impl Engine {
             Command::JScan(j) => self.jscan(now, req, *j),
             // Taken apart above.
             Command::WithKey { .. } => {}
+            // The driver panics on it before it gets here.
+            Command::DebugPanicDriver => self.reply(req, Reply::Ok),
             Command::Pause { queue, set } => self.pause(now, req, queue, set),
             Command::FlushAll => self.flush_all(now, req),
             Command::QPolicy { queue, set } => {
