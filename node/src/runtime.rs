@@ -680,7 +680,14 @@ impl Driver {
                     self.engine.handle_timeout(now_ms());
                 }
                 _ = sweep.tick() => self.sweep(),
-                Some(w) = recv_written(&mut written) => self.on_written(w),
+                w = recv_written(&mut written) => match w {
+                    Some(w) => self.on_written(w),
+                    // The writer ends only when the driver lets it go
+                    // (below); before that, its channel closing means the
+                    // thread died. Replies waiting for writes would wait
+                    // forever: die too, so the supervisor ends the node.
+                    None => panic!("the store writer thread died (its panic is logged above)"),
+                },
             }
             self.carry_out();
         }
