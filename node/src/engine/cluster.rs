@@ -600,9 +600,9 @@ impl Engine {
                 self.cluster.peers.iter().copied().collect(),
                 // The id carries the TTL (minutes): keep the ack that long.
                 id.0.get_timestamp()
-                    .map(|t| t.to_unix().0 * 1000)
+                    .map(|t| t.to_unix().0.saturating_mul(1000))
                     .unwrap_or(now)
-                    .saturating_add(id.ttl_secs() * 1000)
+                    .saturating_add(id.ttl_secs().saturating_mul(1000))
                     .max(now + ACK_RESEND_MS),
             ),
         };
@@ -667,7 +667,7 @@ impl Engine {
         for to in &others {
             self.send(*to, PeerMsg::WillQueue(id));
         }
-        let at = now + wait_ms;
+        let at = now.saturating_add(wait_ms);
         if let Some(old) = self.cluster.will_queue.insert(id, at) {
             self.timers.cancel(old, Timer::WillQueue(id));
         }

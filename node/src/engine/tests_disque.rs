@@ -742,3 +742,84 @@ fn asynckey_locks_every_job_command() {
     assert_eq!(listed(call(&mut e, T0, scan(Some("nope")))), 0);
     assert_eq!(listed(call(&mut e, T0, scan(Some("k1")))), 1);
 }
+
+/// Client values at the ends of their types: every one that meets the
+/// clock is refused with a clear error when out of range, and the largest
+/// in-range ones give a job whose times did not wrap (Disque's own checks
+/// added `now + value` unchecked).
+#[test]
+fn extreme_client_values_are_refused_or_kept_without_wrapping() {
+    use crate::api::bounds::{MAX_JOB_SECS, MAX_TIMEOUT_MS};
+    let mut e = engine();
+    let refused = |e: &mut Engine, f: &dyn Fn(&mut AddJob)| {
+        let mut a = AddJob::new("q", b"x".to_vec());
+        f(&mut a);
+        let r = call(e, T0, Command::AddJob(Box::new(a)));
+        match r {
+            Reply::Error(w) => w.message,
+            other => panic!("accepted: {other:?}"),
+        }
+    };
+    for big in [u64::MAX, i64::MAX as u64, MAX_JOB_SECS + 1] {
+        assert!(refused(&mut e, &|a| a.ttl_secs = Some(big)).contains("TTL"));
+        assert!(refused(&mut e, &|a| a.retry_secs = Some(big)).contains("RETRY"));
+        assert!(refused(&mut e, &|a| a.delay_secs = Some(big)).contains("DELAY"));
+    }
+    for big in [u64::MAX, i64::MAX as u64, MAX_TIMEOUT_MS + 1] {
+        assert!(refused(&mut e, &|a| a.timeout_ms = big).contains("timeout"));
+        assert!(refused(&mut e, &|a| a.wait_ms = Some(big)).contains("wait"));
+        let id = add(&mut e, T0, "w", "x", |_| {});
+        let r = call(&mut e, T0, Command::Wait { id, timeout_ms: big });
+        assert_eq!(err_code(&r), Some(ErrorCode::Err), "{r:?}");
+    }
+    assert!(refused(&mut e, &|a| a.ttl_secs = Some(0)).contains("TTL"));
+    assert!(refused(&mut e, &|a| a.priority = u8::MAX).contains("priority"));
+    for (f, what) in [
+        (&(|a: &mut AddJob| a.limits.fuel = Some(u64::MAX)) as &dyn Fn(&mut AddJob), "fuel"),
+        (&|a: &mut AddJob| a.limits.memory_bytes = Some(u64::MAX), "memory"),
+        (&|a: &mut AddJob| a.limits.deadline_ms = Some(u64::MAX), "deadline"),
+        (&|a: &mut AddJob| a.limits.fuel = Some(0), "fuel"),
+    ] {
+        let mut a = AddJob::new("q", b"x".to_vec());
+        a.module = Some(ModuleHash([7; 32]));
+        f(&mut a);
+        match call(&mut e, T0, Command::AddJob(Box::new(a))) {
+            Reply::Error(w) => assert!(w.message.contains(what), "{w:?}"),
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+    // The largest values in range: kept, with times that did not wrap.
+    let id = add(&mut e, T0, "q", "x", |a| {
+        a.ttl_secs = Some(MAX_JOB_SECS);
+        a.retry_secs = Some(MAX_JOB_SECS);
+        a.delay_secs = Some(MAX_JOB_SECS - 1);
+        a.timeout_ms = MAX_TIMEOUT_MS;
+        a.maxlen = Some(u64::MAX);
+    });
+    let job = e.job(&id).expect("kept");
+    assert_eq!(job.expires_at, T0 + MAX_JOB_SECS * 1000);
+    assert!(job.expires_at > T0);
+    assert_eq!(job.retry_ms, MAX_JOB_SECS * 1000);
+    // A far timer fires nothing now, and the engine goes on.
+    e.handle_timeout(T0 + 1);
+    assert!(e.job(&id).is_some());
+    let r = call(
+        &mut e,
+        T0,
+        Command::QPeek {
+            queue: "q".into(),
+            count: i64::MIN,
+        },
+    );
+    assert!(matches!(r, Reply::Jobs(_)), "{r:?}");
+    let r = call(
+        &mut e,
+        T0,
+        Command::GetJob(Box::new(GetJob {
+            count: u32::MAX,
+            timeout_ms: u64::MAX,
+            ..getjob(&["q"])
+        })),
+    );
+    assert!(matches!(r, Reply::Nil | Reply::Jobs(_)), "{r:?}");
+}
