@@ -323,7 +323,9 @@ impl Job {
     pub fn opens_with(&self, key: Option<&str>) -> bool {
         match (self.asynckey(), key) {
             (None, _) => true,
-            (Some(want), Some(given)) => crate::auth::same_secret(want.as_bytes(), given.as_bytes()),
+            (Some(want), Some(given)) => {
+                crate::auth::same_secret(want.as_bytes(), given.as_bytes())
+            }
             (Some(_), None) => false,
         }
     }

@@ -388,7 +388,8 @@ impl Node {
         // Essential tasks: one that panics or ends early ends the node
         // (supervise.rs), instead of leaving open sockets that answer nothing.
         let (fatal, failures) = crate::supervise::channel();
-        let essential = |name, fut| crate::supervise::spawn(name, fut, stop_rx.clone(), fatal.clone());
+        let essential =
+            |name, fut| crate::supervise::spawn(name, fut, stop_rx.clone(), fatal.clone());
         let mut tasks = vec![
             essential(
                 "driver",

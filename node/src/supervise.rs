@@ -30,7 +30,10 @@ pub fn channel() -> (Fatal, Failures) {
 impl Fatal {
     /// Reports that `task` ended for `why` (logged here, once).
     pub fn report(&self, task: &str, why: &str) {
-        tracing::error!(task, "essential task {why}: the node cannot go on and exits");
+        tracing::error!(
+            task,
+            "essential task {why}: the node cannot go on and exits"
+        );
         let _ = self.0.send(format!("{task} {why}"));
     }
 
@@ -63,7 +66,8 @@ pub struct PanicGuard {
 impl Drop for PanicGuard {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            self.fatal.report(self.task, "panicked (its message is logged above)");
+            self.fatal
+                .report(self.task, "panicked (its message is logged above)");
         }
     }
 }
@@ -71,7 +75,12 @@ impl Drop for PanicGuard {
 /// Spawns `fut` as essential task `name`: when it ends before `stop` is
 /// set, or panics at any time, `fatal` hears of it. The returned handle
 /// ends when the task has ended (and was reported).
-pub fn spawn<F>(name: &'static str, fut: F, stop: watch::Receiver<bool>, fatal: Fatal) -> JoinHandle<()>
+pub fn spawn<F>(
+    name: &'static str,
+    fut: F,
+    stop: watch::Receiver<bool>,
+    fatal: Fatal,
+) -> JoinHandle<()>
 where
     F: Future<Output = ()> + Send + 'static,
 {
@@ -92,9 +101,10 @@ where
 fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
     match p.downcast::<String>() {
         Ok(s) => *s,
-        Err(p) => p
-            .downcast_ref::<&str>()
-            .map_or_else(|| "(a non-text panic payload)".to_string(), |s| s.to_string()),
+        Err(p) => p.downcast_ref::<&str>().map_or_else(
+            || "(a non-text panic payload)".to_string(),
+            |s| s.to_string(),
+        ),
     }
 }
 
@@ -106,7 +116,12 @@ mod tests {
     async fn a_panic_or_an_early_end_is_reported_a_stop_is_not() {
         let (fatal, mut failures) = channel();
         let (stop_tx, stop) = watch::channel(false);
-        let h = spawn("boom", async { panic!("on purpose") }, stop.clone(), fatal.clone());
+        let h = spawn(
+            "boom",
+            async { panic!("on purpose") },
+            stop.clone(),
+            fatal.clone(),
+        );
         let _ = h.await;
         assert_eq!(failures.next().await, "boom panicked: on purpose");
         let h = spawn("short", async {}, stop.clone(), fatal.clone());

@@ -597,8 +597,11 @@ impl ClusterClient {
         id: JobId,
         timeout_ms: u64,
     ) -> Result<Option<JobStatus>, ClientError> {
-        self.for_job(id, |c| async move { c.wait_by_key(key, id, timeout_ms).await })
-            .await
+        self.for_job(
+            id,
+            |c| async move { c.wait_by_key(key, id, timeout_ms).await },
+        )
+        .await
     }
 
     /// [`ClusterClient::ack`] carrying an `asynckey`.

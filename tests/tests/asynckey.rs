@@ -161,7 +161,13 @@ async fn a_keyed_job_is_invisible_without_its_key_on_every_door() {
     assert!(scan.contains(&i), "JSCAN with the key lists it: {scan}");
     let s = client.show_by_key(KEY, id).await.expect("QUIC show by key");
     assert_eq!(s.body, b"secret body");
-    assert!(client.wait_by_key(KEY, id, 10).await.expect("wait").is_none());
+    assert!(
+        client
+            .wait_by_key(KEY, id, 10)
+            .await
+            .expect("wait")
+            .is_none()
+    );
     let (status, body) = http_get(
         node.http_addr(),
         &format!("/api/jobs/{id}"),

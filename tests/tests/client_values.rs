@@ -35,8 +35,14 @@ fn every_numeric_option_at_its_extremes_over_resp() {
         (&["ADDJOB", "q", "x", "0", "FUEL", "V"], &[]),
         (&["ADDJOB", "q", "x", "0", "MEMORY", "V"], &[]),
         (&["ADDJOB", "q", "x", "0", "DEADLINE", "V"], &[]),
-        (&["GETJOB", "NOHANG", "TIMEOUT", "V", "FROM", "none"], &["0"]),
-        (&["GETJOB", "NOHANG", "COUNT", "V", "FROM", "none"], &[I64_MAX]),
+        (
+            &["GETJOB", "NOHANG", "TIMEOUT", "V", "FROM", "none"],
+            &["0"],
+        ),
+        (
+            &["GETJOB", "NOHANG", "COUNT", "V", "FROM", "none"],
+            &[I64_MAX],
+        ),
         (&["WAITJOB", &id, "V"], &["0"]),
         (&["QPEEK", "q", "V"], &[I64_MAX, "-1", I64_MIN, "0"]),
         (&["QSCAN", "COUNT", "V"], &[I64_MAX, "0"]),
@@ -44,7 +50,10 @@ fn every_numeric_option_at_its_extremes_over_resp() {
     ];
     for (words, accepted) in table {
         for v in VALUES {
-            let sent: Vec<&str> = words.iter().map(|w| if *w == "V" { v } else { w }).collect();
+            let sent: Vec<&str> = words
+                .iter()
+                .map(|w| if *w == "V" { v } else { w })
+                .collect();
             let r = resp::cmd(&mut c, &sent);
             let what = sent.join(" ");
             if accepted.contains(&v) {
@@ -94,8 +103,12 @@ async fn typed_values_at_their_extremes_over_quic() {
         ("replicate 0", |a| a.replicate = Some(0)),
         ("priority u8::MAX", |a| a.priority = u8::MAX),
         ("fuel u64::MAX", |a| a.limits.fuel = Some(u64::MAX)),
-        ("memory u64::MAX", |a| a.limits.memory_bytes = Some(u64::MAX)),
-        ("deadline u64::MAX", |a| a.limits.deadline_ms = Some(u64::MAX)),
+        ("memory u64::MAX", |a| {
+            a.limits.memory_bytes = Some(u64::MAX)
+        }),
+        ("deadline u64::MAX", |a| {
+            a.limits.deadline_ms = Some(u64::MAX)
+        }),
         ("fuel 0", |a| a.limits.fuel = Some(0)),
     ];
     for (what, set) in refused {

@@ -16,10 +16,7 @@ fn a_panicking_driver_ends_the_node_non_zero_with_the_panic_logged() {
     let conf = dir.path().join("wasque.conf");
     std::fs::write(&conf, format!("logfile \"{}\"\n", log.display())).unwrap();
     let data = dir.path().join("data");
-    let mut node = TestNode::start_in(
-        &data,
-        &["--enable-debug-command", conf.to_str().unwrap()],
-    );
+    let mut node = TestNode::start_in(&data, &["--enable-debug-command", conf.to_str().unwrap()]);
     // The node answers before.
     let mut c = resp::connect(node.addr).expect("RESP");
     assert_eq!(

@@ -57,7 +57,7 @@ pub use peer::PeerMsg;
 pub use placement::{Mode, PeerLoad, Policy, QueuePolicy};
 pub use timer::Timer;
 
-use crate::api::{AddJob, Command, ErrorCode, bounds, JobEvent, JobEventKind, ModuleInfo, Reply};
+use crate::api::{AddJob, Command, ErrorCode, JobEvent, JobEventKind, ModuleInfo, Reply, bounds};
 use crate::job::{
     Counters, Gather, Job, JobId, JobResult, JobState, Limits, ModuleHash, NodeName, UnixMs,
 };
@@ -292,10 +292,12 @@ impl Engine {
                 };
                 self.reply(req, reply);
             }
-            Command::Wait { id, timeout_ms } => match bounds::timeout_ms("wait timeout", timeout_ms) {
-                Ok(ms) => self.wait(now, req, id, ms, false, false),
-                Err(e) => self.reply(req, Reply::error(ErrorCode::Err, e)),
-            },
+            Command::Wait { id, timeout_ms } => {
+                match bounds::timeout_ms("wait timeout", timeout_ms) {
+                    Ok(ms) => self.wait(now, req, id, ms, false, false),
+                    Err(e) => self.reply(req, Reply::error(ErrorCode::Err, e)),
+                }
+            }
             Command::Ack { ids, fast } => {
                 let mut n = 0;
                 for id in ids {

@@ -769,15 +769,31 @@ fn extreme_client_values_are_refused_or_kept_without_wrapping() {
         assert!(refused(&mut e, &|a| a.timeout_ms = big).contains("timeout"));
         assert!(refused(&mut e, &|a| a.wait_ms = Some(big)).contains("wait"));
         let id = add(&mut e, T0, "w", "x", |_| {});
-        let r = call(&mut e, T0, Command::Wait { id, timeout_ms: big });
+        let r = call(
+            &mut e,
+            T0,
+            Command::Wait {
+                id,
+                timeout_ms: big,
+            },
+        );
         assert_eq!(err_code(&r), Some(ErrorCode::Err), "{r:?}");
     }
     assert!(refused(&mut e, &|a| a.ttl_secs = Some(0)).contains("TTL"));
     assert!(refused(&mut e, &|a| a.priority = u8::MAX).contains("priority"));
     for (f, what) in [
-        (&(|a: &mut AddJob| a.limits.fuel = Some(u64::MAX)) as &dyn Fn(&mut AddJob), "fuel"),
-        (&|a: &mut AddJob| a.limits.memory_bytes = Some(u64::MAX), "memory"),
-        (&|a: &mut AddJob| a.limits.deadline_ms = Some(u64::MAX), "deadline"),
+        (
+            &(|a: &mut AddJob| a.limits.fuel = Some(u64::MAX)) as &dyn Fn(&mut AddJob),
+            "fuel",
+        ),
+        (
+            &|a: &mut AddJob| a.limits.memory_bytes = Some(u64::MAX),
+            "memory",
+        ),
+        (
+            &|a: &mut AddJob| a.limits.deadline_ms = Some(u64::MAX),
+            "deadline",
+        ),
         (&|a: &mut AddJob| a.limits.fuel = Some(0), "fuel"),
     ] {
         let mut a = AddJob::new("q", b"x".to_vec());

@@ -5,9 +5,9 @@
 use std::str::FromStr;
 
 use axum::Json;
-use axum::http::HeaderMap;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query as QueryParams, State};
+use axum::http::HeaderMap;
 use serde_json::{Value, json};
 
 use super::{AppState, HttpError, render};
