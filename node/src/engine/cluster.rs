@@ -295,11 +295,14 @@ impl Engine {
             PeerMsg::SetAck(id) => {
                 tracing::debug!(job = %id, from = %from, state = ?self.jobs.get(&id).map(|j| j.state), "set-ack in");
                 // An acked stub of our own stays until our ack is confirmed.
-                if self
-                    .jobs
-                    .get(&id)
-                    .is_some_and(|j| j.state != JobState::Acked)
-                {
+                // A job with an asynckey is acked only by its holders: a
+                // node that never held it (Disque's ack for a job never
+                // seen) could not check the key, so its ack is ignored and
+                // the key cannot be bypassed by asking another node.
+                if self.jobs.get(&id).is_some_and(|j| {
+                    j.state != JobState::Acked
+                        && (j.asynckey().is_none() || j.nodes.contains(&from))
+                }) {
                     self.remove_job(&id, "acknowledged");
                 }
                 self.send(from, PeerMsg::GotAck(id));
