@@ -683,6 +683,8 @@ impl Driver {
                 _ = sweep.tick() => self.sweep(),
                 w = recv_written(&mut written) => match w {
                     Some(w) => self.on_written(w),
+                    // No store (`appendonly no`): nothing will ever come.
+                    None if self.store.is_none() => written = None,
                     // The writer ends only when the driver lets it go
                     // (below); before that, its channel closing means the
                     // thread died. Replies waiting for writes would wait

@@ -49,3 +49,20 @@ fn panic_driver_is_refused_without_the_debug_flag() {
     );
     assert!(node.wait_exit(Duration::from_millis(300)).is_none());
 }
+
+/// A node without a store (`appendonly no`) has no writer thread: that is
+/// not a dead writer, and the node runs on.
+#[test]
+fn a_node_without_a_store_is_not_taken_for_one_whose_writer_died() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("wasque.conf");
+    std::fs::write(&conf, "appendonly no\n").unwrap();
+    let mut node = TestNode::start_in(&dir.path().join("data"), &[conf.to_str().unwrap()]);
+    let mut c = resp::connect(node.addr).expect("RESP");
+    assert!(resp::cmd(&mut c, &["ADDJOB", "q", "x", "0"]).is_ok());
+    assert!(node.wait_exit(Duration::from_millis(500)).is_none());
+    assert_eq!(
+        resp::cmd(&mut c, &["PING"]),
+        Ok(resp::Value::SimpleString("PONG".into()))
+    );
+}
