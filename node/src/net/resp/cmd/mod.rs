@@ -271,6 +271,35 @@ mod tests {
     }
 
     #[test]
+    fn a_trailing_asynckey_wraps_the_command() {
+        let id = "01a241f9-5a4b-7000-acb2-fc00b40effae";
+        let keyed = |s: &str| match parse(words(s)) {
+            Action::Engine(Command::WithKey { key, cmd }, _) => Some((key, *cmd)),
+            Action::Engine(_, _) => None,
+            other => panic!("{s}: {other:?}"),
+        };
+        for cmd in [
+            "SHOW", "RESULT", "WORKING", "ACKJOB", "fastack", "DELJOB", "NACK",
+        ] {
+            let (key, _) = keyed(&format!("{cmd} {id} asynckey k1")).expect(cmd);
+            assert_eq!(key, "k1");
+            assert!(keyed(&format!("{cmd} {id}")).is_none());
+        }
+        let (_, cmd) = keyed(&format!("ACKJOB {id} {id} ASYNCKEY k")).unwrap();
+        assert!(matches!(cmd, Command::Ack { ids, .. } if ids.len() == 2));
+        let (_, cmd) = keyed(&format!("WAITJOB {id} 10 ASYNCKEY k")).unwrap();
+        assert!(matches!(cmd, Command::Wait { timeout_ms: 10, .. }));
+        assert!(keyed("JSCAN COUNT 5 ASYNCKEY k").is_some());
+        // Not a keyed command: the words stay as they are.
+        assert_eq!(reply_of("QLEN q ASYNCKEY k"), wrong_arity("qlen"));
+        // The key is the last word; a dangling ASYNCKEY is an id.
+        assert_eq!(
+            reply_of(&format!("SHOW {id} ASYNCKEY")),
+            wrong_arity("show")
+        );
+    }
+
+    #[test]
     fn commands_parse() {
         assert!(
             matches!(parse(words("addjob q body 0 RETRY 0 TTL 10 DELAY 1 MAXLEN 5 ASYNC")), Action::Engine(Command::AddJob(a), Render::AddJob) if a.retry_secs == Some(0) && a.maxlen == Some(5))
