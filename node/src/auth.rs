@@ -139,6 +139,14 @@ fn digest(b: &[u8]) -> [u8; 32] {
     Sha256::digest(b).into()
 }
 
+/// Whether two secrets are the same, compared as SHA-256 digests in
+/// constant time (neither bytes nor length leak through timing). The
+/// engine's `asynckey` check uses it, so every secret of the node is
+/// compared one way.
+pub fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    bool::from(digest(a).ct_eq(&digest(b)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,6 +172,14 @@ mod tests {
         assert_eq!(a.verify_bearer("s3cret"), Ok(Principal::Admin));
         assert_eq!(a.verify_bearer("admin:s3cret"), Ok(Principal::Admin));
         assert_eq!(a.verify_bearer("admin:nope"), Err(AuthError::Invalid));
+    }
+
+    #[test]
+    fn same_secret_is_exact() {
+        assert!(same_secret(b"k1", b"k1"));
+        assert!(!same_secret(b"k1", b"k2"));
+        assert!(!same_secret(b"k1", b"k1\0"));
+        assert!(!same_secret(b"", b"k"));
     }
 
     #[test]

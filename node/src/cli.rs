@@ -74,6 +74,13 @@ pub fn main() -> ExitCode {
         }
     };
     init_logging(&cfg, args.log.as_deref());
+    // A panic anywhere goes to the log too (with where it happened), not
+    // only to stderr, which a node with a `logfile` may not keep.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        tracing::error!("panic: {info}");
+        default_hook(info);
+    }));
     for d in &cfg.ignored {
         tracing::info!("config directive {d:?} only means something to Redis: ignored");
     }
@@ -171,7 +178,7 @@ async fn run(cfg: Config) -> ExitCode {
     {
         tracing::warn!("cannot write pidfile {}: {e}", pidfile.display());
     }
-    let node = match Node::start(cfg.clone()).await {
+    let mut node = match Node::start(cfg.clone()).await {
         Ok(n) => n,
         Err(e) => {
             eprintln!("wasque-node: {e}");
@@ -202,7 +209,16 @@ async fn run(cfg: Config) -> ExitCode {
         io_threads = cfg.io_threads,
         "node ready"
     );
-    signals.wait().await;
+    tokio::select! {
+        () = signals.wait() => {}
+        why = node.failed() => {
+            // A dead driver or accept loop: exit at once, non-zero, rather
+            // than hang with open sockets (supervise.rs). Nothing is lost
+            // that a kill would not lose: the store is crash-safe.
+            eprintln!("wasque-node: {why}; exiting");
+            std::process::exit(70);
+        }
+    }
     tracing::info!("stopping");
     node.shutdown().await;
     if let Some(pidfile) = &cfg.pidfile {

@@ -315,6 +315,21 @@ impl Job {
         self.extra.as_ref().and_then(|x| x.asynckey.as_deref())
     }
 
+    /// Whether a request carrying `key` may see or touch this job: a job
+    /// added without `asynckey` is open to every client; one added with K
+    /// only to a request carrying K (the node's password does not open
+    /// it). Compared in constant time. The engine asks this for every
+    /// job-addressed command, whatever door it came through.
+    pub fn opens_with(&self, key: Option<&str>) -> bool {
+        match (self.asynckey(), key) {
+            (None, _) => true,
+            (Some(want), Some(given)) => {
+                crate::auth::same_secret(want.as_bytes(), given.as_bytes())
+            }
+            (Some(_), None) => false,
+        }
+    }
+
     /// A distributed job's parts, on the parent's node.
     pub fn gather(&self) -> Option<&Gather> {
         self.extra.as_ref().and_then(|x| x.gather.as_deref())

@@ -22,6 +22,7 @@
 //! - [`config`]: one [`config::Config`] from defaults, file and flags.
 //! - [`runtime`]: the driver, the one place that feeds the engine its events
 //!   and carries out its effects.
+//! - [`supervise`]: essential tasks; a panic in one ends the process.
 //! - [`cli`]: the `wasque-node` command line.
 
 pub mod api;
@@ -37,3 +38,4 @@ pub mod net;
 pub mod queue;
 pub mod runtime;
 pub mod store;
+pub mod supervise;

@@ -198,6 +198,8 @@ pub struct Node {
     http_state: Option<crate::net::http::AppState>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// Reports of essential tasks that died (supervise.rs).
+    failures: crate::supervise::Failures,
     executor: Executor,
     ca_path: std::path::PathBuf,
     _data_dir: DataDir,
@@ -383,22 +385,36 @@ impl Node {
             policies_file,
             pauses_file,
         };
+        // Essential tasks: one that panics or ends early ends the node
+        // (supervise.rs), instead of leaving open sockets that answer nothing.
+        let (fatal, failures) = crate::supervise::channel();
+        let essential =
+            |name, fut| crate::supervise::spawn(name, fut, stop_rx.clone(), fatal.clone());
         let mut tasks = vec![
-            tokio::spawn(driver.run(inputs_rx, done_rx, peer_rx, stop_rx.clone())),
-            tokio::spawn(quic::serve(
-                endpoint,
-                quic_cfg,
+            essential(
+                "driver",
+                Box::pin(driver.run(inputs_rx, done_rx, peer_rx, stop_rx.clone())) as Task,
+            ),
+            essential(
+                "quic accept loop",
+                Box::pin(quic::serve(
+                    endpoint,
+                    quic_cfg,
+                    handle.clone(),
+                    cluster,
+                    stop_rx.clone(),
+                )),
+            ),
+        ];
+        tasks.push(essential(
+            "resp accept loop",
+            Box::pin(crate::net::resp::serve(
+                resp_listener,
+                Arc::new(crate::net::resp::Shared::new(&cfg)),
                 handle.clone(),
-                cluster,
                 stop_rx.clone(),
             )),
-        ];
-        tasks.push(tokio::spawn(crate::net::resp::serve(
-            resp_listener,
-            Arc::new(crate::net::resp::Shared::new(&cfg)),
-            handle.clone(),
-            stop_rx.clone(),
-        )));
+        ));
         let mut http_state = None;
         if let (Some((listener, addr)), Some(monitor)) = (http, monitor) {
             let state = crate::net::http::AppState::new(
@@ -408,10 +424,13 @@ impl Node {
                 quic_addr,
                 addr,
                 cfg.http_hosts.clone(),
-                stop_rx,
+                stop_rx.clone(),
             );
             http_state = Some(state.clone());
-            tasks.push(tokio::spawn(crate::net::http::serve(listener, state)));
+            tasks.push(essential(
+                "http server",
+                Box::pin(crate::net::http::serve(listener, state)),
+            ));
         }
         Ok(Node {
             handle,
@@ -421,6 +440,7 @@ impl Node {
             http_state,
             stop,
             tasks,
+            failures,
             executor,
             ca_path: identity.ca_path.clone(),
             _data_dir: data_dir,
@@ -460,6 +480,13 @@ impl Node {
         &self.ca_path
     }
 
+    /// Waits until an essential task (driver, accept loops, HTTP server)
+    /// panics or ends while the node is not stopping; says which and why.
+    /// The node is then broken: the caller should exit non-zero.
+    pub async fn failed(&mut self) -> String {
+        self.failures.next().await
+    }
+
     /// Stops the listeners and the driver, then the executor threads.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
@@ -469,6 +496,9 @@ impl Node {
         self.executor.shutdown();
     }
 }
+
+/// An essential task's future, boxed so the tasks share one type.
+type Task = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 /// Jobs handed to the executor per executor thread (running or next in
 /// line). Deeper hides the driver round trip; shallower keeps priority
@@ -652,7 +682,16 @@ impl Driver {
                     self.engine.handle_timeout(now_ms());
                 }
                 _ = sweep.tick() => self.sweep(),
-                Some(w) = recv_written(&mut written) => self.on_written(w),
+                w = recv_written(&mut written) => match w {
+                    Some(w) => self.on_written(w),
+                    // No store (`appendonly no`): nothing will ever come.
+                    None if self.store.is_none() => written = None,
+                    // The writer ends only when the driver lets it go
+                    // (below); before that, its channel closing means the
+                    // thread died. Replies waiting for writes would wait
+                    // forever: die too, so the supervisor ends the node.
+                    None => panic!("the store writer thread died (its panic is logged above)"),
+                },
             }
             self.carry_out();
         }
@@ -690,6 +729,11 @@ impl Driver {
 
     fn input(&mut self, now: UnixMs, input: Input) {
         match input {
+            Input::Command(Command::DebugPanicDriver, _) => {
+                // DEBUG PANIC-DRIVER (test nodes only): the supervision
+                // test's way to make the driver die as a bug would.
+                panic!("DEBUG PANIC-DRIVER: the driver panics on request");
+            }
             Input::Command(cmd, reply) => {
                 // A subscriber may have come since the loop looked.
                 self.engine

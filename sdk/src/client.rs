@@ -392,7 +392,34 @@ impl Client {
     /// Waits until the job is finished (`Some`) or `timeout_ms` passes (`None`).
     /// The node wakes the waiter when the job finishes; nothing polls.
     pub async fn wait(&self, id: JobId, timeout_ms: u64) -> Result<Option<JobStatus>, ClientError> {
-        match self.call(Request::Wait { id, timeout_ms }).await? {
+        self.wait_keyed(None, id, timeout_ms).await
+    }
+
+    /// [`Client::wait`] for a job added with `asynckey`, given the key.
+    pub async fn wait_by_key(
+        &self,
+        key: &str,
+        id: JobId,
+        timeout_ms: u64,
+    ) -> Result<Option<JobStatus>, ClientError> {
+        self.wait_keyed(Some(key), id, timeout_ms).await
+    }
+
+    async fn wait_keyed(
+        &self,
+        key: Option<&str>,
+        id: JobId,
+        timeout_ms: u64,
+    ) -> Result<Option<JobStatus>, ClientError> {
+        let request = match key {
+            Some(key) => Request::WaitByKey {
+                key: key.to_string(),
+                id,
+                timeout_ms,
+            },
+            None => Request::Wait { id, timeout_ms },
+        };
+        match self.call(request).await? {
             Response::Job(s) => Ok(Some(*s)),
             Response::NotFinished => Ok(None),
             other => Err(unexpected(other)),
@@ -401,15 +428,35 @@ impl Client {
 
     /// Acknowledges jobs; returns how many the node knew.
     pub async fn ack(&self, ids: Vec<JobId>) -> Result<u64, ClientError> {
-        match self.call(Request::Ack { ids }).await? {
-            Response::Count(n) => Ok(n),
-            other => Err(unexpected(other)),
-        }
+        self.count(Request::Ack { ids }).await
+    }
+
+    /// Acknowledges jobs added with `asynckey` (and unkeyed ones), given
+    /// the key; returns how many the node knew.
+    pub async fn ack_by_key(&self, key: &str, ids: Vec<JobId>) -> Result<u64, ClientError> {
+        self.count(Request::AckByKey {
+            key: key.to_string(),
+            ids,
+        })
+        .await
     }
 
     /// Deletes jobs; returns how many the node held.
     pub async fn deljob(&self, ids: Vec<JobId>) -> Result<u64, ClientError> {
-        match self.call(Request::DelJob { ids }).await? {
+        self.count(Request::DelJob { ids }).await
+    }
+
+    /// Deletes jobs added with `asynckey` (and unkeyed ones), given the key.
+    pub async fn deljob_by_key(&self, key: &str, ids: Vec<JobId>) -> Result<u64, ClientError> {
+        self.count(Request::DelJobByKey {
+            key: key.to_string(),
+            ids,
+        })
+        .await
+    }
+
+    async fn count(&self, request: Request) -> Result<u64, ClientError> {
+        match self.call(request).await? {
             Response::Count(n) => Ok(n),
             other => Err(unexpected(other)),
         }

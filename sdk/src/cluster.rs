@@ -590,6 +590,40 @@ impl ClusterClient {
             .await
     }
 
+    /// [`ClusterClient::wait`] for a job added with `asynckey`, given the key.
+    pub async fn wait_by_key(
+        &self,
+        key: &str,
+        id: JobId,
+        timeout_ms: u64,
+    ) -> Result<Option<JobStatus>, ClientError> {
+        self.for_job(
+            id,
+            |c| async move { c.wait_by_key(key, id, timeout_ms).await },
+        )
+        .await
+    }
+
+    /// [`ClusterClient::ack`] carrying an `asynckey`.
+    pub async fn ack_by_key(&self, key: &str, ids: Vec<JobId>) -> Result<u64, ClientError> {
+        let prefix = ids.first().map(|id| format!("{:06x}", id.node_prefix()));
+        self.with_failover(prefix.as_deref(), |c| {
+            let ids = ids.clone();
+            async move { c.ack_by_key(key, ids).await }
+        })
+        .await
+    }
+
+    /// [`ClusterClient::deljob`] carrying an `asynckey`.
+    pub async fn deljob_by_key(&self, key: &str, ids: Vec<JobId>) -> Result<u64, ClientError> {
+        let prefix = ids.first().map(|id| format!("{:06x}", id.node_prefix()));
+        self.with_failover(prefix.as_deref(), |c| {
+            let ids = ids.clone();
+            async move { c.deljob_by_key(key, ids).await }
+        })
+        .await
+    }
+
     /// Acknowledges jobs; the ack reaches every holder from any node.
     pub async fn ack(&self, ids: Vec<JobId>) -> Result<u64, ClientError> {
         let prefix = ids.first().map(|id| format!("{:06x}", id.node_prefix()));

@@ -241,6 +241,21 @@ impl TestNode {
         }
     }
 
+    /// Waits up to `within` for the node to exit on its own; its status,
+    /// or `None` if it is still running.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Kills the node at once (SIGKILL), as a crash.
     pub fn kill9(mut self) {
         let _ = self.child.kill();

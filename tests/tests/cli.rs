@@ -77,9 +77,19 @@ fn module_put_addjob_wait_show_and_ack() {
     ));
     let id = id.trim();
     assert_eq!(id.len(), 36);
-    assert_eq!(stdout(&wasque(&node, &["wait", id], None)), "2\n");
-    let json: serde_json::Value =
-        serde_json::from_str(&stdout(&wasque(&node, &["show", id, "--json"], None))).unwrap();
+    // Without its key the job answers as unknown (tests/asynckey.rs has
+    // every door).
+    assert_eq!(wasque(&node, &["wait", id], None).status.code(), Some(1));
+    assert_eq!(
+        stdout(&wasque(&node, &["wait", id, "--asynckey", "k1"], None)),
+        "2\n"
+    );
+    let json: serde_json::Value = serde_json::from_str(&stdout(&wasque(
+        &node,
+        &["show", id, "--json", "--asynckey", "k1"],
+        None,
+    )))
+    .unwrap();
     for field in [
         "state",
         "id",
@@ -112,10 +122,20 @@ fn module_put_addjob_wait_show_and_ack() {
     assert_eq!(o.status.code(), Some(1));
     assert!(o.stdout.is_empty());
 
-    let summary = stdout(&wasque(&node, &["show", id], None));
-    assert!(summary.contains("state:     done"), "{summary}");
-    assert_eq!(stdout(&wasque(&node, &["ackjob", id], None)).trim(), "1");
     assert_eq!(wasque(&node, &["show", id], None).status.code(), Some(1));
+    let summary = stdout(&wasque(&node, &["show", id, "--asynckey", "k1"], None));
+    assert!(summary.contains("state:     done"), "{summary}");
+    assert_eq!(stdout(&wasque(&node, &["ackjob", id], None)).trim(), "0");
+    assert_eq!(
+        stdout(&wasque(&node, &["ackjob", id, "--asynckey", "k1"], None)).trim(),
+        "1"
+    );
+    assert_eq!(
+        wasque(&node, &["show", id, "--asynckey", "k1"], None)
+            .status
+            .code(),
+        Some(1)
+    );
 }
 
 #[test]

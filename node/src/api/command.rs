@@ -18,11 +18,9 @@ pub enum Command {
         index: u32,
         body: Bytes,
     },
-    /// The job's status; with `key`, only if the job was added with that
-    /// `asynckey`.
+    /// The job's status.
     Show {
         id: JobId,
-        key: Option<String>,
     },
     /// Block until the job is finished, or `timeout_ms` passes (0 = answer now).
     Wait {
@@ -91,6 +89,10 @@ pub enum Command {
     },
     /// Forget every job and queue (DEBUG FLUSHALL; test nodes only).
     FlushAll,
+    /// Make the driver task panic (DEBUG PANIC-DRIVER; test nodes only):
+    /// the node must then exit non-zero (supervise.rs). The driver acts on
+    /// it; it never reaches the engine.
+    DebugPanicDriver,
     /// Set (with `set`) and report a queue's scheduling policy and mode.
     QPolicy {
         queue: String,
@@ -98,6 +100,14 @@ pub enum Command {
     },
     /// A read-only question about the node's state.
     Inspect(super::Query),
+    /// `cmd` carrying an `asynckey`: it opens the jobs added with that key
+    /// (SHOW, WAIT, ACK, DELJOB, NACK, WORKING, ENQUEUE, DEQUEUE, JSCAN).
+    /// Without it, a keyed job answers as a job the node does not hold
+    /// (`engine/asynckey.rs`).
+    WithKey {
+        key: String,
+        cmd: Box<Command>,
+    },
 }
 
 /// Arguments of GETJOB.
@@ -137,4 +147,7 @@ pub struct JScan {
     pub states: Vec<JobState>,
     /// Each job's full SHOW document instead of its id.
     pub reply_all: bool,
+    /// The `asynckey` of the request: keyed jobs are listed only when it
+    /// opens them (set by the engine from [`Command::WithKey`]).
+    pub key: Option<String>,
 }

@@ -2,6 +2,7 @@
 //! RESP and HTTP parse their own wire formats into the same [`Command`] and
 //! render the same [`Reply`]). Semantics live once, in the engine.
 
+pub mod bounds;
 mod command;
 mod event;
 mod inspect;

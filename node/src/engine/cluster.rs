@@ -295,11 +295,14 @@ impl Engine {
             PeerMsg::SetAck(id) => {
                 tracing::debug!(job = %id, from = %from, state = ?self.jobs.get(&id).map(|j| j.state), "set-ack in");
                 // An acked stub of our own stays until our ack is confirmed.
-                if self
-                    .jobs
-                    .get(&id)
-                    .is_some_and(|j| j.state != JobState::Acked)
-                {
+                // A job with an asynckey is acked only by its holders: a
+                // node that never held it (Disque's ack for a job never
+                // seen) could not check the key, so its ack is ignored and
+                // the key cannot be bypassed by asking another node.
+                if self.jobs.get(&id).is_some_and(|j| {
+                    j.state != JobState::Acked
+                        && (j.asynckey().is_none() || j.nodes.contains(&from))
+                }) {
                     self.remove_job(&id, "acknowledged");
                 }
                 self.send(from, PeerMsg::GotAck(id));
@@ -600,9 +603,9 @@ impl Engine {
                 self.cluster.peers.iter().copied().collect(),
                 // The id carries the TTL (minutes): keep the ack that long.
                 id.0.get_timestamp()
-                    .map(|t| t.to_unix().0 * 1000)
+                    .map(|t| t.to_unix().0.saturating_mul(1000))
                     .unwrap_or(now)
-                    .saturating_add(id.ttl_secs() * 1000)
+                    .saturating_add(id.ttl_secs().saturating_mul(1000))
                     .max(now + ACK_RESEND_MS),
             ),
         };
@@ -667,7 +670,7 @@ impl Engine {
         for to in &others {
             self.send(*to, PeerMsg::WillQueue(id));
         }
-        let at = now + wait_ms;
+        let at = now.saturating_add(wait_ms);
         if let Some(old) = self.cluster.will_queue.insert(id, at) {
             self.timers.cancel(old, Timer::WillQueue(id));
         }

@@ -69,6 +69,13 @@ impl Engine {
                     .into(),
             );
         }
+        if a.asynckey.is_some() {
+            // Its parts come with AddPart, which carries no key: a keyed
+            // parent would take parts from anyone who knows its id.
+            return err(
+                "a distributed job takes no ASYNCKEY (its parts could not carry it)".into(),
+            );
+        }
         if !self.modules.contains_key(&spec.map) && self.peer_with_module(&spec.map).is_none() {
             return Err(super::no_module(&spec.map));
         }

@@ -110,6 +110,9 @@ impl Engine {
             if q.cursor.is_some_and(|c| job.id <= c)
                 || q.state.is_some_and(|s| job.state != s)
                 || q.queue.as_deref().is_some_and(|name| &*job.queue != name)
+                // A keyed job is shown only to its key's holder (SHOW);
+                // lists leave it out, as JSCAN does without the key.
+                || !job.opens_with(None)
             {
                 continue;
             }

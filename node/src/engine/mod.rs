@@ -17,6 +17,7 @@
 //! `Effect::Persist`, ahead of the replies that depend on them. Start-up
 //! goes through [`Engine::restore`].
 
+mod asynckey;
 mod cluster;
 mod effect;
 mod gather;
@@ -56,7 +57,7 @@ pub use peer::PeerMsg;
 pub use placement::{Mode, PeerLoad, Policy, QueuePolicy};
 pub use timer::Timer;
 
-use crate::api::{AddJob, Command, ErrorCode, JobEvent, JobEventKind, ModuleInfo, Reply};
+use crate::api::{AddJob, Command, ErrorCode, JobEvent, JobEventKind, ModuleInfo, Reply, bounds};
 use crate::job::{
     Counters, Gather, Job, JobId, JobResult, JobState, Limits, ModuleHash, NodeName, UnixMs,
 };
@@ -270,6 +271,13 @@ impl Engine {
     pub fn handle_command(&mut self, now: UnixMs, req: RequestId, cmd: Command) {
         self.last_now = now;
         self.queues.collect(now, 16);
+        let (key, cmd) = match cmd {
+            Command::WithKey { key, cmd } => (Some(key), *cmd),
+            cmd => (None, cmd),
+        };
+        let Some(cmd) = self.unlock(req, key.as_deref(), cmd) else {
+            return;
+        };
         match cmd {
             Command::AddJob(add) => self.add_job(now, req, *add),
             Command::AddPart {
@@ -277,16 +285,19 @@ impl Engine {
                 index,
                 body,
             } => self.add_part(now, req, parent, index, body),
-            Command::Show { id, key } => {
+            Command::Show { id } => {
                 let reply = match self.jobs.get(&id) {
-                    Some(job) if key.is_none() || job.asynckey() == key.as_deref() => {
-                        Reply::Job(Box::new(job.status(now, &self.cfg.node_id)))
-                    }
-                    _ => no_job(&id),
+                    Some(job) => Reply::Job(Box::new(job.status(now, &self.cfg.node_id))),
+                    None => no_job(&id),
                 };
                 self.reply(req, reply);
             }
-            Command::Wait { id, timeout_ms } => self.wait(now, req, id, timeout_ms, false, false),
+            Command::Wait { id, timeout_ms } => {
+                match bounds::timeout_ms("wait timeout", timeout_ms) {
+                    Ok(ms) => self.wait(now, req, id, ms, false, false),
+                    Err(e) => self.reply(req, Reply::error(ErrorCode::Err, e)),
+                }
+            }
             Command::Ack { ids, fast } => {
                 let mut n = 0;
                 for id in ids {
@@ -361,6 +372,10 @@ impl Engine {
             Command::QStat { queue } => self.qstat(now, req, &queue),
             Command::QScan(q) => self.qscan(req, q),
             Command::JScan(j) => self.jscan(now, req, *j),
+            // Taken apart above.
+            Command::WithKey { .. } => {}
+            // The driver panics on it before it gets here.
+            Command::DebugPanicDriver => self.reply(req, Reply::Ok),
             Command::Pause { queue, set } => self.pause(now, req, queue, set),
             Command::FlushAll => self.flush_all(now, req),
             Command::QPolicy { queue, set } => {
@@ -575,7 +590,9 @@ impl Engine {
                 let retry_secs = a.retry_secs.unwrap_or_else(|| {
                     (ttl_secs / 10).clamp(1, self.cfg.default_retry_secs.max(1))
                 });
-                let delay_ms = a.delay_secs.unwrap_or(0) * 1000;
+                // Checked in range by check_add; saturating all the same,
+                // so no client value can wrap the clock.
+                let delay_ms = a.delay_secs.unwrap_or(0).saturating_mul(1000);
                 let id = self.ids.next(now, retry_secs == 0, ttl_secs);
                 // A distributed job's parent stays on this node (its parts
                 // are replicated; see gather.rs).
@@ -597,9 +614,9 @@ impl Engine {
                     body: a.body.into_boxed_slice(),
                     priority: a.priority,
                     replicate: copies,
-                    retry_ms: retry_secs * 1000,
-                    expires_at: now + ttl_secs * 1000,
-                    ready_at: now + delay_ms,
+                    retry_ms: retry_secs.saturating_mul(1000),
+                    expires_at: now.saturating_add(ttl_secs.saturating_mul(1000)),
+                    ready_at: now.saturating_add(delay_ms),
                     nocache: a.nocache,
                     state: if a.map.is_some() {
                         JobState::Waiting
@@ -705,6 +722,20 @@ impl Engine {
         }
         if a.ttl_secs == Some(0) {
             return Err(Reply::error(ErrorCode::Err, "TTL must be a number > 0"));
+        }
+        // Every value that meets the clock, in range (api/bounds.rs): the
+        // typed doors (QUIC) reach here with whatever u64 they were sent.
+        let range = [
+            ("TTL", a.ttl_secs.map(|v| bounds::secs("TTL", v))),
+            ("RETRY", a.retry_secs.map(|v| bounds::secs("RETRY", v))),
+            ("DELAY", a.delay_secs.map(|v| bounds::secs("DELAY", v))),
+            ("timeout", Some(bounds::timeout_ms("timeout", a.timeout_ms))),
+            ("wait", a.wait_ms.map(|v| bounds::timeout_ms("wait", v))),
+        ];
+        for (_, r) in range {
+            if let Some(Err(e)) = r {
+                return Err(Reply::error(ErrorCode::Err, e));
+            }
         }
         let copies = self.replicas_for(a.replicate);
         if a.retry_secs == Some(0) && copies > 1 {

@@ -109,6 +109,7 @@ impl Engine {
             if id.0.as_u128() <= s.cursor
                 || s.queue.as_deref().is_some_and(|q| q != &*job.queue)
                 || (!s.states.is_empty() && !s.states.contains(&job.state))
+                || !job.opens_with(s.key.as_deref())
             {
                 continue;
             }

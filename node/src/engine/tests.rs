@@ -276,49 +276,10 @@ fn nocache_hands_the_result_to_present_waiters_only() {
     e.handle_exec_done(T0 + 1, id, 1, ok_result("out"));
     let fx = drain(&mut e);
     assert!(matches!(&fx[..], [Effect::Reply { reply: Reply::Job(s), .. }] if s.result.is_some()));
-    e.handle_command(T0 + 2, RequestId(3), Command::Show { id, key: None });
+    e.handle_command(T0 + 2, RequestId(3), Command::Show { id });
     assert!(matches!(
         &drain(&mut e)[..],
         [Effect::Reply { reply: Reply::Job(s), .. }] if s.result.is_none() && s.state == JobState::Done
-    ));
-}
-
-#[test]
-fn asynckey_guards_show() {
-    let mut e = engine(0);
-    let mut a = AddJob::new("q", b"x".to_vec());
-    a.asynckey = Some("k1".into());
-    e.handle_command(T0, RequestId(1), Command::AddJob(Box::new(a)));
-    let id = added(&drain(&mut e), 1);
-    e.handle_command(
-        T0,
-        RequestId(2),
-        Command::Show {
-            id,
-            key: Some("nope".into()),
-        },
-    );
-    assert!(matches!(
-        &drain(&mut e)[..],
-        [Effect::Reply {
-            reply: Reply::Error(_),
-            ..
-        }]
-    ));
-    e.handle_command(
-        T0,
-        RequestId(3),
-        Command::Show {
-            id,
-            key: Some("k1".into()),
-        },
-    );
-    assert!(matches!(
-        &drain(&mut e)[..],
-        [Effect::Reply {
-            reply: Reply::Job(_),
-            ..
-        }]
     ));
 }
 

@@ -298,6 +298,41 @@ fn an_ack_for_a_job_never_seen_reaches_the_holders() {
     }
 }
 
+/// The ack of a node that never held a keyed job (it cannot check the
+/// key) does not remove the job from its holders; a holder's ack with the
+/// key does.
+#[test]
+fn a_keyed_job_ignores_the_ack_of_a_node_that_never_held_it() {
+    for copies in [1, 2] {
+        let mut net = Net::new(3);
+        let mut a = plain("q", "x", copies, 60);
+        a.asynckey = Some("k1".into());
+        let id = net.add(0, a);
+        let holders: Vec<usize> = (0..3)
+            .filter(|i| net.nodes[*i].job(&id).is_some())
+            .collect();
+        let stranger = (0..3).find(|i| !holders.contains(i)).unwrap();
+        let ack = || Command::Ack {
+            ids: vec![id],
+            fast: false,
+        };
+        net.command(stranger, ack());
+        for h in &holders {
+            assert!(net.nodes[*h].job(&id).is_some(), "{copies} copies: kept");
+        }
+        net.command(
+            holders[0],
+            Command::WithKey {
+                key: "k1".into(),
+                cmd: Box::new(ack()),
+            },
+        );
+        for h in &holders {
+            assert!(net.nodes[*h].job(&id).is_none(), "{copies} copies: acked");
+        }
+    }
+}
+
 #[test]
 fn a_holder_requeues_when_the_node_with_the_job_dies() {
     let mut net = Net::new(3);

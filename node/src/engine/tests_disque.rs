@@ -670,3 +670,172 @@ fn flushall_forgets_everything() {
     assert_eq!(e.stats().queues, 0);
     assert_eq!(e.poll_timeout(), None);
 }
+
+/// Every job-addressed command, on a job added with `asynckey k1`: sent
+/// without the key or with another one, the reply is exactly the reply for
+/// a job the node does not hold (same id, an engine that never saw it) and
+/// the job is untouched; sent with the key, it reaches the job.
+#[test]
+fn asynckey_locks_every_job_command() {
+    fn keyed(deliver: bool) -> (Engine, JobId) {
+        let mut e = engine();
+        let id = add(&mut e, T0, "q", "x", |a| a.asynckey = Some("k1".into()));
+        if deliver {
+            assert_eq!(get(&mut e, T0, getjob(&["q"])).len(), 1);
+        }
+        (e, id)
+    }
+    fn with(key: Option<&str>, cmd: Command) -> Command {
+        match key {
+            Some(k) => Command::WithKey {
+                key: k.into(),
+                cmd: Box::new(cmd),
+            },
+            None => cmd,
+        }
+    }
+    type Make = fn(JobId) -> Command;
+    // (name, whether the job is delivered first, the command)
+    let table: &[(&str, bool, Make)] = &[
+        ("show", false, |id| Command::Show { id }),
+        ("wait", false, |id| Command::Wait { id, timeout_ms: 0 }),
+        ("working", true, |id| Command::Working { id }),
+        ("ackjob", false, |id| Command::Ack {
+            ids: vec![id],
+            fast: false,
+        }),
+        ("fastack", false, |id| Command::Ack {
+            ids: vec![id],
+            fast: true,
+        }),
+        ("deljob", false, |id| Command::DelJob { ids: vec![id] }),
+        ("nack", true, |id| Command::Nack { ids: vec![id] }),
+        ("enqueue", true, |id| Command::Enqueue { ids: vec![id] }),
+        ("dequeue", false, |id| Command::Dequeue { ids: vec![id] }),
+    ];
+    for (name, deliver, make) in table {
+        let state = if *deliver {
+            JobState::Active
+        } else {
+            JobState::Queued
+        };
+        for wrong in [None, Some("nope"), Some("k1\0"), Some("")] {
+            let (mut e, id) = keyed(*deliver);
+            let want = call(&mut engine(), T0, with(wrong, make(id)));
+            let got = call(&mut e, T0, with(wrong, make(id)));
+            assert_eq!(got, want, "{name} with {wrong:?}: as a missing job");
+            assert_eq!(e.job(&id).map(|j| j.state), Some(state), "{name} {wrong:?}");
+        }
+        let (mut e, id) = keyed(*deliver);
+        let got = call(&mut e, T0, with(Some("k1"), make(id)));
+        let missing = call(&mut engine(), T0, make(id));
+        assert_ne!(got, missing, "{name} with the key reaches the job");
+    }
+    // JSCAN lists the keyed job only with its key.
+    let (mut e, _) = keyed(false);
+    let scan = |key: Option<&str>| with(key, Command::JScan(Box::default()));
+    let listed = |r: Reply| match r {
+        Reply::JobScan { jobs, .. } => jobs.len(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(listed(call(&mut e, T0, scan(None))), 0);
+    assert_eq!(listed(call(&mut e, T0, scan(Some("nope")))), 0);
+    assert_eq!(listed(call(&mut e, T0, scan(Some("k1")))), 1);
+}
+
+/// Client values at the ends of their types: every one that meets the
+/// clock is refused with a clear error when out of range, and the largest
+/// in-range ones give a job whose times did not wrap (Disque's own checks
+/// added `now + value` unchecked).
+#[test]
+fn extreme_client_values_are_refused_or_kept_without_wrapping() {
+    use crate::api::bounds::{MAX_JOB_SECS, MAX_TIMEOUT_MS};
+    let mut e = engine();
+    let refused = |e: &mut Engine, f: &dyn Fn(&mut AddJob)| {
+        let mut a = AddJob::new("q", b"x".to_vec());
+        f(&mut a);
+        let r = call(e, T0, Command::AddJob(Box::new(a)));
+        match r {
+            Reply::Error(w) => w.message,
+            other => panic!("accepted: {other:?}"),
+        }
+    };
+    for big in [u64::MAX, i64::MAX as u64, MAX_JOB_SECS + 1] {
+        assert!(refused(&mut e, &|a| a.ttl_secs = Some(big)).contains("TTL"));
+        assert!(refused(&mut e, &|a| a.retry_secs = Some(big)).contains("RETRY"));
+        assert!(refused(&mut e, &|a| a.delay_secs = Some(big)).contains("DELAY"));
+    }
+    for big in [u64::MAX, i64::MAX as u64, MAX_TIMEOUT_MS + 1] {
+        assert!(refused(&mut e, &|a| a.timeout_ms = big).contains("timeout"));
+        assert!(refused(&mut e, &|a| a.wait_ms = Some(big)).contains("wait"));
+        let id = add(&mut e, T0, "w", "x", |_| {});
+        let r = call(
+            &mut e,
+            T0,
+            Command::Wait {
+                id,
+                timeout_ms: big,
+            },
+        );
+        assert_eq!(err_code(&r), Some(ErrorCode::Err), "{r:?}");
+    }
+    assert!(refused(&mut e, &|a| a.ttl_secs = Some(0)).contains("TTL"));
+    assert!(refused(&mut e, &|a| a.priority = u8::MAX).contains("priority"));
+    for (f, what) in [
+        (
+            &(|a: &mut AddJob| a.limits.fuel = Some(u64::MAX)) as &dyn Fn(&mut AddJob),
+            "fuel",
+        ),
+        (
+            &|a: &mut AddJob| a.limits.memory_bytes = Some(u64::MAX),
+            "memory",
+        ),
+        (
+            &|a: &mut AddJob| a.limits.deadline_ms = Some(u64::MAX),
+            "deadline",
+        ),
+        (&|a: &mut AddJob| a.limits.fuel = Some(0), "fuel"),
+    ] {
+        let mut a = AddJob::new("q", b"x".to_vec());
+        a.module = Some(ModuleHash([7; 32]));
+        f(&mut a);
+        match call(&mut e, T0, Command::AddJob(Box::new(a))) {
+            Reply::Error(w) => assert!(w.message.contains(what), "{w:?}"),
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+    // The largest values in range: kept, with times that did not wrap.
+    let id = add(&mut e, T0, "q", "x", |a| {
+        a.ttl_secs = Some(MAX_JOB_SECS);
+        a.retry_secs = Some(MAX_JOB_SECS);
+        a.delay_secs = Some(MAX_JOB_SECS - 1);
+        a.timeout_ms = MAX_TIMEOUT_MS;
+        a.maxlen = Some(u64::MAX);
+    });
+    let job = e.job(&id).expect("kept");
+    assert_eq!(job.expires_at, T0 + MAX_JOB_SECS * 1000);
+    assert!(job.expires_at > T0);
+    assert_eq!(job.retry_ms, MAX_JOB_SECS * 1000);
+    // A far timer fires nothing now, and the engine goes on.
+    e.handle_timeout(T0 + 1);
+    assert!(e.job(&id).is_some());
+    let r = call(
+        &mut e,
+        T0,
+        Command::QPeek {
+            queue: "q".into(),
+            count: i64::MIN,
+        },
+    );
+    assert!(matches!(r, Reply::Jobs(_)), "{r:?}");
+    let r = call(
+        &mut e,
+        T0,
+        Command::GetJob(Box::new(GetJob {
+            count: u32::MAX,
+            timeout_ms: u64::MAX,
+            ..getjob(&["q"])
+        })),
+    );
+    assert!(matches!(r, Reply::Nil | Reply::Jobs(_)), "{r:?}");
+}

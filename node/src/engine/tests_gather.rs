@@ -254,6 +254,10 @@ fn bad_distributed_jobs_are_refused_with_a_reason() {
     let mut a = parent_add(2, 3);
     a.body = b"input".to_vec();
     assert!(err(call(&mut e, T0, 3, Command::AddJob(Box::new(a))).0).contains("parts"));
+    let mut a = parent_add(2, 3);
+    a.asynckey = Some("k".into());
+    let m = err(call(&mut e, T0, 5, Command::AddJob(Box::new(a))).0);
+    assert!(m.contains("ASYNCKEY"), "{m}");
     let parent = add_parent(&mut e, 2, 3);
     let m = err(add_part(&mut e, parent, 2, "z").0);
     assert!(m.contains("out of range"), "{m}");

@@ -49,10 +49,7 @@ impl Engine {
     /// half of the job's TTL has passed (Disque's `-TOOLATE`).
     pub(super) fn working(&mut self, now: UnixMs, req: RequestId, id: JobId) {
         let reply = match self.jobs.get(&id) {
-            None => Reply::error(
-                ErrorCode::NoJob,
-                "Job not known in the context of this node.",
-            ),
+            None => job_not_known(),
             Some(job) if job.is_wasm() => Reply::error(
                 ErrorCode::Err,
                 "WORKING applies to plain jobs; a Wasm job is run by the node itself",
@@ -231,4 +228,12 @@ impl Engine {
         }
         self.reply(req, Reply::Ok);
     }
+}
+
+/// WORKING's answer for a job this node does not hold (Disque's words).
+pub(super) fn job_not_known() -> Reply {
+    Reply::error(
+        ErrorCode::NoJob,
+        "Job not known in the context of this node.",
+    )
 }

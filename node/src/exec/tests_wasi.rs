@@ -380,3 +380,112 @@ fn a_module_importing_all_of_preview_1_links_and_runs() {
     let r = f.run(&wat, b"", limits());
     assert!(r.is_success(), "{r:?}");
 }
+
+/// A guest asking for random bytes in a loop: `len` bytes at 0, `times`
+/// times, then it ends normally.
+fn random_loop(len: u32, times: u32) -> String {
+    format!(
+        r#"(module
+  (import "wasi_snapshot_preview1" "random_get" (func $random_get (param i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (local $i i32)
+    (loop $l
+      (drop (call $random_get (i32.const 0) (i32.const {len})))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $l (i32.lt_u (local.get $i) (i32.const {times}))))))"#
+    )
+}
+
+#[test]
+fn random_bytes_are_paid_for_in_fuel() {
+    let f = open(1);
+    let budget = wasque_sdk::proto::Limits {
+        fuel: 1_000_000,
+        ..limits()
+    };
+    // 64 KiB a call, 1,000 calls: 8,192,000 units of bytes, far past the
+    // budget; the loop's own instructions alone are about 10,000.
+    let r = f.run(&random_loop(65_536, 1_000), b"", budget);
+    assert_eq!(r.error_class, Some(ErrorClass::OutOfFuel), "{r:?}");
+    assert_eq!(r.fuel_used, 1_000_000);
+    // A GiB a call (outside the one page: the call is refused with FAULT,
+    // but asked for, so charged first): the first call cannot be paid.
+    let r = f.run(&random_loop(1 << 30, 1_000_000), b"", budget);
+    assert_eq!(r.error_class, Some(ErrorClass::OutOfFuel), "{r:?}");
+    // A small request costs little: 32 bytes is 4 units.
+    let r = f.run(&random_loop(32, 10), b"", budget);
+    assert!(r.is_success(), "{r:?}");
+    assert!(r.fuel_used < 200, "{r:?}");
+}
+
+#[test]
+fn reads_and_writes_are_paid_for_by_the_byte() {
+    let f = open(1);
+    // Reads stdin 4 KiB at a time to the end, then writes the 1,000 bytes
+    // at 8192 to stderr 100 times (stderr keeps its bound, drops the rest).
+    let wat = r#"(module
+  (import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (local $i i32)
+    (i32.store (i32.const 0) (i32.const 4096))
+    (i32.store (i32.const 4) (i32.const 4096))
+    (loop $r
+      (drop (call $fd_read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 16)))
+      (br_if $r (i32.load (i32.const 16))))
+    (i32.store (i32.const 32) (i32.const 8192))
+    (i32.store (i32.const 36) (i32.const 1000))
+    (loop $w
+      (drop (call $fd_write (i32.const 2) (i32.const 32) (i32.const 1) (i32.const 16)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $w (i32.lt_u (local.get $i) (i32.const 100))))))"#;
+    let small = f.run(wat, b"", limits());
+    assert!(small.is_success(), "{small:?}");
+    let big = f.run(wat, &vec![7u8; 64 << 10], limits());
+    assert!(big.is_success(), "{big:?}");
+    // 100 writes of 1,000 bytes: 12,500 units at least.
+    assert!(small.fuel_used >= 12_500, "{small:?}");
+    // 64 KiB more read: 8,192 units more (the loop's 15 more turns cost
+    // a few hundred instructions, not that).
+    assert!(
+        big.fuel_used - small.fuel_used >= 8_192,
+        "{} vs {}",
+        big.fuel_used,
+        small.fuel_used
+    );
+}
+
+#[test]
+fn poll_oneoff_takes_at_most_64_subscriptions() {
+    let f = open(1);
+    // `n` subscriptions to stdin readiness (type 1, fd 0) at 1024, 48
+    // bytes each; the errno as the output's one byte.
+    let wat = |n: u32| {
+        format!(
+            r#"(module
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (local $i i32)
+    (loop $s
+      (i32.store8 (i32.add (i32.const 1032) (i32.mul (local.get $i) (i32.const 48))) (i32.const 1))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $s (i32.lt_u (local.get $i) (i32.const {n}))))
+    (i32.store8 (i32.const 100)
+      (call $poll (i32.const 1024) (i32.const 8192) (i32.const {n}) (i32.const 96)))
+    (i32.store (i32.const 0) (i32.const 100))
+    (i32.store (i32.const 4) (i32.const 1))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 16)))))"#
+        )
+    };
+    let r = f.run(&wat(64), b"", limits());
+    assert_eq!(r.output, [SUCCESS], "{r:?}");
+    let r = f.run(&wat(65), b"", limits());
+    assert_eq!(r.output, [1], "E2BIG past the cap: {r:?}");
+    // Far past it (what once made the host parse memory / 48 of them).
+    let r = f.run(&wat(1300), b"", limits());
+    assert_eq!(r.output, [1], "{r:?}");
+}

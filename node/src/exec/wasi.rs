@@ -57,6 +57,37 @@ pub(crate) mod errno {
 /// so one host call's work stays bounded by more than guest memory alone.
 const IOV_MAX: u32 = 1024;
 
+/// Bytes a host call moves per unit of fuel it charges (`random_get`,
+/// `fd_read`, `fd_write`, `args_get`). Fuel counts Wasm instructions; a
+/// guest's own copy loop moves about 8 bytes per instruction, so a host
+/// copy costs what the guest would have paid to do it itself. Without
+/// this, one `random_get` of a GiB cost one unit: a loop of them ran far
+/// past the job's fuel budget with the counter barely moving. A 1 KiB job
+/// pays 128 units to read its payload: an echo of 1 KiB went from 57 to
+/// 314 units, its run time unchanged within noise.
+pub(crate) const BYTES_PER_FUEL: u64 = 8;
+
+/// Charges the job for `bytes` moved by a host call: their fuel is taken
+/// from the store's counter, and a job that cannot pay traps `OutOfFuel`
+/// (classified as any other fuel exhaustion) with the counter at zero.
+pub(crate) fn charge(c: &mut Ctx<'_>, bytes: u64) -> wasmtime::Result<()> {
+    let cost = bytes.div_ceil(BYTES_PER_FUEL);
+    if cost == 0 {
+        return Ok(());
+    }
+    // A store without fuel metering (never a job's) has nothing to charge.
+    let Ok(left) = c.get_fuel() else {
+        return Ok(());
+    };
+    match left.checked_sub(cost) {
+        Some(rest) => c.set_fuel(rest),
+        None => {
+            c.set_fuel(0)?;
+            Err(wasmtime::Trap::OutOfFuel.into())
+        }
+    }
+}
+
 /// Rights bits of `fdstat` (preview 1's `rights` flags).
 const RIGHT_FD_READ: u64 = 1 << 1;
 const RIGHT_FD_WRITE: u64 = 1 << 6;
@@ -182,6 +213,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<JobCtx>) -> wasmtime::Result<()>
         MODULE,
         "random_get",
         |mut c: Ctx<'_>, buf: i32, len: i32| {
+            // Paid before the bytes are made: a request the job cannot
+            // pay for does no work.
+            charge(&mut c, u64::from(len as u32))?;
             with_memory(&mut c, |mem, _| {
                 let dst = slice_mut(mem, buf, len).ok_or(errno::FAULT)?;
                 rand::rng().fill_bytes(dst);
@@ -421,6 +455,8 @@ fn args_sizes_get(c: &mut Ctx<'_>, count: i32, size: i32) -> wasmtime::Result<i3
 }
 
 fn args_get(c: &mut Ctx<'_>, argv: i32, buf: i32) -> wasmtime::Result<i32> {
+    let bytes: usize = c.data().io.argv().map(|a| a.len() + 5).sum();
+    charge(c, bytes as u64)?;
     with_memory(c, |mem, ctx| {
         let mut at = buf as u32;
         for (i, arg) in ctx.io.argv().enumerate() {
@@ -472,7 +508,8 @@ fn fd_read(c: &mut Ctx<'_>, fd: i32, iovs: i32, n: i32, out: i32) -> wasmtime::R
     if n as u32 > IOV_MAX {
         return Ok(errno::INVAL);
     }
-    with_memory(c, |mem, ctx| {
+    let mut moved = 0u64;
+    let answer = with_memory(c, |mem, ctx| {
         let io = &mut ctx.io;
         let mut total = 0u32;
         for i in 0..n as u32 {
@@ -485,11 +522,15 @@ fn fd_read(c: &mut Ctx<'_>, fd: i32, iovs: i32, n: i32, out: i32) -> wasmtime::R
             let k = dst.len().min(left.len());
             dst[..k].copy_from_slice(&left[..k]);
             io.read += k;
+            moved += k as u64;
             // `k` is at most this iovec's u32 length; the sum is checked.
             total = total.checked_add(k as u32).ok_or(errno::INVAL)?;
         }
         put_u32(mem, out, total)
-    })
+    })?;
+    // Paid after: the payload bounds the copy, and what was read is known.
+    charge(c, moved)?;
+    Ok(answer)
 }
 
 fn fd_write(c: &mut Ctx<'_>, fd: i32, iovs: i32, n: i32, out: i32) -> wasmtime::Result<i32> {
@@ -501,6 +542,7 @@ fn fd_write(c: &mut Ctx<'_>, fd: i32, iovs: i32, n: i32, out: i32) -> wasmtime::
         return Ok(errno::INVAL);
     }
     let mut overflow = None;
+    let mut moved = 0u64;
     let answer = with_memory(c, |mem, ctx| {
         let pipe = match stream {
             Stream::Stdout => &mut ctx.io.stdout,
@@ -510,6 +552,7 @@ fn fd_write(c: &mut Ctx<'_>, fd: i32, iovs: i32, n: i32, out: i32) -> wasmtime::
         for i in 0..n as u32 {
             let (ptr, len) = iovec(mem, iovs, i)?;
             let src = slice(mem, ptr, len).ok_or(errno::FAULT)?;
+            moved += src.len() as u64;
             if let Err(e) = pipe.append(src) {
                 overflow = Some(e);
                 return Ok(());
@@ -521,7 +564,12 @@ fn fd_write(c: &mut Ctx<'_>, fd: i32, iovs: i32, n: i32, out: i32) -> wasmtime::
     match overflow {
         // The pipe recorded it; the run ends here.
         Some(e) => Err(wasmtime::Error::new(e)),
-        None => Ok(answer),
+        None => {
+            // Paid after: the output bounds bound the copy (stderr's
+            // excess is dropped, but was offered, so it is paid for).
+            charge(c, moved)?;
+            Ok(answer)
+        }
     }
 }
 

@@ -92,16 +92,25 @@ enum Cmd {
         /// How long to wait, in ms.
         #[arg(long, default_value_t = 60_000)]
         timeout: u64,
+        /// The key of a job added with `asynckey K`.
+        #[arg(long, value_name = "K")]
+        asynckey: Option<String>,
     },
     /// Acknowledge jobs: the node forgets them.
     Ackjob {
         #[arg(required = true)]
         ids: Vec<String>,
+        /// The key of jobs added with `asynckey K`.
+        #[arg(long, value_name = "K")]
+        asynckey: Option<String>,
     },
     /// Delete jobs from the node, whatever their state.
     Deljob {
         #[arg(required = true)]
         ids: Vec<String>,
+        /// The key of jobs added with `asynckey K`.
+        #[arg(long, value_name = "K")]
+        asynckey: Option<String>,
     },
     /// Print the node's description.
     Info,
@@ -252,9 +261,17 @@ async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&status.to_json())?);
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Wait { id, timeout } => {
+        Cmd::Wait {
+            id,
+            timeout,
+            asynckey,
+        } => {
             let id = parse_id(&id)?;
-            match client.wait(id, timeout).await? {
+            let status = match &asynckey {
+                Some(k) => client.wait_by_key(k, id, timeout).await?,
+                None => client.wait(id, timeout).await?,
+            };
+            match status {
                 Some(status) => Ok(show::print_result(&status)),
                 None => {
                     eprintln!("error: job {id} did not finish within {timeout} ms");
@@ -262,20 +279,28 @@ async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Cmd::Ackjob { ids } => {
+        Cmd::Ackjob { ids, asynckey } => {
             let ids = ids
                 .iter()
                 .map(|s| parse_id(s))
                 .collect::<Result<Vec<_>, _>>()?;
-            println!("{}", client.ack(ids).await?);
+            let n = match &asynckey {
+                Some(k) => client.ack_by_key(k, ids).await?,
+                None => client.ack(ids).await?,
+            };
+            println!("{n}");
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Deljob { ids } => {
+        Cmd::Deljob { ids, asynckey } => {
             let ids = ids
                 .iter()
                 .map(|s| parse_id(s))
                 .collect::<Result<Vec<_>, _>>()?;
-            println!("{}", client.deljob(ids).await?);
+            let n = match &asynckey {
+                Some(k) => client.deljob_by_key(k, ids).await?,
+                None => client.deljob(ids).await?,
+            };
+            println!("{n}");
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Info => {

@@ -16,10 +16,18 @@ pub struct ShowArgs {
     /// Print the JSON document (see README).
     #[arg(long)]
     json: bool,
+    /// The key of a job added with `asynckey K` (without it such a job
+    /// answers as unknown).
+    #[arg(long, value_name = "K")]
+    asynckey: Option<String>,
 }
 
 pub async fn run(client: &ClusterClient, a: ShowArgs) -> anyhow::Result<ExitCode> {
-    let status = client.show(parse_id(&a.id)?).await?;
+    let id = parse_id(&a.id)?;
+    let status = match &a.asynckey {
+        Some(k) => client.show_by_key(k, id).await?,
+        None => client.show(id).await?,
+    };
     if a.json {
         println!("{}", serde_json::to_string_pretty(&status.to_json())?);
     } else {

@@ -41,7 +41,8 @@ pub enum Request {
         id: JobId,
     },
     /// The status document of a job added with `asynckey`, for a holder of
-    /// the key (and nothing for anyone else).
+    /// the key. Every other request answers a keyed job as a job the node
+    /// does not hold (`NoJob`), whoever sends it.
     ShowByKey {
         key: String,
         id: JobId,
@@ -77,6 +78,25 @@ pub enum Request {
         index: u32,
         #[serde(with = "serde_bytes")]
         body: Vec<u8>,
+    },
+    /// [`Request::Wait`] for a job added with `asynckey`, carrying the key.
+    /// (The keyed forms come last so older clients' frames keep their
+    /// numbers.)
+    WaitByKey {
+        key: String,
+        id: JobId,
+        timeout_ms: u64,
+    },
+    /// [`Request::Ack`] carrying an `asynckey`: it acknowledges the keyed
+    /// jobs it opens (and any unkeyed ones).
+    AckByKey {
+        key: String,
+        ids: Vec<JobId>,
+    },
+    /// [`Request::DelJob`] carrying an `asynckey`.
+    DelJobByKey {
+        key: String,
+        ids: Vec<JobId>,
     },
 }
 

@@ -7,6 +7,7 @@ use std::str::FromStr;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query as QueryParams, State};
+use axum::http::HeaderMap;
 use serde_json::{Value, json};
 
 use super::{AppState, HttpError, render};
@@ -145,13 +146,31 @@ pub async fn jobs(State(st): State<AppState>, params: Params) -> Result<Json<Val
     })))
 }
 
+/// The header that carries a job's `asynckey` (a header, not a query
+/// parameter, so it stays out of access logs and browser history).
+pub const ASYNCKEY_HEADER: &str = "x-wasque-asynckey";
+
 /// `GET /api/jobs/{id}`: the job's JSON document, as `wasque show --json`.
+/// A job added with `asynckey` is found only with its key in the
+/// `X-Wasque-Asynckey` header; otherwise it is a 404 like a missing job.
 pub async fn job(
     State(st): State<AppState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Json<Value>, HttpError> {
     let id = job_id(&id)?;
-    match st.call(Command::Show { id, key: None }).await? {
+    let show = Command::Show { id };
+    let cmd = match headers.get(ASYNCKEY_HEADER) {
+        Some(v) => Command::WithKey {
+            key: v
+                .to_str()
+                .map_err(|_| HttpError::bad_request("the asynckey header must be visible ASCII"))?
+                .to_string(),
+            cmd: Box::new(show),
+        },
+        None => show,
+    };
+    match st.call(cmd).await? {
         Reply::Job(s) => Ok(Json(s.to_json())),
         _ => Err(unexpected()),
     }

@@ -119,7 +119,7 @@ async fn endpoints_answer_with_their_status_and_shape() {
     };
     let (s, body, _) = get(&node, &format!("/api/jobs/{id}")).await;
     assert_eq!(s, StatusCode::OK);
-    let Reply::Job(status) = node.handle().call(Command::Show { id, key: None }).await else {
+    let Reply::Job(status) = node.handle().call(Command::Show { id }).await else {
         panic!("show")
     };
     let mut doc = json(&body);

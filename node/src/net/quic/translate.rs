@@ -18,11 +18,18 @@ pub fn command(req: Request) -> Option<Command> {
             index,
             body: body.into(),
         },
-        Request::Show { id } => Command::Show { id, key: None },
-        Request::ShowByKey { key, id } => Command::Show { id, key: Some(key) },
+        Request::Show { id } => Command::Show { id },
+        Request::ShowByKey { key, id } => keyed(key, Command::Show { id }),
         Request::Wait { id, timeout_ms } => Command::Wait { id, timeout_ms },
+        Request::WaitByKey {
+            key,
+            id,
+            timeout_ms,
+        } => keyed(key, Command::Wait { id, timeout_ms }),
         Request::Ack { ids } => Command::Ack { ids, fast: false },
+        Request::AckByKey { key, ids } => keyed(key, Command::Ack { ids, fast: false }),
         Request::DelJob { ids } => Command::DelJob { ids },
+        Request::DelJobByKey { key, ids } => keyed(key, Command::DelJob { ids }),
         Request::ListModules => Command::ListModules,
         Request::StatModule { hash } => Command::StatModule { hash },
         Request::DeleteModule { hash } => Command::DeleteModule { hash },
@@ -32,6 +39,13 @@ pub fn command(req: Request) -> Option<Command> {
         | Request::Nodes
         | Request::Subscribe { .. } => return None,
     })
+}
+
+fn keyed(key: String, cmd: Command) -> Command {
+    Command::WithKey {
+        key,
+        cmd: Box::new(cmd),
+    }
 }
 
 /// The response for a reply.

@@ -301,7 +301,10 @@ impl Conn {
             Action::Reply(f) => {
                 self.push(Slot::Ready(f));
             }
-            Action::Engine(crate::api::Command::FlushAll, _) if !self.shared.debug_commands => {
+            Action::Engine(
+                crate::api::Command::FlushAll | crate::api::Command::DebugPanicDriver,
+                _,
+            ) if !self.shared.debug_commands => {
                 self.push(Slot::Ready(Frame::error(
                     "ERR",
                     "DEBUG is disabled: start the node with --enable-debug-command (test nodes only)",

@@ -4,7 +4,7 @@
 //! [GROUP key] [ARG a]... [NOCACHE] [ASYNCKEY key].
 
 use super::{Action, Args, Render, syntax};
-use crate::api::{AddJob, Command};
+use crate::api::{AddJob, Command, bounds};
 use crate::job::ModuleHash;
 use crate::net::resp::frame::Frame;
 
@@ -30,15 +30,16 @@ pub fn parse(a: &Args) -> Result<Action, Frame> {
                 job.replicate = Some(n as u32);
             }
             "ttl" if has_value => {
-                job.ttl_secs = Some(value("TTL must be a number > 0", &|n| n > 0)? as u64);
+                let n = value("TTL must be a number > 0", &|n| n > 0)? as u64;
+                job.ttl_secs = Some(secs("TTL", n)?);
             }
             "retry" if has_value => {
-                job.retry_secs =
-                    Some(value("RETRY time must be a non negative number", &|n| n >= 0)? as u64);
+                let n = value("RETRY time must be a non negative number", &|n| n >= 0)? as u64;
+                job.retry_secs = Some(secs("RETRY", n)?);
             }
             "delay" if has_value => {
-                job.delay_secs =
-                    Some(value("DELAY time must be a non negative number", &|n| n >= 0)? as u64);
+                let n = value("DELAY time must be a non negative number", &|n| n >= 0)? as u64;
+                job.delay_secs = Some(secs("DELAY", n)?);
             }
             "maxlen" if has_value => {
                 job.maxlen = Some(value("MAXLEN must be a positive number", &|n| n > 0)? as u64);
@@ -89,10 +90,18 @@ pub fn parse(a: &Args) -> Result<Action, Frame> {
     ))
 }
 
-/// A timeout in ms, Redis's way: an integer, not negative.
+/// A timeout in ms, Redis's way: an integer, not negative; and at most
+/// `bounds::MAX_TIMEOUT_MS`.
 pub(super) fn timeout(a: &Args, i: usize) -> Result<u64, Frame> {
     let n = a
         .int(i)
         .map_err(|_| Frame::error("ERR", "timeout is not an integer or out of range"))?;
-    u64::try_from(n).map_err(|_| Frame::error("ERR", "timeout is negative"))
+    let n = u64::try_from(n).map_err(|_| Frame::error("ERR", "timeout is negative"))?;
+    bounds::timeout_ms("timeout", n).map_err(|e| Frame::error("ERR", &e))
+}
+
+/// A TTL, RETRY or DELAY (already checked for sign) within
+/// `bounds::MAX_JOB_SECS`.
+fn secs(what: &str, n: u64) -> Result<u64, Frame> {
+    bounds::secs(what, n).map_err(|e| Frame::error("ERR", &e))
 }

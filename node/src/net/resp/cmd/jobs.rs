@@ -21,13 +21,7 @@ pub fn parse(a: &Args) -> Result<Action, Frame> {
             ));
         }
         _ => {
-            return Ok(Action::Engine(
-                Command::Show {
-                    id: ids[0],
-                    key: None,
-                },
-                Render::Show,
-            ));
+            return Ok(Action::Engine(Command::Show { id: ids[0] }, Render::Show));
         }
     };
     Ok(Action::Engine(cmd, Render::Count))

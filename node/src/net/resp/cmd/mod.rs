@@ -96,6 +96,10 @@ pub fn parse(args: Vec<Bytes>) -> Action {
         let shown: String = String::from_utf8_lossy(first).chars().take(64).collect();
         return Action::Reply(Frame::error("ERR", &format!("unknown command '{shown}'")));
     };
+    let (args, key) = match take_asynckey(&name, args) {
+        Ok(split) => split,
+        Err(reply) => return Action::Reply(reply),
+    };
     if !arity_ok(*arity, args.len()) {
         return Action::Reply(wrong_arity(&name));
     }
@@ -111,7 +115,37 @@ pub fn parse(args: Vec<Bytes>) -> Action {
         "qpolicy" => policy::parse(&a),
         _ => server::parse(&a),
     };
-    out.unwrap_or_else(Action::Reply)
+    match (out, key) {
+        (Ok(Action::Engine(cmd, render)), Some(key)) => Action::Engine(
+            Command::WithKey {
+                key,
+                cmd: Box::new(cmd),
+            },
+            render,
+        ),
+        (out, _) => out.unwrap_or_else(Action::Reply),
+    }
+}
+
+/// Commands on jobs that take a trailing `ASYNCKEY k`: the key that opens
+/// jobs added with `ASYNCKEY k` (engine/asynckey.rs).
+const KEYED: &[&str] = &[
+    "show", "result", "waitjob", "ackjob", "fastack", "deljob", "nack", "working", "enqueue",
+    "dequeue", "jscan",
+];
+
+/// Splits a trailing `ASYNCKEY k` off a keyed command's words. Job ids
+/// never read `ASYNCKEY`, so the pair cannot be mistaken for ids.
+fn take_asynckey(name: &str, mut args: Vec<Bytes>) -> Result<(Vec<Bytes>, Option<String>), Frame> {
+    let n = args.len();
+    if !KEYED.contains(&name) || n < 3 || !args[n - 2].eq_ignore_ascii_case(b"asynckey") {
+        return Ok((args, None));
+    }
+    let key = args.pop().unwrap_or_default();
+    args.pop();
+    let key = String::from_utf8(key.to_vec())
+        .map_err(|_| Frame::error("ERR", "ASYNCKEY must be UTF-8 text"))?;
+    Ok((args, Some(key)))
 }
 
 pub(super) fn wrong_arity(name: &str) -> Frame {
@@ -233,6 +267,35 @@ mod tests {
         assert_eq!(
             reply_of("ADDJOB q x 99999999999999999999"),
             Frame::error("ERR", "timeout is not an integer or out of range")
+        );
+    }
+
+    #[test]
+    fn a_trailing_asynckey_wraps_the_command() {
+        let id = "01a241f9-5a4b-7000-acb2-fc00b40effae";
+        let keyed = |s: &str| match parse(words(s)) {
+            Action::Engine(Command::WithKey { key, cmd }, _) => Some((key, *cmd)),
+            Action::Engine(_, _) => None,
+            other => panic!("{s}: {other:?}"),
+        };
+        for cmd in [
+            "SHOW", "RESULT", "WORKING", "ACKJOB", "fastack", "DELJOB", "NACK",
+        ] {
+            let (key, _) = keyed(&format!("{cmd} {id} asynckey k1")).expect(cmd);
+            assert_eq!(key, "k1");
+            assert!(keyed(&format!("{cmd} {id}")).is_none());
+        }
+        let (_, cmd) = keyed(&format!("ACKJOB {id} {id} ASYNCKEY k")).unwrap();
+        assert!(matches!(cmd, Command::Ack { ids, .. } if ids.len() == 2));
+        let (_, cmd) = keyed(&format!("WAITJOB {id} 10 ASYNCKEY k")).unwrap();
+        assert!(matches!(cmd, Command::Wait { timeout_ms: 10, .. }));
+        assert!(keyed("JSCAN COUNT 5 ASYNCKEY k").is_some());
+        // Not a keyed command: the words stay as they are.
+        assert_eq!(reply_of("QLEN q ASYNCKEY k"), wrong_arity("qlen"));
+        // The key is the last word; a dangling ASYNCKEY is an id.
+        assert_eq!(
+            reply_of(&format!("SHOW {id} ASYNCKEY")),
+            wrong_arity("show")
         );
     }
 

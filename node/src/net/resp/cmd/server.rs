@@ -61,12 +61,15 @@ pub fn parse(a: &Args) -> Result<Action, Frame> {
         "debug" if a.is(1, "flushall") && a.len() == 2 => {
             Ok(Action::Engine(Command::FlushAll, Render::Ok))
         }
+        "debug" if a.is(1, "panic-driver") && a.len() == 2 => {
+            Ok(Action::Engine(Command::DebugPanicDriver, Render::Ok))
+        }
         "debug" if super::cluster::parse_debug(a).is_some() => {
             super::cluster::parse_debug(a).expect("checked")
         }
         "debug" => Err(Frame::error(
             "ERR",
-            "unknown DEBUG subcommand: only DEBUG FLUSHALL (on a node started with --enable-debug-command)",
+            "unknown DEBUG subcommand: only DEBUG FLUSHALL, PARTITION, HEAL or PANIC-DRIVER (on a node started with --enable-debug-command)",
         )),
         "cluster" => super::cluster::parse(a),
         // redis-cli asks for the command table when it starts; an empty
