@@ -3,6 +3,9 @@
 //! stream then starts with the peer's `Hello`, whose node id must match
 //! the certificate pinned for it. A stream that breaks the protocol is
 //! stopped with a logged reason; the connection's other streams go on.
+//! Gossip datagrams are dropped until a `Hello` on the connection has
+//! been checked against the pins: a connection that never said who it is
+//! cannot feed SWIM.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -44,20 +47,25 @@ pub(super) async fn serve(inner: Arc<Inner>, conn: quinn::Connection) {
                 Err(_) => break,
             },
             bi = conn.accept_bi() => match bi {
-                Ok((send, recv)) => { tokio::spawn(exchange(inner.clone(), send, recv, fp)); }
+                Ok((send, recv)) => {
+                    tokio::spawn(exchange(inner.clone(), send, recv, fp, peer.clone()));
+                }
                 Err(_) => break,
             },
             dg = conn.read_datagram() => match dg {
                 Ok(bytes) => {
-                    // Gossip from a peer cut off by a test partition is
-                    // dropped (SWIM tolerates loss); so is gossip from a peer
-                    // not yet introduced while any partition is on.
-                    let pass = match peer.get() {
-                        Some(p) => !inner.is_cut(p),
-                        None => inner.cut.read().is_ok_and(|c| c.is_empty()),
-                    };
-                    if pass {
-                        let _ = inner.cmds.send(Cmd::Gossip(bytes));
+                    // Gossip before the peer's Hello was verified is
+                    // dropped, as is gossip from a peer cut off by a test
+                    // partition (SWIM tolerates loss).
+                    match peer.get() {
+                        Some(p) if !inner.is_cut(p) => {
+                            let _ = inner.cmds.send(Cmd::Gossip(bytes));
+                        }
+                        Some(_) => {}
+                        None => {
+                            inner.stats.gossip_dropped.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(%remote, "gossip before the peer's hello: dropped");
+                        }
                     }
                 }
                 Err(_) => break,
@@ -144,6 +152,7 @@ async fn exchange(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     fp: trust::Fingerprint,
+    peer: Arc<std::sync::OnceLock<crate::job::NodeName>>,
 ) {
     let answer = match wire::read(&mut recv, inner.cfg.max_frame_bytes).await {
         Ok(Some(Frame::Hello(h))) => match inner.pins.check(h.node, fp) {
@@ -151,6 +160,7 @@ async fn exchange(
                 if let Ok(mut t) = inner.table.write() {
                     t.hello(&h);
                 }
+                let _ = peer.set(h.node);
                 Frame::Hello(inner.hello.clone())
             }
             Err(why) => Frame::Refused(why),

@@ -129,6 +129,9 @@ pub struct Stats {
     pub streams_refused: AtomicU64,
     pub connections_refused: AtomicU64,
     pub modules_served: AtomicU64,
+    /// Gossip datagrams dropped because their connection's peer had not
+    /// yet said, in a verified `Hello`, who it is.
+    pub gossip_dropped: AtomicU64,
 }
 
 impl Cluster {
@@ -148,6 +151,8 @@ impl Cluster {
     ) -> Result<Cluster, crate::net::identity::IdentityError> {
         let own_key = Arc::new(identity.key.clone_key());
         let dial = dial_config(&identity.cert_chain, &own_key, cluster_ca.as_ref())?;
+        let pins = Pins::load(cfg.tls_dir.join("peer-pins"))
+            .map_err(crate::net::identity::IdentityError::Tls)?;
         let (cmds_tx, cmds_rx) = mpsc::unbounded_channel();
         let incarnation = crate::runtime::now_ms();
         let hello = wire::Hello {
@@ -165,7 +170,7 @@ impl Cluster {
             ca_mode: AtomicBool::new(cluster_ca.is_some()),
             ca: RwLock::new(cluster_ca),
             quic_tuning,
-            pins: Pins::default(),
+            pins,
             links: Mutex::new(HashMap::new()),
             table: RwLock::new(PeerTable::default()),
             events,
