@@ -3,9 +3,12 @@
 //! stream then starts with the peer's `Hello`, whose node id must match
 //! the certificate pinned for it. A stream that breaks the protocol is
 //! stopped with a logged reason; the connection's other streams go on.
-//! Gossip datagrams are dropped until a `Hello` on the connection has
-//! been checked against the pins: a connection that never said who it is
-//! cannot feed SWIM.
+//! Gossip datagrams are not fed to SWIM until a `Hello` on the connection
+//! has been checked against the pins: a connection that never said who it
+//! is cannot feed SWIM. The few that race ahead of the peer's own Hello
+//! (datagrams overtake its stream) are held, up to `HELD_GOSSIP`, and fed
+//! once it is verified; the rest, and the held ones of a connection that
+//! ends unverified, are dropped and counted (`cluster_gossip_dropped`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -13,6 +16,26 @@ use std::sync::atomic::Ordering;
 use super::membership::Cmd;
 use super::wire::{self, Frame};
 use super::{Inner, PeerEvent, is_loopback, trust};
+use crate::job::NodeName;
+
+/// Gossip datagrams held per connection until its peer's Hello is
+/// verified (SWIM's announce and a few probes; it tolerates loss).
+const HELD_GOSSIP: usize = 16;
+
+/// Who is at the other end of a connection, once a Hello said so and
+/// its pin held.
+type Verified = Arc<tokio::sync::watch::Sender<Option<NodeName>>>;
+
+fn verified(who: &Verified, node: NodeName) {
+    who.send_if_modified(|v| {
+        if v.is_none() {
+            *v = Some(node);
+            true
+        } else {
+            false
+        }
+    });
+}
 
 /// Serves one peer connection until it closes.
 pub(super) async fn serve(inner: Arc<Inner>, conn: quinn::Connection) {
@@ -38,8 +61,10 @@ pub(super) async fn serve(inner: Arc<Inner>, conn: quinn::Connection) {
         conn.close(1u32.into(), b"the peer protocol requires a certificate");
         return;
     };
-    // Who is at the other end, once its message stream said so.
-    let peer: Arc<std::sync::OnceLock<crate::job::NodeName>> = Arc::default();
+    // Who is at the other end, once a verified Hello said so.
+    let peer: Verified = Arc::new(tokio::sync::watch::channel(None).0);
+    let mut known = peer.subscribe();
+    let mut held: Vec<bytes::Bytes> = Vec::new();
     loop {
         tokio::select! {
             uni = conn.accept_uni() => match uni {
@@ -54,14 +79,15 @@ pub(super) async fn serve(inner: Arc<Inner>, conn: quinn::Connection) {
             },
             dg = conn.read_datagram() => match dg {
                 Ok(bytes) => {
-                    // Gossip before the peer's Hello was verified is
-                    // dropped, as is gossip from a peer cut off by a test
-                    // partition (SWIM tolerates loss).
-                    match peer.get() {
-                        Some(p) if !inner.is_cut(p) => {
+                    // Gossip from a peer cut off by a test partition is
+                    // dropped (SWIM tolerates loss).
+                    let who = *known.borrow();
+                    match who {
+                        Some(p) if !inner.is_cut(&p) => {
                             let _ = inner.cmds.send(Cmd::Gossip(bytes));
                         }
                         Some(_) => {}
+                        None if held.len() < HELD_GOSSIP => held.push(bytes),
                         None => {
                             inner.stats.gossip_dropped.fetch_add(1, Ordering::Relaxed);
                             tracing::debug!(%remote, "gossip before the peer's hello: dropped");
@@ -70,7 +96,25 @@ pub(super) async fn serve(inner: Arc<Inner>, conn: quinn::Connection) {
                 }
                 Err(_) => break,
             },
+            // The Hello was verified: what it held may go to SWIM now.
+            Ok(()) = known.changed(), if !held.is_empty() => {
+                let who = *known.borrow();
+                if let Some(p) = who {
+                    for bytes in held.drain(..) {
+                        if !inner.is_cut(&p) {
+                            let _ = inner.cmds.send(Cmd::Gossip(bytes));
+                        }
+                    }
+                }
+            }
         }
+    }
+    if !held.is_empty() {
+        // The connection ended before its peer said who it is.
+        inner
+            .stats
+            .gossip_dropped
+            .fetch_add(held.len() as u64, Ordering::Relaxed);
     }
 }
 
@@ -79,7 +123,7 @@ async fn engine_stream(
     inner: Arc<Inner>,
     mut recv: quinn::RecvStream,
     fp: trust::Fingerprint,
-    peer: Arc<std::sync::OnceLock<crate::job::NodeName>>,
+    peer: Verified,
 ) {
     let max = inner.cfg.max_frame_bytes;
     let hello = match wire::read(&mut recv, max).await {
@@ -102,7 +146,7 @@ async fn engine_stream(
         t.hello(&hello);
     }
     let from = hello.node;
-    let _ = peer.set(from);
+    verified(&peer, from);
     loop {
         let frame = wire::read(&mut recv, max).await;
         if matches!(frame, Ok(Some(_))) && inner.is_cut(&from) {
@@ -152,7 +196,7 @@ async fn exchange(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     fp: trust::Fingerprint,
-    peer: Arc<std::sync::OnceLock<crate::job::NodeName>>,
+    peer: Verified,
 ) {
     let answer = match wire::read(&mut recv, inner.cfg.max_frame_bytes).await {
         Ok(Some(Frame::Hello(h))) => match inner.pins.check(h.node, fp) {
@@ -160,7 +204,7 @@ async fn exchange(
                 if let Ok(mut t) = inner.table.write() {
                     t.hello(&h);
                 }
-                let _ = peer.set(h.node);
+                verified(&peer, h.node);
                 Frame::Hello(inner.hello.clone())
             }
             Err(why) => Frame::Refused(why),

@@ -306,7 +306,7 @@ async fn meet(inner: Arc<Inner>, addr: SocketAddr, reply: Reply) {
 /// on first use): safe between processes of one host, not across a
 /// network where the first contact may be an impostor's. So an address
 /// beyond loopback is met only in `ca` trust mode.
-fn may_meet(inner: &Inner, addr: &SocketAddr) -> Result<(), String> {
+pub(super) fn may_meet(inner: &Inner, addr: &SocketAddr) -> Result<(), String> {
     if inner.ca_mode() || super::is_loopback(addr) {
         return Ok(());
     }

@@ -233,6 +233,13 @@ impl Cluster {
         inbound::serve(self.inner.clone(), conn).await
     }
 
+    /// Whether `addr` may be met at all: beyond loopback only in `ca`
+    /// trust mode (loopback mode trusts on first use). `CLUSTER MEET`
+    /// asks before it answers; [`Cluster::meet`] checks again.
+    pub fn may_meet(&self, addr: &SocketAddr) -> Result<(), ClusterError> {
+        membership::may_meet(&self.inner, addr).map_err(ClusterError::Refused)
+    }
+
     /// `CLUSTER MEET`: introduces this node to the one at `addr`.
     pub async fn meet(&self, addr: SocketAddr) -> Result<NodeName, ClusterError> {
         let (tx, rx) = oneshot::channel();
@@ -473,7 +480,7 @@ impl QuicTuning {
 /// The QUIC client config for dialing peers: the peer ALPN and this
 /// node's peer certificate as the client certificate (in `ca` mode the
 /// cluster one, and the peer must chain to the cluster CA).
-fn dial_config(
+pub fn dial_config(
     own_chain: &[rustls::pki_types::CertificateDer<'static>],
     own_key: &rustls::pki_types::PrivateKeyDer<'static>,
     cluster_ca: Option<&ca::ClusterCa>,

@@ -109,6 +109,9 @@ pub fn run(handle: &Handle, c: ClusterCmd) -> Frame {
     let cluster = handle.cluster();
     match c {
         ClusterCmd::Meet(addr) => {
+            if let Err(e) = cluster.may_meet(&addr) {
+                return Frame::error("ERR", &e.to_string());
+            }
             let cluster = cluster.clone();
             tokio::spawn(async move {
                 match cluster.meet(addr).await {
