@@ -183,7 +183,11 @@ async fn gossip_before_a_verified_hello_is_dropped() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     conn.close(0u32.into(), b"done");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(dropped().await, 40, "a verified peer's gossip is not dropped");
+    assert_eq!(
+        dropped().await,
+        40,
+        "a verified peer's gossip is not dropped"
+    );
 }
 
 #[test]
