@@ -144,9 +144,13 @@ async fn pipeline(
     let (tx, mut rx) = mpsc::channel::<(u64, Reply)>(cfg.max_inflight);
     let remote = door.conn.remote_address();
     let conn = door.conn.clone();
+    let overflowed = AtomicBool::new(false);
     let overflow: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
-        tracing::warn!(%remote, "closing a client connection: its reply queue is full");
-        conn.close(2u32.into(), b"reply queue full");
+        // Said once: every reply after the first that overflowed lands here too.
+        if !overflowed.swap(true, Ordering::Relaxed) {
+            tracing::warn!(%remote, "closing a client connection: its reply queue is full");
+            conn.close(2u32.into(), b"reply queue full");
+        }
     });
     let tx = ReplyTx::Bounded { tx, overflow };
     let max_reply = cfg.max_reply_bytes;
