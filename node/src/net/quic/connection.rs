@@ -155,12 +155,18 @@ async fn pipeline(
     let tx = ReplyTx::Bounded { tx, overflow };
     let max_reply = cfg.max_reply_bytes;
     let inflight = door.inflight.clone();
+    let gone = door.conn.clone();
     // The writer returns the permit of each reply it wrote and, at the
     // end, says how many that was.
     let writer = tokio::spawn(async move {
         let mut buf = Vec::with_capacity(64 * 1024);
         let mut written = 0usize;
-        while let Some(first) = rx.recv().await {
+        // A closed connection ends the writer at once: its receiver goes,
+        // and the driver's sweep then drops this stream's blocked requests.
+        while let Some(first) = tokio::select! {
+            r = rx.recv() => r,
+            _ = gone.closed() => None,
+        } {
             buf.clear();
             if buf.capacity() > 4 * WRITE_BATCH_BYTES {
                 // One big reply must not pin its buffer for the stream's life.
@@ -200,7 +206,11 @@ async fn pipeline(
     while let Some(f) = frame.take() {
         // A permit per request, returned when its reply is written: a
         // client that does not read its replies is not read either.
-        match door.inflight.acquire().await {
+        let permit = tokio::select! {
+            p = door.inflight.acquire() => p,
+            _ = door.conn.closed() => break,
+        };
+        match permit {
             Ok(p) => p.forget(),
             Err(_) => break,
         }
