@@ -21,6 +21,8 @@ pub fn start(data_dir: &Path, reply: Response) -> SocketAddr {
     let cfg = QuicConfig {
         addr: SocketAddr::from(([127, 0, 0, 1], wasque_tests::node::free_port())),
         max_frame_bytes: DEFAULT_MAX_FRAME,
+        max_reply_bytes: DEFAULT_MAX_FRAME,
+        max_inflight: 1024,
         max_module_bytes: 0,
         max_connections: 16,
     };
@@ -52,6 +54,7 @@ async fn answer(mut send: quinn::SendStream, recv: quinn::RecvStream, reply: Res
             Request::Hello { .. } => Response::Hello {
                 node: "echo".into(),
                 protocol: proto::PROTOCOL_VERSION,
+                max_reply_bytes: DEFAULT_MAX_FRAME as u64,
             },
             _ => reply.clone(),
         };

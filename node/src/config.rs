@@ -62,7 +62,11 @@ pub struct Config {
     pub max_stderr_bytes: usize,
     pub max_module_bytes: usize,
     pub max_body_bytes: usize,
+    /// QUIC: largest request frame (`max-frame-bytes`).
     pub max_frame_bytes: usize,
+    /// QUIC: requests one client connection may have unanswered
+    /// (`quic-max-inflight`); past it the node stops reading the connection.
+    pub quic_max_inflight: usize,
     pub max_jobs: usize,
     pub max_connections: usize,
     /// RESP: the largest bulk string (`proto-max-bulk-len`), at least the
@@ -143,6 +147,7 @@ const KNOWN: &[&str] = &[
     "max-module-bytes",
     "max-body-bytes",
     "max-frame-bytes",
+    "quic-max-inflight",
     "max-jobs",
     "maxclients",
     "enable-debug-command",
@@ -433,6 +438,10 @@ impl RawConfig {
                 "must be larger than max-body-bytes".into(),
             ));
         }
+        let quic_max_inflight = num("quic-max-inflight", 1024)? as usize;
+        if quic_max_inflight == 0 {
+            return Err(bad("quic-max-inflight", "must be at least 1".into()));
+        }
         let max_module_bytes = num("max-module-bytes", 64 << 20)? as usize;
         let resp_max_bulk_bytes = num(
             "proto-max-bulk-len",
@@ -498,6 +507,7 @@ impl RawConfig {
             max_module_bytes,
             max_body_bytes,
             max_frame_bytes,
+            quic_max_inflight,
             max_jobs: num("max-jobs", 10_000_000)? as usize,
             max_connections: num("maxclients", 10_000)? as usize,
             resp_max_bulk_bytes,
@@ -519,7 +529,25 @@ impl Config {
             .resolve()
             .expect("the defaults are valid")
     }
+
+    /// The largest legal reply frame on the QUIC client door: a job's
+    /// status carries its body, output and stderr at their maxima, plus
+    /// `REPLY_OVERHEAD` for the other fields (ids, queue, error text, a
+    /// distributed job's parts). Never below the request bound.
+    pub fn max_reply_bytes(&self) -> usize {
+        self.max_body_bytes
+            .saturating_add(self.max_output_bytes)
+            .saturating_add(self.max_stderr_bytes)
+            .saturating_add(REPLY_OVERHEAD)
+            .max(self.max_frame_bytes)
+            .min(u32::MAX as usize)
+    }
 }
+
+/// Room in a reply frame for everything but body, output and stderr: the
+/// fixed fields are small; a distributed job's parts (at most 20,000,
+/// `engine::gather::MAX_PARTS`) take up to about 800 bytes each.
+pub const REPLY_OVERHEAD: usize = 16 << 20;
 
 /// The default `io-threads` for a machine of `cores` cores.
 fn default_io_threads(cores: usize) -> usize {

@@ -30,14 +30,68 @@ use wasque_sdk::proto::WireError;
 /// Where a reply goes: a front door's reply channel and the tag it gave.
 #[derive(Clone, Debug)]
 pub struct ReplyTo {
-    pub tx: mpsc::UnboundedSender<(u64, Reply)>,
+    pub tx: ReplyTx,
     pub tag: u64,
 }
 
+/// A front door's reply channel. The driver never waits on one: a bounded
+/// channel that is full gets the reply dropped and its `overflow` called
+/// (the front door then closes that connection), never a stalled driver.
+#[derive(Clone)]
+pub enum ReplyTx {
+    /// A door that bounds its owed replies itself (RESP counts its slots;
+    /// `Handle::call` awaits one reply).
+    Unbounded(mpsc::UnboundedSender<(u64, Reply)>),
+    /// The QUIC client door: as many slots as requests it lets in flight.
+    Bounded {
+        tx: mpsc::Sender<(u64, Reply)>,
+        overflow: Arc<dyn Fn() + Send + Sync>,
+    },
+}
+
+impl std::fmt::Debug for ReplyTx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReplyTx::Unbounded(_) => f.write_str("ReplyTx::Unbounded"),
+            ReplyTx::Bounded { tx, .. } => f
+                .debug_struct("ReplyTx::Bounded")
+                .field("capacity", &tx.capacity())
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+impl From<mpsc::UnboundedSender<(u64, Reply)>> for ReplyTx {
+    fn from(tx: mpsc::UnboundedSender<(u64, Reply)>) -> ReplyTx {
+        ReplyTx::Unbounded(tx)
+    }
+}
+
+impl ReplyTx {
+    /// Whether the front door went away (its receiver is gone).
+    pub fn is_closed(&self) -> bool {
+        match self {
+            ReplyTx::Unbounded(tx) => tx.is_closed(),
+            ReplyTx::Bounded { tx, .. } => tx.is_closed(),
+        }
+    }
+}
+
 impl ReplyTo {
-    /// Sends the reply; a front door that went away is not an error.
+    /// Sends the reply without waiting; a front door that went away is not
+    /// an error, one that let its bounded channel fill up loses the reply
+    /// and is told (`overflow`).
     pub fn send(self, reply: Reply) {
-        let _ = self.tx.send((self.tag, reply));
+        match self.tx {
+            ReplyTx::Unbounded(tx) => {
+                let _ = tx.send((self.tag, reply));
+            }
+            ReplyTx::Bounded { tx, overflow } => {
+                if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send((self.tag, reply)) {
+                    overflow();
+                }
+            }
+        }
     }
 }
 
@@ -127,7 +181,13 @@ impl Handle {
     /// channel, and for tests).
     pub async fn call(&self, cmd: Command) -> Reply {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        self.submit(cmd, ReplyTo { tx, tag: 0 });
+        self.submit(
+            cmd,
+            ReplyTo {
+                tx: tx.into(),
+                tag: 0,
+            },
+        );
         rx.recv().await.map(|(_, r)| r).unwrap_or_else(stopping)
     }
 
@@ -286,6 +346,8 @@ impl Node {
         let quic_cfg = QuicConfig {
             addr: SocketAddr::new(cfg.bind, cfg.port),
             max_frame_bytes: cfg.max_frame_bytes,
+            max_reply_bytes: cfg.max_reply_bytes(),
+            max_inflight: cfg.quic_max_inflight,
             max_module_bytes: cfg.max_module_bytes,
             max_connections: cfg.max_connections,
         };
@@ -310,7 +372,11 @@ impl Node {
                 addr: quic_addr,
                 node_timeout: Duration::from_millis(cfg.cluster_node_timeout_ms.max(100)),
                 // A module, or a batch of moved jobs, travels in one frame.
-                max_frame_bytes: cfg.max_module_bytes.max(cfg.max_body_bytes) * 2 + (16 << 20),
+                max_frame_bytes: cfg
+                    .max_module_bytes
+                    .max(cfg.max_body_bytes + cfg.max_output_bytes + cfg.max_stderr_bytes)
+                    * 2
+                    + (16 << 20),
                 joins: cfg.joins.clone(),
                 peers_file: Some(data_dir.path().join("peers")),
                 tls_dir,

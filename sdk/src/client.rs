@@ -29,7 +29,9 @@ pub struct ClientConfig {
     pub server_name: String,
     /// Secret for nodes that require one (`requirepass`).
     pub token: Option<String>,
-    /// Bound on one frame, both ways.
+    /// Bound on one request frame, and on replies until the node's hello
+    /// says its own reply bound (which the client then accepts, so a job
+    /// whose body and output are at the node's maxima can be shown).
     pub max_frame: usize,
     /// How long to wait for the connection.
     pub connect_timeout: Duration,
@@ -180,6 +182,7 @@ impl Client {
             })
             .await?;
         match hello {
+            // The read loop took the node's reply bound from this hello.
             Response::Hello { node, .. } => {
                 if let Some(inner) = Arc::get_mut(&mut client.inner) {
                     inner.node_id = node;
@@ -551,12 +554,34 @@ async fn write_loop(
 }
 
 /// Reads replies and hands each to its waiting caller.
+/// Replies are read up to `max_frame` until the node's hello says its own
+/// reply bound, which is taken before the next reply is read.
 async fn read_loop(recv: quinn::RecvStream, pending: Pending, max_frame: usize) {
     // Buffered, so one read of the stream usually yields many replies.
     let mut recv = tokio::io::BufReader::with_capacity(64 * 1024, recv);
-    while let Ok(Some(frame)) =
-        proto::read_frame_buffered::<_, ResponseFrame>(&mut recv, max_frame).await
-    {
+    let mut max = max_frame;
+    loop {
+        let frame = match proto::read_frame_buffered::<_, ResponseFrame>(&mut recv, max).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(FrameError::Io(e)) => {
+                tracing::debug!("request stream ended: {e}");
+                break;
+            }
+            Err(e) => {
+                tracing::warn!("closing the request stream: {e}");
+                break;
+            }
+        };
+        if let Response::Hello {
+            max_reply_bytes, ..
+        } = &frame.response
+        {
+            // The node is authenticated by TLS; its bound is at most what
+            // a 4-byte length can say.
+            let announced = (*max_reply_bytes).min(u32::MAX as u64);
+            max = max.max(usize::try_from(announced).unwrap_or(usize::MAX));
+        }
         let waiting = lock(&pending).remove(&frame.id);
         if let Some(tx) = waiting {
             let _ = tx.send(frame.response);

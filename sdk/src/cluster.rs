@@ -4,10 +4,13 @@
 //! carries the call over to another node without the caller doing
 //! anything.
 //!
-//! Trust: the caller trusts the seeds' CAs (`ca_pem`). Every node answers
-//! `Nodes` with the CA its peers' clients trust, learned from each peer over
-//! the authenticated peer link, so the client extends its trust to what a
-//! node it already trusts vouches for, and to nothing else.
+//! Trust: the caller trusts the seeds' CAs (`ca_pem`) for every node. Every
+//! node answers `Nodes` with the CA each peer's clients trust, learned from
+//! that peer over the authenticated peer link, so the client extends its
+//! trust to what a node it already trusts vouches for, and to nothing
+//! else: one trust store per node. A CA vouched for node B is trusted for
+//! connections to B's address only, never for any other node, so a node
+//! (or whoever holds a vouched-for CA's key) cannot stand in for another.
 //!
 //! At-least-once, as the cluster itself: a call whose node died after it
 //! was sent may have been carried out there before the failover; an add
@@ -105,12 +108,13 @@ struct Slot {
     in_flight: Arc<AtomicUsize>,
     /// The id the node gave when this client connected.
     node_id: Option<String>,
+    /// The CA (PEM) the cluster vouched for this node, trusted for this
+    /// node alone (besides the seeds' CAs).
+    vouched: Option<String>,
 }
 
 struct State {
     slots: Vec<Slot>,
-    /// Every CA certificate trusted so far (seeds' and vouched-for ones).
-    trusted: Vec<u8>,
     refreshed_at: Option<Instant>,
     refreshing: bool,
 }
@@ -166,12 +170,10 @@ impl ClusterClient {
         if slots.is_empty() {
             return Err(ClientError::Connect(bad.join("; ")));
         }
-        let trusted = cfg.ca_pem.clone();
         let shared = Arc::new(Shared {
             cfg,
             state: std::sync::Mutex::new(State {
                 slots,
-                trusted,
                 refreshed_at: None,
                 refreshing: false,
             }),
@@ -214,12 +216,6 @@ impl ClusterClient {
             let Ok(addr) = n.addr.parse::<SocketAddr>() else {
                 continue;
             };
-            if let Some(pem) = &n.ca_pem
-                && !contains(&st.trusted, pem.as_bytes())
-            {
-                st.trusted.extend_from_slice(b"\n");
-                st.trusted.extend_from_slice(pem.as_bytes());
-            }
             // A node is known by its id first: the address it announces
             // may differ from the seed address it was reached at.
             let by_id = st.slots.iter().position(|s| {
@@ -228,7 +224,12 @@ impl ClusterClient {
             });
             let by_addr = || st.slots.iter().position(|s| s.addr == addr);
             match by_id.or_else(by_addr).map(|i| &mut st.slots[i]) {
-                Some(s) => s.info = Some(n.clone()),
+                Some(s) => {
+                    s.info = Some(n.clone());
+                    if n.ca_pem.is_some() {
+                        s.vouched = n.ca_pem.clone();
+                    }
+                }
                 None => st.slots.push(Slot::new(addr, Some(n.clone()))),
             }
         }
@@ -320,7 +321,7 @@ impl ClusterClient {
             (
                 s.conn.clone(),
                 s.addr,
-                st.trusted.clone(),
+                trust_store(&self.shared.cfg.ca_pem, s.vouched.as_deref()),
                 s.in_flight.clone(),
             )
         };
@@ -665,13 +666,27 @@ impl Slot {
     fn new(addr: SocketAddr, info: Option<ClusterNode>) -> Slot {
         Slot {
             addr,
-            info,
             conn: Arc::default(),
             avoid_until: None,
             in_flight: Arc::default(),
             node_id: None,
+            vouched: info.as_ref().and_then(|n| n.ca_pem.clone()),
+            info,
         }
     }
+}
+
+/// The CAs a connection to one node trusts: the seeds' (the caller's
+/// choice) and the one vouched for that node, if any.
+fn trust_store(seeds: &[u8], vouched: Option<&str>) -> Vec<u8> {
+    let mut pem = seeds.to_vec();
+    if let Some(v) = vouched
+        && !contains(&pem, v.as_bytes())
+    {
+        pem.extend_from_slice(b"\n");
+        pem.extend_from_slice(v.as_bytes());
+    }
+    pem
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -726,5 +741,149 @@ mod tests {
             ErrorCode::NoJob,
             "no job"
         ))));
+    }
+
+    /// A CA and a certificate it signs for 127.0.0.1 (a node's identity).
+    struct Ca {
+        pem: String,
+        key: rcgen::KeyPair,
+        params: rcgen::CertificateParams,
+        der: rustls::pki_types::CertificateDer<'static>,
+    }
+
+    fn ca(name: &str) -> Ca {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::default();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let cert = params.self_signed(&key).expect("CA");
+        Ca {
+            pem: cert.pem(),
+            der: cert.der().clone(),
+            key,
+            params,
+        }
+    }
+
+    /// A server config presenting a certificate for 127.0.0.1 from `ca`.
+    fn server_config(ca: &Ca) -> quinn::ServerConfig {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut p = rcgen::CertificateParams::default();
+        p.subject_alt_names = vec![rcgen::SanType::IpAddress([127, 0, 0, 1].into())];
+        let issuer = rcgen::Issuer::new(ca.params.clone(), &ca.key);
+        let leaf = p.signed_by(&key, &issuer).expect("leaf");
+        let key_der = rustls::pki_types::PrivateKeyDer::Pkcs8(
+            rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()),
+        );
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .expect("tls13")
+            .with_no_client_auth()
+            .with_single_cert(vec![leaf.der().clone(), ca.der.clone()], key_der)
+            .expect("server cert");
+        tls.alpn_protocols = vec![crate::CLIENT_ALPN.to_vec()];
+        let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).expect("quic tls");
+        quinn::ServerConfig::with_crypto(Arc::new(crypto))
+    }
+
+    /// Answers the hello of every connection, as a node would.
+    async fn serve_hellos(endpoint: quinn::Endpoint) {
+        while let Some(incoming) = endpoint.accept().await {
+            tokio::spawn(async move {
+                let Ok(conn) = incoming.await else { return };
+                let Ok((mut send, recv)) = conn.accept_bi().await else {
+                    return;
+                };
+                let mut recv = tokio::io::BufReader::new(recv);
+                while let Ok(Some(f)) =
+                    proto::read_frame_buffered::<_, proto::RequestFrame>(&mut recv, 1 << 20).await
+                {
+                    let reply = proto::ResponseFrame {
+                        id: f.id,
+                        response: Response::Hello {
+                            node: "b".into(),
+                            protocol: proto::PROTOCOL_VERSION,
+                            max_reply_bytes: 1 << 20,
+                        },
+                    };
+                    if proto::write_frame(&mut send, &reply, 1 << 20)
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    }
+
+    fn node(id: &str, addr: SocketAddr, ca: &Ca) -> ClusterNode {
+        ClusterNode {
+            id: id.into(),
+            addr: addr.to_string(),
+            state: NodeState::Up,
+            myself: false,
+            exec_slots: 1,
+            exec_busy: 0,
+            queued: 0,
+            jobs: 0,
+            ca_pem: Some(ca.pem.clone()),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_ca_vouched_for_one_node_is_not_trusted_for_another() {
+        let (seed, ca_a, ca_b) = (ca("seed CA"), ca("node A's CA"), ca("node B's CA"));
+        // Node B's address, first held by an impostor with a certificate
+        // from node A's CA.
+        let endpoint =
+            quinn::Endpoint::server(server_config(&ca_a), "127.0.0.1:0".parse().expect("addr"))
+                .expect("server");
+        let b_addr = endpoint.local_addr().expect("addr");
+        tokio::spawn(serve_hellos(endpoint.clone()));
+        let mut cfg = ClusterConfig::new(vec![], seed.pem.clone().into_bytes());
+        cfg.connect_timeout = Duration::from_secs(5);
+        let client = ClusterClient {
+            shared: Arc::new(Shared {
+                cfg,
+                state: std::sync::Mutex::new(State {
+                    slots: Vec::new(),
+                    refreshed_at: None,
+                    refreshing: false,
+                }),
+                turn: AtomicUsize::new(0),
+                failovers: AtomicU64::new(0),
+                uploaded: Default::default(),
+            }),
+        };
+        // The cluster vouches for A's CA (A elsewhere) and B's CA (B here).
+        let a_addr: SocketAddr = "127.0.0.1:9".parse().expect("addr");
+        client.take_in(&[node("aaaa", a_addr, &ca_a), node("bbbb", b_addr, &ca_b)]);
+        let b = lock(&client.shared)
+            .slots
+            .iter()
+            .position(|s| s.addr == b_addr)
+            .expect("B's slot");
+
+        match client.connection(b).await {
+            Err(ClientError::Connect(e)) => assert!(e.contains("certificate"), "{e}"),
+            Err(other) => panic!("expected a certificate error, got {other}"),
+            Ok(_) => panic!("A's CA was trusted for B's address"),
+        }
+
+        // The same address with a certificate from B's own CA is B.
+        endpoint.set_server_config(Some(server_config(&ca_b)));
+        let (c, _) = client
+            .connection(b)
+            .await
+            .expect("B's own CA is trusted for B");
+        assert_eq!(c.node_id(), "b");
     }
 }

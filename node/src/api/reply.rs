@@ -22,6 +22,7 @@ pub enum Reply {
     Hello {
         node: String,
         protocol: u32,
+        max_reply_bytes: u64,
     },
     /// Jobs handed out (GETJOB) or shown (QPEEK).
     Jobs(Vec<JobEntry>),

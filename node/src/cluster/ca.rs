@@ -167,15 +167,14 @@ fn issue(ca_key_pem: &str, node_id: &str) -> Result<(String, String), IdentityEr
     Ok((cert.pem(), key.serialize_pem()))
 }
 
+/// Writes a cluster file; a private one (a key, the join secret) is
+/// created 0600 from the start (`identity::write_secret`).
 fn write(path: &Path, text: &str, private: bool) -> Result<(), IdentityError> {
-    std::fs::write(path, text).map_err(|e| io(path, e))?;
-    #[cfg(unix)]
     if private {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| io(path, e))?;
+        crate::net::identity::write_secret(path, text.as_bytes()).map_err(|e| io(path, e))
+    } else {
+        std::fs::write(path, text).map_err(|e| io(path, e))
     }
-    Ok(())
 }
 
 /// `CLUSTER INIT`: makes the cluster CA, the join secret and this node's

@@ -3,6 +3,12 @@
 //! stream then starts with the peer's `Hello`, whose node id must match
 //! the certificate pinned for it. A stream that breaks the protocol is
 //! stopped with a logged reason; the connection's other streams go on.
+//! Gossip datagrams are not fed to SWIM until a `Hello` on the connection
+//! has been checked against the pins: a connection that never said who it
+//! is cannot feed SWIM. The few that race ahead of the peer's own Hello
+//! (datagrams overtake its stream) are held, up to `HELD_GOSSIP`, and fed
+//! once it is verified; the rest, and the held ones of a connection that
+//! ends unverified, are dropped and counted (`cluster_gossip_dropped`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -10,6 +16,26 @@ use std::sync::atomic::Ordering;
 use super::membership::Cmd;
 use super::wire::{self, Frame};
 use super::{Inner, PeerEvent, is_loopback, trust};
+use crate::job::NodeName;
+
+/// Gossip datagrams held per connection until its peer's Hello is
+/// verified (SWIM's announce and a few probes; it tolerates loss).
+const HELD_GOSSIP: usize = 16;
+
+/// Who is at the other end of a connection, once a Hello said so and
+/// its pin held.
+type Verified = Arc<tokio::sync::watch::Sender<Option<NodeName>>>;
+
+fn verified(who: &Verified, node: NodeName) {
+    who.send_if_modified(|v| {
+        if v.is_none() {
+            *v = Some(node);
+            true
+        } else {
+            false
+        }
+    });
+}
 
 /// Serves one peer connection until it closes.
 pub(super) async fn serve(inner: Arc<Inner>, conn: quinn::Connection) {
@@ -35,8 +61,10 @@ pub(super) async fn serve(inner: Arc<Inner>, conn: quinn::Connection) {
         conn.close(1u32.into(), b"the peer protocol requires a certificate");
         return;
     };
-    // Who is at the other end, once its message stream said so.
-    let peer: Arc<std::sync::OnceLock<crate::job::NodeName>> = Arc::default();
+    // Who is at the other end, once a verified Hello said so.
+    let peer: Verified = Arc::new(tokio::sync::watch::channel(None).0);
+    let mut known = peer.subscribe();
+    let mut held: Vec<bytes::Bytes> = Vec::new();
     loop {
         tokio::select! {
             uni = conn.accept_uni() => match uni {
@@ -44,25 +72,49 @@ pub(super) async fn serve(inner: Arc<Inner>, conn: quinn::Connection) {
                 Err(_) => break,
             },
             bi = conn.accept_bi() => match bi {
-                Ok((send, recv)) => { tokio::spawn(exchange(inner.clone(), send, recv, fp)); }
+                Ok((send, recv)) => {
+                    tokio::spawn(exchange(inner.clone(), send, recv, fp, peer.clone()));
+                }
                 Err(_) => break,
             },
             dg = conn.read_datagram() => match dg {
                 Ok(bytes) => {
                     // Gossip from a peer cut off by a test partition is
-                    // dropped (SWIM tolerates loss); so is gossip from a peer
-                    // not yet introduced while any partition is on.
-                    let pass = match peer.get() {
-                        Some(p) => !inner.is_cut(p),
-                        None => inner.cut.read().is_ok_and(|c| c.is_empty()),
-                    };
-                    if pass {
-                        let _ = inner.cmds.send(Cmd::Gossip(bytes));
+                    // dropped (SWIM tolerates loss).
+                    let who = *known.borrow();
+                    match who {
+                        Some(p) if !inner.is_cut(&p) => {
+                            let _ = inner.cmds.send(Cmd::Gossip(bytes));
+                        }
+                        Some(_) => {}
+                        None if held.len() < HELD_GOSSIP => held.push(bytes),
+                        None => {
+                            inner.stats.gossip_dropped.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(%remote, "gossip before the peer's hello: dropped");
+                        }
                     }
                 }
                 Err(_) => break,
             },
+            // The Hello was verified: what it held may go to SWIM now.
+            Ok(()) = known.changed(), if !held.is_empty() => {
+                let who = *known.borrow();
+                if let Some(p) = who {
+                    for bytes in held.drain(..) {
+                        if !inner.is_cut(&p) {
+                            let _ = inner.cmds.send(Cmd::Gossip(bytes));
+                        }
+                    }
+                }
+            }
         }
+    }
+    if !held.is_empty() {
+        // The connection ended before its peer said who it is.
+        inner
+            .stats
+            .gossip_dropped
+            .fetch_add(held.len() as u64, Ordering::Relaxed);
     }
 }
 
@@ -71,7 +123,7 @@ async fn engine_stream(
     inner: Arc<Inner>,
     mut recv: quinn::RecvStream,
     fp: trust::Fingerprint,
-    peer: Arc<std::sync::OnceLock<crate::job::NodeName>>,
+    peer: Verified,
 ) {
     let max = inner.cfg.max_frame_bytes;
     let hello = match wire::read(&mut recv, max).await {
@@ -94,7 +146,7 @@ async fn engine_stream(
         t.hello(&hello);
     }
     let from = hello.node;
-    let _ = peer.set(from);
+    verified(&peer, from);
     loop {
         let frame = wire::read(&mut recv, max).await;
         if matches!(frame, Ok(Some(_))) && inner.is_cut(&from) {
@@ -144,6 +196,7 @@ async fn exchange(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     fp: trust::Fingerprint,
+    peer: Verified,
 ) {
     let answer = match wire::read(&mut recv, inner.cfg.max_frame_bytes).await {
         Ok(Some(Frame::Hello(h))) => match inner.pins.check(h.node, fp) {
@@ -151,6 +204,7 @@ async fn exchange(
                 if let Ok(mut t) = inner.table.write() {
                     t.hello(&h);
                 }
+                verified(&peer, h.node);
                 Frame::Hello(inner.hello.clone())
             }
             Err(why) => Frame::Refused(why),

@@ -259,6 +259,13 @@ fn saved_peers(inner: &Inner) -> Vec<String> {
 
 /// MEET: the handshake tells us who is at `addr`; then SWIM announces us.
 async fn meet(inner: Arc<Inner>, addr: SocketAddr, reply: Reply) {
+    if let Err(why) = may_meet(&inner, &addr) {
+        tracing::warn!(%addr, "{why}");
+        if let Some(r) = reply {
+            let _ = r.send(Err(ClusterError::Refused(why)));
+        }
+        return;
+    }
     if addr == inner.hello.addr {
         if let Some(r) = reply {
             let _ = r.send(Err(ClusterError::Refused(
@@ -293,6 +300,19 @@ async fn meet(inner: Arc<Inner>, addr: SocketAddr, reply: Reply) {
             }
         }
     }
+}
+
+/// Loopback trust mode pins a peer's certificate at first contact (trust
+/// on first use): safe between processes of one host, not across a
+/// network where the first contact may be an impostor's. So an address
+/// beyond loopback is met only in `ca` trust mode.
+pub(super) fn may_meet(inner: &Inner, addr: &SocketAddr) -> Result<(), String> {
+    if inner.ca_mode() || super::is_loopback(addr) {
+        return Ok(());
+    }
+    Err(format!(
+        "cannot meet {addr}: this node is in loopback trust mode, which pins peers on first use and is safe on one host only; for nodes on other hosts run `wasque cluster init` here and start them with --join-token (ca trust mode)"
+    ))
 }
 
 /// `--join HOST:PORT`: meets the address, retrying for a while (the peer

@@ -129,6 +129,9 @@ pub struct Stats {
     pub streams_refused: AtomicU64,
     pub connections_refused: AtomicU64,
     pub modules_served: AtomicU64,
+    /// Gossip datagrams dropped because their connection's peer had not
+    /// yet said, in a verified `Hello`, who it is.
+    pub gossip_dropped: AtomicU64,
 }
 
 impl Cluster {
@@ -148,6 +151,8 @@ impl Cluster {
     ) -> Result<Cluster, crate::net::identity::IdentityError> {
         let own_key = Arc::new(identity.key.clone_key());
         let dial = dial_config(&identity.cert_chain, &own_key, cluster_ca.as_ref())?;
+        let pins = Pins::load(cfg.tls_dir.join("peer-pins"))
+            .map_err(crate::net::identity::IdentityError::Tls)?;
         let (cmds_tx, cmds_rx) = mpsc::unbounded_channel();
         let incarnation = crate::runtime::now_ms();
         let hello = wire::Hello {
@@ -165,7 +170,7 @@ impl Cluster {
             ca_mode: AtomicBool::new(cluster_ca.is_some()),
             ca: RwLock::new(cluster_ca),
             quic_tuning,
-            pins: Pins::default(),
+            pins,
             links: Mutex::new(HashMap::new()),
             table: RwLock::new(PeerTable::default()),
             events,
@@ -226,6 +231,13 @@ impl Cluster {
     /// connection that negotiated the peer ALPN).
     pub async fn serve_peer(&self, conn: quinn::Connection) {
         inbound::serve(self.inner.clone(), conn).await
+    }
+
+    /// Whether `addr` may be met at all: beyond loopback only in `ca`
+    /// trust mode (loopback mode trusts on first use). `CLUSTER MEET`
+    /// asks before it answers; [`Cluster::meet`] checks again.
+    pub fn may_meet(&self, addr: &SocketAddr) -> Result<(), ClusterError> {
+        membership::may_meet(&self.inner, addr).map_err(ClusterError::Refused)
     }
 
     /// `CLUSTER MEET`: introduces this node to the one at `addr`.
@@ -468,7 +480,7 @@ impl QuicTuning {
 /// The QUIC client config for dialing peers: the peer ALPN and this
 /// node's peer certificate as the client certificate (in `ca` mode the
 /// cluster one, and the peer must chain to the cluster CA).
-fn dial_config(
+pub fn dial_config(
     own_chain: &[rustls::pki_types::CertificateDer<'static>],
     own_key: &rustls::pki_types::PrivateKeyDer<'static>,
     cluster_ca: Option<&ca::ClusterCa>,

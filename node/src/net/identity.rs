@@ -184,18 +184,37 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), IdentityError> {
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), IdentityError> {
-    write_file(path, bytes)?;
+    write_secret(path, bytes).map_err(|source| IdentityError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Writes a secret (a private key, the join secret): the bytes go to a
+/// new file created with mode 0600 (never readable by others, not even
+/// for a moment before a chmod), synced, then renamed over `path`.
+pub fn write_secret(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".new");
+    let tmp = path.with_file_name(tmp_name);
+    // A leftover of a crash mid-write holds nothing anyone was given.
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create_new(true);
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(
-            |source| IdentityError::Io {
-                path: path.to_path_buf(),
-                source,
-            },
-        )?;
+        use std::os::unix::fs::OpenOptionsExt;
+        open.mode(0o600);
     }
-    Ok(())
+    let mut f = open.open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]

@@ -27,5 +27,6 @@ pub use types::{
     LimitsRequest, ModuleHash, PartStatus,
 };
 
-/// Version of the client protocol spoken by this crate.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// Version of the client protocol spoken by this crate (3: the hello's
+/// reply says the node's largest reply frame).
+pub const PROTOCOL_VERSION: u32 = 3;

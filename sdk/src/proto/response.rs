@@ -20,6 +20,11 @@ pub enum Response {
     Hello {
         node: String,
         protocol: u32,
+        /// The node's largest reply frame (its `max-body-bytes`,
+        /// `max-output-bytes` and `max-stderr-bytes` plus room for the
+        /// rest): a client reads replies up to this bound, so a legal
+        /// reply is never refused as too large.
+        max_reply_bytes: u64,
     },
     Module(ModuleInfo),
     Modules(Vec<ModuleInfo>),

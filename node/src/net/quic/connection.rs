@@ -2,12 +2,19 @@
 //! that says what it is. `PutModule` opens an upload stream (header, raw
 //! module bytes, one reply); anything else opens a pipelined request stream
 //! whose replies carry their request's id and may come back out of order.
+//!
+//! Bounds: a connection has at most `quic-max-inflight` requests
+//! unanswered, over all its streams (a semaphore; a permit is returned
+//! once the reply is written, so a client that stops reading its replies
+//! stops being read); each request stream's reply channel has that many
+//! slots, so the driver never waits on it, and a reply that finds it full
+//! closes the connection with a logged reason.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::io::AsyncReadExt;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use wasque_sdk::proto::{
     self, ErrorCode, FrameError, Request, RequestFrame, Response, ResponseFrame, WireError,
 };
@@ -15,7 +22,11 @@ use wasque_sdk::proto::{
 use super::QuicConfig;
 use super::translate;
 use crate::api::Reply;
-use crate::runtime::{Handle, ReplyTo};
+use crate::runtime::{Handle, ReplyTo, ReplyTx};
+
+/// Replies written to the stream in one write at most (bytes, roughly):
+/// past this a batch goes out rather than growing the buffer.
+const WRITE_BATCH_BYTES: usize = 1 << 20;
 
 /// A client stream's receiving side, buffered.
 type Recv = tokio::io::BufReader<quinn::RecvStream>;
@@ -28,6 +39,7 @@ pub async fn serve(
     mut stop: watch::Receiver<bool>,
 ) {
     let authed = Arc::new(AtomicBool::new(handle.auth().anonymous().is_some()));
+    let inflight = Arc::new(Semaphore::new(cfg.max_inflight));
     let remote = conn.remote_address();
     tracing::debug!(%remote, "client connected");
     loop {
@@ -41,7 +53,13 @@ pub async fn serve(
         match stream {
             Ok((send, recv)) => {
                 let (cfg, handle, authed) = (cfg.clone(), handle.clone(), authed.clone());
-                tokio::spawn(async move { stream_task(send, recv, cfg, handle, authed).await });
+                let door = Door {
+                    conn: conn.clone(),
+                    inflight: inflight.clone(),
+                };
+                tokio::spawn(
+                    async move { stream_task(send, recv, cfg, handle, authed, door).await },
+                );
             }
             Err(e) => {
                 tracing::debug!(%remote, "client gone: {e}");
@@ -51,12 +69,20 @@ pub async fn serve(
     }
 }
 
+/// What the streams of one connection share: the connection (to close it
+/// when a reply cannot be queued) and its requests-in-flight permits.
+struct Door {
+    conn: quinn::Connection,
+    inflight: Arc<Semaphore>,
+}
+
 async fn stream_task(
     mut send: quinn::SendStream,
     recv: quinn::RecvStream,
     cfg: Arc<QuicConfig>,
     handle: Handle,
     authed: Arc<AtomicBool>,
+    door: Door,
 ) {
     // Buffered: a frame's length and body come from one read of the
     // stream, not two (each read takes the connection's lock).
@@ -75,7 +101,7 @@ async fn stream_task(
     } else if let Request::Subscribe { queues } = first.request {
         subscribe(first.id, queues, send, recv, &cfg, &handle, &authed).await;
     } else {
-        pipeline(first, send, recv, cfg, handle, authed).await;
+        pipeline(first, send, recv, cfg, handle, authed, door).await;
     }
 }
 
@@ -110,13 +136,42 @@ async fn pipeline(
     cfg: Arc<QuicConfig>,
     handle: Handle,
     authed: Arc<AtomicBool>,
+    door: Door,
 ) {
-    let (tx, mut rx) = mpsc::unbounded_channel::<(u64, Reply)>();
-    let max_frame = cfg.max_frame_bytes;
+    // As many slots as requests may be in flight on the whole connection:
+    // with the permits below the channel is never full, and if it ever
+    // were, the connection goes, not the driver's time.
+    let (tx, mut rx) = mpsc::channel::<(u64, Reply)>(cfg.max_inflight);
+    let remote = door.conn.remote_address();
+    let conn = door.conn.clone();
+    let overflowed = AtomicBool::new(false);
+    let overflow: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+        // Said once: every reply after the first that overflowed lands here too.
+        if !overflowed.swap(true, Ordering::Relaxed) {
+            tracing::warn!(%remote, "closing a client connection: its reply queue is full");
+            conn.close(2u32.into(), b"reply queue full");
+        }
+    });
+    let tx = ReplyTx::Bounded { tx, overflow };
+    let max_reply = cfg.max_reply_bytes;
+    let inflight = door.inflight.clone();
+    let gone = door.conn.clone();
+    // The writer returns the permit of each reply it wrote and, at the
+    // end, says how many that was.
     let writer = tokio::spawn(async move {
         let mut buf = Vec::with_capacity(64 * 1024);
-        while let Some(first) = rx.recv().await {
+        let mut written = 0usize;
+        // A closed connection ends the writer at once: its receiver goes,
+        // and the driver's sweep then drops this stream's blocked requests.
+        while let Some(first) = tokio::select! {
+            r = rx.recv() => r,
+            _ = gone.closed() => None,
+        } {
             buf.clear();
+            if buf.capacity() > 4 * WRITE_BATCH_BYTES {
+                // One big reply must not pin its buffer for the stream's life.
+                buf = Vec::with_capacity(64 * 1024);
+            }
             let mut next = Some(first);
             let mut n = 0;
             while let Some((id, reply)) = next.take() {
@@ -124,7 +179,7 @@ async fn pipeline(
                     id,
                     response: translate::response(reply),
                 };
-                if let Err(e) = proto::encode_frame_into(&mut buf, &frame, max_frame) {
+                if let Err(e) = proto::encode_frame_into(&mut buf, &frame, max_reply) {
                     let err = ResponseFrame {
                         id,
                         response: Response::Error(WireError::new(ErrorCode::TooBig, e.to_string())),
@@ -132,22 +187,36 @@ async fn pipeline(
                     let _ = proto::encode_frame_into(&mut buf, &err, usize::MAX);
                 }
                 n += 1;
-                if n < 256 {
+                if n < 256 && buf.len() < WRITE_BATCH_BYTES {
                     next = rx.try_recv().ok();
                 }
             }
             if send.write_all(&buf).await.is_err() {
-                return send;
+                return (send, written);
             }
+            written += n;
+            inflight.add_permits(n);
         }
-        send
+        (send, written)
     });
 
     let mut frame = Some(first);
     let mut failure = None;
+    let mut taken = 0usize;
     while let Some(f) = frame.take() {
-        handle_request(f, &tx, &handle, &authed);
-        match proto::read_frame_buffered::<_, RequestFrame>(&mut recv, max_frame).await {
+        // A permit per request, returned when its reply is written: a
+        // client that does not read its replies is not read either.
+        let permit = tokio::select! {
+            p = door.inflight.acquire() => p,
+            _ = door.conn.closed() => break,
+        };
+        match permit {
+            Ok(p) => p.forget(),
+            Err(_) => break,
+        }
+        taken += 1;
+        handle_request(f, &tx, &handle, &authed, max_reply);
+        match proto::read_frame_buffered::<_, RequestFrame>(&mut recv, cfg.max_frame_bytes).await {
             Ok(next) => frame = next,
             Err(e) => failure = Some(e),
         }
@@ -156,20 +225,30 @@ async fn pipeline(
     // ends when every sender (ours and the ones held by pending requests)
     // is gone.
     drop(tx);
-    if let Ok(mut send) = writer.await {
-        if let Some(e) = failure {
-            refuse(&mut send, &mut recv, e).await;
-        } else {
-            let _ = send.finish();
+    match writer.await {
+        Ok((mut send, written)) => {
+            // Replies never written (the client reset the stream) give
+            // their permits back with the stream.
+            door.inflight.add_permits(taken.saturating_sub(written));
+            if let Some(e) = failure {
+                refuse(&mut send, &mut recv, e).await;
+            } else {
+                let _ = send.finish();
+            }
+        }
+        Err(e) => {
+            tracing::warn!("client reply writer failed: {e}");
+            door.conn.close(2u32.into(), b"reply writer failed");
         }
     }
 }
 
 fn handle_request(
     frame: RequestFrame,
-    tx: &mpsc::UnboundedSender<(u64, Reply)>,
+    tx: &ReplyTx,
     handle: &Handle,
     authed: &AtomicBool,
+    max_reply: usize,
 ) {
     let reply_to = ReplyTo {
         tx: tx.clone(),
@@ -194,6 +273,7 @@ fn handle_request(
                 Reply::Hello {
                     node: handle.node_id().to_string(),
                     protocol: proto::PROTOCOL_VERSION,
+                    max_reply_bytes: max_reply as u64,
                 }
             };
             reply_to.send(reply);

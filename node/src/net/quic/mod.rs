@@ -22,7 +22,13 @@ use wasque_sdk::PEER_ALPN;
 #[derive(Clone, Debug)]
 pub struct QuicConfig {
     pub addr: SocketAddr,
+    /// Largest request frame.
     pub max_frame_bytes: usize,
+    /// Largest reply frame: a job's body, output and stderr at their
+    /// maxima fit (`Config::max_reply_bytes`); told to clients in the hello.
+    pub max_reply_bytes: usize,
+    /// Requests one connection may have unanswered (`quic-max-inflight`).
+    pub max_inflight: usize,
     pub max_module_bytes: usize,
     pub max_connections: usize,
 }

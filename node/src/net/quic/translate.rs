@@ -59,7 +59,15 @@ pub fn response(reply: Reply) -> Response {
         Reply::Module(m) => Response::Module(m),
         Reply::Modules(m) => Response::Modules(m),
         Reply::NodeInfo(n) => Response::NodeInfo(*n),
-        Reply::Hello { node, protocol } => Response::Hello { node, protocol },
+        Reply::Hello {
+            node,
+            protocol,
+            max_reply_bytes,
+        } => Response::Hello {
+            node,
+            protocol,
+            max_reply_bytes,
+        },
         Reply::Error(e) => Response::Error(e),
         Reply::Nodes(n) => Response::Nodes(n),
         // Disque's queue commands are spoken over RESP; QUIC clients never

@@ -442,7 +442,7 @@ impl Conn {
 
     fn reply_to(&self, tag: u64) -> ReplyTo {
         ReplyTo {
-            tx: self.tx.clone(),
+            tx: self.tx.clone().into(),
             tag,
         }
     }

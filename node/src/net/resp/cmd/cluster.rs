@@ -109,6 +109,9 @@ pub fn run(handle: &Handle, c: ClusterCmd) -> Frame {
     let cluster = handle.cluster();
     match c {
         ClusterCmd::Meet(addr) => {
+            if let Err(e) = cluster.may_meet(&addr) {
+                return Frame::error("ERR", &e.to_string());
+            }
             let cluster = cluster.clone();
             tokio::spawn(async move {
                 match cluster.meet(addr).await {
@@ -194,7 +197,7 @@ pub fn info_text(handle: &Handle) -> String {
     let peers = handle.cluster().peers();
     let up = peers.iter().filter(|p| p.up).count();
     format!(
-        "cluster_state:ok\r\ncluster_known_nodes:{}\r\ncluster_reachable_nodes:{}\r\ncluster_leaving:{}\r\ncluster_trust:{}\r\n",
+        "cluster_state:ok\r\ncluster_known_nodes:{}\r\ncluster_reachable_nodes:{}\r\ncluster_leaving:{}\r\ncluster_trust:{}\r\ncluster_gossip_dropped:{}\r\n",
         peers.len() + 1,
         up + 1,
         if handle.cluster().leaving() {
@@ -203,5 +206,10 @@ pub fn info_text(handle: &Handle) -> String {
             "no"
         },
         handle.cluster().trust_mode(),
+        handle
+            .cluster()
+            .stats()
+            .gossip_dropped
+            .load(std::sync::atomic::Ordering::Relaxed),
     )
 }
