@@ -231,6 +231,9 @@ fuzz_target!(|data: &[u8]| {
         limits: LIMITS,
     };
     let r = s.executor.run_here(&req);
+    if std::env::var_os("WASQUE_FUZZ_SHOW").is_some() {
+        eprintln!("{r:?}");
+    }
     match r.error_class {
         None
         | Some(
