@@ -44,9 +44,18 @@ fn write_seeds() {
     let streams: &[(&str, &[u8])] = &[
         ("ping-inline", b"PING\r\nPING hello\r\n"),
         ("quoted-inline", b"ADDJOB q \"a\\x41\\n\" 0 'it''s'\r\n"),
-        ("addjob", b"*4\r\n$6\r\nADDJOB\r\n$1\r\nq\r\n$4\r\nbody\r\n$1\r\n0\r\n"),
-        ("pipeline", b"*1\r\n$4\r\nPING\r\n*2\r\n$4\r\nSHOW\r\n$3\r\nabc\r\n*0\r\n"),
-        ("getjob", b"*4\r\n$6\r\nGETJOB\r\n$4\r\nFROM\r\n$1\r\nq\r\n$1\r\nr\r\n"),
+        (
+            "addjob",
+            b"*4\r\n$6\r\nADDJOB\r\n$1\r\nq\r\n$4\r\nbody\r\n$1\r\n0\r\n",
+        ),
+        (
+            "pipeline",
+            b"*1\r\n$4\r\nPING\r\n*2\r\n$4\r\nSHOW\r\n$3\r\nabc\r\n*0\r\n",
+        ),
+        (
+            "getjob",
+            b"*4\r\n$6\r\nGETJOB\r\n$4\r\nFROM\r\n$1\r\nq\r\n$1\r\nr\r\n",
+        ),
         ("http", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
     ];
     for (name, s) in streams {
@@ -71,7 +80,10 @@ fn write_seeds() {
             id,
             timeout_ms: 1000,
         },
-        Request::ShowByKey { key: "k".into(), id },
+        Request::ShowByKey {
+            key: "k".into(),
+            id,
+        },
         Request::Ack { ids: vec![id, id] },
         Request::PutModule { size: 10 },
         Request::AddPart {
@@ -93,7 +105,11 @@ fn write_seeds() {
             1 << 20,
         )
         .expect("encodes");
-        put("client_frame", &format!("request-{i}"), &[&[5u8][..], &f].concat());
+        put(
+            "client_frame",
+            &format!("request-{i}"),
+            &[&[5u8][..], &f].concat(),
+        );
         all.extend_from_slice(&f);
     }
     put("client_frame", "requests", &[&[3u8][..], &all].concat());
@@ -122,7 +138,11 @@ fn write_seeds() {
             1 << 20,
         )
         .expect("encodes");
-        put("client_frame", &format!("response-{i}"), &[&[0x85u8][..], &f].concat());
+        put(
+            "client_frame",
+            &format!("response-{i}"),
+            &[&[0x85u8][..], &f].concat(),
+        );
     }
 
     // Peer frames.
@@ -190,7 +210,14 @@ fn write_seeds() {
     // are 2 bytes, i64 ones 4, little-endian.
     let i = |v: i16| v.to_le_bytes().to_vec();
     let l = |v: i32| v.to_le_bytes().to_vec();
-    let store = |addr: u16, v: u32| [vec![46u8], addr.to_le_bytes().to_vec(), v.to_le_bytes().to_vec()].concat();
+    let store = |addr: u16, v: u32| {
+        [
+            vec![46u8],
+            addr.to_le_bytes().to_vec(),
+            v.to_le_bytes().to_vec(),
+        ]
+        .concat()
+    };
     let call = |op: u8, args: Vec<Vec<u8>>| [vec![op], args.concat()].concat();
     // fd_write(1, iov at 0x200 -> "hi" at 0x300) and to stderr.
     let write = [
@@ -212,7 +239,10 @@ fn write_seeds() {
         call(41, vec![i(0x400), i(64)]),
         call(10, vec![i(1), i(0x200)]),
         call(17, vec![i(3), i(0x200)]),
-        call(31, vec![i(3), i(0), i(0x300), i(4), i(0), l(0), l(0), i(0), i(0x200)]),
+        call(
+            31,
+            vec![i(3), i(0), i(0x300), i(4), i(0), l(0), l(0), i(0), i(0x200)],
+        ),
         call(38, vec![i(0)]),
     ]
     .concat();

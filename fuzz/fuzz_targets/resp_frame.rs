@@ -9,8 +9,8 @@
 
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
-use wasque_node::net::resp::frame::{Limits, parse_request};
 use wasque_fuzz::chunks;
+use wasque_node::net::resp::frame::{Limits, parse_request};
 
 /// What a stream of bytes parses into: its requests, then whether it ended
 /// on a protocol error.

@@ -137,7 +137,10 @@ fn guest() -> String {
             let (_, params, ret) = CALLS[k];
             let len: u32 = params.chars().map(|c| if c == 'L' { 4 } else { 2 }).sum();
             if len > 0 {
-                let _ = writeln!(w, "      (if (i32.eqz (call $fetch (i32.const {len}))) (then (return)))");
+                let _ = writeln!(
+                    w,
+                    "      (if (i32.eqz (call $fetch (i32.const {len}))) (then (return)))"
+                );
             }
             let mut off = SCRATCH;
             let mut args = String::new();
@@ -246,8 +249,16 @@ fuzz_target!(|data: &[u8]| {
         ) => {}
         Some(c) => panic!("error class {c:?} from a guest's host calls: {}", r.message),
     }
-    assert!(r.output.len() <= MAX_OUTPUT, "output of {} bytes", r.output.len());
-    assert!(r.stderr.len() <= MAX_STDERR, "stderr of {} bytes", r.stderr.len());
+    assert!(
+        r.output.len() <= MAX_OUTPUT,
+        "output of {} bytes",
+        r.output.len()
+    );
+    assert!(
+        r.stderr.len() <= MAX_STDERR,
+        "stderr of {} bytes",
+        r.stderr.len()
+    );
     assert!(r.fuel_used <= LIMITS.fuel, "used {} fuel", r.fuel_used);
     assert!(
         r.duration_us < 1_000_000,
