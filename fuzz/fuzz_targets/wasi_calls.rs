@@ -133,8 +133,7 @@ fn guest() -> String {
         targets.join(" ")
     );
     for k in 0..n {
-        if k < CALLS.len() {
-            let (_, params, ret) = CALLS[k];
+        if let Some(&(_, params, ret)) = CALLS.get(k) {
             let len: u32 = params.chars().map(|c| if c == 'L' { 4 } else { 2 }).sum();
             if len > 0 {
                 let _ = writeln!(
