@@ -34,9 +34,9 @@ for t in "${targets[@]}"; do
     if "./target/debug/$t" "target/corpus/$t" "corpus/$t" \
         -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
         -artifact_prefix="target/artifacts/$t/" -print_final_stats=1 >"$log" 2>&1; then
-        runs=$(grep -m1 'stat::number_of_executed_units' "$log" | awk '{print $2}')
-        speed=$(grep -m1 'stat::average_exec_per_sec' "$log" | awk '{print $2}')
-        cov=$(grep -E '^#[0-9]+ +DONE' "$log" | tail -1 | grep -o 'cov: [0-9]* ft: [0-9]*')
+        runs=$(awk '/stat::number_of_executed_units/ {print $2}' "$log")
+        speed=$(awk '/stat::average_exec_per_sec/ {print $2}' "$log")
+        cov=$(grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -1 | grep -o 'cov: [0-9]* ft: [0-9]*' || true)
         echo "fuzz $t: ok, $runs runs, $speed exec/s, $cov"
     else
         echo "fuzz $t: FAILED (log $PWD/$log):"
