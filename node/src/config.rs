@@ -701,12 +701,18 @@ pub fn parse_size(v: &str) -> Result<u64, String> {
 }
 
 fn suggest(name: &str) -> Option<&'static str> {
+    // The distance is at least the difference in length: names further
+    // than 2 apart in length are never suggested, so skip their O(n*m).
+    let chars = name.chars().count();
     KNOWN
         .iter()
         .chain(IGNORED)
         .copied()
-        .min_by_key(|k| edit_distance(name, k))
-        .filter(|k| edit_distance(name, k) <= 2)
+        .filter(|k| k.len().abs_diff(chars) <= 2)
+        .map(|k| (edit_distance(name, k), k))
+        .min_by_key(|(d, _)| *d)
+        .filter(|(d, _)| *d <= 2)
+        .map(|(_, k)| k)
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {
