@@ -38,9 +38,9 @@ fn write_seeds() {
     let id = JobId::compose(1_732_000_000_000, 1, 1, false, 3600, 0);
     let hash = ModuleHash::of(b"module");
 
-    // RESP: 7 header bytes (max_bulk/4, max_args, max_inline/4, 4 read
-    // sizes), then requests.
-    let head = [255u8, 32, 255, 1, 3, 17, 200];
+    // RESP: 8 header bytes (max_bulk/4, max_args, max_inline/4, 4 read
+    // sizes, max_request/16), then requests.
+    let head = [255u8, 32, 255, 1, 3, 17, 200, 255];
     let streams: &[(&str, &[u8])] = &[
         ("ping-inline", b"PING\r\nPING hello\r\n"),
         ("quoted-inline", b"ADDJOB q \"a\\x41\\n\" 0 'it''s'\r\n"),

@@ -3,8 +3,10 @@
 //!
 //! A crash: a panic, a request past the bounds (more arguments than
 //! `max_args`, an argument longer than `max_bulk`, an inline line longer
-//! than `max_inline`), or the two feedings disagreeing (the parser must
-//! give the same requests however the bytes arrive).
+//! than `max_inline`, arguments adding up past `max_request`), the parser
+//! growing the buffer beyond what arrived (a header must not make the node
+//! reserve what it announces), or the two feedings disagreeing (the parser
+//! must give the same requests however the bytes arrive).
 #![no_main]
 
 use bytes::{Bytes, BytesMut};
@@ -21,9 +23,18 @@ fn feed<'a>(parts: impl Iterator<Item = &'a [u8]>, limits: &Limits) -> (Vec<Vec<
         buf.extend_from_slice(part);
         // Each request consumes at least one byte, so this ends.
         for _ in 0..=buf.len() {
-            match parse_request(&mut buf, limits) {
+            let capacity = buf.capacity();
+            let parsed = parse_request(&mut buf, limits);
+            assert!(
+                buf.capacity() <= capacity,
+                "the parser grew the buffer from {capacity} to {} bytes",
+                buf.capacity()
+            );
+            match parsed {
                 Ok(Some(args)) => {
                     assert!(args.len() <= limits.max_args, "{} args", args.len());
+                    let total: usize = args.iter().map(Bytes::len).sum();
+                    assert!(total <= limits.max_request, "request of {total} bytes");
                     for a in &args {
                         assert!(
                             a.len() <= limits.max_bulk.max(limits.max_inline),
@@ -42,14 +53,15 @@ fn feed<'a>(parts: impl Iterator<Item = &'a [u8]>, limits: &Limits) -> (Vec<Vec<
 }
 
 fuzz_target!(|data: &[u8]| {
-    // Header: three bound bytes and four chunk sizes, then the stream.
-    let Some((head, stream)) = data.split_at_checked(7) else {
+    // Header: four bound bytes and four chunk sizes, then the stream.
+    let Some((head, stream)) = data.split_at_checked(8) else {
         return;
     };
     let limits = Limits {
         max_bulk: usize::from(head[0]) * 4,
         max_args: usize::from(head[1] % 64),
         max_inline: usize::from(head[2]) * 4,
+        max_request: usize::from(head[7]) * 16,
     };
     let whole = feed(std::iter::once(stream), &limits);
     let split = feed(chunks(stream, &head[3..7]), &limits);
