@@ -554,80 +554,12 @@ fn default_io_threads(cores: usize) -> usize {
     (cores / 4).max(1)
 }
 
-/// Splits a config line into words, honouring "double" and 'single' quotes
-/// (so `logfile ""` is one directive with an empty value), as Redis's
-/// `sdssplitargs` does: inside double quotes `\n \r \t \b \a \" \\` and
-/// `\xHH` are escapes (any other `\c` is `c`); inside single quotes only
-/// `\'`. A closing quote must end the word. [`quote`] writes values this
-/// reads back exactly.
+/// A config line's words ([`crate::quoting::split_args`]), as text.
 fn split_args(line: &str) -> Result<Vec<String>, String> {
-    let b = line.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    loop {
-        while i < b.len() && b[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        let Some(&c) = b.get(i) else {
-            return Ok(out);
-        };
-        let mut word: Vec<u8> = Vec::new();
-        if c == b'"' || c == b'\'' {
-            i += 1;
-            let mut closed = false;
-            while let Some(&ch) = b.get(i) {
-                i += 1;
-                if ch == c {
-                    closed = true;
-                    break;
-                }
-                if ch != b'\\' {
-                    word.push(ch);
-                    continue;
-                }
-                let Some(&e) = b.get(i) else { break };
-                i += 1;
-                if c == b'\'' {
-                    // Only \' is an escape in single quotes.
-                    if e != b'\'' {
-                        word.push(b'\\');
-                    }
-                    word.push(e);
-                    continue;
-                }
-                match e {
-                    b'n' => word.push(b'\n'),
-                    b'r' => word.push(b'\r'),
-                    b't' => word.push(b'\t'),
-                    b'b' => word.push(8),
-                    b'a' => word.push(7),
-                    b'x' => {
-                        let hex = b
-                            .get(i..i + 2)
-                            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
-                            .and_then(|h| std::str::from_utf8(h).ok())
-                            .and_then(|h| u8::from_str_radix(h, 16).ok())
-                            .ok_or("\\x must be followed by two hex digits")?;
-                        word.push(hex);
-                        i += 2;
-                    }
-                    other => word.push(other),
-                }
-            }
-            if !closed {
-                return Err("unbalanced quotes".into());
-            }
-            if b.get(i).is_some_and(|c| !c.is_ascii_whitespace()) {
-                return Err("closing quote must be followed by a space".into());
-            }
-        } else {
-            while i < b.len() && !b[i].is_ascii_whitespace() {
-                word.push(b[i]);
-                i += 1;
-            }
-        }
-        out.push(String::from_utf8(word).map_err(|_| "a value is not UTF-8 text".to_string())?);
-    }
+    crate::quoting::split_args(line.as_bytes())?
+        .into_iter()
+        .map(|w| String::from_utf8(w).map_err(|_| "a value is not UTF-8 text".to_string()))
+        .collect()
 }
 
 /// Why a value cannot be written into a config file (`CONFIG SET`): the
@@ -649,31 +581,7 @@ pub fn check_value(value: &str) -> Result<(), String> {
 /// Longest value `CONFIG SET` accepts.
 pub const MAX_VALUE_BYTES: usize = 4096;
 
-/// A value as a config file carries it: bare when it is a plain word
-/// (letters, digits, `.-_:/,`), otherwise in double quotes with `\\`,
-/// `\"` and any other byte outside printable ASCII escaped as `\xHH`, so
-/// [`split_args`] reads back exactly `value` whatever it holds.
-pub fn quote(value: &str) -> String {
-    let plain = !value.is_empty()
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".-_:/,".contains(&b));
-    if plain {
-        return value.to_string();
-    }
-    let mut out = String::with_capacity(value.len() + 2);
-    out.push('"');
-    for b in value.bytes() {
-        match b {
-            b'\\' => out.push_str("\\\\"),
-            b'"' => out.push_str("\\\""),
-            b' '..=b'~' => out.push(b as char),
-            _ => out.push_str(&format!("\\x{b:02x}")),
-        }
-    }
-    out.push('"');
-    out
-}
+pub use crate::quoting::quote;
 
 /// Parses a number with Redis's unit suffixes: `1k` = 1000, `1kb` = 1024,
 /// likewise m/mb, g/gb.

@@ -20,6 +20,7 @@
 //! - [`net`]: TLS identities and the front doors (QUIC, HTTP).
 //! - [`monitor`]: metrics registry, rates and event feed of one node.
 //! - [`config`]: one [`config::Config`] from defaults, file and flags.
+//! - [`quoting`]: Redis-style quoted words (config lines, inline commands).
 //! - [`runtime`]: the driver, the one place that feeds the engine its events
 //!   and carries out its effects.
 //! - [`supervise`]: essential tasks; a panic in one ends the process.
@@ -36,6 +37,7 @@ pub mod job;
 pub mod monitor;
 pub mod net;
 pub mod queue;
+pub mod quoting;
 pub mod runtime;
 pub mod store;
 pub mod supervise;

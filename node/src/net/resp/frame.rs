@@ -174,88 +174,15 @@ fn parse_inline(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes>
     let line = buf.split_to(nl + 1);
     let text = line.strip_suffix(b"\n").unwrap_or(&line);
     let text = text.strip_suffix(b"\r").unwrap_or(text);
-    let args = split_inline(text).ok_or_else(|| perr("unbalanced quotes in request"))?;
+    let args: Vec<Bytes> = crate::quoting::split_args(text)
+        .map_err(|e| perr(format!("{e} in request")))?
+        .into_iter()
+        .map(Bytes::from)
+        .collect();
     if args.len() > limits.max_args {
         return Err(perr("too many arguments in inline request"));
     }
     Ok(Some(args))
-}
-
-/// Splits an inline command the way redis-cli quotes: words separated by
-/// spaces, "double quotes" with \n \r \t \\ \" \xHH escapes, 'single
-/// quotes' with \' only. `None` for unbalanced quotes.
-fn split_inline(line: &[u8]) -> Option<Vec<Bytes>> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < line.len() {
-        while i < line.len() && line[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        if i >= line.len() {
-            break;
-        }
-        let mut word = Vec::new();
-        match line[i] {
-            b'"' => {
-                i += 1;
-                loop {
-                    let c = *line.get(i)?;
-                    i += 1;
-                    match c {
-                        b'"' => break,
-                        b'\\' => {
-                            let e = *line.get(i)?;
-                            i += 1;
-                            match e {
-                                b'n' => word.push(b'\n'),
-                                b'r' => word.push(b'\r'),
-                                b't' => word.push(b'\t'),
-                                b'b' => word.push(8),
-                                b'a' => word.push(7),
-                                b'x' => {
-                                    let hex = line.get(i..i + 2)?;
-                                    let s = std::str::from_utf8(hex).ok()?;
-                                    word.push(u8::from_str_radix(s, 16).ok()?);
-                                    i += 2;
-                                }
-                                other => word.push(other),
-                            }
-                        }
-                        other => word.push(other),
-                    }
-                }
-                if line.get(i).is_some_and(|c| !c.is_ascii_whitespace()) {
-                    return None;
-                }
-            }
-            b'\'' => {
-                i += 1;
-                loop {
-                    let c = *line.get(i)?;
-                    i += 1;
-                    match c {
-                        b'\'' => break,
-                        b'\\' if line.get(i) == Some(&b'\'') => {
-                            word.push(b'\'');
-                            i += 1;
-                        }
-                        other => word.push(other),
-                    }
-                }
-                if line.get(i).is_some_and(|c| !c.is_ascii_whitespace()) {
-                    return None;
-                }
-            }
-            _ => {
-                while i < line.len() && !line[i].is_ascii_whitespace() {
-                    word.push(line[i]);
-                    i += 1;
-                }
-            }
-        }
-        out.push(Bytes::from(word));
-    }
-    Some(out)
 }
 
 /// A reply.
