@@ -161,12 +161,10 @@ fn parse_multibulk(
 }
 
 fn parse_inline(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes>>, ProtocolError> {
-    let Some(nl) = buf
-        .iter()
-        .take(limits.max_inline + 1)
-        .position(|b| *b == b'\n')
-    else {
-        if buf.len() > limits.max_inline {
+    // The whole-request bound holds for inline requests too.
+    let max_line = limits.max_inline.min(limits.max_request);
+    let Some(nl) = buf.iter().take(max_line + 1).position(|b| *b == b'\n') else {
+        if buf.len() > max_line {
             return Err(perr("too big inline request"));
         }
         return Ok(None);
@@ -327,6 +325,26 @@ mod tests {
         assert!(e.0.contains("request too big"), "{e}");
         let exact = b"*2\r\n$14\r\nabcdefghijklmn\r\n$1\r\nx\r\n";
         assert_eq!(parse(exact).unwrap().map(|v| v.len()), Some(2));
+    }
+
+    #[test]
+    fn an_inline_request_is_held_to_the_whole_request_bound_too() {
+        // Found by the resp_frame fuzz target: a bound below the inline
+        // line length let a longer inline request through.
+        let small = Limits {
+            max_bulk: 64,
+            max_args: 8,
+            max_inline: 64,
+            max_request: 8,
+        };
+        let mut ok = BytesMut::from(&b"PING x\r\n"[..]);
+        assert_eq!(
+            parse_request(&mut ok, &small).unwrap().map(|v| v.len()),
+            Some(2)
+        );
+        let mut long = BytesMut::from(&b"PING abcdefgh\r\n"[..]);
+        let e = parse_request(&mut long, &small).unwrap_err();
+        assert!(e.0.contains("too big inline request"), "{e}");
     }
 
     #[test]
