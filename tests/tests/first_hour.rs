@@ -158,3 +158,25 @@ fn man_pages_are_roff_naming_the_commands() {
     // roff escapes the dashes of an option: \-\-data\-dir.
     assert!(m.contains("data\\-dir"), "{m}");
 }
+
+#[test]
+fn a_refused_module_is_reported_once_with_its_reason() {
+    let node = wasque_tests::node::TestNode::start(&[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("bad.wasm");
+    std::fs::write(&bad, b"not wasm").unwrap();
+    let out = Command::new(bin("test-wasque"))
+        .arg("--node")
+        .arg(node.addr.to_string())
+        .arg("--data-dir")
+        .arg(&node.data_dir)
+        .args(["module", "put"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    // README's Troubleshooting quotes this line.
+    assert!(err.contains("BADMODULE: invalid-module"), "{err}");
+    assert_eq!(err.matches("not a WebAssembly binary").count(), 1, "{err}");
+}
