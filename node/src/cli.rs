@@ -183,7 +183,11 @@ fn init_logging(cfg: &Config, flag: Option<&str>) {
             EnvFilter::new(format!("{},fjall=warn,lsm_tree=warn", cfg.loglevel))
         });
     let file = cfg.logfile.as_ref().and_then(|p| {
-        match std::fs::OpenOptions::new().create(true).append(true).open(p) {
+        match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+        {
             Ok(f) => Some(f),
             Err(e) => {
                 eprintln!(

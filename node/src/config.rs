@@ -791,7 +791,10 @@ mod tests {
         assert_eq!(raw.resolve().unwrap().log_format, LogFormat::Json);
         let raw = RawConfig::parse("log-format xml\n", Path::new("f")).unwrap();
         let e = raw.resolve().unwrap_err().to_string();
-        assert!(e.contains("log-format") && e.contains("text or json"), "{e}");
+        assert!(
+            e.contains("log-format") && e.contains("text or json"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -123,11 +123,17 @@ fn both_binaries_print_version_and_git_commit() {
         .ok()
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-    for (bin_name, shown) in [("test-wasque", "wasque"), ("test-wasque-node", "wasque-node")] {
+    for (bin_name, shown) in [
+        ("test-wasque", "wasque"),
+        ("test-wasque-node", "wasque-node"),
+    ] {
         let v = run_ok(bin_name, &["--version"]);
         let want_prefix = format!("{shown} {} (", env!("CARGO_PKG_VERSION"));
         assert!(v.starts_with(&want_prefix), "{v}");
-        let commit = v.trim().trim_start_matches(&want_prefix).trim_end_matches(')');
+        let commit = v
+            .trim()
+            .trim_start_matches(&want_prefix)
+            .trim_end_matches(')');
         match &head {
             Some(h) => assert_eq!(commit, h, "{v}"),
             None => assert!(!commit.is_empty(), "{v}"),
@@ -145,7 +151,11 @@ fn completions_for_each_shell_name_the_subcommands() {
         .args(["completions", "tcsh"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2), "an unknown shell is a usage error");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unknown shell is a usage error"
+    );
 }
 
 #[test]
