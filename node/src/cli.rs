@@ -5,17 +5,25 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
-use crate::config::{Config, RawConfig};
+use crate::config::{Config, LogFormat, RawConfig};
 use crate::runtime::Node;
+
+/// The version and the git commit built from ("unknown" without git).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("WASQUE_GIT_COMMIT"),
+    ")"
+);
 
 /// A wasque node: a job queue that runs WebAssembly jobs in a sandbox.
 ///
 /// With no arguments it runs a working single node on 127.0.0.1:7711
 /// (QUIC, and RESP once enabled) with its data in ./wasque-data.
 #[derive(Debug, Parser)]
-#[command(name = "wasque-node", version, about, long_about = None)]
+#[command(name = "wasque-node", version = VERSION, about, long_about = None)]
 struct Args {
     /// Config file in Disque's `directive value` format (also as the first
     /// positional argument, as `disque-server FILE`).
@@ -61,11 +69,21 @@ struct Args {
     /// Log filter, e.g. `info` or `wasque_node=debug` (RUST_LOG also works).
     #[arg(long, value_name = "FILTER")]
     log: Option<String>,
+    /// Log lines as `text` (coloured only on a terminal) or `json`, one
+    /// object a line for log shippers (the `log-format` directive).
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
+    /// Print this command's man page (roff) on stdout and exit.
+    #[arg(long)]
+    manpage: bool,
 }
 
 /// Runs the node until SIGINT or SIGTERM.
 pub fn main() -> ExitCode {
     let args = Args::parse();
+    if args.manpage {
+        return print_manpage();
+    }
     let cfg = match load(&args) {
         Ok(c) => c,
         Err(e) => {
@@ -124,6 +142,15 @@ fn load(args: &Args) -> anyhow::Result<Config> {
     if let Some(n) = args.exec_threads {
         raw.set_flag("exec-threads", n.to_string());
     }
+    if let Some(f) = args.log_format {
+        raw.set_flag(
+            "log-format",
+            match f {
+                LogFormat::Text => "text",
+                LogFormat::Json => "json",
+            },
+        );
+    }
     if let Some(n) = args.io_threads {
         raw.set_flag("io-threads", n.to_string());
     }
@@ -145,7 +172,9 @@ fn load(args: &Args) -> anyhow::Result<Config> {
 }
 
 fn init_logging(cfg: &Config, flag: Option<&str>) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
     let filter = flag
         .map(EnvFilter::new)
         .or_else(|| EnvFilter::try_from_default_env().ok())
@@ -153,19 +182,57 @@ fn init_logging(cfg: &Config, flag: Option<&str>) {
             // The store crate's own progress lines are for its developers.
             EnvFilter::new(format!("{},fjall=warn,lsm_tree=warn", cfg.loglevel))
         });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match cfg.logfile.as_ref().and_then(|p| {
-        std::fs::OpenOptions::new()
+    let file = cfg.logfile.as_ref().and_then(|p| {
+        match std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(p)
-            .ok()
-    }) {
-        Some(file) => builder
-            .with_ansi(false)
-            .with_writer(std::sync::Mutex::new(file))
-            .init(),
-        None => builder.with_writer(std::io::stderr).init(),
+        {
+            Ok(f) => Some(f),
+            Err(e) => {
+                eprintln!(
+                    "wasque-node: cannot open logfile {}: {e}; logging to stderr",
+                    p.display()
+                );
+                None
+            }
+        }
+    });
+    // Colour codes only for a person at a terminal: a file, a pipe or a
+    // service manager's journal gets plain text.
+    let (writer, ansi) = match file {
+        Some(file) => (BoxMakeWriter::new(std::sync::Mutex::new(file)), false),
+        None => (
+            BoxMakeWriter::new(std::io::stderr),
+            std::io::stderr().is_terminal(),
+        ),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_ansi(ansi);
+    match cfg.log_format {
+        LogFormat::Text => builder.init(),
+        // `level`, `message`, `target` and the event's fields at the top.
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+/// `--manpage`: the man page from the same definitions as `--help`.
+fn print_manpage() -> ExitCode {
+    use std::io::Write;
+    let mut out = Vec::new();
+    let page = clap_mangen::Man::new(Args::command());
+    if let Err(e) = page.render(&mut out) {
+        eprintln!("wasque-node: cannot render the man page: {e}");
+        return ExitCode::FAILURE;
+    }
+    match std::io::stdout().write_all(&out) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wasque-node: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -26,6 +26,27 @@ pub enum AppendFsync {
     No,
 }
 
+/// `log-format` / `--log-format`: how log lines look.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human lines (coloured only when written to a terminal).
+    #[default]
+    Text,
+    /// One JSON object a line (`timestamp`, `level`, `fields.message`, ...).
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!("{s:?}: expected text or json")),
+        }
+    }
+}
+
 /// The resolved configuration of one node.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -43,6 +64,9 @@ pub struct Config {
     pub logfile: Option<PathBuf>,
     /// A `tracing` filter (Disque's levels mapped: verbose → debug, notice → info).
     pub loglevel: String,
+    /// `log-format text|json`: human lines, or one JSON object a line for
+    /// log shippers.
+    pub log_format: LogFormat,
     pub pidfile: Option<PathBuf>,
     pub appendonly: bool,
     pub appendfsync: AppendFsync,
@@ -125,6 +149,7 @@ const KNOWN: &[&str] = &[
     "dir",
     "logfile",
     "loglevel",
+    "log-format",
     "pidfile",
     "appendonly",
     "appendfsync",
@@ -344,6 +369,10 @@ impl RawConfig {
                 ));
             }
         };
+        let log_format = match self.get("log-format") {
+            None => LogFormat::Text,
+            Some((v, _)) => v.parse().map_err(|e| bad("log-format", e))?,
+        };
         let yes_no = |name: &str, default: bool| -> Result<bool, ConfigError> {
             match self.get(name).map(|(v, _)| v.to_ascii_lowercase()) {
                 None => Ok(default),
@@ -492,6 +521,7 @@ impl RawConfig {
             joins: self.joins.clone(),
             logfile: opt_path("logfile"),
             loglevel,
+            log_format,
             pidfile: opt_path("pidfile"),
             appendonly,
             appendfsync,
@@ -666,6 +696,19 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("wasque-data"));
         assert!(c.appendonly);
         assert_eq!(c.appendfsync, AppendFsync::EverySec);
+    }
+
+    #[test]
+    fn log_format_is_text_unless_json_and_refuses_others() {
+        assert_eq!(Config::defaults().log_format, LogFormat::Text);
+        let raw = RawConfig::parse("log-format json\n", Path::new("f")).unwrap();
+        assert_eq!(raw.resolve().unwrap().log_format, LogFormat::Json);
+        let raw = RawConfig::parse("log-format xml\n", Path::new("f")).unwrap();
+        let e = raw.resolve().unwrap_err().to_string();
+        assert!(
+            e.contains("log-format") && e.contains("text or json"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -89,11 +89,13 @@ pub enum ClientError {
     Closed(String),
     #[error(transparent)]
     Frame(#[from] FrameError),
-    #[error("{0}")]
+    // Transparent: `{0}` with a source would print the node's message
+    // twice in an error chain (`wasque`'s `error: X: X`).
+    #[error(transparent)]
     Node(#[from] WireError),
     #[error("unexpected reply from node: {0}")]
     Unexpected(String),
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 

@@ -6,10 +6,13 @@
 //! - [`node`]: starts a `wasque-node` as a real process on free loopback
 //!   ports and kills it by its own handle when dropped.
 //! - [`resp`]: a RESP connection with timeouts, and one-command calls.
+//! - [`tools`]: tests that need Chromium, Node.js or redis-cli: ignored
+//!   by default, failing (never passing) where the program is missing.
 //! - [`wait`]: bounded polling for a condition.
 
 pub mod guests;
 pub mod http;
 pub mod node;
 pub mod resp;
+pub mod tools;
 pub mod wait;

@@ -10,8 +10,10 @@
 //! for it, refuse a wrong one, then show the node live, also after a
 //! reload (`dashboard-locked.png`).
 //!
-//! Skipped, with a message, only where Node.js or Chromium is not
-//! installed; `.ci/run` installs both.
+//! Both are `#[ignore]`d (a plain `cargo test` lists them as ignored):
+//! `scripts/test.sh` installs Chromium, Node.js and playwright-core and runs
+//! them with `--ignored`, where a missing program fails them with its
+//! install line.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -22,23 +24,7 @@ use std::time::{Duration, Instant};
 use wasque_sdk::proto::AddJob;
 use wasque_tests::guests;
 use wasque_tests::node::TestNode;
-
-/// The Chromium binary, if there is one.
-fn chromium() -> Option<PathBuf> {
-    let p = std::env::var_os("CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
-    p.exists().then_some(p)
-}
-
-fn have_node() -> bool {
-    Command::new("node")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
+use wasque_tests::tools;
 
 /// Waits for a child with a deadline; kills it (by its own handle) past it.
 fn wait_bounded(child: &mut Child, limit: Duration, what: &str) -> std::process::ExitStatus {
@@ -85,17 +71,10 @@ impl Drop for Killed {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium and Node.js: scripts/test.sh runs it"]
 async fn dashboard_shows_the_node_its_queues_and_new_jobs_live() {
-    let Some(chromium) = chromium() else {
-        eprintln!(
-            "SKIPPED dashboard browser test: no Chromium at /usr/bin/chromium (apt-get install chromium, or set CHROMIUM)"
-        );
-        return;
-    };
-    if !have_node() {
-        eprintln!("SKIPPED dashboard browser test: Node.js is not installed");
-        return;
-    }
+    let chromium = tools::require_chromium();
+    tools::require("node", "apt-get install nodejs npm");
     let browser_dir = guests::repo_root().join("tests/browser");
     install_playwright(&browser_dir);
 
@@ -189,17 +168,10 @@ async fn dashboard_shows_the_node_its_queues_and_new_jobs_live() {
 }
 
 #[test]
+#[ignore = "needs Chromium and Node.js: scripts/test.sh runs it"]
 fn dashboard_asks_for_the_password_of_a_locked_node() {
-    let Some(chromium) = chromium() else {
-        eprintln!(
-            "SKIPPED dashboard browser test: no Chromium at /usr/bin/chromium (apt-get install chromium, or set CHROMIUM)"
-        );
-        return;
-    };
-    if !have_node() {
-        eprintln!("SKIPPED dashboard browser test: Node.js is not installed");
-        return;
-    }
+    let chromium = tools::require_chromium();
+    tools::require("node", "apt-get install nodejs npm");
     let browser_dir = guests::repo_root().join("tests/browser");
     install_playwright(&browser_dir);
 

@@ -610,15 +610,9 @@ fn bad_input_is_answered_and_the_node_stays_up() {
 }
 
 #[test]
+#[ignore = "needs redis-cli: scripts/test.sh runs it"]
 fn redis_cli_smoke() {
-    let Ok(out) = std::process::Command::new("redis-cli")
-        .arg("--version")
-        .output()
-    else {
-        eprintln!("redis-cli is not installed (apt-get install redis-tools): skipped");
-        return;
-    };
-    assert!(out.status.success());
+    wasque_tests::tools::require("redis-cli", "apt-get install redis-tools");
     let node = start();
     let port = node.addr.port().to_string();
     let cli = |args: &[&str]| {

@@ -7,6 +7,7 @@
 
 mod addjob;
 mod cluster;
+mod docs;
 mod map;
 mod module;
 mod queue;
@@ -22,9 +23,17 @@ use clap::{Parser, Subcommand};
 
 use crate::{ClientError, ClusterClient, ClusterConfig};
 
+/// The version and the git commit built from ("unknown" without git).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("WASQUE_GIT_COMMIT"),
+    ")"
+);
+
 /// Command line of wasque, a job queue whose jobs are WebAssembly programs.
 #[derive(Debug, Parser)]
-#[command(name = "wasque", version, about, long_about = None)]
+#[command(name = "wasque", version = VERSION, about, long_about = None)]
 pub struct Args {
     /// The node to talk to, or several seed nodes of a cluster,
     /// comma-separated: the CLI learns every node from them, spreads its
@@ -143,17 +152,34 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Print a shell completion script: `wasque completions bash >
+    /// ~/.local/share/bash-completion/completions/wasque`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `wasque manpage | man -l -`.
+    Manpage,
 }
 
 /// Entry point of the `wasque` binary.
 pub fn main() -> ExitCode {
+    use std::io::IsTerminal;
     let args = Args::parse();
+    // Commands that need no node and no runtime.
+    match args.command {
+        Cmd::Completions { shell } => return docs::completions(shell),
+        Cmd::Manpage => return docs::manpage(),
+        _ => {}
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal, never into a file or a pipe.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -328,8 +354,12 @@ async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
         }
         Cmd::Run(r) => run::run(&client, r).await,
         Cmd::Map(m) => map::run(&client, m).await,
-        Cmd::Queue(_) | Cmd::Getjob(_) | Cmd::Worker(_) | Cmd::Cluster(_) | Cmd::Nodes { .. } => {
-            Ok(ExitCode::SUCCESS)
-        }
+        Cmd::Queue(_)
+        | Cmd::Getjob(_)
+        | Cmd::Worker(_)
+        | Cmd::Cluster(_)
+        | Cmd::Nodes { .. }
+        | Cmd::Completions { .. }
+        | Cmd::Manpage => Ok(ExitCode::SUCCESS),
     }
 }
