@@ -1,5 +1,6 @@
 //! The RESP request parser (`net::resp::frame::parse_request`) on arbitrary
-//! bytes, fed as one buffer and again in reads of fuzzed sizes.
+//! bytes, fed as one buffer (stateless) and again in reads of fuzzed sizes
+//! through a connection's resuming [`Parser`].
 //!
 //! A crash: a panic, a request past the bounds (more arguments than
 //! `max_args`, an argument longer than `max_bulk`, an inline line longer
@@ -12,11 +13,15 @@
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
 use wasque_fuzz::chunks;
-use wasque_node::net::resp::frame::{Limits, parse_request};
+use wasque_node::net::resp::frame::{Limits, Parser, parse_request};
 
 /// What a stream of bytes parses into: its requests, then whether it ended
 /// on a protocol error.
-fn feed<'a>(parts: impl Iterator<Item = &'a [u8]>, limits: &Limits) -> (Vec<Vec<Bytes>>, bool) {
+fn feed<'a>(
+    parts: impl Iterator<Item = &'a [u8]>,
+    limits: &Limits,
+    mut parser: Option<Parser>,
+) -> (Vec<Vec<Bytes>>, bool) {
     let mut buf = BytesMut::new();
     let mut out = Vec::new();
     for part in parts {
@@ -24,7 +29,10 @@ fn feed<'a>(parts: impl Iterator<Item = &'a [u8]>, limits: &Limits) -> (Vec<Vec<
         // Each request consumes at least one byte, so this ends.
         for _ in 0..=buf.len() {
             let capacity = buf.capacity();
-            let parsed = parse_request(&mut buf, limits);
+            let parsed = match parser.as_mut() {
+                Some(p) => p.parse(&mut buf, limits),
+                None => parse_request(&mut buf, limits),
+            };
             assert!(
                 buf.capacity() <= capacity,
                 "the parser grew the buffer from {capacity} to {} bytes",
@@ -63,7 +71,13 @@ fuzz_target!(|data: &[u8]| {
         max_inline: usize::from(head[2]) * 4,
         max_request: usize::from(head[7]) * 16,
     };
-    let whole = feed(std::iter::once(stream), &limits);
-    let split = feed(chunks(stream, &head[3..7]), &limits);
+    // Whole with the stateless parser, in pieces with a connection's
+    // resuming one: they must agree.
+    let whole = feed(std::iter::once(stream), &limits, None);
+    let split = feed(
+        chunks(stream, &head[3..7]),
+        &limits,
+        Some(Parser::default()),
+    );
     assert_eq!(whole, split, "one read and many reads parse differently");
 });

@@ -60,6 +60,8 @@ struct Conn {
     handle: Handle,
     authed: bool,
     closing: bool,
+    /// Resumes a request that arrives over several reads.
+    parser: frame::Parser,
     /// Replies owed, in request order; `first_tag` is the front's tag.
     slots: VecDeque<Slot>,
     first_tag: u64,
@@ -101,6 +103,7 @@ pub async fn serve(
         handle,
         authed,
         closing: false,
+        parser: frame::Parser::default(),
         slots: VecDeque::new(),
         first_tag: 0,
         tx,
@@ -248,7 +251,7 @@ impl Conn {
                 self.shared.limits.unauthenticated()
             };
             let inline = input.first().is_some_and(|b| *b != b'*');
-            match frame::parse_request(input, &limits) {
+            match self.parser.parse(input, &limits) {
                 Ok(None) => return,
                 Ok(Some(args)) if args.is_empty() => {}
                 Ok(Some(args)) => {

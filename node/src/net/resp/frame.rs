@@ -59,15 +59,66 @@ fn perr(msg: impl Into<String>) -> ProtocolError {
 
 /// Takes one complete request off the front of `buf`: `Ok(Some(args))`
 /// (possibly empty, for an empty line or `*0`), `Ok(None)` when more bytes
-/// are needed.
+/// are needed. Stateless: a request that is not whole yet is scanned again
+/// from its start on the next call; a connection keeps a [`Parser`]
+/// instead.
 pub fn parse_request(
     buf: &mut BytesMut,
     limits: &Limits,
 ) -> Result<Option<Vec<Bytes>>, ProtocolError> {
-    match buf.first() {
-        None => Ok(None),
-        Some(b'*') => parse_multibulk(buf, limits),
-        Some(_) => parse_inline(buf, limits),
+    Parser::default().parse(buf, limits)
+}
+
+/// A connection's request parser. It remembers how far it got into a
+/// multibulk request that is not whole yet, so each read resumes at the
+/// first argument not yet seen: a request of many small arguments that
+/// arrives a few bytes at a time costs time in proportion to its size, not
+/// to its size times the number of reads.
+///
+/// The buffer given to [`Parser::parse`] must be the same one, only ever
+/// appended to, until the request is taken off it; a buffer that shrank is
+/// noticed and scanned from its start.
+#[derive(Debug, Default)]
+pub struct Parser {
+    partial: Option<Partial>,
+}
+
+/// A multibulk request seen in part: its argument count, where its next
+/// argument's header starts, and the arguments found so far.
+#[derive(Debug)]
+struct Partial {
+    count: usize,
+    pos: usize,
+    spans: Vec<(usize, usize)>,
+}
+
+/// Arguments reserved for from a request's count header alone; more are
+/// added as they arrive.
+const SPANS_RESERVED: usize = 64;
+
+impl Parser {
+    /// As [`parse_request`], resuming where the last call stopped.
+    pub fn parse(
+        &mut self,
+        buf: &mut BytesMut,
+        limits: &Limits,
+    ) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+        if self
+            .partial
+            .as_ref()
+            .is_some_and(|p| p.pos > buf.len() || buf.first() != Some(&b'*'))
+        {
+            self.partial = None;
+        }
+        let parsed = match buf.first() {
+            None => Ok(None),
+            Some(b'*') => parse_multibulk(buf, limits, &mut self.partial),
+            Some(_) => parse_inline(buf, limits),
+        };
+        if !matches!(parsed, Ok(None)) {
+            self.partial = None;
+        }
+        parsed
     }
 }
 
@@ -97,25 +148,37 @@ fn parse_len(digits: &[u8], what: &str) -> Result<i64, ProtocolError> {
 fn parse_multibulk(
     buf: &mut BytesMut,
     limits: &Limits,
+    partial: &mut Option<Partial>,
 ) -> Result<Option<Vec<Bytes>>, ProtocolError> {
-    // First pass: check the whole request is here, and within bounds.
-    let Some(end) = line_end(buf, 1, 20, "mbulk count")? else {
-        return Ok(None);
+    // First pass: check the whole request is here, and within bounds,
+    // resuming at the first argument the last call did not see whole.
+    let p = match partial {
+        Some(p) => p,
+        None => {
+            let Some(end) = line_end(buf, 1, 20, "mbulk count")? else {
+                return Ok(None);
+            };
+            let count = parse_len(&buf[1..end], "multibulk")?;
+            if count > limits.max_args as i64 {
+                return Err(perr(format!(
+                    "invalid multibulk length (more than {} arguments)",
+                    limits.max_args
+                )));
+            }
+            if count <= 0 {
+                let _ = buf.split_to(end + 2);
+                return Ok(Some(Vec::new()));
+            }
+            let count = count as usize;
+            partial.insert(Partial {
+                count,
+                pos: end + 2,
+                spans: Vec::with_capacity(count.min(SPANS_RESERVED)),
+            })
+        }
     };
-    let count = parse_len(&buf[1..end], "multibulk")?;
-    if count > limits.max_args as i64 {
-        return Err(perr(format!(
-            "invalid multibulk length (more than {} arguments)",
-            limits.max_args
-        )));
-    }
-    let mut pos = end + 2;
-    if count <= 0 {
-        let _ = buf.split_to(pos);
-        return Ok(Some(Vec::new()));
-    }
-    let mut spans = Vec::with_capacity(count as usize);
-    for _ in 0..count {
+    while p.spans.len() < p.count {
+        let pos = p.pos;
         match buf.get(pos) {
             None => return Ok(None),
             Some(b'$') => {}
@@ -150,13 +213,19 @@ fn parse_multibulk(
         if &buf[stop..stop + 2] != b"\r\n" {
             return Err(perr("bulk string not terminated by CRLF"));
         }
-        spans.push((start, stop));
-        pos = stop + 2;
+        p.spans.push((start, stop));
+        p.pos = stop + 2;
     }
     // Second pass: split the request off and slice its arguments.
-    let whole = buf.split_to(pos).freeze();
+    let Some(p) = partial.take() else {
+        return Ok(None);
+    };
+    let whole = buf.split_to(p.pos).freeze();
     Ok(Some(
-        spans.into_iter().map(|(a, b)| whole.slice(a..b)).collect(),
+        p.spans
+            .into_iter()
+            .map(|(a, b)| whole.slice(a..b))
+            .collect(),
     ))
 }
 
@@ -325,6 +394,71 @@ mod tests {
         assert!(e.0.contains("request too big"), "{e}");
         let exact = b"*2\r\n$14\r\nabcdefghijklmn\r\n$1\r\nx\r\n";
         assert_eq!(parse(exact).unwrap().map(|v| v.len()), Some(2));
+    }
+
+    #[test]
+    fn a_parser_fed_a_byte_at_a_time_keeps_the_arguments_it_saw_whole() {
+        let limits = Limits {
+            max_bulk: 64,
+            max_args: 1000,
+            max_inline: 64,
+            max_request: 1 << 20,
+        };
+        let mut req = b"*300\r\n".to_vec();
+        for i in 0..300 {
+            let a = format!("a{i}");
+            req.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+        }
+        req.extend_from_slice(b"PING\r\n");
+        let mut parser = Parser::default();
+        let mut buf = BytesMut::new();
+        let mut got = Vec::new();
+        for (n, b) in req.iter().enumerate() {
+            buf.extend_from_slice(&[*b]);
+            while let Some(args) = parser.parse(&mut buf, &limits).unwrap() {
+                got.push(args);
+            }
+            if got.is_empty() && n > 200 {
+                // Every argument that arrived whole is remembered, so the
+                // next read starts after it, not at the request's start.
+                let seen = parser.partial.as_ref().map_or(0, |p| p.spans.len());
+                let whole = parse_request(&mut BytesMut::from(&req[..]), &limits)
+                    .unwrap()
+                    .unwrap();
+                let arrived = whole
+                    .iter()
+                    .scan(6usize, |at, a| {
+                        *at += a.len() + 4 + a.len().to_string().len() + 1;
+                        Some(*at)
+                    })
+                    .take_while(|end| *end <= n + 1)
+                    .count();
+                assert_eq!(seen, arrived, "after {} bytes", n + 1);
+            }
+        }
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].len(), 300);
+        assert_eq!(&got[0][299][..], b"a299");
+        assert_eq!(got[1], vec![Bytes::from_static(b"PING")]);
+        assert!(parser.partial.is_none());
+    }
+
+    #[test]
+    fn a_parser_given_a_shorter_buffer_starts_again() {
+        let limits = Limits {
+            max_bulk: 64,
+            max_args: 8,
+            max_inline: 64,
+            max_request: 1 << 20,
+        };
+        let mut parser = Parser::default();
+        let mut buf = BytesMut::from(&b"*2\r\n$3\r\nabc\r\n$2\r"[..]);
+        assert_eq!(parser.parse(&mut buf, &limits).unwrap(), None);
+        let mut other = BytesMut::from(&b"*1\r\n$1\r\nx\r\n"[..]);
+        assert_eq!(
+            parser.parse(&mut other, &limits).unwrap(),
+            Some(vec![Bytes::from_static(b"x")])
+        );
     }
 
     #[test]

@@ -150,6 +150,7 @@ struct Sub {
     channels: BTreeSet<String>,
     out: BytesMut,
     closing: bool,
+    parser: frame::Parser,
 }
 
 impl Sub {
@@ -263,6 +264,7 @@ pub(super) async fn serve(
         channels: BTreeSet::new(),
         out,
         closing: false,
+        parser: frame::Parser::default(),
     };
     s.request(first);
     handle_input(&mut s, &mut input, &shared);
@@ -333,7 +335,7 @@ pub(super) async fn serve(
 
 fn handle_input(s: &mut Sub, input: &mut BytesMut, shared: &Shared) {
     while !s.closing {
-        match frame::parse_request(input, &shared.limits) {
+        match s.parser.parse(input, &shared.limits) {
             Ok(None) => return,
             Ok(Some(args)) if args.is_empty() => {}
             Ok(Some(args)) => {
@@ -375,6 +377,7 @@ mod tests {
             channels: BTreeSet::new(),
             out: BytesMut::new(),
             closing: false,
+            parser: frame::Parser::default(),
         };
         s.request(vec![
             Bytes::from_static(b"SUBSCRIBE"),
