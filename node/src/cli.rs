@@ -10,13 +10,9 @@ use clap::{CommandFactory, Parser};
 use crate::config::{Config, LogFormat, RawConfig};
 use crate::runtime::Node;
 
-/// The version and the git commit built from ("unknown" without git).
-pub const VERSION: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    " (",
-    env!("WASQUE_GIT_COMMIT"),
-    ")"
-);
+/// The version and the git commit built from ("unknown" without git):
+/// the SDK's build script finds the commit for both binaries.
+pub const VERSION: &str = wasque_sdk::VERSION;
 
 /// A wasque node: a job queue that runs WebAssembly jobs in a sandbox.
 ///

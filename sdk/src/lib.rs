@@ -25,6 +25,16 @@
 
 pub mod proto;
 
+/// The version of wasque (the workspace's, shared by the node and the CLI)
+/// and the git commit it was built from ("unknown" without git), for
+/// `--version` of both binaries.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("WASQUE_GIT_COMMIT"),
+    ")"
+);
+
 mod client;
 mod cluster;
 pub mod mapreduce;

@@ -24,12 +24,7 @@ use clap::{Parser, Subcommand};
 use crate::{ClientError, ClusterClient, ClusterConfig};
 
 /// The version and the git commit built from ("unknown" without git).
-pub const VERSION: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    " (",
-    env!("WASQUE_GIT_COMMIT"),
-    ")"
-);
+pub const VERSION: &str = crate::VERSION;
 
 /// Command line of wasque, a job queue whose jobs are WebAssembly programs.
 #[derive(Debug, Parser)]
