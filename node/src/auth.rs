@@ -20,11 +20,17 @@ use std::sync::{Arc, RwLock};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::tenant::Tenants;
+
 /// Who a client is, once authenticated.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Principal {
     /// Holds the node's password (or the node has none): every command.
     Admin,
+    /// Holds one of a tenant's tokens: that tenant's jobs, queues and
+    /// modules only (`tenant/mod.rs`). The doors look the tenant up again
+    /// for every command, so a removal applies at once.
+    Tenant(Arc<str>),
 }
 
 /// Why a secret was refused.
@@ -47,6 +53,7 @@ const ADMIN_USERS: &[&str] = &["default", "admin"];
 #[derive(Debug, Default)]
 pub struct Auth {
     password: RwLock<Option<Secret>>,
+    tenants: Arc<Tenants>,
 }
 
 #[derive(Debug)]
@@ -59,9 +66,22 @@ struct Secret {
 impl Auth {
     /// Credentials from the resolved configuration (`requirepass`).
     pub fn new(password: Option<String>) -> Auth {
-        let auth = Auth::default();
+        Auth::with_tenants(password, Arc::new(Tenants::in_memory()))
+    }
+
+    /// Credentials with a tenant registry (the node's, from its data dir).
+    pub fn with_tenants(password: Option<String>, tenants: Arc<Tenants>) -> Auth {
+        let auth = Auth {
+            password: RwLock::default(),
+            tenants,
+        };
         auth.set_password(password);
         auth
+    }
+
+    /// The tenant registry.
+    pub fn tenants(&self) -> &Arc<Tenants> {
+        &self.tenants
     }
 
     /// True once any credential is configured: anonymous clients are then
@@ -95,18 +115,23 @@ impl Auth {
         (!self.is_required()).then_some(Principal::Admin)
     }
 
-    /// Checks a presented secret. `user` is Redis 6's optional user name.
+    /// Checks a presented secret. `user` is Redis 6's optional user name:
+    /// `default`/`admin` (or none) for the node's password, a tenant's
+    /// name for one of its tokens.
     pub fn verify(&self, user: Option<&str>, secret: &[u8]) -> Result<Principal, AuthError> {
+        if let Some(u) = user
+            && !ADMIN_USERS.contains(&u)
+        {
+            return match self.tenants.verify(u, secret) {
+                Some(t) => Ok(Principal::Tenant(t.name.clone())),
+                None => Err(AuthError::Invalid),
+            };
+        }
         let given = digest(secret);
         let guard = self.password.read().map_err(|_| AuthError::Invalid)?;
         let Some(want) = guard.as_ref() else {
             return Err(AuthError::NotConfigured);
         };
-        if let Some(u) = user
-            && !ADMIN_USERS.contains(&u)
-        {
-            return Err(AuthError::Invalid);
-        }
         if bool::from(want.digest.ct_eq(&given)) {
             Ok(Principal::Admin)
         } else {
@@ -115,10 +140,12 @@ impl Auth {
     }
 
     /// A bearer token as HTTP presents it (`Authorization: Bearer T`).
-    /// The token is the password, or `user:password`.
+    /// The token is the password, `admin:password`, or `tenant:token`.
     pub fn verify_bearer(&self, token: &str) -> Result<Principal, AuthError> {
         match token.split_once(':') {
-            Some((user, secret)) if ADMIN_USERS.contains(&user) => {
+            Some((user, secret))
+                if ADMIN_USERS.contains(&user) || self.tenants.get(user).is_some() =>
+            {
                 self.verify(Some(user), secret.as_bytes())
             }
             _ => self.verify(None, token.as_bytes()),
@@ -172,6 +199,25 @@ mod tests {
         assert_eq!(a.verify_bearer("s3cret"), Ok(Principal::Admin));
         assert_eq!(a.verify_bearer("admin:s3cret"), Ok(Principal::Admin));
         assert_eq!(a.verify_bearer("admin:nope"), Err(AuthError::Invalid));
+    }
+
+    #[test]
+    fn a_tenant_token_names_its_tenant_and_nothing_else() {
+        let a = Auth::new(Some("pw".into()));
+        let (_, tok) = a
+            .tenants()
+            .add("alice", crate::tenant::Quotas::default(), 1)
+            .unwrap();
+        let alice = Principal::Tenant("alice".into());
+        assert_eq!(a.verify(Some("alice"), tok.as_bytes()), Ok(alice.clone()));
+        assert_eq!(a.verify_bearer(&format!("alice:{tok}")), Ok(alice));
+        assert_eq!(a.verify(None, tok.as_bytes()), Err(AuthError::Invalid));
+        assert_eq!(a.verify(Some("alice"), b"pw"), Err(AuthError::Invalid));
+        assert_eq!(
+            a.verify(Some("bob"), tok.as_bytes()),
+            Err(AuthError::Invalid)
+        );
+        assert_eq!(a.verify_bearer("alice:pw"), Err(AuthError::Invalid));
     }
 
     #[test]

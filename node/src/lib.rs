@@ -41,3 +41,4 @@ pub mod quoting;
 pub mod runtime;
 pub mod store;
 pub mod supervise;
+pub mod tenant;

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::api::{Command, ErrorCode, ModuleInfo, NodeInfo, Reply};
+use crate::auth::Principal;
 use crate::cluster::{Cluster, ClusterConfig, PeerEvent};
 use crate::config::Config;
 use crate::engine::{Effect, Engine, EngineConfig, RequestId};
@@ -191,9 +192,113 @@ impl Handle {
         rx.recv().await.map(|(_, r)| r).unwrap_or_else(stopping)
     }
 
+    /// Who a principal is to the engine: commands of a tenant are wrapped
+    /// in [`Command::As`] with its current snapshot; a tenant removed since
+    /// it authenticated is refused.
+    pub fn scoped(&self, who: &Principal, cmd: Command) -> Result<Command, WireError> {
+        match who {
+            Principal::Admin => Ok(cmd),
+            Principal::Tenant(name) => Ok(Command::As {
+                tenant: self.tenant(name)?,
+                cmd: Box::new(cmd),
+            }),
+        }
+    }
+
+    /// A tenant's current snapshot, or the refusal a removed one gets.
+    pub fn tenant(&self, name: &str) -> Result<Arc<crate::tenant::Tenant>, WireError> {
+        self.auth.tenants().get(name).ok_or_else(|| {
+            WireError::new(
+                ErrorCode::NoAuth,
+                format!("tenant {name} no longer exists; authenticate again"),
+            )
+        })
+    }
+
+    /// Submits a command as `who` (see [`Handle::scoped`]).
+    pub fn submit_as(&self, who: &Principal, cmd: Command, reply: ReplyTo) {
+        match self.scoped(who, cmd) {
+            Ok(cmd) => self.submit(cmd, reply),
+            Err(e) => reply.send(Reply::Error(e)),
+        }
+    }
+
+    /// Forgets a module for `who`. The admin removes it from the node
+    /// (and from every tenant's list); a tenant gives up its own claim,
+    /// and the files go only when nobody else owns the module. Refused
+    /// while jobs (of the tenant, for a tenant) need it.
+    pub async fn delete_module(&self, who: &Principal, hash: ModuleHash) -> Reply {
+        let tenants = self.auth.tenants().clone();
+        let Principal::Tenant(name) = who else {
+            let reply = self.call(Command::DeleteModule { hash }).await;
+            if reply == Reply::Ok {
+                tenants.drop_module(&hash, now_ms());
+            }
+            return reply;
+        };
+        let cmd = match self.scoped(who, Command::DeleteModule { hash }) {
+            Ok(cmd) => cmd,
+            Err(e) => return Reply::Error(e),
+        };
+        let reply = self.call(cmd).await;
+        if reply != Reply::Ok {
+            return reply;
+        }
+        match tenants.release_module(name, &hash, now_ms()) {
+            Ok(true) => Reply::Ok,
+            Ok(false) => {
+                // Nobody owns it now; jobs of others may still use it, in
+                // which case the files stay until an admin removes them.
+                let _ = self.call(Command::DeleteModule { hash }).await;
+                Reply::Ok
+            }
+            Err(e) => Reply::error(ErrorCode::Err, e.to_string()),
+        }
+    }
+
     /// Validates, compiles and stores a module (on a blocking thread: a
-    /// compile can take a while), then tells the engine about it.
-    pub async fn put_module(&self, bytes: Vec<u8>) -> Result<ModuleInfo, WireError> {
+    /// compile can take a while), then tells the engine about it. The
+    /// module becomes `who`'s: a tenant's module-bytes quota is checked
+    /// first (a module it owns already costs nothing).
+    pub async fn put_module(
+        &self,
+        who: &Principal,
+        bytes: Vec<u8>,
+    ) -> Result<ModuleInfo, WireError> {
+        let tenants = self.auth.tenants().clone();
+        let owner = match who {
+            Principal::Admin => None,
+            Principal::Tenant(name) => {
+                let t = self.tenant(name)?;
+                let hash = ModuleHash::of(&bytes);
+                let size = bytes.len() as u64;
+                if let Some(max) = t.quotas.max_module_bytes
+                    && !t.modules.contains_key(&hash)
+                {
+                    let owned: u64 = t.modules.values().sum();
+                    if owned.saturating_add(size) > max {
+                        return Err(WireError::new(
+                            ErrorCode::Quota,
+                            format!(
+                                "quota max-module-bytes of tenant {name} is {max}: it owns {owned} bytes of modules, this one is {size}"
+                            ),
+                        ));
+                    }
+                }
+                Some(name.clone())
+            }
+        };
+        let info = self.compile_module(bytes).await?;
+        tenants
+            .own_module(owner.as_deref(), info.hash, info.size, now_ms())
+            .map_err(|e| match e {
+                crate::tenant::TenantError::Invalid(m) => WireError::new(ErrorCode::Quota, m),
+                other => WireError::new(ErrorCode::Internal, other.to_string()),
+            })?;
+        Ok(info)
+    }
+
+    async fn compile_module(&self, bytes: Vec<u8>) -> Result<ModuleInfo, WireError> {
         let exec = self.executor.clone();
         let outcome = tokio::task::spawn_blocking(move || exec.put_module(&bytes))
             .await
@@ -241,6 +346,8 @@ pub enum StartError {
     Store(#[from] crate::store::StoreError),
     #[error("cannot join the cluster: {0}")]
     Join(String),
+    #[error("tenant registry: {0}")]
+    Tenants(#[from] crate::tenant::TenantError),
     #[error("cannot listen on {addr}: {source} (is another node using this port? pass --port N)")]
     Listen {
         addr: SocketAddr,
@@ -325,7 +432,10 @@ impl Node {
             rescue_grace_ms: cfg.cluster_node_timeout_ms.saturating_mul(2),
             ..EngineConfig::default()
         });
-        for (hash, size) in executor.modules() {
+        let tenants = Arc::new(crate::tenant::Tenants::open(data_dir.path())?);
+        let on_disk = executor.modules();
+        tenants.adopt_modules(on_disk.iter().map(|(h, _)| *h));
+        for (hash, size) in on_disk {
             engine.handle_module_added(hash, size);
         }
         let policies_file = data_dir.path().join("queue-policies");
@@ -380,6 +490,7 @@ impl Node {
                 joins: cfg.joins.clone(),
                 peers_file: Some(data_dir.path().join("peers")),
                 tls_dir,
+                tenants: tenants.clone(),
             },
             endpoint.clone(),
             &identity,
@@ -433,7 +544,10 @@ impl Node {
             pubsub: pubsub.clone(),
             store: store_stats,
             cluster: cluster.clone(),
-            auth: Arc::new(crate::auth::Auth::new(cfg.requirepass.clone())),
+            auth: Arc::new(crate::auth::Auth::with_tenants(
+                cfg.requirepass.clone(),
+                tenants,
+            )),
         };
         let started = Instant::now();
         let driver = Driver {
@@ -971,6 +1085,8 @@ impl Driver {
             queues: self.engine.busiest_queues(64),
             max_memory_bytes: self.engine.config().max_limits.memory_bytes,
             module_hashes: self.engine.module_hashes(256),
+            // Filled in by the cluster layer as it sends.
+            tenants: 0,
         });
     }
 }

@@ -108,6 +108,13 @@ pub enum Command {
         key: String,
         cmd: Box<Command>,
     },
+    /// `cmd` from a tenant's client: run in the tenant's namespace, its
+    /// quotas checked, other tenants' jobs unknown to it
+    /// (`engine/tenant.rs`).
+    As {
+        tenant: std::sync::Arc<crate::tenant::Tenant>,
+        cmd: Box<Command>,
+    },
 }
 
 /// Arguments of GETJOB.
@@ -134,6 +141,8 @@ pub struct QScan {
     pub minlen: Option<u64>,
     pub maxlen: Option<u64>,
     pub importrate: Option<u64>,
+    /// Only queues whose name starts so (set by the engine for a tenant).
+    pub prefix: Option<String>,
 }
 
 /// Arguments of JSCAN.
@@ -150,4 +159,7 @@ pub struct JScan {
     /// The `asynckey` of the request: keyed jobs are listed only when it
     /// opens them (set by the engine from [`Command::WithKey`]).
     pub key: Option<String>,
+    /// Only jobs whose queue name starts so (set by the engine for a
+    /// tenant).
+    pub prefix: Option<String>,
 }

@@ -19,6 +19,8 @@ pub enum Query {
     Queues {
         cursor: Option<String>,
         limit: usize,
+        /// Only queues whose name starts so (a tenant's, `tenant/`).
+        prefix: Option<String>,
     },
     /// One queue (`None` in the answer if the node does not know it).
     Queue { name: String },
@@ -30,6 +32,8 @@ pub enum Query {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct JobQuery {
     pub queue: Option<String>,
+    /// Only jobs whose queue name starts so (a tenant's, `tenant/`).
+    pub prefix: Option<String>,
     pub state: Option<JobState>,
     /// Only jobs with an id strictly greater (younger) than this.
     pub cursor: Option<JobId>,

@@ -159,7 +159,21 @@ async fn engine_stream(
                     return;
                 }
             }
+            Ok(Some(Frame::Tenants(records))) => {
+                let changed = inner.cfg.tenants.merge(records);
+                if !changed.is_empty() {
+                    tracing::info!(peer = %from.short(), tenants = ?changed, "tenant records taken from a peer");
+                }
+            }
             Ok(Some(Frame::Advert(a))) => {
+                if a.tenants != inner.cfg.tenants.digest() {
+                    let records = inner.cfg.tenants.records();
+                    super::link::send(
+                        &inner,
+                        from,
+                        super::link::Out::Frame(Frame::Tenants(records)),
+                    );
+                }
                 let _ = inner.events.send(PeerEvent::Load(from, a.clone()));
                 let changed = match inner.table.write() {
                     Ok(mut t) => {
@@ -248,6 +262,7 @@ fn name(f: &Frame) -> &'static str {
         Frame::FetchModule(_) => "FetchModule",
         Frame::Module(_) => "Module",
         Frame::Refused(_) => "Refused",
+        Frame::Tenants(_) => "Tenants",
         Frame::Join { .. } => "Join",
         Frame::Joined(_) => "Joined",
     }

@@ -147,7 +147,8 @@ pub(super) async fn run(
                 }
             }
             _ = adverts.tick() => {
-                let advert = inner.advert.read().map(|a| a.clone()).unwrap_or_default();
+                let mut advert = inner.advert.read().map(|a| a.clone()).unwrap_or_default();
+                advert.tenants = inner.cfg.tenants.digest();
                 let up = inner.table.read().map(|t| t.up()).unwrap_or_default();
                 for n in up {
                     link::send(&inner, n, Out::Frame(Frame::Advert(advert.clone())));

@@ -74,6 +74,9 @@ pub struct ClusterConfig {
     pub peers_file: Option<std::path::PathBuf>,
     /// `DATA_DIR/tls`, where `CLUSTER INIT` writes the cluster CA.
     pub tls_dir: std::path::PathBuf,
+    /// The tenant registry, kept the same on every node: adverts carry
+    /// its digest, and a peer whose digest differs is sent the records.
+    pub tenants: std::sync::Arc<crate::tenant::Tenants>,
 }
 
 /// Why a cluster operation failed, for the user.

@@ -18,8 +18,9 @@ use crate::engine::PeerMsg;
 use crate::job::{ModuleHash, NodeName};
 
 /// The version of the peer protocol this node speaks. 3: a job's rare and
-/// Wasm-only fields travel together (`JobExtra`).
-pub const PEER_PROTOCOL_VERSION: u8 = 3;
+/// Wasm-only fields travel together (`JobExtra`). 4: adverts carry the
+/// tenant registry's digest, and `Tenants` frames its records.
+pub const PEER_PROTOCOL_VERSION: u8 = 4;
 
 /// A node introducing itself.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +54,8 @@ pub struct Advert {
     pub max_memory_bytes: u64,
     /// Modules it holds (up to 256; module affinity).
     pub module_hashes: Vec<crate::job::ModuleHash>,
+    /// Digest of its tenant registry (`Tenants::digest`; 0: no tenants).
+    pub tenants: u64,
 }
 
 /// One frame of the peer protocol.
@@ -74,6 +77,8 @@ pub enum Frame {
     },
     /// The signed credentials for a joiner.
     Joined(super::ca::Joined),
+    /// Every tenant record of the sender (sent when advert digests differ).
+    Tenants(Vec<crate::tenant::TenantRecord>),
 }
 
 /// Why a frame could not be read.

@@ -8,7 +8,7 @@
 //! [`Engine::serve_blocked`], which hands ready jobs to the oldest blocked
 //! clients of that queue. Nothing polls.
 
-use super::{Effect, Engine, RequestId, Timer};
+use super::{Engine, RequestId, Timer};
 use crate::api::{ErrorCode, GetJob, JobEntry, Reply};
 use crate::job::{JobId, JobState, UnixMs};
 use crate::queue::ReadyKey;
@@ -254,10 +254,7 @@ impl Engine {
                 return;
             };
             if let Some(entry) = self.deliver(now, id, b.withcounters) {
-                self.effects.push_back(Effect::Reply {
-                    to: req,
-                    reply: Reply::Jobs(vec![entry]),
-                });
+                self.reply(req, Reply::Jobs(vec![entry]));
             }
         }
     }

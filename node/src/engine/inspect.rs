@@ -22,9 +22,11 @@ impl Engine {
     pub fn inspect(&self, now: UnixMs, q: Query) -> Inspection {
         match q {
             Query::Stats => Inspection::Stats(self.node_stats()),
-            Query::Queues { cursor, limit } => {
-                Inspection::Queues(self.queue_page(now, cursor, limit))
-            }
+            Query::Queues {
+                cursor,
+                limit,
+                prefix,
+            } => Inspection::Queues(self.queue_page(now, cursor, limit, prefix.as_deref())),
             Query::Queue { name } => Inspection::Queue(self.queue_stat(now, &name)),
             Query::Jobs(q) => Inspection::Jobs(self.job_page(q)),
         }
@@ -78,13 +80,20 @@ impl Engine {
         }
     }
 
-    fn queue_page(&self, now: UnixMs, cursor: Option<String>, limit: usize) -> QueuePage {
+    fn queue_page(
+        &self,
+        now: UnixMs,
+        cursor: Option<String>,
+        limit: usize,
+        prefix: Option<&str>,
+    ) -> QueuePage {
         let limit = limit.clamp(1, MAX_PAGE);
         let mut names: Vec<&str> = self
             .queues
             .iter()
             .map(|(n, _)| &**n)
             .filter(|n| cursor.as_deref().is_none_or(|c| *n > c))
+            .filter(|n| prefix.is_none_or(|p| n.starts_with(p)))
             .collect();
         names.sort_unstable();
         let more = names.len() > limit;
@@ -110,6 +119,7 @@ impl Engine {
             if q.cursor.is_some_and(|c| job.id <= c)
                 || q.state.is_some_and(|s| job.state != s)
                 || q.queue.as_deref().is_some_and(|name| &*job.queue != name)
+                || q.prefix.as_deref().is_some_and(|p| !job.queue.starts_with(p))
                 // A keyed job is shown only to its key's holder (SHOW);
                 // lists leave it out, as JSCAN does without the key.
                 || !job.opens_with(None)

@@ -4,6 +4,10 @@
 //! job less than a map from id to job. Hashed with foldhash (randomly
 //! seeded, several times faster than SipHash on 16 bytes): ids are made
 //! by this node or its peers, never chosen by clients.
+//!
+//! It also counts the jobs of each tenant (by the prefix of their queue
+//! name, `tenant/queue`), kept right as jobs come and go, for the
+//! tenants' job quota and metrics.
 
 use std::hash::BuildHasher;
 
@@ -15,6 +19,8 @@ use crate::job::{Job, JobId};
 pub struct JobTable {
     table: HashTable<Box<Job>>,
     hasher: hashbrown::DefaultHashBuilder,
+    /// Jobs held per tenant prefix; queues without `/` are not counted.
+    per_tenant: hashbrown::HashMap<Box<str>, u64>,
 }
 
 impl JobTable {
@@ -39,6 +45,7 @@ impl JobTable {
 
     /// Keeps `job` under its id, returning the job it replaces.
     pub fn insert(&mut self, job: Box<Job>) -> Option<Box<Job>> {
+        self.count(&job.queue, true);
         let id = job.id;
         let h = self.hash(&id);
         let hasher = &self.hasher;
@@ -47,7 +54,9 @@ impl JobTable {
             .entry(h, |j| j.id == id, |j| hasher.hash_one(j.id))
         {
             hashbrown::hash_table::Entry::Occupied(mut e) => {
-                Some(std::mem::replace(e.get_mut(), job))
+                let old = std::mem::replace(e.get_mut(), job);
+                self.count(&old.queue, false);
+                Some(old)
             }
             hashbrown::hash_table::Entry::Vacant(e) => {
                 e.insert(job);
@@ -59,9 +68,37 @@ impl JobTable {
     pub fn remove(&mut self, id: &JobId) -> Option<Box<Job>> {
         let h = self.hash(id);
         match self.table.find_entry(h, |j| j.id == *id) {
-            Ok(e) => Some(e.remove().0),
+            Ok(e) => {
+                let job = e.remove().0;
+                self.count(&job.queue, false);
+                Some(job)
+            }
             Err(_) => None,
         }
+    }
+
+    fn count(&mut self, queue: &str, add: bool) {
+        let Some(t) = crate::tenant::tenant_of_queue(queue) else {
+            return;
+        };
+        if add {
+            match self.per_tenant.get_mut(t) {
+                Some(n) => *n += 1,
+                None => {
+                    self.per_tenant.insert(t.into(), 1);
+                }
+            }
+        } else if let Some(n) = self.per_tenant.get_mut(t) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_tenant.remove(t);
+            }
+        }
+    }
+
+    /// Jobs held whose queue is under `tenant/`.
+    pub fn tenant_jobs(&self, tenant: &str) -> u64 {
+        self.per_tenant.get(tenant).copied().unwrap_or(0)
     }
 
     pub fn len(&self) -> usize {

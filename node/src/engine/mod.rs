@@ -30,6 +30,7 @@ mod peer;
 mod placement;
 mod restore;
 mod scan;
+mod tenant;
 mod timer;
 mod worker;
 
@@ -55,6 +56,7 @@ pub use effect::{Effect, RequestId, RunJob};
 pub use journal::{Change, RestoreReport};
 pub use peer::PeerMsg;
 pub use placement::{Mode, PeerLoad, Policy, QueuePolicy};
+pub use tenant::TenantUse;
 pub use timer::Timer;
 
 use crate::api::{AddJob, Command, ErrorCode, JobEvent, JobEventKind, ModuleInfo, Reply, bounds};
@@ -193,6 +195,11 @@ pub struct Engine {
     /// The time of the latest input, for inputs that carry none.
     last_now: UnixMs,
     placement: placement::Placement,
+    /// Per tenant: rate bucket, use, refusals (`tenant.rs`).
+    tenant_use: HashMap<std::sync::Arc<str>, TenantUse>,
+    /// Requests of tenants not yet answered, with the prefix their reply
+    /// loses.
+    scoped: HashMap<RequestId, std::sync::Arc<str>>,
 }
 
 impl Engine {
@@ -227,6 +234,8 @@ impl Engine {
             running: 0,
             run_avg_us: 0,
             effects: VecDeque::new(),
+            tenant_use: HashMap::new(),
+            scoped: HashMap::new(),
         }
     }
 
@@ -271,6 +280,16 @@ impl Engine {
     pub fn handle_command(&mut self, now: UnixMs, req: RequestId, cmd: Command) {
         self.last_now = now;
         self.queues.collect(now, 16);
+        let cmd = match cmd {
+            Command::As { tenant, cmd } => {
+                let Some(cmd) = self.scope(now, req, &tenant, *cmd) else {
+                    return;
+                };
+                self.scoped.insert(req, tenant.prefix.clone());
+                cmd
+            }
+            cmd => cmd,
+        };
         let (key, cmd) = match cmd {
             Command::WithKey { key, cmd } => (Some(key), *cmd),
             cmd => (None, cmd),
@@ -373,7 +392,7 @@ impl Engine {
             Command::QScan(q) => self.qscan(req, q),
             Command::JScan(j) => self.jscan(now, req, *j),
             // Taken apart above.
-            Command::WithKey { .. } => {}
+            Command::WithKey { .. } | Command::As { .. } => {}
             // The driver panics on it before it gets here.
             Command::DebugPanicDriver => self.reply(req, Reply::Ok),
             Command::Pause { queue, set } => self.pause(now, req, queue, set),
@@ -402,6 +421,7 @@ impl Engine {
 
     /// A blocked request's client went away: forget its waiter.
     pub fn handle_cancel(&mut self, req: RequestId) {
+        self.scoped.remove(&req);
         if let Some(id) = self.waiting_on.remove(&req) {
             self.drop_waiter(&id, req);
         }
@@ -443,6 +463,12 @@ impl Engine {
             0 => result.duration_us.max(1),
             avg => (avg * 7 + result.duration_us) / 8,
         };
+        if let Some(job) = self.jobs.get(&job_id)
+            && crate::tenant::tenant_of_queue(&job.queue).is_some()
+        {
+            let (queue, memory) = (job.queue.clone(), job.limits().memory_bytes);
+            self.charge_tenant(&queue, result.fuel_used, memory, result.duration_us);
+        }
         if let Some(job) = self.jobs.get_mut(&job_id)
             && job.state == JobState::Active
             && job.counters.attempts == attempt
@@ -577,7 +603,12 @@ impl Engine {
 
     // ---- internals ----------------------------------------------------
 
-    fn reply(&mut self, to: RequestId, reply: Reply) {
+    fn reply(&mut self, to: RequestId, mut reply: Reply) {
+        if !self.scoped.is_empty()
+            && let Some(prefix) = self.scoped.remove(&to)
+        {
+            tenant::unscope(&prefix, &mut reply);
+        }
         self.effects.push_back(Effect::Reply { to, reply });
     }
 

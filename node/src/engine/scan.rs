@@ -83,6 +83,9 @@ impl Engine {
             {
                 continue;
             }
+            if s.prefix.as_deref().is_some_and(|p| !name.starts_with(p)) {
+                continue;
+            }
             let h = name_hash(name);
             if h <= s.cursor {
                 continue;
@@ -110,6 +113,9 @@ impl Engine {
                 || s.queue.as_deref().is_some_and(|q| q != &*job.queue)
                 || (!s.states.is_empty() && !s.states.contains(&job.state))
                 || !job.opens_with(s.key.as_deref())
+                || s.prefix
+                    .as_deref()
+                    .is_some_and(|p| !job.queue.starts_with(p))
             {
                 continue;
             }

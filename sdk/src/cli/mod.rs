@@ -14,6 +14,7 @@ mod queue;
 mod resp;
 mod run;
 mod show;
+mod tenant;
 mod worker;
 
 use std::path::PathBuf;
@@ -68,9 +69,13 @@ pub struct Args {
         value_delimiter = ','
     )]
     ca: Vec<PathBuf>,
-    /// Password of a node that has `requirepass` set.
+    /// Password of a node that has `requirepass` set (the admin's).
     #[arg(long, global = true, env = "WASQUE_PASSWORD", hide_env_values = true)]
     password: Option<String>,
+    /// A tenant's credential, `NAME:TOKEN` as `wasque tenant add` printed
+    /// it; used instead of the password.
+    #[arg(long, global = true, env = "WASQUE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -140,6 +145,10 @@ enum Cmd {
     /// `meet HOST:PORT`, `leaving yes|no`, `info`.
     #[command(subcommand)]
     Cluster(cluster::ClusterCmd),
+    /// Tenants (over RESP, the admin's): `add NAME [QUOTA=VALUE...]`, `ls`,
+    /// `rm NAME`, `token NAME`, `revoke NAME ID`, `set NAME QUOTA=VALUE...`.
+    #[command(subcommand)]
+    Tenant(tenant::TenantCmd),
     /// List the cluster's nodes with their state (up, down, leaving) and
     /// load (executor slots in use, queued jobs, jobs held); `*` marks the
     /// node asked.
@@ -230,7 +239,7 @@ async fn connect(args: &Args, pick: crate::Pick) -> anyhow::Result<ClusterClient
         ca_pem.push(b'\n');
     }
     let mut cfg = ClusterConfig::new(seeds(&args.node), ca_pem);
-    cfg.token = args.password.clone();
+    cfg.token = args.token.clone().or_else(|| args.password.clone());
     cfg.pick = pick;
     Ok(ClusterClient::connect(cfg).await?)
 }
@@ -256,13 +265,14 @@ pub(crate) fn parse_id(s: &str) -> anyhow::Result<crate::proto::JobId> {
 
 async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
     // The Disque-style commands speak RESP to the node's TCP port.
-    let password = args.password.as_deref();
+    let password = args.token.as_deref().or(args.password.as_deref());
     let node = first_seed(&args.node);
     match args.command {
         Cmd::Queue(q) => return queue::queue(&node, password, q).await,
         Cmd::Getjob(g) => return queue::getjob(&node, password, g).await,
         Cmd::Worker(w) => return worker::run(&seeds(&args.node), password, w).await,
         Cmd::Cluster(c) => return cluster::run(&node, password, c).await,
+        Cmd::Tenant(t) => return tenant::run(&node, password, t).await,
         Cmd::Nodes { json } => return cluster::nodes(&node, password, json).await,
         _ => {}
     }
@@ -353,6 +363,7 @@ async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
         | Cmd::Getjob(_)
         | Cmd::Worker(_)
         | Cmd::Cluster(_)
+        | Cmd::Tenant(_)
         | Cmd::Nodes { .. }
         | Cmd::Completions { .. }
         | Cmd::Manpage => Ok(ExitCode::SUCCESS),

@@ -133,8 +133,15 @@ impl Resp {
         let mut c = Resp {
             io: BufReader::new(stream),
         };
-        if let Some(p) = password
-            && let Value::Error(e) = c.call(&[b"AUTH", p.as_bytes()]).await?
+        // A tenant's `NAME:wqt_...` is Redis 6's `AUTH user password`.
+        let auth: Option<Vec<&[u8]>> = password.map(|p| match p.split_once(':') {
+            Some((user, secret)) if secret.starts_with("wqt_") => {
+                vec![&b"AUTH"[..], user.as_bytes(), secret.as_bytes()]
+            }
+            _ => vec![&b"AUTH"[..], p.as_bytes()],
+        });
+        if let Some(words) = auth
+            && let Value::Error(e) = c.call(&words).await?
         {
             bail!("AUTH refused: {e}");
         }

@@ -81,7 +81,14 @@ pub async fn queues(State(st): State<AppState>, params: Params) -> Result<Json<V
     let mut p = parse(params, &["cursor", "limit"])?;
     let cursor = p.take("cursor");
     let limit = limit(p.take("limit"), 100)?;
-    let Inspection::Queues(page) = st.ask(Query::Queues { cursor, limit }).await? else {
+    let Inspection::Queues(page) = st
+        .ask(Query::Queues {
+            cursor,
+            limit,
+            prefix: None,
+        })
+        .await?
+    else {
         return Err(unexpected());
     };
     let now = now_ms();
@@ -136,6 +143,7 @@ pub async fn jobs(State(st): State<AppState>, params: Params) -> Result<Json<Val
         state,
         cursor,
         limit,
+        prefix: None,
     };
     let Inspection::Jobs(page) = st.ask(Query::Jobs(q)).await? else {
         return Err(unexpected());

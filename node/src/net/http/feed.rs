@@ -213,6 +213,7 @@ async fn tick(st: &AppState, now: UnixMs) -> Result<serde_json::Value, HttpError
         .ask(Query::Queues {
             cursor: None,
             limit: TICK_QUEUES,
+            prefix: None,
         })
         .await?
     else {

@@ -16,6 +16,12 @@
 //!    data and asks for the token itself) needs `Authorization: Bearer
 //!    <password>`, checked by the node's one [`crate::auth::Auth`];
 //!    missing or wrong is 401 with `WWW-Authenticate: Bearer`.
+//!
+//! A tenant's token (`Bearer tenant:token`) makes the request that
+//! tenant's: the principal is set for the handler's task ([`WHO`]), and
+//! `AppState::call` wraps every engine command in the tenant's scope. The
+//! node's figures (`/metrics`, `/api/cluster`, `/api/nodes/*`,
+//! `/api/activity`, the event feed) are the admin's: 403 for a tenant.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -27,9 +33,24 @@ use axum::response::{IntoResponse, Response};
 use axum::serve::IncomingStream;
 
 use super::{AppState, HttpError};
+use crate::auth::Principal;
 
 /// Routes open without credentials.
 pub const OPEN_PATHS: &[&str] = &["/healthz", "/readyz", "/"];
+
+/// Routes a tenant may not read (the node's own figures), by prefix.
+pub const ADMIN_PATHS: &[&str] = &[
+    "/metrics",
+    "/api/cluster",
+    "/api/nodes/",
+    "/api/activity",
+    "/api/events",
+];
+
+tokio::task_local! {
+    /// Who sent the request being handled (set by [`guard`]).
+    pub static WHO: Principal;
+}
 
 /// Routes answered whatever the `Host`.
 pub const ANY_HOST_PATHS: &[&str] = &["/healthz", "/readyz"];
@@ -67,12 +88,29 @@ pub async fn guard(State(st): State<AppState>, req: Request, next: Next) -> Resp
             .into_response();
         }
     }
-    if OPEN_PATHS.contains(&path) || !st.handle().auth().is_required() {
-        return next.run(req).await;
-    }
-    match bearer(&req) {
-        Some(token) if st.handle().auth().verify_bearer(token).is_ok() => next.run(req).await,
-        given => unauthorized(if given.is_some() {
+    let auth = st.handle().auth();
+    let names_tenant = |t: &str| {
+        t.split_once(':')
+            .is_some_and(|(u, _)| auth.tenants().get(u).is_some())
+    };
+    let who = match bearer(&req) {
+        Some(t) if names_tenant(t) => auth.verify_bearer(t).ok(),
+        _ if OPEN_PATHS.contains(&path) => Some(Principal::Admin),
+        _ if !auth.is_required() => Some(Principal::Admin),
+        Some(t) => auth.verify_bearer(t).ok(),
+        None => None,
+    };
+    match who {
+        Some(Principal::Tenant(name)) if ADMIN_PATHS.iter().any(|p| path.starts_with(p)) => {
+            HttpError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("{path} shows the whole node: it is the admin's, not tenant {name}'s"),
+            )
+            .into_response()
+        }
+        Some(p) => WHO.scope(p, next.run(req)).await,
+        None => unauthorized(if bearer(&req).is_some() {
             "invalid token: send the node's password as Authorization: Bearer <password>"
         } else {
             "authentication required: send the node's password as Authorization: Bearer <password>"

@@ -130,7 +130,16 @@ impl AppState {
     }
 
     /// Sends a command to the engine and awaits its reply (bounded).
+    /// One engine command, as the request's principal ([`guard::WHO`]):
+    /// a tenant's is scoped to its namespace.
     async fn call(&self, cmd: Command) -> Result<Reply, HttpError> {
+        let cmd = match guard::WHO.try_with(Clone::clone) {
+            Ok(who) => self
+                .handle()
+                .scoped(&who, cmd)
+                .map_err(HttpError::from_wire)?,
+            Err(_) => cmd,
+        };
         match tokio::time::timeout(ENGINE_TIMEOUT, self.handle().call(cmd)).await {
             Err(_) => Err(HttpError::unavailable(format!(
                 "the engine did not answer within {} s",

@@ -49,6 +49,7 @@ pub async fn metrics(State(st): State<AppState>) -> Result<Response, HttpError> 
         .ask(Query::Queues {
             cursor: None,
             limit: MAX_PAGE,
+            prefix: None,
         })
         .await?
     else {

@@ -21,7 +21,8 @@ use wasque_sdk::proto::{
 
 use super::QuicConfig;
 use super::translate;
-use crate::api::Reply;
+use crate::api::{Command, Reply};
+use crate::auth::Principal;
 use crate::runtime::{Handle, ReplyTo, ReplyTx};
 
 /// Replies written to the stream in one write at most (bytes, roughly):
@@ -38,7 +39,7 @@ pub async fn serve(
     handle: Handle,
     mut stop: watch::Receiver<bool>,
 ) {
-    let authed = Arc::new(AtomicBool::new(handle.auth().anonymous().is_some()));
+    let authed = Arc::new(Who::new(handle.auth().anonymous()));
     let inflight = Arc::new(Semaphore::new(cfg.max_inflight));
     let remote = conn.remote_address();
     tracing::debug!(%remote, "client connected");
@@ -81,7 +82,7 @@ async fn stream_task(
     recv: quinn::RecvStream,
     cfg: Arc<QuicConfig>,
     handle: Handle,
-    authed: Arc<AtomicBool>,
+    authed: Arc<Who>,
     door: Door,
 ) {
     // Buffered: a frame's length and body come from one read of the
@@ -135,7 +136,7 @@ async fn pipeline(
     mut recv: Recv,
     cfg: Arc<QuicConfig>,
     handle: Handle,
-    authed: Arc<AtomicBool>,
+    authed: Arc<Who>,
     door: Door,
 ) {
     // As many slots as requests may be in flight on the whole connection:
@@ -247,7 +248,7 @@ fn handle_request(
     frame: RequestFrame,
     tx: &ReplyTx,
     handle: &Handle,
-    authed: &AtomicBool,
+    authed: &Who,
     max_reply: usize,
 ) {
     let reply_to = ReplyTo {
@@ -266,19 +267,22 @@ fn handle_request(
                         proto::PROTOCOL_VERSION
                     ),
                 )
-            } else if let Err(e) = hello_auth(handle.auth(), token.as_deref()) {
-                Reply::error(ErrorCode::NoAuth, e.to_string())
             } else {
-                authed.store(true, Ordering::Relaxed);
-                Reply::Hello {
-                    node: handle.node_id().to_string(),
-                    protocol: proto::PROTOCOL_VERSION,
-                    max_reply_bytes: max_reply as u64,
+                match hello_auth(handle.auth(), token.as_deref()) {
+                    Err(e) => Reply::error(ErrorCode::NoAuth, e.to_string()),
+                    Ok(who) => {
+                        authed.set(who);
+                        Reply::Hello {
+                            node: handle.node_id().to_string(),
+                            protocol: proto::PROTOCOL_VERSION,
+                            max_reply_bytes: max_reply as u64,
+                        }
+                    }
                 }
             };
             reply_to.send(reply);
         }
-        _ if !authed.load(Ordering::Relaxed) => {
+        _ if authed.get().is_none() => {
             reply_to.send(Reply::error(
                 ErrorCode::NoAuth,
                 "authentication required: send the node's password in the hello",
@@ -288,12 +292,22 @@ fn handle_request(
             ErrorCode::Err,
             "PutModule and Subscribe must open a stream of their own",
         )),
+        Request::NodeInfo if matches!(authed.get(), Some(Principal::Tenant(_))) => {
+            reply_to.send(Reply::error(
+                ErrorCode::NoAuth,
+                "node figures are the admin's; a tenant's token does not open them",
+            ))
+        }
         Request::NodeInfo => handle.node_info(reply_to),
         Request::Nodes => reply_to.send(Reply::Nodes(crate::cluster::discovery::nodes(
             handle.cluster(),
         ))),
         other => match translate::command(other) {
-            Some(cmd) => handle.submit(cmd, reply_to),
+            Some(Command::DeleteModule { hash }) => {
+                let (handle, who) = (handle.clone(), authed.get().unwrap_or(Principal::Admin));
+                tokio::spawn(async move { reply_to.send(handle.delete_module(&who, hash).await) });
+            }
+            Some(cmd) => handle.submit_as(&authed.get().unwrap_or(Principal::Admin), cmd, reply_to),
             None => reply_to.send(Reply::error(ErrorCode::Unsupported, "unsupported request")),
         },
     }
@@ -309,11 +323,11 @@ async fn subscribe(
     mut recv: Recv,
     cfg: &QuicConfig,
     handle: &Handle,
-    authed: &AtomicBool,
+    authed: &Who,
 ) {
     let max = cfg.max_frame_bytes;
     let write = |response: Response| ResponseFrame { id, response };
-    if !authed.load(Ordering::Relaxed) {
+    if authed.get().is_none() {
         let frame = write(Response::Error(WireError::new(
             ErrorCode::NoAuth,
             "authentication required",
@@ -322,6 +336,15 @@ async fn subscribe(
         let _ = send.finish();
         return;
     }
+    // A tenant hears its own queues only, named as it names them.
+    let prefix = match authed.get() {
+        Some(Principal::Tenant(name)) => Some(format!("{name}/")),
+        _ => None,
+    };
+    let queues: Vec<String> = match &prefix {
+        Some(p) => queues.iter().map(|q| format!("{p}{q}")).collect(),
+        None => queues,
+    };
     let mut events = handle.pubsub().listen();
     // Subscribed: every event from now on reaches this stream.
     if proto::write_frame(&mut send, &write(Response::Ok), max)
@@ -338,7 +361,13 @@ async fn subscribe(
                     if !queues.is_empty() && !queues.iter().any(|q| *q == p.queue) {
                         continue;
                     }
-                    let json = String::from_utf8_lossy(&p.payload).into_owned();
+                    let json = match &prefix {
+                        None => String::from_utf8_lossy(&p.payload).into_owned(),
+                        Some(pre) if p.queue.starts_with(pre.as_str()) => {
+                            crate::net::resp::pubsub::unscoped_payload(&p.payload, pre)
+                        }
+                        Some(_) => continue,
+                    };
                     if proto::write_frame(&mut send, &write(Response::Event(json)), max)
                         .await
                         .is_err()
@@ -370,9 +399,9 @@ async fn upload(
     mut recv: Recv,
     cfg: &QuicConfig,
     handle: &Handle,
-    authed: &AtomicBool,
+    authed: &Who,
 ) {
-    let reply = if !authed.load(Ordering::Relaxed) {
+    let reply = if authed.get().is_none() {
         let _ = recv.get_mut().stop(1u32.into());
         Response::Error(WireError::new(ErrorCode::NoAuth, "authentication required"))
     } else if size > cfg.max_module_bytes as u64 {
@@ -392,7 +421,10 @@ async fn upload(
                 tracing::info!("module upload abandoned after a partial transfer: {e}");
                 return;
             }
-            Ok(_) => match handle.put_module(bytes).await {
+            Ok(_) => match handle
+                .put_module(&authed.get().unwrap_or(Principal::Admin), bytes)
+                .await
+            {
                 Ok(info) => Response::Module(info),
                 Err(e) => Response::Error(e),
             },
@@ -410,14 +442,41 @@ async fn upload(
     let _ = send.stopped().await;
 }
 
-/// A hello's token: none needed on a node without credentials (a token
-/// sent anyway is ignored, as before), the password otherwise.
+/// A hello's token: a tenant's `name:token` makes the client that tenant
+/// (on any node); otherwise none is needed on a node without credentials
+/// (a token sent anyway is ignored, as before), and the password (or
+/// `admin:password`) is on one with them.
 fn hello_auth(
     auth: &crate::auth::Auth,
     token: Option<&str>,
-) -> Result<crate::auth::Principal, crate::auth::AuthError> {
-    match auth.anonymous() {
-        Some(p) => Ok(p),
-        None => auth.verify(None, token.unwrap_or("").as_bytes()),
+) -> Result<Principal, crate::auth::AuthError> {
+    let names_tenant = |t: &str| {
+        t.split_once(':')
+            .is_some_and(|(u, _)| auth.tenants().get(u).is_some())
+    };
+    match (token, auth.anonymous()) {
+        (Some(t), _) if names_tenant(t) => auth.verify_bearer(t),
+        (_, Some(p)) => Ok(p),
+        (t, None) => auth.verify_bearer(t.unwrap_or("")),
+    }
+}
+
+/// Who a connection's client is, shared by its streams; set by the hello
+/// (`None`: not authenticated on a node with credentials).
+struct Who(std::sync::RwLock<Option<Principal>>);
+
+impl Who {
+    fn new(p: Option<Principal>) -> Who {
+        Who(std::sync::RwLock::new(p))
+    }
+
+    fn get(&self) -> Option<Principal> {
+        self.0.read().map(|p| p.clone()).unwrap_or(None)
+    }
+
+    fn set(&self, p: Principal) {
+        if let Ok(mut w) = self.0.write() {
+            *w = Some(p);
+        }
     }
 }

@@ -39,7 +39,7 @@ use super::cmd::server::{self, ServerCmd};
 use super::cmd::{self, Action, Render};
 use super::frame::{self, Frame};
 use crate::api::{ErrorCode, Reply};
-use crate::auth::AuthError;
+use crate::auth::{AuthError, Principal};
 use crate::runtime::{Handle, ReplyTo};
 
 /// How long a closing connection still waits for replies owed before the
@@ -58,7 +58,9 @@ enum Slot {
 struct Conn {
     shared: Arc<Shared>,
     handle: Handle,
-    authed: bool,
+    /// Who the client is; `None` until it authenticates on a node with
+    /// credentials.
+    who: Option<Principal>,
     closing: bool,
     /// Resumes a request that arrives over several reads.
     parser: frame::Parser,
@@ -97,11 +99,11 @@ pub async fn serve(
     mut stop: watch::Receiver<bool>,
 ) {
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let authed = handle.auth().anonymous().is_some();
+    let who = handle.auth().anonymous();
     let mut c = Conn {
         shared,
         handle,
-        authed,
+        who,
         closing: false,
         parser: frame::Parser::default(),
         slots: VecDeque::new(),
@@ -245,7 +247,7 @@ impl Conn {
                 self.stalled = true;
                 return;
             }
-            let limits = if self.authed {
+            let limits = if self.who.is_some() {
                 self.shared.limits
             } else {
                 self.shared.limits.unauthenticated()
@@ -282,7 +284,7 @@ impl Conn {
             .first()
             .and_then(|n| std::str::from_utf8(n).ok())
             .is_some_and(crate::auth::Auth::open_to_anonymous);
-        if !self.authed && !is_auth {
+        if self.who.is_none() && !is_auth {
             self.push(Slot::Ready(Frame::error(
                 "NOAUTH",
                 "Authentication required.",
@@ -293,14 +295,23 @@ impl Conn {
             .first()
             .is_some_and(|n| n.eq_ignore_ascii_case(b"subscribe"))
         {
-            if args.len() < 2 {
+            if matches!(self.who, Some(Principal::Tenant(_))) {
+                self.push(Slot::Ready(no_perm("SUBSCRIBE")));
+            } else if args.len() < 2 {
                 self.push(Slot::Ready(cmd::wrong_arity("subscribe")));
             } else {
                 self.subscribe = Some(args);
             }
             return;
         }
-        match cmd::parse(args) {
+        let action = cmd::parse(args);
+        if matches!(self.who, Some(Principal::Tenant(_)))
+            && let Some(name) = admin_only(&action)
+        {
+            self.push(Slot::Ready(no_perm(name)));
+            return;
+        }
+        match action {
             Action::Reply(f) => {
                 self.push(Slot::Ready(f));
             }
@@ -312,6 +323,14 @@ impl Conn {
                     "ERR",
                     "DEBUG is disabled: start the node with --enable-debug-command (test nodes only)",
                 )));
+            }
+            Action::Engine(crate::api::Command::DeleteModule { hash }, render) => {
+                let tag = self.push(Slot::Engine(render));
+                let (handle, to) = (self.handle.clone(), self.reply_to(tag));
+                let who = self.principal();
+                tokio::spawn(async move {
+                    to.send(handle.delete_module(&who, hash).await);
+                });
             }
             Action::Engine(command, render) => {
                 if render.is_heavy() && !self.room_for_heavy() {
@@ -327,8 +346,9 @@ impl Conn {
             Action::PutModule(bytes) => {
                 let tag = self.push(Slot::Engine(Render::ModulePut));
                 let (handle, to) = (self.handle.clone(), self.reply_to(tag));
+                let who = self.principal();
                 tokio::spawn(async move {
-                    let reply = match handle.put_module(bytes.to_vec()).await {
+                    let reply = match handle.put_module(&who, bytes.to_vec()).await {
                         Ok(info) => Reply::Module(info),
                         Err(e) => Reply::Error(e),
                     };
@@ -351,7 +371,22 @@ impl Conn {
                 let f = cmd::cluster::run(&self.handle, c);
                 self.push(Slot::Ready(f));
             }
+            Action::Tenant(c) => {
+                let auth = self.handle.auth();
+                let f = cmd::tenant::run(
+                    auth.tenants(),
+                    c,
+                    auth.is_required(),
+                    crate::runtime::now_ms(),
+                );
+                self.push(Slot::Ready(f));
+            }
         }
+    }
+
+    /// Who the client is (only called once it may send commands).
+    fn principal(&self) -> Principal {
+        self.who.clone().unwrap_or(Principal::Admin)
     }
 
     fn server(&mut self, s: ServerCmd) -> Frame {
@@ -365,13 +400,13 @@ impl Conn {
             }
             ServerCmd::Auth { user, password } => {
                 match self.handle.auth().verify(user.as_deref(), &password) {
-                    Ok(_) => {
-                        self.authed = true;
+                    Ok(p) => {
+                        self.who = Some(p);
                         Frame::Simple("OK".into())
                     }
                     Err(e @ AuthError::NotConfigured) => Frame::error("ERR", &e.to_string()),
                     Err(e @ AuthError::Invalid) => {
-                        self.authed = self.handle.auth().anonymous().is_some();
+                        self.who = self.handle.auth().anonymous();
                         Frame::error("WRONGPASS", &e.to_string())
                     }
                 }
@@ -440,7 +475,8 @@ impl Conn {
             self.reserved += self.shared.heavy_reply;
         }
         let tag = self.push(Slot::Engine(render));
-        self.handle.submit(command, self.reply_to(tag));
+        self.handle
+            .submit_as(&self.principal(), command, self.reply_to(tag));
     }
 
     fn reply_to(&self, tag: u64) -> ReplyTo {
@@ -664,4 +700,32 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
+}
+
+/// The name of a command a tenant may not send, if `a` is one: the node's
+/// settings, figures, cluster and tenant registry are the admin's. Engine
+/// commands are all open to it: the engine scopes them.
+fn admin_only(a: &Action) -> Option<&'static str> {
+    match a {
+        Action::Engine(..) | Action::Reply(_) | Action::PutModule(_) => None,
+        Action::Info(_) => Some("INFO"),
+        Action::Cluster(_) => Some("CLUSTER"),
+        Action::Tenant(_) => Some("TENANT"),
+        Action::Server(s) => match s {
+            ServerCmd::Ping(_)
+            | ServerCmd::Echo(_)
+            | ServerCmd::Quit
+            | ServerCmd::Auth { .. }
+            | ServerCmd::Hello { .. } => None,
+            _ => Some("CONFIG"),
+        },
+    }
+}
+
+/// Redis's ACL refusal.
+fn no_perm(command: &str) -> Frame {
+    Frame::error(
+        "NOPERM",
+        &format!("{command} is the admin's; a tenant's token does not open it"),
+    )
 }

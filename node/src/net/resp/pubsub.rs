@@ -141,6 +141,22 @@ impl Drop for Subscriber {
     }
 }
 
+/// An event's payload as a tenant sees it: its queue without the tenant's
+/// prefix.
+pub fn unscoped_payload(payload: &[u8], prefix: &str) -> String {
+    match serde_json::from_slice::<serde_json::Value>(payload) {
+        Ok(mut v) => {
+            if let Some(q) = v.get("queue").and_then(|q| q.as_str())
+                && let Some(rest) = q.strip_prefix(prefix)
+            {
+                v["queue"] = serde_json::Value::String(rest.to_string());
+            }
+            v.to_string()
+        }
+        Err(_) => String::from_utf8_lossy(payload).into_owned(),
+    }
+}
+
 /// Whether `channel` receives an event of `queue`.
 fn matches(channel: &str, queue: &str) -> bool {
     channel == "jobs" || channel.strip_prefix("queue:") == Some(queue)

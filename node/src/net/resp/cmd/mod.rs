@@ -12,6 +12,7 @@ mod policy;
 mod queues;
 mod render;
 pub(super) mod server;
+pub(super) mod tenant;
 mod wasm;
 
 use bytes::Bytes;
@@ -38,6 +39,8 @@ pub enum Action {
     Server(server::ServerCmd),
     /// CLUSTER subcommands, answered from the cluster layer.
     Cluster(cluster::ClusterCmd),
+    /// TENANT subcommands (the admin's), answered from the registry.
+    Tenant(tenant::TenantCmd),
 }
 
 /// Arity as Redis states it: `n` exactly n words (with the name), `-n` at
@@ -84,6 +87,7 @@ const TABLE: &[(&str, i32)] = &[
     ("result", 2),
     ("waitjob", 3),
     ("finish", -3),
+    ("tenant", -2),
 ];
 
 /// Turns a request's words into an action, or the error reply it deserves.
@@ -113,6 +117,7 @@ pub fn parse(args: Vec<Bytes>) -> Action {
         "qlen" | "qpeek" | "qstat" | "qscan" | "jscan" | "pause" => queues::parse(&a),
         "module" | "result" | "waitjob" | "finish" => wasm::parse(&a),
         "qpolicy" => policy::parse(&a),
+        "tenant" => tenant::parse(&a),
         _ => server::parse(&a),
     };
     match (out, key) {
