@@ -79,6 +79,33 @@ fn build() -> Result<PathBuf, String> {
     Ok(root.join("target/wasm32-wasip1/release"))
 }
 
+/// Bytes of the example `name` built for `wasm32-wasip2`: a WASI preview 2
+/// component (a `wasi:cli/command`) from the same source as the preview 1
+/// module, for the component benchmark. Builds it on every call (cargo
+/// finds it fresh after the first).
+pub fn component(name: &str) -> Vec<u8> {
+    let root = repo_root().join("guest-examples");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .current_dir(&root)
+        .args(["build", "--release", "--quiet", "--target", "wasm32-wasip2"])
+        .args(["-p", name])
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTC_WRAPPER")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run cargo to build {name} for wasm32-wasip2: {e}"));
+    assert!(
+        out.status.success(),
+        "building {name} for wasm32-wasip2 failed (is the target installed? `rustup target add wasm32-wasip2`):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    read_built(&root.join(format!("target/wasm32-wasip2/release/{name}.wasm")))
+}
+
 /// Bytes of the C guest `name` (`guest-examples/c/NAME.c`), building the C
 /// guests with their Makefile first if this process has not yet done so.
 /// Fails with the install line when the toolchain is missing.
