@@ -4,7 +4,8 @@
 //! (the `assemblyscript` compiler and `@assemblyscript/wasi-shim` from
 //! npm) must print byte for byte what the Rust examples print for the same
 //! payloads: text with ASCII and Unicode spaces, invalid UTF-8, nothing, a
-//! binary payload of every byte value, 1 MiB of words.
+//! binary payload of every byte value, 1 MiB of words; and past the
+//! memory cap they end `memory-limit`.
 //!
 //! Both are `#[ignore]`d (a plain `cargo test` lists them as ignored):
 //! `scripts/test.sh` installs the toolchains and runs them with
@@ -12,7 +13,7 @@
 //! line.
 
 use wasque_sdk::Client;
-use wasque_sdk::proto::{AddJob, JobResult, LimitsRequest, ModuleHash};
+use wasque_sdk::proto::{AddJob, ErrorClass, JobResult, LimitsRequest, ModuleHash};
 use wasque_tests::guests;
 use wasque_tests::node::TestNode;
 use wasque_tests::tools;
@@ -101,6 +102,21 @@ async fn same_as_rust(lang: &str, wordcount: Vec<u8>, sha256: Vec<u8>) {
         want_abc.as_bytes()
     );
     assert_eq!(run(&c, pairs[0].2, b"one two  three").await.output, b"3\n");
+
+    // Past the memory cap the guest's allocation fails, it exits non-zero,
+    // and the job is classed by the refused growth.
+    let mut job = AddJob::new("langs", vec![b'w'; 7 << 20]);
+    job.module = Some(pairs[0].2);
+    job.limits.memory_bytes = Some(4 << 20);
+    let s = c.run(job, 60_000).await.expect("run");
+    let r = s.result.expect("job finished within the wait");
+    assert_eq!(
+        r.error_class,
+        Some(ErrorClass::MemoryLimit),
+        "{lang} wordcount of 7 MiB under a 4 MiB cap: {} / stderr {}",
+        r.message,
+        String::from_utf8_lossy(&r.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
