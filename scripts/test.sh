@@ -4,7 +4,8 @@
 # wasm32-wasip1, a target this script adds if it is missing).
 #
 # A few tests drive programs from outside Rust: headless Chromium and
-# Node.js (the dashboard in a browser) and redis-cli (RESP smoke test).
+# Node.js (the dashboard in a browser), redis-cli (RESP smoke test), and
+# the C and AssemblyScript compilers (guests in other languages).
 # They are #[ignore]d, so plain `cargo test` lists them as ignored; this
 # script installs what they need (as root with apt-get, and `npm ci` in
 # tests/browser), or stops before any test with the line that installs
@@ -45,9 +46,22 @@ if [[ ${WASQUE_SKIP_TOOL_TESTS:-} != 1 ]]; then
             (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error) ||
                 missing+=("playwright-core: (cd tests/browser && npm ci)")
         fi
+        # The AssemblyScript guests' compiler (guest-examples/assemblyscript).
+        if [[ ! -f guest-examples/assemblyscript/node_modules/assemblyscript/package.json ]]; then
+            (cd guest-examples/assemblyscript && npm ci --no-audit --no-fund --loglevel=error) ||
+                missing+=("assemblyscript: (cd guest-examples/assemblyscript && npm ci)")
+        fi
     else
         missing+=("node, npm: apt-get install nodejs npm")
     fi
+    # The C guests (guest-examples/c): clang's wasm32-wasi target, wasm-ld
+    # and wasi-libc; checked by compiling an empty program.
+    c_wasm_ok() {
+        echo 'int main(void) { return 0; }' |
+            clang --target=wasm32-wasi -x c - -o /dev/null 2>/dev/null
+    }
+    c_wasm_ok || apt_install clang lld wasi-libc libclang-rt-dev-wasm32 || true
+    c_wasm_ok || missing+=("clang for wasm32-wasi: apt-get install clang lld wasi-libc libclang-rt-dev-wasm32")
     if ((${#missing[@]})); then
         echo "scripts/test.sh: some tests need programs that are not installed:" >&2
         printf '  %s\n' "${missing[@]}" >&2
@@ -59,8 +73,8 @@ fi
 
 cargo test --workspace
 if [[ ${WASQUE_SKIP_TOOL_TESTS:-} == 1 ]]; then
-    echo "scripts/test.sh: WASQUE_SKIP_TOOL_TESTS=1: the dashboard browser tests and redis_cli_smoke were NOT run (ignored above)" >&2
+    echo "scripts/test.sh: WASQUE_SKIP_TOOL_TESTS=1: the dashboard browser tests, redis_cli_smoke and the C and AssemblyScript guest tests were NOT run (ignored above)" >&2
 else
     # The tests that need those programs (ignored in the run above).
-    cargo test -p wasque-tests --test dashboard --test resp_conformance -- --ignored
+    cargo test -p wasque-tests --test dashboard --test resp_conformance --test guest_langs -- --ignored
 fi

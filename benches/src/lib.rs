@@ -1,8 +1,10 @@
 //! Set-up shared by the benchmarks in `benches/benches/`: a node
 //! configuration on a free loopback port, a multi-thread runtime, the
 //! standard 1 KiB `wordcount` payload, the raw wasmtime baseline and the
-//! QUIC echo server that gives the end-to-end bench its transport floor.
+//! QUIC echo server that gives the end-to-end bench its transport floor,
+//! and a WASI preview 2 component runner (the component bench).
 
+pub mod component;
 pub mod echo;
 pub mod raw;
 pub mod sim;

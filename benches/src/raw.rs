@@ -44,13 +44,15 @@ pub struct Raw {
     _ticker: Option<Ticker>,
 }
 
-struct Ticker {
+/// A thread that increments an engine's epoch every tick until dropped.
+pub struct Ticker {
     stop: Arc<AtomicBool>,
     handle: Option<JoinHandle<()>>,
 }
 
 impl Ticker {
-    fn start(engine: Engine, tick: Duration) -> Ticker {
+    /// Starts ticking `engine` every `tick`.
+    pub fn start(engine: Engine, tick: Duration) -> Ticker {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let handle = std::thread::spawn(move || {
