@@ -26,6 +26,7 @@ mod ids;
 mod inspect;
 mod job_table;
 mod journal;
+mod life;
 mod peer;
 mod placement;
 mod restore;
@@ -41,6 +42,8 @@ mod tests_cluster;
 mod tests_disque;
 #[cfg(test)]
 mod tests_gather;
+#[cfg(test)]
+mod tests_life;
 #[cfg(test)]
 mod tests_restore;
 
@@ -193,6 +196,8 @@ pub struct Engine {
     /// The time of the latest input, for inputs that carry none.
     last_now: UnixMs,
     placement: placement::Placement,
+    /// Dead letters by queue and the queues' default retry policies.
+    dead: life::DeadLetters,
 }
 
 impl Engine {
@@ -215,6 +220,10 @@ impl Engine {
                 ..Default::default()
             },
             journal,
+            dead: life::DeadLetters {
+                rng: cfg.seed ^ 0x5851_f42d_4c95_7f2d,
+                ..Default::default()
+            },
             ids: IdGen::new(cfg.node_prefix, cfg.seed),
             cfg,
             jobs: job_table::JobTable::default(),
@@ -355,7 +364,9 @@ impl Engine {
                 self.reply(req, reply);
             }
             Command::GetJob(g) => self.get_job(now, req, *g),
-            Command::Nack { ids } => self.requeue_cmd(now, req, ids, true),
+            Command::Nack { ids, delay_ms } => self.nack_cmd(now, req, ids, delay_ms),
+            Command::Dlq(d) => self.dlq_cmd(now, req, *d),
+            Command::QRetry { queue, set } => self.qretry_cmd(now, req, queue, set),
             Command::Enqueue { ids } => self.requeue_cmd(now, req, ids, false),
             Command::Dequeue { ids } => self.dequeue_cmd(now, req, ids),
             Command::Working { id } => self.working(now, req, id),
@@ -443,9 +454,32 @@ impl Engine {
             0 => result.duration_us.max(1),
             avg => (avg * 7 + result.duration_us) / 8,
         };
-        if let Some(job) = self.jobs.get_mut(&job_id)
-            && job.state == JobState::Active
-            && job.counters.attempts == attempt
+        let this_run = self
+            .jobs
+            .get(&job_id)
+            .is_some_and(|j| j.state == JobState::Active && j.counters.attempts == attempt);
+        // A failure of a job with a retry policy: run again after its
+        // backoff, or buried (life.rs).
+        let has_policy = self.jobs.get(&job_id).is_some_and(|j| j.retry().is_some());
+        let handled = this_run && !result.is_success() && has_policy && {
+            if self.cfg.events
+                && let Some(job) = self.jobs.get(&job_id)
+            {
+                self.effects.push_back(Effect::Event(JobEvent {
+                    id: job_id,
+                    queue: job.queue.to_string(),
+                    kind: JobEventKind::Finished {
+                        class: result.error_class,
+                        run_us: result.duration_us,
+                        fuel_used: result.fuel_used,
+                    },
+                }));
+            }
+            self.after_failed_run(now, job_id, &result)
+        };
+        if this_run
+            && !handled
+            && let Some(job) = self.jobs.get_mut(&job_id)
         {
             job.state = if result.is_success() {
                 JobState::Done
@@ -499,7 +533,7 @@ impl Engine {
                     let Some(job) = self.jobs.get(&id) else {
                         continue;
                     };
-                    if job.expires_at > now {
+                    if job.expires_at > now || job.state == JobState::Dead {
                         continue;
                     }
                     if job.state == JobState::Acked {
@@ -529,6 +563,9 @@ impl Engine {
                         // Disque: a queue paused in input takes nothing
                         // back; try again after another retry period.
                         self.arm_requeue(now, id);
+                    } else if self.bury_if_spent(now, id, "not acknowledged within RETRY", false)
+                    {
+                        continue;
                     } else if self.enqueue(now, id, Cause::Again)
                         && self.cfg.events
                         && let Some(job) = self.jobs.get(&id)
@@ -641,6 +678,7 @@ impl Engine {
                         gather: a
                             .map
                             .map(|m| Box::new(Gather::new(m.map, m.parts, m.attempts))),
+                        retry: self.retry_for(&a.queue, a.retry.as_ref()),
                     }
                     .boxed(),
                 };
@@ -807,6 +845,9 @@ impl Engine {
         if let Some(spec) = &a.map {
             self.check_map(spec, a)?;
         }
+        if let Some(p) = &a.retry {
+            p.check().map_err(|e| Reply::error(ErrorCode::Err, e))?;
+        }
         // A module only a peer holds is fine: it is fetched by hash where
         // the job runs.
         if let Some(m) = &a.module
@@ -836,8 +877,9 @@ impl Engine {
         // with no result, instead of waiting for an end that has passed.
         if job.state.is_finished() {
             let status = job.status(now, &self.cfg.node_id);
+            let dead = job.state == JobState::Dead;
             self.reply(req, Reply::Job(Box::new(status)));
-            if ack {
+            if ack && !dead {
                 self.remove_job(&id, "acknowledged");
             }
             return;
@@ -902,7 +944,8 @@ impl Engine {
             }
             self.reply(w.req, Reply::Job(Box::new(s)));
         }
-        if ack {
+        // A dead letter stays for the operator, whoever waited on it.
+        if ack && self.jobs.get(&id).is_some_and(|j| j.state != JobState::Dead) {
             self.remove_job(&id, "acknowledged");
         }
     }
@@ -921,6 +964,7 @@ impl Engine {
             return false;
         };
         tracing::debug!(job = %id, why, "removed");
+        self.dead_removed(&job);
         self.cluster.lent.remove(id);
         self.journal_remove(id);
         self.emit(&job, JobEventKind::Removed(inspect::removal(why)));
@@ -979,6 +1023,7 @@ impl Engine {
             };
             job.state = JobState::Active;
             job.counters.attempts += 1;
+            Self::count_attempt(job);
             self.running += 1;
             self.executing.insert(id);
             if self.cfg.events {
