@@ -9,11 +9,11 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use wasque_sdk::proto::Backoff;
 pub use wasque_sdk::proto::{
     DeliveryInfo, ErrorClass, JobId, JobResult, JobState, JobStatus, Limits, LimitsRequest,
     ModuleHash, RetryPolicy, RetryStatus,
 };
-pub use wasque_sdk::proto::Backoff;
 
 /// Milliseconds since the unix epoch: the engine's one notion of time.
 pub type UnixMs = u64;

@@ -43,7 +43,10 @@ pub(super) struct DeadLetters {
 
 impl DeadLetters {
     fn insert(&mut self, queue: &str, id: JobId) {
-        self.by_queue.entry(queue.to_string()).or_default().insert(id);
+        self.by_queue
+            .entry(queue.to_string())
+            .or_default()
+            .insert(id);
     }
 
     fn remove(&mut self, queue: &str, id: &JobId) {
@@ -81,7 +84,11 @@ fn run_error(attempt: u32, r: &JobResult) -> String {
 impl Engine {
     /// The policy a job added with `asked` gets: its own, else its
     /// queue's default, else none.
-    pub(super) fn retry_for(&self, queue: &str, asked: Option<&RetryPolicy>) -> Option<RetryStatus> {
+    pub(super) fn retry_for(
+        &self,
+        queue: &str,
+        asked: Option<&RetryPolicy>,
+    ) -> Option<RetryStatus> {
         let policy = asked
             .cloned()
             .or_else(|| self.dead.defaults.get(queue).map(|(p, _)| p.clone()))?;
@@ -124,7 +131,9 @@ impl Engine {
         let Some(r) = job.retry_mut() else {
             return false;
         };
-        let class = result.error_class.unwrap_or(crate::job::ErrorClass::Internal);
+        let class = result
+            .error_class
+            .unwrap_or(crate::job::ErrorClass::Internal);
         r.last_error = run_error(r.attempts, result);
         let again = r.policy.retries(class) && r.attempts < r.policy.max_attempts;
         if !again {
@@ -311,7 +320,10 @@ impl Engine {
                 if held.state == JobState::Dead || self.executing.contains(&id) {
                     return;
                 }
-                let why = job.retry().map(|r| r.last_error.clone()).unwrap_or_default();
+                let why = job
+                    .retry()
+                    .map(|r| r.last_error.clone())
+                    .unwrap_or_default();
                 if let Some(r) = job.retry() {
                     held.extra_mut().retry = Some(r.clone());
                 }

@@ -563,8 +563,7 @@ impl Engine {
                         // Disque: a queue paused in input takes nothing
                         // back; try again after another retry period.
                         self.arm_requeue(now, id);
-                    } else if self.bury_if_spent(now, id, "not acknowledged within RETRY", false)
-                    {
+                    } else if self.bury_if_spent(now, id, "not acknowledged within RETRY", false) {
                         continue;
                     } else if self.enqueue(now, id, Cause::Again)
                         && self.cfg.events
@@ -945,7 +944,12 @@ impl Engine {
             self.reply(w.req, Reply::Job(Box::new(s)));
         }
         // A dead letter stays for the operator, whoever waited on it.
-        if ack && self.jobs.get(&id).is_some_and(|j| j.state != JobState::Dead) {
+        if ack
+            && self
+                .jobs
+                .get(&id)
+                .is_some_and(|j| j.state != JobState::Dead)
+        {
             self.remove_job(&id, "acknowledged");
         }
     }

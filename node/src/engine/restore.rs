@@ -165,7 +165,6 @@ impl Engine {
 /// ran) must go to its dead-letter queue: its policy does not retry a lost
 /// node, or that run was its last attempt.
 fn lost_run_is_last(job: &Job) -> bool {
-    job.retry().is_some_and(|r| {
-        !r.policy.retries_node_loss() || r.attempts >= r.policy.max_attempts
-    })
+    job.retry()
+        .is_some_and(|r| !r.policy.retries_node_loss() || r.attempts >= r.policy.max_attempts)
 }

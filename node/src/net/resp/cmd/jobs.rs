@@ -42,5 +42,8 @@ fn nack(a: &Args) -> Result<Action, Frame> {
     } else {
         (a.ids(1)?, None)
     };
-    Ok(Action::Engine(Command::Nack { ids, delay_ms }, Render::Count))
+    Ok(Action::Engine(
+        Command::Nack { ids, delay_ms },
+        Render::Count,
+    ))
 }

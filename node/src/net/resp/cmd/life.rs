@@ -89,7 +89,10 @@ pub fn qretry(a: &Args) -> Result<Action, Frame> {
         }
         Some(checked(fix_cap(p))?)
     };
-    Ok(Action::Engine(Command::QRetry { queue, set }, Render::Count))
+    Ok(Action::Engine(
+        Command::QRetry { queue, set },
+        Render::Count,
+    ))
 }
 
 /// A policy whose base was set above the default cap (and whose cap was
