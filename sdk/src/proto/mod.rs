@@ -31,5 +31,6 @@ pub use types::{
 };
 
 /// Version of the client protocol spoken by this crate (3: the hello's
-/// reply says the node's largest reply frame).
-pub const PROTOCOL_VERSION: u32 = 3;
+/// reply says the node's largest reply frame; 4: retry policies on adds
+/// and job status, NACK and the dead-letter requests).
+pub const PROTOCOL_VERSION: u32 = 4;

@@ -282,7 +282,7 @@ pub(super) async fn stats(st: &AppState) -> Result<NodeStats, HttpError> {
 /// Longest queue name accepted in a path.
 const MAX_NAME: usize = 1024;
 
-const STATES: [JobState; 7] = [
+const STATES: [JobState; 8] = [
     JobState::WaitRepl,
     JobState::Waiting,
     JobState::Queued,
@@ -290,6 +290,7 @@ const STATES: [JobState; 7] = [
     JobState::Done,
     JobState::Failed,
     JobState::Acked,
+    JobState::Dead,
 ];
 
 fn unexpected() -> HttpError {
