@@ -9,9 +9,10 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use wasque_sdk::proto::Backoff;
 pub use wasque_sdk::proto::{
     DeliveryInfo, ErrorClass, JobId, JobResult, JobState, JobStatus, Limits, LimitsRequest,
-    ModuleHash,
+    ModuleHash, RetryPolicy, RetryStatus,
 };
 
 /// Milliseconds since the unix epoch: the engine's one notion of time.
@@ -125,6 +126,9 @@ pub struct JobExtra {
     /// parent's node only: never sent to peers.
     #[serde(skip)]
     pub gather: Option<Box<Gather>>,
+    /// The retry policy, the attempts it counted and the last failure
+    /// (`engine/life.rs`); travels with the job to peers.
+    pub retry: Option<RetryStatus>,
 }
 
 impl JobExtra {
@@ -339,6 +343,24 @@ impl Job {
         self.extra.as_mut().and_then(|x| x.gather.as_deref_mut())
     }
 
+    /// The retry policy and its bookkeeping, if the job has a policy.
+    pub fn retry(&self) -> Option<&RetryStatus> {
+        self.extra.as_ref().and_then(|x| x.retry.as_ref())
+    }
+
+    pub fn retry_mut(&mut self) -> Option<&mut RetryStatus> {
+        self.extra.as_mut().and_then(|x| x.retry.as_mut())
+    }
+
+    /// Whether the job waits out a backoff (a failed run's, or a NACK
+    /// with a delay) before it is queued again: active, delivered or run
+    /// at least once, and ready later than it was last queued.
+    pub fn awaiting_retry(&self) -> bool {
+        self.state == JobState::Active
+            && self.counters.attempts > 0
+            && self.ready_at > self.queued_at
+    }
+
     /// The job's extras, created empty if it had none.
     pub fn extra_mut(&mut self) -> &mut JobExtra {
         self.extra.get_or_insert_with(Box::default)
@@ -385,6 +407,7 @@ impl Job {
             result: self.result.as_deref().cloned(),
             nodes: self.nodes.iter().map(|n| n.to_string()).collect(),
             parts: self.gather().map(|g| g.status()).unwrap_or_default(),
+            retry: self.retry().cloned(),
         }
     }
 }

@@ -443,6 +443,8 @@ impl Node {
         // Before the jobs: a queue paused in output keeps them to itself.
         let pauses_file = data_dir.path().join("queue-pauses");
         engine.restore_pauses(now_ms(), load_small_file(&pauses_file, "queue pauses"));
+        let retry_file = data_dir.path().join("queue-retry");
+        engine.restore_retry_defaults(load_small_file(&retry_file, "queue retry defaults"));
         // Jobs come back before anything is served (issue 5, store/).
         let (written_tx, written_rx) = mpsc::unbounded_channel();
         let store = crate::store::open_and_restore(
@@ -564,6 +566,7 @@ impl Node {
             inputs: handle.inputs.clone(),
             policies_file,
             pauses_file,
+            retry_file,
         };
         // Essential tasks: one that panics or ends early ends the node
         // (supervise.rs), instead of leaving open sockets that answer nothing.
@@ -792,6 +795,8 @@ struct Driver {
     policies_file: std::path::PathBuf,
     /// `DATA_DIR/queue-pauses`: PAUSE flags across restarts.
     pauses_file: std::path::PathBuf,
+    /// `DATA_DIR/queue-retry`: QRETRY defaults across restarts.
+    retry_file: std::path::PathBuf,
 }
 
 impl Driver {
@@ -1002,6 +1007,9 @@ impl Driver {
                     save_small_file(&self.policies_file, "queue policies", &all)
                 }
                 Effect::SavePauses(all) => save_small_file(&self.pauses_file, "queue pauses", &all),
+                Effect::SaveRetryDefaults(all) => {
+                    save_small_file(&self.retry_file, "queue retry defaults", &all)
+                }
             }
         }
     }

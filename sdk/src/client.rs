@@ -460,6 +460,46 @@ impl Client {
         .await
     }
 
+    /// Gives delivered plain jobs back (Disque's NACK): queued again after
+    /// `delay_ms` (at once with `None`, or after the job's backoff when it
+    /// has a retry policy); a job past its attempts goes to the
+    /// dead-letter queue. Returns how many were taken back.
+    pub async fn nack(&self, ids: Vec<JobId>, delay_ms: Option<u64>) -> Result<u64, ClientError> {
+        self.count(Request::Nack { ids, delay_ms }).await
+    }
+
+    /// The dead letters of `queue` held by this node, oldest first (at
+    /// most `count`, and at most 1,000).
+    pub async fn dlq_list(&self, queue: &str, count: u32) -> Result<Vec<JobStatus>, ClientError> {
+        let request = Request::DlqList {
+            queue: queue.to_string(),
+            count,
+        };
+        match self.call(request).await? {
+            Response::Jobs(list) => Ok(list),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Queues dead letters of `queue` again with fresh attempts: `ids`, or
+    /// every one when empty. Returns how many.
+    pub async fn dlq_requeue(&self, queue: &str, ids: Vec<JobId>) -> Result<u64, ClientError> {
+        self.count(Request::DlqRequeue {
+            queue: queue.to_string(),
+            ids,
+        })
+        .await
+    }
+
+    /// Forgets every dead letter of `queue`, on every holder. Returns how
+    /// many.
+    pub async fn dlq_purge(&self, queue: &str) -> Result<u64, ClientError> {
+        self.count(Request::DlqPurge {
+            queue: queue.to_string(),
+        })
+        .await
+    }
+
     async fn count(&self, request: Request) -> Result<u64, ClientError> {
         match self.call(request).await? {
             Response::Count(n) => Ok(n),

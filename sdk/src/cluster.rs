@@ -635,6 +635,39 @@ impl ClusterClient {
         .await
     }
 
+    /// NACK: plain jobs given back, queued again after `delay_ms`.
+    pub async fn nack(&self, ids: Vec<JobId>, delay_ms: Option<u64>) -> Result<u64, ClientError> {
+        let prefix = ids.first().map(|id| format!("{:06x}", id.node_prefix()));
+        self.with_failover(prefix.as_deref(), |c| {
+            let ids = ids.clone();
+            async move { c.nack(ids, delay_ms).await }
+        })
+        .await
+    }
+
+    /// The dead letters of `queue` held by the node the call reaches
+    /// (every holder of a job keeps its dead letter; see README, Dead
+    /// letters).
+    pub async fn dlq_list(&self, queue: &str, count: u32) -> Result<Vec<JobStatus>, ClientError> {
+        self.with_failover(None, |c| async move { c.dlq_list(queue, count).await })
+            .await
+    }
+
+    /// Queues dead letters of `queue` again (every one when `ids` is empty).
+    pub async fn dlq_requeue(&self, queue: &str, ids: Vec<JobId>) -> Result<u64, ClientError> {
+        self.with_failover(None, |c| {
+            let ids = ids.clone();
+            async move { c.dlq_requeue(queue, ids).await }
+        })
+        .await
+    }
+
+    /// Forgets every dead letter of `queue`.
+    pub async fn dlq_purge(&self, queue: &str) -> Result<u64, ClientError> {
+        self.with_failover(None, |c| async move { c.dlq_purge(queue).await })
+            .await
+    }
+
     pub async fn deljob(&self, ids: Vec<JobId>) -> Result<u64, ClientError> {
         let prefix = ids.first().map(|id| format!("{:06x}", id.node_prefix()));
         self.with_failover(prefix.as_deref(), |c| {

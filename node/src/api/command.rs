@@ -46,9 +46,13 @@ pub enum Command {
     },
     /// Disque's GETJOB: plain jobs for an external worker.
     GetJob(Box<GetJob>),
-    /// Put delivered jobs back in their queue at once, counting a NACK.
+    /// Put delivered jobs back in their queue, counting a NACK: at once,
+    /// or after `delay_ms` (after the job's backoff when it has a retry
+    /// policy and no delay is given). A job past its policy's attempts
+    /// goes to the dead-letter queue instead.
     Nack {
         ids: Vec<JobId>,
+        delay_ms: Option<u64>,
     },
     /// Queue jobs that are not queued (Disque's ENQUEUE).
     Enqueue {
@@ -100,6 +104,14 @@ pub enum Command {
     },
     /// A read-only question about the node's state.
     Inspect(super::Query),
+    /// A queue's dead letters: list, requeue or purge (`engine/life.rs`).
+    Dlq(Box<Dlq>),
+    /// Set (`Some(Some)`), clear (`Some(None)`) and report a queue's
+    /// default retry policy, which jobs added to it without one take.
+    QRetry {
+        queue: String,
+        set: Option<Option<wasque_sdk::proto::RetryPolicy>>,
+    },
     /// `cmd` carrying an `asynckey`: it opens the jobs added with that key
     /// (SHOW, WAIT, ACK, DELJOB, NACK, WORKING, ENQUEUE, DEQUEUE, JSCAN).
     /// Without it, a keyed job answers as a job the node does not hold
@@ -115,6 +127,29 @@ pub enum Command {
         tenant: std::sync::Arc<crate::tenant::Tenant>,
         cmd: Box<Command>,
     },
+}
+
+/// What to do with a queue's dead letters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dlq {
+    /// The queue whose dead letters (its `<queue>:dead`) are meant.
+    pub queue: String,
+    pub op: DlqOp,
+    /// The request's `asynckey` (set by the engine from
+    /// [`Command::WithKey`]): keyed jobs count only when it opens them.
+    pub key: Option<String>,
+}
+
+/// A dead-letter operation.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DlqOp {
+    /// Up to `count` dead letters, oldest first (capped at 1,000).
+    List { count: u32 },
+    /// Queue these dead letters again (every one when empty) with fresh
+    /// attempts.
+    Requeue { ids: Vec<JobId> },
+    /// Forget every dead letter of the queue, on every holder.
+    Purge,
 }
 
 /// Arguments of GETJOB.

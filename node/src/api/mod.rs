@@ -8,7 +8,7 @@ mod event;
 mod inspect;
 mod reply;
 
-pub use command::{Command, GetJob, JScan, QScan};
+pub use command::{Command, Dlq, DlqOp, GetJob, JScan, QScan};
 pub use event::{JobEvent, JobEventKind, Removal, class_label};
 pub use inspect::{
     Inspection, JobPage, JobQuery, JobSummary, MAX_PAGE, NodeStats, Query, QueuePage, QueueStat,

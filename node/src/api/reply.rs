@@ -44,6 +44,8 @@ pub enum Reply {
     Paused(&'static str),
     /// A few words (QPOLICY: the policy and the mode).
     Words(Vec<String>),
+    /// Jobs' status documents (DLQ LIST).
+    Statuses(Vec<JobStatus>),
     /// The cluster's nodes (client discovery).
     Nodes(Vec<wasque_sdk::proto::ClusterNode>),
     Error(WireError),

@@ -18,8 +18,11 @@ use crate::engine::PeerMsg;
 use crate::job::{ModuleHash, NodeName};
 
 /// The version of the peer protocol this node speaks. 3: a job's rare and
-/// Wasm-only fields travel together (`JobExtra`). 4: adverts carry the
-/// tenant registry's digest, and `Tenants` frames its records.
+/// Wasm-only fields travel together (`JobExtra`). 4: a job's retry policy
+/// travels in them, and dead letters and queue retry defaults have
+/// messages of their own (`PeerMsg::Life`, `PeerMsg::RetryDefault`);
+/// adverts carry the tenant registry's digest, and `Tenants` frames its
+/// records.
 pub const PEER_PROTOCOL_VERSION: u8 = 4;
 
 /// A node introducing itself.

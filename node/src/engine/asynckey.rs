@@ -44,9 +44,14 @@ impl Engine {
             Command::DelJob { ids } => Command::DelJob {
                 ids: keep(self, ids),
             },
-            Command::Nack { ids } => Command::Nack {
+            Command::Nack { ids, delay_ms } => Command::Nack {
                 ids: keep(self, ids),
+                delay_ms,
             },
+            Command::Dlq(mut d) => {
+                d.key = key.map(str::to_string);
+                Command::Dlq(d)
+            }
             Command::Enqueue { ids } => Command::Enqueue {
                 ids: keep(self, ids),
             },

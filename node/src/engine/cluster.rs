@@ -126,6 +126,7 @@ impl Engine {
         self.cluster.peers = live;
         for n in &new {
             self.share_policies(*n);
+            self.share_retry_defaults(*n);
         }
         if !new.is_empty() {
             self.catch_up(&new);
@@ -326,6 +327,12 @@ impl Engine {
             PeerMsg::Finished { id, state, result } => self.on_finished(now, id, state, result),
             PeerMsg::NeedJobs { queue, count } => self.on_need_jobs(now, from, queue, count),
             PeerMsg::Policy { queue, policy } => self.on_policy(queue, policy),
+            PeerMsg::Life(job) => self.on_life(now, *job),
+            PeerMsg::RetryDefault {
+                queue,
+                policy,
+                set_at,
+            } => self.on_retry_default(queue, policy, set_at),
             PeerMsg::YourJobs(jobs) => {
                 for job in jobs {
                     self.on_moved_in(now, from, job);
@@ -690,6 +697,15 @@ impl Engine {
             return;
         }
         tracing::debug!(job = %id, "no answer to will-queue: queued again");
+        // A Wasm job queued by a holder lost its run with a node.
+        let (why, lost) = if job.is_wasm() {
+            ("its node was lost", true)
+        } else {
+            ("not acknowledged within RETRY", false)
+        };
+        if self.bury_if_spent(now, id, why, lost) {
+            return;
+        }
         if self.place(now, id, Cause::Again) {
             self.cluster.stats.requeued_by_holder += 1;
             // Queued here: say so. Handed to another node (push, group):
@@ -789,6 +805,7 @@ impl Engine {
         // Lent to a live peer counts too: the asker may not know that peer.
         let in_hand = job.state == JobState::Queued
             || self.executing.contains(&id)
+            || job.awaiting_retry()
             || job.requeue_at().is_some_and(|t| t > now) && job.counters.attempts > 0
             || self
                 .cluster
@@ -1005,6 +1022,10 @@ impl Engine {
             let (c, m) = (&mut held.counters, job.counters);
             c.nacks = c.nacks.max(m.nacks);
             c.additional_deliveries = c.additional_deliveries.max(m.additional_deliveries);
+            // And attempts counted against its retry policy there.
+            if let (Some(mine), Some(theirs)) = (held.retry_mut(), job.retry()) {
+                mine.attempts = mine.attempts.max(theirs.attempts);
+            }
             match held.state {
                 JobState::Active if !self.executing.contains(&id) => {
                     if !self.enqueue(now, id, Cause::First) {

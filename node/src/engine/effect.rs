@@ -46,6 +46,9 @@ pub enum Effect {
     /// Keep every paused queue's flags (a `PAUSE` changed them): restored
     /// at start with [`super::Engine::restore_pauses`].
     SavePauses(Vec<(String, crate::queue::Pause)>),
+    /// Keep every queue's default retry policy (`QRETRY` changed one):
+    /// restored at start with [`super::Engine::restore_retry_defaults`].
+    SaveRetryDefaults(Vec<(String, crate::job::RetryPolicy, crate::job::UnixMs)>),
 }
 
 /// An order to execute one attempt of a Wasm job.

@@ -117,6 +117,7 @@ impl Engine {
         let job = self.jobs.get_mut(&id)?;
         job.state = JobState::Active;
         job.counters.attempts += 1;
+        Self::count_attempt(job);
         tracing::debug!(job = %id, attempts = job.counters.attempts, "delivered");
         if self.cfg.events {
             self.effects

@@ -26,6 +26,7 @@ mod ids;
 mod inspect;
 mod job_table;
 mod journal;
+mod life;
 mod peer;
 mod placement;
 mod restore;
@@ -42,6 +43,8 @@ mod tests_cluster;
 mod tests_disque;
 #[cfg(test)]
 mod tests_gather;
+#[cfg(test)]
+mod tests_life;
 #[cfg(test)]
 mod tests_restore;
 
@@ -200,6 +203,8 @@ pub struct Engine {
     /// Requests of tenants not yet answered, with the prefix their reply
     /// loses.
     scoped: HashMap<RequestId, std::sync::Arc<str>>,
+    /// Dead letters by queue and the queues' default retry policies.
+    dead: life::DeadLetters,
 }
 
 impl Engine {
@@ -222,6 +227,10 @@ impl Engine {
                 ..Default::default()
             },
             journal,
+            dead: life::DeadLetters {
+                rng: cfg.seed ^ 0x5851_f42d_4c95_7f2d,
+                ..Default::default()
+            },
             ids: IdGen::new(cfg.node_prefix, cfg.seed),
             cfg,
             jobs: job_table::JobTable::default(),
@@ -374,7 +383,9 @@ impl Engine {
                 self.reply(req, reply);
             }
             Command::GetJob(g) => self.get_job(now, req, *g),
-            Command::Nack { ids } => self.requeue_cmd(now, req, ids, true),
+            Command::Nack { ids, delay_ms } => self.nack_cmd(now, req, ids, delay_ms),
+            Command::Dlq(d) => self.dlq_cmd(now, req, *d),
+            Command::QRetry { queue, set } => self.qretry_cmd(now, req, queue, set),
             Command::Enqueue { ids } => self.requeue_cmd(now, req, ids, false),
             Command::Dequeue { ids } => self.dequeue_cmd(now, req, ids),
             Command::Working { id } => self.working(now, req, id),
@@ -469,9 +480,32 @@ impl Engine {
             let (queue, memory) = (job.queue.clone(), job.limits().memory_bytes);
             self.charge_tenant(&queue, result.fuel_used, memory, result.duration_us);
         }
-        if let Some(job) = self.jobs.get_mut(&job_id)
-            && job.state == JobState::Active
-            && job.counters.attempts == attempt
+        let this_run = self
+            .jobs
+            .get(&job_id)
+            .is_some_and(|j| j.state == JobState::Active && j.counters.attempts == attempt);
+        // A failure of a job with a retry policy: run again after its
+        // backoff, or buried (life.rs).
+        let has_policy = self.jobs.get(&job_id).is_some_and(|j| j.retry().is_some());
+        let handled = this_run && !result.is_success() && has_policy && {
+            if self.cfg.events
+                && let Some(job) = self.jobs.get(&job_id)
+            {
+                self.effects.push_back(Effect::Event(JobEvent {
+                    id: job_id,
+                    queue: job.queue.to_string(),
+                    kind: JobEventKind::Finished {
+                        class: result.error_class,
+                        run_us: result.duration_us,
+                        fuel_used: result.fuel_used,
+                    },
+                }));
+            }
+            self.after_failed_run(now, job_id, &result)
+        };
+        if this_run
+            && !handled
+            && let Some(job) = self.jobs.get_mut(&job_id)
         {
             job.state = if result.is_success() {
                 JobState::Done
@@ -525,7 +559,7 @@ impl Engine {
                     let Some(job) = self.jobs.get(&id) else {
                         continue;
                     };
-                    if job.expires_at > now {
+                    if job.expires_at > now || job.state == JobState::Dead {
                         continue;
                     }
                     if job.state == JobState::Acked {
@@ -555,6 +589,8 @@ impl Engine {
                         // Disque: a queue paused in input takes nothing
                         // back; try again after another retry period.
                         self.arm_requeue(now, id);
+                    } else if self.bury_if_spent(now, id, "not acknowledged within RETRY", false) {
+                        continue;
                     } else if self.enqueue(now, id, Cause::Again)
                         && self.cfg.events
                         && let Some(job) = self.jobs.get(&id)
@@ -672,6 +708,7 @@ impl Engine {
                         gather: a
                             .map
                             .map(|m| Box::new(Gather::new(m.map, m.parts, m.attempts))),
+                        retry: self.retry_for(&a.queue, a.retry.as_ref()),
                     }
                     .boxed(),
                 };
@@ -838,6 +875,9 @@ impl Engine {
         if let Some(spec) = &a.map {
             self.check_map(spec, a)?;
         }
+        if let Some(p) = &a.retry {
+            p.check().map_err(|e| Reply::error(ErrorCode::Err, e))?;
+        }
         // A module only a peer holds is fine: it is fetched by hash where
         // the job runs.
         if let Some(m) = &a.module
@@ -867,8 +907,9 @@ impl Engine {
         // with no result, instead of waiting for an end that has passed.
         if job.state.is_finished() {
             let status = job.status(now, &self.cfg.node_id);
+            let dead = job.state == JobState::Dead;
             self.reply(req, Reply::Job(Box::new(status)));
-            if ack {
+            if ack && !dead {
                 self.remove_job(&id, "acknowledged");
             }
             return;
@@ -933,7 +974,13 @@ impl Engine {
             }
             self.reply(w.req, Reply::Job(Box::new(s)));
         }
-        if ack {
+        // A dead letter stays for the operator, whoever waited on it.
+        if ack
+            && self
+                .jobs
+                .get(&id)
+                .is_some_and(|j| j.state != JobState::Dead)
+        {
             self.remove_job(&id, "acknowledged");
         }
     }
@@ -952,6 +999,7 @@ impl Engine {
             return false;
         };
         tracing::debug!(job = %id, why, "removed");
+        self.dead_removed(&job);
         self.cluster.lent.remove(id);
         self.journal_remove(id);
         self.emit(&job, JobEventKind::Removed(inspect::removal(why)));
@@ -1010,6 +1058,7 @@ impl Engine {
             };
             job.state = JobState::Active;
             job.counters.attempts += 1;
+            Self::count_attempt(job);
             self.running += 1;
             self.executing.insert(id);
             if self.cfg.events {

@@ -43,6 +43,17 @@ pub enum PeerMsg {
         queue: String,
         policy: super::placement::QueuePolicy,
     },
+    /// The sender moved the job into its queue's dead-letter queue (state
+    /// `Dead`, with its retry bookkeeping and last result), or took it
+    /// out (`DLQ REQUEUE`, any other state): holders do the same to their
+    /// copy (`engine/life.rs`).
+    Life(Box<Job>),
+    /// A queue's default retry policy was set or cleared (`QRETRY`).
+    RetryDefault {
+        queue: String,
+        policy: Option<crate::job::RetryPolicy>,
+        set_at: crate::job::UnixMs,
+    },
 }
 
 impl PeerMsg {
@@ -60,6 +71,8 @@ impl PeerMsg {
             PeerMsg::NeedJobs { .. } => "need-jobs",
             PeerMsg::YourJobs(_) => "your-jobs",
             PeerMsg::Policy { .. } => "policy",
+            PeerMsg::Life(_) => "life",
+            PeerMsg::RetryDefault { .. } => "retry-default",
         }
     }
 }

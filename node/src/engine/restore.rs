@@ -19,7 +19,11 @@ impl Engine {
     ///   (`RETRY 0`): then it is dropped, never run twice;
     /// - a plain job delivered to a worker stays active and is queued
     ///   again at its stored re-queue time (the worker may still be on it);
-    /// - a finished Wasm job keeps its result for its ack.
+    /// - a finished Wasm job keeps its result for its ack;
+    /// - a job waiting out a retry's backoff (or a NACK's delay) is queued
+    ///   when it ends; a dead letter stays dead (no TTL); a Wasm job that
+    ///   was running with no attempt left under its retry policy (or one
+    ///   that does not retry `node-loss`) becomes a dead letter.
     ///
     /// Changes it makes (removals, re-queues) are journaled like any other.
     pub fn restore(&mut self, now: UnixMs, jobs: Vec<Job>) -> RestoreReport {
@@ -49,6 +53,14 @@ impl Engine {
             rep.restored += 1;
             return;
         }
+        if job.state == JobState::Dead {
+            // A dead letter: no TTL, no queue; kept until requeued or purged.
+            self.dead_restored(&job);
+            self.hold(job);
+            rep.finished += 1;
+            rep.restored += 1;
+            return;
+        }
         if job.expires_at <= now || job.state == JobState::Acked {
             rep.expired += 1;
             self.journal_remove(&id);
@@ -63,6 +75,21 @@ impl Engine {
         }
         let then = match job.state {
             JobState::Queued | JobState::WaitRepl => Then::Ready,
+            // Waiting out a failed run's backoff, or a NACK's delay.
+            JobState::Active if job.awaiting_retry() => Then::Delay,
+            JobState::Active if job.is_wasm() && delivered && lost_run_is_last(&job) => {
+                let r = job.retry_mut().expect("lost_run_is_last has a policy");
+                r.last_error = format!("attempt {}: the node stopped during the run", r.attempts);
+                job.state = JobState::Dead;
+                job.result = None;
+                tracing::warn!(job = %id, "job was running when the node stopped and has no attempt left: dead letter");
+                self.journal_put(&id);
+                self.dead_restored(&job);
+                self.hold(job);
+                rep.finished += 1;
+                rep.restored += 1;
+                return;
+            }
             JobState::Active if job.is_wasm() && delivered => {
                 if job.retry_ms == 0 {
                     rep.dropped_at_most_once += 1;
@@ -93,7 +120,7 @@ impl Engine {
                 rep.finished += 1;
                 Then::Nothing
             }
-            JobState::Acked => Then::Nothing,
+            JobState::Acked | JobState::Dead => Then::Nothing,
             // A distributed job's parent: its parts report as they finish.
             JobState::Waiting => Then::Nothing,
         };
@@ -132,4 +159,12 @@ impl Engine {
     pub fn restore_end(&mut self, now: UnixMs) {
         self.handle_timeout(now);
     }
+}
+
+/// Whether a Wasm job whose run was lost with the node (a stop while it
+/// ran) must go to its dead-letter queue: its policy does not retry a lost
+/// node, or that run was its last attempt.
+fn lost_run_is_last(job: &Job) -> bool {
+    job.retry()
+        .is_some_and(|r| !r.policy.retries_node_loss() || r.attempts >= r.policy.max_attempts)
 }

@@ -73,8 +73,17 @@ impl Engine {
             Command::DelJob { ids } => Command::DelJob {
                 ids: keep(self, ids),
             },
-            Command::Nack { ids } => Command::Nack {
+            Command::Nack { ids, delay_ms } => Command::Nack {
                 ids: keep(self, ids),
+                delay_ms,
+            },
+            Command::Dlq(mut d) => {
+                d.queue = t.queue(&d.queue);
+                Command::Dlq(d)
+            }
+            Command::QRetry { queue, set } => Command::QRetry {
+                queue: t.queue(&queue),
+                set,
             },
             Command::Enqueue { ids } => Command::Enqueue {
                 ids: keep(self, ids),

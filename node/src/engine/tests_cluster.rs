@@ -910,3 +910,51 @@ fn a_distributed_job_survives_the_death_of_a_node_running_parts() {
         6 * 5
     );
 }
+
+/// A dead letter is told to every holder (none queues it again after
+/// RETRY), and a DLQ REQUEUE on another holder brings it back there.
+#[test]
+fn a_dead_letter_reaches_every_holder_and_is_requeued_from_any() {
+    let mut net = Net::new(2);
+    let mut a = plain("q", "work", 2, 2);
+    a.retry = Some(crate::job::RetryPolicy::new(1));
+    let id = net.add(0, a);
+    let r = net.command(0, get("q"));
+    assert_eq!(got_ids(net.reply(0, r)), vec![id]);
+    let r = net.command(
+        0,
+        Command::Nack {
+            ids: vec![id],
+            delay_ms: None,
+        },
+    );
+    assert_eq!(net.reply(0, r), Some(&Reply::Count(1)));
+    for i in 0..2 {
+        assert_eq!(
+            net.nodes[i].job(&id).unwrap().state,
+            JobState::Dead,
+            "node {i}"
+        );
+    }
+    net.advance(5_000);
+    for i in 0..2 {
+        assert_eq!(
+            net.nodes[i].job(&id).unwrap().state,
+            JobState::Dead,
+            "node {i}"
+        );
+    }
+    let r = net.command(
+        1,
+        Command::Dlq(Box::new(crate::api::Dlq {
+            queue: "q".into(),
+            op: crate::api::DlqOp::Requeue { ids: vec![] },
+            key: None,
+        })),
+    );
+    assert_eq!(net.reply(1, r), Some(&Reply::Count(1)));
+    assert_eq!(net.nodes[0].job(&id).unwrap().state, JobState::Active);
+    assert_eq!(net.nodes[0].dead_letters(), 0);
+    let r = net.command(1, get("q"));
+    assert_eq!(got_ids(net.reply(1, r)), vec![id]);
+}

@@ -205,7 +205,14 @@ fn retry_zero_is_at_most_once() {
     e.handle_timeout(T0 + 3_600_000);
     assert_eq!(e.queues.len_of("q"), 0);
     assert_eq!(
-        call(&mut e, T0, Command::Nack { ids: vec![id] }),
+        call(
+            &mut e,
+            T0,
+            Command::Nack {
+                ids: vec![id],
+                delay_ms: None,
+            }
+        ),
         Reply::Count(0)
     );
     assert_eq!(
@@ -236,11 +243,25 @@ fn nack_requeues_at_once_and_counts_nacks() {
     let id = add(&mut e, T0, "q", "x", |_| {});
     get(&mut e, T0, getjob(&["q"]));
     assert_eq!(
-        call(&mut e, T0, Command::Nack { ids: vec![id] }),
+        call(
+            &mut e,
+            T0,
+            Command::Nack {
+                ids: vec![id],
+                delay_ms: None,
+            }
+        ),
         Reply::Count(1)
     );
     assert_eq!(
-        call(&mut e, T0, Command::Nack { ids: vec![id] }),
+        call(
+            &mut e,
+            T0,
+            Command::Nack {
+                ids: vec![id],
+                delay_ms: None,
+            }
+        ),
         Reply::Count(0),
         "already queued"
     );
@@ -709,7 +730,10 @@ fn asynckey_locks_every_job_command() {
             fast: true,
         }),
         ("deljob", false, |id| Command::DelJob { ids: vec![id] }),
-        ("nack", true, |id| Command::Nack { ids: vec![id] }),
+        ("nack", true, |id| Command::Nack {
+            ids: vec![id],
+            delay_ms: None,
+        }),
         ("enqueue", true, |id| Command::Enqueue { ids: vec![id] }),
         ("dequeue", false, |id| Command::Dequeue { ids: vec![id] }),
     ];

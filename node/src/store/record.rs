@@ -12,14 +12,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::job::{
     Counters, Gather, Job, JobExtra, JobId, JobResult, JobState, Limits, ModuleHash, NodeName,
-    QueueName, UnixMs,
+    QueueName, RetryStatus, UnixMs,
 };
 
 /// The first byte of every job record. A reader refuses formats it does
 /// not know instead of guessing. Format 2 is format 1 followed by the
 /// job's holders (cluster copies); format 3 is format 2 followed by a
-/// distributed job's parts (`Option<Gather>`). Older formats still read.
-pub const JOB_FORMAT: u8 = 3;
+/// distributed job's parts (`Option<Gather>`). Format 4 is the tenant
+/// (multi-tenancy); format 5 appends the retry policy, its attempt count
+/// and the last failure (`Option<RetryStatus>`). Older formats still read.
+pub const JOB_FORMAT: u8 = 5;
 
 /// A body as bytes on the wire (postcard writes a length and the bytes),
 /// borrowed from the record when read back.
@@ -129,7 +131,9 @@ pub fn encode(job: &Job, out: &mut Vec<u8>) -> Result<(), RecordError> {
     let buf = std::mem::take(out);
     let buf = postcard::to_extend(&rec, buf)?;
     let buf = postcard::to_extend(&job.nodes, buf)?;
-    *out = postcard::to_extend(&job.gather(), buf)?;
+    let buf = postcard::to_extend(&job.gather(), buf)?;
+    // Format 5: after format 4's field.
+    *out = postcard::to_extend(&job.retry(), buf)?;
     Ok(())
 }
 
@@ -146,7 +150,13 @@ pub fn decode(key: &[u8], value: &[u8]) -> Result<Job, RecordError> {
     } else {
         (Vec::new(), tail)
     };
-    let gather: Option<Gather> = if format >= 3 {
+    let (gather, tail): (Option<Gather>, &[u8]) = if format >= 3 {
+        postcard::take_from_bytes(tail)?
+    } else {
+        (None, tail)
+    };
+    // Format 5: after format 4's field.
+    let retry: Option<RetryStatus> = if format >= 5 {
         postcard::from_bytes(tail)?
     } else {
         None
@@ -182,6 +192,7 @@ pub fn decode(key: &[u8], value: &[u8]) -> Result<Job, RecordError> {
             parent: r.parent,
             asynckey: r.asynckey.map(Cow::into_owned),
             gather: gather.map(Box::new),
+            retry,
         }
         .boxed(),
     })
@@ -251,8 +262,28 @@ mod tests {
         g.parts[0].output = Some(b"part out".to_vec());
         g.parts[1].error = "trap: boom".into();
         job.extra_mut().gather = Some(Box::new(g));
+        let mut policy = wasque_sdk::proto::RetryPolicy::new(4);
+        policy.retry_on = wasque_sdk::proto::retry::parse_retry_on("exit:3,node-loss").unwrap();
+        job.extra_mut().retry = Some(RetryStatus {
+            policy,
+            attempts: 2,
+            last_error: "attempt 2: exit(3)".into(),
+        });
         let mut buf = Vec::new();
         encode(&job, &mut buf).unwrap();
+        let back = decode(&key(&job.id), &buf).unwrap();
+        assert_eq!(format!("{back:?}"), format!("{job:?}"));
+    }
+
+    /// A record written before format 5 (no retry field) still reads.
+    #[test]
+    fn a_format_3_record_reads_without_a_retry_policy() {
+        let job = sample_job(1_700_000_000_000, b"old");
+        let mut buf = Vec::new();
+        encode(&job, &mut buf).unwrap();
+        // Format 3 ends with the gather field: drop the retry field.
+        assert_eq!(buf.pop(), Some(0), "None is one zero byte");
+        buf[0] = 3;
         let back = decode(&key(&job.id), &buf).unwrap();
         assert_eq!(format!("{back:?}"), format!("{job:?}"));
     }

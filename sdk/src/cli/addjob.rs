@@ -46,6 +46,8 @@ pub struct AddJobArgs {
     /// With --wait: do not acknowledge the job after printing.
     #[arg(long)]
     no_ack: bool,
+    #[command(flatten)]
+    retry_policy: super::dlq::RetryArgs,
 }
 
 /// The parsed bare words.
@@ -158,6 +160,7 @@ pub async fn run(client: &ClusterClient, a: AddJobArgs) -> anyhow::Result<ExitCo
     job.ttl_secs = w.ttl;
     job.maxlen = w.maxlen;
     job.priority = a.priority;
+    job.retry = a.retry_policy.policy()?;
     job.group = a.group;
     job.args = a.args;
     job.limits = LimitsRequest {
@@ -189,7 +192,11 @@ pub async fn run(client: &ClusterClient, a: AddJobArgs) -> anyhow::Result<ExitCo
         return Ok(ExitCode::FAILURE);
     }
     let code = show::print_result(&status);
-    if !a.no_ack {
+    if let Some(r) = &status.retry {
+        eprintln!("attempts {} of {}", r.attempts, r.policy.max_attempts);
+    }
+    // A dead letter stays for the operator (`wasque dlq`).
+    if !a.no_ack && status.state != crate::proto::JobState::Dead {
         client.ack(vec![id]).await?;
     }
     Ok(code)

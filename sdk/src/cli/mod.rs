@@ -7,6 +7,7 @@
 
 mod addjob;
 mod cluster;
+mod dlq;
 mod docs;
 mod map;
 mod module;
@@ -89,7 +90,7 @@ enum Cmd {
     /// stdin; `addjob QUEUE BODY TIMEOUT_MS [options]` takes it from the
     /// argument. Options as bare words, as in Disque: `replicate [N]`,
     /// `nocache`, `async`, `asynckey K`, `delay SECS`, `retry SECS`,
-    /// `ttl SECS`, `maxlen N`.
+    /// `ttl SECS`, `maxlen N`; a retry policy with `--max-attempts` etc.
     Addjob(addjob::AddJobArgs),
     /// Show a job's state (`--json` for the note's JSON document).
     Show(show::ShowArgs),
@@ -156,6 +157,9 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// A queue's dead letters on the node named: `ls`, `requeue`, `purge`.
+    #[command(subcommand)]
+    Dlq(dlq::DlqCmd),
     /// Print a shell completion script: `wasque completions bash >
     /// ~/.local/share/bash-completion/completions/wasque`.
     Completions {
@@ -278,7 +282,7 @@ async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
     }
     // `info` describes the node named, not one picked from the cluster.
     let pick = match args.command {
-        Cmd::Info | Cmd::Events { .. } => crate::Pick::First,
+        Cmd::Info | Cmd::Events { .. } | Cmd::Dlq(_) => crate::Pick::First,
         _ => args.pick,
     };
     let client = connect(&args, pick).await?;
@@ -359,6 +363,7 @@ async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
         }
         Cmd::Run(r) => run::run(&client, r).await,
         Cmd::Map(m) => map::run(&client, m).await,
+        Cmd::Dlq(d) => dlq::run(&client, d).await,
         Cmd::Queue(_)
         | Cmd::Getjob(_)
         | Cmd::Worker(_)

@@ -186,7 +186,10 @@ pub async fn run(client: &ClusterClient, a: RunArgs) -> anyhow::Result<ExitCode>
                 }
             }
             write_outcome(&mut stdout, a.out.as_deref(), next_to_write, &outcome, &bar)?;
-            if let Outcome::Done(s) = outcome {
+            // A dead letter stays for the operator (`wasque dlq`).
+            if let Outcome::Done(s) = outcome
+                && s.state != crate::proto::JobState::Dead
+            {
                 to_ack.push(s.id);
             }
         }

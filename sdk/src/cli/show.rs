@@ -61,6 +61,20 @@ pub fn summary(s: &JobStatus) -> String {
         "attempts:  {} (nacks {}, additional deliveries {})\n",
         s.attempts, s.nacks, s.additional_deliveries
     );
+    if let Some(r) = &s.retry {
+        out += &format!(
+            "retry:     attempt {} of {} · backoff {} {}..{} ms · on {}\n",
+            r.attempts,
+            r.policy.max_attempts,
+            r.policy.backoff.as_str(),
+            r.policy.base_ms,
+            r.policy.max_ms,
+            crate::proto::retry::retry_on_text(&r.policy.retry_on)
+        );
+        if !r.last_error.is_empty() {
+            out += &format!("last-error: {}\n", r.last_error);
+        }
+    }
     out += &format!("ttl:       {} s left\n", s.ttl);
     if !s.parts.is_empty() {
         out += &parts_summary(&s.parts);

@@ -3,6 +3,7 @@
 //! - [`types`]: job ids, module hashes, error classes, limits, results and the
 //!   job status document (`wasque show --json`).
 //! - [`request`] / [`response`]: what a client asks and what a node answers.
+//! - [`retry`]: retry policies and what a dead letter carries.
 //! - [`frame`]: length-prefixed postcard frames with a size bound.
 //!
 //! Versioning: every connection starts with [`Request::Hello`] carrying
@@ -12,6 +13,7 @@
 pub mod frame;
 pub mod request;
 pub mod response;
+pub mod retry;
 pub mod types;
 
 pub use frame::{
@@ -22,11 +24,13 @@ pub use request::{AddJob, MapSpec, Request, RequestFrame, frame_parts};
 pub use response::{
     ClusterNode, ErrorCode, ModuleInfo, NodeInfo, NodeState, Response, ResponseFrame, WireError,
 };
+pub use retry::{Backoff, RetryOn, RetryPolicy, RetryStatus};
 pub use types::{
     Body, DeliveryInfo, ErrorClass, JobId, JobIdError, JobResult, JobState, JobStatus, Limits,
     LimitsRequest, ModuleHash, PartStatus,
 };
 
 /// Version of the client protocol spoken by this crate (3: the hello's
-/// reply says the node's largest reply frame).
-pub const PROTOCOL_VERSION: u32 = 3;
+/// reply says the node's largest reply frame; 4: retry policies on adds
+/// and job status, NACK and the dead-letter requests).
+pub const PROTOCOL_VERSION: u32 = 4;

@@ -98,6 +98,32 @@ pub enum Request {
         key: String,
         ids: Vec<JobId>,
     },
+    /// Disque's NACK for plain jobs a worker took and gives back: queued
+    /// again after `delay_ms` (at once with `None`, or after the job's
+    /// backoff if it has a retry policy), counting a NACK; a job past its
+    /// policy's `max_attempts` goes to the dead-letter queue instead.
+    /// Answers `Count`.
+    Nack {
+        ids: Vec<JobId>,
+        delay_ms: Option<u64>,
+    },
+    /// The dead letters of `queue` (its `<queue>:dead`), oldest first, at
+    /// most `count` (the node caps it at 1,000). Answers `Jobs`.
+    DlqList {
+        queue: String,
+        count: u32,
+    },
+    /// Queues dead letters of `queue` again with fresh attempts: the named
+    /// ones, or every one when `ids` is empty. Answers `Count`.
+    DlqRequeue {
+        queue: String,
+        ids: Vec<JobId>,
+    },
+    /// Forgets every dead letter of `queue` (on every holder, as an ack
+    /// does). Answers `Count`.
+    DlqPurge {
+        queue: String,
+    },
 }
 
 /// What makes an added job a distributed job (a parent): `parts` inputs
@@ -166,6 +192,9 @@ pub struct AddJob {
     pub ack_on_result: bool,
     /// Makes this a distributed job; `module` is then the reduce module.
     pub map: Option<MapSpec>,
+    /// Attempts, backoff and the failures retried; `None` takes the
+    /// queue's default (`QRETRY`), if it has one.
+    pub retry: Option<super::retry::RetryPolicy>,
 }
 
 impl AddJob {
@@ -191,6 +220,7 @@ impl AddJob {
             wait_ms: None,
             ack_on_result: false,
             map: None,
+            retry: None,
         }
     }
 }

@@ -45,6 +45,8 @@ pub enum Response {
     /// `event` is `added`, `started`, `finished`, `failed`, `requeued`,
     /// `acked`, `deleted` or `expired`; `failed` adds `"class"`).
     Event(String),
+    /// Jobs' status documents (`DlqList`).
+    Jobs(Vec<JobStatus>),
 }
 
 /// One node of the cluster, as a client discovering it needs it.

@@ -292,9 +292,14 @@ pub enum JobState {
     /// Acknowledged: about to be forgotten.
     Acked,
     /// A distributed job waiting for its parts (see [`PartStatus`]); it is
-    /// queued to run its reduce module once every part is done. (Last: the
-    /// variant's index is in stored records and peer frames.)
+    /// queued to run its reduce module once every part is done.
     Waiting,
+    /// Out of attempts (its retry policy's), or failed in a way the policy
+    /// does not retry: kept in its queue's dead-letter queue until
+    /// requeued (`DLQ REQUEUE`), purged or acknowledged; never run or
+    /// delivered meanwhile, and never expired. (Last: the variant's index
+    /// is in stored records and peer frames.)
+    Dead,
 }
 
 impl JobState {
@@ -308,12 +313,16 @@ impl JobState {
             JobState::Done => "done",
             JobState::Failed => "failed",
             JobState::Acked => "acked",
+            JobState::Dead => "dead",
         }
     }
 
     /// Whether the job has finished running (its result is final).
     pub fn is_finished(&self) -> bool {
-        matches!(self, JobState::Done | JobState::Failed | JobState::Acked)
+        matches!(
+            self,
+            JobState::Done | JobState::Failed | JobState::Acked | JobState::Dead
+        )
     }
 }
 
@@ -371,6 +380,9 @@ pub struct JobStatus {
     pub nodes: Vec<String>,
     /// A distributed job's parts, in order; empty for any other job.
     pub parts: Vec<PartStatus>,
+    /// Its retry policy, attempts used and last error; `None` for a job
+    /// added without one.
+    pub retry: Option<super::retry::RetryStatus>,
 }
 
 /// One part of a distributed job, as its parent job reports it.
@@ -494,6 +506,9 @@ impl JobStatus {
                 .collect();
             obj.insert("parts_done".into(), PartStatus::done(&self.parts).into());
             obj.insert("parts".into(), parts.into());
+        }
+        if let Some(r) = &self.retry {
+            obj.insert("retry".into(), r.to_json());
         }
         doc
     }

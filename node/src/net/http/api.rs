@@ -1,6 +1,9 @@
-//! The read-only JSON API under `/api`. Each handler checks its parameters
-//! (400 with a JSON error when malformed), asks the engine one
-//! [`Query`], and renders the answer.
+//! The JSON API under `/api`. Each handler checks its parameters (400
+//! with a JSON error when malformed), asks the engine one [`Query`] (or,
+//! for the dead letters, one command), and renders the answer. Read-only
+//! but for `POST /api/queues/{name}/dead/requeue`, which takes a JSON
+//! body only (a cross-site form cannot send one without the browser
+//! asking first).
 
 use std::str::FromStr;
 
@@ -11,7 +14,7 @@ use axum::http::HeaderMap;
 use serde_json::{Value, json};
 
 use super::{AppState, HttpError, render};
-use crate::api::{Command, Inspection, JobQuery, MAX_PAGE, NodeStats, Query, Reply};
+use crate::api::{Command, Dlq, DlqOp, Inspection, JobQuery, MAX_PAGE, NodeStats, Query, Reply};
 use crate::job::{JobId, JobState};
 use crate::runtime::now_ms;
 
@@ -184,6 +187,88 @@ pub async fn job(
     }
 }
 
+/// `GET /api/queues/{name}/dead?limit=`: the queue's dead letters held by
+/// this node, oldest first, as `wasque show --json` documents.
+pub async fn dead(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    params: Params,
+) -> Result<Json<Value>, HttpError> {
+    check_queue(&name)?;
+    let mut p = parse(params, &["limit"])?;
+    let limit = limit(p.take("limit"), 100)?;
+    let cmd = dlq(
+        name,
+        DlqOp::List {
+            count: limit as u32,
+        },
+    );
+    match st.call(cmd).await? {
+        Reply::Statuses(list) => Ok(Json(json!({
+            "jobs": list.iter().map(|s| s.to_json()).collect::<Vec<_>>(),
+        }))),
+        _ => Err(unexpected()),
+    }
+}
+
+/// `POST /api/queues/{name}/dead/requeue` with `{"ids": [...]}` or
+/// `{"all": true}`: queues dead letters again with fresh attempts.
+pub async fn dead_requeue(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, HttpError> {
+    check_queue(&name)?;
+    let Json(body) = body.map_err(|e| {
+        HttpError::bad_request(format!(
+            "the body must be JSON (Content-Type: application/json), {{\"ids\": [...]}} or {{\"all\": true}}: {e}"
+        ))
+    })?;
+    let all = body.get("all").and_then(Value::as_bool) == Some(true);
+    let ids = match body.get("ids") {
+        Some(Value::Array(list)) if !all => list
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(job_id)
+                    .unwrap_or_else(|| Err(HttpError::bad_request("ids are job id strings")))
+            })
+            .collect::<Result<Vec<JobId>, HttpError>>()?,
+        None if all => Vec::new(),
+        _ => {
+            return Err(HttpError::bad_request(
+                "give {\"ids\": [...]} or {\"all\": true}",
+            ));
+        }
+    };
+    if ids.is_empty() && !all {
+        return Err(HttpError::bad_request(
+            "ids is empty; {\"all\": true} requeues every one",
+        ));
+    }
+    match st.call(dlq(name, DlqOp::Requeue { ids })).await? {
+        Reply::Count(n) => Ok(Json(json!({ "requeued": n }))),
+        _ => Err(unexpected()),
+    }
+}
+
+fn dlq(queue: String, op: DlqOp) -> Command {
+    Command::Dlq(Box::new(Dlq {
+        queue,
+        op,
+        key: None,
+    }))
+}
+
+fn check_queue(name: &str) -> Result<(), HttpError> {
+    if name.is_empty() || name.len() > MAX_NAME {
+        return Err(HttpError::bad_request(format!(
+            "a queue name is 1 to {MAX_NAME} bytes"
+        )));
+    }
+    Ok(())
+}
+
 /// `GET /api/modules`.
 pub async fn modules(State(st): State<AppState>) -> Result<Json<Value>, HttpError> {
     match st.call(Command::ListModules).await? {
@@ -205,7 +290,7 @@ pub(super) async fn stats(st: &AppState) -> Result<NodeStats, HttpError> {
 /// Longest queue name accepted in a path.
 const MAX_NAME: usize = 1024;
 
-const STATES: [JobState; 7] = [
+const STATES: [JobState; 8] = [
     JobState::WaitRepl,
     JobState::Waiting,
     JobState::Queued,
@@ -213,6 +298,7 @@ const STATES: [JobState; 7] = [
     JobState::Done,
     JobState::Failed,
     JobState::Acked,
+    JobState::Dead,
 ];
 
 fn unexpected() -> HttpError {

@@ -42,7 +42,7 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, get};
+use axum::routing::{MethodRouter, get, post};
 use tokio::sync::{Semaphore, watch};
 
 pub use error::HttpError;
@@ -151,6 +151,10 @@ impl AppState {
     }
 }
 
+/// The routes that change something (POST, JSON bodies only): an
+/// operator's dead-letter requeue.
+pub const WRITE_PATHS: &[&str] = &["/api/queues/{name}/dead/requeue"];
+
 /// Every route of the API, path and handlers. The router is built from
 /// this list, and a test checks it against `openapi.json`.
 pub fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
@@ -168,6 +172,8 @@ pub fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/api/jobs", get(api::jobs)),
         ("/api/jobs/{id}", get(api::job)),
         ("/api/modules", get(api::modules)),
+        ("/api/queues/{name}/dead", get(api::dead)),
+        ("/api/queues/{name}/dead/requeue", post(api::dead_requeue)),
         ("/api/events", get(feed::events)),
     ]
 }

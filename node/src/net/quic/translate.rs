@@ -2,7 +2,7 @@
 
 use wasque_sdk::proto::{Request, Response};
 
-use crate::api::{Command, Reply};
+use crate::api::{Command, Dlq, DlqOp, Reply};
 
 /// The command for a request, or `None` for requests the connection
 /// answers itself (hello, module upload, node info).
@@ -33,12 +33,24 @@ pub fn command(req: Request) -> Option<Command> {
         Request::ListModules => Command::ListModules,
         Request::StatModule { hash } => Command::StatModule { hash },
         Request::DeleteModule { hash } => Command::DeleteModule { hash },
+        Request::Nack { ids, delay_ms } => Command::Nack { ids, delay_ms },
+        Request::DlqList { queue, count } => dlq(queue, DlqOp::List { count }),
+        Request::DlqRequeue { queue, ids } => dlq(queue, DlqOp::Requeue { ids }),
+        Request::DlqPurge { queue } => dlq(queue, DlqOp::Purge),
         Request::Hello { .. }
         | Request::PutModule { .. }
         | Request::NodeInfo
         | Request::Nodes
         | Request::Subscribe { .. } => return None,
     })
+}
+
+fn dlq(queue: String, op: DlqOp) -> Command {
+    Command::Dlq(Box::new(Dlq {
+        queue,
+        op,
+        key: None,
+    }))
 }
 
 fn keyed(key: String, cmd: Command) -> Command {
@@ -70,6 +82,7 @@ pub fn response(reply: Reply) -> Response {
         },
         Reply::Error(e) => Response::Error(e),
         Reply::Nodes(n) => Response::Nodes(n),
+        Reply::Statuses(s) => Response::Jobs(s),
         // Disque's queue commands are spoken over RESP; QUIC clients never
         // send them.
         Reply::Jobs(_)

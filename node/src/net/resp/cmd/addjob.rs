@@ -1,7 +1,10 @@
 //! ADDJOB queue body ms-timeout [REPLICATE n] [DELAY sec] [RETRY sec]
 //! [TTL sec] [MAXLEN n] [ASYNC], plus wasque's options for Wasm jobs:
 //! [MODULE sha256] [FUEL n] [MEMORY bytes] [DEADLINE ms] [PRIORITY 0-9]
-//! [GROUP key] [ARG a]... [NOCACHE] [ASYNCKEY key].
+//! [GROUP key] [ARG a]... [NOCACHE] [ASYNCKEY key], and a retry policy:
+//! [MAXATTEMPTS n] [BACKOFF fixed|exp] [BACKOFF-MS ms] [BACKOFF-MAX-MS ms]
+//! [RETRY-ON exit:3,node-loss,...] (any of them gives the job a policy,
+//! the others at their defaults; see `cmd/life.rs`).
 
 use super::{Action, Args, Render, syntax};
 use crate::api::{AddJob, Command, bounds};
@@ -13,6 +16,7 @@ pub fn parse(a: &Args) -> Result<Action, Frame> {
     let mut job = AddJob::new(queue, a.get(2).to_vec());
     job.timeout_ms = timeout(a, 3)?;
     let mut i = 4;
+    let mut retry = None;
     while i < a.len() {
         let has_value = i + 1 < a.len();
         let opt = String::from_utf8_lossy(a.get(i)).to_ascii_lowercase();
@@ -80,10 +84,12 @@ pub fn parse(a: &Args) -> Result<Action, Frame> {
                 i += 1;
                 continue;
             }
+            o if super::life::is_retry_option(o) => super::life::retry_option(a, i, &mut retry)?,
             _ => return Err(syntax()),
         }
         i += 2;
     }
+    job.retry = super::life::checked(super::life::fix_cap(retry))?;
     Ok(Action::Engine(
         Command::AddJob(Box::new(job)),
         Render::AddJob,

@@ -8,6 +8,7 @@ mod addjob;
 pub(super) mod cluster;
 mod getjob;
 mod jobs;
+mod life;
 mod policy;
 mod queues;
 mod render;
@@ -88,6 +89,8 @@ const TABLE: &[(&str, i32)] = &[
     ("waitjob", 3),
     ("finish", -3),
     ("tenant", -2),
+    ("dlq", -3),
+    ("qretry", -2),
 ];
 
 /// Turns a request's words into an action, or the error reply it deserves.
@@ -118,6 +121,8 @@ pub fn parse(args: Vec<Bytes>) -> Action {
         "module" | "result" | "waitjob" | "finish" => wasm::parse(&a),
         "qpolicy" => policy::parse(&a),
         "tenant" => tenant::parse(&a),
+        "dlq" => life::dlq(&a),
+        "qretry" => life::qretry(&a),
         _ => server::parse(&a),
     };
     match (out, key) {
@@ -136,7 +141,7 @@ pub fn parse(args: Vec<Bytes>) -> Action {
 /// jobs added with `ASYNCKEY k` (engine/asynckey.rs).
 const KEYED: &[&str] = &[
     "show", "result", "waitjob", "ackjob", "fastack", "deljob", "nack", "working", "enqueue",
-    "dequeue", "jscan",
+    "dequeue", "jscan", "dlq",
 ];
 
 /// Splits a trailing `ASYNCKEY k` off a keyed command's words. Job ids
@@ -214,7 +219,12 @@ impl Args {
     /// Every word from `from` on as a job id; one malformed id refuses
     /// the whole command (as Disque validates them all first).
     pub fn ids(&self, from: usize) -> Result<Vec<JobId>, Frame> {
-        (from..self.len()).map(|i| self.id(i)).collect()
+        self.ids_in(from, self.len())
+    }
+
+    /// Words `from..to` as job ids.
+    pub fn ids_in(&self, from: usize, to: usize) -> Result<Vec<JobId>, Frame> {
+        (from..to).map(|i| self.id(i)).collect()
     }
 }
 

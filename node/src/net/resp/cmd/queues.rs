@@ -85,6 +85,7 @@ fn jscan(a: &Args) -> Result<JScan, Frame> {
                 "failed" => JobState::Failed,
                 "acked" => JobState::Acked,
                 "waiting" => JobState::Waiting,
+                "dead" => JobState::Dead,
                 _ => return Err(Frame::error("ERR", "Invalid job state name")),
             };
             s.states.push(st);

@@ -31,6 +31,8 @@ pub enum Render {
     Modules,
     /// MODULE PUT: the module's hex sha256.
     ModulePut,
+    /// DLQ LIST: an array of SHOW arrays (empty when none).
+    Dead,
 }
 
 impl Render {
@@ -40,7 +42,7 @@ impl Render {
     pub fn is_heavy(self) -> bool {
         matches!(
             self,
-            Render::Show | Render::Result | Render::JScan | Render::Jobs
+            Render::Show | Render::Result | Render::JScan | Render::Jobs | Render::Dead
         )
     }
 }
@@ -105,6 +107,7 @@ pub fn render(kind: Render, reply: Reply) -> Frame {
         (_, Reply::Modules(ms)) => Frame::Array(ms.iter().map(module).collect()),
         (_, Reply::JobAdded(id)) => Frame::Simple(id.to_string()),
         (_, Reply::NotFinished) => Frame::NullArray,
+        (_, Reply::Statuses(list)) => Frame::Array(list.iter().map(show).collect()),
         (_, other) => Frame::error(
             "ERR",
             &format!("this reply has no RESP form: {}", reply_name(&other)),
@@ -146,7 +149,7 @@ fn job_entry(j: JobEntry) -> Frame {
 
 /// SHOW: every field Disque lists, in Disque's order, then wasque's.
 fn show(s: &JobStatus) -> Frame {
-    Frame::Array(vec![
+    let mut f = vec![
         Frame::text("id"),
         Frame::text(&s.id.to_string()),
         Frame::text("queue"),
@@ -189,7 +192,27 @@ fn show(s: &JobStatus) -> Frame {
         s.module.map_or(Frame::Null, |m| Frame::text(&m.to_hex())),
         Frame::text("attempts"),
         int(u64::from(s.attempts)),
-    ])
+    ];
+    if let Some(r) = &s.retry {
+        f.extend([
+            Frame::text("max-attempts"),
+            int(u64::from(r.policy.max_attempts)),
+            Frame::text("retry-attempts"),
+            int(u64::from(r.attempts)),
+            Frame::text("backoff"),
+            Frame::text(&format!(
+                "{} {} {}",
+                r.policy.backoff.as_str(),
+                r.policy.base_ms,
+                r.policy.max_ms
+            )),
+            Frame::text("retry-on"),
+            Frame::text(&wasque_sdk::proto::retry::retry_on_text(&r.policy.retry_on)),
+            Frame::text("last-error"),
+            Frame::text(&r.last_error),
+        ]);
+    }
+    Frame::Array(f)
 }
 
 /// RESULT: a finished job's result as field/value pairs.
