@@ -63,8 +63,11 @@ impl Engine {
             {
                 return refuse(self, no_job(&parent));
             }
-            Command::Working { id } | Command::Finish { id, .. } if !visible(self, &id) => {
+            Command::Working { id } if !visible(self, &id) => {
                 return refuse(self, worker::job_not_known());
+            }
+            Command::Finish { id, .. } if !visible(self, &id) => {
+                return refuse(self, no_job(&id));
             }
             Command::Ack { ids, fast } => Command::Ack {
                 ids: keep(self, ids),
