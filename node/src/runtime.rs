@@ -567,6 +567,7 @@ impl Node {
             policies_file,
             pauses_file,
             retry_file,
+            tenants: handle.auth.tenants().clone(),
         };
         // Essential tasks: one that panics or ends early ends the node
         // (supervise.rs), instead of leaving open sockets that answer nothing.
@@ -797,6 +798,8 @@ struct Driver {
     pauses_file: std::path::PathBuf,
     /// `DATA_DIR/queue-retry`: QRETRY defaults across restarts.
     retry_file: std::path::PathBuf,
+    /// The tenant registry: weights reach the engine's fair share.
+    tenants: Arc<crate::tenant::Tenants>,
 }
 
 impl Driver {
@@ -1082,6 +1085,11 @@ impl Driver {
         // What peers learn of this node's capacity.
         let s = self.engine.stats();
         let x = self.executor.stats();
+        // Tenants' weights, as the registry has them now (changes made on
+        // a peer arrive by the registry's merge).
+        for (name, weight) in self.tenants.weights() {
+            self.engine.set_tenant_weight(&name, weight);
+        }
         self.cluster.set_advert(crate::cluster::Advert {
             exec_slots: x.threads,
             exec_busy: x.busy,

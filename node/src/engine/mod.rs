@@ -20,6 +20,7 @@
 mod asynckey;
 mod cluster;
 mod effect;
+mod fair;
 mod gather;
 mod getjob;
 mod ids;
@@ -198,6 +199,8 @@ pub struct Engine {
     /// The time of the latest input, for inputs that carry none.
     last_now: UnixMs,
     placement: placement::Placement,
+    /// Executor time between tenants (`fair.rs`).
+    fair: fair::FairShare,
     /// Per tenant: rate bucket, use, refusals (`tenant.rs`).
     tenant_use: HashMap<std::sync::Arc<str>, TenantUse>,
     /// Requests of tenants not yet answered, with the prefix their reply
@@ -244,6 +247,7 @@ impl Engine {
             run_avg_us: 0,
             effects: VecDeque::new(),
             tenant_use: HashMap::new(),
+            fair: fair::FairShare::default(),
             scoped: HashMap::new(),
         }
     }
@@ -474,6 +478,7 @@ impl Engine {
             0 => result.duration_us.max(1),
             avg => (avg * 7 + result.duration_us) / 8,
         };
+        self.fair.finished(&job_id, result.fuel_used);
         if let Some(job) = self.jobs.get(&job_id)
             && crate::tenant::tenant_of_queue(&job.queue).is_some()
         {
@@ -1047,7 +1052,18 @@ impl Engine {
             self.cfg.exec_slots
         };
         while self.running < slots {
-            let Some(id) = self.queues.pop_wasm(now) else {
+            let popped = if self.queues.wasm_untenanted() {
+                self.queues.pop_wasm(now)
+            } else {
+                let ready = self.queues.wasm_groups();
+                let group = self.fair.pick(&ready).to_string();
+                let id = self.queues.pop_wasm_in(now, &group);
+                if let Some(id) = id {
+                    self.fair.started(id, &group);
+                }
+                id
+            };
+            let Some(id) = popped else {
                 break;
             };
             let Some(job) = self.jobs.get_mut(&id) else {

@@ -51,6 +51,7 @@ impl Engine {
             e.reply(req, reply);
             None
         };
+        self.fair.set_weight(&t.name, t.quotas.weight);
         let cmd = match cmd {
             Command::AddJob(a) => match self.tenant_add(now, t, *a) {
                 Ok(a) => Command::AddJob(Box::new(a)),
@@ -263,6 +264,13 @@ impl Engine {
         let u = self.tenant_use.entry(tenant.clone()).or_default();
         *u.refused.entry(quota).or_default() += 1;
         Reply::error(ErrorCode::Quota, msg)
+    }
+
+    /// Tenants' weights for the fair share, as the registry has them (the
+    /// runtime passes them on at start and as they change; a tenant's own
+    /// commands also carry its weight).
+    pub fn set_tenant_weight(&mut self, tenant: &str, weight: u32) {
+        self.fair.set_weight(tenant, weight);
     }
 
     /// Per-tenant use and refusals, for metrics.

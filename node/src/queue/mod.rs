@@ -215,6 +215,55 @@ impl Queues {
         None
     }
 
+    /// Whether every queue with ready Wasm jobs belongs to no tenant (the
+    /// fair share has nothing to decide).
+    pub fn wasm_untenanted(&self) -> bool {
+        self.wasm_turns.iter().all(|n| !n.contains('/'))
+    }
+
+    /// The tenant groups with ready Wasm jobs in the turns (a tenant's
+    /// name, or `""` for queues of no tenant), each once.
+    pub fn wasm_groups(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for name in &self.wasm_turns {
+            let g = crate::tenant::tenant_of_queue(name).unwrap_or("");
+            if !out.contains(&g) {
+                out.push(g);
+            }
+        }
+        out
+    }
+
+    /// [`Queues::pop_wasm`] among the queues of one tenant group only
+    /// (`""`: queues of no tenant): the fair share (`engine/fair.rs`)
+    /// picks the group, the queues of the group take turns as before.
+    pub fn pop_wasm_in(&mut self, now: UnixMs, group: &str) -> Option<JobId> {
+        for _ in 0..self.wasm_turns.len() {
+            let name = self.wasm_turns.pop_front()?;
+            if crate::tenant::tenant_of_queue(&name).unwrap_or("") != group {
+                self.wasm_turns.push_back(name);
+                continue;
+            }
+            let Some(q) = self.queues.get_mut(&name) else {
+                continue;
+            };
+            if q.pause.output {
+                continue;
+            }
+            let Some(key) = q.wasm.pop_first() else {
+                continue;
+            };
+            q.jobs_out += 1;
+            q.touched_at = now;
+            if !q.wasm.is_empty() {
+                self.wasm_turns.push_back(name.clone());
+            }
+            self.note_if_idle(&name, now);
+            return Some(key.id);
+        }
+        None
+    }
+
     /// The ready Wasm job of highest priority (then oldest) over every
     /// queue not paused in output: what a starving peer is sent first under
     /// the `priority` policy.

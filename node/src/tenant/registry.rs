@@ -244,6 +244,15 @@ impl Tenants {
         })
     }
 
+    /// Each live tenant's fair-share weight.
+    pub fn weights(&self) -> Vec<(Arc<str>, u32)> {
+        self.read()
+            .snapshots
+            .values()
+            .map(|t| (t.name.clone(), t.quotas.weight))
+            .collect()
+    }
+
     /// Live tenants, by name.
     pub fn list(&self) -> Vec<TenantInfo> {
         self.read()
