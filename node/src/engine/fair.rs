@@ -95,7 +95,8 @@ impl FairShare {
             }
         }
         self.waiting.clear();
-        self.waiting.extend(ready.iter().map(|g| Box::<str>::from(*g)));
+        self.waiting
+            .extend(ready.iter().map(|g| Box::<str>::from(*g)));
         ready
             .iter()
             .copied()
