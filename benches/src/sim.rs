@@ -55,6 +55,8 @@ pub struct JobOutcome {
     pub finished: u64,
     pub node: usize,
     pub priority: u8,
+    /// The queue it was added to (a tenant's are `tenant/queue`).
+    pub queue: String,
 }
 
 /// The outcome of a run.
@@ -179,6 +181,14 @@ impl Sim {
         sim.adverts();
         sim.drain_all();
         sim
+    }
+
+    /// A tenant's fair-share weight on every node (as the registry would
+    /// pass it on).
+    pub fn set_weight(&mut self, tenant: &str, weight: u32) {
+        for e in &mut self.nodes {
+            e.set_tenant_weight(tenant, weight);
+        }
     }
 
     fn push(&mut self, at: u64, ev: Event) {
@@ -328,6 +338,7 @@ impl Sim {
                             finished: at,
                             node,
                             priority: self.jobs[j].priority,
+                            queue: self.jobs[j].queue.clone(),
                         });
                         done += 1;
                     }
@@ -337,7 +348,8 @@ impl Sim {
                         message: String::new(),
                         output: Vec::new(),
                         stderr: Vec::new(),
-                        fuel_used: 0,
+                        // Fuel is work, whatever the node's speed.
+                        fuel_used: body_work(&run.body) * 1_000,
                         duration_us: 0,
                         node: self.names[node].to_string(),
                     };

@@ -277,6 +277,7 @@ impl Handle {
                 {
                     let owned: u64 = t.modules.values().sum();
                     if owned.saturating_add(size) > max {
+                        tenants.note_upload_refused(name);
                         return Err(WireError::new(
                             ErrorCode::Quota,
                             format!(

@@ -301,7 +301,7 @@ async fn two_tenants_see_only_their_own_on_every_door() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quotas_refuse_with_their_name_and_value_and_drop_nothing() {
-    let node = TestNode::start(&[]);
+    let node = TestNode::start_http(&[]);
     let tok = setup(
         &node,
         &[(
@@ -390,6 +390,53 @@ async fn quotas_refuse_with_their_name_and_value_and_drop_nothing() {
         .filter(|a| a.contains("jobs-per-sec"))
         .count();
     assert!(refused >= 5, "a burst of 10 at 3/s: {answers:?}");
+
+    // The per-tenant series: carol's run, fuel and memory, each refusal
+    // by its quota; the admin reads them, carol may not.
+    let done = carol.wait(id, 10_000).await.expect("wait").expect("done");
+    let fuel = done.result.expect("result").fuel_used;
+    assert!(fuel > 0);
+    let (status, body) = http_get(&node, "/metrics", ADMIN_PW);
+    assert_eq!(status, 200, "{body}");
+    let series = |name: &str| -> Option<f64> {
+        body.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    };
+    assert_eq!(
+        series(r#"wasque_tenant_runs_total{tenant="carol"}"#),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(
+        series(r#"wasque_tenant_fuel_consumed_total{tenant="carol"}"#),
+        Some(fuel as f64),
+        "{body}"
+    );
+    let mem = series(r#"wasque_tenant_memory_byte_seconds_total{tenant="carol"}"#);
+    assert!(mem.is_some_and(|m| m > 0.0), "{body}");
+    for (quota, n) in [
+        ("max-jobs", 1.0),
+        ("max-fuel", 1.0),
+        ("max-module-bytes", 1.0),
+    ] {
+        let name = format!(r#"wasque_tenant_rejected_total{{tenant="carol",quota="{quota}"}}"#);
+        assert_eq!(series(&name), Some(n), "{name} in {body}");
+    }
+    let rate = series(r#"wasque_tenant_rejected_total{tenant="carol",quota="jobs-per-sec"}"#);
+    assert_eq!(rate, Some(refused as f64), "{body}");
+    // Jobs held: the echo job (done, not acked), its fellows and the burst.
+    let held = series(r#"wasque_tenant_jobs{tenant="carol"}"#).expect("tenant_jobs");
+    let depth = series(r#"wasque_tenant_queue_depth{tenant="carol"}"#).expect("depth");
+    assert_eq!(
+        depth,
+        (10 - refused) as f64 + 1.0,
+        "q holds the 2nd add, r the burst"
+    );
+    assert!(held >= depth + 1.0, "held {held}, ready {depth}");
+    assert!(series(r#"wasque_tenant_module_bytes{tenant="carol"}"#).is_some_and(|b| b > 0.0));
+    let (status, _) = http_get(&node, "/metrics", &format!("carol:{tok}"));
+    assert_eq!(status, 403);
 }
 
 #[test]

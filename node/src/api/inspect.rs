@@ -26,6 +26,9 @@ pub enum Query {
     Queue { name: String },
     /// Jobs, oldest first.
     Jobs(JobQuery),
+    /// Each named tenant's use of this node (the metrics' per-tenant
+    /// series; the names come from the registry, which bounds them).
+    Tenants { names: Vec<String> },
 }
 
 /// Which jobs to list.
@@ -48,6 +51,26 @@ pub enum Inspection {
     Queues(QueuePage),
     Queue(Option<QueueStat>),
     Jobs(JobPage),
+    Tenants(Vec<TenantStat>),
+}
+
+/// One tenant's use of this node, since the node started (counters) or
+/// now (gauges).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TenantStat {
+    pub name: String,
+    /// Jobs it holds on this node, whatever their state.
+    pub jobs: u64,
+    /// Its jobs ready in a queue.
+    pub ready: u64,
+    /// Wasm runs of its jobs finished here.
+    pub runs: u64,
+    /// Fuel its runs used.
+    pub fuel_used: u64,
+    /// Each run's memory cap times its run time, in byte-milliseconds.
+    pub memory_byte_ms: u128,
+    /// Adds refused, by quota name.
+    pub refused: Vec<(&'static str, u64)>,
 }
 
 /// Counts of the whole node, as the engine holds them.

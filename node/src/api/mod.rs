@@ -12,6 +12,7 @@ pub use command::{Command, Dlq, DlqOp, GetJob, JScan, QScan};
 pub use event::{JobEvent, JobEventKind, Removal, class_label};
 pub use inspect::{
     Inspection, JobPage, JobQuery, JobSummary, MAX_PAGE, NodeStats, Query, QueuePage, QueueStat,
+    TenantStat,
 };
 pub use reply::{JobEntry, JobScanItem, QStat, Reply};
 pub use wasque_sdk::proto::{AddJob, ErrorCode, ModuleInfo, NodeInfo, WireError as ApiError};

@@ -29,6 +29,9 @@ impl Engine {
             } => Inspection::Queues(self.queue_page(now, cursor, limit, prefix.as_deref())),
             Query::Queue { name } => Inspection::Queue(self.queue_stat(now, &name)),
             Query::Jobs(q) => Inspection::Jobs(self.job_page(q)),
+            Query::Tenants { names } => {
+                Inspection::Tenants(names.into_iter().map(|n| self.tenant_stat(n)).collect())
+            }
         }
     }
 

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use super::{Engine, RequestId, no_job, no_module, worker};
-use crate::api::{AddJob, Command, ErrorCode, Inspection, JobScanItem, Query, Reply};
+use crate::api::{AddJob, Command, ErrorCode, Inspection, JobScanItem, Query, Reply, TenantStat};
 use crate::job::{JobId, UnixMs};
 use crate::tenant::Tenant;
 
@@ -178,6 +178,9 @@ impl Engine {
                     j.prefix = Some(t.prefix.to_string());
                     Query::Jobs(j)
                 }
+                Query::Tenants { .. } => Query::Tenants {
+                    names: vec![t.name.to_string()],
+                },
             }),
             Command::FlushAll | Command::DebugPanicDriver | Command::As { .. } => {
                 return refuse(
@@ -281,6 +284,30 @@ impl Engine {
     /// Jobs a tenant holds on this node.
     pub fn tenant_jobs(&self, tenant: &str) -> u64 {
         self.jobs.tenant_jobs(tenant)
+    }
+
+    /// A tenant's figures on this node (zeros for one never seen here).
+    pub(super) fn tenant_stat(&self, name: String) -> TenantStat {
+        let prefix = format!("{name}/");
+        let ready = self
+            .queues
+            .iter()
+            .filter(|(q, _)| q.starts_with(&prefix))
+            .map(|(_, q)| q.len() as u64)
+            .sum();
+        let mut st = TenantStat {
+            jobs: self.jobs.tenant_jobs(&name),
+            ready,
+            ..TenantStat::default()
+        };
+        if let Some(u) = self.tenant_use.get(name.as_str()) {
+            st.runs = u.runs;
+            st.fuel_used = u.fuel_used;
+            st.memory_byte_ms = u.memory_ms;
+            st.refused = u.refused.iter().map(|(k, v)| (*k, *v)).collect();
+        }
+        st.name = name;
+        st
     }
 
     /// Notes a finished run against its tenant (if its queue has one).

@@ -11,7 +11,8 @@
 //!
 //! Label sets are bounded: error classes are the fixed list of
 //! [`crate::api::class_label`], and queue depths are exported for at most
-//! [`MAX_QUEUE_LABELS`] queues (the deepest). Never a job id.
+//! [`MAX_QUEUE_LABELS`] queues (the deepest), per-tenant series for the
+//! tenants in the registry (removed ones vanish). Never a job id.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -23,7 +24,7 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::api::NodeStats;
+use crate::api::{NodeStats, TenantStat};
 use crate::exec::ExecStats;
 
 /// Most queues whose depth is exported as a labelled series.
@@ -75,6 +76,8 @@ pub struct Snapshot {
     pub exec: ExecStats,
     /// (queue, ready jobs) for at most [`MAX_QUEUE_LABELS`] queues.
     pub queue_depths: Vec<(String, u64)>,
+    /// Each tenant's figures, with the bytes of the modules it owns.
+    pub tenants: Vec<(TenantStat, u64)>,
     pub uptime_secs: u64,
 }
 
@@ -272,6 +275,87 @@ impl Collector for ScrapeCollector {
                 ConstGauge::new(*depth as i64).encode(fam.encode_family(&labels)?)?;
             }
         }
-        Ok(())
+        encode_tenants(&mut enc, &s.tenants)
     }
+}
+
+/// The per-tenant series: one label `tenant` (plus `quota` on refusals).
+fn encode_tenants(
+    enc: &mut DescriptorEncoder,
+    tenants: &[(TenantStat, u64)],
+) -> Result<(), std::fmt::Error> {
+    if tenants.is_empty() {
+        return Ok(());
+    }
+    let label = |t: &TenantStat| -> Labels { vec![("tenant".to_string(), t.name.clone())] };
+    type Figure = fn(&TenantStat, u64) -> u64;
+    let gauges: [(&str, &str, Figure); 3] = [
+        (
+            "tenant_jobs",
+            "Jobs a tenant holds on this node, whatever their state",
+            |t, _| t.jobs,
+        ),
+        (
+            "tenant_queue_depth",
+            "A tenant's jobs ready in its queues",
+            |t, _| t.ready,
+        ),
+        (
+            "tenant_module_bytes",
+            "Bytes of the modules a tenant owns (its max-module-bytes quota counts these)",
+            |_, bytes| bytes,
+        ),
+    ];
+    for (name, help, f) in gauges {
+        let probe = ConstGauge::new(0i64);
+        let mut fam = enc.encode_descriptor(name, help, None, probe.metric_type())?;
+        for (t, bytes) in tenants {
+            ConstGauge::new(f(t, *bytes) as i64).encode(fam.encode_family(&label(t))?)?;
+        }
+    }
+    let counters: [(&str, &str, Figure); 2] = [
+        (
+            "tenant_runs",
+            "Wasm runs of a tenant's jobs finished on this node",
+            |t, _| t.runs,
+        ),
+        (
+            "tenant_fuel_consumed",
+            "Fuel a tenant's Wasm runs used on this node",
+            |t, _| t.fuel_used,
+        ),
+    ];
+    for (name, help, f) in counters {
+        let probe = ConstCounter::new(0u64);
+        let mut fam = enc.encode_descriptor(name, help, None, probe.metric_type())?;
+        for (t, bytes) in tenants {
+            ConstCounter::new(f(t, *bytes)).encode(fam.encode_family(&label(t))?)?;
+        }
+    }
+    let probe = ConstCounter::new(0f64);
+    let mut fam = enc.encode_descriptor(
+        "tenant_memory_byte_seconds",
+        "A tenant's runs' memory caps times their run times (byte-seconds)",
+        None,
+        probe.metric_type(),
+    )?;
+    for (t, _) in tenants {
+        ConstCounter::new(t.memory_byte_ms as f64 / 1000.0)
+            .encode(fam.encode_family(&label(t))?)?;
+    }
+    let probe = ConstCounter::new(0u64);
+    let mut fam = enc.encode_descriptor(
+        "tenant_rejected",
+        "Adds and uploads refused to a tenant, by the quota exceeded",
+        None,
+        probe.metric_type(),
+    )?;
+    for (t, _) in tenants {
+        for (quota, n) in &t.refused {
+            let mut l = label(t);
+            l.push(("quota".to_string(), (*quota).to_string()));
+            ConstCounter::new(*n).encode(fam.encode_family(&l)?)?;
+        }
+    }
+    Ok(())
 }

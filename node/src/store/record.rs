@@ -18,9 +18,11 @@ use crate::job::{
 /// The first byte of every job record. A reader refuses formats it does
 /// not know instead of guessing. Format 2 is format 1 followed by the
 /// job's holders (cluster copies); format 3 is format 2 followed by a
-/// distributed job's parts (`Option<Gather>`). Format 4 is the tenant
-/// (multi-tenancy); format 5 appends the retry policy, its attempt count
-/// and the last failure (`Option<RetryStatus>`). Older formats still read.
+/// distributed job's parts (`Option<Gather>`). Format 4 was kept for a
+/// tenant field and never written (a job's tenant is its queue name's
+/// `tenant/` prefix, so records carry it without a field); format 5
+/// appends the retry policy, its attempt count and the last failure
+/// (`Option<RetryStatus>`). Older formats still read.
 pub const JOB_FORMAT: u8 = 5;
 
 /// A body as bytes on the wire (postcard writes a length and the bytes),
@@ -132,7 +134,7 @@ pub fn encode(job: &Job, out: &mut Vec<u8>) -> Result<(), RecordError> {
     let buf = postcard::to_extend(&rec, buf)?;
     let buf = postcard::to_extend(&job.nodes, buf)?;
     let buf = postcard::to_extend(&job.gather(), buf)?;
-    // Format 5: after format 4's field.
+    // Format 5 (4 added nothing).
     *out = postcard::to_extend(&job.retry(), buf)?;
     Ok(())
 }
@@ -155,7 +157,7 @@ pub fn decode(key: &[u8], value: &[u8]) -> Result<Job, RecordError> {
     } else {
         (None, tail)
     };
-    // Format 5: after format 4's field.
+    // Format 5 (4 added nothing).
     let retry: Option<RetryStatus> = if format >= 5 {
         postcard::from_bytes(tail)?
     } else {

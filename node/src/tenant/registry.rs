@@ -87,6 +87,9 @@ struct State {
 pub struct Tenants {
     path: Option<PathBuf>,
     state: RwLock<State>,
+    /// Uploads refused by `max-module-bytes` on this node, by tenant (a
+    /// metric, not replicated, not kept across restarts).
+    uploads_refused: std::sync::Mutex<HashMap<String, u64>>,
 }
 
 /// The file's name in the data dir.
@@ -122,6 +125,7 @@ impl Tenants {
         Ok(Tenants {
             path: Some(path),
             state: RwLock::new(state),
+            uploads_refused: Default::default(),
         })
     }
 
@@ -136,6 +140,24 @@ impl Tenants {
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
         self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts an upload refused to `name` by its module-bytes quota.
+    pub fn note_upload_refused(&self, name: &str) {
+        let mut m = self
+            .uploads_refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *m.entry(name.to_string()).or_default() += 1;
+    }
+
+    /// Uploads refused to `name` by its module-bytes quota on this node.
+    pub fn uploads_refused(&self, name: &str) -> u64 {
+        let m = self
+            .uploads_refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        m.get(name).copied().unwrap_or(0)
     }
 
     /// Whether any tenant exists (none: the node behaves as before tenancy).

@@ -62,11 +62,30 @@ pub async fn metrics(State(st): State<AppState>) -> Result<Response, HttpError> 
         .collect();
     depths.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     depths.truncate(MAX_QUEUE_LABELS);
+    // The registry bounds the per-tenant series: a removed tenant's vanish.
+    let registry = st.handle().auth().tenants().list();
+    let names = registry.iter().map(|t| t.name.clone()).collect();
+    let Inspection::Tenants(figures) = st.ask(Query::Tenants { names }).await? else {
+        return Err(HttpError::internal("unexpected answer from the engine"));
+    };
+    let registered = st.handle().auth().tenants();
+    let tenants = figures
+        .into_iter()
+        .zip(registry.iter().map(|t| t.module_bytes))
+        .map(|(mut t, bytes)| {
+            let uploads = registered.uploads_refused(&t.name);
+            if uploads > 0 {
+                t.refused.push(("max-module-bytes", uploads));
+            }
+            (t, bytes)
+        })
+        .collect();
     let m = st.monitor();
     m.metrics().set_snapshot(Snapshot {
         stats,
         exec: st.handle().exec_stats(),
         queue_depths: depths,
+        tenants,
         uptime_secs: st.inner.started.elapsed().as_secs(),
     });
     let text = m
