@@ -1,0 +1,99 @@
+//! CANCEL through a real node over RESP: a queued job is removed, a
+//! running Wasm job (the `spin` guest, a 60 s deadline) ends with error
+//! class `cancelled` long before its deadline, an unknown id and a
+//! finished job answer clear errors. Every wait is bounded.
+
+use std::time::{Duration, Instant};
+
+use redis::Value;
+use wasque_tests::guests;
+use wasque_tests::node::TestNode;
+use wasque_tests::wait::eventually;
+
+fn q(c: &mut redis::Connection, args: &[&str]) -> redis::RedisResult<Value> {
+    wasque_tests::resp::cmd(c, args)
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::SimpleString(s) => s.clone(),
+        Value::Okay => "OK".into(),
+        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::Int(n) => n.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// A field of a SHOW or RESULT array, `None` when missing.
+fn field(c: &mut redis::Connection, cmd: &str, id: &str, name: &str) -> Option<String> {
+    let Value::Array(items) = q(c, &[cmd, id]).ok()? else {
+        return None;
+    };
+    items
+        .chunks(2)
+        .find(|kv| text(&kv[0]) == name)
+        .map(|kv| text(&kv[1]))
+}
+
+#[test]
+fn cancel_queued_running_unknown_and_finished() {
+    let node = TestNode::start(&["--exec-threads", "1"]);
+    let mut c = wasque_tests::resp::connect(node.addr).expect("RESP connection");
+
+    // A queued plain job: removed.
+    let id = text(&q(&mut c, &["ADDJOB", "plain", "body", "0"]).unwrap());
+    assert_eq!(q(&mut c, &["CANCEL", &id]).unwrap(), Value::Int(1));
+    assert_eq!(q(&mut c, &["QLEN", "plain"]).unwrap(), Value::Int(0));
+    assert!(field(&mut c, "SHOW", &id, "state").is_none(), "gone");
+
+    // The same id again: unknown now, a clear NOJOB.
+    let err = q(&mut c, &["CANCEL", &id]).unwrap_err();
+    assert_eq!(err.code(), Some("NOJOB"), "{err:?}");
+    assert!(err.to_string().contains(&id), "{err}");
+
+    // A running Wasm job: interrupted, class `cancelled`, well before
+    // its 60 s deadline.
+    let mut put = redis::cmd("MODULE");
+    put.arg("PUT").arg(guests::wasm("spin"));
+    let hash = text(&put.query::<Value>(&mut c).unwrap());
+    let id = text(
+        &q(
+            &mut c,
+            &[
+                "ADDJOB",
+                "wasm",
+                "",
+                "0",
+                "MODULE",
+                &hash,
+                "FUEL",
+                "90000000000",
+                "DEADLINE",
+                "60000",
+            ],
+        )
+        .unwrap(),
+    );
+    eventually(10, "the spin job runs", || {
+        field(&mut c, "SHOW", &id, "state").as_deref() == Some("active")
+    });
+    let asked = Instant::now();
+    assert_eq!(q(&mut c, &["CANCEL", &id]).unwrap(), Value::Int(1));
+    eventually(20, "the spin job ends cancelled", || {
+        field(&mut c, "RESULT", &id, "error_class").as_deref() == Some("cancelled")
+    });
+    assert!(
+        asked.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert_eq!(
+        field(&mut c, "SHOW", &id, "state").as_deref(),
+        Some("failed")
+    );
+
+    // Finished: nothing to cancel, said so.
+    let err = q(&mut c, &["CANCEL", &id]).unwrap_err();
+    assert!(err.to_string().contains("already finished"), "{err}");
+    node.stop();
+}
