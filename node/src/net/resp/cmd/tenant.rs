@@ -36,7 +36,7 @@ pub enum TenantCmd {
 pub fn parse(a: &Args) -> Result<Action, Frame> {
     let sub = String::from_utf8_lossy(a.get(1)).to_ascii_lowercase();
     let pairs = |from: usize| -> Result<Vec<(String, String)>, Frame> {
-        if (a.len() - from) % 2 != 0 {
+        if !(a.len() - from).is_multiple_of(2) {
             return Err(Frame::error(
                 "ERR",
                 "quotas come in pairs: TENANT ADD|SET name quota value [quota value ...]",
