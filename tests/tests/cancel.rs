@@ -3,6 +3,7 @@
 //! class `cancelled` long before its deadline, an unknown id and a
 //! finished job answer clear errors. Every wait is bounded.
 
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use redis::Value;
@@ -45,6 +46,19 @@ fn cancel_queued_running_unknown_and_finished() {
     assert_eq!(q(&mut c, &["CANCEL", &id]).unwrap(), Value::Int(1));
     assert_eq!(q(&mut c, &["QLEN", "plain"]).unwrap(), Value::Int(0));
     assert!(field(&mut c, "SHOW", &id, "state").is_none(), "gone");
+
+    // Through the CLI (QUIC): the count, then a clear error once gone.
+    let id2 = text(&q(&mut c, &["ADDJOB", "plain", "body", "0"]).unwrap());
+    let out = wasque(&node, &["cancel", &id2]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
+    assert_eq!(q(&mut c, &["QLEN", "plain"]).unwrap(), Value::Int(0));
+    let out = wasque(&node, &["cancel", &id2]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&id2),
+        "{out:?}"
+    );
 
     // The same id again: unknown now, a clear NOJOB.
     let err = q(&mut c, &["CANCEL", &id]).unwrap_err();
@@ -96,4 +110,16 @@ fn cancel_queued_running_unknown_and_finished() {
     let err = q(&mut c, &["CANCEL", &id]).unwrap_err();
     assert!(err.to_string().contains("already finished"), "{err}");
     node.stop();
+}
+
+fn wasque(node: &TestNode, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_test-wasque"))
+        .arg("--node")
+        .arg(node.addr_str())
+        .arg("--data-dir")
+        .arg(&node.data_dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run wasque")
 }

@@ -33,5 +33,5 @@ pub use types::{
 /// Version of the client protocol spoken by this crate (3: the hello's
 /// reply says the node's largest reply frame; 4: retry policies on adds
 /// and job status, NACK and the dead-letter requests; 5: the error class
-/// `cancelled`).
+/// `cancelled` and the `Cancel` request).
 pub const PROTOCOL_VERSION: u32 = 5;
