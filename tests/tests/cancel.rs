@@ -1,7 +1,10 @@
 //! CANCEL through a real node over RESP: a queued job is removed, a
 //! running Wasm job (the `spin` guest, a 60 s deadline) ends with error
 //! class `cancelled` long before its deadline, an unknown id and a
-//! finished job answer clear errors. Every wait is bounded.
+//! finished job answer clear errors; on three nodes, a queued job with
+//! three copies cancelled through another holder leaves no copy, and a
+//! job running on node 0 cancelled from node 1 ends `cancelled` there.
+//! Every wait is bounded.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -122,4 +125,100 @@ fn wasque(node: &TestNode, args: &[&str]) -> std::process::Output {
         .stdin(Stdio::null())
         .output()
         .expect("run wasque")
+}
+
+/// Meets every node from the first and waits until all see all.
+fn form(nodes: &[TestNode]) {
+    let mut c = wasque_tests::resp::connect(nodes[0].addr).expect("RESP");
+    for n in &nodes[1..] {
+        let port = n.addr.port().to_string();
+        q(&mut c, &["CLUSTER", "MEET", "127.0.0.1", &port]).expect("MEET");
+    }
+    for n in nodes {
+        let mut c = wasque_tests::resp::connect(n.addr).expect("RESP");
+        eventually(20, "every node sees every other", || {
+            let info = text(&q(&mut c, &["CLUSTER", "INFO"]).unwrap());
+            info.lines()
+                .find_map(|l| l.strip_prefix("cluster_reachable_nodes:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                == Some(nodes.len())
+        });
+    }
+}
+
+#[test]
+fn cancel_reaches_every_holder_and_the_node_running_the_job() {
+    let nodes: Vec<TestNode> = (0..3)
+        .map(|_| TestNode::start(&["--cluster-node-timeout", "1500", "--exec-threads", "1"]))
+        .collect();
+    form(&nodes);
+    let mut cs: Vec<_> = nodes
+        .iter()
+        .map(|n| wasque_tests::resp::connect(n.addr).expect("RESP"))
+        .collect();
+
+    // A queued job with three copies, cancelled through another holder.
+    let id = text(
+        &q(
+            &mut cs[0],
+            &["ADDJOB", "q", "body", "5000", "REPLICATE", "3"],
+        )
+        .unwrap(),
+    );
+    for c in cs.iter_mut() {
+        assert!(
+            field(c, "SHOW", &id, "state").is_some(),
+            "every node holds it"
+        );
+    }
+    assert_eq!(q(&mut cs[1], &["CANCEL", &id]).unwrap(), Value::Int(1));
+    for c in cs.iter_mut() {
+        eventually(10, "the copy is gone", || {
+            field(c, "SHOW", &id, "state").is_none()
+        });
+    }
+
+    // A Wasm job running on node 0, cancelled from node 1.
+    let mut put = redis::cmd("MODULE");
+    put.arg("PUT").arg(guests::wasm("spin"));
+    let hash = text(&put.query::<Value>(&mut cs[0]).unwrap());
+    let id = text(
+        &q(
+            &mut cs[0],
+            &[
+                "ADDJOB",
+                "w",
+                "",
+                "5000",
+                "REPLICATE",
+                "3",
+                "MODULE",
+                &hash,
+                "FUEL",
+                "90000000000",
+                "DEADLINE",
+                "60000",
+            ],
+        )
+        .unwrap(),
+    );
+    eventually(20, "the spin job runs somewhere", || {
+        cs.iter_mut()
+            .any(|c| field(c, "SHOW", &id, "state").as_deref() == Some("active"))
+    });
+    // Let it start on whichever node runs it.
+    std::thread::sleep(Duration::from_millis(500));
+    let asked = Instant::now();
+    assert_eq!(q(&mut cs[1], &["CANCEL", &id]).unwrap(), Value::Int(1));
+    eventually(20, "the result says cancelled on the node asked", || {
+        field(&mut cs[1], "RESULT", &id, "error_class").as_deref() == Some("cancelled")
+    });
+    assert!(
+        asked.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        asked.elapsed()
+    );
+    for n in nodes {
+        n.stop();
+    }
 }
