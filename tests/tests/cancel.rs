@@ -270,3 +270,48 @@ fn cancel_over_http_takes_json_only_and_answers_404_for_an_unknown_id() {
     assert_eq!(status, 404, "{body}");
     node.stop();
 }
+
+/// Another tenant's job answers CANCEL exactly as a missing job does, and
+/// stays; its owner can cancel it.
+#[test]
+fn a_tenant_cannot_cancel_another_tenants_job() {
+    let node = TestNode::start(&[]);
+    let mut c = wasque_tests::resp::connect(node.addr).expect("RESP");
+    q(
+        &mut c,
+        &["CONFIG", "SET", "requirepass", "admin-pw-for-cancel"],
+    )
+    .expect("password");
+    let mut admin = wasque_tests::resp::connect(node.addr).expect("RESP");
+    q(&mut admin, &["AUTH", "admin-pw-for-cancel"]).expect("admin AUTH");
+    let mut token = |name: &str| match q(&mut admin, &["TENANT", "ADD", name]).expect("TENANT ADD")
+    {
+        Value::Array(v) => text(&v[2]),
+        other => panic!("TENANT ADD answered {other:?}"),
+    };
+    let (alice_tok, bob_tok) = (token("alice"), token("bob"));
+    let mut alice = wasque_tests::resp::connect(node.addr).expect("RESP");
+    q(&mut alice, &["AUTH", "alice", &alice_tok]).expect("alice AUTH");
+    let mut bob = wasque_tests::resp::connect(node.addr).expect("RESP");
+    q(&mut bob, &["AUTH", "bob", &bob_tok]).expect("bob AUTH");
+
+    let id = text(&q(&mut alice, &["ADDJOB", "q", "mine", "0"]).unwrap());
+    // A missing id, for the answer to compare with.
+    let gone = text(&q(&mut bob, &["ADDJOB", "q", "x", "0"]).unwrap());
+    assert_eq!(q(&mut bob, &["DELJOB", &gone]).unwrap(), Value::Int(1));
+    let missing = q(&mut bob, &["CANCEL", &gone]).unwrap_err();
+    let other = q(&mut bob, &["CANCEL", &id]).unwrap_err();
+    assert_eq!(other.code(), missing.code(), "{other:?} vs {missing:?}");
+    assert_eq!(
+        other.to_string().replace(&id, "ID"),
+        missing.to_string().replace(&gone, "ID")
+    );
+    assert_eq!(
+        q(&mut alice, &["QLEN", "q"]).unwrap(),
+        Value::Int(1),
+        "kept"
+    );
+    assert_eq!(q(&mut alice, &["CANCEL", &id]).unwrap(), Value::Int(1));
+    assert_eq!(q(&mut alice, &["QLEN", "q"]).unwrap(), Value::Int(0));
+    node.stop();
+}
