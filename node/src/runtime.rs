@@ -991,6 +991,9 @@ impl Driver {
                     args: run.args,
                     limits: run.limits,
                 }),
+                Effect::CancelRun(id) => {
+                    self.executor.cancel(&id);
+                }
                 Effect::RemoveModule(hash) => {
                     if let Err(e) = self.executor.remove_module(&hash) {
                         tracing::warn!(module = %hash, "removing module files: {e}");

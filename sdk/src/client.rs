@@ -468,6 +468,12 @@ impl Client {
         self.count(Request::Nack { ids, delay_ms }).await
     }
 
+    /// Cancels jobs (`CANCEL`): how many were cancelled. The node must
+    /// hold a copy of at least one; see README, Cancel.
+    pub async fn cancel(&self, ids: Vec<JobId>) -> Result<u64, ClientError> {
+        self.count(Request::Cancel { ids }).await
+    }
+
     /// The dead letters of `queue` held by this node, oldest first (at
     /// most `count`, and at most 1,000).
     pub async fn dlq_list(&self, queue: &str, count: u32) -> Result<Vec<JobStatus>, ClientError> {

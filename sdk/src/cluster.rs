@@ -645,6 +645,17 @@ impl ClusterClient {
         .await
     }
 
+    /// Cancels jobs through the first node (the creating node first) that
+    /// holds them; `NoJob` passes on to the next.
+    pub async fn cancel(&self, ids: Vec<JobId>) -> Result<u64, ClientError> {
+        let prefix = ids.first().map(|id| format!("{:06x}", id.node_prefix()));
+        self.with_failover(prefix.as_deref(), |c| {
+            let ids = ids.clone();
+            async move { c.cancel(ids).await }
+        })
+        .await
+    }
+
     /// The dead letters of `queue` held by the node the call reaches
     /// (every holder of a job keeps its dead letter; see README, Dead
     /// letters).

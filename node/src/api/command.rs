@@ -112,6 +112,12 @@ pub enum Command {
         queue: String,
         set: Option<Option<wasque_sdk::proto::RetryPolicy>>,
     },
+    /// Stop jobs wherever they are: queued copies removed on every
+    /// holder, a run interrupted (error class `cancelled`;
+    /// `engine/cancel.rs`).
+    Cancel {
+        ids: Vec<JobId>,
+    },
     /// `cmd` carrying an `asynckey`: it opens the jobs added with that key
     /// (SHOW, WAIT, ACK, DELJOB, NACK, WORKING, ENQUEUE, DEQUEUE, JSCAN).
     /// Without it, a keyed job answers as a job the node does not hold

@@ -94,5 +94,6 @@ pub fn class_label(class: &ErrorClass) -> &'static str {
         ErrorClass::ModuleMissing => "module-missing",
         ErrorClass::Quota => "quota",
         ErrorClass::Internal => "internal",
+        ErrorClass::Cancelled => "cancelled",
     }
 }

@@ -22,8 +22,9 @@ use crate::job::{ModuleHash, NodeName};
 /// travels in them, and dead letters and queue retry defaults have
 /// messages of their own (`PeerMsg::Life`, `PeerMsg::RetryDefault`);
 /// adverts carry the tenant registry's digest, and `Tenants` frames its
-/// records.
-pub const PEER_PROTOCOL_VERSION: u8 = 4;
+/// records. 5: results may carry the error class `cancelled`, and
+/// `PeerMsg::Cancel` asks peers to cancel a job.
+pub const PEER_PROTOCOL_VERSION: u8 = 5;
 
 /// A node introducing itself.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

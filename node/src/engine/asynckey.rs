@@ -44,6 +44,17 @@ impl Engine {
             Command::DelJob { ids } => Command::DelJob {
                 ids: keep(self, ids),
             },
+            Command::Cancel { ids } => {
+                let first = ids.first().copied();
+                let ids = keep(self, ids);
+                match first {
+                    Some(first) if ids.is_empty() => {
+                        self.reply(req, no_job(&first));
+                        return None;
+                    }
+                    _ => Command::Cancel { ids },
+                }
+            }
             Command::Nack { ids, delay_ms } => Command::Nack {
                 ids: keep(self, ids),
                 delay_ms,

@@ -328,6 +328,7 @@ impl Engine {
             PeerMsg::NeedJobs { queue, count } => self.on_need_jobs(now, from, queue, count),
             PeerMsg::Policy { queue, policy } => self.on_policy(queue, policy),
             PeerMsg::Life(job) => self.on_life(now, *job),
+            PeerMsg::Cancel(id) => self.on_cancel(now, id),
             PeerMsg::RetryDefault {
                 queue,
                 policy,

@@ -17,6 +17,9 @@ pub enum Effect {
     /// Run a Wasm job on an executor; its end comes back through
     /// [`super::Engine::handle_exec_done`] with the same `attempt`.
     Run(RunJob),
+    /// Interrupt this node's run of the job (`CANCEL`); the run then ends
+    /// through `handle_exec_done` with error class `cancelled`.
+    CancelRun(JobId),
     /// Forget a module's blob and compiled artifact.
     RemoveModule(ModuleHash),
     /// Make a job change durable (`appendonly yes`); replies and hand-outs

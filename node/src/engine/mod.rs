@@ -18,6 +18,7 @@
 //! goes through [`Engine::restore`].
 
 mod asynckey;
+mod cancel;
 mod cluster;
 mod effect;
 mod fair;
@@ -387,6 +388,7 @@ impl Engine {
                 self.reply(req, reply);
             }
             Command::GetJob(g) => self.get_job(now, req, *g),
+            Command::Cancel { ids } => self.cancel_cmd(now, req, ids),
             Command::Nack { ids, delay_ms } => self.nack_cmd(now, req, ids, delay_ms),
             Command::Dlq(d) => self.dlq_cmd(now, req, *d),
             Command::QRetry { queue, set } => self.qretry_cmd(now, req, queue, set),

@@ -54,6 +54,9 @@ pub enum PeerMsg {
         policy: Option<crate::job::RetryPolicy>,
         set_at: crate::job::UnixMs,
     },
+    /// The job was cancelled (`CANCEL`): remove a copy that is not in
+    /// hand elsewhere, interrupt a run here (`engine/cancel.rs`).
+    Cancel(JobId),
 }
 
 impl PeerMsg {
@@ -73,6 +76,7 @@ impl PeerMsg {
             PeerMsg::Policy { .. } => "policy",
             PeerMsg::Life(_) => "life",
             PeerMsg::RetryDefault { .. } => "retry-default",
+            PeerMsg::Cancel(_) => "cancel",
         }
     }
 }

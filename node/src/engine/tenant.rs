@@ -70,6 +70,16 @@ impl Engine {
             Command::Finish { id, .. } if !visible(self, &id) => {
                 return refuse(self, no_job(&id));
             }
+            // Other tenants' ids answer as missing ones (cancel.rs names
+            // the first id when none is known).
+            Command::Cancel { ids } => {
+                let first = ids.first().copied();
+                let ids = keep(self, ids);
+                match first {
+                    Some(first) if ids.is_empty() => return refuse(self, no_job(&first)),
+                    _ => Command::Cancel { ids },
+                }
+            }
             Command::Ack { ids, fast } => Command::Ack {
                 ids: keep(self, ids),
                 fast,

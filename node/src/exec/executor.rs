@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::mpsc::UnboundedSender;
-use wasque_sdk::proto::{JobResult, ModuleHash};
+use wasque_sdk::proto::{JobId, JobResult, ModuleHash};
 
 use super::cache::ModuleCache;
 use super::config::ExecConfig;
@@ -68,6 +68,7 @@ impl Executor {
             busy: AtomicU32::new(0),
             jobs_run: AtomicU64::new(0),
             pagemap_scan: built.pagemap_scan,
+            cancels: Mutex::default(),
         });
         let threads = Threads::start(&core)?;
         Ok(Executor {
@@ -116,9 +117,33 @@ impl Executor {
     /// with `ErrorClass::Internal`).
     pub fn submit(&self, req: ExecRequest) {
         let core = &self.inner.core;
+        core.cancels
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(req.job, Arc::default());
         if let Some(req) = core.queue.push(req) {
             let r = core.internal("the executor is shut down".into());
             core.finish(&req, r);
+        }
+    }
+
+    /// Cancels a submitted job: a run in progress stops within one cancel
+    /// check (about 20 ms of Wasm, or of a guest's sleep) and one not yet
+    /// started ends at once, both with `ErrorClass::Cancelled`. `false`
+    /// when the executor has no such job (never submitted, or finished).
+    pub fn cancel(&self, job: &JobId) -> bool {
+        let cancels = self
+            .inner
+            .core
+            .cancels
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match cancels.get(job) {
+            Some(flag) => {
+                flag.store(true, std::sync::atomic::Ordering::Release);
+                true
+            }
+            None => false,
         }
     }
 

@@ -1,7 +1,7 @@
 //! The executor's threads: a job queue, one std thread per executor slot
 //! pulling from it, and the epoch ticker thread that makes deadlines fire.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::UnboundedSender;
 use wasmtime::Engine;
-use wasque_sdk::proto::{ErrorClass, JobResult};
+use wasque_sdk::proto::{ErrorClass, JobId, JobResult};
 
 use super::cache::ModuleCache;
 use super::config::ExecConfig;
@@ -27,6 +27,10 @@ pub(crate) struct Core {
     pub(crate) busy: AtomicU32,
     pub(crate) jobs_run: AtomicU64,
     pub(crate) pagemap_scan: bool,
+    /// The cancel flag of each submitted job not yet finished
+    /// (`Executor::cancel`); the run's epoch callback and its sleeps
+    /// check it.
+    pub(crate) cancels: Mutex<HashMap<JobId, Arc<AtomicBool>>>,
 }
 
 impl Core {
@@ -34,16 +38,19 @@ impl Core {
     /// wasmtime) fails this job only.
     pub(crate) fn run(&self, req: &ExecRequest) -> JobResult {
         self.busy.fetch_add(1, Ordering::Relaxed);
-        let result = catch_unwind(AssertUnwindSafe(|| run::run(&self.cache, &self.cfg, req)))
-            .unwrap_or_else(|panic| {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
-                tracing::error!(job = %req.job, panic = %what, "executor panicked running a job");
-                self.internal(format!("the executor failed while running the job: {what}"))
-            });
+        let cancel = self.cancel_flag(&req.job);
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            run::run(&self.cache, &self.cfg, req, &cancel)
+        }))
+        .unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(job = %req.job, panic = %what, "executor panicked running a job");
+            self.internal(format!("the executor failed while running the job: {what}"))
+        });
         self.busy.fetch_sub(1, Ordering::Relaxed);
         self.jobs_run.fetch_add(1, Ordering::Relaxed);
         result
@@ -64,8 +71,22 @@ impl Core {
         }
     }
 
+    /// The job's cancel flag (a fresh one for a job run without `submit`).
+    fn cancel_flag(&self, job: &JobId) -> Arc<AtomicBool> {
+        self.cancels
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(job)
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// Sends a finished job; a closed channel means nobody waits for it.
     pub(crate) fn finish(&self, req: &ExecRequest, result: JobResult) {
+        self.cancels
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&req.job);
         let _ = self.done.send(ExecDone {
             job: req.job,
             attempt: req.attempt,

@@ -2,9 +2,11 @@
 //! the module's `InstancePre`, a call of `_start`, and the classification of
 //! how it ended from what the node itself observed.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use wasmtime::{Extern, ResourceLimiter, Store, Trap};
+use wasmtime::{Extern, ResourceLimiter, Store, StoreContextMut, Trap, UpdateDeadline};
 use wasque_sdk::proto::{ErrorClass, JobResult};
 
 use super::ExecRequest;
@@ -23,7 +25,25 @@ pub(crate) struct JobCtx {
     pub(crate) deadline: Instant,
     /// Set when a host call (a sleep) reached the deadline.
     pub(crate) deadline_hit: bool,
+    /// Set by `Executor::cancel`; checked by the epoch callback and by
+    /// sleeps.
+    pub(crate) cancel: Arc<AtomicBool>,
+    /// Set when the run stopped because of `cancel`.
+    pub(crate) cancelled: bool,
+    /// Epoch ticks left before the deadline, and the ticks of the step
+    /// the epoch callback armed last.
+    ticks_left: u64,
+    step: u64,
 }
+
+/// How often a running job looks at its cancel flag: a cancelled job
+/// stops within this (plus one epoch tick), well inside 100 ms.
+pub(crate) const CANCEL_CHECK: Duration = Duration::from_millis(20);
+
+/// The error a cancelled run ends with (classified from `JobCtx::cancelled`).
+#[derive(Debug, thiserror::Error)]
+#[error("the job was cancelled")]
+pub(crate) struct Cancelled;
 
 /// Caps linear memory and records whether it ever refused a growth, so a
 /// job that then fails is classified `MemoryLimit` from this record.
@@ -75,8 +95,26 @@ pub(crate) fn deadline_ticks(deadline_ms: u64, tick: Duration) -> u64 {
 }
 
 /// Runs `req` on the calling thread.
-pub(crate) fn run(cache: &ModuleCache, cfg: &ExecConfig, req: &ExecRequest) -> JobResult {
+pub(crate) fn run(
+    cache: &ModuleCache,
+    cfg: &ExecConfig,
+    req: &ExecRequest,
+    cancel: &Arc<AtomicBool>,
+) -> JobResult {
     let started = Instant::now();
+    if cancel.load(Ordering::Acquire) {
+        // Cancelled before a thread took it.
+        return JobResult {
+            exit_code: None,
+            error_class: Some(ErrorClass::Cancelled),
+            message: "cancelled before it started".into(),
+            output: Vec::new(),
+            stderr: Vec::new(),
+            fuel_used: 0,
+            duration_us: 0,
+            node: cfg.node_id.clone(),
+        };
+    }
     let Some(module) = cache.get(&req.module) else {
         return JobResult {
             exit_code: None,
@@ -107,12 +145,38 @@ pub(crate) fn run(cache: &ModuleCache, cfg: &ExecConfig, req: &ExecRequest) -> J
         origin: started,
         deadline: far_instant(started, limits.deadline_ms),
         deadline_hit: false,
+        cancel: cancel.clone(),
+        cancelled: false,
+        ticks_left: deadline_ticks(limits.deadline_ms, cfg.epoch_tick),
+        step: 0,
     };
 
+    // The deadline is counted in steps of at most `CANCEL_CHECK`: at each
+    // step's end the callback looks at the cancel flag, and traps with
+    // `Interrupt` (the deadline, as before) once no ticks are left.
+    let check = deadline_ticks(
+        u64::try_from(CANCEL_CHECK.as_millis()).unwrap_or(20),
+        cfg.epoch_tick,
+    )
+    .max(1);
     let mut store = Store::new(cache.engine(), ctx);
     store.limiter(|c| &mut c.limiter);
-    store.set_epoch_deadline(deadline_ticks(limits.deadline_ms, cfg.epoch_tick));
-    store.epoch_deadline_trap();
+    let first = store.data().ticks_left.min(check);
+    store.data_mut().step = first;
+    store.set_epoch_deadline(first);
+    store.epoch_deadline_callback(move |mut c: StoreContextMut<'_, JobCtx>| {
+        let ctx = c.data_mut();
+        ctx.ticks_left = ctx.ticks_left.saturating_sub(ctx.step);
+        if ctx.cancel.load(Ordering::Acquire) {
+            ctx.cancelled = true;
+            return Err(wasmtime::Error::new(Cancelled));
+        }
+        if ctx.ticks_left == 0 {
+            return Ok(UpdateDeadline::Interrupt);
+        }
+        ctx.step = ctx.ticks_left.min(check);
+        Ok(UpdateDeadline::Continue(ctx.step))
+    });
     let outcome = store
         .set_fuel(limits.fuel)
         .and_then(|()| call_start(&mut store, &module));
@@ -120,6 +184,7 @@ pub(crate) fn run(cache: &ModuleCache, cfg: &ExecConfig, req: &ExecRequest) -> J
     let ctx = store.data_mut();
     let memory_refused = ctx.limiter.refused;
     let deadline_hit = ctx.deadline_hit;
+    let cancelled = ctx.cancelled;
     let (output, output_overflow) = ctx.io.stdout.take();
     let (log, _) = ctx.io.stderr.take();
     drop(store);
@@ -134,6 +199,7 @@ pub(crate) fn run(cache: &ModuleCache, cfg: &ExecConfig, req: &ExecRequest) -> J
         memory_refused,
         deadline_hit,
         output_overflow,
+        cancelled,
     };
     let (exit_code, error_class, message) = classify(&seen);
     JobResult {
@@ -167,6 +233,8 @@ pub(crate) struct Observed {
     pub(crate) memory_refused: bool,
     pub(crate) deadline_hit: bool,
     pub(crate) output_overflow: bool,
+    /// The run stopped on its cancel flag.
+    pub(crate) cancelled: bool,
 }
 
 /// `(exit_code, error_class, message)` of a run, decided from the node's
@@ -178,6 +246,9 @@ pub(crate) fn classify(seen: &Observed) -> (Option<i32>, Option<ErrorClass>, Str
     let exit = err.and_then(|e| e.downcast_ref::<GuestExit>()).map(|e| e.0);
     let failed = !(err.is_none() || exit == Some(0));
 
+    if seen.cancelled && err.is_some() {
+        return fail(ErrorClass::Cancelled, "cancelled while it ran".into());
+    }
     if trap == Some(Trap::OutOfFuel) {
         return fail(
             ErrorClass::OutOfFuel,

@@ -139,12 +139,19 @@ pub(crate) fn poll_oneoff(
         let deadline = caller.data().deadline;
         let now = Instant::now();
         let left = deadline.saturating_duration_since(now);
+        let cancel = caller.data().cancel.clone();
         if first >= left {
-            std::thread::sleep(left);
+            if !sleep_unless_cancelled(left, &cancel) {
+                caller.data_mut().cancelled = true;
+                return Err(wasmtime::Error::new(super::run::Cancelled));
+            }
             caller.data_mut().deadline_hit = true;
             return Err(wasmtime::Error::new(SleptPastDeadline));
         }
-        std::thread::sleep(first);
+        if !sleep_unless_cancelled(first, &cancel) {
+            caller.data_mut().cancelled = true;
+            return Err(wasmtime::Error::new(super::run::Cancelled));
+        }
         first
     };
 
@@ -176,6 +183,22 @@ pub(crate) fn poll_oneoff(
     };
     dst.copy_from_slice(&n.to_le_bytes());
     Ok(errno::SUCCESS)
+}
+
+/// Sleeps `d` in slices of `CANCEL_CHECK`; `false` when the job's
+/// cancel flag was set meanwhile (the sleep then ends early).
+fn sleep_unless_cancelled(d: Duration, cancel: &std::sync::atomic::AtomicBool) -> bool {
+    let end = Instant::now() + d;
+    loop {
+        if cancel.load(std::sync::atomic::Ordering::Acquire) {
+            return false;
+        }
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        std::thread::sleep(left.min(super::run::CANCEL_CHECK));
+    }
 }
 
 /// `d` in nanoseconds, saturating.

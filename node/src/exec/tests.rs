@@ -563,3 +563,42 @@ fn a_job_never_sees_an_earlier_jobs_memory() {
         }
     }
 }
+
+/// A cancelled run stops with class `cancelled` long before its deadline,
+/// whether it spins in Wasm or sleeps in a host call; a job cancelled
+/// before a thread took it never starts.
+#[test]
+fn cancel_stops_a_running_job() {
+    let mut f = open(1);
+    let l = Limits {
+        fuel: u64::MAX,
+        deadline_ms: 60_000,
+        ..limits()
+    };
+    for module in [f.put(SPIN), f.put(&sleeper(60_000))] {
+        let req = request(module, b"", l);
+        let id = req.job;
+        let t = Instant::now();
+        f.exec.submit(req);
+        // Let it start (bounded), then cancel it.
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(f.exec.cancel(&id), "the executor holds the job");
+        let d = f.done.blocking_recv().expect("a result");
+        assert_eq!(d.job, id);
+        assert_eq!(d.result.error_class, Some(ErrorClass::Cancelled), "{d:?}");
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        assert!(!f.exec.cancel(&id), "forgotten once finished");
+    }
+    // Queued behind a spinner on the one thread: cancelled before it runs.
+    let spin = request(f.put(SPIN), b"", l);
+    let queued = request(f.put(&sleeper(60_000)), b"", l);
+    let (spin_id, queued_id) = (spin.job, queued.job);
+    f.exec.submit(spin);
+    f.exec.submit(queued);
+    assert!(f.exec.cancel(&queued_id));
+    assert!(f.exec.cancel(&spin_id));
+    for _ in 0..2 {
+        let d = f.done.blocking_recv().expect("a result");
+        assert_eq!(d.result.error_class, Some(ErrorClass::Cancelled), "{d:?}");
+    }
+}

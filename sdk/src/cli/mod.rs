@@ -122,6 +122,13 @@ enum Cmd {
         #[arg(long, value_name = "K")]
         asynckey: Option<String>,
     },
+    /// Cancel jobs wherever they are: queued copies removed, a running
+    /// Wasm job interrupted (its result has class `cancelled`). Prints
+    /// how many were cancelled.
+    Cancel {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
     /// Print the node's description.
     Info,
     /// Print the node's job events (of QUEUEs, or all), one JSON object a
@@ -336,6 +343,14 @@ async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
                 None => client.deljob(ids).await?,
             };
             println!("{n}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Cancel { ids } => {
+            let ids = ids
+                .iter()
+                .map(|s| parse_id(s))
+                .collect::<Result<Vec<_>, _>>()?;
+            println!("{}", client.cancel(ids).await?);
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Info => {

@@ -32,5 +32,6 @@ pub use types::{
 
 /// Version of the client protocol spoken by this crate (3: the hello's
 /// reply says the node's largest reply frame; 4: retry policies on adds
-/// and job status, NACK and the dead-letter requests).
-pub const PROTOCOL_VERSION: u32 = 4;
+/// and job status, NACK and the dead-letter requests; 5: the error class
+/// `cancelled` and the `Cancel` request).
+pub const PROTOCOL_VERSION: u32 = 5;

@@ -124,6 +124,13 @@ pub enum Request {
     DlqPurge {
         queue: String,
     },
+    /// Stops jobs wherever they are: queued copies removed on every
+    /// holder, a run interrupted (its result has class `cancelled`).
+    /// Answers `Count`; with none cancelled, an error (`NoJob` for an id
+    /// the node does not hold).
+    Cancel {
+        ids: Vec<JobId>,
+    },
 }
 
 /// What makes an added job a distributed job (a parent): `parts` inputs

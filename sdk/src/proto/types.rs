@@ -174,6 +174,9 @@ pub enum ErrorClass {
     Quota,
     /// A broken invariant inside the node; fails this one job.
     Internal,
+    /// The job was cancelled (`CANCEL`) while it ran or waited to run.
+    /// Last, so the classes before it keep their wire numbers.
+    Cancelled,
 }
 
 impl ErrorClass {
@@ -196,6 +199,7 @@ impl fmt::Display for ErrorClass {
             ErrorClass::ModuleMissing => f.write_str("module-missing"),
             ErrorClass::Quota => f.write_str("quota"),
             ErrorClass::Internal => f.write_str("internal"),
+            ErrorClass::Cancelled => f.write_str("cancelled"),
         }
     }
 }
@@ -214,6 +218,7 @@ impl FromStr for ErrorClass {
             "module-missing" => ErrorClass::ModuleMissing,
             "quota" => ErrorClass::Quota,
             "internal" => ErrorClass::Internal,
+            "cancelled" => ErrorClass::Cancelled,
             other => {
                 let code = other
                     .strip_prefix("exit(")
@@ -566,6 +571,7 @@ mod tests {
             ErrorClass::ModuleMissing,
             ErrorClass::Quota,
             ErrorClass::Internal,
+            ErrorClass::Cancelled,
         ] {
             assert_eq!(c.to_string().parse::<ErrorClass>().unwrap(), c);
         }

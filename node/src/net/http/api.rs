@@ -252,6 +252,27 @@ pub async fn dead_requeue(
     }
 }
 
+/// `POST /api/jobs/{id}/cancel` (engine/cancel.rs). The body must be
+/// JSON (`{}` will do): a cross-site form cannot send that without a CORS
+/// preflight the node never answers (docs/SECURITY.md).
+pub async fn job_cancel(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, HttpError> {
+    let id = job_id(&id)?;
+    // Only its being JSON matters.
+    let Json(_) = body.map_err(|e| {
+        HttpError::bad_request(format!(
+            "the body must be JSON (Content-Type: application/json), {{}} will do: {e}"
+        ))
+    })?;
+    match st.call(Command::Cancel { ids: vec![id] }).await? {
+        Reply::Count(n) => Ok(Json(json!({ "cancelled": n }))),
+        _ => Err(unexpected()),
+    }
+}
+
 fn dlq(queue: String, op: DlqOp) -> Command {
     Command::Dlq(Box::new(Dlq {
         queue,

@@ -152,8 +152,8 @@ impl AppState {
 }
 
 /// The routes that change something (POST, JSON bodies only): an
-/// operator's dead-letter requeue.
-pub const WRITE_PATHS: &[&str] = &["/api/queues/{name}/dead/requeue"];
+/// operator's dead-letter requeue, and a job's cancel.
+pub const WRITE_PATHS: &[&str] = &["/api/queues/{name}/dead/requeue", "/api/jobs/{id}/cancel"];
 
 /// Every route of the API, path and handlers. The router is built from
 /// this list, and a test checks it against `openapi.json`.
@@ -174,6 +174,7 @@ pub fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/api/modules", get(api::modules)),
         ("/api/queues/{name}/dead", get(api::dead)),
         ("/api/queues/{name}/dead/requeue", post(api::dead_requeue)),
+        ("/api/jobs/{id}/cancel", post(api::job_cancel)),
         ("/api/events", get(feed::events)),
     ]
 }

@@ -37,6 +37,7 @@ pub fn command(req: Request) -> Option<Command> {
         Request::DlqList { queue, count } => dlq(queue, DlqOp::List { count }),
         Request::DlqRequeue { queue, ids } => dlq(queue, DlqOp::Requeue { ids }),
         Request::DlqPurge { queue } => dlq(queue, DlqOp::Purge),
+        Request::Cancel { ids } => Command::Cancel { ids },
         Request::Hello { .. }
         | Request::PutModule { .. }
         | Request::NodeInfo

@@ -1,5 +1,5 @@
 //! Commands on job ids: ACKJOB, FASTACK, DELJOB, ENQUEUE, NACK (with
-//! wasque's `DELAY ms`), DEQUEUE, WORKING, SHOW.
+//! wasque's `DELAY ms`), DEQUEUE, CANCEL (wasque's), WORKING, SHOW.
 
 use super::{Action, Args, Render};
 use crate::api::Command;
@@ -14,6 +14,7 @@ pub fn parse(a: &Args) -> Result<Action, Frame> {
         "ackjob" => Command::Ack { ids, fast: false },
         "fastack" => Command::Ack { ids, fast: true },
         "deljob" => Command::DelJob { ids },
+        "cancel" => Command::Cancel { ids },
         "enqueue" => Command::Enqueue { ids },
         "dequeue" => Command::Dequeue { ids },
         "working" => {
