@@ -6,6 +6,7 @@
 
 pub mod component;
 pub mod echo;
+pub mod plot;
 pub mod raw;
 pub mod sim;
 pub mod workload;

@@ -3,26 +3,29 @@
 //! tokens): the companion of `fair_share`, which runs the same scenarios
 //! in the simulation on 1, 10 and 100 nodes.
 //!
-//!   cargo build --release -p wasque-node -p wasque-benches
+//!   cargo build --release -p wasque-benches -p wasque-tests --bin test-wasque-node
 //!   target/release/fair_node [SECONDS]
 //!
 //! Jobs are the `spin` guest under a fuel limit: each runs until its fuel
 //! is spent (ending `out-of-fuel`), so a job's work is exactly its fuel.
-//! `heavy` submits ten times as many jobs as `light`, each a tenth of
-//! light's fuel, over 10 queues against light's one.
+//! `heavy` submits ten times as many jobs as `light`, over 10 queues
+//! against light's one.
 //!
 //! **Backlog**: both tenants keep a window of jobs in flight (heavy 160,
-//! light 16), so both always wait. Measured: each one's share of executor
-//! time (the run times of the jobs that finished after a warm-up) against
-//! its weight, 1:1 and 3:1, and Jain's index over share / weight.
-//! Baseline in the same run: the same queues without tenants (the admin's
+//! light 16), so both always wait: first all jobs of one size (heavy
+//! keeps 10x the work in flight), then heavy's a tenth of light's fuel
+//! (equal work). Measured: each one's share of executor time (the run
+//! times of the jobs that finished after a warm-up) against its weight,
+//! 1:1 and 3:1, Jain's index over share / weight, and with equal work and
+//! weights Jain's index over the two tenants' mean waits. Baseline in the
+//! same run: the same queues without tenants (the admin's
 //! `heavy-q0`..`heavy-q9` and `light-q`), where queues take turns by count.
 //!
-//! **Stream**: heavy keeps its backlog; light submits small jobs (heavy's
-//! size) at random times at 15 % of the node's capacity. Measured: light's
-//! p99 wait under load against its p99 alone, and Jain's index over each
-//! tenant's mean wait relative to its mean wait alone. A wait is the time
-//! from submit to the result, less the run time the node reports.
+//! **Stream**: heavy keeps its backlog; light submits jobs of heavy's
+//! size at random times at 15 % of the node's capacity, for three sizes.
+//! Measured: light's p99 time from submit to result under load against
+//! its p99 alone, and its p99 wait (time to result less the run time the
+//! node reports).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -203,12 +206,16 @@ async fn setup(weights: Option<(u32, u32)>) -> anyhow::Result<(TestNode, Arc<Who
     Ok((node, heavy, light))
 }
 
-async fn backlog_row(weights: Option<(u32, u32)>, secs: u64) -> anyhow::Result<String> {
+async fn backlog_row(
+    weights: Option<(u32, u32)>,
+    heavy_fuel: u64,
+    secs: u64,
+) -> anyhow::Result<String> {
     let (node, heavy, light) = setup(weights).await?;
     let (hl, ll): (Log, Log) = Default::default();
     let t0 = Instant::now();
     let until = Duration::from_secs(secs);
-    let h = tokio::spawn(backlog(heavy, 160, HEAVY_FUEL, t0, until, hl.clone()));
+    let h = tokio::spawn(backlog(heavy, 160, heavy_fuel, t0, until, hl.clone()));
     let l = tokio::spawn(backlog(light, 16, LIGHT_FUEL, t0, until, ll.clone()));
     let _ = tokio::join!(h, l);
     drop(node);
@@ -221,18 +228,33 @@ async fn backlog_row(weights: Option<(u32, u32)>, secs: u64) -> anyhow::Result<S
     let (wh, wl) = weights.unwrap_or((1, 1));
     let target = f64::from(wh) / f64::from(wh + wl);
     let j = jain(&[hs / f64::from(wh), ls / f64::from(wl)]);
+    let in_window = |log: &[Done]| -> Vec<u64> {
+        let mut w: Vec<u64> = log
+            .iter()
+            .filter(|d| d.finished_us >= from && d.finished_us <= to)
+            .map(Done::wait_us)
+            .collect();
+        w.sort_unstable();
+        w
+    };
+    let (mh, ml) = (mean(&in_window(&hl)), mean(&in_window(&ll)));
+    // Waits are comparable where both keep the same work in flight and
+    // have the same weight.
+    let jw = if heavy_fuel == HEAVY_FUEL && wh == wl {
+        format!("{:.3}", jain(&[mh, ml]))
+    } else {
+        "-".to_string()
+    };
     Ok(format!(
-        "| {wh}:{wl} | {} | {} / {} | {:.1} % | {:.1} % | {:.0} % | {j:.3} |",
-        if weights.is_some() {
-            "fair share"
-        } else {
-            "queue turns (baseline)"
-        },
+        "| {wh}:{wl} | {} | {} / {} | {:.1} % | {:.1} % | {:.0} % | {j:.3} | {:.0} / {:.0} | {jw} |",
+        scheduler(weights.is_some()),
         hl.len(),
         ll.len(),
         hs * 100.0,
         ls * 100.0,
         target * 100.0,
+        mh / 1000.0,
+        ml / 1000.0,
     ))
 }
 
@@ -256,33 +278,21 @@ async fn capacity() -> anyhow::Result<f64> {
     Ok(n as f64 / 3.0)
 }
 
-async fn stream_row(tenants: bool, secs: u64, cap: f64) -> anyhow::Result<String> {
+/// `cap`: jobs per second of heavy's size the node runs.
+async fn stream_row(tenants: bool, secs: u64, cap: f64, fuel: u64) -> anyhow::Result<String> {
     let weights = tenants.then_some((1, 1));
     let until = Duration::from_secs(secs);
-    let light_rate = cap * 0.15;
+    let light_rate = cap * 0.15 * HEAVY_FUEL as f64 / fuel as f64;
     // Light alone.
     let (node, _, light) = setup(weights).await?;
     let alone: Log = Default::default();
     stream(
         light,
         light_rate,
-        HEAVY_FUEL,
+        fuel,
         Instant::now(),
         until,
         alone.clone(),
-    )
-    .await;
-    drop(node);
-    // Heavy alone.
-    let (node, heavy, _) = setup(weights).await?;
-    let heavy_alone: Log = Default::default();
-    backlog(
-        heavy,
-        160,
-        HEAVY_FUEL,
-        Instant::now(),
-        until,
-        heavy_alone.clone(),
     )
     .await;
     drop(node);
@@ -290,14 +300,14 @@ async fn stream_row(tenants: bool, secs: u64, cap: f64) -> anyhow::Result<String
     let (node, heavy, light) = setup(weights).await?;
     let (hl, ll): (Log, Log) = Default::default();
     let t0 = Instant::now();
-    let h = tokio::spawn(backlog(heavy, 160, HEAVY_FUEL, t0, until, hl.clone()));
+    let h = tokio::spawn(backlog(heavy, 160, fuel, t0, until, hl.clone()));
     // Light starts once heavy's backlog stands.
     let l = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(1)).await;
         stream(
             light,
             light_rate,
-            HEAVY_FUEL,
+            fuel,
             Instant::now(),
             until - Duration::from_secs(1),
             ll.clone(),
@@ -308,29 +318,36 @@ async fn stream_row(tenants: bool, secs: u64, cap: f64) -> anyhow::Result<String
     let (_, ll) = tokio::join!(h, l);
     drop(node);
     let ll = ll?;
-    let (la, ha) = (alone.lock().await.clone(), heavy_alone.lock().await.clone());
+    let la = alone.lock().await.clone();
     let (hl, ll) = (hl.lock().await.clone(), ll.lock().await.clone());
-    let (la, ha, hl, ll) = (waits(&la), waits(&ha), waits(&hl), waits(&ll));
-    let p_alone = percentile(&la, 0.99).max(1);
-    let p_load = percentile(&ll, 0.99);
-    let j = jain(&[
-        mean(&ll).max(1.0) / mean(&la).max(1.0),
-        mean(&hl).max(1.0) / mean(&ha).max(1.0),
-    ]);
+    let p_alone = percentile(&latencies(&la), 0.99).max(1);
+    let p_load = percentile(&latencies(&ll), 0.99);
+    let w_load = percentile(&waits(&ll), 0.99);
     Ok(format!(
-        "| {} | {} | {:.2} | {:.2} | {:.2}x | {:.1} / {:.1} | {j:.3} |",
-        if tenants {
-            "fair share"
-        } else {
-            "queue turns (baseline)"
-        },
+        "| {fuel} | {} | {} | {:.2} | {:.2} | {:.2}x | {:.2} | {} |",
+        scheduler(tenants),
         ll.len(),
         p_alone as f64 / 1000.0,
         p_load as f64 / 1000.0,
         p_load as f64 / p_alone as f64,
-        mean(&ha) / 1000.0,
-        mean(&hl) / 1000.0,
+        w_load as f64 / 1000.0,
+        hl.len(),
     ))
+}
+
+fn scheduler(tenants: bool) -> &'static str {
+    if tenants {
+        "fair share"
+    } else {
+        "queue turns (baseline)"
+    }
+}
+
+/// Submit to result: the wait and the run.
+fn latencies(log: &[Done]) -> Vec<u64> {
+    let mut w: Vec<u64> = log.iter().map(|d| d.finished_us - d.submitted_us).collect();
+    w.sort_unstable();
+    w
 }
 
 fn main() -> anyhow::Result<()> {
@@ -343,25 +360,35 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        println!(
-            "### Backlog on one node: heavy 160 in flight over 10 queues (fuel {HEAVY_FUEL}), light 16 over one (fuel {LIGHT_FUEL}), {secs} s\n"
-        );
-        println!(
-            "| weights heavy:light | scheduler | jobs heavy / light | heavy share | light share | target heavy | Jain (share/weight) |\n|---|---|---|---|---|---|---|"
-        );
-        for w in [None, Some((1, 1)), Some((3, 1))] {
-            println!("{}", backlog_row(w, secs).await?);
+        for (heavy_fuel, what) in [
+            (LIGHT_FUEL, "all jobs of fuel {LIGHT_FUEL}: heavy keeps 10x the work in flight"),
+            (HEAVY_FUEL, "heavy's jobs of fuel {HEAVY_FUEL}, light's of {LIGHT_FUEL}: equal work in flight"),
+        ] {
+            let what = what
+                .replace("{LIGHT_FUEL}", &LIGHT_FUEL.to_string())
+                .replace("{HEAVY_FUEL}", &HEAVY_FUEL.to_string());
+            println!(
+                "### Backlog on one node, heavy 160 jobs in flight over 10 queues, light 16 over one; {what}; {secs} s\n"
+            );
+            println!(
+                "| weights heavy:light | scheduler | jobs heavy / light | heavy share | light share | target heavy | Jain (share/weight) | mean wait heavy / light ms | Jain (mean waits) |\n|---|---|---|---|---|---|---|---|---|"
+            );
+            for w in [None, Some((1, 1)), Some((3, 1))] {
+                println!("{}", backlog_row(w, heavy_fuel, secs).await?);
+            }
+            println!();
         }
         let cap = capacity().await?;
         println!(
-            "\n### Stream on one node: heavy's backlog, light at 15 % of capacity ({:.0} jobs/s of fuel {HEAVY_FUEL}), {secs} s\n",
-            cap
+            "### Stream on one node: heavy keeps 160 jobs in flight over 10 queues, light submits at random times at 15 % of the node's capacity ({cap:.0} jobs/s of fuel {HEAVY_FUEL}) to one queue; jobs of one size; {secs} s\n"
         );
         println!(
-            "| scheduler | light jobs | light p99 wait alone ms | light p99 under load ms | ratio | heavy mean wait alone / loaded ms | Jain (mean wait / alone) |\n|---|---|---|---|---|---|---|"
+            "| fuel per job | scheduler | light jobs | light p99 to result alone ms | light p99 to result under load ms | ratio | light p99 queue wait under load ms | heavy jobs |\n|---|---|---|---|---|---|---|---|"
         );
-        for tenants in [false, true] {
-            println!("{}", stream_row(tenants, secs, cap).await?);
+        for fuel in [HEAVY_FUEL, LIGHT_FUEL, LIGHT_FUEL * 10] {
+            for tenants in [false, true] {
+                println!("{}", stream_row(tenants, secs, cap, fuel).await?);
+            }
         }
         anyhow::Ok(())
     })

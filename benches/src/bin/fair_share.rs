@@ -1,28 +1,32 @@
 //! Fair share between tenants, in virtual time on real engines
 //! (`wasque_benches::sim`): 1, 10 and 100 nodes.
 //!
-//!   cargo run --release -p wasque-benches --bin fair_share
+//!   cargo run --release -p wasque-benches --bin fair_share -- [--plots benches/plots]
 //!
 //! Two tenants, `heavy` and `light`, submitting 10:1 in job counts.
 //!
 //! **Backlog**: both submit everything at once, so both always have work
-//! waiting: heavy 10x as many jobs, each a tenth of light's fuel (equal
-//! total work), over 10 queues against light's one. Measured: each
-//! tenant's share of executor time while both wait, against its weight
-//! (1:1, then 3:1), and Jain's fairness index over share / weight.
-//! Baseline in the same run: the same queues without tenants (named
-//! `heavy-q0`, ..., `light-q`), where queues take turns by count.
+//! waiting, heavy 10x as many jobs over 10 queues against light's one:
+//! first all of one size (heavy submits 10x the work), then heavy's each
+//! a tenth of light's (equal work). Measured: each tenant's share of
+//! executor time in the first half of the time both had work, against
+//! its weight (1:1, then 3:1), and Jain's fairness index over share /
+//! weight; with equal work and weights, Jain's index over the two
+//! tenants' mean waits. Baseline in the same run: the same queues
+//! without tenants (named `heavy-q0`, ..., `light-q`), where queues take
+//! turns by count.
 //!
 //! **Stream**: heavy submits at 1.5x the cluster's capacity over 10
 //! queues, light at 0.15x over one (10:1 in jobs, same size). Measured:
-//! light's p99 wait under that load against its p99 alone, with tenants
-//! (fair share) and without (queue turns), and Jain's index over the two
-//! tenants' mean wait relative to their waits alone.
+//! light's p99 time from submit to result under that load against its
+//! p99 alone (a slot is not taken from a running job, so a light job
+//! under load waits for one to end: about one run), and its p99 wait in
+//! the queue, with tenants (fair share) and without (queue turns).
 
 use std::fmt::Write as _;
 
 use wasque_benches::percentile;
-use wasque_benches::sim::{JobSpec, NodeSpec, Sim, SimReport};
+use wasque_benches::sim::{JobOutcome, JobSpec, NodeSpec, Sim, SimReport};
 use wasque_benches::workload::Rng;
 use wasque_node::engine::{Mode, Policy};
 
@@ -70,8 +74,8 @@ fn is_light(queue: &str) -> bool {
 }
 
 /// Both tenants' jobs at t=0 on random nodes: heavy `10 * per_node * n`
-/// jobs of 5 ms, light `per_node * n` of 50 ms.
-fn backlog(n: usize, tenants: bool, per_node: usize, seed: u64) -> Vec<JobSpec> {
+/// jobs of `heavy_ms`, light `per_node * n` of 50 ms.
+fn backlog(n: usize, tenants: bool, per_node: usize, heavy_ms: u64, seed: u64) -> Vec<JobSpec> {
     let (heavy, light) = names(tenants);
     let mut rng = Rng::new(seed);
     let mut jobs = Vec::new();
@@ -80,7 +84,7 @@ fn backlog(n: usize, tenants: bool, per_node: usize, seed: u64) -> Vec<JobSpec> 
         let (queue, work_ms) = if i % 11 == 10 {
             (light.clone(), 50)
         } else {
-            (heavy[rng.below(QUEUES)].clone(), 5)
+            (heavy[rng.below(QUEUES)].clone(), heavy_ms)
         };
         jobs.push(JobSpec {
             at_ms: 0,
@@ -93,8 +97,9 @@ fn backlog(n: usize, tenants: bool, per_node: usize, seed: u64) -> Vec<JobSpec> 
     jobs
 }
 
-/// Executor ms of each tenant among runs started while both had work
-/// waiting (before either's last start).
+/// Each tenant's executor time in the first half of the time both had
+/// work (before either's last start): runs clipped to that window, so
+/// no node has run dry of either tenant.
 fn shares(r: &SimReport) -> (f64, f64) {
     let last = |light: bool| {
         r.jobs
@@ -104,10 +109,10 @@ fn shares(r: &SimReport) -> (f64, f64) {
             .max()
             .unwrap_or(0)
     };
-    let until = last(true).min(last(false));
+    let until = last(true).min(last(false)) / 2;
     let (mut h, mut l) = (0u64, 0u64);
     for j in r.jobs.iter().filter(|j| j.started < until) {
-        let ms = j.finished - j.started;
+        let ms = j.finished.min(until) - j.started;
         if is_light(&j.queue) {
             l += ms;
         } else {
@@ -165,11 +170,20 @@ fn stream(
 }
 
 fn waits(r: &SimReport, light: bool) -> Vec<u64> {
+    sorted(r, light, |j| j.started - j.submitted)
+}
+
+/// Submit to result: the wait and the run.
+fn latencies(r: &SimReport, light: bool) -> Vec<u64> {
+    sorted(r, light, |j| j.finished - j.submitted)
+}
+
+fn sorted(r: &SimReport, light: bool, f: impl Fn(&JobOutcome) -> u64) -> Vec<u64> {
     let mut w: Vec<u64> = r
         .jobs
         .iter()
         .filter(|j| is_light(&j.queue) == light)
-        .map(|j| j.started - j.submitted)
+        .map(f)
         .collect();
     w.sort_unstable();
     w
@@ -179,66 +193,140 @@ fn mean(v: &[u64]) -> f64 {
     v.iter().sum::<u64>() as f64 / v.len().max(1) as f64
 }
 
-fn main() {
+fn scheduler(tenants: bool) -> &'static str {
+    if tenants {
+        "fair share"
+    } else {
+        "queue turns (baseline)"
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let plots = args
+        .iter()
+        .position(|a| a == "--plots")
+        .and_then(|i| args.get(i + 1))
+        .map(std::path::PathBuf::from);
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "### Backlog: heavy 10x the jobs at a tenth of the fuel, both waiting\n\n| nodes | weights heavy:light | scheduler | heavy share | light share | target heavy | Jain (share/weight) |\n|---|---|---|---|---|---|---|"
-    );
-    for n in [1usize, 10, 100] {
-        let per_node = if n == 100 { 40 } else { 200 };
-        for (weights, tenants) in [((1, 1), false), ((1, 1), true), ((3, 1), true)] {
-            let r = run(n, tenants, weights, backlog(n, tenants, per_node, 5));
-            let (h, l) = shares(&r);
-            let target = f64::from(weights.0) / f64::from(weights.0 + weights.1);
-            let j = jain(&[h / f64::from(weights.0), l / f64::from(weights.1)]);
-            let _ = writeln!(
-                out,
-                "| {n} | {}:{} | {} | {:.1} % | {:.1} % | {:.0} % | {j:.3} |",
-                weights.0,
-                weights.1,
-                if tenants {
-                    "fair share"
+    // Light's share (%) in the first backlog, per node count: baseline
+    // 1:1, fair share 1:1, fair share 3:1.
+    let mut light_share = [vec![], vec![], vec![]];
+    // Light's p99 to result (ms) per node count: alone, baseline, fair.
+    let mut stream_p99 = [vec![], vec![], vec![]];
+    for (heavy_ms, what) in [
+        (50, "heavy 10x the jobs of light, all of 50 ms"),
+        (
+            5,
+            "heavy 10x the jobs at a tenth of the size (5 ms against 50 ms): equal work",
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "### Backlog: {what}\n\n| nodes | weights heavy:light | scheduler | heavy share | light share | target heavy | Jain (share/weight) | mean wait heavy / light ms | Jain (mean waits) |\n|---|---|---|---|---|---|---|---|---|"
+        );
+        for n in [1usize, 10, 100] {
+            let per_node = if n == 100 { 100 } else { 200 };
+            for (weights, tenants) in [((1, 1), false), ((1, 1), true), ((3, 1), true)] {
+                let r = run(
+                    n,
+                    tenants,
+                    weights,
+                    backlog(n, tenants, per_node, heavy_ms, 5),
+                );
+                let (h, l) = shares(&r);
+                if heavy_ms == 50 {
+                    let k = match (tenants, weights) {
+                        (false, _) => 0,
+                        (true, (1, 1)) => 1,
+                        _ => 2,
+                    };
+                    light_share[k].push(l * 100.0);
+                }
+                let target = f64::from(weights.0) / f64::from(weights.0 + weights.1);
+                let j = jain(&[h / f64::from(weights.0), l / f64::from(weights.1)]);
+                let (wh, wl) = (mean(&waits(&r, false)), mean(&waits(&r, true)));
+                // Waits are comparable only where both tenants have the
+                // same work and the same weight.
+                let jw = if heavy_ms == 5 && weights == (1, 1) {
+                    format!("{:.3}", jain(&[wh, wl]))
                 } else {
-                    "queue turns (baseline)"
-                },
-                h * 100.0,
-                l * 100.0,
-                target * 100.0,
-            );
+                    "-".to_string()
+                };
+                let _ = writeln!(
+                    out,
+                    "| {n} | {}:{} | {} | {:.1} % | {:.1} % | {:.0} % | {j:.3} | {wh:.0} / {wl:.0} | {jw} |",
+                    weights.0,
+                    weights.1,
+                    scheduler(tenants),
+                    h * 100.0,
+                    l * 100.0,
+                    target * 100.0,
+                );
+            }
         }
+        out.push('\n');
     }
     let _ = writeln!(
         out,
-        "\n### Stream: heavy at 1.5x capacity over 10 queues, light at 0.15x over one (20 ms jobs, 60 s)\n\n| nodes | scheduler | light p99 alone ms | light p99 under load ms | ratio | heavy mean wait ms | Jain (mean wait / alone) |\n|---|---|---|---|---|---|---|"
+        "### Stream: heavy at 1.5x capacity over 10 queues, light at 0.15x over one (20 ms jobs)\n\n| nodes | scheduler | light p99 to result alone ms | light p99 to result under load ms | ratio | light p99 queue wait under load ms | heavy share of runs |\n|---|---|---|---|---|---|---|"
     );
     for n in [1usize, 10, 100] {
         let secs = if n == 100 { 20 } else { 60 };
         for tenants in [false, true] {
             let alone = run(n, tenants, (1, 1), stream(n, tenants, 0.0, 0.15, secs, 9));
-            let light_alone = waits(&alone, true);
-            let heavy_alone = run(n, tenants, (1, 1), stream(n, tenants, 1.5, 0.0, secs, 9));
             let loaded = run(n, tenants, (1, 1), stream(n, tenants, 1.5, 0.15, secs, 9));
-            let (lw, hw) = (waits(&loaded, true), waits(&loaded, false));
-            let p_alone = percentile(&light_alone, 0.99).max(1);
-            let p_load = percentile(&lw, 0.99);
-            let hw_alone = waits(&heavy_alone, false);
-            let j = jain(&[
-                mean(&lw).max(1.0) / mean(&light_alone).max(1.0),
-                mean(&hw).max(1.0) / mean(&hw_alone).max(1.0),
-            ]);
+            let p_alone = percentile(&latencies(&alone, true), 0.99).max(1);
+            let p_load = percentile(&latencies(&loaded, true), 0.99);
+            let w_load = percentile(&waits(&loaded, true), 0.99);
+            let heavy = loaded.jobs.iter().filter(|j| !is_light(&j.queue)).count();
+            if !tenants {
+                stream_p99[0].push(p_alone as f64);
+            }
+            stream_p99[1 + usize::from(tenants)].push(p_load as f64);
             let _ = writeln!(
                 out,
-                "| {n} | {} | {p_alone} | {p_load} | {:.2}x | {:.0} | {j:.3} |",
-                if tenants {
-                    "fair share"
-                } else {
-                    "queue turns (baseline)"
-                },
+                "| {n} | {} | {p_alone} | {p_load} | {:.2}x | {w_load} | {:.1} % |",
+                scheduler(tenants),
                 p_load as f64 / p_alone as f64,
-                mean(&hw),
+                100.0 * heavy as f64 / loaded.jobs.len().max(1) as f64,
             );
         }
     }
     print!("{out}");
+    if let Some(dir) = plots {
+        wasque_benches::plot::font()?;
+        std::fs::create_dir_all(&dir)?;
+        let groups: Vec<String> = ["1 node", "10 nodes", "100 nodes"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let [b, f1, f3] = light_share;
+        wasque_benches::plot::grouped_bars(
+            &dir.join("fair-share-light-share.png"),
+            "Light tenant's share of executor time (heavy submits 10x)",
+            "% of executor time",
+            &groups,
+            &[
+                ("queue turns, 1:1 (target 50 %)".to_string(), b),
+                ("fair share, 1:1 (target 50 %)".to_string(), f1),
+                ("fair share, 3:1 (target 25 %)".to_string(), f3),
+            ],
+            false,
+        )?;
+        let [a, b, f] = stream_p99;
+        wasque_benches::plot::grouped_bars(
+            &dir.join("fair-share-stream-p99.png"),
+            "Light tenant's p99 time to result, heavy at 1.5x capacity",
+            "ms (log)",
+            &groups,
+            &[
+                ("light alone".to_string(), a),
+                ("under load, queue turns".to_string(), b),
+                ("under load, fair share".to_string(), f),
+            ],
+            true,
+        )?;
+    }
+    Ok(())
 }

@@ -120,25 +120,6 @@ fn table(title: &str, rows: &[Figures]) -> String {
     s
 }
 
-fn font() -> anyhow::Result<()> {
-    let candidates = [
-        std::env::var("WASQUE_PLOT_FONT").unwrap_or_default(),
-        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf".into(),
-        "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf".into(),
-    ];
-    for c in candidates.iter().filter(|c| !c.is_empty()) {
-        if let Ok(bytes) = std::fs::read(c) {
-            let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-            plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
-                .map_err(|_| anyhow::anyhow!("{c} is not a usable font"))?;
-            return Ok(());
-        }
-    }
-    anyhow::bail!(
-        "no TTF font for the plots (install Debian's fonts-dejavu-core or set WASQUE_PLOT_FONT)"
-    )
-}
-
 /// Grouped bars: one group per policy, one bar per mode.
 fn bars(
     path: &PathBuf,
@@ -319,7 +300,7 @@ fn main() -> anyhow::Result<()> {
     println!("{out}");
 
     if let Some(dir) = plots {
-        font()?;
+        wasque_benches::plot::font()?;
         std::fs::create_dir_all(&dir)?;
         bars(
             &dir.join("sched-batch-makespan.png"),

@@ -10,8 +10,9 @@
 //! fuel per run (so a burst of dispatches does not all go to one group
 //! before any finishes) and corrected by the fuel it really used when it
 //! ends. A group that had nothing waiting starts again from the least
-//! virtual time of the groups that were waiting, so idling banks no
-//! credit. Within a group, its queues take turns as before (`queue/`).
+//! virtual time of the groups that were waiting, less one of its runs, so
+//! it takes the next free slot but idling banks no more credit than that
+//! (the lag bound of start-time fair queueing). Within a group, its queues take turns as before (`queue/`).
 //! With one group waiting (no tenants, or one busy), nothing changes.
 //!
 //! This is weighted fair queueing rather than the deficit round robin
@@ -24,8 +25,13 @@ use hashbrown::{HashMap, HashSet};
 
 use crate::job::JobId;
 
-/// Fuel charged for a run of a group that has none finished yet.
-const FIRST_ESTIMATE: f64 = 1_000_000.0;
+/// Fuel charged for a run of a group that has none finished yet, when
+/// no group has: small, so a new tenant's first runs are not held back
+/// by an estimate far above their real use (it is corrected at the end).
+const FIRST_ESTIMATE: f64 = 100_000.0;
+/// Runs over which a group's estimate is a plain mean before it becomes
+/// a moving average (1/8 weight to each new run).
+const WARM_RUNS: u32 = 8;
 
 #[derive(Debug, Default)]
 pub struct FairShare {
@@ -41,8 +47,13 @@ struct Group {
     /// Fuel used / weight.
     vtime: f64,
     weight: u32,
-    /// Recent fuel per run (a moving average).
+    /// Recent fuel per run (a plain mean over the first runs, then a
+    /// moving average).
     avg_fuel: f64,
+    /// Runs finished, counted up to `WARM_RUNS`.
+    runs: u32,
+    /// Runs started and not finished.
+    running: u32,
 }
 
 impl Default for Group {
@@ -51,6 +62,8 @@ impl Default for Group {
             vtime: 0.0,
             weight: 1,
             avg_fuel: FIRST_ESTIMATE,
+            runs: 0,
+            running: 0,
         }
     }
 }
@@ -62,22 +75,39 @@ impl FairShare {
         match self.groups.get_mut(group) {
             Some(g) => g.weight = w,
             None => {
-                self.groups.insert(
-                    group.into(),
-                    Group {
-                        weight: w,
-                        ..Group::default()
-                    },
-                );
+                let g = Group {
+                    weight: w,
+                    avg_fuel: self.typical_fuel(),
+                    ..Group::default()
+                };
+                self.groups.insert(group.into(), g);
             }
         }
     }
 
     fn group(&mut self, name: &str) -> &mut Group {
         if !self.groups.contains_key(name) {
-            self.groups.insert(name.into(), Group::default());
+            let g = Group {
+                avg_fuel: self.typical_fuel(),
+                ..Group::default()
+            };
+            self.groups.insert(name.into(), g);
         }
         self.groups.get_mut(name).expect("inserted above")
+    }
+
+    /// A new group's first estimate: the mean of the groups that ran.
+    fn typical_fuel(&self) -> f64 {
+        let (sum, n) = self
+            .groups
+            .values()
+            .filter(|g| g.runs > 0)
+            .fold((0.0, 0u32), |(s, n), g| (s + g.avg_fuel, n + 1));
+        if n == 0 {
+            FIRST_ESTIMATE
+        } else {
+            sum / f64::from(n)
+        }
     }
 
     /// Which of the groups with ready jobs runs next.
@@ -91,19 +121,31 @@ impl FairShare {
             let returning = !self.waiting.contains(*g);
             let grp = self.group(g);
             if returning && floor.is_finite() {
-                grp.vtime = grp.vtime.max(floor);
+                // At most one run of credit: it takes the next slot, and
+                // idling banks nothing more.
+                let credit = grp.avg_fuel / f64::from(grp.weight);
+                grp.vtime = grp.vtime.max(floor - credit);
             }
         }
         self.waiting.clear();
         self.waiting
             .extend(ready.iter().map(|g| Box::<str>::from(*g)));
+        // Least virtual time; on a tie (a group coming back is brought up
+        // to the others' time), the one with fewer runs in hand, so a
+        // tenant that was idle takes the next slot instead of waiting
+        // behind one more run of a busy one.
+        let key = |g: &str| {
+            self.groups
+                .get(g)
+                .map_or((0.0, 0), |x| (x.vtime, x.running))
+        };
         ready
             .iter()
             .copied()
             .min_by(|a, b| {
-                let va = self.groups.get(*a).map_or(0.0, |g| g.vtime);
-                let vb = self.groups.get(*b).map_or(0.0, |g| g.vtime);
-                va.total_cmp(&vb)
+                let (va, ra) = key(a);
+                let (vb, rb) = key(b);
+                va.total_cmp(&vb).then(ra.cmp(&rb))
             })
             .unwrap_or("")
     }
@@ -113,6 +155,7 @@ impl FairShare {
         let g = self.group(group);
         let est = g.avg_fuel;
         g.vtime += est / f64::from(g.weight);
+        g.running += 1;
         self.charged.insert(id, (group.into(), est));
     }
 
@@ -124,7 +167,14 @@ impl FairShare {
         if let Some(g) = self.groups.get_mut(&group) {
             let fuel = fuel as f64;
             g.vtime += (fuel - est) / f64::from(g.weight);
-            g.avg_fuel = (g.avg_fuel * 7.0 + fuel.max(1.0)) / 8.0;
+            g.running = g.running.saturating_sub(1);
+            let fuel = fuel.max(1.0);
+            g.avg_fuel = if g.runs < WARM_RUNS {
+                g.runs += 1;
+                g.avg_fuel + (fuel - g.avg_fuel) / f64::from(g.runs)
+            } else {
+                (g.avg_fuel * 7.0 + fuel) / 8.0
+            };
         }
     }
 }
@@ -174,5 +224,26 @@ mod tests {
             f.finished(&id(n), 1000);
         }
         assert!((9..=11).contains(&b_runs), "b ran {b_runs} of 20");
+    }
+
+    /// A tenant that arrives after another has run is charged the runs
+    /// the node knows, not a guess far above them: with four slots filled
+    /// at once, it gets half.
+    #[test]
+    fn a_new_group_is_charged_a_typical_run() {
+        let mut f = FairShare::default();
+        for n in 0..100u128 {
+            let g = f.pick(&["a"]);
+            f.started(id(n), g);
+            f.finished(&id(n), 20_000);
+        }
+        let b_runs = (100..104u128)
+            .filter(|n| {
+                let g = f.pick(&["a", "b"]);
+                f.started(id(*n), g);
+                g == "b"
+            })
+            .count();
+        assert_eq!(b_runs, 2, "b got {b_runs} of 4 slots");
     }
 }
