@@ -672,10 +672,19 @@ fn api_cluster_lists_every_member_and_a_killed_one_goes_down() {
     let killed_at = Instant::now();
     let deadline = killed_at + Duration::from_secs(15);
     let mut polls = 0;
+    // The states it went through, as polled (suspect is usually among
+    // them, for about half the node timeout, but a poll may miss it).
+    let mut states: Vec<String> = Vec::new();
     let seen_down = loop {
         polls += 1;
         let (_, c) = get_json(addr, &spec, "/api/cluster", "/api/cluster");
-        if member(&c, &dead).is_some_and(|m| m["state"] == "down") {
+        let state = member(&c, &dead).and_then(|m| m["state"].as_str());
+        if let Some(st) = state
+            && states.last().map(String::as_str) != Some(st)
+        {
+            states.push(st.to_string());
+        }
+        if state == Some("down") {
             break c;
         }
         assert!(
@@ -686,8 +695,15 @@ fn api_cluster_lists_every_member_and_a_killed_one_goes_down() {
     };
     let took = killed_at.elapsed();
     eprintln!(
-        "killed node listed down after {} ms (cluster-node-timeout {NODE_TIMEOUT_MS} ms)",
-        took.as_millis()
+        "killed node listed down after {} ms (cluster-node-timeout {NODE_TIMEOUT_MS} ms), states seen: {}",
+        took.as_millis(),
+        states.join(" -> ")
+    );
+    assert!(
+        states
+            .iter()
+            .all(|s| ["up", "suspect", "down"].contains(&s.as_str())),
+        "{states:?}"
     );
     assert_eq!(seen_down["mode"], "cluster");
     let summary = &seen_down["summary"];
