@@ -537,6 +537,7 @@ impl Node {
                 source,
             })?;
 
+        cluster.set_doors(resp_addr, http_addr);
         let (inputs_tx, inputs_rx) = mpsc::unbounded_channel();
         let pubsub = Hub::new();
         let handle = Handle {
@@ -1107,6 +1108,12 @@ impl Driver {
             module_hashes: self.engine.module_hashes(256),
             // Filled in by the cluster layer as it sends.
             tenants: 0,
+            running: s.running as u64,
+            queue_count: s.queues as u64,
+            // Filled in by the cluster layer (`Cluster::set_advert`).
+            version: String::new(),
+            resp_addr: None,
+            http_addr: None,
         });
     }
 }

@@ -3,6 +3,7 @@
 //   node dashboard.mjs check   URL OUT_DIR   the browser test (tests/tests/dashboard.rs)
 //   node dashboard.mjs measure URL OUT_DIR   load time and memory (benches)
 //   node dashboard.mjs locked  URL OUT_DIR PASSWORD   a node with a password
+//   node dashboard.mjs cluster URL OUT_DIR COUNT      a cluster of COUNT nodes
 //
 // `check` loads the page, waits for the node and its queues, prints
 // "READY" and waits for a line "SUBMITTED <job-id> <queue> <failed-job-id>"
@@ -15,8 +16,14 @@
 // password: a wrong one is refused and asked again, the right one shows the
 // node, its queues and the live feed, and survives a reload (sessionStorage);
 // saves OUT_DIR/dashboard-login.png (the form after a wrong password) and
-// OUT_DIR/dashboard-locked.png and prints "OK". Every wait is bounded;
-// any failure exits non-zero with the reason on stderr.
+// OUT_DIR/dashboard-locked.png and prints "OK". `cluster` waits for COUNT
+// member rows, all UP, prints "READY" and waits for "KILLED <node-id>
+// <unix-ms>" on stdin (the test killed that member then); it waits for
+// that member's row to turn red (class "down", a red background, DOWN)
+// while the others stay up and the page stays live, prints "DOWN-MS <ms
+// from the kill>", saves OUT_DIR/dashboard-cluster.png and prints "OK".
+// Every wait is bounded; any failure exits non-zero with the reason on
+// stderr.
 
 import { chromium } from "playwright-core";
 import { createInterface } from "node:readline";
@@ -24,8 +31,9 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 
 const [mode, url, outDir, password] = process.argv.slice(2);
-if (!["check", "measure", "locked"].includes(mode) || !url || !outDir || (mode === "locked" && !password)) {
-  console.error("usage: node dashboard.mjs check|measure URL OUT_DIR | locked URL OUT_DIR PASSWORD");
+if (!["check", "measure", "locked", "cluster"].includes(mode) || !url || !outDir
+    || (["locked", "cluster"].includes(mode) && !password)) {
+  console.error("usage: node dashboard.mjs check|measure URL OUT_DIR | locked URL OUT_DIR PASSWORD | cluster URL OUT_DIR COUNT");
   process.exit(2);
 }
 const WAIT_MS = 30_000;
@@ -55,7 +63,49 @@ try {
   page.on("pageerror", (e) => errors.push(String(e)));
   page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
 
-  if (mode === "locked") {
+  if (mode === "cluster") {
+    const count = Number(password);
+    await page.goto(url, { waitUntil: "load", timeout: WAIT_MS });
+    // Every member, up, with this node first.
+    await page.waitForFunction((count) => {
+      const rows = [...document.querySelectorAll("#nodes tbody tr[data-node]")];
+      return rows.length === count && rows.every((r) => r.dataset.state === "up");
+    }, count, { timeout: WAIT_MS });
+    await page.waitForFunction(() => document.querySelector("#conn").dataset.state === "live", null, { timeout: WAIT_MS });
+    const mode = await page.$eval("#mode", (m) => m.textContent);
+    if (mode !== `cluster of ${count}`) throw new Error(`mode shows ${mode}`);
+    console.log("READY");
+    const line = await nextLine();
+    const [word, dead, killedAt] = line.trim().split(/\s+/);
+    if (word !== "KILLED" || !/^[0-9a-f]{40}$/.test(dead || "") || !Number(killedAt)) throw new Error(`unexpected line ${line}`);
+    const row = `#nodes tbody tr[data-node="${dead}"]`;
+    await page.waitForSelector(`${row}.down .badge.st-down`, { timeout: WAIT_MS });
+    const downMs = Date.now() - Number(killedAt);
+    // Red: the row's cells are drawn on a red background, its text red.
+    const look = await page.$eval(`${row} td`, (td) => {
+      const s = getComputedStyle(td);
+      return { bg: s.backgroundColor, color: s.color, badge: td.parentElement.querySelector(".badge").textContent };
+    });
+    const rgb = (c) => (c.match(/\d+/g) || []).map(Number);
+    const [br, bg, bb] = rgb(look.bg), [cr, cg, cb] = rgb(look.color);
+    if (!(br > bg && br > bb) || !(cr > 2 * cg && cr > 2 * cb)) throw new Error(`the down row is not red: ${JSON.stringify(look)}`);
+    if (look.badge !== "DOWN") throw new Error(`the down row's badge shows ${look.badge}`);
+    // Only that member: the others stay up, and this node is live.
+    const states = await page.$$eval("#nodes tbody tr[data-node]", (rows) => rows.map((r) => [r.dataset.node, r.dataset.state, r.className]));
+    for (const [id, st, cls] of states) {
+      if (id !== dead && (st !== "up" || cls.includes("down"))) throw new Error(`member ${id} shows ${st} (${cls}) too`);
+    }
+    if (states.length !== count) throw new Error(`${states.length} rows, not ${count}`);
+    if (await page.isVisible("#banner")) throw new Error("the page says this node is unreachable");
+    const conn = await page.$eval("#conn", (c) => c.dataset.state);
+    if (conn !== "live") throw new Error(`the feed shows ${conn}`);
+    const summary = await page.$eval("#summary", (s) => s.textContent);
+    if (!summary.includes(`${count - 1}/${count}`) || !summary.includes("1 down")) throw new Error(`summary shows ${summary}`);
+    await page.screenshot({ path: join(outDir, "dashboard-cluster.png"), fullPage: false });
+    if (errors.length) throw new Error("errors in the page: " + errors.join("; "));
+    console.log(`DOWN-MS ${downMs}`);
+    console.log("OK");
+  } else if (mode === "locked") {
     await page.goto(url, { waitUntil: "load", timeout: WAIT_MS });
     // No data without the password: the form asks for it.
     await page.waitForSelector("#login", { state: "visible", timeout: WAIT_MS });

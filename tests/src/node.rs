@@ -268,6 +268,37 @@ impl TestNode {
     }
 }
 
+/// Introduces every other node to the first (`CLUSTER MEET` over RESP),
+/// then waits (bounded: 30 s) until each node reaches all of them
+/// (`CLUSTER INFO`'s `cluster_reachable_nodes`).
+pub fn form_cluster(nodes: &[TestNode]) {
+    let Some(first) = nodes.first() else { return };
+    let mut c = crate::resp::connect(first.addr).expect("RESP connection to the first node");
+    for n in &nodes[1..] {
+        let port = n.addr.port().to_string();
+        crate::resp::cmd(&mut c, &["CLUSTER", "MEET", "127.0.0.1", &port]).expect("CLUSTER MEET");
+    }
+    for n in nodes {
+        crate::wait::eventually(30, "every node reaches every other", || {
+            reachable(n) == Some(nodes.len())
+        });
+    }
+}
+
+/// `cluster_reachable_nodes` of `CLUSTER INFO` (itself included).
+fn reachable(node: &TestNode) -> Option<usize> {
+    let mut c = crate::resp::connect(node.addr)?;
+    let info = match crate::resp::cmd(&mut c, &["CLUSTER", "INFO"]).ok()? {
+        redis::Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
+        redis::Value::VerbatimString { text, .. } => text,
+        redis::Value::SimpleString(s) => s,
+        _ => return None,
+    };
+    info.lines()
+        .find_map(|l| l.strip_prefix("cluster_reachable_nodes:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 impl Drop for TestNode {
     fn drop(&mut self) {
         let _ = self.child.kill();

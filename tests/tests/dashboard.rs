@@ -10,6 +10,11 @@
 //! for it, refuse a wrong one, then show the node live, also after a
 //! reload (`dashboard-locked.png`).
 //!
+//! A third runs against a three-node cluster: the page of one node lists
+//! all three up; one is killed, and its row must turn red (DOWN) within
+//! the cluster's node timeout plus a little, while the others stay up
+//! (`dashboard-cluster.png`).
+//!
 //! Both are `#[ignore]`d (a plain `cargo test` lists them as ignored):
 //! `scripts/test.sh` installs Chromium, Node.js and playwright-core and runs
 //! them with `--ignored`, where a missing program fails them with its
@@ -213,4 +218,106 @@ fn dashboard_asks_for_the_password_of_a_locked_node() {
     }
     assert!(status.success(), "dashboard.mjs locked failed: {status}");
     assert_eq!(said.trim(), "OK");
+}
+
+/// `cluster-node-timeout` of the cluster case.
+const NODE_TIMEOUT_MS: u64 = 1500;
+
+#[test]
+#[ignore = "needs Chromium and Node.js: scripts/test.sh runs it"]
+fn dashboard_draws_a_dead_cluster_member_red() {
+    let chromium = tools::require_chromium();
+    tools::require("node", "apt-get install nodejs npm");
+    let browser_dir = guests::repo_root().join("tests/browser");
+    install_playwright(&browser_dir);
+
+    let timeout = NODE_TIMEOUT_MS.to_string();
+    let mut nodes: Vec<TestNode> = (0..3)
+        .map(|_| TestNode::start_http(&["--cluster-node-timeout", &timeout]))
+        .collect();
+    wasque_tests::node::form_cluster(&nodes);
+    let node_id = |n: &TestNode| -> String {
+        let r = wasque_tests::http::get(n.http_addr(), "/api/cluster").expect("GET /api/cluster");
+        let v: serde_json::Value = serde_json::from_str(&r.body).expect("JSON");
+        v["self"].as_str().expect("self id").to_string()
+    };
+    let dead = node_id(&nodes[2]);
+
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("target"), Path::to_path_buf)
+        .join("browser-test");
+    let _ = std::fs::remove_file(out.join("dashboard-cluster.png"));
+    let url = format!("http://{}/", nodes[0].http_addr());
+    let mut child = Killed(
+        Command::new("node")
+            .arg(browser_dir.join("dashboard.mjs"))
+            .args(["cluster", &url])
+            .arg(&out)
+            .arg(nodes.len().to_string())
+            .env("CHROMIUM", &chromium)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start node dashboard.mjs"),
+    );
+    let stdout = child.0.stdout.take().expect("piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // The next line starting with `want`, within 90 s.
+    let wait_line = |want: &str| -> String {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while Instant::now() < deadline {
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(l) if l.trim().starts_with(want) => return l.trim().to_string(),
+                Ok(l) => eprintln!("dashboard.mjs: {l}"),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        panic!("dashboard.mjs did not print {want} (see its stderr above)");
+    };
+    wait_line("READY");
+
+    nodes.remove(2).kill9();
+    let killed_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis();
+    let stdin = child.0.stdin.as_mut().expect("piped");
+    writeln!(stdin, "KILLED {dead} {killed_at}").expect("write to dashboard.mjs");
+    stdin.flush().expect("flush");
+    let down = wait_line("DOWN-MS");
+    let down_ms: u64 = down
+        .strip_prefix("DOWN-MS ")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("bad line {down}"));
+    wait_line("OK");
+    let status = wait_bounded(&mut child.0, Duration::from_secs(30), "dashboard.mjs");
+    assert!(status.success(), "dashboard.mjs cluster failed: {status}");
+    eprintln!(
+        "dead member drawn red {down_ms} ms after the kill (node timeout {NODE_TIMEOUT_MS} ms)"
+    );
+    // SWIM declares a silent member down within the node timeout (probe,
+    // suspicion, then half the timeout); the feed sends the change at
+    // once. The slack is for a loaded machine.
+    assert!(
+        down_ms <= NODE_TIMEOUT_MS + 1_000,
+        "the dead member turned red only {down_ms} ms after the kill"
+    );
+    let png = out.join("dashboard-cluster.png");
+    assert!(
+        std::fs::metadata(&png).is_ok_and(|m| m.len() > 10_000),
+        "screenshot at {}",
+        png.display()
+    );
+    drop(nodes);
 }

@@ -5,6 +5,8 @@
 //! errors, and the server-sent event feed. The door's locks: a node with a
 //! password refuses every route but health and the page without the
 //! bearer token, and every node refuses a `Host` that does not name it.
+//! The cluster view: a three-node cluster listed by `/api/cluster`, and a
+//! killed member listed down.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -542,4 +544,192 @@ fn a_node_without_a_password_is_open_but_checks_the_host() {
     }
     let r = http::get_with(addr, "/api/cluster", &[("Host", "rebind.example:7780")]).expect("GET");
     assert_eq!(r.status, 421, "{}", r.body);
+}
+
+/// `cluster-node-timeout` of the cluster test: short, so a death is seen
+/// soon, but long enough for a loaded machine's gossip.
+const NODE_TIMEOUT_MS: u64 = 1500;
+
+/// A member's entry in a `/api/cluster` answer, by id.
+fn member<'a>(cluster: &'a Value, id: &str) -> Option<&'a Value> {
+    cluster["nodes"]
+        .as_array()?
+        .iter()
+        .find(|n| n["id"].as_str() == Some(id))
+}
+
+/// Three nodes as real processes: `/api/cluster` on one lists all three
+/// up, each peer with its addresses, version and advert; `/api/nodes/{id}`
+/// answers for a peer (404 for a node nobody knows); the feed's tick lists
+/// every member. A node killed with SIGKILL is then listed down, by both
+/// survivors, within a bounded wait, and the summary counts it.
+#[test]
+fn api_cluster_lists_every_member_and_a_killed_one_goes_down() {
+    let timeout = NODE_TIMEOUT_MS.to_string();
+    let mut nodes: Vec<TestNode> = (0..3)
+        .map(|_| TestNode::start_http(&["--cluster-node-timeout", &timeout]))
+        .collect();
+    wasque_tests::node::form_cluster(&nodes);
+    let addr = nodes[0].http_addr();
+    let spec = Spec::fetch(addr);
+    let ids: Vec<String> = nodes
+        .iter()
+        .map(|n| {
+            let (_, c) = get_json(n.http_addr(), &spec, "/api/cluster", "/api/cluster");
+            c["self"].as_str().expect("self id").to_string()
+        })
+        .collect();
+
+    // Every peer's advert has arrived (one a second) once each entry has
+    // an age and a version.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let cluster = loop {
+        let (s, c) = get_json(addr, &spec, "/api/cluster", "/api/cluster");
+        assert_eq!(s, 200);
+        let advertised = ids.iter().all(|id| {
+            member(&c, id).is_some_and(|m| {
+                m["state"] == "up" && m["advert_age_ms"].is_u64() && m["version"].is_string()
+            })
+        });
+        if advertised {
+            break c;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every member up and advertised within 30 s: {c:#}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(cluster["mode"], "cluster");
+    assert_eq!(cluster["self"], ids[0].as_str());
+    assert_eq!(cluster["nodes"].as_array().map(Vec::len), Some(3));
+    assert_eq!(
+        cluster["nodes"][0]["id"],
+        ids[0].as_str(),
+        "this node first"
+    );
+    assert_eq!(cluster["nodes"][0]["self"], true);
+    let summary = &cluster["summary"];
+    assert_eq!(
+        (&summary["nodes"], &summary["up"], &summary["down"]),
+        (&3.into(), &3.into(), &0.into()),
+        "{summary}"
+    );
+    for (n, id) in nodes.iter().zip(&ids).skip(1) {
+        let m = member(&cluster, id).expect("peer listed");
+        assert_eq!(m["self"], false);
+        assert_eq!(m["addresses"]["quic"], n.addr.to_string());
+        assert_eq!(m["addresses"]["resp"], n.addr.to_string());
+        assert_eq!(m["addresses"]["http"], n.http_addr().to_string());
+        assert_eq!(m["version"], cluster["nodes"][0]["version"], "same build");
+        assert!(
+            m["executor"]["slots"].as_u64().is_some_and(|s| s > 0),
+            "{m}"
+        );
+        assert_eq!(m["jobs"]["held"], 0);
+        assert!(
+            m["advert_age_ms"].as_u64().is_some_and(|a| a < 10_000),
+            "{m}"
+        );
+    }
+
+    // One member by id: a peer, and a node nobody knows.
+    let (s, peer) = get_json(
+        addr,
+        &spec,
+        "/api/nodes/{id}",
+        &format!("/api/nodes/{}", ids[1]),
+    );
+    assert_eq!(
+        (s, &peer["id"], &peer["state"]),
+        (200, &ids[1].clone().into(), &"up".into())
+    );
+    let (s, _) = get_json(
+        addr,
+        &spec,
+        "/api/nodes/{id}",
+        &format!("/api/nodes/{}", "b".repeat(40)),
+    );
+    assert_eq!(s, 404);
+
+    // The dashboard's feed lists every member in its ticks.
+    let mut feed = EventStream::open(addr, "/api/events").expect("open feed");
+    let feed_deadline = Instant::now() + Duration::from_secs(20);
+    let tick = loop {
+        let ev = feed.next(feed_deadline).expect("a tick within 20 s");
+        if ev.event == "tick" {
+            break serde_json::from_str::<Value>(&ev.data).expect("tick is JSON");
+        }
+    };
+    spec.check_schema("Tick", &tick);
+    assert_eq!(tick["nodes"].as_array().map(Vec::len), Some(3), "{tick}");
+    drop(feed);
+
+    // A crash: the survivors' membership declares it down.
+    let dead = ids[2].clone();
+    let dead_http = nodes[2].http_addr().to_string();
+    nodes.remove(2).kill9();
+    let killed_at = Instant::now();
+    let deadline = killed_at + Duration::from_secs(15);
+    let mut polls = 0;
+    // The states it went through, as polled (suspect is usually among
+    // them, for about half the node timeout, but a poll may miss it).
+    let mut states: Vec<String> = Vec::new();
+    let seen_down = loop {
+        polls += 1;
+        let (_, c) = get_json(addr, &spec, "/api/cluster", "/api/cluster");
+        let state = member(&c, &dead).and_then(|m| m["state"].as_str());
+        if let Some(st) = state
+            && states.last().map(String::as_str) != Some(st)
+        {
+            states.push(st.to_string());
+        }
+        if state == Some("down") {
+            break c;
+        }
+        assert!(
+            polls < 1_000 && Instant::now() < deadline,
+            "the killed node is not listed down within 15 s: {c:#}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let took = killed_at.elapsed();
+    eprintln!(
+        "killed node listed down after {} ms (cluster-node-timeout {NODE_TIMEOUT_MS} ms), states seen: {}",
+        took.as_millis(),
+        states.join(" -> ")
+    );
+    assert!(
+        states
+            .iter()
+            .all(|s| ["up", "suspect", "down"].contains(&s.as_str())),
+        "{states:?}"
+    );
+    assert_eq!(seen_down["mode"], "cluster");
+    let summary = &seen_down["summary"];
+    assert_eq!(
+        (&summary["nodes"], &summary["down"]),
+        (&3.into(), &1.into()),
+        "{summary}"
+    );
+    assert_eq!(
+        member(&seen_down, &ids[1]).map(|m| &m["state"]),
+        Some(&"up".into())
+    );
+    // Listed with what its last advert said.
+    let m = member(&seen_down, &dead).expect("the dead node stays listed");
+    assert_eq!(m["addresses"]["http"], dead_http.as_str());
+    let (s, n) = get_json(
+        addr,
+        &spec,
+        "/api/nodes/{id}",
+        &format!("/api/nodes/{dead}"),
+    );
+    assert_eq!((s, &n["state"]), (200, &"down".into()));
+    // The other survivor sees the same, within the same bound.
+    let other = nodes[1].http_addr();
+    wasque_tests::wait::eventually(15, "the second survivor lists the dead node down", || {
+        let (_, c) = get_json(other, &spec, "/api/cluster", "/api/cluster");
+        member(&c, &dead).is_some_and(|m| m["state"] == "down")
+    });
 }

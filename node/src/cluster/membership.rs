@@ -156,6 +156,27 @@ pub(super) async fn run(
             }
         }
         flush(&inner, &mut rt, &mut banned);
+        sync_suspects(&inner, &swim);
+    }
+}
+
+/// Copies SWIM's suspicions into the peer table (the HTTP cluster view
+/// shows them as `suspect`). Takes the write lock only when they changed.
+fn sync_suspects(inner: &Inner, swim: &Swim) {
+    let suspects: Vec<NodeName> = swim
+        .iter_members()
+        .filter(|m| m.state() == foca::State::Suspect)
+        .map(|m| m.id().node)
+        .collect();
+    let same = inner
+        .table
+        .read()
+        .map(|t| t.suspects_are(&suspects))
+        .unwrap_or(true);
+    if !same && let Ok(mut t) = inner.table.write() {
+        t.set_suspects(&suspects);
+        drop(t);
+        inner.members_changed();
     }
 }
 

@@ -115,6 +115,12 @@ struct Inner {
     cmds: mpsc::UnboundedSender<membership::Cmd>,
     executor: Executor,
     advert: RwLock<Advert>,
+    /// The node's RESP and HTTP addresses, put in its adverts (they are
+    /// bound after the cluster layer starts).
+    doors: std::sync::OnceLock<(SocketAddr, Option<SocketAddr>)>,
+    /// Counts changes of the members' states (up, suspect, down, leaving,
+    /// forgotten), for watchers that show them (the HTTP feed).
+    members: tokio::sync::watch::Sender<u64>,
     leaving: AtomicBool,
     link_gen: AtomicU64,
     stats: Stats,
@@ -180,6 +186,8 @@ impl Cluster {
             cmds: cmds_tx,
             executor,
             advert: RwLock::new(Advert::default()),
+            doors: std::sync::OnceLock::new(),
+            members: tokio::sync::watch::channel(0).0,
             leaving: AtomicBool::new(false),
             link_gen: AtomicU64::new(0),
             stats: Stats::default(),
@@ -284,9 +292,26 @@ impl Cluster {
         self.inner.leaving.load(Ordering::Relaxed)
     }
 
-    /// This node's own capacity advert (the driver refreshes it).
+    /// Where this node's RESP and HTTP doors listen, once they are bound:
+    /// its adverts carry them from then on (the first call counts).
+    pub fn set_doors(&self, resp: SocketAddr, http: Option<SocketAddr>) {
+        let _ = self.inner.doors.set((resp, http));
+    }
+
+    /// This node's RESP address, once [`Cluster::set_doors`] was called.
+    pub fn resp_addr(&self) -> Option<SocketAddr> {
+        self.inner.doors.get().map(|(resp, _)| *resp)
+    }
+
+    /// This node's own capacity advert (the driver refreshes it); the
+    /// cluster layer adds the leaving flag, the version and the doors.
     pub fn set_advert(&self, mut a: Advert) {
         a.leaving = self.leaving();
+        a.version = wasque_sdk::VERSION.to_string();
+        if let Some((resp, http)) = self.inner.doors.get() {
+            a.resp_addr = Some(*resp);
+            a.http_addr = *http;
+        }
         if let Ok(mut mine) = self.inner.advert.write() {
             *mine = a;
         }
@@ -368,6 +393,13 @@ impl Cluster {
         }
     }
 
+    /// Changes whenever a member's state changes (up, suspect, down,
+    /// leaving, forgotten): the HTTP feed sends its view at once instead of
+    /// at its next tick.
+    pub fn watch_members(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.members.subscribe()
+    }
+
     /// Every known peer.
     pub fn peers(&self) -> Vec<PeerView> {
         self.inner
@@ -444,6 +476,11 @@ impl Inner {
     fn publish_peers(&self) {
         let targets = self.table.read().map(|t| t.targets()).unwrap_or_default();
         let _ = self.events.send(PeerEvent::Peers(targets));
+        self.members_changed();
+    }
+
+    fn members_changed(&self) {
+        self.members.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
 

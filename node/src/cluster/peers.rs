@@ -1,6 +1,7 @@
 //! The peer table: every node this one knows, where it is, whether SWIM
-//! sees it alive, and its last capacity advert. Read by `CLUSTER NODES`,
-//! `HELLO` and `INFO`; written by the membership task and by adverts.
+//! sees it alive (and whether it is suspected), and its last capacity
+//! advert. Read by `CLUSTER NODES`, `HELLO`, `INFO` and the HTTP cluster
+//! view; written by the membership task and by adverts.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -15,11 +16,17 @@ pub struct Peer {
     pub addr: SocketAddr,
     pub incarnation: u64,
     pub up: bool,
+    /// SWIM suspects it (a probe went unanswered) but has not declared it
+    /// down; it still counts as up.
+    pub suspect: bool,
     pub advert: Option<Advert>,
     pub advert_at: Option<Instant>,
     /// PEM of the CA of its client-facing certificate (from its `Hello`).
     pub client_ca_pem: Option<String>,
 }
+
+/// Longest version string kept from a peer's advert.
+pub const MAX_VERSION_LEN: usize = 128;
 
 impl Peer {
     pub fn leaving(&self) -> bool {
@@ -33,6 +40,8 @@ pub struct PeerView {
     pub node: NodeName,
     pub addr: SocketAddr,
     pub up: bool,
+    /// Up, but suspected by SWIM (see [`Peer::suspect`]).
+    pub suspect: bool,
     pub leaving: bool,
     pub advert: Option<Advert>,
     /// Milliseconds since its last advert.
@@ -52,6 +61,7 @@ impl PeerTable {
             addr,
             incarnation,
             up: false,
+            suspect: false,
             advert: None,
             advert_at: None,
             client_ca_pem: None,
@@ -74,10 +84,33 @@ impl PeerTable {
     pub fn set_up(&mut self, node: NodeName, up: bool) {
         if let Some(p) = self.peers.get_mut(&node) {
             p.up = up;
+            p.suspect = false;
         }
     }
 
-    pub fn advert(&mut self, node: NodeName, a: Advert) {
+    /// Whether the suspected peers are exactly `suspects` (a cheap check
+    /// under the read lock before [`PeerTable::set_suspects`]).
+    pub fn suspects_are(&self, suspects: &[NodeName]) -> bool {
+        self.peers
+            .iter()
+            .all(|(n, p)| p.suspect == (p.up && suspects.contains(n)))
+    }
+
+    /// Marks the peers SWIM suspects now (up ones only); clears the rest.
+    pub fn set_suspects(&mut self, suspects: &[NodeName]) {
+        for (n, p) in self.peers.iter_mut() {
+            p.suspect = p.up && suspects.contains(n);
+        }
+    }
+
+    pub fn advert(&mut self, node: NodeName, mut a: Advert) {
+        if a.version.len() > MAX_VERSION_LEN {
+            let mut end = MAX_VERSION_LEN;
+            while !a.version.is_char_boundary(end) {
+                end -= 1;
+            }
+            a.version.truncate(end);
+        }
         if let Some(p) = self.peers.get_mut(&node) {
             p.advert = Some(a);
             p.advert_at = Some(Instant::now());
@@ -124,11 +157,47 @@ impl PeerTable {
                 node: *n,
                 addr: p.addr,
                 up: p.up,
+                suspect: p.suspect,
                 leaving: p.leaving(),
                 advert: p.advert.clone(),
                 advert_age_ms: p.advert_at.map(|t| t.elapsed().as_millis() as u64),
                 client_ca_pem: p.client_ca_pem.clone(),
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suspects_are_up_peers_only_and_a_long_version_is_cut() {
+        let (a, b) = (NodeName([1; 20]), NodeName([2; 20]));
+        let addr: SocketAddr = "127.0.0.1:7711".parse().expect("addr");
+        let mut t = PeerTable::default();
+        t.learn(a, addr, 1);
+        t.learn(b, addr, 1);
+        t.set_up(a, true);
+        assert!(t.suspects_are(&[]));
+        assert!(!t.suspects_are(&[a]));
+        t.set_suspects(&[a, b]);
+        // b is not up: SWIM's suspicion of it does not count.
+        assert!(t.suspects_are(&[a]));
+        let v = t.view();
+        assert!(v[0].suspect && !v[1].suspect);
+        // Declared down: no longer suspect.
+        t.set_up(a, false);
+        assert!(!t.view()[0].suspect);
+
+        t.advert(
+            a,
+            Advert {
+                version: "é".repeat(100),
+                ..Advert::default()
+            },
+        );
+        let version = t.view()[0].advert.clone().expect("advert").version;
+        assert!(version.len() <= MAX_VERSION_LEN && version.starts_with('é'));
     }
 }

@@ -23,8 +23,10 @@ use crate::job::{ModuleHash, NodeName};
 /// messages of their own (`PeerMsg::Life`, `PeerMsg::RetryDefault`);
 /// adverts carry the tenant registry's digest, and `Tenants` frames its
 /// records. 5: results may carry the error class `cancelled`, and
-/// `PeerMsg::Cancel` asks peers to cancel a job.
-pub const PEER_PROTOCOL_VERSION: u8 = 5;
+/// `PeerMsg::Cancel` asks peers to cancel a job. 6: adverts carry what
+/// the HTTP cluster view shows of a peer: its software version, its
+/// RESP and HTTP addresses, its running jobs and its queue count.
+pub const PEER_PROTOCOL_VERSION: u8 = 6;
 
 /// A node introducing itself.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +62,16 @@ pub struct Advert {
     pub module_hashes: Vec<crate::job::ModuleHash>,
     /// Digest of its tenant registry (`Tenants::digest`; 0: no tenants).
     pub tenants: u64,
+    /// Wasm jobs running on its executors (the engine's count).
+    pub running: u64,
+    /// Queues it knows (`/api/cluster`'s `queues`).
+    pub queue_count: u64,
+    /// Its software version, `wasque_sdk::VERSION` (package and commit).
+    pub version: String,
+    /// Where its RESP door listens.
+    pub resp_addr: Option<SocketAddr>,
+    /// Where its HTTP door listens (`None`: HTTP is off there).
+    pub http_addr: Option<SocketAddr>,
 }
 
 /// One frame of the peer protocol.

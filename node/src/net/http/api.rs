@@ -15,7 +15,8 @@ use serde_json::{Value, json};
 
 use super::{AppState, HttpError, render};
 use crate::api::{Command, Dlq, DlqOp, Inspection, JobQuery, MAX_PAGE, NodeStats, Query, Reply};
-use crate::job::{JobId, JobState};
+use crate::cluster::PeerView;
+use crate::job::{JobId, JobState, NodeName, UnixMs};
 use crate::runtime::now_ms;
 
 type Params = Result<QueryParams<Vec<(String, String)>>, QueryRejection>;
@@ -23,49 +24,137 @@ type Params = Result<QueryParams<Vec<(String, String)>>, QueryRejection>;
 /// Seconds of throughput history `/api/activity` returns.
 const ACTIVITY_SECS: u64 = 120;
 
-/// `GET /api/cluster`: every node this node knows (itself, until the
-/// cluster lands) and totals.
+/// `GET /api/cluster`: every member this node knows and totals over them.
+/// `"mode"` is `"cluster"` once the node knows a peer, else `"single"`.
 pub async fn cluster(State(st): State<AppState>) -> Result<Json<Value>, HttpError> {
     let stats = stats(&st).await?;
     let now = now_ms();
-    let me = render::node(&st, &stats, now);
-    let x = st.handle().exec_stats();
+    let peers = st.handle().cluster().peers();
+    let t = Totals::of(&st, &stats, &peers);
     Ok(Json(json!({
-        "mode": "single",
+        "mode": if peers.is_empty() { "single" } else { "cluster" },
         "self": stats.node_id,
-        "nodes": [me],
+        "protocol": crate::cluster::wire::PEER_PROTOCOL_VERSION,
+        "nodes": members(&st, &stats, &peers, now),
         "summary": {
-            "nodes": 1,
-            "up": 1,
-            "down": 0,
-            "slots": x.threads,
-            "busy": x.busy,
-            "jobs": stats.jobs,
-            "ready": stats.ready,
-            "running": stats.running,
-            "queues": stats.queues,
-            "modules": stats.modules,
+            "nodes": t.nodes,
+            "up": t.up,
+            "suspect": t.suspect,
+            "leaving": t.leaving,
+            "down": t.down,
+            "slots": t.slots,
+            "busy": t.busy,
+            "jobs": t.jobs,
+            "ready": t.ready,
+            "running": t.running,
+            "queues": t.queues,
+            "modules": t.modules,
         },
     })))
 }
 
-/// `GET /api/nodes/{id}`.
+/// Every member this node knows: itself first, then its peers as its
+/// membership sees them (the peer table `CLUSTER NODES` reads).
+pub(super) fn members(
+    st: &AppState,
+    stats: &NodeStats,
+    peers: &[PeerView],
+    now: UnixMs,
+) -> Vec<Value> {
+    let mut out = Vec::with_capacity(peers.len() + 1);
+    out.push(render::node(st, stats, now));
+    out.extend(peers.iter().map(|p| render::peer(p, now)));
+    out
+}
+
+/// `/api/cluster`'s summary: members by state, and figures summed over
+/// the members not down (this node's own, the peers' last adverts). Jobs
+/// are copies held (a replicated job counts on each holder), queues and
+/// modules are counted on each member that knows them.
+#[derive(Default)]
+struct Totals {
+    nodes: u64,
+    up: u64,
+    suspect: u64,
+    leaving: u64,
+    down: u64,
+    slots: u64,
+    busy: u64,
+    jobs: u64,
+    ready: u64,
+    running: u64,
+    queues: u64,
+    modules: u64,
+}
+
+impl Totals {
+    fn of(st: &AppState, stats: &NodeStats, peers: &[PeerView]) -> Totals {
+        let x = st.handle().exec_stats();
+        let leaving = st.stopping() || st.handle().cluster().leaving();
+        let mut t = Totals {
+            nodes: 1,
+            up: u64::from(!leaving),
+            leaving: u64::from(leaving),
+            slots: u64::from(x.threads),
+            busy: u64::from(x.busy),
+            jobs: stats.jobs,
+            ready: stats.ready,
+            running: stats.running,
+            queues: stats.queues,
+            modules: stats.modules,
+            ..Totals::default()
+        };
+        for p in peers {
+            t.nodes += 1;
+            match render::peer_state(p) {
+                "down" => {
+                    t.down += 1;
+                    continue;
+                }
+                "suspect" => t.suspect += 1,
+                "leaving" => t.leaving += 1,
+                _ => t.up += 1,
+            }
+            if let Some(a) = &p.advert {
+                t.slots += u64::from(a.exec_slots);
+                t.busy += u64::from(a.exec_busy);
+                t.jobs += a.jobs;
+                t.ready += a.queued;
+                t.running += a.running;
+                t.queues += a.queue_count;
+                t.modules += u64::from(a.modules);
+            }
+        }
+        t
+    }
+}
+
+/// `GET /api/nodes/{id}`: this node or any peer it knows.
 pub async fn node(
     State(st): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, HttpError> {
-    if id.len() != 40 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+    let Some(name) = NodeName::from_hex(&id) else {
         return Err(HttpError::bad_id(format!(
             "{id:?} is not a node id (40 hex digits)"
         )));
+    };
+    if id.eq_ignore_ascii_case(st.handle().node_id()) {
+        let stats = stats(&st).await?;
+        return Ok(Json(render::node(&st, &stats, now_ms())));
     }
-    if !id.eq_ignore_ascii_case(st.handle().node_id()) {
-        return Err(HttpError::not_found(format!(
+    match st
+        .handle()
+        .cluster()
+        .peers()
+        .into_iter()
+        .find(|p| p.node == name)
+    {
+        Some(p) => Ok(Json(render::peer(&p, now_ms()))),
+        None => Err(HttpError::not_found(format!(
             "no node {id} in this cluster"
-        )));
+        ))),
     }
-    let stats = stats(&st).await?;
-    Ok(Json(render::node(&st, &stats, now_ms())))
 }
 
 /// `GET /api/activity`: this node's throughput over the last seconds and

@@ -1,5 +1,6 @@
 //! The event feed, `GET /api/events`: server-sent events of job events
-//! (`event: job`) and, once a second, the node's stats (`event: tick`).
+//! (`event: job`) and, once a second, the node's stats and its view of
+//! the cluster's members (`event: tick`).
 //!
 //! Bounded in three ways: the node puts at most
 //! [`crate::monitor::FEED_JOB_EVENTS_PER_SEC`] job events a second on the
@@ -40,6 +41,8 @@ pub const JOB_EVENTS_PER_SEC: u32 = 200;
 pub const TICK_QUEUES: usize = 50;
 /// How often the ticker sends the node's stats.
 pub const TICK_EVERY: Duration = Duration::from_secs(1);
+/// Least time between two ticks sent for membership changes.
+pub const MEMBER_TICK_GAP: Duration = Duration::from_millis(100);
 
 /// `GET /api/events`.
 pub async fn events(
@@ -184,18 +187,36 @@ impl Bucket {
 }
 
 /// Once a second: housekeeping of the rates, and a stats tick for the
-/// feed's clients (rendered only while someone listens).
+/// feed's clients (rendered only while someone listens). A change of a
+/// member's state (a peer declared down, say) sends a tick at once, so
+/// the dashboard shows it as soon as the membership knows it.
 pub async fn ticker(st: AppState) {
     let mut every = tokio::time::interval(TICK_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut stop = st.inner.stop.clone();
+    let mut members = Some(st.handle().cluster().watch_members());
     loop {
-        tokio::select! {
-            _ = every.tick() => {}
+        let on_time = tokio::select! {
+            _ = every.tick() => true,
+            changed = async {
+                match members.as_mut() {
+                    Some(m) => m.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            } => {
+                if !changed {
+                    // The cluster layer is gone: ticks on time only.
+                    members = None;
+                    continue;
+                }
+                false
+            }
             _ = stop.wait_for(|s| *s) => return,
-        }
+        };
         let now = now_ms();
-        st.monitor().tick(now);
+        if on_time {
+            st.monitor().tick(now);
+        }
         if st.inner.feed_clients.load(Ordering::Acquire) == 0 {
             continue;
         }
@@ -203,10 +224,16 @@ pub async fn ticker(st: AppState) {
             Ok(json) => st.monitor().publish_tick(Arc::from(json.to_string())),
             Err(e) => tracing::debug!("stats tick skipped: {}", e.message),
         }
+        if !on_time {
+            // A burst of membership changes makes one tick per
+            // MEMBER_TICK_GAP at most (the watch keeps only the latest).
+            tokio::time::sleep(MEMBER_TICK_GAP).await;
+        }
     }
 }
 
-/// The stats tick: this node, the first queues, and the last full second.
+/// The stats tick: every member this node knows (as `/api/cluster` lists
+/// them), the first queues, and the last full second.
 async fn tick(st: &AppState, now: UnixMs) -> Result<serde_json::Value, HttpError> {
     let stats = api::stats(st).await?;
     let Inspection::Queues(page) = st
@@ -223,7 +250,7 @@ async fn tick(st: &AppState, now: UnixMs) -> Result<serde_json::Value, HttpError
     Ok(json!({
         "at": now,
         "skipped_jobs": st.monitor().take_feed_skipped(),
-        "nodes": [render::node(st, &stats, now)],
+        "nodes": api::members(st, &stats, &st.handle().cluster().peers(), now),
         "queues": page.queues.iter().map(|q| render::queue(st, q, now)).collect::<Vec<_>>(),
         "more_queues": page.next.is_some(),
         "second": last.first().map(render::second),

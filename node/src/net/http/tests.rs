@@ -112,6 +112,14 @@ async fn endpoints_answer_with_their_status_and_shape() {
     assert_eq!(c["nodes"][0]["id"], node.node_id());
     assert_eq!(c["nodes"][0]["state"], "up");
     assert_eq!(c["nodes"][0]["executor"]["slots"], 1);
+    // No peer: a single node, counted once.
+    assert_eq!(c["mode"], "single");
+    assert_eq!(c["nodes"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        (&c["summary"]["nodes"], &c["summary"]["up"]),
+        (&1.into(), &1.into())
+    );
+    assert_eq!(c["nodes"][0]["advert_age_ms"], 0);
 
     // A plain job (no module): it stays queued, so queue and job lists show it.
     let reply = node

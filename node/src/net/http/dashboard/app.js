@@ -121,34 +121,60 @@ function checkDown() {
 
 // ---- nodes ----------------------------------------------------------------
 
+// One row per member: this node first, then its peers as its membership
+// sees them (state) with their last advert's figures (null until the
+// first arrives: shown as "–"). A member seen down gets the row class
+// "down" (red), a suspected one "suspect" (amber).
+const orDash = (v, f) => (v === null || v === undefined ? "–" : f(v));
+
 function renderNodes(nodes) {
   const tb = $("#nodes tbody");
   tb.replaceChildren(...nodes.map((n) => {
     const bar = el("span", { class: "bar" }, el("i", { style: `width:${Math.min(100, n.load * 100).toFixed(0)}%` }));
-    return el("tr", { class: n.state === "up" ? "" : "down", "data-node": n.id },
-      el("td", { title: n.id }, shortId(n.id), n.self ? el("span", { class: "muted small" }, " (this)") : null),
+    const x = n.executor, j = n.jobs, r = n.rates;
+    const rowClass = n.state === "down" ? "down" : n.state === "suspect" ? "suspect" : "";
+    const http = n.addresses && n.addresses.http;
+    // A link to a peer's own dashboard, where its address is a real one.
+    const linkable = http && !/^(0\.0\.0\.0|\[::\]):/.test(http);
+    const name = !n.self && linkable && n.state !== "down"
+      ? el("a", { class: "link", href: `http://${http}/`, title: `${n.id}\nits own dashboard: http://${http}/` }, shortId(n.id))
+      : shortId(n.id);
+    return el("tr", { class: rowClass, "data-node": n.id, "data-state": n.state },
+      el("td", { title: n.id }, name, n.self ? el("span", { class: "muted small" }, " (this)") : null),
       el("td", {}, el("span", { class: "badge st-" + n.state }, n.state.toUpperCase())),
       el("td", {}, bar, (n.load * 100).toFixed(0) + "%"),
-      el("td", { class: "num" }, `${n.executor.busy} / ${n.executor.slots}`),
-      el("td", { class: "num" }, fmtInt(n.jobs.ready)),
-      el("td", { class: "num" }, fmtInt(n.jobs.running)),
-      el("td", { class: "num" }, fmtInt(n.jobs.held)),
-      el("td", { class: "num" }, fmtRate(n.rates.added_per_sec)),
-      el("td", { class: "num" }, fmtRate(n.rates.finished_per_sec)),
-      el("td", { class: "num" }, fmtRate(n.rates.failed_per_sec)),
-      el("td", {}, fmtUptime(n.uptime_secs)));
+      el("td", { class: "num" }, x ? `${x.busy} / ${x.slots}` : "–"),
+      el("td", { class: "num" }, orDash(j, (j) => fmtInt(j.ready))),
+      el("td", { class: "num" }, orDash(j, (j) => fmtInt(j.running))),
+      el("td", { class: "num" }, orDash(j, (j) => fmtInt(j.held))),
+      el("td", { class: "num" }, orDash(r, (r) => fmtRate(r.added_per_sec))),
+      el("td", { class: "num" }, orDash(r, (r) => fmtRate(r.finished_per_sec))),
+      el("td", { class: "num" }, orDash(r, (r) => fmtRate(r.failed_per_sec))),
+      el("td", {}, orDash(n.uptime_secs, fmtUptime)),
+      el("td", { title: n.version || "" }, n.self ? "now" : orDash(n.advert_age_ms, (ms) => fmtMs(ms) + " ago")),
+      el("td", { class: "small", title: addrTitle(n.addresses) }, n.addresses ? n.addresses.quic : "–"));
   }));
+  $("#mode").textContent = nodes.length > 1 ? `cluster of ${nodes.length}` : "single node";
+}
+
+function addrTitle(a) {
+  if (!a) return "";
+  return [["QUIC", a.quic], ["RESP", a.resp], ["HTTP", a.http]]
+    .filter(([, v]) => v).map(([k, v]) => `${k} ${v}`).join("\n");
 }
 
 function renderSummary(nodes) {
   const up = nodes.filter((n) => n.state === "up").length;
-  const sum = (f) => nodes.reduce((a, n) => a + f(n), 0);
+  const down = nodes.filter((n) => n.state === "down").length;
+  const live = nodes.filter((n) => n.state !== "down");
+  const sum = (f) => live.reduce((a, n) => a + (f(n) || 0), 0);
   const s = $("#summary");
   s.replaceChildren(
-    el("b", {}, `${up}/${nodes.length}`), " nodes up · ",
-    el("b", {}, fmtInt(sum((n) => n.jobs.ready))), " ready · ",
-    el("b", {}, fmtInt(sum((n) => n.jobs.running))), " running · ",
-    el("b", {}, `${sum((n) => n.executor.busy)}/${sum((n) => n.executor.slots)}`), " slots busy");
+    el("b", {}, `${up}/${nodes.length}`), " nodes up",
+    down ? el("span", { class: "down-count" }, ` · ${down} down`) : null, " · ",
+    el("b", {}, fmtInt(sum((n) => n.jobs && n.jobs.ready))), " ready · ",
+    el("b", {}, fmtInt(sum((n) => n.jobs && n.jobs.running))), " running · ",
+    el("b", {}, `${sum((n) => n.executor && n.executor.busy)}/${sum((n) => n.executor && n.executor.slots)}`), " slots busy");
 }
 
 // ---- queues ---------------------------------------------------------------
@@ -387,7 +413,6 @@ async function init() {
     const [cluster, activity, queues] = await Promise.all([
       getJSON("/api/cluster"), getJSON("/api/activity"), getJSON("/api/queues?limit=50"),
     ]);
-    $("#mode").textContent = cluster.mode === "single" ? "single node" : `cluster of ${cluster.summary.nodes}`;
     state.nodes = cluster.nodes;
     renderNodes(cluster.nodes);
     renderSummary(cluster.nodes);

@@ -174,7 +174,12 @@ pub fn nodes_text(handle: &Handle) -> String {
         mine.jobs,
     );
     for p in cluster.peers() {
-        let mut flags = vec![if p.up { "noflags" } else { "fail" }];
+        // Redis's flags: `pfail` suspected, `fail` declared down.
+        let mut flags = vec![match (p.up, p.suspect) {
+            (false, _) => "fail",
+            (true, true) => "pfail",
+            (true, false) => "noflags",
+        }];
         if p.leaving {
             flags.push("leaving");
         }
