@@ -23,8 +23,9 @@ use crate::job::{ModuleHash, NodeName};
 /// messages of their own (`PeerMsg::Life`, `PeerMsg::RetryDefault`);
 /// adverts carry the tenant registry's digest, and `Tenants` frames its
 /// records. 5: results may carry the error class `cancelled`, and
-/// `PeerMsg::Cancel` asks peers to cancel a job.
-pub const PEER_PROTOCOL_VERSION: u8 = 5;
+/// `PeerMsg::Cancel` asks peers to cancel a job. 6: a job's idempotency
+/// key travels in `JobExtra`, so every holder of a copy dedups its adds.
+pub const PEER_PROTOCOL_VERSION: u8 = 6;
 
 /// A node introducing itself.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
