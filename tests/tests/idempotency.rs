@@ -1,0 +1,220 @@
+//! Idempotency keys through real node processes: `ADDJOB ... IDEMPOTENCY
+//! key` answers the first job's id for a repeated add to the same queue
+//! (the job is queued and run once), another queue gets a job of its
+//! own, the key is still answered after the job's ack and after a
+//! restart, a window of one second ends, malformed keys get clear errors
+//! (over RESP and in the CLI), and on a three-node cluster a node that
+//! holds a copy answers the first id, before and after the ack. Every
+//! wait is bounded.
+
+use std::process::{Command, Stdio};
+
+use redis::Value;
+use wasque_tests::guests;
+use wasque_tests::node::TestNode;
+use wasque_tests::wait::eventually;
+
+fn q(c: &mut redis::Connection, args: &[&str]) -> redis::RedisResult<Value> {
+    wasque_tests::resp::cmd(c, args)
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::SimpleString(s) => s.clone(),
+        Value::Okay => "OK".into(),
+        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::Int(n) => n.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// A field of a SHOW or RESULT array, `None` when missing.
+fn field(c: &mut redis::Connection, cmd: &str, id: &str, name: &str) -> Option<String> {
+    let Value::Array(items) = q(c, &[cmd, id]).ok()? else {
+        return None;
+    };
+    items
+        .chunks(2)
+        .find(|kv| text(&kv[0]) == name)
+        .map(|kv| text(&kv[1]))
+}
+
+/// `ADDJOB queue body 0 IDEMPOTENCY key [extra...]`: the id answered.
+fn add(c: &mut redis::Connection, queue: &str, body: &str, key: &str, extra: &[&str]) -> String {
+    let mut args = vec!["ADDJOB", queue, body, "0", "IDEMPOTENCY", key];
+    args.extend_from_slice(extra);
+    text(&q(c, &args).expect("ADDJOB"))
+}
+
+fn wasque(node: &TestNode, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_test-wasque"))
+        .arg("--node")
+        .arg(node.addr_str())
+        .arg("--data-dir")
+        .arg(&node.data_dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run wasque")
+}
+
+#[test]
+fn a_repeated_add_answers_the_first_id_and_runs_once() {
+    let node = TestNode::start(&["--exec-threads", "1"]);
+    let mut c = wasque_tests::resp::connect(node.addr).expect("RESP connection");
+
+    // A plain job: one id, queued once.
+    let id = add(&mut c, "q", "first", "order-1", &[]);
+    assert_eq!(add(&mut c, "q", "second", "order-1", &[]), id);
+    assert_eq!(q(&mut c, &["QLEN", "q"]).unwrap(), Value::Int(1));
+    assert_eq!(field(&mut c, "SHOW", &id, "body").as_deref(), Some("first"));
+    // Another queue, the same key: a job of its own.
+    let other = add(&mut c, "q2", "first", "order-1", &[]);
+    assert_ne!(other, id);
+
+    // Through the CLI (QUIC): the same id, nothing added.
+    let out = wasque(
+        &node,
+        &["addjob", "q", "third", "0", "--idempotency-key", "order-1"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), id);
+    assert_eq!(q(&mut c, &["QLEN", "q"]).unwrap(), Value::Int(1));
+
+    // Acknowledged: the key still answers its id, and adds nothing.
+    assert_eq!(q(&mut c, &["ACKJOB", &id]).unwrap(), Value::Int(1));
+    assert_eq!(add(&mut c, "q", "late retry", "order-1", &[]), id);
+    assert_eq!(q(&mut c, &["QLEN", "q"]).unwrap(), Value::Int(0));
+
+    // A Wasm job added twice runs once.
+    let mut put = redis::cmd("MODULE");
+    put.arg("PUT").arg(guests::wasm("echo"));
+    let hash = text(&put.query::<Value>(&mut c).unwrap());
+    let w = add(&mut c, "w", "payload", "run-1", &["MODULE", &hash]);
+    eventually(20, "the Wasm job finishes", || {
+        field(&mut c, "SHOW", &w, "state").as_deref() == Some("done")
+    });
+    assert_eq!(add(&mut c, "w", "payload", "run-1", &["MODULE", &hash]), w);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(field(&mut c, "SHOW", &w, "attempts").as_deref(), Some("1"));
+    assert_eq!(field(&mut c, "SHOW", &w, "state").as_deref(), Some("done"));
+
+    // Malformed keys: clear errors, nothing added.
+    let err = q(&mut c, &["ADDJOB", "q", "x", "0", "IDEMPOTENCY", ""]).unwrap_err();
+    assert!(err.to_string().contains("empty"), "{err}");
+    let long = "k".repeat(257);
+    let err = q(&mut c, &["ADDJOB", "q", "x", "0", "IDEMPOTENCY", &long]).unwrap_err();
+    assert!(err.to_string().contains("256"), "{err}");
+    assert!(q(&mut c, &["ADDJOB", "q", "x", "0", "IDEMPOTENCY"]).is_err());
+    assert_eq!(q(&mut c, &["QLEN", "q"]).unwrap(), Value::Int(0));
+    let out = wasque(
+        &node,
+        &["addjob", "q", "x", "0", "--idempotency-key", &long],
+    );
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("256"),
+        "{out:?}"
+    );
+    // 256 bytes is fine.
+    add(&mut c, "q", "x", &"k".repeat(256), &[]);
+
+    let Value::Array(kv) = q(&mut c, &["CONFIG", "GET", "idempotency-window"]).unwrap() else {
+        panic!("CONFIG GET");
+    };
+    assert_eq!(text(&kv[1]), "86400");
+    node.stop();
+}
+
+#[test]
+fn keys_survive_a_restart_and_a_short_window_ends() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("data");
+    let conf = tmp.path().join("wasque.conf");
+    std::fs::write(&conf, "idempotency-window 8\n").expect("config file");
+    let conf = conf.to_string_lossy().into_owned();
+
+    let node = TestNode::start_in(&dir, &["-c", &conf]);
+    let mut c = wasque_tests::resp::connect(node.addr).expect("RESP connection");
+    let held = add(&mut c, "q", "held", "held-key", &["TTL", "3600"]);
+    let acked = add(&mut c, "q", "acked", "acked-key", &[]);
+    assert_eq!(q(&mut c, &["ACKJOB", &acked]).unwrap(), Value::Int(1));
+    node.stop();
+
+    let node = TestNode::start_in(&dir, &["-c", &conf]);
+    let mut c = wasque_tests::resp::connect(node.addr).expect("RESP connection");
+    assert_eq!(add(&mut c, "q", "again", "held-key", &[]), held);
+    assert_eq!(add(&mut c, "q", "again", "acked-key", &[]), acked);
+    assert_eq!(q(&mut c, &["QLEN", "q"]).unwrap(), Value::Int(1));
+
+    // The window (8 s) ends: the acked job's key adds a new job; the held
+    // job's key lasts as long as the job.
+    let mut fresh = None;
+    eventually(30, "the acked job's key is forgotten", || {
+        let id = add(&mut c, "q", "new", "acked-key", &[]);
+        let new = id != acked;
+        if new {
+            fresh = Some(id);
+        }
+        new
+    });
+    assert_eq!(add(&mut c, "q", "again", "held-key", &[]), held);
+    assert_eq!(q(&mut c, &["QLEN", "q"]).unwrap(), Value::Int(2));
+    assert!(fresh.is_some());
+    node.stop();
+}
+
+/// Meets every node from the first and waits until all see all.
+fn form(nodes: &[TestNode]) {
+    let mut c = wasque_tests::resp::connect(nodes[0].addr).expect("RESP");
+    for n in &nodes[1..] {
+        let port = n.addr.port().to_string();
+        q(&mut c, &["CLUSTER", "MEET", "127.0.0.1", &port]).expect("MEET");
+    }
+    for n in nodes {
+        let mut c = wasque_tests::resp::connect(n.addr).expect("RESP");
+        eventually(20, "every node sees every other", || {
+            let info = text(&q(&mut c, &["CLUSTER", "INFO"]).unwrap());
+            info.lines()
+                .find_map(|l| l.strip_prefix("cluster_reachable_nodes:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                == Some(nodes.len())
+        });
+    }
+}
+
+#[test]
+fn a_node_holding_a_copy_answers_the_first_id_before_and_after_the_ack() {
+    let nodes: Vec<TestNode> = (0..3)
+        .map(|_| TestNode::start(&["--cluster-node-timeout", "1500"]))
+        .collect();
+    form(&nodes);
+    let mut cs: Vec<_> = nodes
+        .iter()
+        .map(|n| wasque_tests::resp::connect(n.addr).expect("RESP"))
+        .collect();
+
+    let rep = ["REPLICATE", "2", "RETRY", "60"];
+    let id = add(&mut cs[0], "q", "body", "k", &rep);
+    let holder = (1..3)
+        .find(|i| field(&mut cs[*i], "SHOW", &id, "state").is_some())
+        .expect("a copy on a peer");
+    assert_eq!(add(&mut cs[holder], "q", "body", "k", &rep), id);
+    assert_eq!(
+        q(&mut cs[holder], &["QLEN", "q"]).unwrap(),
+        Value::Int(0),
+        "nothing queued on the holder"
+    );
+
+    // Acknowledged on the node that added it: the holder forgets the
+    // copy and still answers the key.
+    assert_eq!(q(&mut cs[0], &["ACKJOB", &id]).unwrap(), Value::Int(1));
+    eventually(10, "the holder's copy is gone", || {
+        field(&mut cs[holder], "SHOW", &id, "state").is_none()
+    });
+    assert_eq!(add(&mut cs[holder], "q", "body", "k", &rep), id);
+    assert_eq!(add(&mut cs[0], "q", "body", "k", &rep), id);
+    for n in nodes {
+        n.stop();
+    }
+}
