@@ -97,7 +97,7 @@ pub struct Config {
     /// least as long as the job is held, whatever the window).
     pub idempotency_window_secs: u64,
     /// `idempotency-max-tombstones`: most keys remembered after their jobs
-    /// are gone (default 1,000,000; about 90 bytes of memory each).
+    /// are gone (default 1,000,000; about 100 bytes of memory each).
     pub idempotency_max_tombstones: usize,
     pub max_connections: usize,
     /// RESP: the largest bulk string (`proto-max-bulk-len`), at least the
@@ -520,7 +520,7 @@ impl RawConfig {
         if idempotency_max_tombstones > 1_000_000_000 {
             return Err(bad(
                 "idempotency-max-tombstones",
-                "at most 1000000000 (each costs about 90 bytes of memory)".into(),
+                "at most 1000000000 (each costs about 100 bytes of memory)".into(),
             ));
         }
         let http_hosts = match self.get("http-hosts") {
