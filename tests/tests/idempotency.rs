@@ -2,8 +2,9 @@
 //! key` answers the first job's id for a repeated add to the same queue
 //! (the job is queued and run once), another queue gets a job of its
 //! own, the key is still answered after the job's ack and after a
-//! restart, a window of one second ends, malformed keys get clear errors
-//! (over RESP and in the CLI), and on a three-node cluster a node that
+//! restart, a window of eight seconds ends, malformed keys get clear
+//! errors (over RESP, in the CLI and over QUIC), a repeated SDK `run`
+//! learns the acked job is gone, and on a three-node cluster a node that
 //! holds a copy answers the first id, before and after the ack. Every
 //! wait is bounded.
 
@@ -217,4 +218,50 @@ fn a_node_holding_a_copy_answers_the_first_id_before_and_after_the_ack() {
     for n in nodes {
         n.stop();
     }
+}
+
+/// Over QUIC with the SDK: an add and a `run` (add, wait, ack in one
+/// request) with a key. A repeated `run` while the first job is held
+/// waits on it and gets its result; once it was acked, the repeat learns
+/// the job is gone, with its id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdk_adds_and_runs_with_a_key() {
+    use wasque_sdk::proto::{AddJob, ErrorCode};
+    use wasque_sdk::{Client, ClientError};
+    let node = TestNode::start(&["--exec-threads", "1"]);
+    let c = Client::connect(node.client_config())
+        .await
+        .expect("QUIC client");
+    let mut a = AddJob::new("sdk", b"body".to_vec());
+    a.idempotency_key = Some("sdk-1".into());
+    let id = c.add_job(a.clone()).await.expect("add");
+    assert_eq!(c.add_job(a.clone()).await.expect("add again"), id);
+    // A key the node refuses.
+    a.idempotency_key = Some(String::new());
+    match c.add_job(a).await {
+        Err(ClientError::Node(e)) => {
+            assert_eq!(e.code, ErrorCode::Err);
+            assert!(e.message.contains("empty"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let hash = c
+        .put_module(guests::wasm("echo"))
+        .await
+        .expect("module")
+        .hash;
+    let mut r = AddJob::new("sdk-run", b"hello".to_vec());
+    r.module = Some(hash);
+    r.idempotency_key = Some("run-1".into());
+    let first = c.run(r.clone(), 20_000).await.expect("run");
+    assert!(first.state.is_finished(), "{first:?}");
+    match c.run(r, 20_000).await {
+        Err(ClientError::Node(e)) => {
+            assert_eq!(e.code, ErrorCode::NoJob);
+            assert!(e.message.contains(&first.id.to_string()), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+    node.stop();
 }
