@@ -136,6 +136,18 @@ struct Shared {
     uploaded: std::sync::Mutex<std::collections::HashMap<ModuleHash, String>>,
 }
 
+/// The up node with the highest hash of its id, `queue` and `key`.
+fn key_home_of<'a>(
+    nodes: impl Iterator<Item = &'a ClusterNode>,
+    queue: &str,
+    key: &str,
+) -> Option<String> {
+    nodes
+        .filter(|n| n.state == NodeState::Up)
+        .max_by_key(|n| fnv1a(&[n.id.as_bytes(), queue.as_bytes(), key.as_bytes()]))
+        .map(|n| n.id.clone())
+}
+
 /// FNV-1a (64 bits) over `parts`, each followed by a zero byte: a hash
 /// every client computes alike, for [`ClusterClient::key_home`].
 fn fnv1a(parts: &[&[u8]]) -> u64 {
@@ -505,13 +517,15 @@ impl ClusterClient {
     /// is up. `None` without a key, or before the cluster was described.
     fn key_home(&self, a: &AddJob) -> Option<String> {
         let key = a.idempotency_key.as_deref()?;
+        // A call with a preferred node does not refresh the node list
+        // after it (job-addressed calls know where to go): keyed adds do.
+        self.refresh_if_stale();
         let st = lock(&self.shared);
-        st.slots
-            .iter()
-            .filter_map(|s| s.info.as_ref())
-            .filter(|n| n.state == NodeState::Up)
-            .max_by_key(|n| fnv1a(&[n.id.as_bytes(), a.queue.as_bytes(), key.as_bytes()]))
-            .map(|n| n.id.clone())
+        key_home_of(
+            st.slots.iter().filter_map(|s| s.info.as_ref()),
+            &a.queue,
+            key,
+        )
     }
 
     /// An add: to a node picked by the rule (or `home`, an idempotency
@@ -787,6 +801,51 @@ fn trim(b: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_keys_home_is_stable_spread_and_up() {
+        let node = |i: u8, state: NodeState| ClusterNode {
+            id: format!("{i:02x}{}", "0".repeat(38)),
+            addr: format!("127.0.0.1:{}", 7000 + u16::from(i)),
+            state,
+            myself: false,
+            exec_slots: 1,
+            exec_busy: 0,
+            queued: 0,
+            jobs: 0,
+            ca_pem: None,
+        };
+        let up: Vec<ClusterNode> = (1..=4).map(|i| node(i, NodeState::Up)).collect();
+        let home = |nodes: &[ClusterNode], key: &str| key_home_of(nodes.iter(), "q", key);
+        // The same key, the same node, whatever the order nodes are known in.
+        let mut rev = up.clone();
+        rev.reverse();
+        for k in 0..50 {
+            let key = format!("k{k}");
+            assert_eq!(home(&up, &key), home(&rev, &key));
+        }
+        // Keys spread over the nodes.
+        let homes: std::collections::BTreeSet<String> = (0..200)
+            .filter_map(|k| home(&up, &format!("k{k}")))
+            .collect();
+        assert_eq!(homes.len(), 4);
+        // A node that is down is never a home; the others keep theirs.
+        let first = home(&up, "k0").expect("a home");
+        let mut some_down = up.clone();
+        for n in &mut some_down {
+            if n.id == first {
+                n.state = NodeState::Down;
+            }
+        }
+        assert_ne!(home(&some_down, "k0").as_deref(), Some(first.as_str()));
+        for k in 0..50 {
+            let key = format!("k{k}");
+            if home(&up, &key).as_deref() != Some(first.as_str()) {
+                assert_eq!(home(&some_down, &key), home(&up, &key));
+            }
+        }
+        assert_eq!(key_home_of([].iter(), "q", "k"), None);
+    }
 
     #[test]
     fn pick_rules_parse() {
