@@ -454,9 +454,14 @@ impl Engine {
         } else {
             self.place(now, id, Cause::First);
         }
-        for (req, wait) in std::iter::once((p.req, p.wait)).chain(p.also) {
+        let first = std::iter::once((p.req, p.wait, Reply::JobAdded(id)));
+        let also = p
+            .also
+            .into_iter()
+            .map(|(r, w)| (r, w, Reply::Duplicate(id)));
+        for (req, wait, added) in first.chain(also) {
             match wait {
-                None => self.reply(req, Reply::JobAdded(id)),
+                None => self.reply(req, added),
                 Some((ms, ack)) => self.wait(now, req, id, ms.max(1), ack, true),
             }
         }

@@ -126,7 +126,7 @@ impl Engine {
         let wait = a.wait_ms.map(|ms| (ms, a.ack_on_result));
         let Some(job) = self.jobs.get(&id) else {
             let reply = match wait {
-                None => Reply::JobAdded(id),
+                None => Reply::Duplicate(id),
                 Some(_) => Reply::error(
                     ErrorCode::NoJob,
                     format!(
@@ -153,7 +153,7 @@ impl Engine {
                 // Answered: from now on the job must last (a `run` kept
                 // out of the store is written).
                 self.journal_promise(&id);
-                self.reply(req, Reply::JobAdded(id));
+                self.reply(req, Reply::Duplicate(id));
             }
         }
         true

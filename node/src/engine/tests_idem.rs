@@ -90,7 +90,7 @@ fn call(e: &mut Engine, disk: &mut Disk, now: UnixMs, req: u64, cmd: Command) ->
 
 fn add(e: &mut Engine, disk: &mut Disk, now: UnixMs, a: AddJob) -> JobId {
     match call(e, disk, now, 1, Command::AddJob(Box::new(a))) {
-        Reply::JobAdded(id) => id,
+        Reply::JobAdded(id) | Reply::Duplicate(id) => id,
         other => panic!("add refused: {other:?}"),
     }
 }
@@ -415,7 +415,7 @@ fn a_tenants_key_is_its_own() {
         3,
         as_("alice", keyed("q", "b", "k")),
     );
-    let (Reply::JobAdded(a1), Reply::JobAdded(b1), Reply::JobAdded(a2)) = (r1, r2, r3) else {
+    let (Reply::JobAdded(a1), Reply::JobAdded(b1), Reply::Duplicate(a2)) = (r1, r2, r3) else {
         panic!("adds refused");
     };
     assert_ne!(a1, b1);

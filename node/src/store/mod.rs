@@ -259,6 +259,21 @@ impl JobStore {
                         reply: Reply::error(ErrorCode::Err, format!("job not added: {why}")),
                     });
                 }
+                // A repeated add (idempotency key) whose round could not be
+                // written: the client retries; the job it named is not
+                // forgotten for it (its own add, if in this round, is).
+                (
+                    Err(why),
+                    Effect::Reply {
+                        to,
+                        reply: Reply::Duplicate(_),
+                    },
+                ) => {
+                    out.effects.push(Effect::Reply {
+                        to,
+                        reply: Reply::error(ErrorCode::Err, format!("job not added: {why}")),
+                    });
+                }
                 (_, effect) => out.effects.push(effect),
             }
         }
