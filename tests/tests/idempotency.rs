@@ -265,3 +265,43 @@ async fn the_sdk_adds_and_runs_with_a_key() {
     }
     node.stop();
 }
+
+/// Tenants: the same key in two tenants' queue `q` makes two jobs; a
+/// tenant's repeat answers its own job, also at its `max-jobs` quota (a
+/// repeat adds nothing, so no quota refuses it).
+#[test]
+fn keys_are_per_tenant_and_a_repeat_passes_the_quota() {
+    const ADMIN_PW: &str = "idem-admin-pw";
+    let node = TestNode::start(&[]);
+    let mut c = wasque_tests::resp::connect(node.addr).expect("RESP");
+    assert_eq!(
+        q(&mut c, &["CONFIG", "SET", "requirepass", ADMIN_PW]).unwrap(),
+        Value::Okay
+    );
+    let mut admin = wasque_tests::resp::connect(node.addr).expect("RESP");
+    assert_eq!(q(&mut admin, &["AUTH", ADMIN_PW]).unwrap(), Value::Okay);
+    let mut token = |name: &str, quotas: &[&str]| {
+        let mut w = vec!["TENANT", "ADD", name];
+        w.extend_from_slice(quotas);
+        match q(&mut admin, &w).expect("TENANT ADD") {
+            Value::Array(v) => text(&v[2]),
+            other => panic!("TENANT ADD answered {other:?}"),
+        }
+    };
+    let (alice_tok, bob_tok) = (token("alice", &[]), token("bob", &["max-jobs", "1"]));
+    let login = |name: &str, tok: &str| {
+        let mut c = wasque_tests::resp::connect(node.addr).expect("RESP");
+        assert_eq!(q(&mut c, &["AUTH", name, tok]).unwrap(), Value::Okay);
+        c
+    };
+    let (mut alice, mut bob) = (login("alice", &alice_tok), login("bob", &bob_tok));
+    let a = add(&mut alice, "q", "a", "k", &[]);
+    let b = add(&mut bob, "q", "b", "k", &[]);
+    assert_ne!(a, b);
+    assert_eq!(add(&mut alice, "q", "again", "k", &[]), a);
+    // Bob holds his one job: a new add is refused, his repeat is not.
+    let err = q(&mut bob, &["ADDJOB", "q", "x", "0", "IDEMPOTENCY", "other"]).unwrap_err();
+    assert!(err.to_string().contains("max-jobs"), "{err}");
+    assert_eq!(add(&mut bob, "q", "again", "k", &[]), b);
+    node.stop();
+}
