@@ -4,9 +4,10 @@
 //! own, the key is still answered after the job's ack and after a
 //! restart, a window of eight seconds ends, malformed keys get clear
 //! errors (over RESP, in the CLI and over QUIC), a repeated SDK `run`
-//! learns the acked job is gone, and on a three-node cluster a node that
-//! holds a copy answers the first id, before and after the ack. Every
-//! wait is bounded.
+//! learns the acked job is gone, two tenants' same key makes two jobs
+//! (and a repeat passes the `max-jobs` quota), and on a three-node
+//! cluster a node that holds a copy answers the first id, before and
+//! after the ack. Every wait is bounded.
 
 use std::process::{Command, Stdio};
 
