@@ -62,7 +62,7 @@ fn wasque(node: &TestNode, args: &[&str]) -> std::process::Output {
 
 #[test]
 fn a_repeated_add_answers_the_first_id_and_runs_once() {
-    let node = TestNode::start(&["--exec-threads", "1"]);
+    let node = TestNode::start_http(&["--exec-threads", "1"]);
     let mut c = wasque_tests::resp::connect(node.addr).expect("RESP connection");
 
     // A plain job: one id, queued once.
@@ -125,6 +125,18 @@ fn a_repeated_add_answers_the_first_id_and_runs_once() {
         panic!("CONFIG GET");
     };
     assert_eq!(text(&kv[1]), "86400");
+
+    // The figures: 4 repeats answered (RESP, CLI, after the ack, Wasm),
+    // one key remembered after its job, three jobs held with a key.
+    let m = wasque_tests::http::get(node.http_addr(), "/metrics").expect("/metrics");
+    assert_eq!(m.status, 200);
+    for line in [
+        "wasque_idempotency_hits_total 4",
+        "wasque_idempotency_tombstones 1",
+        "wasque_idempotency_keys 3",
+    ] {
+        assert!(m.body.lines().any(|l| l == line), "{line} in:\n{}", m.body);
+    }
     node.stop();
 }
 
