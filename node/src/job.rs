@@ -132,6 +132,9 @@ pub struct JobExtra {
     /// The add's idempotency key (`engine/idem.rs`); travels with the job
     /// to peers, so every holder dedups adds with it.
     pub idempotency_key: Option<String>,
+    /// The add's own window for its key, in ms (`None`: the node's
+    /// `idempotency-window`, wherever the job is held).
+    pub idempotency_window_ms: Option<u64>,
 }
 
 impl JobExtra {
@@ -407,6 +410,11 @@ impl Job {
         self.extra
             .as_ref()
             .and_then(|x| x.idempotency_key.as_deref())
+    }
+
+    /// The add's own window for its idempotency key, in ms, if it gave one.
+    pub fn idempotency_window_ms(&self) -> Option<u64> {
+        self.extra.as_ref().and_then(|x| x.idempotency_window_ms)
     }
 
     /// The digest that names the job's idempotency key in its queue, if

@@ -108,6 +108,30 @@ fn a_repeated_add_answers_the_first_id_and_runs_once() {
     let err = q(&mut c, &["ADDJOB", "q", "x", "0", "IDEMPOTENCY", &long]).unwrap_err();
     assert!(err.to_string().contains("256"), "{err}");
     assert!(q(&mut c, &["ADDJOB", "q", "x", "0", "IDEMPOTENCY"]).is_err());
+    let err = q(
+        &mut c,
+        &["ADDJOB", "q", "x", "0", "IDEMPOTENCY-WINDOW", "60"],
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("needs an IDEMPOTENCY key"),
+        "{err}"
+    );
+    let err = q(
+        &mut c,
+        &[
+            "ADDJOB",
+            "q",
+            "x",
+            "0",
+            "IDEMPOTENCY",
+            "w",
+            "IDEMPOTENCY-WINDOW",
+            "-1",
+        ],
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("IDEMPOTENCY-WINDOW"), "{err}");
     assert_eq!(q(&mut c, &["QLEN", "q"]).unwrap(), Value::Int(0));
     let out = wasque(
         &node,
@@ -153,6 +177,14 @@ fn keys_survive_a_restart_and_a_short_window_ends() {
     let held = add(&mut c, "q", "held", "held-key", &["TTL", "3600"]);
     let acked = add(&mut c, "q", "acked", "acked-key", &[]);
     assert_eq!(q(&mut c, &["ACKJOB", &acked]).unwrap(), Value::Int(1));
+    let own = add(
+        &mut c,
+        "q",
+        "own",
+        "own-window",
+        &["IDEMPOTENCY-WINDOW", "3600"],
+    );
+    assert_eq!(q(&mut c, &["ACKJOB", &own]).unwrap(), Value::Int(1));
     node.stop();
 
     let node = TestNode::start_in(&dir, &["-c", &conf]);
@@ -173,6 +205,8 @@ fn keys_survive_a_restart_and_a_short_window_ends() {
         new
     });
     assert_eq!(add(&mut c, "q", "again", "held-key", &[]), held);
+    // A key added with a window of its own (an hour) is still known.
+    assert_eq!(add(&mut c, "q", "again", "own-window", &[]), own);
     assert_eq!(q(&mut c, &["QLEN", "q"]).unwrap(), Value::Int(2));
     assert!(fresh.is_some());
     node.stop();

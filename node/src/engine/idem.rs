@@ -112,6 +112,13 @@ impl Engine {
             self.reply(req, Reply::error(ErrorCode::Err, e));
             return true;
         }
+        if let Some(Err(e)) = a
+            .idempotency_window_secs
+            .map(|s| crate::api::bounds::secs("idempotency window", s))
+        {
+            self.reply(req, Reply::error(ErrorCode::Err, e));
+            return true;
+        }
         // A wait out of range is refused by `check_add`, as without a key.
         if a.wait_ms
             .is_some_and(|ms| crate::api::bounds::timeout_ms("wait", ms).is_err())
@@ -165,9 +172,10 @@ impl Engine {
         let Some(digest) = job.key_digest() else {
             return;
         };
-        let until = job
-            .created_at
-            .saturating_add(self.cfg.idempotency_window_ms);
+        let window = job
+            .idempotency_window_ms()
+            .unwrap_or(self.cfg.idempotency_window_ms);
+        let until = job.created_at.saturating_add(window);
         if until <= now || self.cfg.idempotency_max_tombstones == 0 {
             return;
         }

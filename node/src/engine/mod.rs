@@ -747,6 +747,11 @@ impl Engine {
                             .map
                             .map(|m| Box::new(Gather::new(m.map, m.parts, m.attempts))),
                         retry: self.retry_for(&a.queue, a.retry.as_ref()),
+                        idempotency_window_ms: a
+                            .idempotency_key
+                            .as_ref()
+                            .and(a.idempotency_window_secs)
+                            .map(|s| s.saturating_mul(1000)),
                         idempotency_key: a.idempotency_key,
                     }
                     .boxed(),

@@ -421,3 +421,33 @@ fn a_tenants_key_is_its_own() {
     assert_ne!(a1, b1);
     assert_eq!(a1, a2);
 }
+
+#[test]
+fn an_add_may_give_its_key_a_window_of_its_own() {
+    let mut e = engine();
+    let mut disk = Disk::default();
+    let mut long = keyed("q", "a", "long");
+    long.idempotency_window_secs = Some(3_600);
+    let mut none = keyed("q", "b", "none");
+    none.idempotency_window_secs = Some(0);
+    let long_id = add(&mut e, &mut disk, T0, long.clone());
+    let none_id = add(&mut e, &mut disk, T0, none.clone());
+    ack(&mut e, &mut disk, T0 + 1, long_id);
+    ack(&mut e, &mut disk, T0 + 1, none_id);
+    // Window 0: forgotten with its job. An hour: past the node's minute,
+    // and across a restart.
+    assert_ne!(add(&mut e, &mut disk, T0 + 2, none.clone()), none_id);
+    let later = T0 + 10 * WINDOW_MS;
+    let mut e = disk.restart(later);
+    assert_eq!(add(&mut e, &mut disk, later, long.clone()), long_id);
+    e.handle_timeout(T0 + 3_600_000);
+    disk.drain(&mut e);
+    assert_ne!(add(&mut e, &mut disk, T0 + 3_600_001, long), long_id);
+    // Out of range: refused.
+    let mut bad = keyed("q", "c", "bad");
+    bad.idempotency_window_secs = Some(u64::MAX);
+    match call(&mut e, &mut disk, T0, 9, Command::AddJob(Box::new(bad))) {
+        Reply::Error(err) => assert!(err.message.contains("window"), "{}", err.message),
+        other => panic!("{other:?}"),
+    }
+}

@@ -22,8 +22,9 @@ use crate::job::{
 /// tenant field and never written (a job's tenant is its queue name's
 /// `tenant/` prefix, so records carry it without a field); format 5
 /// appends the retry policy, its attempt count and the last failure
-/// (`Option<RetryStatus>`); format 6 appends the idempotency key
-/// (`Option<String>`). Older formats still read (as jobs without a key).
+/// (`Option<RetryStatus>`); format 6 appends the idempotency key and the
+/// add's own window for it (`Option<String>`, `Option<u64>` ms). Older
+/// formats still read (as jobs without a key).
 pub const JOB_FORMAT: u8 = 6;
 
 /// The first byte of an idempotency tombstone's record ([`Tombstone`]):
@@ -152,7 +153,8 @@ pub fn encode(job: &Job, out: &mut Vec<u8>) -> Result<(), RecordError> {
     // Format 5 (4 added nothing).
     let buf = postcard::to_extend(&job.retry(), buf)?;
     // Format 6.
-    *out = postcard::to_extend(&job.idempotency_key(), buf)?;
+    let buf = postcard::to_extend(&job.idempotency_key(), buf)?;
+    *out = postcard::to_extend(&job.idempotency_window_ms(), buf)?;
     Ok(())
 }
 
@@ -208,10 +210,10 @@ pub fn decode(key: &[u8], value: &[u8]) -> Result<Job, RecordError> {
     } else {
         (None, tail)
     };
-    let idempotency_key: Option<String> = if format >= 6 {
+    let (idempotency_key, idempotency_window_ms): (Option<String>, Option<u64>) = if format >= 6 {
         postcard::from_bytes(tail)?
     } else {
-        None
+        (None, None)
     };
     Ok(Job {
         id,
@@ -246,6 +248,7 @@ pub fn decode(key: &[u8], value: &[u8]) -> Result<Job, RecordError> {
             gather: gather.map(Box::new),
             retry,
             idempotency_key,
+            idempotency_window_ms,
         }
         .boxed(),
     })
@@ -323,6 +326,7 @@ mod tests {
             last_error: "attempt 2: exit(3)".into(),
         });
         job.extra_mut().idempotency_key = Some("order-42".into());
+        job.extra_mut().idempotency_window_ms = Some(3_600_000);
         let mut buf = Vec::new();
         encode(&job, &mut buf).unwrap();
         let back = decode(&key(&job.id), &buf).unwrap();
@@ -335,9 +339,11 @@ mod tests {
         let job = sample_job(1_700_000_000_000, b"old");
         let mut buf = Vec::new();
         encode(&job, &mut buf).unwrap();
-        // Format 3 ends with the gather field: drop the retry and key fields.
-        assert_eq!(buf.pop(), Some(0), "None is one zero byte");
-        assert_eq!(buf.pop(), Some(0), "None is one zero byte");
+        // Format 3 ends with the gather field: drop the retry, key and
+        // window fields.
+        for _ in 0..3 {
+            assert_eq!(buf.pop(), Some(0), "None is one zero byte");
+        }
         buf[0] = 3;
         let back = decode(&key(&job.id), &buf).unwrap();
         assert_eq!(format!("{back:?}"), format!("{job:?}"));
@@ -354,6 +360,7 @@ mod tests {
         });
         let mut buf = Vec::new();
         encode(&job, &mut buf).unwrap();
+        assert_eq!(buf.pop(), Some(0), "no window: one zero byte");
         assert_eq!(buf.pop(), Some(0), "no key: one zero byte");
         buf[0] = 5;
         let back = decode(&key(&job.id), &buf).unwrap();

@@ -51,6 +51,10 @@ pub struct AddJobArgs {
     /// the node remembers the key (README, Idempotency keys).
     #[arg(long, value_name = "KEY", value_parser = idempotency_key)]
     idempotency_key: Option<String>,
+    /// With --idempotency-key: how long the key outlives its job, in
+    /// seconds from the add (default: the node's `idempotency-window`).
+    #[arg(long, value_name = "SECS", requires = "idempotency_key")]
+    idempotency_window: Option<u64>,
     #[command(flatten)]
     retry_policy: super::dlq::RetryArgs,
 }
@@ -170,6 +174,7 @@ pub async fn run(client: &ClusterClient, a: AddJobArgs) -> anyhow::Result<ExitCo
     job.ttl_secs = w.ttl;
     job.maxlen = w.maxlen;
     job.idempotency_key = a.idempotency_key;
+    job.idempotency_window_secs = a.idempotency_window;
     job.priority = a.priority;
     job.retry = a.retry_policy.policy()?;
     job.group = a.group;

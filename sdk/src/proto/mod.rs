@@ -36,5 +36,6 @@ pub use types::{
 /// Version of the client protocol spoken by this crate (3: the hello's
 /// reply says the node's largest reply frame; 4: retry policies on adds
 /// and job status, NACK and the dead-letter requests; 5: the error class
-/// `cancelled` and the `Cancel` request; 6: `AddJob::idempotency_key`).
+/// `cancelled` and the `Cancel` request; 6: `AddJob::idempotency_key` and
+/// `idempotency_window_secs`).
 pub const PROTOCOL_VERSION: u32 = 6;

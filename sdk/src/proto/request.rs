@@ -207,6 +207,10 @@ pub struct AddJob {
     /// remembers the key, adds nothing and answers the first job's id
     /// (an add-and-wait waits on that job). See README, Idempotency keys.
     pub idempotency_key: Option<String>,
+    /// With a key: how long after the add (seconds, at most ten years)
+    /// the key is remembered once the job is gone; `None` takes the
+    /// node's `idempotency-window`.
+    pub idempotency_window_secs: Option<u64>,
 }
 
 /// The longest idempotency key, in bytes.
@@ -252,6 +256,7 @@ impl AddJob {
             map: None,
             retry: None,
             idempotency_key: None,
+            idempotency_window_secs: None,
         }
     }
 }
