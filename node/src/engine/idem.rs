@@ -10,9 +10,10 @@
 //!   ([`KeyDigest`]: queue and key, so per queue and per tenant), and the
 //!   key travels with the job to its other holders and into its record;
 //! - once it is gone (acked, deleted, expired, cancelled), a tombstone
-//!   (digest → id) until the job's creation plus `idempotency-window`,
-//!   kept in the store as a record of its own, so a late retry of the
-//!   client still gets the id after an ack or a restart.
+//!   (digest → id) until the job's creation plus its window (the add's
+//!   `IDEMPOTENCY-WINDOW`, else the node's `idempotency-window`), kept in
+//!   the store as a record of its own, so a late retry of the client
+//!   still gets the id after an ack or a restart.
 //!
 //! So a key is remembered for at least its window and at least as long as
 //! its job lives. An add that was refused or rolled back (`-NOREPL`, a
