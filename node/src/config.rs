@@ -92,6 +92,13 @@ pub struct Config {
     /// (`quic-max-inflight`); past it the node stops reading the connection.
     pub quic_max_inflight: usize,
     pub max_jobs: usize,
+    /// `idempotency-window` (seconds, 0 to ten years, default a day): how
+    /// long after its job's creation an idempotency key is remembered (at
+    /// least as long as the job is held, whatever the window).
+    pub idempotency_window_secs: u64,
+    /// `idempotency-max-tombstones`: most keys remembered after their jobs
+    /// are gone (default 1,000,000; about 100 bytes of memory each).
+    pub idempotency_max_tombstones: usize,
     pub max_connections: usize,
     /// RESP: the largest bulk string (`proto-max-bulk-len`), at least the
     /// module-size bound so MODULE PUT fits.
@@ -174,6 +181,8 @@ const KNOWN: &[&str] = &[
     "max-frame-bytes",
     "quic-max-inflight",
     "max-jobs",
+    "idempotency-window",
+    "idempotency-max-tombstones",
     "maxclients",
     "enable-debug-command",
     "proto-max-bulk-len",
@@ -504,6 +513,16 @@ impl RawConfig {
         if resp_max_output_bytes == 0 {
             return Err(bad("resp-max-output-bytes", "must be > 0".into()));
         }
+        let idempotency_window_secs = num("idempotency-window", 86_400)?;
+        crate::api::bounds::secs("idempotency-window", idempotency_window_secs)
+            .map_err(|e| bad("idempotency-window", e))?;
+        let idempotency_max_tombstones = num("idempotency-max-tombstones", 1_000_000)?;
+        if idempotency_max_tombstones > 1_000_000_000 {
+            return Err(bad(
+                "idempotency-max-tombstones",
+                "at most 1000000000 (each costs about 100 bytes of memory)".into(),
+            ));
+        }
         let http_hosts = match self.get("http-hosts") {
             None => Vec::new(),
             Some((v, _)) => v
@@ -539,6 +558,8 @@ impl RawConfig {
             max_frame_bytes,
             quic_max_inflight,
             max_jobs: num("max-jobs", 10_000_000)? as usize,
+            idempotency_window_secs,
+            idempotency_max_tombstones: idempotency_max_tombstones as usize,
             max_connections: num("maxclients", 10_000)? as usize,
             resp_max_bulk_bytes,
             resp_max_args,

@@ -129,6 +129,12 @@ pub struct JobExtra {
     /// The retry policy, the attempts it counted and the last failure
     /// (`engine/life.rs`); travels with the job to peers.
     pub retry: Option<RetryStatus>,
+    /// The add's idempotency key (`engine/idem.rs`); travels with the job
+    /// to peers, so every holder dedups adds with it.
+    pub idempotency_key: Option<String>,
+    /// The add's own window for its key, in ms (`None`: the node's
+    /// `idempotency-window`, wherever the job is held).
+    pub idempotency_window_ms: Option<u64>,
 }
 
 impl JobExtra {
@@ -204,6 +210,53 @@ impl Gather {
             })
             .collect()
     }
+}
+
+/// An idempotency key in its queue, as the node indexes and stores it:
+/// the first 16 bytes of SHA-256 over the queue's length (4 bytes, little
+/// endian), the queue and the key, with the high four bits of byte 6
+/// cleared. Tenants' queues carry their `tenant/` prefix, so keys are per
+/// tenant too. Byte 6's high nibble is a UUID's version, 7 in every job
+/// id, so a digest is never a job id: a tombstone's store key (the
+/// digest) cannot meet a job's (its id).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct KeyDigest(pub [u8; 16]);
+
+impl KeyDigest {
+    pub fn of(queue: &str, key: &str) -> KeyDigest {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update((queue.len() as u32).to_le_bytes());
+        h.update(queue.as_bytes());
+        h.update(key.as_bytes());
+        let full = h.finalize();
+        let mut d = [0u8; 16];
+        d.copy_from_slice(&full[..16]);
+        d[6] &= 0x0F;
+        KeyDigest(d)
+    }
+}
+
+impl std::fmt::Debug for KeyDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KeyDigest(")?;
+        for b in &self.0[..6] {
+            write!(f, "{b:02x}")?;
+        }
+        write!(f, "..)")
+    }
+}
+
+/// What a node remembers of an idempotency key once its job is gone
+/// (acked, deleted, expired, cancelled): the job's id, until the key's
+/// window ends. Stored as a record of its own, keyed by the digest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tombstone {
+    pub digest: KeyDigest,
+    pub id: JobId,
+    /// The key is forgotten at this time (the job's creation plus the
+    /// node's `idempotency-window`).
+    pub expires_at: UnixMs,
 }
 
 /// A body written as a byte string (postcard: length and bytes).
@@ -350,6 +403,25 @@ impl Job {
 
     pub fn retry_mut(&mut self) -> Option<&mut RetryStatus> {
         self.extra.as_mut().and_then(|x| x.retry.as_mut())
+    }
+
+    /// The idempotency key the job was added with, if any.
+    pub fn idempotency_key(&self) -> Option<&str> {
+        self.extra
+            .as_ref()
+            .and_then(|x| x.idempotency_key.as_deref())
+    }
+
+    /// The add's own window for its idempotency key, in ms, if it gave one.
+    pub fn idempotency_window_ms(&self) -> Option<u64> {
+        self.extra.as_ref().and_then(|x| x.idempotency_window_ms)
+    }
+
+    /// The digest that names the job's idempotency key in its queue, if
+    /// it has one (see [`KeyDigest`]).
+    pub fn key_digest(&self) -> Option<KeyDigest> {
+        self.idempotency_key()
+            .map(|k| KeyDigest::of(&self.queue, k))
     }
 
     /// Whether the job waits out a backoff (a failed run's, or a NACK

@@ -431,6 +431,8 @@ impl Node {
             // about one node timeout of the heal (membership announces to
             // down members that often).
             rescue_grace_ms: cfg.cluster_node_timeout_ms.saturating_mul(2),
+            idempotency_window_ms: cfg.idempotency_window_secs.saturating_mul(1000),
+            idempotency_max_tombstones: cfg.idempotency_max_tombstones,
             ..EngineConfig::default()
         });
         let tenants = Arc::new(crate::tenant::Tenants::open(data_dir.path())?);
@@ -902,14 +904,8 @@ impl Driver {
         };
         let released = store.written(w);
         if !released.failed_adds.is_empty() {
-            // No request 0 exists: the DELJOB's own reply goes nowhere.
-            self.engine.handle_command(
-                now_ms(),
-                RequestId(0),
-                Command::DelJob {
-                    ids: released.failed_adds,
-                },
-            );
+            self.engine
+                .handle_failed_adds(now_ms(), released.failed_adds);
         }
         let mut now = None;
         for effect in released.effects {

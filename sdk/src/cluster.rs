@@ -136,6 +136,31 @@ struct Shared {
     uploaded: std::sync::Mutex<std::collections::HashMap<ModuleHash, String>>,
 }
 
+/// The up node with the highest hash of its id, `queue` and `key`.
+fn key_home_of<'a>(
+    nodes: impl Iterator<Item = &'a ClusterNode>,
+    queue: &str,
+    key: &str,
+) -> Option<String> {
+    nodes
+        .filter(|n| n.state == NodeState::Up)
+        .max_by_key(|n| fnv1a(&[n.id.as_bytes(), queue.as_bytes(), key.as_bytes()]))
+        .map(|n| n.id.clone())
+}
+
+/// FNV-1a (64 bits) over `parts`, each followed by a zero byte: a hash
+/// every client computes alike, for [`ClusterClient::key_home`].
+fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for b in part.iter().chain(&[0u8]) {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
 fn lock(s: &Shared) -> std::sync::MutexGuard<'_, State> {
     s.state
         .lock()
@@ -474,27 +499,50 @@ impl ClusterClient {
 
     /// Sends one request with failover (see the module's note on adds).
     pub async fn call(&self, request: Request) -> Result<Response, ClientError> {
-        let module = match &request {
-            Request::AddJob(a) => a.module,
-            _ => None,
+        let (module, home) = match &request {
+            Request::AddJob(a) => (a.module, self.key_home(a)),
+            _ => (None, None),
         };
-        self.adding(module, |c| {
+        self.adding(module, home, |c| {
             let r = request.clone();
             async move { c.call(r).await }
         })
         .await
     }
 
-    /// An add: to a node picked by the rule, or, if that node does not
-    /// know the job's module yet (`NOMODULE`: the module was uploaded a
-    /// moment ago, before adverts told the others), to the node it was
-    /// uploaded to.
-    async fn adding<T, F, Fut>(&self, module: Option<ModuleHash>, call: F) -> Result<T, ClientError>
+    /// The node an add with an idempotency key goes to first: the live
+    /// node with the highest hash of its id, the queue and the key
+    /// (rendezvous), so every retry of the add, from any client that knows
+    /// the same nodes, reaches the node that remembers the key while it
+    /// is up. `None` without a key, or before the cluster was described.
+    fn key_home(&self, a: &AddJob) -> Option<String> {
+        let key = a.idempotency_key.as_deref()?;
+        // A call with a preferred node does not refresh the node list
+        // after it (job-addressed calls know where to go): keyed adds do.
+        self.refresh_if_stale();
+        let st = lock(&self.shared);
+        key_home_of(
+            st.slots.iter().filter_map(|s| s.info.as_ref()),
+            &a.queue,
+            key,
+        )
+    }
+
+    /// An add: to a node picked by the rule (or `home`, an idempotency
+    /// key's node, first), or, if that node does not know the job's
+    /// module yet (`NOMODULE`: the module was uploaded a moment ago,
+    /// before adverts told the others), to the node it was uploaded to.
+    async fn adding<T, F, Fut>(
+        &self,
+        module: Option<ModuleHash>,
+        home: Option<String>,
+        call: F,
+    ) -> Result<T, ClientError>
     where
         F: Fn(Client) -> Fut,
         Fut: Future<Output = Result<T, ClientError>>,
     {
-        match self.with_failover(None, &call).await {
+        match self.with_failover(home.as_deref(), &call).await {
             Err(ClientError::Node(w)) if w.code == ErrorCode::NoModule => {
                 let holder = module.and_then(|m| self.uploaded().get(&m).cloned());
                 match holder {
@@ -544,7 +592,7 @@ impl ClusterClient {
 
     /// Adds a job on a node picked by the rule.
     pub async fn add_job(&self, job: AddJob) -> Result<JobId, ClientError> {
-        self.adding(job.module, |c| {
+        self.adding(job.module, self.key_home(&job), |c| {
             let job = job.clone();
             async move { c.add_job(job).await }
         })
@@ -554,7 +602,7 @@ impl ClusterClient {
     /// Adds a job, waits for its result and acknowledges it (see
     /// [`Client::run`]).
     pub async fn run(&self, job: AddJob, wait_ms: u64) -> Result<JobStatus, ClientError> {
-        self.adding(job.module, |c| {
+        self.adding(job.module, self.key_home(&job), |c| {
             let job = job.clone();
             async move { c.run(job, wait_ms).await }
         })
@@ -753,6 +801,51 @@ fn trim(b: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_keys_home_is_stable_spread_and_up() {
+        let node = |i: u8, state: NodeState| ClusterNode {
+            id: format!("{i:02x}{}", "0".repeat(38)),
+            addr: format!("127.0.0.1:{}", 7000 + u16::from(i)),
+            state,
+            myself: false,
+            exec_slots: 1,
+            exec_busy: 0,
+            queued: 0,
+            jobs: 0,
+            ca_pem: None,
+        };
+        let up: Vec<ClusterNode> = (1..=4).map(|i| node(i, NodeState::Up)).collect();
+        let home = |nodes: &[ClusterNode], key: &str| key_home_of(nodes.iter(), "q", key);
+        // The same key, the same node, whatever the order nodes are known in.
+        let mut rev = up.clone();
+        rev.reverse();
+        for k in 0..50 {
+            let key = format!("k{k}");
+            assert_eq!(home(&up, &key), home(&rev, &key));
+        }
+        // Keys spread over the nodes.
+        let homes: std::collections::BTreeSet<String> = (0..200)
+            .filter_map(|k| home(&up, &format!("k{k}")))
+            .collect();
+        assert_eq!(homes.len(), 4);
+        // A node that is down is never a home; the others keep theirs.
+        let first = home(&up, "k0").expect("a home");
+        let mut some_down = up.clone();
+        for n in &mut some_down {
+            if n.id == first {
+                n.state = NodeState::Down;
+            }
+        }
+        assert_ne!(home(&some_down, "k0").as_deref(), Some(first.as_str()));
+        for k in 0..50 {
+            let key = format!("k{k}");
+            if home(&up, &key).as_deref() != Some(first.as_str()) {
+                assert_eq!(home(&some_down, &key), home(&up, &key));
+            }
+        }
+        assert_eq!(key_home_of([].iter(), "q", "k"), None);
+    }
 
     #[test]
     fn pick_rules_parse() {

@@ -93,6 +93,14 @@ pub struct NodeStats {
     pub waiters: u64,
     /// Entries in the timer table.
     pub timers: u64,
+    /// Jobs held that were added with an idempotency key.
+    pub idempotency_keys: u64,
+    /// Idempotency keys remembered after their jobs (tombstones).
+    pub idempotency_tombstones: u64,
+    /// Adds answered with an earlier job's id, since the start.
+    pub idempotency_hits: u64,
+    /// Tombstones forgotten before their window ended (the bound).
+    pub idempotency_dropped: u64,
 }
 
 /// One queue.

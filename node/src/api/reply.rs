@@ -10,6 +10,10 @@ use crate::job::{JobId, JobStatus};
 pub enum Reply {
     Ok,
     JobAdded(JobId),
+    /// An add answered by its idempotency key: the earlier job's id. The
+    /// doors render it as [`Reply::JobAdded`]; the store does not take it
+    /// for a new job (an unwritable round fails the reply, not the job).
+    Duplicate(JobId),
     Job(Box<JobStatus>),
     /// A wait timed out before the job finished.
     NotFinished,

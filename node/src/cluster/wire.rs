@@ -25,8 +25,10 @@ use crate::job::{ModuleHash, NodeName};
 /// records. 5: results may carry the error class `cancelled`, and
 /// `PeerMsg::Cancel` asks peers to cancel a job. 6: adverts carry what
 /// the HTTP cluster view shows of a peer: its software version, its
-/// RESP and HTTP addresses, its running jobs and its queue count.
-pub const PEER_PROTOCOL_VERSION: u8 = 6;
+/// RESP and HTTP addresses, its running jobs and its queue count. 7: a
+/// job's idempotency key travels in `JobExtra`, so every holder of a copy
+/// dedups its adds.
+pub const PEER_PROTOCOL_VERSION: u8 = 7;
 
 /// A node introducing itself.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

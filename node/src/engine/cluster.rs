@@ -58,6 +58,9 @@ pub(super) struct PendingRepl {
     /// reachable nodes) the add settles for the copies the live nodes can
     /// hold when a peer it waited on dies.
     pub explicit: bool,
+    /// Later adds with the same idempotency key (`idem.rs`), answered as
+    /// this one is: (request, its wait).
+    pub also: Vec<(RequestId, Option<(u64, bool)>)>,
 }
 
 /// An acknowledgement not yet confirmed by every holder.
@@ -218,7 +221,7 @@ impl Engine {
                 let p = self.cluster.repl.remove(&id).expect("present");
                 self.timers.cancel(p.deadline, Timer::ReplTimeout(id));
                 self.journal_put(&id);
-                self.replicated(now, id, p.req, p.wait);
+                self.replicated(now, id, p);
                 continue;
             }
             if fresh.is_empty() {
@@ -290,6 +293,7 @@ impl Engine {
 
     /// A message from a peer's engine.
     pub fn handle_peer(&mut self, now: UnixMs, from: NodeName, msg: PeerMsg) {
+        self.last_now = self.last_now.max(now);
         match msg {
             PeerMsg::Replicate(job) => self.on_replicate(now, from, *job),
             PeerMsg::GotJob(id) => self.on_got_job(now, from, id),
@@ -319,7 +323,8 @@ impl Engine {
             }
             PeerMsg::DelJob(id) => {
                 if self.jobs.get(&id).is_some_and(|j| !j.state.is_finished()) {
-                    self.remove_job(&id, "deleted (its add was not replicated)");
+                    // Nor is a copy's key whose add failed.
+                    self.remove_job_as(&id, "deleted (its add was not replicated)", false);
                 }
             }
             PeerMsg::WillQueue(id) => self.on_will_queue(now, from, id),
@@ -414,6 +419,7 @@ impl Engine {
                     deadline,
                     wait,
                     explicit,
+                    also: Vec::new(),
                 },
             );
         }
@@ -431,12 +437,12 @@ impl Engine {
             return;
         };
         self.timers.cancel(p.deadline, Timer::ReplTimeout(id));
-        self.replicated(now, id, p.req, p.wait);
+        self.replicated(now, id, p);
     }
 
-    /// Every copy is stored: the job becomes live here and the add is
-    /// answered.
-    fn replicated(&mut self, now: UnixMs, id: JobId, req: RequestId, wait: Option<(u64, bool)>) {
+    /// Every copy is stored: the job becomes live here and the add (and
+    /// any add with its idempotency key meanwhile) is answered.
+    fn replicated(&mut self, now: UnixMs, id: JobId, p: PendingRepl) {
         let Some(job) = self.jobs.get_mut(&id) else {
             return;
         };
@@ -448,9 +454,16 @@ impl Engine {
         } else {
             self.place(now, id, Cause::First);
         }
-        match wait {
-            None => self.reply(req, Reply::JobAdded(id)),
-            Some((ms, ack)) => self.wait(now, req, id, ms.max(1), ack, true),
+        let first = std::iter::once((p.req, p.wait, Reply::JobAdded(id)));
+        let also = p
+            .also
+            .into_iter()
+            .map(|(r, w)| (r, w, Reply::Duplicate(id)));
+        for (req, wait, added) in first.chain(also) {
+            match wait {
+                None => self.reply(req, added),
+                Some((ms, ack)) => self.wait(now, req, id, ms.max(1), ack, true),
+            }
         }
     }
 
@@ -463,20 +476,22 @@ impl Engine {
         for to in &p.asked {
             self.send(*to, PeerMsg::DelJob(id));
         }
-        self.remove_job(&id, "not replicated in time");
+        // The add failed: its idempotency key is not remembered.
+        self.remove_job_as(&id, "not replicated in time", false);
         self.cluster.stats.adds_norepl += 1;
         let got = p.asked.len() - p.waiting.len();
-        self.reply(
-            p.req,
-            Reply::error(
-                ErrorCode::NoRepl,
-                format!(
-                    "Timeout reached before replicating to the requested number of nodes: {} of {} copies confirmed",
-                    got + 1,
-                    p.asked.len() + 1
-                ),
+        let reply = Reply::error(
+            ErrorCode::NoRepl,
+            format!(
+                "Timeout reached before replicating to the requested number of nodes: {} of {} copies confirmed",
+                got + 1,
+                p.asked.len() + 1
             ),
         );
+        for (req, _) in p.also {
+            self.reply(req, reply.clone());
+        }
+        self.reply(p.req, reply);
     }
 
     fn on_replicate(&mut self, now: UnixMs, from: NodeName, mut job: crate::job::Job) {

@@ -37,6 +37,7 @@ impl Engine {
 
     fn node_stats(&self) -> NodeStats {
         let ready = self.queues.iter().map(|(_, q)| q.len() as u64).sum();
+        let idem = self.idem_stats();
         NodeStats {
             node_id: self.cfg.node_id.clone(),
             jobs: self.jobs.len() as u64,
@@ -47,6 +48,10 @@ impl Engine {
             modules: self.modules.len() as u64,
             waiters: self.waiting_on.len() as u64,
             timers: self.timers.len() as u64,
+            idempotency_keys: idem.keyed_jobs as u64,
+            idempotency_tombstones: idem.tombstones as u64,
+            idempotency_hits: idem.hits,
+            idempotency_dropped: idem.dropped_early,
         }
     }
 

@@ -7,13 +7,15 @@
 //!
 //! It also counts the jobs of each tenant (by the prefix of their queue
 //! name, `tenant/queue`), kept right as jobs come and go, for the
-//! tenants' job quota and metrics.
+//! tenants' job quota and metrics, and indexes the jobs added with an
+//! idempotency key by the key's digest (`engine/idem.rs`), also kept right
+//! as jobs come and go, whatever path they take.
 
 use std::hash::BuildHasher;
 
 use hashbrown::HashTable;
 
-use crate::job::{Job, JobId};
+use crate::job::{Job, JobId, KeyDigest};
 
 #[derive(Debug, Default)]
 pub struct JobTable {
@@ -21,6 +23,11 @@ pub struct JobTable {
     hasher: hashbrown::DefaultHashBuilder,
     /// Jobs held per tenant prefix; queues without `/` are not counted.
     per_tenant: hashbrown::HashMap<Box<str>, u64>,
+    /// Jobs held that were added with an idempotency key, by its digest
+    /// in their queue. Two jobs with one key (added on two nodes cut off
+    /// from each other, then meeting as holders) keep the lower id, which
+    /// is the older one: every node that holds both answers the same.
+    keys: hashbrown::HashMap<KeyDigest, JobId>,
 }
 
 impl JobTable {
@@ -47,6 +54,7 @@ impl JobTable {
     pub fn insert(&mut self, job: Box<Job>) -> Option<Box<Job>> {
         self.count(&job.queue, true);
         let id = job.id;
+        let digest = job.key_digest();
         let h = self.hash(&id);
         let hasher = &self.hasher;
         match self
@@ -56,13 +64,49 @@ impl JobTable {
             hashbrown::hash_table::Entry::Occupied(mut e) => {
                 let old = std::mem::replace(e.get_mut(), job);
                 self.count(&old.queue, false);
+                let old_digest = old.key_digest();
+                if old_digest != digest {
+                    self.unindex(old_digest, id);
+                }
+                self.index(digest, id);
                 Some(old)
             }
             hashbrown::hash_table::Entry::Vacant(e) => {
                 e.insert(job);
+                self.index(digest, id);
                 None
             }
         }
+    }
+
+    fn index(&mut self, digest: Option<KeyDigest>, id: JobId) {
+        if let Some(d) = digest {
+            let held = self.keys.entry(d).or_insert(id);
+            if id < *held {
+                *held = id;
+            }
+        }
+    }
+
+    fn unindex(&mut self, digest: Option<KeyDigest>, id: JobId) {
+        if let Some(d) = digest
+            && self.keys.get(&d) == Some(&id)
+        {
+            self.keys.remove(&d);
+        }
+    }
+
+    /// The job held for an idempotency key's digest, if any.
+    pub fn by_key(&self, digest: &KeyDigest) -> Option<JobId> {
+        self.keys
+            .get(digest)
+            .copied()
+            .filter(|id| self.contains_key(id))
+    }
+
+    /// Jobs held that carry an idempotency key.
+    pub fn keyed(&self) -> usize {
+        self.keys.len()
     }
 
     pub fn remove(&mut self, id: &JobId) -> Option<Box<Job>> {
@@ -71,6 +115,7 @@ impl JobTable {
             Ok(e) => {
                 let job = e.remove().0;
                 self.count(&job.queue, false);
+                self.unindex(job.key_digest(), job.id);
                 Some(job)
             }
             Err(_) => None,
@@ -148,5 +193,41 @@ mod tests {
         assert!(t.remove(&j.id).is_none());
         assert!(!t.contains_key(&j.id));
         assert_eq!(t.keys().count(), 999);
+    }
+
+    #[test]
+    fn keyed_jobs_are_indexed_by_key_and_the_lower_id_wins() {
+        let mut t = JobTable::default();
+        let keyed = |ms: u64, key: &str| {
+            let mut j = sample_job(1_700_000_000_000 + ms, b"x");
+            j.extra_mut().idempotency_key = Some(key.into());
+            j
+        };
+        let (a, b) = (keyed(2, "k"), keyed(1, "k"));
+        let d = a.key_digest().expect("keyed");
+        t.insert(Box::new(a.clone()));
+        assert_eq!(t.by_key(&d), Some(a.id));
+        // An older job with the same key (a copy from a peer) wins.
+        t.insert(Box::new(b.clone()));
+        assert_eq!(t.by_key(&d), Some(b.id));
+        // Removing the loser keeps the winner; removing the winner drops it.
+        t.remove(&a.id);
+        assert_eq!(t.by_key(&d), Some(b.id));
+        t.remove(&b.id);
+        assert_eq!(t.by_key(&d), None);
+        // The same key in another queue is another digest.
+        let mut c = keyed(3, "k");
+        c.queue = "other".into();
+        assert_ne!(c.key_digest(), Some(d));
+        // A replacement without the key (an acked stub) unindexes it.
+        t.insert(Box::new(keyed(4, "k2")));
+        let e = keyed(4, "k2");
+        let d2 = e.key_digest().expect("keyed");
+        assert_eq!(t.by_key(&d2), Some(e.id));
+        let mut stub = e.clone();
+        stub.extra = None;
+        t.insert(Box::new(stub));
+        assert_eq!(t.by_key(&d2), None);
+        assert_eq!(t.keyed(), 0);
     }
 }

@@ -17,7 +17,7 @@
 //! read back and rebuilds queues, timers and module counts from them, with
 //! the unclean-stop rules of DESIGN.md applied (see [`RestoreReport`]).
 
-use crate::job::{Job, JobId};
+use crate::job::{Job, JobId, KeyDigest, Tombstone};
 
 /// One change to make durable.
 #[derive(Clone, Debug, PartialEq)]
@@ -27,13 +27,21 @@ pub enum Change {
     Put(Box<Job>),
     /// The job is gone (acked, deleted, expired, dropped).
     Remove(JobId),
+    /// An idempotency key outlives its job (`engine/idem.rs`).
+    PutTomb(Tombstone),
+    /// The key's window ended: forgotten.
+    RemoveTomb(KeyDigest),
 }
 
 impl Change {
-    pub fn id(&self) -> JobId {
+    /// The store key the change writes: a job's id, or a tombstone's
+    /// digest (never equal to a job id: see [`KeyDigest`]).
+    pub fn key(&self) -> [u8; 16] {
         match self {
-            Change::Put(job) => job.id,
-            Change::Remove(id) => *id,
+            Change::Put(job) => *job.id.0.as_bytes(),
+            Change::Remove(id) => *id.0.as_bytes(),
+            Change::PutTomb(t) => t.digest.0,
+            Change::RemoveTomb(d) => d.0,
         }
     }
 
@@ -68,6 +76,9 @@ pub struct RestoreReport {
     pub delivered: usize,
     /// Finished Wasm jobs waiting for their ack.
     pub finished: usize,
+    /// Idempotency keys remembered after their jobs (tombstones) whose
+    /// window is still open.
+    pub tombstones: usize,
 }
 
 /// The engine's record of jobs changed since the last drain.
@@ -82,6 +93,8 @@ pub(super) struct Journal {
     /// Such a job costs the store nothing: no put of its body at the add,
     /// none at its result, no delete at its ack.
     deferred: hashbrown::HashSet<JobId>,
+    /// Idempotency tombstones made or forgotten since the last drain.
+    tombs: hashbrown::HashSet<KeyDigest>,
 }
 
 impl super::Engine {
@@ -118,10 +131,29 @@ impl super::Engine {
         }
     }
 
+    /// Notes that the tombstone of `digest` was made or forgotten: written
+    /// with the next drain, whatever became of its job (a deferred job's
+    /// key is remembered too once it is gone: its add was answered).
+    pub(super) fn journal_tomb(&mut self, digest: KeyDigest) {
+        if self.journal.on {
+            self.journal.tombs.insert(digest);
+        }
+    }
+
     /// Turns the jobs changed since the last drain into `Effect::Persist`,
     /// ahead of every other waiting effect (replies and hand-outs depend on
     /// them, never the other way round).
     pub(super) fn flush_journal(&mut self) {
+        if !self.journal.tombs.is_empty() {
+            let tombs = std::mem::take(&mut self.journal.tombs);
+            for d in tombs {
+                let change = match self.idem.tomb(&d) {
+                    Some(t) => Change::PutTomb(t),
+                    None => Change::RemoveTomb(d),
+                };
+                self.effects.push_front(super::Effect::Persist(change));
+            }
+        }
         if self.journal.dirty.is_empty() {
             return;
         }

@@ -24,6 +24,7 @@ mod effect;
 mod fair;
 mod gather;
 mod getjob;
+mod idem;
 mod ids;
 mod inspect;
 mod job_table;
@@ -46,6 +47,8 @@ mod tests_disque;
 #[cfg(test)]
 mod tests_gather;
 #[cfg(test)]
+mod tests_idem;
+#[cfg(test)]
 mod tests_life;
 #[cfg(test)]
 mod tests_restore;
@@ -58,6 +61,7 @@ use bytes::Bytes;
 
 pub use cluster::ClusterStats;
 pub use effect::{Effect, RequestId, RunJob};
+pub use idem::IdemStats;
 pub use journal::{Change, RestoreReport};
 pub use peer::PeerMsg;
 pub use placement::{Mode, PeerLoad, Policy, QueuePolicy};
@@ -111,6 +115,13 @@ pub struct EngineConfig {
     /// time after the cut heals: it must have the chance to answer (it may
     /// hold the job's ack) before its jobs run a second time.
     pub rescue_grace_ms: u64,
+    /// How long an idempotency key is remembered after its job's creation
+    /// (`idempotency-window`, in ms); it is remembered at least as long as
+    /// the job is held, too (`engine/idem.rs`).
+    pub idempotency_window_ms: u64,
+    /// Most keys remembered after their jobs are gone
+    /// (`idempotency-max-tombstones`); past it, the first to end goes.
+    pub idempotency_max_tombstones: usize,
 }
 
 impl Default for EngineConfig {
@@ -140,6 +151,8 @@ impl Default for EngineConfig {
             journal: false,
             // Twice Disque's default `cluster-node-timeout` (15 s).
             rescue_grace_ms: 30_000,
+            idempotency_window_ms: 86_400_000,
+            idempotency_max_tombstones: 1_000_000,
         }
     }
 }
@@ -209,6 +222,8 @@ pub struct Engine {
     scoped: HashMap<RequestId, std::sync::Arc<str>>,
     /// Dead letters by queue and the queues' default retry policies.
     dead: life::DeadLetters,
+    /// Idempotency keys of jobs no longer held (`idem.rs`).
+    idem: idem::Idem,
 }
 
 impl Engine {
@@ -250,6 +265,7 @@ impl Engine {
             tenant_use: HashMap::new(),
             fair: fair::FairShare::default(),
             scoped: HashMap::new(),
+            idem: idem::Idem::default(),
         }
     }
 
@@ -436,6 +452,16 @@ impl Engine {
         self.dispatch(now);
     }
 
+    /// Adds the store could not write (their `ADDJOB` was answered with
+    /// the error): forgotten, their idempotency keys too.
+    pub fn handle_failed_adds(&mut self, now: UnixMs, ids: Vec<JobId>) {
+        self.last_now = self.last_now.max(now);
+        for id in ids {
+            self.remove_job_as(&id, "not written (its add failed)", false);
+        }
+        self.dispatch(now);
+    }
+
     /// A blocked request's client went away: forget its waiter.
     pub fn handle_cancel(&mut self, req: RequestId) {
         self.scoped.remove(&req);
@@ -474,6 +500,7 @@ impl Engine {
         attempt: u32,
         result: JobResult,
     ) {
+        self.last_now = self.last_now.max(now);
         self.running = self.running.saturating_sub(1);
         self.executing.remove(&job_id);
         self.run_avg_us = match self.run_avg_us {
@@ -579,6 +606,7 @@ impl Engine {
                 Timer::ReplTimeout(id) => self.repl_timeout(now, id),
                 Timer::WillQueue(id) => self.will_queue_due(now, id),
                 Timer::ClusterTick => self.cluster_tick(now),
+                Timer::Tombstones => self.sweep_tombstones(now),
                 Timer::Requeue(id) => {
                     let Some(job) = self.jobs.get_mut(&id) else {
                         continue;
@@ -656,6 +684,9 @@ impl Engine {
     }
 
     fn add_job(&mut self, now: UnixMs, req: RequestId, a: AddJob) {
+        if self.add_deduped(now, req, &a) {
+            return;
+        }
         match self.check_add(&a) {
             Ok(limits) => {
                 let ttl_secs = a.ttl_secs.unwrap_or(self.cfg.default_ttl_secs);
@@ -716,6 +747,12 @@ impl Engine {
                             .map
                             .map(|m| Box::new(Gather::new(m.map, m.parts, m.attempts))),
                         retry: self.retry_for(&a.queue, a.retry.as_ref()),
+                        idempotency_window_ms: a
+                            .idempotency_key
+                            .as_ref()
+                            .and(a.idempotency_window_secs)
+                            .map(|s| s.saturating_mul(1000)),
+                        idempotency_key: a.idempotency_key,
                     }
                     .boxed(),
                 };
@@ -1000,12 +1037,22 @@ impl Engine {
     }
 
     /// Forgets a job wherever it is; waiters learn why. Returns whether the
-    /// node held it.
+    /// node held it. Its idempotency key, if it has one, is remembered
+    /// until its window ends (`idem.rs`).
     fn remove_job(&mut self, id: &JobId, why: &str) -> bool {
+        self.remove_job_as(id, why, true)
+    }
+
+    /// [`Self::remove_job`]; `remember: false` for a job whose add failed
+    /// (its key must not answer later adds).
+    fn remove_job_as(&mut self, id: &JobId, why: &str, remember: bool) -> bool {
         let Some(job) = self.jobs.remove(id) else {
             return false;
         };
         tracing::debug!(job = %id, why, "removed");
+        if remember {
+            self.idem_forgotten(self.last_now, &job);
+        }
         self.dead_removed(&job);
         self.cluster.lent.remove(id);
         self.journal_remove(id);

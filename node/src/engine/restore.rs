@@ -64,6 +64,7 @@ impl Engine {
         if job.expires_at <= now || job.state == JobState::Acked {
             rep.expired += 1;
             self.journal_remove(&id);
+            self.idem_forgotten(now, &job);
             return;
         }
         let delivered = job.counters.attempts > 0;
@@ -95,6 +96,7 @@ impl Engine {
                     rep.dropped_at_most_once += 1;
                     tracing::warn!(job = %id, "at-most-once job was running when the node stopped: dropped, not run twice");
                     self.journal_remove(&id);
+                    self.idem_forgotten(now, &job);
                     return;
                 }
                 rep.requeued_running += 1;

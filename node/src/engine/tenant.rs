@@ -216,6 +216,14 @@ impl Engine {
                 return Err(no_module(m));
             }
         }
+        // A duplicate of an add the node remembers adds nothing: no quota
+        // applies to it (`idem.rs` answers it).
+        if let Some(key) = a.idempotency_key.as_deref()
+            && self.idem_lookup(now, &t.queue(&a.queue), key).is_some()
+        {
+            a.queue = t.queue(&a.queue);
+            return Ok(a);
+        }
         let q = &t.quotas;
         let d = self.cfg.default_limits;
         let caps = [

@@ -958,3 +958,77 @@ fn a_dead_letter_reaches_every_holder_and_is_requeued_from_any() {
     let r = net.command(1, get("q"));
     assert_eq!(got_ids(net.reply(1, r)), vec![id]);
 }
+
+/// An add answered with a new job's id or, for a repeated key, the
+/// earlier job's.
+fn add_keyed(net: &mut Net, node: usize, a: AddJob) -> JobId {
+    let req = net.command(node, Command::AddJob(Box::new(a)));
+    match net.reply(node, req) {
+        Some(Reply::JobAdded(id) | Reply::Duplicate(id)) => *id,
+        other => panic!("add failed: {other:?}"),
+    }
+}
+
+fn keyed(replicate: u32, key: &str) -> AddJob {
+    let mut a = plain("q", "x", replicate, 60);
+    a.idempotency_key = Some(key.into());
+    a
+}
+
+#[test]
+fn a_holder_of_a_copy_answers_a_repeated_add_with_the_first_id() {
+    let mut net = Net::new(3);
+    let id = add_keyed(&mut net, 0, keyed(2, "k"));
+    let holder = (1..3)
+        .find(|i| net.nodes[*i].job(&id).is_some())
+        .expect("a copy on a peer");
+    let other = 3 - holder;
+    assert_eq!(add_keyed(&mut net, holder, keyed(2, "k")), id);
+    assert_eq!(net.nodes[holder].job_count(), 1, "nothing added there");
+    // After the ack, every holder remembers the key.
+    let req = net.command(
+        0,
+        Command::Ack {
+            ids: vec![id],
+            fast: false,
+        },
+    );
+    assert!(matches!(net.reply(0, req), Some(Reply::Count(1))));
+    assert!(net.nodes[holder].job(&id).is_none());
+    assert_eq!(add_keyed(&mut net, holder, keyed(2, "k")), id);
+    assert_eq!(add_keyed(&mut net, 0, keyed(2, "k")), id);
+    // A node that never held the job cannot know the key (README's
+    // window of doubt): it adds a job of its own.
+    assert_ne!(add_keyed(&mut net, other, keyed(1, "k")), id);
+}
+
+#[test]
+fn a_repeated_add_while_the_first_waits_for_copies_gets_its_answer() {
+    let mut net = Net::new(2);
+    net.down[1] = true;
+    let mut a = keyed(2, "k");
+    a.timeout_ms = 200;
+    let first = net.command(0, Command::AddJob(Box::new(a.clone())));
+    let second = net.command(0, Command::AddJob(Box::new(a.clone())));
+    assert!(net.reply(0, first).is_none() && net.reply(0, second).is_none());
+    net.advance(300);
+    for req in [first, second] {
+        assert!(
+            matches!(net.reply(0, req), Some(Reply::Error(e)) if e.code == ErrorCode::NoRepl),
+            "{:?}",
+            net.reply(0, req)
+        );
+    }
+    // The failed add left no key behind, here or on the peer.
+    assert_eq!(net.nodes[0].idem_stats().tombstones, 0);
+    net.down[1] = false;
+    let first = net.command(0, Command::AddJob(Box::new(a.clone())));
+    let second = net.command(0, Command::AddJob(Box::new(a)));
+    let (Some(Reply::JobAdded(x)), Some(Reply::Duplicate(y))) =
+        (net.reply(0, first), net.reply(0, second))
+    else {
+        panic!("{:?} {:?}", net.reply(0, first), net.reply(0, second));
+    };
+    assert_eq!(x, y);
+    assert_eq!(net.nodes[1].idem_stats().tombstones, 0);
+}

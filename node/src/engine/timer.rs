@@ -29,6 +29,8 @@ pub enum Timer {
     WillQueue(JobId),
     /// Cluster housekeeping (acks, federation, module fetches).
     ClusterTick,
+    /// Idempotency keys whose window ended are forgotten (`idem.rs`).
+    Tombstones,
 }
 
 /// TTL ends are kept by slot of this many ms (a power of two) and fire at

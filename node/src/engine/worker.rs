@@ -218,6 +218,7 @@ impl Engine {
         for id in ids {
             self.remove_job(&id, "flushed");
         }
+        self.idem_flush();
         let paused = self.queues.paused();
         self.queues.clear();
         if !paused.is_empty() {

@@ -206,7 +206,7 @@ impl Collector for ScrapeCollector {
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         let st = &s.stats;
-        let gauges: [(&str, &str, i64); 9] = [
+        let gauges: [(&str, &str, i64); 11] = [
             (
                 "jobs",
                 "Jobs held by this node, whatever their state",
@@ -236,12 +236,22 @@ impl Collector for ScrapeCollector {
                 "Seconds since the node started",
                 s.uptime_secs as i64,
             ),
+            (
+                "idempotency_keys",
+                "Jobs held that were added with an idempotency key",
+                st.idempotency_keys as i64,
+            ),
+            (
+                "idempotency_tombstones",
+                "Idempotency keys remembered after their jobs are gone",
+                st.idempotency_tombstones as i64,
+            ),
         ];
         for (name, help, v) in gauges {
             let g = ConstGauge::new(v);
             g.encode(enc.encode_descriptor(name, help, None, g.metric_type())?)?;
         }
-        let counters: [(&str, &str, u64); 3] = [
+        let counters: [(&str, &str, u64); 5] = [
             (
                 "executor_jobs_run",
                 "Executions finished by the executor, any outcome",
@@ -256,6 +266,16 @@ impl Collector for ScrapeCollector {
                 "module_loads",
                 "Modules restored from their precompiled artifact at start",
                 s.exec.modules_loaded,
+            ),
+            (
+                "idempotency_hits",
+                "Adds answered with an earlier job's id by their idempotency key",
+                st.idempotency_hits,
+            ),
+            (
+                "idempotency_tombstones_dropped",
+                "Idempotency tombstones forgotten early (idempotency-max-tombstones)",
+                st.idempotency_dropped,
             ),
         ];
         for (name, help, v) in counters {

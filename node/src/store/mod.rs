@@ -45,7 +45,7 @@ pub use writer::{Batch, WriterStats, Written};
 use crate::api::{ErrorCode, Reply};
 use crate::config::AppendFsync;
 use crate::engine::{Change, Effect};
-use crate::job::{Job, JobId};
+use crate::job::JobId;
 use kv::Kv;
 use writer::Writer;
 
@@ -104,8 +104,9 @@ pub struct Released {
 }
 
 impl JobStore {
-    /// Opens the job store under `data_dir`, hands every job read back to
-    /// `on_job` (record by record: no second copy of the jobs in memory),
+    /// Opens the job store under `data_dir`, hands every record read back
+    /// (a job, or an idempotency tombstone) to `on_record` (record by
+    /// record: no second copy of the jobs in memory),
     /// and starts the writer thread, which reports finished batches to
     /// `written`. `expected` is first called with the store's estimate of
     /// its record count.
@@ -114,7 +115,7 @@ impl JobStore {
         mode: AppendFsync,
         written: UnboundedSender<Written>,
         expected: impl FnOnce(usize),
-        mut on_job: impl FnMut(Job),
+        mut on_record: impl FnMut(record::Record),
     ) -> Result<(JobStore, LoadReport), StoreError> {
         let t0 = Instant::now();
         let path = data_dir.join(STORE_DIR);
@@ -127,15 +128,15 @@ impl JobStore {
         expected(kv.approximate_len());
         // Two stages on two threads: this one restores jobs while a scoped
         // reader thread scans and decodes the next chunk.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Job>>(4);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<record::Record>>(4);
         let kv_ref = &kv;
         let (records, undecodable) = std::thread::scope(|scope| {
             let reader = scope.spawn(move || {
                 let mut undecodable = Vec::new();
                 let mut chunk = Vec::with_capacity(LOAD_CHUNK);
-                let records = kv_ref.scan(|k, v| match record::decode(k, v) {
-                    Ok(job) => {
-                        chunk.push(job);
+                let records = kv_ref.scan(|k, v| match record::decode_record(k, v) {
+                    Ok(rec) => {
+                        chunk.push(rec);
                         if chunk.len() == LOAD_CHUNK {
                             let full =
                                 std::mem::replace(&mut chunk, Vec::with_capacity(LOAD_CHUNK));
@@ -155,8 +156,8 @@ impl JobStore {
                 (records, undecodable)
             });
             for chunk in rx {
-                for job in chunk {
-                    on_job(job);
+                for rec in chunk {
+                    on_record(rec);
                 }
             }
             match reader.join() {
@@ -253,6 +254,21 @@ impl JobStore {
                     },
                 ) => {
                     out.failed_adds.push(id);
+                    out.effects.push(Effect::Reply {
+                        to,
+                        reply: Reply::error(ErrorCode::Err, format!("job not added: {why}")),
+                    });
+                }
+                // A repeated add (idempotency key) whose round could not be
+                // written: the client retries; the job it named is not
+                // forgotten for it (its own add, if in this round, is).
+                (
+                    Err(why),
+                    Effect::Reply {
+                        to,
+                        reply: Reply::Duplicate(_),
+                    },
+                ) => {
                     out.effects.push(Effect::Reply {
                         to,
                         reply: Reply::error(ErrorCode::Err, format!("job not added: {why}")),

@@ -11,8 +11,8 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 
 use crate::job::{
-    Counters, Gather, Job, JobExtra, JobId, JobResult, JobState, Limits, ModuleHash, NodeName,
-    QueueName, RetryStatus, UnixMs,
+    Counters, Gather, Job, JobExtra, JobId, JobResult, JobState, KeyDigest, Limits, ModuleHash,
+    NodeName, QueueName, RetryStatus, Tombstone, UnixMs,
 };
 
 /// The first byte of every job record. A reader refuses formats it does
@@ -22,8 +22,24 @@ use crate::job::{
 /// tenant field and never written (a job's tenant is its queue name's
 /// `tenant/` prefix, so records carry it without a field); format 5
 /// appends the retry policy, its attempt count and the last failure
-/// (`Option<RetryStatus>`). Older formats still read.
-pub const JOB_FORMAT: u8 = 5;
+/// (`Option<RetryStatus>`); format 6 appends the idempotency key and the
+/// add's own window for it (`Option<String>`, `Option<u64>` ms). Older
+/// formats still read (as jobs without a key).
+pub const JOB_FORMAT: u8 = 6;
+
+/// The first byte of an idempotency tombstone's record ([`Tombstone`]):
+/// keyed by its [`KeyDigest`] (never a job id: see there), then postcard
+/// of the job's id and the time the key is forgotten. Far from the job
+/// formats, so the two never meet; a version before tombstones logs such
+/// a record as unknown and leaves it on disk.
+pub const TOMB_FORMAT: u8 = 0x80;
+
+/// One record read back: a job, or an idempotency tombstone.
+#[derive(Debug)]
+pub enum Record {
+    Job(Job),
+    Tomb(Tombstone),
+}
 
 /// A body as bytes on the wire (postcard writes a length and the bytes),
 /// borrowed from the record when read back.
@@ -135,8 +151,39 @@ pub fn encode(job: &Job, out: &mut Vec<u8>) -> Result<(), RecordError> {
     let buf = postcard::to_extend(&job.nodes, buf)?;
     let buf = postcard::to_extend(&job.gather(), buf)?;
     // Format 5 (4 added nothing).
-    *out = postcard::to_extend(&job.retry(), buf)?;
+    let buf = postcard::to_extend(&job.retry(), buf)?;
+    // Format 6.
+    let buf = postcard::to_extend(&job.idempotency_key(), buf)?;
+    *out = postcard::to_extend(&job.idempotency_window_ms(), buf)?;
     Ok(())
+}
+
+/// The store key of a tombstone: its digest.
+pub fn tomb_key(digest: &KeyDigest) -> [u8; 16] {
+    digest.0
+}
+
+/// Encodes a tombstone record ([`TOMB_FORMAT`], then postcard) into `out`.
+pub fn encode_tomb(t: &Tombstone, out: &mut Vec<u8>) -> Result<(), RecordError> {
+    out.clear();
+    out.push(TOMB_FORMAT);
+    let buf = std::mem::take(out);
+    *out = postcard::to_extend(&(t.id, t.expires_at), buf)?;
+    Ok(())
+}
+
+/// Decodes any record read back under `key`: a job or a tombstone.
+pub fn decode_record(key: &[u8], value: &[u8]) -> Result<Record, RecordError> {
+    if value.first() == Some(&TOMB_FORMAT) {
+        let digest: [u8; 16] = key.try_into().map_err(|_| RecordError::Key(key.len()))?;
+        let (id, expires_at): (JobId, UnixMs) = postcard::from_bytes(&value[1..])?;
+        return Ok(Record::Tomb(Tombstone {
+            digest: KeyDigest(digest),
+            id,
+            expires_at,
+        }));
+    }
+    decode(key, value).map(Record::Job)
 }
 
 /// Decodes a job record read back under `key`.
@@ -158,10 +205,15 @@ pub fn decode(key: &[u8], value: &[u8]) -> Result<Job, RecordError> {
         (None, tail)
     };
     // Format 5 (4 added nothing).
-    let retry: Option<RetryStatus> = if format >= 5 {
+    let (retry, tail): (Option<RetryStatus>, &[u8]) = if format >= 5 {
+        postcard::take_from_bytes(tail)?
+    } else {
+        (None, tail)
+    };
+    let (idempotency_key, idempotency_window_ms): (Option<String>, Option<u64>) = if format >= 6 {
         postcard::from_bytes(tail)?
     } else {
-        None
+        (None, None)
     };
     Ok(Job {
         id,
@@ -195,6 +247,8 @@ pub fn decode(key: &[u8], value: &[u8]) -> Result<Job, RecordError> {
             asynckey: r.asynckey.map(Cow::into_owned),
             gather: gather.map(Box::new),
             retry,
+            idempotency_key,
+            idempotency_window_ms,
         }
         .boxed(),
     })
@@ -271,6 +325,8 @@ mod tests {
             attempts: 2,
             last_error: "attempt 2: exit(3)".into(),
         });
+        job.extra_mut().idempotency_key = Some("order-42".into());
+        job.extra_mut().idempotency_window_ms = Some(3_600_000);
         let mut buf = Vec::new();
         encode(&job, &mut buf).unwrap();
         let back = decode(&key(&job.id), &buf).unwrap();
@@ -283,11 +339,64 @@ mod tests {
         let job = sample_job(1_700_000_000_000, b"old");
         let mut buf = Vec::new();
         encode(&job, &mut buf).unwrap();
-        // Format 3 ends with the gather field: drop the retry field.
-        assert_eq!(buf.pop(), Some(0), "None is one zero byte");
+        // Format 3 ends with the gather field: drop the retry, key and
+        // window fields.
+        for _ in 0..3 {
+            assert_eq!(buf.pop(), Some(0), "None is one zero byte");
+        }
         buf[0] = 3;
         let back = decode(&key(&job.id), &buf).unwrap();
         assert_eq!(format!("{back:?}"), format!("{job:?}"));
+    }
+
+    /// A format 5 record (a retry policy, no idempotency key) still reads.
+    #[test]
+    fn a_format_5_record_reads_without_an_idempotency_key() {
+        let mut job = sample_job(1_700_000_000_000, b"old");
+        job.extra_mut().retry = Some(RetryStatus {
+            policy: wasque_sdk::proto::RetryPolicy::new(2),
+            attempts: 1,
+            last_error: String::new(),
+        });
+        let mut buf = Vec::new();
+        encode(&job, &mut buf).unwrap();
+        assert_eq!(buf.pop(), Some(0), "no window: one zero byte");
+        assert_eq!(buf.pop(), Some(0), "no key: one zero byte");
+        buf[0] = 5;
+        let back = decode(&key(&job.id), &buf).unwrap();
+        assert_eq!(format!("{back:?}"), format!("{job:?}"));
+    }
+
+    #[test]
+    fn a_tombstone_round_trips_and_is_never_a_job() {
+        let t = Tombstone {
+            digest: KeyDigest::of("alice/q", "order-42"),
+            id: sample_job(1_700_000_000_000, b"").id,
+            expires_at: 1_700_086_400_000,
+        };
+        let mut buf = Vec::new();
+        encode_tomb(&t, &mut buf).unwrap();
+        match decode_record(&tomb_key(&t.digest), &buf).unwrap() {
+            Record::Tomb(back) => assert_eq!(back, t),
+            other => panic!("{other:?}"),
+        }
+        // A job id's version nibble is 7; a digest's is 0.
+        assert_eq!(t.id.0.as_bytes()[6] >> 4, 7);
+        assert_eq!(tomb_key(&t.digest)[6] >> 4, 0);
+        assert!(matches!(
+            decode(&tomb_key(&t.digest), &buf),
+            Err(RecordError::Format(TOMB_FORMAT))
+        ));
+        for cut in 1..buf.len() {
+            assert!(decode_record(&tomb_key(&t.digest), &buf[..cut]).is_err());
+        }
+        // Jobs read through `decode_record` too.
+        let job = sample_job(1_700_000_000_000, b"x");
+        encode(&job, &mut buf).unwrap();
+        assert!(matches!(
+            decode_record(&key(&job.id), &buf),
+            Ok(Record::Job(_))
+        ));
     }
 
     #[test]

@@ -39,7 +39,14 @@ pub fn open_and_restore(
             cfg.appendfsync,
             written,
             |n| engine.borrow_mut().restore_begin(n),
-            |job| engine.borrow_mut().restore_job(now, job, &mut rep),
+            |rec| match rec {
+                super::record::Record::Job(job) => {
+                    engine.borrow_mut().restore_job(now, job, &mut rep)
+                }
+                super::record::Record::Tomb(t) => {
+                    engine.borrow_mut().restore_tombstone(now, t, &mut rep)
+                }
+            },
         )?
     };
     engine.restore_end(now);
@@ -63,6 +70,7 @@ pub fn open_and_restore(
         dropped_at_most_once = rep.dropped_at_most_once,
         delivered = rep.delivered,
         finished = rep.finished,
+        tombstones = rep.tombstones,
         undecodable = load.undecodable.len(),
         disk_bytes = load.disk_bytes,
         check_ms = load.open.check_ms,

@@ -42,7 +42,6 @@ use super::record;
 use super::rewrite;
 use crate::config::AppendFsync;
 use crate::engine::Change;
-use crate::job::JobId;
 
 /// One batch for the writer.
 #[derive(Debug)]
@@ -202,8 +201,9 @@ struct Thread {
     mode: AppendFsync,
     done: UnboundedSender<Written>,
     stats: Arc<WriterStats>,
-    /// Changes not yet written (coalesced by job).
-    unwritten: HashMap<JobId, Change>,
+    /// Changes not yet written (coalesced by store key: a job's id or a
+    /// tombstone's digest).
+    unwritten: HashMap<[u8; 16], Change>,
     /// Written but not yet synced.
     dirty: bool,
     last_sync: Instant,
@@ -302,7 +302,7 @@ impl Thread {
 
     fn take(&mut self, changes: Vec<Change>) {
         for c in changes {
-            self.unwritten.insert(c.id(), c);
+            self.unwritten.insert(c.key(), c);
         }
     }
 
@@ -530,6 +530,14 @@ impl Thread {
                     Change::Remove(id) => {
                         removes += 1;
                         ops.push(Op::Remove(record::key(id)));
+                    }
+                    Change::PutTomb(t) => match record::encode_tomb(t, &mut self.buf) {
+                        Ok(()) => ops.push(Op::Put(record::tomb_key(&t.digest), self.buf.clone())),
+                        Err(e) => tracing::error!(job = %t.id, "cannot encode tombstone: {e}"),
+                    },
+                    Change::RemoveTomb(d) => {
+                        removes += 1;
+                        ops.push(Op::Remove(record::tomb_key(d)));
                     }
                 }
             }

@@ -46,8 +46,22 @@ pub struct AddJobArgs {
     /// With --wait: do not acknowledge the job after printing.
     #[arg(long)]
     no_ack: bool,
+    /// An idempotency key (1 to 256 bytes): adding again with the same key
+    /// to the same queue prints the first job's id and adds nothing, while
+    /// the node remembers the key (README, Idempotency keys).
+    #[arg(long, value_name = "KEY", value_parser = idempotency_key)]
+    idempotency_key: Option<String>,
+    /// With --idempotency-key: how long the key outlives its job, in
+    /// seconds from the add (default: the node's `idempotency-window`).
+    #[arg(long, value_name = "SECS", requires = "idempotency_key")]
+    idempotency_window: Option<u64>,
     #[command(flatten)]
     retry_policy: super::dlq::RetryArgs,
+}
+
+/// Checks a key the node would accept, so a bad one is a usage error.
+fn idempotency_key(s: &str) -> Result<String, String> {
+    crate::proto::check_idempotency_key(s).map(|()| s.to_string())
 }
 
 /// The parsed bare words.
@@ -159,6 +173,8 @@ pub async fn run(client: &ClusterClient, a: AddJobArgs) -> anyhow::Result<ExitCo
     job.retry_secs = w.retry;
     job.ttl_secs = w.ttl;
     job.maxlen = w.maxlen;
+    job.idempotency_key = a.idempotency_key;
+    job.idempotency_window_secs = a.idempotency_window;
     job.priority = a.priority;
     job.retry = a.retry_policy.policy()?;
     job.group = a.group;
@@ -235,5 +251,13 @@ mod tests {
         assert!(parse_words(&words("q 5000 bogus")).is_err());
         assert!(parse_words(&words("q 5000 ttl")).is_err());
         assert!(parse_words(&words("q 5000 asynckey")).is_err());
+    }
+
+    #[test]
+    fn idempotency_keys_are_checked_before_sending() {
+        assert_eq!(idempotency_key("order-42").as_deref(), Ok("order-42"));
+        assert!(idempotency_key("").is_err());
+        assert!(idempotency_key(&"k".repeat(257)).is_err());
+        assert!(idempotency_key(&"k".repeat(256)).is_ok());
     }
 }

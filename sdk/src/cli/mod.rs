@@ -90,7 +90,8 @@ enum Cmd {
     /// stdin; `addjob QUEUE BODY TIMEOUT_MS [options]` takes it from the
     /// argument. Options as bare words, as in Disque: `replicate [N]`,
     /// `nocache`, `async`, `asynckey K`, `delay SECS`, `retry SECS`,
-    /// `ttl SECS`, `maxlen N`; a retry policy with `--max-attempts` etc.
+    /// `ttl SECS`, `maxlen N`; a retry policy with `--max-attempts` etc.;
+    /// `--idempotency-key K` makes a repeated add answer the first job.
     Addjob(addjob::AddJobArgs),
     /// Show a job's state (`--json` for the note's JSON document).
     Show(show::ShowArgs),

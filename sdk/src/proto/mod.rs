@@ -20,7 +20,10 @@ pub use frame::{
     DEFAULT_MAX_FRAME, FrameError, encode_frame, encode_frame_into, has_whole_frame, read_frame,
     read_frame_buffered, write_frame,
 };
-pub use request::{AddJob, MapSpec, Request, RequestFrame, frame_parts};
+pub use request::{
+    AddJob, MAX_IDEMPOTENCY_KEY_BYTES, MapSpec, Request, RequestFrame, check_idempotency_key,
+    frame_parts,
+};
 pub use response::{
     ClusterNode, ErrorCode, ModuleInfo, NodeInfo, NodeState, Response, ResponseFrame, WireError,
 };
@@ -33,5 +36,6 @@ pub use types::{
 /// Version of the client protocol spoken by this crate (3: the hello's
 /// reply says the node's largest reply frame; 4: retry policies on adds
 /// and job status, NACK and the dead-letter requests; 5: the error class
-/// `cancelled` and the `Cancel` request).
-pub const PROTOCOL_VERSION: u32 = 5;
+/// `cancelled` and the `Cancel` request; 6: `AddJob::idempotency_key` and
+/// `idempotency_window_secs`).
+pub const PROTOCOL_VERSION: u32 = 6;

@@ -202,6 +202,33 @@ pub struct AddJob {
     /// Attempts, backoff and the failures retried; `None` takes the
     /// queue's default (`QRETRY`), if it has one.
     pub retry: Option<super::retry::RetryPolicy>,
+    /// An idempotency key (1 to [`MAX_IDEMPOTENCY_KEY_BYTES`] bytes): a
+    /// second add with the same key to the same queue, while the node
+    /// remembers the key, adds nothing and answers the first job's id
+    /// (an add-and-wait waits on that job). See README, Idempotency keys.
+    pub idempotency_key: Option<String>,
+    /// With a key: how long after the add (seconds, at most ten years)
+    /// the key is remembered once the job is gone; `None` takes the
+    /// node's `idempotency-window`.
+    pub idempotency_window_secs: Option<u64>,
+}
+
+/// The longest idempotency key, in bytes.
+pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
+
+/// `Err(message)` when `key` cannot be an idempotency key: empty, or
+/// longer than [`MAX_IDEMPOTENCY_KEY_BYTES`] bytes.
+pub fn check_idempotency_key(key: &str) -> Result<(), String> {
+    if key.is_empty() {
+        return Err("idempotency key is empty".into());
+    }
+    if key.len() > MAX_IDEMPOTENCY_KEY_BYTES {
+        return Err(format!(
+            "idempotency key of {} bytes is longer than {MAX_IDEMPOTENCY_KEY_BYTES} bytes",
+            key.len()
+        ));
+    }
+    Ok(())
 }
 
 impl AddJob {
@@ -228,6 +255,8 @@ impl AddJob {
             ack_on_result: false,
             map: None,
             retry: None,
+            idempotency_key: None,
+            idempotency_window_secs: None,
         }
     }
 }

@@ -65,7 +65,7 @@ fn keyed(key: String, cmd: Command) -> Command {
 pub fn response(reply: Reply) -> Response {
     match reply {
         Reply::Ok => Response::Ok,
-        Reply::JobAdded(id) => Response::JobAdded { id },
+        Reply::JobAdded(id) | Reply::Duplicate(id) => Response::JobAdded { id },
         Reply::Job(s) => Response::Job(s),
         Reply::NotFinished => Response::NotFinished,
         Reply::Count(n) => Response::Count(n),

@@ -1,10 +1,14 @@
 //! ADDJOB queue body ms-timeout [REPLICATE n] [DELAY sec] [RETRY sec]
 //! [TTL sec] [MAXLEN n] [ASYNC], plus wasque's options for Wasm jobs:
 //! [MODULE sha256] [FUEL n] [MEMORY bytes] [DEADLINE ms] [PRIORITY 0-9]
-//! [GROUP key] [ARG a]... [NOCACHE] [ASYNCKEY key], and a retry policy:
+//! [GROUP key] [ARG a]... [NOCACHE] [ASYNCKEY key], a retry policy:
 //! [MAXATTEMPTS n] [BACKOFF fixed|exp] [BACKOFF-MS ms] [BACKOFF-MAX-MS ms]
 //! [RETRY-ON exit:3,node-loss,...] (any of them gives the job a policy,
-//! the others at their defaults; see `cmd/life.rs`).
+//! the others at their defaults; see `cmd/life.rs`), and
+//! [IDEMPOTENCY key] (1 to 256 bytes: a second add with the key to the
+//! queue answers the first job's id; `engine/idem.rs`) with
+//! [IDEMPOTENCY-WINDOW sec] (how long the key outlives its job; default
+//! the node's `idempotency-window`).
 
 use super::{Action, Args, Render, syntax};
 use crate::api::{AddJob, Command, bounds};
@@ -73,6 +77,19 @@ pub fn parse(a: &Args) -> Result<Action, Frame> {
             }
             "group" if has_value => job.group = Some(a.text(i + 1)?),
             "asynckey" if has_value => job.asynckey = Some(a.text(i + 1)?),
+            "idempotency" if has_value => {
+                let key = String::from_utf8(a.get(i + 1).to_vec())
+                    .map_err(|_| Frame::error("ERR", "IDEMPOTENCY key must be UTF-8 text"))?;
+                wasque_sdk::proto::check_idempotency_key(&key)
+                    .map_err(|e| Frame::error("ERR", &e))?;
+                job.idempotency_key = Some(key);
+            }
+            "idempotency-window" if has_value => {
+                let n = value("IDEMPOTENCY-WINDOW must be a non negative number", &|n| {
+                    n >= 0
+                })? as u64;
+                job.idempotency_window_secs = Some(secs("IDEMPOTENCY-WINDOW", n)?);
+            }
             "arg" if has_value => job.args.push(a.text(i + 1)?),
             "async" => {
                 job.asynchronous = true;
@@ -90,6 +107,12 @@ pub fn parse(a: &Args) -> Result<Action, Frame> {
         i += 2;
     }
     job.retry = super::life::checked(super::life::fix_cap(retry))?;
+    if job.idempotency_window_secs.is_some() && job.idempotency_key.is_none() {
+        return Err(Frame::error(
+            "ERR",
+            "IDEMPOTENCY-WINDOW needs an IDEMPOTENCY key",
+        ));
+    }
     Ok(Action::Engine(
         Command::AddJob(Box::new(job)),
         Render::AddJob,

@@ -54,7 +54,9 @@ pub fn render(kind: Render, reply: Reply) -> Frame {
             Frame::error("ERR", &e.message)
         }
         (_, Reply::Error(e)) => Frame::error(e.code.as_str(), &e.message),
-        (Render::AddJob, Reply::JobAdded(id)) => Frame::Simple(id.to_string()),
+        (Render::AddJob, Reply::JobAdded(id) | Reply::Duplicate(id)) => {
+            Frame::Simple(id.to_string())
+        }
         (_, Reply::Count(n)) => Frame::Integer(i64::try_from(n).unwrap_or(i64::MAX)),
         (_, Reply::Ok) => Frame::Simple("OK".into()),
         (Render::GetJob, Reply::Jobs(jobs)) if jobs.is_empty() => Frame::NullArray,
@@ -105,7 +107,7 @@ pub fn render(kind: Render, reply: Reply) -> Frame {
         (Render::ModulePut, Reply::Module(m)) => Frame::text(&m.hash.to_hex()),
         (_, Reply::Module(m)) => module(&m),
         (_, Reply::Modules(ms)) => Frame::Array(ms.iter().map(module).collect()),
-        (_, Reply::JobAdded(id)) => Frame::Simple(id.to_string()),
+        (_, Reply::JobAdded(id) | Reply::Duplicate(id)) => Frame::Simple(id.to_string()),
         (_, Reply::NotFinished) => Frame::NullArray,
         (_, Reply::Statuses(list)) => Frame::Array(list.iter().map(show).collect()),
         (_, other) => Frame::error(

@@ -139,6 +139,14 @@ pub fn config_values(s: &Shared, auth: &crate::auth::Auth) -> Vec<(String, Strin
         ("max-body-bytes".into(), c.max_body_bytes.to_string()),
         ("max-module-bytes".into(), c.max_module_bytes.to_string()),
         ("max-jobs".into(), c.max_jobs.to_string()),
+        (
+            "idempotency-window".into(),
+            c.idempotency_window_secs.to_string(),
+        ),
+        (
+            "idempotency-max-tombstones".into(),
+            c.idempotency_max_tombstones.to_string(),
+        ),
         ("exec-threads".into(), c.exec_threads.to_string()),
         ("io-threads".into(), c.io_threads.to_string()),
         ("loglevel".into(), c.loglevel.clone()),
