@@ -281,6 +281,29 @@ fn a_leaving_node_refuses_adds_and_its_jobs_are_served_elsewhere() {
     assert_eq!(err.code(), Some("NOREPL"));
 }
 
+/// `PAUSE q in BCAST` on one node pauses q on the others (Disque's
+/// BCAST); clearing it with BCAST clears it everywhere.
+#[test]
+fn pause_bcast_reaches_every_node() {
+    let nodes = start_nodes(3);
+    form(&nodes);
+    let state = |n: &TestNode| text(&q(&mut conn(n), &["PAUSE", "q", "state"]).unwrap());
+    assert_eq!(
+        text(&q(&mut conn(&nodes[0]), &["PAUSE", "q", "in", "bcast"]).unwrap()),
+        "in"
+    );
+    for n in &nodes[1..] {
+        eventually(10, "a peer took the broadcast pause", || state(n) == "in");
+        let err = q(&mut conn(n), &["ADDJOB", "q", "x", "1000"]).unwrap_err();
+        assert_eq!(err.code(), Some("PAUSED"));
+    }
+    q(&mut conn(&nodes[0]), &["PAUSE", "q", "none", "bcast"]).unwrap();
+    for n in &nodes {
+        eventually(10, "the pause cleared everywhere", || state(n) == "none");
+    }
+    add(&nodes[2], &["q", "x", "1000"]);
+}
+
 #[test]
 fn a_peer_without_a_certificate_cannot_exchange_a_frame() {
     let node = TestNode::start(&[]);

@@ -86,10 +86,12 @@ pub enum Command {
     },
     QScan(QScan),
     JScan(Box<JScan>),
-    /// Change (with `set`) and report a queue's pause state.
+    /// Change (with `set`) and report a queue's pause state; with
+    /// `bcast`, every live peer is given the resulting state too.
     Pause {
         queue: String,
         set: Option<Pause>,
+        bcast: bool,
     },
     /// Forget every job and queue (DEBUG FLUSHALL; test nodes only).
     FlushAll,

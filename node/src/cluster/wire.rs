@@ -27,7 +27,7 @@ use crate::job::{ModuleHash, NodeName};
 /// the HTTP cluster view shows of a peer: its software version, its
 /// RESP and HTTP addresses, its running jobs and its queue count. 7: a
 /// job's idempotency key travels in `JobExtra`, so every holder of a copy
-/// dedups its adds.
+/// dedups its adds, and `PeerMsg::Pause` carries `PAUSE ... BCAST`.
 pub const PEER_PROTOCOL_VERSION: u8 = 7;
 
 /// A node introducing itself.

@@ -334,6 +334,7 @@ impl Engine {
             PeerMsg::Policy { queue, policy } => self.on_policy(queue, policy),
             PeerMsg::Life(job) => self.on_life(now, *job),
             PeerMsg::Cancel(id) => self.on_cancel(now, id),
+            PeerMsg::Pause { queue, pause } => self.set_pause(now, &queue, pause),
             PeerMsg::RetryDefault {
                 queue,
                 policy,

@@ -428,7 +428,7 @@ impl Engine {
             Command::WithKey { .. } | Command::As { .. } => {}
             // The driver panics on it before it gets here.
             Command::DebugPanicDriver => self.reply(req, Reply::Ok),
-            Command::Pause { queue, set } => self.pause(now, req, queue, set),
+            Command::Pause { queue, set, bcast } => self.pause(now, req, queue, set, bcast),
             Command::FlushAll => self.flush_all(now, req),
             Command::QPolicy { queue, set } => {
                 if let Some((policy, mode)) = set {

@@ -57,6 +57,12 @@ pub enum PeerMsg {
     /// The job was cancelled (`CANCEL`): remove a copy that is not in
     /// hand elsewhere, interrupt a run here (`engine/cancel.rs`).
     Cancel(JobId),
+    /// A queue's pause state, as `PAUSE queue ... BCAST` left it on the
+    /// sender: the receiver takes it (and does not pass it on).
+    Pause {
+        queue: String,
+        pause: crate::queue::Pause,
+    },
 }
 
 impl PeerMsg {
@@ -77,6 +83,7 @@ impl PeerMsg {
             PeerMsg::Life(_) => "life",
             PeerMsg::RetryDefault { .. } => "retry-default",
             PeerMsg::Cancel(_) => "cancel",
+            PeerMsg::Pause { .. } => "pause",
         }
     }
 }

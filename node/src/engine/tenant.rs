@@ -151,9 +151,10 @@ impl Engine {
             Command::QStat { queue } => Command::QStat {
                 queue: t.queue(&queue),
             },
-            Command::Pause { queue, set } => Command::Pause {
+            Command::Pause { queue, set, bcast } => Command::Pause {
                 queue: t.queue(&queue),
                 set,
+                bcast,
             },
             Command::QPolicy { queue, set } => Command::QPolicy {
                 queue: t.queue(&queue),

@@ -1032,3 +1032,48 @@ fn a_repeated_add_while_the_first_waits_for_copies_gets_its_answer() {
     assert_eq!(x, y);
     assert_eq!(net.nodes[1].idem_stats().tombstones, 0);
 }
+
+/// `PAUSE q in BCAST` on one node pauses q on every live node; the
+/// others do not pass it on, and without BCAST only the node changes.
+#[test]
+fn pause_bcast_reaches_every_node() {
+    let mut net = Net::new(3);
+    let pause = |set, bcast| Command::Pause {
+        queue: "q".into(),
+        set,
+        bcast,
+    };
+    let only_in = Some(crate::queue::Pause {
+        input: true,
+        output: false,
+    });
+    let req = net.command(0, pause(only_in, false));
+    net.settle();
+    assert_eq!(net.reply(0, req), Some(&Reply::Paused("in")));
+    let req = net.command(1, pause(None, false));
+    net.settle();
+    assert_eq!(net.reply(1, req), Some(&Reply::Paused("none")));
+
+    net.command(0, pause(only_in, true));
+    net.settle();
+    for n in 1..3 {
+        let req = net.command(n, pause(None, false));
+        net.settle();
+        assert_eq!(net.reply(n, req), Some(&Reply::Paused("in")), "node {n}");
+        let req = net.command(n, Command::AddJob(Box::new(plain("q", "x", 1, 60))));
+        net.settle();
+        assert!(
+            matches!(net.reply(n, req), Some(Reply::Error(e)) if e.code == ErrorCode::Paused),
+            "node {n}: {:?}",
+            net.reply(n, req)
+        );
+    }
+    // BCAST of the state as it is: clearing on node 0 clears everywhere.
+    net.command(0, pause(Some(crate::queue::Pause::default()), true));
+    net.settle();
+    for n in 0..3 {
+        let req = net.command(n, pause(None, false));
+        net.settle();
+        assert_eq!(net.reply(n, req), Some(&Reply::Paused("none")), "node {n}");
+    }
+}

@@ -371,7 +371,8 @@ fn maxlen_and_replicate_and_paused_are_refused() {
             T0,
             Command::Pause {
                 queue: "q".into(),
-                set
+                set,
+                bcast: false,
             }
         ),
         Reply::Paused("in")
@@ -387,7 +388,8 @@ fn maxlen_and_replicate_and_paused_are_refused() {
             T0,
             Command::Pause {
                 queue: "q".into(),
-                set: None
+                set: None,
+                bcast: false,
             }
         ),
         Reply::Paused("in")
@@ -398,7 +400,8 @@ fn maxlen_and_replicate_and_paused_are_refused() {
             T0,
             Command::Pause {
                 queue: "x".into(),
-                set: None
+                set: None,
+                bcast: false,
             }
         ),
         Reply::Paused("none")
@@ -418,6 +421,7 @@ fn pause_out_holds_getjob_until_cleared() {
         Command::Pause {
             queue: "q".into(),
             set,
+            bcast: false,
         },
     );
     add(&mut e, T0, "q", "x", |_| {});
@@ -432,6 +436,7 @@ fn pause_out_holds_getjob_until_cleared() {
         Command::Pause {
             queue: "q".into(),
             set: Some(Pause::default()),
+            bcast: false,
         },
     );
     let fx = drain(&mut e);

@@ -164,30 +164,53 @@ impl Engine {
 
     /// PAUSE: change and report a queue's pause state. Clearing an output
     /// pause serves the queue's blocked clients and executors at once.
-    pub(super) fn pause(&mut self, now: UnixMs, req: RequestId, queue: String, set: Option<Pause>) {
+    /// With `bcast` (Disque's BCAST), every live peer takes the state the
+    /// queue is left in (`PeerMsg::Pause`).
+    pub(super) fn pause(
+        &mut self,
+        now: UnixMs,
+        req: RequestId,
+        queue: String,
+        set: Option<Pause>,
+        bcast: bool,
+    ) {
         if let Some(p) = set {
-            let changes = self
-                .queues
-                .get(&queue)
-                .map_or(p.is_paused(), |q| q.pause != p);
-            if changes {
-                let q = self.queues.entry(&queue, now);
-                let was_out = q.pause.output;
-                q.pause = p;
-                if was_out && !p.output {
-                    self.queues.resume_wasm(&queue);
-                    self.serve_blocked(now, &queue);
-                }
-                self.queues.note_if_idle(&queue, now);
-                self.save_pauses();
-            }
+            self.set_pause(now, &queue, p);
         }
-        let state = self
+        let pause = self
             .queues
             .get(&queue)
-            .map_or(Pause::default(), |q| q.pause)
-            .as_str();
-        self.reply(req, Reply::Paused(state));
+            .map_or(Pause::default(), |q| q.pause);
+        let peers: Vec<_> = self.cluster.peers.iter().copied().collect();
+        if bcast && !peers.is_empty() {
+            self.effects.push_back(super::Effect::SendMany {
+                to: peers,
+                msg: super::PeerMsg::Pause {
+                    queue: queue.clone(),
+                    pause,
+                },
+            });
+        }
+        self.reply(req, Reply::Paused(pause.as_str()));
+    }
+
+    /// Sets a queue's pause flags (from PAUSE, or a peer's BCAST).
+    pub(super) fn set_pause(&mut self, now: UnixMs, queue: &str, p: Pause) {
+        let changes = self
+            .queues
+            .get(queue)
+            .map_or(p.is_paused(), |q| q.pause != p);
+        if changes {
+            let q = self.queues.entry(queue, now);
+            let was_out = q.pause.output;
+            q.pause = p;
+            if was_out && !p.output {
+                self.queues.resume_wasm(queue);
+                self.serve_blocked(now, queue);
+            }
+            self.queues.note_if_idle(queue, now);
+            self.save_pauses();
+        }
     }
 
     /// Hands the runtime every paused queue's flags to keep: a restart

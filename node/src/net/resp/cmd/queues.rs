@@ -111,6 +111,7 @@ fn jscan(a: &Args) -> Result<JScan, Frame> {
 fn pause(a: &Args) -> Result<Action, Frame> {
     let mut flags = Pause::default();
     let mut update = false;
+    let mut bcast = false;
     for i in 2..a.len() {
         if a.is(i, "none") {
             flags = Pause::default();
@@ -127,8 +128,9 @@ fn pause(a: &Args) -> Result<Action, Frame> {
                 output: true,
             };
             update = true;
-        } else if a.is(i, "state") || a.is(i, "bcast") {
-            // `bcast` reaches every other node: there are none yet.
+        } else if a.is(i, "bcast") {
+            bcast = true;
+        } else if a.is(i, "state") {
         } else {
             return Err(syntax());
         }
@@ -137,6 +139,7 @@ fn pause(a: &Args) -> Result<Action, Frame> {
         Command::Pause {
             queue: a.text(1)?,
             set: update.then_some(flags),
+            bcast,
         },
         Render::Paused,
     ))
