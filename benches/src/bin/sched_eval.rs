@@ -128,47 +128,22 @@ fn bars(
     rows: &[Figures],
     value: impl Fn(&Figures) -> f64,
 ) -> anyhow::Result<()> {
-    let root = BitMapBackend::new(path, (900, 480)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let max = rows.iter().map(&value).fold(0.0f64, f64::max) * 1.15;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 22))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0f64..(POLICIES.len() as f64), 0f64..max.max(1e-9))?;
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_labels(0)
-        .y_desc(y)
-        .draw()?;
-    for (k, p) in POLICIES.iter().enumerate() {
-        chart.draw_series(std::iter::once(Text::new(
-            p.as_str().to_string(),
-            (k as f64 + 0.2, -max * 0.06),
-            ("sans-serif", 15),
-        )))?;
-    }
-    let colors = [RGBColor(31, 119, 180), RGBColor(255, 127, 14)];
-    for (m, mode) in MODES.iter().enumerate() {
-        let color = colors[m];
-        chart
-            .draw_series(rows.iter().filter(|f| f.mode == *mode).map(|f| {
-                let k = POLICIES.iter().position(|p| *p == f.policy).unwrap_or(0) as f64;
-                let x0 = k + 0.1 + m as f64 * 0.4;
-                Rectangle::new([(x0, 0.0), (x0 + 0.35, value(f))], color.filled())
-            }))?
-            .label(mode.as_str())
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
-    root.present()?;
-    Ok(())
+    let groups: Vec<String> = POLICIES.iter().map(|p| p.as_str().to_string()).collect();
+    let series: Vec<(String, Vec<f64>)> = MODES
+        .iter()
+        .map(|mode| {
+            let v = POLICIES
+                .iter()
+                .map(|p| {
+                    rows.iter()
+                        .find(|f| f.mode == *mode && f.policy == *p)
+                        .map_or(0.0, &value)
+                })
+                .collect();
+            (mode.as_str().to_string(), v)
+        })
+        .collect();
+    wasque_benches::plot::grouped_bars(path, title, y, &groups, &series, false)
 }
 
 /// One line per policy: `value` against cluster size.
