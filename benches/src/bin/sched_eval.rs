@@ -122,7 +122,7 @@ fn table(title: &str, rows: &[Figures]) -> String {
 
 /// Grouped bars: one group per policy, one bar per mode.
 fn bars(
-    path: &PathBuf,
+    path: &std::path::Path,
     title: &str,
     y: &str,
     rows: &[Figures],
