@@ -27,3 +27,27 @@ pub fn cmd(c: &mut Connection, args: &[&str]) -> RedisResult<Value> {
     }
     k.query(c)
 }
+
+/// A reply as text: status, bulk string or integer; anything else in its
+/// debug form (so a failing assertion shows what came back).
+pub fn text(v: &Value) -> String {
+    match v {
+        Value::SimpleString(s) => s.clone(),
+        Value::Okay => "OK".into(),
+        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::Int(n) => n.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// A field of the field/value array `cmd id` answers (SHOW, RESULT),
+/// `None` when the call fails or the field is missing.
+pub fn field(c: &mut Connection, cmd_name: &str, id: &str, name: &str) -> Option<String> {
+    let Value::Array(items) = cmd(c, &[cmd_name, id]).ok()? else {
+        return None;
+    };
+    items
+        .chunks(2)
+        .find(|kv| text(&kv[0]) == name)
+        .map(|kv| text(&kv[1]))
+}

@@ -14,31 +14,11 @@ use std::process::{Command, Stdio};
 use redis::Value;
 use wasque_tests::guests;
 use wasque_tests::node::TestNode;
+use wasque_tests::resp::{field, text};
 use wasque_tests::wait::eventually;
 
 fn q(c: &mut redis::Connection, args: &[&str]) -> redis::RedisResult<Value> {
     wasque_tests::resp::cmd(c, args)
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::SimpleString(s) => s.clone(),
-        Value::Okay => "OK".into(),
-        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-        Value::Int(n) => n.to_string(),
-        other => format!("{other:?}"),
-    }
-}
-
-/// A field of a SHOW or RESULT array, `None` when missing.
-fn field(c: &mut redis::Connection, cmd: &str, id: &str, name: &str) -> Option<String> {
-    let Value::Array(items) = q(c, &[cmd, id]).ok()? else {
-        return None;
-    };
-    items
-        .chunks(2)
-        .find(|kv| text(&kv[0]) == name)
-        .map(|kv| text(&kv[1]))
 }
 
 /// `ADDJOB queue body 0 IDEMPOTENCY key [extra...]`: the id answered.

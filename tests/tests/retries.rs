@@ -12,6 +12,7 @@ use std::time::Duration;
 use redis::Value;
 use wasque_tests::guests;
 use wasque_tests::node::TestNode;
+use wasque_tests::resp::text;
 use wasque_tests::wait::eventually;
 
 fn conn(node: &TestNode) -> redis::Connection {
@@ -22,25 +23,9 @@ fn q(c: &mut redis::Connection, args: &[&str]) -> redis::RedisResult<Value> {
     wasque_tests::resp::cmd(c, args)
 }
 
-fn text(v: &Value) -> String {
-    match v {
-        Value::SimpleString(s) => s.clone(),
-        Value::Okay => "OK".into(),
-        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-        Value::Int(n) => n.to_string(),
-        other => format!("{other:?}"),
-    }
-}
-
 /// A SHOW field, `None` when the job or the field is missing.
 fn field(c: &mut redis::Connection, id: &str, name: &str) -> Option<String> {
-    let Value::Array(items) = q(c, &["SHOW", id]).ok()? else {
-        return None;
-    };
-    items
-        .chunks(2)
-        .find(|kv| text(&kv[0]) == name)
-        .map(|kv| text(&kv[1]))
+    wasque_tests::resp::field(c, "SHOW", id, name)
 }
 
 fn put_module(c: &mut redis::Connection, name: &str) -> String {
