@@ -75,6 +75,81 @@ impl Drop for Killed {
     }
 }
 
+/// Where the screenshots go: `target/browser-test`.
+fn out_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("target"), Path::to_path_buf)
+        .join("browser-test")
+}
+
+/// `dashboard.mjs` running a case: told things on its stdin, its stdout
+/// read line by line on a thread of its own.
+struct Script {
+    child: Killed,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Script {
+    /// `node dashboard.mjs ARGS...` with Chromium at `chromium`.
+    fn start(browser_dir: &Path, chromium: &Path, args: &[&str]) -> Script {
+        let mut child = Killed(
+            Command::new("node")
+                .arg(browser_dir.join("dashboard.mjs"))
+                .args(args)
+                .env("CHROMIUM", chromium)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("start node dashboard.mjs"),
+        );
+        let stdout = child.0.stdout.take().expect("piped");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Script { child, lines }
+    }
+
+    /// The next line (trimmed) that `matches`, within 90 s; the lines
+    /// before it are echoed.
+    fn wait_line(&self, want: &str, matches: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while Instant::now() < deadline {
+            match self.lines.recv_timeout(Duration::from_millis(200)) {
+                Ok(l) if matches(l.trim()) => return l.trim().to_string(),
+                Ok(l) => eprintln!("dashboard.mjs: {l}"),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        panic!("dashboard.mjs did not print {want} (see its stderr above)");
+    }
+
+    /// The next line that is exactly `want`.
+    fn expect_line(&self, want: &str) {
+        self.wait_line(want, |l| l == want);
+    }
+
+    fn send(&mut self, line: &str) {
+        let stdin = self.child.0.stdin.as_mut().expect("piped");
+        writeln!(stdin, "{line}").expect("write to dashboard.mjs");
+        stdin.flush().expect("flush");
+    }
+
+    /// Waits for the script to end, within 30 s, and asserts it passed.
+    fn finish(mut self, case: &str) {
+        let status = wait_bounded(&mut self.child.0, Duration::from_secs(30), "dashboard.mjs");
+        assert!(status.success(), "dashboard.mjs {case} failed: {status}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Chromium and Node.js: scripts/test.sh runs it"]
 async fn dashboard_shows_the_node_its_queues_and_new_jobs_live() {
@@ -100,47 +175,12 @@ async fn dashboard_shows_the_node_its_queues_and_new_jobs_live() {
         .await
         .expect("add");
 
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .map_or_else(|| PathBuf::from("target"), Path::to_path_buf)
-        .join("browser-test");
+    let out = out_dir();
     let _ = std::fs::remove_file(out.join("dashboard.png"));
     let url = format!("http://{}/", node.http_addr());
-    let mut child = Killed(
-        Command::new("node")
-            .arg(browser_dir.join("dashboard.mjs"))
-            .args(["check", &url])
-            .arg(&out)
-            .env("CHROMIUM", &chromium)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start node dashboard.mjs"),
-    );
-    let stdout = child.0.stdout.take().expect("piped");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let wait_line = |want: &str| {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while Instant::now() < deadline {
-            match rx.recv_timeout(Duration::from_millis(200)) {
-                Ok(l) if l.trim() == want => return,
-                Ok(l) => eprintln!("dashboard.mjs: {l}"),
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            }
-        }
-        panic!("dashboard.mjs did not print {want} (see its stderr above)");
-    };
-    wait_line("READY");
+    let out_arg = out.to_str().expect("utf8 path");
+    let mut script = Script::start(&browser_dir, &chromium, &["check", &url, out_arg]);
+    script.expect_line("READY");
 
     // Submitted after the page loaded: it must show up without a reload.
     let mut job = AddJob::new("after-load", b"one two three".to_vec());
@@ -149,20 +189,15 @@ async fn dashboard_shows_the_node_its_queues_and_new_jobs_live() {
     let mut bad = AddJob::new("after-load", b"not a number".to_vec());
     bad.module = Some(fib);
     let failed = c.add_job(bad).await.expect("add");
-    let stdin = child.0.stdin.as_mut().expect("piped");
-    writeln!(stdin, "SUBMITTED {id} after-load {failed}").expect("write to dashboard.mjs");
-    stdin.flush().expect("flush");
-    wait_line("LIVE-OK");
+    script.send(&format!("SUBMITTED {id} after-load {failed}"));
+    script.expect_line("LIVE-OK");
 
     // The node goes away: the page must say so.
     drop(c);
     node.kill9();
-    let stdin = child.0.stdin.as_mut().expect("piped");
-    writeln!(stdin, "KILLED").expect("write to dashboard.mjs");
-    stdin.flush().expect("flush");
-    wait_line("OK");
-    let status = wait_bounded(&mut child.0, Duration::from_secs(30), "dashboard.mjs");
-    assert!(status.success(), "dashboard.mjs failed: {status}");
+    script.send("KILLED");
+    script.expect_line("OK");
+    script.finish("check");
     let png = out.join("dashboard.png");
     assert!(
         std::fs::metadata(&png).is_ok_and(|m| m.len() > 10_000),
@@ -189,10 +224,7 @@ fn dashboard_asks_for_the_password_of_a_locked_node() {
     wasque_tests::resp::cmd(&mut c, &["AUTH", "dash-s3cret"]).expect("auth");
     wasque_tests::resp::cmd(&mut c, &["ADDJOB", "locked", "body", "0"]).expect("addjob");
 
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .map_or_else(|| PathBuf::from("target"), Path::to_path_buf)
-        .join("browser-test");
+    let out = out_dir();
     let url = format!("http://{}/", node.http_addr());
     let mut child = Killed(
         Command::new("node")
@@ -243,66 +275,29 @@ fn dashboard_draws_a_dead_cluster_member_red() {
     };
     let dead = node_id(&nodes[2]);
 
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .map_or_else(|| PathBuf::from("target"), Path::to_path_buf)
-        .join("browser-test");
+    let out = out_dir();
     let _ = std::fs::remove_file(out.join("dashboard-cluster.png"));
     let url = format!("http://{}/", nodes[0].http_addr());
-    let mut child = Killed(
-        Command::new("node")
-            .arg(browser_dir.join("dashboard.mjs"))
-            .args(["cluster", &url])
-            .arg(&out)
-            .arg(nodes.len().to_string())
-            .env("CHROMIUM", &chromium)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start node dashboard.mjs"),
-    );
-    let stdout = child.0.stdout.take().expect("piped");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    // The next line starting with `want`, within 90 s.
-    let wait_line = |want: &str| -> String {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while Instant::now() < deadline {
-            match rx.recv_timeout(Duration::from_millis(200)) {
-                Ok(l) if l.trim().starts_with(want) => return l.trim().to_string(),
-                Ok(l) => eprintln!("dashboard.mjs: {l}"),
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            }
-        }
-        panic!("dashboard.mjs did not print {want} (see its stderr above)");
-    };
-    wait_line("READY");
+    let count = nodes.len().to_string();
+    let out_arg = out.to_str().expect("utf8 path");
+    let mut script = Script::start(&browser_dir, &chromium, &["cluster", &url, out_arg, &count]);
+    script.expect_line("READY");
 
     nodes.remove(2).kill9();
     let killed_at = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock after 1970")
         .as_millis();
-    let stdin = child.0.stdin.as_mut().expect("piped");
-    writeln!(stdin, "KILLED {dead} {killed_at}").expect("write to dashboard.mjs");
-    stdin.flush().expect("flush");
-    let down = wait_line("DOWN-MS");
+    script.send(&format!("KILLED {dead} {killed_at}"));
+    // The next line starting with DOWN-MS.
+    let down = script.wait_line("DOWN-MS", |l| l.starts_with("DOWN-MS"));
     let down_ms: u64 = down
         .strip_prefix("DOWN-MS ")
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("bad line {down}"));
-    wait_line("OK");
-    let status = wait_bounded(&mut child.0, Duration::from_secs(30), "dashboard.mjs");
-    assert!(status.success(), "dashboard.mjs cluster failed: {status}");
+    // The cluster case matched lines by their start.
+    script.wait_line("OK", |l| l.starts_with("OK"));
+    script.finish("cluster");
     eprintln!(
         "dead member drawn red {down_ms} ms after the kill (node timeout {NODE_TIMEOUT_MS} ms)"
     );
