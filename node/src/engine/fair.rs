@@ -12,7 +12,8 @@
 //! ends. A group that had nothing waiting starts again from the least
 //! virtual time of the groups that were waiting, less one of its runs, so
 //! it takes the next free slot but idling banks no more credit than that
-//! (the lag bound of start-time fair queueing). Within a group, its queues take turns as before (`queue/`).
+//! (the lag bound of start-time fair queueing). Within a group, its
+//! queues take turns as before (`queue/`).
 //! With one group waiting (no tenants, or one busy), nothing changes.
 //!
 //! This is weighted fair queueing rather than the deficit round robin
@@ -71,18 +72,7 @@ impl Default for Group {
 impl FairShare {
     /// A tenant's weight (1..=1000), as the registry has it.
     pub fn set_weight(&mut self, group: &str, weight: u32) {
-        let w = weight.clamp(1, 1000);
-        match self.groups.get_mut(group) {
-            Some(g) => g.weight = w,
-            None => {
-                let g = Group {
-                    weight: w,
-                    avg_fuel: self.typical_fuel(),
-                    ..Group::default()
-                };
-                self.groups.insert(group.into(), g);
-            }
-        }
+        self.group(group).weight = weight.clamp(1, 1000);
     }
 
     fn group(&mut self, name: &str) -> &mut Group {
