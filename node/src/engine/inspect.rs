@@ -30,7 +30,21 @@ impl Engine {
             Query::Queue { name } => Inspection::Queue(self.queue_stat(now, &name)),
             Query::Jobs(q) => Inspection::Jobs(self.job_page(q)),
             Query::Tenants { names } => {
-                Inspection::Tenants(names.into_iter().map(|n| self.tenant_stat(n)).collect())
+                // Ready jobs per tenant in one pass over the queues.
+                let mut ready = hashbrown::HashMap::<&str, u64>::new();
+                for (name, q) in self.queues.iter() {
+                    if let Some(t) = crate::tenant::tenant_of_queue(name) {
+                        *ready.entry(t).or_default() += q.len() as u64;
+                    }
+                }
+                let stats = names
+                    .into_iter()
+                    .map(|n| {
+                        let r = ready.get(n.as_str()).copied().unwrap_or(0);
+                        self.tenant_stat(n, r)
+                    })
+                    .collect();
+                Inspection::Tenants(stats)
             }
         }
     }
