@@ -41,7 +41,7 @@ fn added(effects: &[Effect], req: u64) -> JobId {
         .expect("job added")
 }
 
-fn ok_result(out: &str) -> JobResult {
+pub(super) fn ok_result(out: &str) -> JobResult {
     JobResult {
         exit_code: Some(0),
         error_class: None,

@@ -242,21 +242,7 @@ fn a_duplicate_add_and_wait_waits_on_the_first_job() {
             .all(|f| !matches!(f, Effect::Reply { to, .. } if to.0 == 9)),
         "waits"
     );
-    e.handle_exec_done(
-        T0 + 5,
-        id,
-        1,
-        JobResult {
-            exit_code: Some(0),
-            error_class: None,
-            message: String::new(),
-            output: b"out".to_vec(),
-            stderr: vec![],
-            fuel_used: 1,
-            duration_us: 1,
-            node: "n1".into(),
-        },
-    );
+    e.handle_exec_done(T0 + 5, id, 1, super::tests::ok_result("out"));
     let fx = disk.drain(&mut e);
     let status = fx
         .iter()
