@@ -10,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 pub use wasque_sdk::proto::Backoff;
+pub use wasque_sdk::proto::{AfterSpec, AfterStatus, DepState};
 pub use wasque_sdk::proto::{
     DeliveryInfo, ErrorClass, JobId, JobResult, JobState, JobStatus, Limits, LimitsRequest,
     ModuleHash, RetryPolicy, RetryStatus,
@@ -135,6 +136,9 @@ pub struct JobExtra {
     /// The add's own window for its key, in ms (`None`: the node's
     /// `idempotency-window`, wherever the job is held).
     pub idempotency_window_ms: Option<u64>,
+    /// The jobs it runs after (`AFTER`) and what each came to, as this
+    /// node learned it (`engine/after.rs`); travels with the job to peers.
+    pub after: Option<AfterStatus>,
 }
 
 impl JobExtra {
@@ -405,6 +409,20 @@ impl Job {
         self.extra.as_mut().and_then(|x| x.retry.as_mut())
     }
 
+    /// The jobs it runs after, if it was added with `AFTER`.
+    pub fn after(&self) -> Option<&AfterStatus> {
+        self.extra.as_ref().and_then(|x| x.after.as_ref())
+    }
+
+    pub fn after_mut(&mut self) -> Option<&mut AfterStatus> {
+        self.extra.as_mut().and_then(|x| x.after.as_mut())
+    }
+
+    /// Whether it still waits for a job it runs after to end.
+    pub fn awaits_deps(&self) -> bool {
+        self.after().is_some_and(|a| a.outcome().is_none())
+    }
+
     /// The idempotency key the job was added with, if any.
     pub fn idempotency_key(&self) -> Option<&str> {
         self.extra
@@ -480,6 +498,7 @@ impl Job {
             nodes: self.nodes.iter().map(|n| n.to_string()).collect(),
             parts: self.gather().map(|g| g.status()).unwrap_or_default(),
             retry: self.retry().cloned(),
+            after: self.after().cloned(),
         }
     }
 }

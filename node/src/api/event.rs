@@ -95,5 +95,6 @@ pub fn class_label(class: &ErrorClass) -> &'static str {
         ErrorClass::Quota => "quota",
         ErrorClass::Internal => "internal",
         ErrorClass::Cancelled => "cancelled",
+        ErrorClass::Dependency => "dependency",
     }
 }

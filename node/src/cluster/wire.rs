@@ -27,8 +27,11 @@ use crate::job::{ModuleHash, NodeName};
 /// the HTTP cluster view shows of a peer: its software version, its
 /// RESP and HTTP addresses, its running jobs and its queue count. 7: a
 /// job's idempotency key travels in `JobExtra`, so every holder of a copy
-/// dedups its adds, and `PeerMsg::Pause` carries `PAUSE ... BCAST`.
-pub const PEER_PROTOCOL_VERSION: u8 = 7;
+/// dedups its adds, and `PeerMsg::Pause` carries `PAUSE ... BCAST`. 8: a
+/// job's `AFTER` list travels in `JobExtra`, results may carry the class
+/// `dependency`, and `PeerMsg::AfterQuery`/`AfterState` ask what a job
+/// came to.
+pub const PEER_PROTOCOL_VERSION: u8 = 8;
 
 /// A node introducing itself.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -335,6 +335,8 @@ impl Engine {
             PeerMsg::Life(job) => self.on_life(now, *job),
             PeerMsg::Cancel(id) => self.on_cancel(now, id),
             PeerMsg::Pause { queue, pause } => self.set_pause(now, &queue, pause),
+            PeerMsg::AfterQuery { scope, ids } => self.on_after_query(from, scope, ids),
+            PeerMsg::AfterState { scope, states } => self.on_after_state(now, from, scope, states),
             PeerMsg::RetryDefault {
                 queue,
                 policy,
@@ -534,6 +536,10 @@ impl Engine {
             self.want_module(now, m, from);
         }
         self.send(from, PeerMsg::GotJob(id));
+        // A copy that waits for other jobs to end waits here too.
+        if self.jobs.get(&id).is_some_and(|j| j.awaits_deps()) {
+            self.after_arrived(now, id);
+        }
     }
 
     /// Starts fetching a module this node lacks (once for many jobs).
@@ -820,7 +826,9 @@ impl Engine {
             return;
         }
         // Lent to a live peer counts too: the asker may not know that peer.
+        // A job its maker holds until the jobs it runs after end counts.
         let in_hand = job.state == JobState::Queued
+            || job.state == JobState::Waiting && id.node_prefix() == self.cfg.node_prefix
             || self.executing.contains(&id)
             || job.awaiting_retry()
             || job.requeue_at().is_some_and(|t| t > now) && job.counters.attempts > 0

@@ -465,7 +465,8 @@ struct Rerun {
 }
 
 /// A failed run, in a line: `class: message`.
-fn describe(r: &JobResult) -> String {
+/// `class: message` of a failed result.
+pub(super) fn describe(r: &JobResult) -> String {
     let class = r
         .error_class
         .map(|c| c.to_string())

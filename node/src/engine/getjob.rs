@@ -38,6 +38,9 @@ impl Engine {
     /// executor, or delivered once with RETRY 0 (at most once). Returns
     /// whether the job was queued.
     pub(super) fn enqueue(&mut self, now: UnixMs, id: JobId, cause: Cause) -> bool {
+        if self.jobs.get(&id).is_some_and(|j| j.awaits_deps()) && self.after_arrived(now, id) {
+            return false;
+        }
         let Some(job) = self.jobs.get_mut(&id) else {
             return false;
         };

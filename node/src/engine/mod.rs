@@ -17,6 +17,7 @@
 //! `Effect::Persist`, ahead of the replies that depend on them. Start-up
 //! goes through [`Engine::restore`].
 
+mod after;
 mod asynckey;
 mod cancel;
 mod cluster;
@@ -40,6 +41,8 @@ mod worker;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_after;
 #[cfg(test)]
 mod tests_cluster;
 #[cfg(test)]
@@ -224,6 +227,8 @@ pub struct Engine {
     dead: life::DeadLetters,
     /// Idempotency keys of jobs no longer held (`idem.rs`).
     idem: idem::Idem,
+    /// Jobs waiting for others to end (`after.rs`).
+    after: after::AfterIndex,
 }
 
 impl Engine {
@@ -266,6 +271,7 @@ impl Engine {
             fair: fair::FairShare::default(),
             scoped: HashMap::new(),
             idem: idem::Idem::default(),
+            after: after::AfterIndex::default(),
         }
     }
 
@@ -607,6 +613,7 @@ impl Engine {
                 Timer::WillQueue(id) => self.will_queue_due(now, id),
                 Timer::ClusterTick => self.cluster_tick(now),
                 Timer::Tombstones => self.sweep_tombstones(now),
+                Timer::AfterPoll => self.after_poll(now),
                 Timer::Requeue(id) => {
                     let Some(job) = self.jobs.get_mut(&id) else {
                         continue;
@@ -753,6 +760,7 @@ impl Engine {
                             .and(a.idempotency_window_secs)
                             .map(|s| s.saturating_mul(1000)),
                         idempotency_key: a.idempotency_key,
+                        after: a.after.as_ref().map(crate::job::AfterStatus::new),
                     }
                     .boxed(),
                 };
@@ -922,6 +930,9 @@ impl Engine {
         if let Some(p) = &a.retry {
             p.check().map_err(|e| Reply::error(ErrorCode::Err, e))?;
         }
+        if let Some(spec) = &a.after {
+            self.check_after(&a.queue, spec, a.map.is_some())?;
+        }
         // A module only a peer holds is fine: it is fetched by hash where
         // the job runs.
         if let Some(m) = &a.module
@@ -992,7 +1003,9 @@ impl Engine {
     ///
     /// The add's own waiter gets the status without the body: the client
     /// sent it, and echoing it doubled the bytes of every `run`'s reply.
-    fn finish_waiters(&mut self, _now: UnixMs, id: JobId, status: wasque_sdk::proto::JobStatus) {
+    fn finish_waiters(&mut self, now: UnixMs, id: JobId, status: wasque_sdk::proto::JobStatus) {
+        // Every end of a job passes here: jobs that wait for it learn it.
+        self.after_ended(now, id, None);
         let Some(list) = self.waiters.remove(&id) else {
             return;
         };
@@ -1046,6 +1059,7 @@ impl Engine {
     /// [`Self::remove_job`]; `remember: false` for a job whose add failed
     /// (its key must not answer later adds).
     fn remove_job_as(&mut self, id: &JobId, why: &str, remember: bool) -> bool {
+        self.after_ended(self.last_now, *id, Some(why));
         let Some(job) = self.jobs.remove(id) else {
             return false;
         };

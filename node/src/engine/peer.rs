@@ -63,6 +63,21 @@ pub enum PeerMsg {
         queue: String,
         pause: crate::queue::Pause,
     },
+    /// What have these jobs come to? (A job here waits for them: `AFTER`.)
+    /// Answered with `AfterState`; a job held unended makes the receiver
+    /// answer again when it ends (`engine/after.rs`).
+    /// `scope`: the asking job's tenant; other tenants' jobs answer as not
+    /// held.
+    AfterQuery {
+        scope: Option<String>,
+        ids: Vec<JobId>,
+    },
+    /// What each job came to on the sender, as `scope` sees it (`None`:
+    /// not held there).
+    AfterState {
+        scope: Option<String>,
+        states: Vec<(JobId, Option<crate::job::DepState>)>,
+    },
 }
 
 impl PeerMsg {
@@ -84,6 +99,8 @@ impl PeerMsg {
             PeerMsg::RetryDefault { .. } => "retry-default",
             PeerMsg::Cancel(_) => "cancel",
             PeerMsg::Pause { .. } => "pause",
+            PeerMsg::AfterQuery { .. } => "after-query",
+            PeerMsg::AfterState { .. } => "after-state",
         }
     }
 }

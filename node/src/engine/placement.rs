@@ -396,6 +396,9 @@ impl Engine {
     /// Queues a job this node accepted, or hands it to the node its queue's
     /// policy (or its group) names. Returns whether it was queued or sent.
     pub(super) fn place(&mut self, now: UnixMs, id: JobId, cause: Cause) -> bool {
+        if self.jobs.get(&id).is_some_and(|j| j.awaits_deps()) && self.after_arrived(now, id) {
+            return false;
+        }
         let Some(target) = self.target_for(&id) else {
             return self.enqueue(now, id, cause);
         };

@@ -123,6 +123,11 @@ impl Engine {
                 Then::Nothing
             }
             JobState::Acked | JobState::Dead => Then::Nothing,
+            // Waiting for jobs it runs after: asks about them at the end.
+            JobState::Waiting if job.after().is_some() => {
+                self.after_restored(id);
+                Then::Nothing
+            }
             // A distributed job's parent: its parts report as they finish.
             JobState::Waiting => Then::Nothing,
         };
@@ -156,9 +161,11 @@ impl Engine {
         rep.restored += 1;
     }
 
-    /// Every job is back: fire the delays whose time came and the
-    /// re-queues due while the node was down.
+    /// Every job is back: jobs waiting for others settle what is known
+    /// here and ask about the rest; fire the delays whose time came and
+    /// the re-queues due while the node was down.
     pub fn restore_end(&mut self, now: UnixMs) {
+        self.after_restore_end(now);
         self.handle_timeout(now);
     }
 }

@@ -31,6 +31,9 @@ pub enum Timer {
     ClusterTick,
     /// Idempotency keys whose window ended are forgotten (`idem.rs`).
     Tombstones,
+    /// Jobs waiting for others held elsewhere ask about them again
+    /// (`after.rs`).
+    AfterPoll,
 }
 
 /// TTL ends are kept by slot of this many ms (a power of two) and fire at

@@ -11,8 +11,8 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 
 use crate::job::{
-    Counters, Gather, Job, JobExtra, JobId, JobResult, JobState, KeyDigest, Limits, ModuleHash,
-    NodeName, QueueName, RetryStatus, Tombstone, UnixMs,
+    AfterStatus, Counters, Gather, Job, JobExtra, JobId, JobResult, JobState, KeyDigest, Limits,
+    ModuleHash, NodeName, QueueName, RetryStatus, Tombstone, UnixMs,
 };
 
 /// The first byte of every job record. A reader refuses formats it does
@@ -23,9 +23,11 @@ use crate::job::{
 /// `tenant/` prefix, so records carry it without a field); format 5
 /// appends the retry policy, its attempt count and the last failure
 /// (`Option<RetryStatus>`); format 6 appends the idempotency key and the
-/// add's own window for it (`Option<String>`, `Option<u64>` ms). Older
-/// formats still read (as jobs without a key).
-pub const JOB_FORMAT: u8 = 6;
+/// add's own window for it (`Option<String>`, `Option<u64>` ms); format 7
+/// appends the jobs it runs after and what each came to
+/// (`Option<AfterStatus>`). Older formats still read (as jobs without a
+/// key, or without `AFTER`).
+pub const JOB_FORMAT: u8 = 7;
 
 /// The first byte of an idempotency tombstone's record ([`Tombstone`]):
 /// keyed by its [`KeyDigest`] (never a job id: see there), then postcard
@@ -154,7 +156,9 @@ pub fn encode(job: &Job, out: &mut Vec<u8>) -> Result<(), RecordError> {
     let buf = postcard::to_extend(&job.retry(), buf)?;
     // Format 6.
     let buf = postcard::to_extend(&job.idempotency_key(), buf)?;
-    *out = postcard::to_extend(&job.idempotency_window_ms(), buf)?;
+    let buf = postcard::to_extend(&job.idempotency_window_ms(), buf)?;
+    // Format 7.
+    *out = postcard::to_extend(&job.after(), buf)?;
     Ok(())
 }
 
@@ -210,10 +214,16 @@ pub fn decode(key: &[u8], value: &[u8]) -> Result<Job, RecordError> {
     } else {
         (None, tail)
     };
-    let (idempotency_key, idempotency_window_ms): (Option<String>, Option<u64>) = if format >= 6 {
+    let ((idempotency_key, idempotency_window_ms), tail): ((Option<String>, Option<u64>), &[u8]) =
+        if format >= 6 {
+            postcard::take_from_bytes(tail)?
+        } else {
+            ((None, None), tail)
+        };
+    let after: Option<AfterStatus> = if format >= 7 {
         postcard::from_bytes(tail)?
     } else {
-        (None, None)
+        None
     };
     Ok(Job {
         id,
@@ -249,6 +259,7 @@ pub fn decode(key: &[u8], value: &[u8]) -> Result<Job, RecordError> {
             retry,
             idempotency_key,
             idempotency_window_ms,
+            after,
         }
         .boxed(),
     })
@@ -327,6 +338,14 @@ mod tests {
         });
         job.extra_mut().idempotency_key = Some("order-42".into());
         job.extra_mut().idempotency_window_ms = Some(3_600_000);
+        let dep = sample_job(1_700_000_000_001, b"").id;
+        job.extra_mut().after = Some(AfterStatus {
+            any: true,
+            deps: vec![
+                (dep, wasque_sdk::proto::DepState::Failed("trap".into())),
+                (job.id, wasque_sdk::proto::DepState::Pending),
+            ],
+        });
         let mut buf = Vec::new();
         encode(&job, &mut buf).unwrap();
         let back = decode(&key(&job.id), &buf).unwrap();
@@ -339,9 +358,9 @@ mod tests {
         let job = sample_job(1_700_000_000_000, b"old");
         let mut buf = Vec::new();
         encode(&job, &mut buf).unwrap();
-        // Format 3 ends with the gather field: drop the retry, key and
-        // window fields.
-        for _ in 0..3 {
+        // Format 3 ends with the gather field: drop the retry, key,
+        // window and after fields.
+        for _ in 0..4 {
             assert_eq!(buf.pop(), Some(0), "None is one zero byte");
         }
         buf[0] = 3;
@@ -360,9 +379,23 @@ mod tests {
         });
         let mut buf = Vec::new();
         encode(&job, &mut buf).unwrap();
+        assert_eq!(buf.pop(), Some(0), "no after: one zero byte");
         assert_eq!(buf.pop(), Some(0), "no window: one zero byte");
         assert_eq!(buf.pop(), Some(0), "no key: one zero byte");
         buf[0] = 5;
+        let back = decode(&key(&job.id), &buf).unwrap();
+        assert_eq!(format!("{back:?}"), format!("{job:?}"));
+    }
+
+    /// A format 6 record (a key, no `AFTER`) still reads.
+    #[test]
+    fn a_format_6_record_reads_without_after() {
+        let mut job = sample_job(1_700_000_000_000, b"old");
+        job.extra_mut().idempotency_key = Some("k".into());
+        let mut buf = Vec::new();
+        encode(&job, &mut buf).unwrap();
+        assert_eq!(buf.pop(), Some(0), "no after: one zero byte");
+        buf[0] = 6;
         let back = decode(&key(&job.id), &buf).unwrap();
         assert_eq!(format!("{back:?}"), format!("{job:?}"));
     }

@@ -55,6 +55,14 @@ pub struct AddJobArgs {
     /// seconds from the add (default: the node's `idempotency-window`).
     #[arg(long, value_name = "SECS", requires = "idempotency_key")]
     idempotency_window: Option<u64>,
+    /// Run only once this job has ended well (repeatable); if it failed,
+    /// this one fails too, class `dependency` (README, Jobs that run after
+    /// others).
+    #[arg(long, value_name = "ID")]
+    after: Vec<crate::proto::JobId>,
+    /// With --after: run once each has ended, whatever the outcome.
+    #[arg(long, requires = "after")]
+    after_any: bool,
     #[command(flatten)]
     retry_policy: super::dlq::RetryArgs,
 }
@@ -175,6 +183,14 @@ pub async fn run(client: &ClusterClient, a: AddJobArgs) -> anyhow::Result<ExitCo
     job.maxlen = w.maxlen;
     job.idempotency_key = a.idempotency_key;
     job.idempotency_window_secs = a.idempotency_window;
+    if !a.after.is_empty() {
+        let spec = crate::proto::AfterSpec {
+            ids: a.after,
+            any: a.after_any,
+        };
+        spec.check().map_err(usage)?;
+        job.after = Some(spec);
+    }
     job.priority = a.priority;
     job.retry = a.retry_policy.policy()?;
     job.group = a.group;

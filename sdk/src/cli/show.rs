@@ -75,6 +75,17 @@ pub fn summary(s: &JobStatus) -> String {
             out += &format!("last-error: {}\n", r.last_error);
         }
     }
+    if let Some(a) = &s.after {
+        let left = a.pending().count();
+        out += &format!(
+            "after{}: {} job(s), {left} not ended\n",
+            if a.any { "-any" } else { "    " },
+            a.deps.len()
+        );
+        for (id, st) in &a.deps {
+            out += &format!("           {id} {st}\n");
+        }
+    }
     out += &format!("ttl:       {} s left\n", s.ttl);
     if !s.parts.is_empty() {
         out += &parts_summary(&s.parts);

@@ -4,18 +4,21 @@
 //!   job status document (`wasque show --json`).
 //! - [`request`] / [`response`]: what a client asks and what a node answers.
 //! - [`retry`]: retry policies and what a dead letter carries.
+//! - [`after`]: jobs that run after others (`AFTER`).
 //! - [`frame`]: length-prefixed postcard frames with a size bound.
 //!
 //! Versioning: every connection starts with [`Request::Hello`] carrying
 //! [`PROTOCOL_VERSION`]; a node refuses versions it does not speak with a
 //! clear error rather than misreading frames.
 
+pub mod after;
 pub mod frame;
 pub mod request;
 pub mod response;
 pub mod retry;
 pub mod types;
 
+pub use after::{AfterSpec, AfterStatus, DepState, MAX_AFTER};
 pub use frame::{
     DEFAULT_MAX_FRAME, FrameError, encode_frame, encode_frame_into, has_whole_frame, read_frame,
     read_frame_buffered, write_frame,
@@ -37,5 +40,6 @@ pub use types::{
 /// reply says the node's largest reply frame; 4: retry policies on adds
 /// and job status, NACK and the dead-letter requests; 5: the error class
 /// `cancelled` and the `Cancel` request; 6: `AddJob::idempotency_key` and
-/// `idempotency_window_secs`).
-pub const PROTOCOL_VERSION: u32 = 6;
+/// `idempotency_window_secs`; 7: `AddJob::after`, `JobStatus::after` and
+/// the error class `dependency`).
+pub const PROTOCOL_VERSION: u32 = 7;

@@ -211,6 +211,10 @@ pub struct AddJob {
     /// the key is remembered once the job is gone; `None` takes the
     /// node's `idempotency-window`.
     pub idempotency_window_secs: Option<u64>,
+    /// Run only once these jobs have ended (`AFTER` / `AFTER-ANY`); the
+    /// job waits in state `waiting` meanwhile. See README, Jobs that run
+    /// after others.
+    pub after: Option<super::after::AfterSpec>,
 }
 
 /// The longest idempotency key, in bytes.
@@ -257,6 +261,7 @@ impl AddJob {
             retry: None,
             idempotency_key: None,
             idempotency_window_secs: None,
+            after: None,
         }
     }
 }

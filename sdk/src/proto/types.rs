@@ -175,8 +175,10 @@ pub enum ErrorClass {
     /// A broken invariant inside the node; fails this one job.
     Internal,
     /// The job was cancelled (`CANCEL`) while it ran or waited to run.
-    /// Last, so the classes before it keep their wire numbers.
     Cancelled,
+    /// A job it was added to come after (`AFTER`) failed, so it never
+    /// ran. Last, so the classes before it keep their wire numbers.
+    Dependency,
 }
 
 impl ErrorClass {
@@ -200,6 +202,7 @@ impl fmt::Display for ErrorClass {
             ErrorClass::Quota => f.write_str("quota"),
             ErrorClass::Internal => f.write_str("internal"),
             ErrorClass::Cancelled => f.write_str("cancelled"),
+            ErrorClass::Dependency => f.write_str("dependency"),
         }
     }
 }
@@ -219,6 +222,7 @@ impl FromStr for ErrorClass {
             "quota" => ErrorClass::Quota,
             "internal" => ErrorClass::Internal,
             "cancelled" => ErrorClass::Cancelled,
+            "dependency" => ErrorClass::Dependency,
             other => {
                 let code = other
                     .strip_prefix("exit(")
@@ -388,6 +392,9 @@ pub struct JobStatus {
     /// Its retry policy, attempts used and last error; `None` for a job
     /// added without one.
     pub retry: Option<super::retry::RetryStatus>,
+    /// The jobs it comes after (`AFTER`) and what each has come to;
+    /// `None` for a job added without them.
+    pub after: Option<super::after::AfterStatus>,
 }
 
 /// One part of a distributed job, as its parent job reports it.
@@ -515,6 +522,9 @@ impl JobStatus {
         if let Some(r) = &self.retry {
             obj.insert("retry".into(), r.to_json());
         }
+        if let Some(a) = &self.after {
+            obj.insert("after".into(), a.to_json());
+        }
         doc
     }
 }
@@ -572,6 +582,7 @@ mod tests {
             ErrorClass::Quota,
             ErrorClass::Internal,
             ErrorClass::Cancelled,
+            ErrorClass::Dependency,
         ] {
             assert_eq!(c.to_string().parse::<ErrorClass>().unwrap(), c);
         }

@@ -316,6 +316,10 @@ async function showJob(id) {
       ["registered", new Date(j.registered_at * 1000).toLocaleString()], ["ttl", j.ttl + " s"],
       ["delivery", `node ${shortId(j.delivery_info.node)} · deliveries ${j.delivery_info.delivery_count} · acks ${j.delivery_info.ack_times}`],
     ];
+    if (j.after) {
+      rows.push([j.after.any ? "after-any" : "after",
+        j.after.jobs.map((d) => `${d.id} ${d.state}${d.error ? ": " + d.error : ""}`).join(" · ")]);
+    }
     if (r) {
       rows.push(["result", r.error_class ? `${r.error_class}: ${r.message}` : `exit ${r.exit_code}`]);
       rows.push(["ran", `${r.duration_ms} ms · fuel ${fmtInt(r.fuel_used)}`]);

@@ -8,7 +8,9 @@
 //! [IDEMPOTENCY key] (1 to 256 bytes: a second add with the key to the
 //! queue answers the first job's id; `engine/idem.rs`) with
 //! [IDEMPOTENCY-WINDOW sec] (how long the key outlives its job; default
-//! the node's `idempotency-window`).
+//! the node's `idempotency-window`), and [AFTER id [id ...]] or
+//! [AFTER-ANY id [id ...]] (run once those jobs have ended; the ids run
+//! up to the next argument that is not a job id; `engine/after.rs`).
 
 use super::{Action, Args, Render, syntax};
 use crate::api::{AddJob, Command, bounds};
@@ -91,6 +93,43 @@ pub fn parse(a: &Args) -> Result<Action, Frame> {
                 job.idempotency_window_secs = Some(secs("IDEMPOTENCY-WINDOW", n)?);
             }
             "arg" if has_value => job.args.push(a.text(i + 1)?),
+            "after" | "after-any" if has_value => {
+                let any = opt == "after-any";
+                if job.after.as_ref().is_some_and(|s| s.any != any) {
+                    return Err(Frame::error(
+                        "ERR",
+                        "AFTER and AFTER-ANY cannot be mixed in one add",
+                    ));
+                }
+                let mut ids = Vec::new();
+                let mut j = i + 1;
+                while let Some(id) = (j < a.len())
+                    .then(|| std::str::from_utf8(a.get(j)).ok())
+                    .flatten()
+                    .and_then(|t| t.parse::<wasque_sdk::proto::JobId>().ok())
+                {
+                    ids.push(id);
+                    j += 1;
+                }
+                if ids.is_empty() {
+                    let got = String::from_utf8_lossy(a.get(i + 1));
+                    return Err(Frame::error(
+                        "ERR",
+                        &format!(
+                            "{} needs job ids, and {got:?} is not one",
+                            opt.to_uppercase()
+                        ),
+                    ));
+                }
+                let spec = job.after.get_or_insert(wasque_sdk::proto::AfterSpec {
+                    ids: Vec::new(),
+                    any,
+                });
+                spec.ids.extend(ids);
+                spec.check().map_err(|e| Frame::error("ERR", &e))?;
+                i = j;
+                continue;
+            }
             "async" => {
                 job.asynchronous = true;
                 i += 1;

@@ -214,6 +214,18 @@ fn show(s: &JobStatus) -> Frame {
             Frame::text(&r.last_error),
         ]);
     }
+    if let Some(a) = &s.after {
+        // Each named job as "id state" (or "id failed: why").
+        f.extend([
+            Frame::text(if a.any { "after-any" } else { "after" }),
+            Frame::Array(
+                a.deps
+                    .iter()
+                    .map(|(id, st)| Frame::text(&format!("{id} {st}")))
+                    .collect(),
+            ),
+        ]);
+    }
     Frame::Array(f)
 }
 
