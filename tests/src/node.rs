@@ -205,6 +205,20 @@ impl TestNode {
     }
 
     /// `host:port` for clients.
+    /// Runs the `wasque` CLI against this node (its address and data dir,
+    /// stdin closed) and returns what it printed and its status.
+    pub fn wasque(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(bin("test-wasque"))
+            .arg("--node")
+            .arg(self.addr_str())
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run wasque")
+    }
+
     pub fn addr_str(&self) -> String {
         self.addr.to_string()
     }

@@ -7,8 +7,6 @@
 //! acknowledged there; when the waiting job's node is killed, a holder
 //! of its copy runs it. Every wait is bounded.
 
-use std::process::{Command, Stdio};
-
 use redis::Value;
 use wasque_tests::guests;
 use wasque_tests::node::{TestNode, form_cluster};
@@ -50,18 +48,6 @@ fn state(c: &mut redis::Connection, id: &str) -> Option<String> {
     field(c, "SHOW", id, "state")
 }
 
-fn wasque(node: &TestNode, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_test-wasque"))
-        .arg("--node")
-        .arg(node.addr_str())
-        .arg("--data-dir")
-        .arg(&node.data_dir)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run wasque")
-}
-
 #[test]
 fn after_waits_runs_fails_and_survives_a_restart() {
     let tmp = tempfile::tempdir().unwrap();
@@ -86,10 +72,7 @@ fn after_waits_runs_fails_and_survives_a_restart() {
 
     // After a failed job (the CLI's --after): fails, class dependency.
     let t = add(&mut c, &["w", "", "0", "MODULE", &trap]);
-    let out = wasque(
-        &node,
-        &["addjob", "w", "x", "0", "--module", &echo, "--after", &t],
-    );
+    let out = node.wasque(&["addjob", "w", "x", "0", "--module", &echo, "--after", &t]);
     assert!(out.status.success(), "{out:?}");
     let d = String::from_utf8_lossy(&out.stdout).trim().to_string();
     eventually(10, "d fails with its dependency", || {
@@ -98,7 +81,7 @@ fn after_waits_runs_fails_and_survives_a_restart() {
     let msg = field(&mut c, "RESULT", &d, "message").unwrap();
     assert!(msg.contains(&t) && msg.contains("trap"), "{msg}");
     // `wasque show` says what it waited for.
-    let out = wasque(&node, &["show", &d]);
+    let out = node.wasque(&["show", &d]);
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(shown.contains(&format!("{t} failed: trap")), "{shown}");
     // AFTER-ANY runs all the same.

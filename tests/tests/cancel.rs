@@ -6,7 +6,6 @@
 //! job running on node 0 cancelled from node 1 ends `cancelled` there.
 //! Every wait is bounded.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use redis::Value;
@@ -32,11 +31,11 @@ fn cancel_queued_running_unknown_and_finished() {
 
     // Through the CLI (QUIC): the count, then a clear error once gone.
     let id2 = text(&q(&mut c, &["ADDJOB", "plain", "body", "0"]).unwrap());
-    let out = wasque(&node, &["cancel", &id2]);
+    let out = node.wasque(&["cancel", &id2]);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
     assert_eq!(q(&mut c, &["QLEN", "plain"]).unwrap(), Value::Int(0));
-    let out = wasque(&node, &["cancel", &id2]);
+    let out = node.wasque(&["cancel", &id2]);
     assert!(!out.status.success(), "{out:?}");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains(&id2),
@@ -93,18 +92,6 @@ fn cancel_queued_running_unknown_and_finished() {
     let err = q(&mut c, &["CANCEL", &id]).unwrap_err();
     assert!(err.to_string().contains("already finished"), "{err}");
     node.stop();
-}
-
-fn wasque(node: &TestNode, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_test-wasque"))
-        .arg("--node")
-        .arg(node.addr_str())
-        .arg("--data-dir")
-        .arg(&node.data_dir)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run wasque")
 }
 
 /// Meets every node from the first and waits until all see all.

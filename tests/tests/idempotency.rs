@@ -9,8 +9,6 @@
 //! cluster a node that holds a copy answers the first id, before and
 //! after the ack. Every wait is bounded.
 
-use std::process::{Command, Stdio};
-
 use redis::Value;
 use wasque_tests::guests;
 use wasque_tests::node::TestNode;
@@ -28,18 +26,6 @@ fn add(c: &mut redis::Connection, queue: &str, body: &str, key: &str, extra: &[&
     text(&q(c, &args).expect("ADDJOB"))
 }
 
-fn wasque(node: &TestNode, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_test-wasque"))
-        .arg("--node")
-        .arg(node.addr_str())
-        .arg("--data-dir")
-        .arg(&node.data_dir)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run wasque")
-}
-
 #[test]
 fn a_repeated_add_answers_the_first_id_and_runs_once() {
     let node = TestNode::start_http(&["--exec-threads", "1"]);
@@ -55,10 +41,7 @@ fn a_repeated_add_answers_the_first_id_and_runs_once() {
     assert_ne!(other, id);
 
     // Through the CLI (QUIC): the same id, nothing added.
-    let out = wasque(
-        &node,
-        &["addjob", "q", "third", "0", "--idempotency-key", "order-1"],
-    );
+    let out = node.wasque(&["addjob", "q", "third", "0", "--idempotency-key", "order-1"]);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), id);
     assert_eq!(q(&mut c, &["QLEN", "q"]).unwrap(), Value::Int(1));
@@ -113,10 +96,7 @@ fn a_repeated_add_answers_the_first_id_and_runs_once() {
     .unwrap_err();
     assert!(err.to_string().contains("IDEMPOTENCY-WINDOW"), "{err}");
     assert_eq!(q(&mut c, &["QLEN", "q"]).unwrap(), Value::Int(0));
-    let out = wasque(
-        &node,
-        &["addjob", "q", "x", "0", "--idempotency-key", &long],
-    );
+    let out = node.wasque(&["addjob", "q", "x", "0", "--idempotency-key", &long]);
     assert!(!out.status.success(), "{out:?}");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("256"),

@@ -6,7 +6,6 @@
 //! guest. Every wait is bounded.
 
 use std::io::{Read, Write};
-use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use redis::Value;
@@ -239,18 +238,6 @@ fn a_job_in_backoff_survives_a_restart_and_lands_in_the_dlq() {
     assert!(format!("{kept:?}").contains("\"7\""), "{kept:?}");
 }
 
-fn wasque(node: &TestNode, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_test-wasque"))
-        .arg("--node")
-        .arg(node.addr_str())
-        .arg("--data-dir")
-        .arg(&node.data_dir)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run wasque")
-}
-
 /// `POST path` with a JSON body over a plain socket; the status and body.
 fn post_json(addr: std::net::SocketAddr, path: &str, body: &str) -> (u16, String) {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
@@ -276,28 +263,25 @@ fn post_json(addr: std::net::SocketAddr, path: &str, body: &str) -> (u16, String
 fn the_cli_and_the_http_api_list_requeue_and_purge_dead_letters() {
     let node = TestNode::start_http(&[]);
     let exit3 = guests::wasm_path("exit3");
-    let o = wasque(
-        &node,
-        &[
-            "addjob",
-            "cq",
-            "in",
-            "5000",
-            "--module",
-            exit3.to_str().unwrap(),
-            "--max-attempts",
-            "2",
-            "--backoff",
-            "fixed",
-            "--backoff-ms",
-            "50",
-            "--retry-on",
-            "exit:3",
-            "--wait",
-            "--wait-timeout",
-            "20000",
-        ],
-    );
+    let o = node.wasque(&[
+        "addjob",
+        "cq",
+        "in",
+        "5000",
+        "--module",
+        exit3.to_str().unwrap(),
+        "--max-attempts",
+        "2",
+        "--backoff",
+        "fixed",
+        "--backoff-ms",
+        "50",
+        "--retry-on",
+        "exit:3",
+        "--wait",
+        "--wait-timeout",
+        "20000",
+    ]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "a dead job is a failure: {err}");
     assert!(
@@ -305,7 +289,7 @@ fn the_cli_and_the_http_api_list_requeue_and_purge_dead_letters() {
         "{err}"
     );
 
-    let o = wasque(&node, &["dlq", "ls", "cq"]);
+    let o = node.wasque(&["dlq", "ls", "cq"]);
     let out = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let line = out.lines().next().expect("one dead letter");
@@ -332,21 +316,21 @@ fn the_cli_and_the_http_api_list_requeue_and_purge_dead_letters() {
     );
     assert_eq!((status, body.as_str()), (200, "{\"requeued\":1}"));
     eventually(20, "dead again after 2 more runs", || {
-        let o = wasque(&node, &["dlq", "ls", "cq"]);
+        let o = node.wasque(&["dlq", "ls", "cq"]);
         String::from_utf8_lossy(&o.stdout).contains(&id)
     });
 
-    let o = wasque(&node, &["dlq", "requeue", "cq"]);
+    let o = node.wasque(&["dlq", "requeue", "cq"]);
     assert_eq!(o.status.code(), Some(2), "naming nothing is a usage error");
-    let o = wasque(&node, &["dlq", "requeue", "cq", "--all"]);
+    let o = node.wasque(&["dlq", "requeue", "cq", "--all"]);
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "1");
     eventually(20, "dead again", || {
-        let o = wasque(&node, &["dlq", "ls", "cq"]);
+        let o = node.wasque(&["dlq", "ls", "cq"]);
         String::from_utf8_lossy(&o.stdout).contains(&id)
     });
-    let o = wasque(&node, &["dlq", "purge", "cq"]);
+    let o = node.wasque(&["dlq", "purge", "cq"]);
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "1");
-    let o = wasque(&node, &["dlq", "ls", "cq"]);
+    let o = node.wasque(&["dlq", "ls", "cq"]);
     assert!(
         o.stdout.is_empty(),
         "{}",
