@@ -480,6 +480,7 @@ impl Job {
             nodes: self.nodes.iter().map(|n| n.to_string()).collect(),
             parts: self.gather().map(|g| g.status()).unwrap_or_default(),
             retry: self.retry().cloned(),
+            progress: None,
         }
     }
 }

@@ -4,18 +4,21 @@
 //!   job status document (`wasque show --json`).
 //! - [`request`] / [`response`]: what a client asks and what a node answers.
 //! - [`retry`]: retry policies and what a dead letter carries.
+//! - [`explain`]: why a job is where it is (`EXPLAIN`).
 //! - [`frame`]: length-prefixed postcard frames with a size bound.
 //!
 //! Versioning: every connection starts with [`Request::Hello`] carrying
 //! [`PROTOCOL_VERSION`]; a node refuses versions it does not speak with a
 //! clear error rather than misreading frames.
 
+pub mod explain;
 pub mod frame;
 pub mod request;
 pub mod response;
 pub mod retry;
 pub mod types;
 
+pub use explain::{Explain, Reason, Value as ExplainValue};
 pub use frame::{
     DEFAULT_MAX_FRAME, FrameError, encode_frame, encode_frame_into, has_whole_frame, read_frame,
     read_frame_buffered, write_frame,
@@ -30,12 +33,13 @@ pub use response::{
 pub use retry::{Backoff, RetryOn, RetryPolicy, RetryStatus};
 pub use types::{
     Body, DeliveryInfo, ErrorClass, JobId, JobIdError, JobResult, JobState, JobStatus, Limits,
-    LimitsRequest, ModuleHash, PartStatus,
+    LimitsRequest, MAX_PROGRESS_NOTE, ModuleHash, PartStatus, Progress,
 };
 
 /// Version of the client protocol spoken by this crate (3: the hello's
 /// reply says the node's largest reply frame; 4: retry policies on adds
 /// and job status, NACK and the dead-letter requests; 5: the error class
 /// `cancelled` and the `Cancel` request; 6: `AddJob::idempotency_key` and
-/// `idempotency_window_secs`).
-pub const PROTOCOL_VERSION: u32 = 6;
+/// `idempotency_window_secs`; 9: the `Explain` request; 7 and 8 are
+/// other features').
+pub const PROTOCOL_VERSION: u32 = 9;
