@@ -37,8 +37,11 @@ fn kinds(c: &mut redis::Connection, id: &str) -> Vec<String> {
     reasons(c, id).into_iter().map(|r| r.0).collect()
 }
 
-/// EXPLAIN's reasons as (kind, text, fields as name/value text).
-fn reasons(c: &mut redis::Connection, id: &str) -> Vec<(String, String, Vec<(String, String)>)> {
+/// One reason: kind, text, and its fields as name/value text.
+type Why = (String, String, Vec<(String, String)>);
+
+/// EXPLAIN's reasons.
+fn reasons(c: &mut redis::Connection, id: &str) -> Vec<Why> {
     let Ok(Value::Array(items)) = q(c, &["EXPLAIN", id]) else {
         return vec![];
     };
@@ -77,10 +80,7 @@ fn value(v: &Value) -> String {
     }
 }
 
-fn fields_of<'a>(
-    rs: &'a [(String, String, Vec<(String, String)>)],
-    kind: &str,
-) -> &'a [(String, String)] {
+fn fields_of<'a>(rs: &'a [Why], kind: &str) -> &'a [(String, String)] {
     &rs.iter()
         .find(|r| r.0 == kind)
         .unwrap_or_else(|| panic!("no {kind} in {rs:?}"))
