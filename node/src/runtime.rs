@@ -826,9 +826,13 @@ impl Driver {
         let timer = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(timer);
         let mut armed: Option<UnixMs> = None;
+        // Progress and stdout lines of running jobs (exec/live.rs).
+        let live = self.executor.live();
         loop {
             self.engine
                 .set_events(self.monitor.is_some() || self.pubsub.listened());
+            // Lines are tapped only while someone may watch them.
+            live.set_lines(self.pubsub.listened());
             let next = self.engine.poll_timeout();
             if next != armed {
                 if let Some(at) = next {
@@ -844,6 +848,8 @@ impl Driver {
                 _ = stop.changed() => break,
                 Some(d) = done.recv() => {
                     let now = now_ms();
+                    // A run hands its last news over before its result.
+                    self.take_live(now, &live);
                     self.engine.handle_exec_done(now, d.job, d.attempt, d.result);
                     // Take what else finished meanwhile before replying.
                     for _ in 0..1024 {
@@ -873,6 +879,7 @@ impl Driver {
                     armed = None;
                     self.engine.handle_timeout(now_ms());
                 }
+                _ = live.changed() => self.take_live(now_ms(), &live),
                 _ = sweep.tick() => self.sweep(),
                 w = recv_written(&mut written) => match w {
                     Some(w) => self.on_written(w),
@@ -892,6 +899,23 @@ impl Driver {
             && let Some(thread) = store.finish()
         {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+
+    /// Hands what running jobs reported to the engine (progress) and to
+    /// the event hub (stdout lines, `logs:ID`).
+    fn take_live(&mut self, now: UnixMs, live: &crate::exec::LiveFeed) {
+        let batch = live.take();
+        for (id, r) in batch.progress {
+            self.engine
+                .handle_progress(now, id, r.done, r.total, r.note);
+        }
+        for l in batch.lines {
+            let Some(queue) = self.engine.job(&l.job).map(|j| j.queue.to_string()) else {
+                continue;
+            };
+            self.pubsub
+                .publish_log(l.job, &queue, l.line.as_deref(), l.dropped);
         }
     }
 

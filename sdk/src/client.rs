@@ -282,7 +282,24 @@ impl Client {
     /// subscriber that falls thousands of events behind gets an error
     /// and must subscribe again (the node never slows down for it).
     pub async fn subscribe(&self, queues: Vec<String>) -> Result<Subscription, ClientError> {
-        let (mut send, recv, head) = self.own_stream(Request::Subscribe { queues }).await?;
+        self.open_events(Request::Subscribe { queues }).await
+    }
+
+    /// Follows the stdout lines of a job running on this node as they
+    /// come (`wasque logs -f`): events `{"event":"log","id":…,"line":…}`
+    /// (`"dropped": n` when the node's bounds dropped lines before it),
+    /// until the job has finished, when `next` answers `None` (at once if
+    /// it already had: its whole output is in its result). `NoJob` from
+    /// a node without a copy. `key` opens a job added with `asynckey`.
+    pub async fn logs(&self, id: JobId, key: Option<&str>) -> Result<Subscription, ClientError> {
+        let key = key.map(str::to_string);
+        self.open_events(Request::Logs { id, key }).await
+    }
+
+    /// A stream of its own for `request` (`Subscribe`, `Logs`), once the
+    /// node answered `Ok`.
+    async fn open_events(&self, request: Request) -> Result<Subscription, ClientError> {
+        let (mut send, recv, head) = self.own_stream(request).await?;
         send.write_all(&head)
             .await
             .map_err(|e| ClientError::Closed(e.to_string()))?;
@@ -376,6 +393,20 @@ impl Client {
     pub async fn show(&self, id: JobId) -> Result<JobStatus, ClientError> {
         match self.call(Request::Show { id }).await? {
             Response::Job(s) => Ok(*s),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Why the job is where it is, as this node sees it (`EXPLAIN`; see
+    /// README, Explain). `key` opens a job added with `asynckey`.
+    pub async fn explain(
+        &self,
+        id: JobId,
+        key: Option<&str>,
+    ) -> Result<proto::Explain, ClientError> {
+        let key = key.map(str::to_string);
+        match self.call(Request::Explain { id, key }).await? {
+            Response::Explain(x) => Ok(*x),
             other => Err(unexpected(other)),
         }
     }

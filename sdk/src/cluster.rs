@@ -98,6 +98,10 @@ impl ClusterConfig {
     }
 }
 
+/// Most nodes [`ClusterClient::explain`] asks about one job: the holder
+/// first asked, the node it lent the job to, and one more move.
+pub const EXPLAIN_HOPS: usize = 3;
+
 /// A node the client knows of.
 struct Slot {
     addr: SocketAddr,
@@ -613,6 +617,72 @@ impl ClusterClient {
         self.for_job(id, |c| async move { c.show(id).await }).await
     }
 
+    /// Why the job is where it is: the answer of the first node holding
+    /// a copy (the creating node first, `NOJOB` passing on as for
+    /// `show`), then, while an answer says another node has the job in
+    /// hand (`lent`, `held-elsewhere`), that node's own answer: at most
+    /// [`EXPLAIN_HOPS`] answers, each node once. A node pointed at that
+    /// cannot be reached or no longer holds the job ends the chain; the
+    /// answers so far stand.
+    pub async fn explain(
+        &self,
+        id: JobId,
+        key: Option<&str>,
+    ) -> Result<Vec<proto::Explain>, ClientError> {
+        let key = key.map(str::to_string);
+        let ask = |c: Client| {
+            let key = key.clone();
+            async move { c.explain(id, key.as_deref()).await }
+        };
+        let first = self.for_job(id, ask).await?;
+        let mut chain = vec![first];
+        while chain.len() < EXPLAIN_HOPS {
+            let Some(next) = chain.last().and_then(|x| x.elsewhere()) else {
+                break;
+            };
+            if chain.iter().any(|x| x.node == next) {
+                break;
+            }
+            let next = next.to_string();
+            match self.on_node(&next, ask).await {
+                Ok(x) => chain.push(x),
+                Err(e) => {
+                    tracing::debug!("explain: node {next} did not answer: {e}");
+                    break;
+                }
+            }
+        }
+        Ok(chain)
+    }
+
+    /// Runs `call` on the node with id `node` only (the node list is
+    /// refreshed once if it is not known yet); no failover.
+    async fn on_node<T, F, Fut>(&self, node: &str, call: F) -> Result<T, ClientError>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: Future<Output = Result<T, ClientError>>,
+    {
+        let find = |me: &ClusterClient| {
+            lock(&me.shared).slots.iter().position(|s| {
+                s.info.as_ref().is_some_and(|i| i.id == node) || s.node_id.as_deref() == Some(node)
+            })
+        };
+        let i = match find(self) {
+            Some(i) => i,
+            None => {
+                self.refresh().await?;
+                find(self).ok_or_else(|| {
+                    ClientError::Connect(format!("node {node} is not among the known nodes"))
+                })?
+            }
+        };
+        let (client, in_flight) = self.connection(i).await?;
+        in_flight.fetch_add(1, Ordering::Relaxed);
+        let r = call(client).await;
+        in_flight.fetch_sub(1, Ordering::Relaxed);
+        r
+    }
+
     /// Adds part `index` of a distributed job, at the node that keeps the
     /// parent (see [`Client::add_part`]).
     pub async fn add_part(
@@ -739,6 +809,24 @@ impl ClusterClient {
     /// Subscribes to the job events of one node picked by the rule (see
     /// [`Client::subscribe`]); events are per node, and the subscription
     /// ends if that node dies.
+    /// Follows a job's stdout lines ([`Client::logs`]) on the node that
+    /// has it in hand: the last node [`ClusterClient::explain`] reached
+    /// (a job lent to or running on another node is followed there).
+    pub async fn logs(
+        &self,
+        id: JobId,
+        key: Option<&str>,
+    ) -> Result<crate::Subscription, ClientError> {
+        let chain = self.explain(id, key).await?;
+        let node = chain.last().map(|x| x.node.clone()).unwrap_or_default();
+        let key = key.map(str::to_string);
+        self.on_node(&node, |c| {
+            let key = key.clone();
+            async move { c.logs(id, key.as_deref()).await }
+        })
+        .await
+    }
+
     pub async fn subscribe(&self, queues: Vec<String>) -> Result<crate::Subscription, ClientError> {
         self.with_failover(None, |c| {
             let queues = queues.clone();

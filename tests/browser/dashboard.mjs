@@ -169,6 +169,8 @@ try {
       // The job view, by id.
       await page.click(`#events li[data-job="${id}"] a`);
       await page.waitForFunction((id) => document.querySelector("#job-view").textContent.includes(id), id, { timeout: WAIT_MS });
+      // Why it is where it is (/api/jobs/{id}/explain): at least one reason.
+      await page.waitForSelector("#job-explain li[data-kind]", { timeout: WAIT_MS });
       // A point or more on the chart.
       await page.waitForFunction(() => document.querySelector("#chart").width > 0, null, { timeout: WAIT_MS });
       // The failure, with its class.

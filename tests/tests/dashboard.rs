@@ -2,7 +2,7 @@
 //! `chromium`) driven by `tests/browser/dashboard.mjs` through
 //! `playwright-core`, against a node running as a real process. The page
 //! must show the node and its queues, then show a job submitted after it
-//! loaded without a reload (and a failing one among the failures), then
+//! loaded without a reload (its job view with its explanation, "Why") (and a failing one among the failures), then
 //! show the node as down once it is killed. Screenshots are saved as
 //! `target/browser-test/dashboard.png` and `dashboard-down.png`.
 //!

@@ -22,6 +22,10 @@ pub enum Command {
     Show {
         id: JobId,
     },
+    /// Why the job is where it is (`engine/explain.rs`).
+    Explain {
+        id: JobId,
+    },
     /// Block until the job is finished, or `timeout_ms` passes (0 = answer now).
     Wait {
         id: JobId,

@@ -52,6 +52,8 @@ pub enum Reply {
     Statuses(Vec<JobStatus>),
     /// The cluster's nodes (client discovery).
     Nodes(Vec<wasque_sdk::proto::ClusterNode>),
+    /// Why a job is where it is (EXPLAIN).
+    Explain(Box<wasque_sdk::proto::Explain>),
     Error(WireError),
 }
 

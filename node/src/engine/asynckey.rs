@@ -29,7 +29,9 @@ impl Engine {
             ids.into_iter().filter(|id| !locked(e, id)).collect()
         };
         Some(match cmd {
-            Command::Show { id } | Command::Wait { id, .. } if locked(self, &id) => {
+            Command::Show { id } | Command::Wait { id, .. } | Command::Explain { id }
+                if locked(self, &id) =>
+            {
                 self.reply(req, no_job(&id));
                 return None;
             }

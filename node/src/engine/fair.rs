@@ -140,6 +140,20 @@ impl FairShare {
             .unwrap_or("")
     }
 
+    /// Where `group` stands among the groups with ready jobs (`ready`),
+    /// for EXPLAIN: its weight and how many of the others have a smaller
+    /// virtual time (they get the next free slots first). Changes nothing.
+    pub fn standing(&self, group: &str, ready: &[&str]) -> (u32, usize) {
+        let vtime = |g: &str| self.groups.get(g).map_or(0.0, |x| x.vtime);
+        let mine = vtime(group);
+        let ahead = ready
+            .iter()
+            .filter(|g| **g != group && vtime(g) < mine)
+            .count();
+        let weight = self.groups.get(group).map_or(1, |g| g.weight);
+        (weight, ahead)
+    }
+
     /// A run of `group` was handed to the executor.
     pub fn started(&mut self, id: JobId, group: &str) {
         let g = self.group(group);

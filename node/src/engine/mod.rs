@@ -22,6 +22,7 @@ mod asynckey;
 mod cancel;
 mod cluster;
 mod effect;
+mod explain;
 mod fair;
 mod gather;
 mod getjob;
@@ -47,6 +48,8 @@ mod tests_after;
 mod tests_cluster;
 #[cfg(test)]
 mod tests_disque;
+#[cfg(test)]
+mod tests_explain;
 #[cfg(test)]
 mod tests_gather;
 #[cfg(test)]
@@ -212,6 +215,11 @@ pub struct Engine {
     journal: journal::Journal,
     /// Wasm jobs handed to this node's executor and not finished.
     executing: HashSet<JobId>,
+    /// When each of those was handed over (EXPLAIN says since when).
+    run_started: HashMap<JobId, UnixMs>,
+    /// The latest progress each of those reported (`explain.rs`,
+    /// [`Engine::handle_progress`]).
+    progress: HashMap<JobId, wasque_sdk::proto::Progress>,
     cluster: cluster::ClusterState,
     /// The time of the latest input, for inputs that carry none.
     last_now: UnixMs,
@@ -241,6 +249,8 @@ impl Engine {
         };
         Engine {
             executing: HashSet::new(),
+            run_started: HashMap::new(),
+            progress: HashMap::new(),
             cluster,
             last_now: 0,
             placement: placement::Placement {
@@ -342,7 +352,18 @@ impl Engine {
             } => self.add_part(now, req, parent, index, body),
             Command::Show { id } => {
                 let reply = match self.jobs.get(&id) {
-                    Some(job) => Reply::Job(Box::new(job.status(now, &self.cfg.node_id))),
+                    Some(job) => {
+                        let mut s = job.status(now, &self.cfg.node_id);
+                        s.progress = self.progress.get(&id).cloned();
+                        Reply::Job(Box::new(s))
+                    }
+                    None => no_job(&id),
+                };
+                self.reply(req, reply);
+            }
+            Command::Explain { id } => {
+                let reply = match self.explain(now, &id) {
+                    Some(x) => Reply::Explain(Box::new(x)),
                     None => no_job(&id),
                 };
                 self.reply(req, reply);
@@ -509,6 +530,8 @@ impl Engine {
         self.last_now = self.last_now.max(now);
         self.running = self.running.saturating_sub(1);
         self.executing.remove(&job_id);
+        self.run_started.remove(&job_id);
+        self.progress.remove(&job_id);
         self.run_avg_us = match self.run_avg_us {
             0 => result.duration_us.max(1),
             avg => (avg * 7 + result.duration_us) / 8,
@@ -1109,11 +1132,7 @@ impl Engine {
 
     /// Starts Wasm jobs while executor slots are free.
     fn dispatch(&mut self, now: UnixMs) {
-        let slots = if self.run_avg_us > 0 && self.run_avg_us <= SHORT_JOB_US {
-            self.cfg.exec_slots_short.max(self.cfg.exec_slots)
-        } else {
-            self.cfg.exec_slots
-        };
+        let slots = self.slots_now();
         while self.running < slots {
             let popped = if self.queues.wasm_untenanted() {
                 self.queues.pop_wasm(now)
@@ -1140,6 +1159,7 @@ impl Engine {
             Self::count_attempt(job);
             self.running += 1;
             self.executing.insert(id);
+            self.run_started.insert(id, now);
             if self.cfg.events {
                 self.effects.push_back(Effect::Event(JobEvent {
                     id,
@@ -1159,6 +1179,17 @@ impl Engine {
                 limits: job.limits(),
             }));
             self.journal_put(&id);
+        }
+    }
+}
+
+impl Engine {
+    /// Executor slots the engine fills now: more while jobs are short.
+    fn slots_now(&self) -> usize {
+        if self.run_avg_us > 0 && self.run_avg_us <= SHORT_JOB_US {
+            self.cfg.exec_slots_short.max(self.cfg.exec_slots)
+        } else {
+            self.cfg.exec_slots
         }
     }
 }

@@ -59,6 +59,7 @@ impl Engine {
             },
             Command::AddPart { parent, .. }
             | Command::Show { id: parent }
+            | Command::Explain { id: parent }
             | Command::Wait { id: parent, .. }
                 if !visible(self, &parent) =>
             {

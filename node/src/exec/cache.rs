@@ -26,9 +26,9 @@ use wasque_sdk::proto::ModuleHash;
 
 use super::error::ExecError;
 use super::run::JobCtx;
-use super::{PutOutcome, wasi};
+use super::{PutOutcome, host, wasi};
 
-/// The only import module the sandbox grants.
+/// The WASI import module the sandbox grants (beside its own, `host.rs`).
 const WASI_P1: &str = wasi::MODULE;
 
 /// A module ready to run.
@@ -78,6 +78,8 @@ impl ModuleCache {
         let mut linker = Linker::new(&engine);
         wasi::add_to_linker(&mut linker)
             .map_err(|e| ExecError::Engine(format!("cannot link WASI: {e}")))?;
+        host::add_to_linker(&mut linker)
+            .map_err(|e| ExecError::Engine(format!("cannot link the wasque module: {e}")))?;
         let cache = ModuleCache {
             engine,
             compat,
@@ -215,12 +217,15 @@ impl ModuleCache {
         size: u64,
     ) -> Result<LoadedModule, ExecError> {
         for import in module.imports() {
-            if import.module() != WASI_P1 {
+            let ours = import.module() == host::MODULE && host::NAMES.contains(&import.name());
+            if import.module() != WASI_P1 && !ours {
                 return Err(ExecError::InvalidModule(format!(
                     "the module imports `{}.{}`, which the sandbox does not grant \
-                     (only WASI preview 1 functions of `{WASI_P1}` are available)",
+                     (only WASI preview 1 functions of `{WASI_P1}` and `{}.{}` are available)",
                     import.module(),
-                    import.name()
+                    import.name(),
+                    host::MODULE,
+                    host::NAMES.join("`, `")
                 )));
             }
         }

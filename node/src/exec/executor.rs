@@ -69,6 +69,7 @@ impl Executor {
             jobs_run: AtomicU64::new(0),
             pagemap_scan: built.pagemap_scan,
             cancels: Mutex::default(),
+            live: super::LiveFeed::default(),
         });
         let threads = Threads::start(&core)?;
         Ok(Executor {
@@ -152,6 +153,12 @@ impl Executor {
     /// from inside an async task.
     pub fn run_here(&self, req: &ExecRequest) -> JobResult {
         self.inner.core.run(req)
+    }
+
+    /// The feed of progress reports and stdout lines of running jobs
+    /// (`live.rs`): the driver takes it when it changes.
+    pub fn live(&self) -> super::LiveFeed {
+        self.inner.core.live.clone()
     }
 
     /// The executor's counters.

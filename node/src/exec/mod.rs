@@ -27,7 +27,8 @@
 //! # Layout
 //!
 //! `config.rs` settings, `error.rs` errors, `request.rs` API values,
-//! `executor.rs` the handle, `engine.rs` the wasmtime engine, `cache.rs` the
+//! `executor.rs` the handle, `host.rs` the `wasque` host module (progress),
+//! `live.rs` news of running jobs (progress, stdout lines), `engine.rs` the wasmtime engine, `cache.rs` the
 //! module cache, `run.rs` one job, `wasi.rs` the sandbox's WASI preview 1
 //! (every function, and what it grants), `pipe.rs` bounded stdout/stderr,
 //! `sleep.rs` guest sleeps, `pool.rs` threads.
@@ -37,6 +38,8 @@ mod config;
 mod engine;
 mod error;
 mod executor;
+mod host;
+mod live;
 mod pipe;
 mod pool;
 mod request;
@@ -52,4 +55,5 @@ mod tests_wasi;
 pub use self::config::ExecConfig;
 pub use self::error::ExecError;
 pub use self::executor::Executor;
+pub use self::live::{LiveBatch, LiveFeed, LogLine, Report};
 pub use self::request::{ExecDone, ExecRequest, ExecStats, PutOutcome};

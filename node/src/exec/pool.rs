@@ -31,6 +31,8 @@ pub(crate) struct Core {
     /// (`Executor::cancel`); the run's epoch callback and its sleeps
     /// check it.
     pub(crate) cancels: Mutex<HashMap<JobId, Arc<AtomicBool>>>,
+    /// Progress and stdout lines of running jobs, for the driver.
+    pub(crate) live: super::LiveFeed,
 }
 
 impl Core {
@@ -40,7 +42,7 @@ impl Core {
         self.busy.fetch_add(1, Ordering::Relaxed);
         let cancel = self.cancel_flag(&req.job);
         let result = catch_unwind(AssertUnwindSafe(|| {
-            run::run(&self.cache, &self.cfg, req, &cancel)
+            run::run(&self.cache, &self.cfg, req, &cancel, &self.live)
         }))
         .unwrap_or_else(|panic| {
             let what = panic

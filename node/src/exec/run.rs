@@ -12,6 +12,7 @@ use wasque_sdk::proto::{ErrorClass, JobResult};
 use super::ExecRequest;
 use super::cache::{LoadedModule, ModuleCache};
 use super::config::ExecConfig;
+use super::live::{JobTap, LiveFeed};
 use super::wasi::{GuestExit, GuestIo};
 
 /// Everything a job's `Store` holds.
@@ -30,6 +31,8 @@ pub(crate) struct JobCtx {
     pub(crate) cancel: Arc<AtomicBool>,
     /// Set when the run stopped because of `cancel`.
     pub(crate) cancelled: bool,
+    /// Progress and stdout lines for watchers (`live.rs`).
+    pub(crate) tap: JobTap,
     /// Epoch ticks left before the deadline, and the ticks of the step
     /// the epoch callback armed last.
     ticks_left: u64,
@@ -100,6 +103,7 @@ pub(crate) fn run(
     cfg: &ExecConfig,
     req: &ExecRequest,
     cancel: &Arc<AtomicBool>,
+    feed: &LiveFeed,
 ) -> JobResult {
     let started = Instant::now();
     if cancel.load(Ordering::Acquire) {
@@ -147,6 +151,7 @@ pub(crate) fn run(
         deadline_hit: false,
         cancel: cancel.clone(),
         cancelled: false,
+        tap: JobTap::new(req.job, feed.clone()),
         ticks_left: deadline_ticks(limits.deadline_ms, cfg.epoch_tick),
         step: 0,
     };
@@ -166,6 +171,7 @@ pub(crate) fn run(
     store.set_epoch_deadline(first);
     store.epoch_deadline_callback(move |mut c: StoreContextMut<'_, JobCtx>| {
         let ctx = c.data_mut();
+        ctx.tap.flush_due();
         ctx.ticks_left = ctx.ticks_left.saturating_sub(ctx.step);
         if ctx.cancel.load(Ordering::Acquire) {
             ctx.cancelled = true;
@@ -182,6 +188,7 @@ pub(crate) fn run(
         .and_then(|()| call_start(&mut store, &module));
     let fuel_left = store.get_fuel().unwrap_or(0);
     let ctx = store.data_mut();
+    ctx.tap.finish();
     let memory_refused = ctx.limiter.refused;
     let deadline_hit = ctx.deadline_hit;
     let cancelled = ctx.cancelled;

@@ -140,6 +140,8 @@ pub(crate) fn poll_oneoff(
         let now = Instant::now();
         let left = deadline.saturating_duration_since(now);
         let cancel = caller.data().cancel.clone();
+        // What the job reported before it sleeps reaches watchers now.
+        caller.data_mut().tap.flush();
         if first >= left {
             if !sleep_unless_cancelled(left, &cancel) {
                 caller.data_mut().cancelled = true;

@@ -165,7 +165,7 @@ impl GuestIo {
     }
 }
 
-type Ctx<'a> = Caller<'a, JobCtx>;
+pub(crate) type Ctx<'a> = Caller<'a, JobCtx>;
 
 /// Defines every preview 1 function in `linker`.
 pub(crate) fn add_to_linker(linker: &mut Linker<JobCtx>) -> wasmtime::Result<()> {
@@ -544,9 +544,10 @@ fn fd_write(c: &mut Ctx<'_>, fd: i32, iovs: i32, n: i32, out: i32) -> wasmtime::
     let mut overflow = None;
     let mut moved = 0u64;
     let answer = with_memory(c, |mem, ctx| {
-        let pipe = match stream {
-            Stream::Stdout => &mut ctx.io.stdout,
-            _ => &mut ctx.io.stderr,
+        // Stdout's lines are also offered to watchers (`live.rs`).
+        let (pipe, mut tap) = match stream {
+            Stream::Stdout => (&mut ctx.io.stdout, Some(&mut ctx.tap)),
+            _ => (&mut ctx.io.stderr, None),
         };
         let mut total = 0u32;
         for i in 0..n as u32 {
@@ -556,6 +557,9 @@ fn fd_write(c: &mut Ctx<'_>, fd: i32, iovs: i32, n: i32, out: i32) -> wasmtime::
             if let Err(e) = pipe.append(src) {
                 overflow = Some(e);
                 return Ok(());
+            }
+            if let Some(t) = tap.as_mut() {
+                t.stdout(src);
             }
             total = total.checked_add(len as u32).ok_or(errno::INVAL)?;
         }

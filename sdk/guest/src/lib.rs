@@ -92,3 +92,53 @@ pub fn run(f: impl FnOnce(Vec<u8>) -> Result<Vec<u8>, String>) {
         Err(msg) => fail(1, &msg),
     }
 }
+
+/// The longest progress note the node takes, in bytes (a longer one is
+/// cut at a character boundary before it is sent).
+pub const MAX_PROGRESS_NOTE: usize = 256;
+
+/// Tells the node how far the task got: `done` of `total` units (`total`
+/// 0 when unknown) and a short note. `wasque show`, `wasque explain` and
+/// the dashboard show the latest report while the job runs. Cheap (a few
+/// units of fuel); the node keeps only the latest report and takes it at
+/// most every 20 ms, so calling it often is fine.
+///
+/// Returns whether the node took it. On a node that does not grant the
+/// `wasque` host module such a module is refused at upload; built for the
+/// host (tests), this does nothing and returns `false`.
+///
+/// ```no_run
+/// for i in 0..10u64 {
+///     // ... one tenth of the work ...
+///     wasque_guest::progress(i + 1, 10, "resizing");
+/// }
+/// ```
+pub fn progress(done: u64, total: u64, note: &str) -> bool {
+    let mut end = note.len().min(MAX_PROGRESS_NOTE);
+    while !note.is_char_boundary(end) {
+        end -= 1;
+    }
+    host::progress(done, total, &note.as_bytes()[..end])
+}
+
+#[cfg(target_arch = "wasm32")]
+mod host {
+    #[link(wasm_import_module = "wasque")]
+    unsafe extern "C" {
+        #[link_name = "progress"]
+        fn wasque_progress(done: u64, total: u64, note: *const u8, note_len: usize) -> i32;
+    }
+
+    pub fn progress(done: u64, total: u64, note: &[u8]) -> bool {
+        // SAFETY: the pointer and length describe `note`, which outlives
+        // the call; the node only reads them.
+        unsafe { wasque_progress(done, total, note.as_ptr(), note.len()) == 0 }
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod host {
+    pub fn progress(_done: u64, _total: u64, _note: &[u8]) -> bool {
+        false
+    }
+}

@@ -9,6 +9,8 @@ mod addjob;
 mod cluster;
 mod dlq;
 mod docs;
+mod explain;
+mod logs;
 mod map;
 mod module;
 mod queue;
@@ -95,6 +97,13 @@ enum Cmd {
     Addjob(addjob::AddJobArgs),
     /// Show a job's state (`--json` for the note's JSON document).
     Show(show::ShowArgs),
+    /// Why a job is where it is: queued behind N jobs, waiting for a
+    /// slot, delayed, in a retry's backoff, lent to or running on another
+    /// node (asked in turn), ... (`--json` for the documents).
+    Explain(explain::ExplainArgs),
+    /// A job's stdout: its result's output, or with `-f` its lines as
+    /// they come while it runs (bounded by the node), until it ends.
+    Logs(logs::LogsArgs),
     /// Show a job added with `asynckey KEY`, to a holder of the key.
     Client { key: String, id: String },
     /// Wait for a job to finish and print its result.
@@ -298,6 +307,8 @@ async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
         Cmd::Module(m) => module::run(&client, m).await,
         Cmd::Addjob(a) => addjob::run(&client, a).await,
         Cmd::Show(s) => show::run(&client, s).await,
+        Cmd::Explain(x) => explain::run(&client, x).await,
+        Cmd::Logs(l) => logs::run(&client, l).await,
         Cmd::Client { key, id } => {
             let id = parse_id(&id)?;
             let status = client.show_by_key(&key, id).await?;

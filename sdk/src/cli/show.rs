@@ -86,6 +86,9 @@ pub fn summary(s: &JobStatus) -> String {
             out += &format!("           {id} {st}\n");
         }
     }
+    if let Some(p) = &s.progress {
+        out += &format!("progress:  {}\n", p.text());
+    }
     out += &format!("ttl:       {} s left\n", s.ttl);
     if !s.parts.is_empty() {
         out += &parts_summary(&s.parts);

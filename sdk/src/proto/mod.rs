@@ -5,6 +5,7 @@
 //! - [`request`] / [`response`]: what a client asks and what a node answers.
 //! - [`retry`]: retry policies and what a dead letter carries.
 //! - [`after`]: jobs that run after others (`AFTER`).
+//! - [`explain`]: why a job is where it is (`EXPLAIN`).
 //! - [`frame`]: length-prefixed postcard frames with a size bound.
 //!
 //! Versioning: every connection starts with [`Request::Hello`] carrying
@@ -12,6 +13,7 @@
 //! clear error rather than misreading frames.
 
 pub mod after;
+pub mod explain;
 pub mod frame;
 pub mod request;
 pub mod response;
@@ -19,6 +21,7 @@ pub mod retry;
 pub mod types;
 
 pub use after::{AfterSpec, AfterStatus, DepState, MAX_AFTER};
+pub use explain::{Explain, Reason, Value as ExplainValue};
 pub use frame::{
     DEFAULT_MAX_FRAME, FrameError, encode_frame, encode_frame_into, has_whole_frame, read_frame,
     read_frame_buffered, write_frame,
@@ -33,7 +36,7 @@ pub use response::{
 pub use retry::{Backoff, RetryOn, RetryPolicy, RetryStatus};
 pub use types::{
     Body, DeliveryInfo, ErrorClass, JobId, JobIdError, JobResult, JobState, JobStatus, Limits,
-    LimitsRequest, ModuleHash, PartStatus,
+    LimitsRequest, MAX_PROGRESS_NOTE, ModuleHash, PartStatus, Progress,
 };
 
 /// Version of the client protocol spoken by this crate (3: the hello's
@@ -41,5 +44,6 @@ pub use types::{
 /// and job status, NACK and the dead-letter requests; 5: the error class
 /// `cancelled` and the `Cancel` request; 6: `AddJob::idempotency_key` and
 /// `idempotency_window_secs`; 7: `AddJob::after`, `JobStatus::after` and
-/// the error class `dependency`).
-pub const PROTOCOL_VERSION: u32 = 7;
+/// the error class `dependency`; 8: schedules; 9: the `Explain` and `Logs`
+/// requests and `JobStatus::progress`).
+pub const PROTOCOL_VERSION: u32 = 9;

@@ -131,6 +131,24 @@ pub enum Request {
     Cancel {
         ids: Vec<JobId>,
     },
+    /// Why the job is where it is (`EXPLAIN`): answers `Explain`, or
+    /// `NoJob` from a node without a copy. `key` opens a job added with
+    /// `asynckey`.
+    Explain {
+        id: JobId,
+        key: Option<String>,
+    },
+    /// The stdout lines of a job running on this node, as they come, on a
+    /// stream of its own (like `Subscribe`): the node answers `Ok` (or
+    /// `NoJob`), then one `Response::Event` per line
+    /// (`{"event":"log","id":…,"line":…}`, `"dropped": n` when lines were
+    /// dropped by the node's bounds), and ends the stream once the job has
+    /// finished (at once if it already had). `key` opens a job added with
+    /// `asynckey`.
+    Logs {
+        id: JobId,
+        key: Option<String>,
+    },
 }
 
 /// What makes an added job a distributed job (a parent): `parts` inputs

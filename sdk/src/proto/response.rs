@@ -47,6 +47,8 @@ pub enum Response {
     Event(String),
     /// Jobs' status documents (`DlqList`).
     Jobs(Vec<JobStatus>),
+    /// Answer to `Explain`.
+    Explain(Box<super::explain::Explain>),
 }
 
 /// One node of the cluster, as a client discovering it needs it.

@@ -395,6 +395,47 @@ pub struct JobStatus {
     /// The jobs it comes after (`AFTER`) and what each has come to;
     /// `None` for a job added without them.
     pub after: Option<super::after::AfterStatus>,
+    /// What a running Wasm job last reported with the guest SDK's
+    /// `progress` call, as the node running it knows it; `None` when it
+    /// reported nothing, is not running, or runs on another node.
+    pub progress: Option<Progress>,
+}
+
+/// A running job's own account of how far it got (`wasque_guest::progress`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Units of work done, and of the whole (0: unknown), as the guest
+    /// counts them.
+    pub done: u64,
+    pub total: u64,
+    /// A short note (at most [`MAX_PROGRESS_NOTE`] bytes).
+    pub note: String,
+    /// When the node took the report, unix ms.
+    pub at: u64,
+}
+
+/// The longest note a progress report may carry, in bytes.
+pub const MAX_PROGRESS_NOTE: usize = 256;
+
+impl Progress {
+    /// "42 of 100 (42%) · note" for people.
+    pub fn text(&self) -> String {
+        let mut s = if self.total > 0 {
+            format!(
+                "{} of {} ({}%)",
+                self.done,
+                self.total,
+                (u128::from(self.done) * 100 / u128::from(self.total)).min(100)
+            )
+        } else {
+            format!("{} done", self.done)
+        };
+        if !self.note.is_empty() {
+            s += " · ";
+            s += &self.note;
+        }
+        s
+    }
 }
 
 /// One part of a distributed job, as its parent job reports it.
@@ -524,6 +565,12 @@ impl JobStatus {
         }
         if let Some(a) = &self.after {
             obj.insert("after".into(), a.to_json());
+        }
+        if let Some(p) = &self.progress {
+            obj.insert(
+                "progress".into(),
+                serde_json::json!({ "done": p.done, "total": p.total, "note": p.note, "at": p.at }),
+            );
         }
         doc
     }

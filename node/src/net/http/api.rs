@@ -276,6 +276,53 @@ pub async fn job(
     }
 }
 
+/// `GET /api/jobs/{id}/explain`: why the job is where it is, as this
+/// node sees it (engine/explain.rs), with the same asynckey header as
+/// `GET /api/jobs/{id}`. A reason naming another node (`lent`,
+/// `held-elsewhere`) gets `node_http`, that node's HTTP address from its
+/// last advert, when it has one.
+pub async fn job_explain(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, HttpError> {
+    let id = job_id(&id)?;
+    let explain = Command::Explain { id };
+    let cmd = match headers.get(ASYNCKEY_HEADER) {
+        Some(v) => Command::WithKey {
+            key: v
+                .to_str()
+                .map_err(|_| HttpError::bad_request("the asynckey header must be visible ASCII"))?
+                .to_string(),
+            cmd: Box::new(explain),
+        },
+        None => explain,
+    };
+    let Reply::Explain(x) = st.call(cmd).await? else {
+        return Err(unexpected());
+    };
+    let mut doc = x.to_json();
+    if let Some(node) = x.elsewhere()
+        && let Some(addr) = peer_http(&st, node)
+        && let Some(obj) = doc.as_object_mut()
+    {
+        obj.insert("node_http".into(), addr.into());
+    }
+    Ok(Json(doc))
+}
+
+/// A peer's HTTP address, from its last advert.
+fn peer_http(st: &AppState, node: &str) -> Option<String> {
+    let name = NodeName::from_hex(node)?;
+    st.handle()
+        .cluster()
+        .peers()
+        .into_iter()
+        .find(|p| p.node == name)
+        .and_then(|p| p.advert.and_then(|a| a.http_addr))
+        .map(|a| a.to_string())
+}
+
 /// `GET /api/queues/{name}/dead?limit=`: the queue's dead letters held by
 /// this node, oldest first, as `wasque show --json` documents.
 pub async fn dead(

@@ -171,6 +171,7 @@ pub fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/api/queues/{name}", get(api::queue)),
         ("/api/jobs", get(api::jobs)),
         ("/api/jobs/{id}", get(api::job)),
+        ("/api/jobs/{id}/explain", get(api::job_explain)),
         ("/api/modules", get(api::modules)),
         ("/api/queues/{name}/dead", get(api::dead)),
         ("/api/queues/{name}/dead/requeue", post(api::dead_requeue)),

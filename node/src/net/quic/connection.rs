@@ -101,6 +101,8 @@ async fn stream_task(
         upload(first.id, size, send, recv, &cfg, &handle, &authed).await;
     } else if let Request::Subscribe { queues } = first.request {
         subscribe(first.id, queues, send, recv, &cfg, &handle, &authed).await;
+    } else if let Request::Logs { id: job, key } = first.request {
+        logs(first.id, job, key, send, recv, &cfg, &handle, &authed).await;
     } else {
         pipeline(first, send, recv, cfg, handle, authed, door).await;
     }
@@ -288,10 +290,11 @@ fn handle_request(
                 "authentication required: send the node's password in the hello",
             ));
         }
-        Request::PutModule { .. } | Request::Subscribe { .. } => reply_to.send(Reply::error(
-            ErrorCode::Err,
-            "PutModule and Subscribe must open a stream of their own",
-        )),
+        Request::PutModule { .. } | Request::Subscribe { .. } | Request::Logs { .. } => reply_to
+            .send(Reply::error(
+                ErrorCode::Err,
+                "PutModule, Subscribe and Logs must open a stream of their own",
+            )),
         Request::NodeInfo if matches!(authed.get(), Some(Principal::Tenant(_))) => {
             reply_to.send(Reply::error(
                 ErrorCode::NoAuth,
@@ -358,6 +361,10 @@ async fn subscribe(
         tokio::select! {
             ev = events.recv() => match ev {
                 Ok(Some(p)) => {
+                    // Job events only: stdout lines go to `Logs` streams.
+                    if p.log.is_some() {
+                        continue;
+                    }
                     if !queues.is_empty() && !queues.iter().any(|q| *q == p.queue) {
                         continue;
                     }
@@ -390,6 +397,149 @@ async fn subscribe(
         }
     }
     let _ = send.finish();
+}
+
+/// A `Logs` stream: the stdout lines of job `job` while it runs here
+/// (`exec/live.rs` taps them, the hub carries them as `logs:ID`), until
+/// the job has finished. Whether it has is asked of the engine (SHOW, as
+/// the request's principal, with its key) when the stream opens, on each
+/// end event of the job, and every second, so a lost event or a job gone
+/// elsewhere ends the stream too.
+#[allow(clippy::too_many_arguments)]
+async fn logs(
+    id: u64,
+    job: wasque_sdk::proto::JobId,
+    key: Option<String>,
+    mut send: quinn::SendStream,
+    mut recv: Recv,
+    cfg: &QuicConfig,
+    handle: &Handle,
+    authed: &Who,
+) {
+    let max = cfg.max_frame_bytes;
+    let write = |response: Response| ResponseFrame { id, response };
+    let Some(who) = authed.get() else {
+        let frame = write(Response::Error(WireError::new(
+            ErrorCode::NoAuth,
+            "authentication required",
+        )));
+        let _ = proto::write_frame(&mut send, &frame, max).await;
+        let _ = send.finish();
+        return;
+    };
+    let prefix = match &who {
+        Principal::Tenant(name) => Some(format!("{name}/")),
+        Principal::Admin => None,
+    };
+    // Listening before the first look: no line falls between the two.
+    let mut events = handle.pubsub().listen();
+    let ended = || {
+        let (key, who) = (key.clone(), who.clone());
+        async move { finished(handle, &who, job, key).await }
+    };
+    let first = match ended().await {
+        Ok(done) => done,
+        Err(e) => {
+            let _ = proto::write_frame(&mut send, &write(Response::Error(e)), max).await;
+            let _ = send.finish();
+            return;
+        }
+    };
+    if proto::write_frame(&mut send, &write(Response::Ok), max)
+        .await
+        .is_err()
+        || first
+    {
+        let _ = send.finish();
+        return;
+    }
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sink = [0u8; 64];
+    let id_text = job.to_string();
+    loop {
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Ok(Some(p)) if p.log == Some(job) => {
+                    let json = match &prefix {
+                        None => String::from_utf8_lossy(&p.payload).into_owned(),
+                        Some(pre) => crate::net::resp::pubsub::unscoped_payload(&p.payload, pre),
+                    };
+                    if proto::write_frame(&mut send, &write(Response::Event(json)), max)
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                Ok(Some(p)) => {
+                    // An end of this job (a failed run may be retried:
+                    // the engine says whether it has finished).
+                    let end = p.log.is_none()
+                        && serde_json::from_slice::<serde_json::Value>(&p.payload).is_ok_and(|v| {
+                            v["id"] == id_text.as_str()
+                                && matches!(
+                                    v["event"].as_str(),
+                                    Some("finished" | "failed" | "acked" | "deleted" | "expired")
+                                )
+                        });
+                    if end && !matches!(ended().await, Ok(false)) {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(lost) => {
+                    // Lines among the events lost: said so, as drops.
+                    let json = serde_json::json!({
+                        "event": "log", "id": id_text, "dropped": lost,
+                    })
+                    .to_string();
+                    if proto::write_frame(&mut send, &write(Response::Event(json)), max)
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            },
+            _ = tick.tick() => {
+                if !matches!(ended().await, Ok(false)) {
+                    break;
+                }
+            }
+            n = recv.read(&mut sink) => if !matches!(n, Ok(k) if k > 0) { break },
+        }
+    }
+    let _ = send.finish();
+}
+
+/// Whether the job has finished, as `who` may see it (SHOW with its key);
+/// the error a missing job (or a refused principal) gets.
+async fn finished(
+    handle: &Handle,
+    who: &Principal,
+    job: wasque_sdk::proto::JobId,
+    key: Option<String>,
+) -> Result<bool, WireError> {
+    let show = Command::Show { id: job };
+    let cmd = match key {
+        Some(key) => Command::WithKey {
+            key,
+            cmd: Box::new(show),
+        },
+        None => show,
+    };
+    match handle.scoped(who, cmd) {
+        Ok(cmd) => match handle.call(cmd).await {
+            Reply::Job(s) => Ok(s.state.is_finished()),
+            Reply::Error(e) => Err(e),
+            other => Err(WireError::new(
+                ErrorCode::Internal,
+                format!("unexpected engine answer: {other:?}"),
+            )),
+        },
+        Err(e) => Err(e),
+    }
 }
 
 async fn upload(

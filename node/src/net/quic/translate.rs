@@ -38,11 +38,14 @@ pub fn command(req: Request) -> Option<Command> {
         Request::DlqRequeue { queue, ids } => dlq(queue, DlqOp::Requeue { ids }),
         Request::DlqPurge { queue } => dlq(queue, DlqOp::Purge),
         Request::Cancel { ids } => Command::Cancel { ids },
+        Request::Explain { id, key: None } => Command::Explain { id },
+        Request::Explain { id, key: Some(key) } => keyed(key, Command::Explain { id }),
         Request::Hello { .. }
         | Request::PutModule { .. }
         | Request::NodeInfo
         | Request::Nodes
-        | Request::Subscribe { .. } => return None,
+        | Request::Subscribe { .. }
+        | Request::Logs { .. } => return None,
     })
 }
 
@@ -84,6 +87,7 @@ pub fn response(reply: Reply) -> Response {
         Reply::Error(e) => Response::Error(e),
         Reply::Nodes(n) => Response::Nodes(n),
         Reply::Statuses(s) => Response::Jobs(s),
+        Reply::Explain(x) => Response::Explain(x),
         // Disque's queue commands are spoken over RESP; QUIC clients never
         // send them.
         Reply::Jobs(_)

@@ -4,6 +4,11 @@
 //! payload a small JSON object: `{"event":"added","id":"…","queue":"…"}`
 //! (`event` is one of `added`, `started`, `finished`, `failed`,
 //! `requeued`, `acked`, `deleted`, `expired`; `failed` adds `"class"`).
+//! `SUBSCRIBE logs:ID` receives the stdout lines of job ID while it runs
+//! on this node (`{"event":"log","id":"…","queue":"…","line":"…"}`, with
+//! `"dropped": n` when n lines before it were dropped by the bounds of
+//! `exec/live.rs`, and `"line"` absent when only drops are told); `jobs`
+//! and `queue:` channels never carry lines.
 //!
 //! [`Hub`] is the node's one fan-out: the driver publishes each
 //! `api::JobEvent` into it (the engine builds events only while someone
@@ -29,6 +34,7 @@ use tokio::sync::{broadcast, watch};
 use super::Shared;
 use super::frame::{self, Frame};
 use crate::api::{JobEvent, JobEventKind};
+use crate::job::JobId;
 
 /// Events buffered for the slowest subscriber before it is dropped.
 pub const BACKLOG: usize = 8192;
@@ -42,6 +48,8 @@ pub const MAX_CHANNELS: usize = 1024;
 pub struct Published {
     pub queue: String,
     pub payload: Bytes,
+    /// A stdout line of this job (`logs:ID` channels), not a job event.
+    pub log: Option<JobId>,
 }
 
 /// The node's event fan-out. Cheap to clone.
@@ -94,6 +102,31 @@ impl Hub {
         let _ = self.inner.tx.send(Arc::new(Published {
             queue: e.queue.clone(),
             payload: Bytes::from(json.to_string()),
+            log: None,
+        }));
+    }
+
+    /// Publishes a stdout line of a running job (or, with `line: None`,
+    /// only how many were dropped) to `logs:ID` listeners; never waits.
+    pub fn publish_log(&self, id: JobId, queue: &str, line: Option<&str>, dropped: u64) {
+        if !self.listened() {
+            return;
+        }
+        let mut json = serde_json::json!({
+            "event": "log",
+            "id": id.to_string(),
+            "queue": queue,
+        });
+        if let Some(l) = line {
+            json["line"] = serde_json::Value::String(l.to_string());
+        }
+        if dropped > 0 {
+            json["dropped"] = serde_json::Value::from(dropped);
+        }
+        let _ = self.inner.tx.send(Arc::new(Published {
+            queue: queue.to_string(),
+            payload: Bytes::from(json.to_string()),
+            log: Some(id),
         }));
     }
 
@@ -160,6 +193,16 @@ pub fn unscoped_payload(payload: &[u8], prefix: &str) -> String {
 /// Whether `channel` receives an event of `queue`.
 fn matches(channel: &str, queue: &str) -> bool {
     channel == "jobs" || channel.strip_prefix("queue:") == Some(queue)
+}
+
+/// Whether `channel` receives `p`: job events by queue, lines by job.
+fn receives(channel: &str, p: &Published) -> bool {
+    match p.log {
+        Some(id) => channel
+            .strip_prefix("logs:")
+            .is_some_and(|c| c.eq_ignore_ascii_case(&id.to_string())),
+        None => matches(channel, &p.queue),
+    }
 }
 
 struct Sub {
@@ -244,7 +287,7 @@ impl Sub {
 
     fn deliver(&mut self, p: &Published) {
         for ch in &self.channels {
-            if matches(ch, &p.queue) {
+            if receives(ch, p) {
                 Frame::Array(vec![
                     Frame::text("message"),
                     Frame::text(ch),
@@ -408,6 +451,7 @@ mod tests {
         s.deliver(&Published {
             queue: "q".into(),
             payload: Bytes::from_static(b"{}"),
+            log: None,
         });
         assert_eq!(
             &s.out[..],

@@ -308,7 +308,9 @@ async function showJob(id) {
   v.className = "job-view";
   v.replaceChildren(el("span", { class: "muted" }, "loading…"));
   try {
-    const j = await getJSON("/api/jobs/" + encodeURIComponent(id));
+    const path = "/api/jobs/" + encodeURIComponent(id);
+    // The explanation is extra: a failure to get it leaves the job shown.
+    const [j, x] = await Promise.all([getJSON(path), getJSON(path + "/explain").catch(() => null)]);
     const r = j.result;
     const rows = [
       ["id", j.id], ["state", j.state], ["queue", j.queue], ["priority", j.priority],
@@ -320,6 +322,11 @@ async function showJob(id) {
       rows.push([j.after.any ? "after-any" : "after",
         j.after.jobs.map((d) => `${d.id} ${d.state}${d.error ? ": " + d.error : ""}`).join(" · ")]);
     }
+    if (j.progress) {
+      const p = j.progress;
+      const pct = p.total > 0 ? ` (${Math.min(100, Math.floor((p.done * 100) / p.total))}%)` : "";
+      rows.push(["progress", `${fmtInt(p.done)}${p.total > 0 ? " of " + fmtInt(p.total) : " done"}${pct}${p.note ? " · " + p.note : ""}`]);
+    }
     if (r) {
       rows.push(["result", r.error_class ? `${r.error_class}: ${r.message}` : `exit ${r.exit_code}`]);
       rows.push(["ran", `${r.duration_ms} ms · fuel ${fmtInt(r.fuel_used)}`]);
@@ -327,12 +334,26 @@ async function showJob(id) {
     const dl = el("dl", {});
     for (const [k, val] of rows) dl.append(el("dt", {}, k), el("dd", {}, String(val)));
     const kids = [dl];
+    if (x) kids.push(explainView(x));
     if (r && r.output) kids.push(el("pre", {}, r.output.length > 2000 ? r.output.slice(0, 2000) + "…" : r.output));
     v.replaceChildren(...kids);
   } catch (e) {
     v.className = "job-view error";
     v.replaceChildren(`${e.cls || "error"}: ${e.message}`);
   }
+}
+
+// Why the job is where it is (/api/jobs/{id}/explain): the sentence, then
+// each reason's kind and line; a node named elsewhere links to its page.
+function explainView(x) {
+  const ul = el("ul", { class: "reasons" });
+  for (const r of x.reasons) ul.append(el("li", { "data-kind": r.kind }, el("b", {}, r.kind), " ", r.text));
+  const box = el("div", { id: "job-explain", class: "explain" }, el("h3", {}, "Why"), el("p", {}, x.summary), ul);
+  if (x.node_http) {
+    box.append(el("p", { class: "muted small" }, "on that node: ",
+      el("a", { class: "link", href: "http://" + x.node_http + "/", target: "_blank", rel: "noopener" }, x.node_http)));
+  }
+  return box;
 }
 
 $("#job-form").addEventListener("submit", (ev) => {

@@ -1,5 +1,6 @@
 //! Commands on job ids: ACKJOB, FASTACK, DELJOB, ENQUEUE, NACK (with
-//! wasque's `DELAY ms`), DEQUEUE, CANCEL (wasque's), WORKING, SHOW.
+//! wasque's `DELAY ms`), DEQUEUE, CANCEL (wasque's), WORKING, SHOW,
+//! EXPLAIN (wasque's).
 
 use super::{Action, Args, Render};
 use crate::api::Command;
@@ -17,6 +18,12 @@ pub fn parse(a: &Args) -> Result<Action, Frame> {
         "cancel" => Command::Cancel { ids },
         "enqueue" => Command::Enqueue { ids },
         "dequeue" => Command::Dequeue { ids },
+        "explain" => {
+            return Ok(Action::Engine(
+                Command::Explain { id: ids[0] },
+                Render::Explain,
+            ));
+        }
         "working" => {
             return Ok(Action::Engine(
                 Command::Working { id: ids[0] },

@@ -74,6 +74,7 @@ const TABLE: &[(&str, i32)] = &[
     ("deljob", -1),
     ("cancel", -2),
     ("show", 2),
+    ("explain", 2),
     ("qlen", 2),
     ("qpeek", 3),
     ("qstat", 2),
@@ -116,7 +117,7 @@ pub fn parse(args: Vec<Bytes>) -> Action {
         "addjob" => addjob::parse(&a),
         "getjob" => getjob::parse(&a),
         "ackjob" | "fastack" | "deljob" | "cancel" | "enqueue" | "nack" | "dequeue" | "working"
-        | "show" => jobs::parse(&a),
+        | "show" | "explain" => jobs::parse(&a),
         "qlen" | "qpeek" | "qstat" | "qscan" | "jscan" | "pause" => queues::parse(&a),
         "module" | "result" | "waitjob" | "finish" => wasm::parse(&a),
         "qpolicy" => policy::parse(&a),
@@ -140,8 +141,8 @@ pub fn parse(args: Vec<Bytes>) -> Action {
 /// Commands on jobs that take a trailing `ASYNCKEY k`: the key that opens
 /// jobs added with `ASYNCKEY k` (engine/asynckey.rs).
 const KEYED: &[&str] = &[
-    "show", "result", "waitjob", "ackjob", "fastack", "deljob", "cancel", "nack", "working",
-    "enqueue", "dequeue", "jscan", "dlq",
+    "show", "explain", "result", "waitjob", "ackjob", "fastack", "deljob", "cancel", "nack",
+    "working", "enqueue", "dequeue", "jscan", "dlq",
 ];
 
 /// Splits a trailing `ASYNCKEY k` off a keyed command's words. Job ids

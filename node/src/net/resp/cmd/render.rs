@@ -33,6 +33,8 @@ pub enum Render {
     ModulePut,
     /// DLQ LIST: an array of SHOW arrays (empty when none).
     Dead,
+    /// EXPLAIN's field/value array, nil for an unknown job.
+    Explain,
 }
 
 impl Render {
@@ -49,7 +51,9 @@ impl Render {
 
 pub fn render(kind: Render, reply: Reply) -> Frame {
     match (kind, reply) {
-        (Render::Show, Reply::Error(e)) if e.code == ErrorCode::NoJob => Frame::Null,
+        (Render::Show | Render::Explain, Reply::Error(e)) if e.code == ErrorCode::NoJob => {
+            Frame::Null
+        }
         (Render::Result, Reply::Error(e)) if e.code == ErrorCode::NoJob => {
             Frame::error("ERR", &e.message)
         }
@@ -109,6 +113,7 @@ pub fn render(kind: Render, reply: Reply) -> Frame {
         (_, Reply::Modules(ms)) => Frame::Array(ms.iter().map(module).collect()),
         (_, Reply::JobAdded(id) | Reply::Duplicate(id)) => Frame::Simple(id.to_string()),
         (_, Reply::NotFinished) => Frame::NullArray,
+        (_, Reply::Explain(x)) => explain(&x),
         (_, Reply::Statuses(list)) => Frame::Array(list.iter().map(show).collect()),
         (_, other) => Frame::error(
             "ERR",
@@ -124,6 +129,49 @@ fn reply_name(r: &Reply) -> &'static str {
         Reply::Inspect(_) => "inspection",
         _ => "reply",
     }
+}
+
+/// EXPLAIN: `id`, `node`, `queue`, `state`, `summary` (the reasons'
+/// lines as one sentence), then `reasons`: per reason an array of
+/// `kind`, `text` and its fields as name/value pairs (numbers as
+/// integers, yes/no as `1`/`0`).
+fn explain(x: &wasque_sdk::proto::Explain) -> Frame {
+    use wasque_sdk::proto::ExplainValue;
+    let reasons = x
+        .reasons
+        .iter()
+        .map(|r| {
+            let mut f = vec![
+                Frame::text("kind"),
+                Frame::text(&r.kind),
+                Frame::text("text"),
+                Frame::text(&r.text),
+            ];
+            for (name, v) in &r.fields {
+                f.push(Frame::text(name));
+                f.push(match v {
+                    ExplainValue::Int(n) => int(*n),
+                    ExplainValue::Text(s) => Frame::text(s),
+                    ExplainValue::Bool(b) => Frame::Integer(i64::from(*b)),
+                });
+            }
+            Frame::Array(f)
+        })
+        .collect();
+    Frame::Array(vec![
+        Frame::text("id"),
+        Frame::text(&x.id.to_string()),
+        Frame::text("node"),
+        Frame::text(&x.node),
+        Frame::text("queue"),
+        Frame::text(&x.queue),
+        Frame::text("state"),
+        Frame::text(x.state.as_str()),
+        Frame::text("summary"),
+        Frame::text(&x.summary()),
+        Frame::text("reasons"),
+        Frame::Array(reasons),
+    ])
 }
 
 fn int(n: u64) -> Frame {
