@@ -52,6 +52,8 @@ pub enum Reply {
     Statuses(Vec<JobStatus>),
     /// The cluster's nodes (client discovery).
     Nodes(Vec<wasque_sdk::proto::ClusterNode>),
+    /// Schedules listed or shown (`sched/command.rs`).
+    Schedules(Vec<wasque_sdk::proto::ScheduleInfo>),
     Error(WireError),
 }
 

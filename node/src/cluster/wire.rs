@@ -28,7 +28,9 @@ use crate::job::{ModuleHash, NodeName};
 /// RESP and HTTP addresses, its running jobs and its queue count. 7: a
 /// job's idempotency key travels in `JobExtra`, so every holder of a copy
 /// dedups its adds, and `PeerMsg::Pause` carries `PAUSE ... BCAST`.
-pub const PEER_PROTOCOL_VERSION: u8 = 7;
+/// 9: adverts carry the schedule registry's digest, and `Schedules`
+/// frames its records (`sched/record.rs`, record format 1).
+pub const PEER_PROTOCOL_VERSION: u8 = 9;
 
 /// A node introducing itself.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +76,8 @@ pub struct Advert {
     pub resp_addr: Option<SocketAddr>,
     /// Where its HTTP door listens (`None`: HTTP is off there).
     pub http_addr: Option<SocketAddr>,
+    /// Digest of its schedule registry (`Schedules::digest`; 0: none).
+    pub schedules: u64,
 }
 
 /// One frame of the peer protocol.
@@ -97,6 +101,9 @@ pub enum Frame {
     Joined(super::ca::Joined),
     /// Every tenant record of the sender (sent when advert digests differ).
     Tenants(Vec<crate::tenant::TenantRecord>),
+    /// Every schedule record of the sender (sent when advert digests
+    /// differ).
+    Schedules(Vec<crate::sched::ScheduleRecord>),
 }
 
 /// Why a frame could not be read.

@@ -4,6 +4,7 @@
 //!   job status document (`wasque show --json`).
 //! - [`request`] / [`response`]: what a client asks and what a node answers.
 //! - [`retry`]: retry policies and what a dead letter carries.
+//! - [`schedule`]: schedules (cron expression and job template).
 //! - [`frame`]: length-prefixed postcard frames with a size bound.
 //!
 //! Versioning: every connection starts with [`Request::Hello`] carrying
@@ -14,6 +15,7 @@ pub mod frame;
 pub mod request;
 pub mod response;
 pub mod retry;
+pub mod schedule;
 pub mod types;
 
 pub use frame::{
@@ -28,6 +30,7 @@ pub use response::{
     ClusterNode, ErrorCode, ModuleInfo, NodeInfo, NodeState, Response, ResponseFrame, WireError,
 };
 pub use retry::{Backoff, RetryOn, RetryPolicy, RetryStatus};
+pub use schedule::{JobTemplate, Missed, ScheduleInfo, ScheduleSpec, check_schedule_name};
 pub use types::{
     Body, DeliveryInfo, ErrorClass, JobId, JobIdError, JobResult, JobState, JobStatus, Limits,
     LimitsRequest, ModuleHash, PartStatus,
@@ -37,5 +40,6 @@ pub use types::{
 /// reply says the node's largest reply frame; 4: retry policies on adds
 /// and job status, NACK and the dead-letter requests; 5: the error class
 /// `cancelled` and the `Cancel` request; 6: `AddJob::idempotency_key` and
-/// `idempotency_window_secs`).
-pub const PROTOCOL_VERSION: u32 = 6;
+/// `idempotency_window_secs`; 8: the schedule requests and
+/// `Response::Schedules`).
+pub const PROTOCOL_VERSION: u32 = 8;

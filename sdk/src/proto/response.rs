@@ -47,6 +47,8 @@ pub enum Response {
     Event(String),
     /// Jobs' status documents (`DlqList`).
     Jobs(Vec<JobStatus>),
+    /// Schedules (`ScheduleList`, `ScheduleShow`).
+    Schedules(Vec<super::schedule::ScheduleInfo>),
 }
 
 /// One node of the cluster, as a client discovering it needs it.
