@@ -223,7 +223,7 @@ impl ScheduleInfo {
                 "ttl_secs": job.ttl_secs,
                 "maxlen": job.maxlen,
                 "nocache": job.nocache,
-                "retry": job.retry.as_ref().map(|p| p.to_json()),
+                "retry": job.retry.as_ref().map(|p| p.words().join(" ")),
             },
             "created_ms": self.created_ms,
             "next_tick_ms": self.next_tick_ms,
