@@ -49,7 +49,7 @@ pub fn run(
             check_job(handle, who, &spec)?;
             let (key, tenant) = match who {
                 Principal::Admin => (spec.name.clone(), None),
-                Principal::Tenant(t) => (format!("{t}/{}", spec.name), Some(t.as_str())),
+                Principal::Tenant(t) => (format!("{t}/{}", spec.name), Some(&t[..])),
             };
             reg.add(&key, tenant, *spec, now).map_err(from_registry)?;
             Ok(ScheduleAnswer::Ok)
@@ -112,7 +112,7 @@ pub fn is_missing(e: &WireError) -> bool {
 fn visible(who: &Principal, r: &ScheduleRecord) -> bool {
     match who {
         Principal::Admin => true,
-        Principal::Tenant(t) => r.tenant.as_deref() == Some(t.as_str()),
+        Principal::Tenant(t) => r.tenant.as_deref() == Some(&t[..]),
     }
 }
 

@@ -270,6 +270,7 @@ impl Schedules {
                     continue;
                 }
                 r.trim();
+                let room = st.records.len() < MAX_SCHEDULES;
                 match st.records.get_mut(&r.key) {
                     Some(mine) => {
                         let (version, removed) = (mine.version, mine.removed);
@@ -277,7 +278,7 @@ impl Schedules {
                             changed.push(r.key.clone());
                         }
                     }
-                    None if st.records.len() < MAX_SCHEDULES => {
+                    None if room => {
                         changed.push(r.key.clone());
                         st.records.insert(r.key.clone(), r);
                     }

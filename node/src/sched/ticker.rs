@@ -177,7 +177,7 @@ async fn fire_tick(
     // Long enough for a dead peer to be declared down and replaced.
     add.timeout_ms = timing.window_ms;
     let who = match &r.tenant {
-        Some(t) => Principal::Tenant(t.clone()),
+        Some(t) => Principal::Tenant(t.as_str().into()),
         None => Principal::Admin,
     };
     let reply = match handle.scoped(&who, Command::AddJob(Box::new(add))) {
