@@ -379,7 +379,7 @@ mod tests {
         let t = Timing::for_node_timeout(15_000);
         assert_eq!(
             (t.grace_ms, t.window_ms, t.settle_ms),
-            (15_000, 60_000, 30_000)
+            (15_000, 60_000, 31_000)
         );
         assert_eq!(Timing::for_node_timeout(10).grace_ms, 1_000);
     }
