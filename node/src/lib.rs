@@ -24,6 +24,9 @@
 //! - [`runtime`]: the driver, the one place that feeds the engine its events
 //!   and carries out its effects.
 //! - [`supervise`]: essential tasks; a panic in one ends the process.
+//! - [`tenant`]: the tenant registry (tokens, quotas, owned modules).
+//! - [`sched`]: schedules (cron): their replicated registry and the task
+//!   that adds each tick's job.
 //! - [`cli`]: the `wasque-node` command line.
 
 pub mod api;
@@ -39,6 +42,7 @@ pub mod net;
 pub mod queue;
 pub mod quoting;
 pub mod runtime;
+pub mod sched;
 pub mod store;
 pub mod supervise;
 pub mod tenant;

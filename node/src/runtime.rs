@@ -119,6 +119,8 @@ pub struct Handle {
     cluster: Cluster,
     /// The node's live credentials, asked by every front door.
     auth: Arc<crate::auth::Auth>,
+    /// The schedule registry (`sched/`).
+    schedules: Arc<crate::sched::Schedules>,
 }
 
 impl Handle {
@@ -130,6 +132,23 @@ impl Handle {
     /// The node's peers and links.
     pub fn cluster(&self) -> &Cluster {
         &self.cluster
+    }
+
+    /// The schedule registry, the same on every node of the cluster.
+    pub fn schedules(&self) -> &Arc<crate::sched::Schedules> {
+        &self.schedules
+    }
+
+    /// Whether a job naming this module can be added here: the node holds
+    /// it, or a peer advertises it (the job's node fetches it).
+    pub fn module_known(&self, hash: &ModuleHash) -> bool {
+        self.executor.has_module(hash)
+            || self.cluster.peers().iter().any(|p| {
+                p.up && p
+                    .advert
+                    .as_ref()
+                    .is_some_and(|a| a.module_hashes.contains(hash))
+            })
     }
 
     /// `CLUSTER LEAVING yes|no`: a leaving node refuses new jobs
@@ -349,6 +368,8 @@ pub enum StartError {
     Join(String),
     #[error("tenant registry: {0}")]
     Tenants(#[from] crate::tenant::TenantError),
+    #[error("schedule registry: {0}")]
+    Schedules(#[from] crate::sched::ScheduleError),
     #[error("cannot listen on {addr}: {source} (is another node using this port? pass --port N)")]
     Listen {
         addr: SocketAddr,
@@ -436,6 +457,7 @@ impl Node {
             ..EngineConfig::default()
         });
         let tenants = Arc::new(crate::tenant::Tenants::open(data_dir.path())?);
+        let schedules = Arc::new(crate::sched::Schedules::open(data_dir.path())?);
         let on_disk = executor.modules();
         tenants.adopt_modules(on_disk.iter().map(|(h, _)| *h));
         for (hash, size) in on_disk {
@@ -496,6 +518,7 @@ impl Node {
                 peers_file: Some(data_dir.path().join("peers")),
                 tls_dir,
                 tenants: tenants.clone(),
+                schedules: schedules.clone(),
             },
             endpoint.clone(),
             &identity,
@@ -554,6 +577,7 @@ impl Node {
                 cfg.requirepass.clone(),
                 tenants,
             )),
+            schedules: schedules.clone(),
         };
         let started = Instant::now();
         let driver = Driver {
@@ -600,6 +624,15 @@ impl Node {
                 resp_listener,
                 Arc::new(crate::net::resp::Shared::new(&cfg)),
                 handle.clone(),
+                stop_rx.clone(),
+            )),
+        ));
+        tasks.push(essential(
+            "schedule ticker",
+            Box::pin(crate::sched::ticker::run(
+                handle.clone(),
+                schedules,
+                crate::sched::Timing::for_node_timeout(cfg.cluster_node_timeout_ms),
                 stop_rx.clone(),
             )),
         ));
@@ -1128,6 +1161,7 @@ impl Driver {
             module_hashes: self.engine.module_hashes(256),
             // Filled in by the cluster layer as it sends.
             tenants: 0,
+            schedules: 0,
             running: s.running as u64,
             queue_count: s.queues as u64,
             // Filled in by the cluster layer (`Cluster::set_advert`).

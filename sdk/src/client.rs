@@ -537,6 +537,44 @@ impl Client {
         .await
     }
 
+    /// Creates a schedule (README, Schedules): from its next tick on, the
+    /// cluster adds one job from `spec.job` per tick. A name in use is
+    /// refused.
+    pub async fn schedule_add(&self, spec: proto::ScheduleSpec) -> Result<(), ClientError> {
+        match self.call(Request::ScheduleAdd(Box::new(spec))).await? {
+            Response::Ok => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Every schedule this client may see (a tenant: its own).
+    pub async fn schedules(&self) -> Result<Vec<proto::ScheduleInfo>, ClientError> {
+        match self.call(Request::ScheduleList).await? {
+            Response::Schedules(list) => Ok(list),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// One schedule, with its next tick and its recent ticks and jobs.
+    pub async fn schedule(&self, name: &str) -> Result<proto::ScheduleInfo, ClientError> {
+        let request = Request::ScheduleShow {
+            name: name.to_string(),
+        };
+        match self.call(request).await? {
+            Response::Schedules(mut list) if list.len() == 1 => Ok(list.remove(0)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Removes a schedule on every node.
+    pub async fn schedule_remove(&self, name: &str) -> Result<(), ClientError> {
+        self.count(Request::ScheduleDel {
+            name: name.to_string(),
+        })
+        .await
+        .map(|_| ())
+    }
+
     async fn count(&self, request: Request) -> Result<u64, ClientError> {
         match self.call(request).await? {
             Response::Count(n) => Ok(n),

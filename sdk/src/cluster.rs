@@ -797,6 +797,34 @@ impl ClusterClient {
             .await
     }
 
+    /// Creates a schedule (see [`Client::schedule_add`]); any node will
+    /// do: the registry reaches every node with its next advert.
+    pub async fn schedule_add(&self, spec: crate::proto::ScheduleSpec) -> Result<(), ClientError> {
+        self.with_failover(None, |c| {
+            let spec = spec.clone();
+            async move { c.schedule_add(spec).await }
+        })
+        .await
+    }
+
+    /// Every schedule this client may see.
+    pub async fn schedules(&self) -> Result<Vec<crate::proto::ScheduleInfo>, ClientError> {
+        self.with_failover(None, |c| async move { c.schedules().await })
+            .await
+    }
+
+    /// One schedule, with its recent ticks.
+    pub async fn schedule(&self, name: &str) -> Result<crate::proto::ScheduleInfo, ClientError> {
+        self.with_failover(None, |c| async move { c.schedule(name).await })
+            .await
+    }
+
+    /// Removes a schedule on every node.
+    pub async fn schedule_remove(&self, name: &str) -> Result<(), ClientError> {
+        self.with_failover(None, |c| async move { c.schedule_remove(name).await })
+            .await
+    }
+
     pub async fn deljob(&self, ids: Vec<JobId>) -> Result<u64, ClientError> {
         let prefix = ids.first().map(|id| format!("{:06x}", id.node_prefix()));
         self.with_failover(prefix.as_deref(), |c| {

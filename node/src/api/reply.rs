@@ -54,6 +54,8 @@ pub enum Reply {
     Nodes(Vec<wasque_sdk::proto::ClusterNode>),
     /// Why a job is where it is (EXPLAIN).
     Explain(Box<wasque_sdk::proto::Explain>),
+    /// Schedules listed or shown (`sched/command.rs`).
+    Schedules(Vec<wasque_sdk::proto::ScheduleInfo>),
     Error(WireError),
 }
 

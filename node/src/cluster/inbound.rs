@@ -165,6 +165,12 @@ async fn engine_stream(
                     tracing::info!(peer = %from.short(), tenants = ?changed, "tenant records taken from a peer");
                 }
             }
+            Ok(Some(Frame::Schedules(records))) => {
+                let changed = inner.cfg.schedules.merge(records);
+                if !changed.is_empty() {
+                    tracing::info!(peer = %from.short(), schedules = ?changed, "schedule records taken from a peer");
+                }
+            }
             Ok(Some(Frame::Advert(a))) => {
                 if a.tenants != inner.cfg.tenants.digest() {
                     let records = inner.cfg.tenants.records();
@@ -172,6 +178,14 @@ async fn engine_stream(
                         &inner,
                         from,
                         super::link::Out::Frame(Frame::Tenants(records)),
+                    );
+                }
+                if a.schedules != inner.cfg.schedules.digest() {
+                    let records = inner.cfg.schedules.records();
+                    super::link::send(
+                        &inner,
+                        from,
+                        super::link::Out::Frame(Frame::Schedules(records)),
                     );
                 }
                 let _ = inner.events.send(PeerEvent::Load(from, a.clone()));
@@ -263,6 +277,7 @@ fn name(f: &Frame) -> &'static str {
         Frame::Module(_) => "Module",
         Frame::Refused(_) => "Refused",
         Frame::Tenants(_) => "Tenants",
+        Frame::Schedules(_) => "Schedules",
         Frame::Join { .. } => "Join",
         Frame::Joined(_) => "Joined",
     }

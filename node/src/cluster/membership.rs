@@ -149,6 +149,7 @@ pub(super) async fn run(
             _ = adverts.tick() => {
                 let mut advert = inner.advert.read().map(|a| a.clone()).unwrap_or_default();
                 advert.tenants = inner.cfg.tenants.digest();
+                advert.schedules = inner.cfg.schedules.digest();
                 let up = inner.table.read().map(|t| t.up()).unwrap_or_default();
                 for n in up {
                     link::send(&inner, n, Out::Frame(Frame::Advert(advert.clone())));

@@ -77,6 +77,8 @@ pub struct ClusterConfig {
     /// The tenant registry, kept the same on every node: adverts carry
     /// its digest, and a peer whose digest differs is sent the records.
     pub tenants: std::sync::Arc<crate::tenant::Tenants>,
+    /// The schedule registry, replicated the same way (`sched/`).
+    pub schedules: std::sync::Arc<crate::sched::Schedules>,
 }
 
 /// Why a cluster operation failed, for the user.

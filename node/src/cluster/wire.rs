@@ -30,8 +30,9 @@ use crate::job::{ModuleHash, NodeName};
 /// dedups its adds, and `PeerMsg::Pause` carries `PAUSE ... BCAST`. 8: a
 /// job's `AFTER` list travels in `JobExtra`, results may carry the class
 /// `dependency`, and `PeerMsg::AfterQuery`/`AfterState` ask what a job
-/// came to.
-pub const PEER_PROTOCOL_VERSION: u8 = 8;
+/// came to. 9: adverts carry the schedule registry's digest, and `Schedules`
+/// frames its records (`sched/record.rs`, record format 1).
+pub const PEER_PROTOCOL_VERSION: u8 = 9;
 
 /// A node introducing itself.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +78,8 @@ pub struct Advert {
     pub resp_addr: Option<SocketAddr>,
     /// Where its HTTP door listens (`None`: HTTP is off there).
     pub http_addr: Option<SocketAddr>,
+    /// Digest of its schedule registry (`Schedules::digest`; 0: none).
+    pub schedules: u64,
 }
 
 /// One frame of the peer protocol.
@@ -100,6 +103,9 @@ pub enum Frame {
     Joined(super::ca::Joined),
     /// Every tenant record of the sender (sent when advert digests differ).
     Tenants(Vec<crate::tenant::TenantRecord>),
+    /// Every schedule record of the sender (sent when advert digests
+    /// differ).
+    Schedules(Vec<crate::sched::ScheduleRecord>),
 }
 
 /// Why a frame could not be read.

@@ -16,6 +16,7 @@ mod module;
 mod queue;
 mod resp;
 mod run;
+mod schedule;
 mod show;
 mod tenant;
 mod worker;
@@ -177,6 +178,10 @@ enum Cmd {
     /// A queue's dead letters on the node named: `ls`, `requeue`, `purge`.
     #[command(subcommand)]
     Dlq(dlq::DlqCmd),
+    /// Schedules (cron): `add NAME --cron EXPR [job options]`, `ls`,
+    /// `show NAME`, `rm NAME`; one job per tick across the cluster.
+    #[command(subcommand)]
+    Schedule(schedule::ScheduleCmd),
     /// Print a shell completion script: `wasque completions bash >
     /// ~/.local/share/bash-completion/completions/wasque`.
     Completions {
@@ -391,6 +396,7 @@ async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
         Cmd::Run(r) => run::run(&client, r).await,
         Cmd::Map(m) => map::run(&client, m).await,
         Cmd::Dlq(d) => dlq::run(&client, d).await,
+        Cmd::Schedule(c) => schedule::run(&client, c).await,
         Cmd::Queue(_)
         | Cmd::Getjob(_)
         | Cmd::Worker(_)

@@ -6,6 +6,7 @@
 //! - [`retry`]: retry policies and what a dead letter carries.
 //! - [`after`]: jobs that run after others (`AFTER`).
 //! - [`explain`]: why a job is where it is (`EXPLAIN`).
+//! - [`schedule`]: schedules (cron expression and job template).
 //! - [`frame`]: length-prefixed postcard frames with a size bound.
 //!
 //! Versioning: every connection starts with [`Request::Hello`] carrying
@@ -18,6 +19,7 @@ pub mod frame;
 pub mod request;
 pub mod response;
 pub mod retry;
+pub mod schedule;
 pub mod types;
 
 pub use after::{AfterSpec, AfterStatus, DepState, MAX_AFTER};
@@ -34,6 +36,7 @@ pub use response::{
     ClusterNode, ErrorCode, ModuleInfo, NodeInfo, NodeState, Response, ResponseFrame, WireError,
 };
 pub use retry::{Backoff, RetryOn, RetryPolicy, RetryStatus};
+pub use schedule::{JobTemplate, Missed, ScheduleInfo, ScheduleSpec, check_schedule_name};
 pub use types::{
     Body, DeliveryInfo, ErrorClass, JobId, JobIdError, JobResult, JobState, JobStatus, Limits,
     LimitsRequest, MAX_PROGRESS_NOTE, ModuleHash, PartStatus, Progress,
@@ -44,6 +47,7 @@ pub use types::{
 /// and job status, NACK and the dead-letter requests; 5: the error class
 /// `cancelled` and the `Cancel` request; 6: `AddJob::idempotency_key` and
 /// `idempotency_window_secs`; 7: `AddJob::after`, `JobStatus::after` and
-/// the error class `dependency`; 8: schedules; 9: the `Explain` and `Logs`
+/// the error class `dependency`; 8: the schedule
+/// requests and `Response::Schedules`; 9: the `Explain` and `Logs`
 /// requests and `JobStatus::progress`).
 pub const PROTOCOL_VERSION: u32 = 9;

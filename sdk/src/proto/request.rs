@@ -149,6 +149,24 @@ pub enum Request {
         id: JobId,
         key: Option<String>,
     },
+    /// Creates a schedule (README, Schedules): from the next tick on,
+    /// the cluster adds one job from its template per tick. Answers `Ok`;
+    /// a name in use is refused (remove it first).
+    ScheduleAdd(Box<super::schedule::ScheduleSpec>),
+    /// Every schedule the asker may see (a tenant: its own). Answers
+    /// `Schedules`.
+    ScheduleList,
+    /// One schedule, with its next and recent ticks. Answers `Schedules`
+    /// with one entry.
+    ScheduleShow {
+        name: String,
+    },
+    /// Removes a schedule on every node: no tick fires after the removal
+    /// reaches a node (within an advert, about a second). Answers
+    /// `Count(1)`.
+    ScheduleDel {
+        name: String,
+    },
 }
 
 /// What makes an added job a distributed job (a parent): `parts` inputs

@@ -49,6 +49,8 @@ pub enum Response {
     Jobs(Vec<JobStatus>),
     /// Answer to `Explain`.
     Explain(Box<super::explain::Explain>),
+    /// Schedules (`ScheduleList`, `ScheduleShow`).
+    Schedules(Vec<super::schedule::ScheduleInfo>),
 }
 
 /// One node of the cluster, as a client discovering it needs it.

@@ -29,6 +29,7 @@ mod feed;
 mod guard;
 mod ops;
 mod render;
+mod schedules;
 
 #[cfg(test)]
 mod tests;
@@ -152,8 +153,12 @@ impl AppState {
 }
 
 /// The routes that change something (POST, JSON bodies only): an
-/// operator's dead-letter requeue, and a job's cancel.
-pub const WRITE_PATHS: &[&str] = &["/api/queues/{name}/dead/requeue", "/api/jobs/{id}/cancel"];
+/// operator's dead-letter requeue, a job's cancel, a schedule's removal.
+pub const WRITE_PATHS: &[&str] = &[
+    "/api/queues/{name}/dead/requeue",
+    "/api/jobs/{id}/cancel",
+    "/api/schedules/{name}/remove",
+];
 
 /// Every route of the API, path and handlers. The router is built from
 /// this list, and a test checks it against `openapi.json`.
@@ -176,6 +181,9 @@ pub fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/api/queues/{name}/dead", get(api::dead)),
         ("/api/queues/{name}/dead/requeue", post(api::dead_requeue)),
         ("/api/jobs/{id}/cancel", post(api::job_cancel)),
+        ("/api/schedules", get(schedules::list)),
+        ("/api/schedules/{name}", get(schedules::show)),
+        ("/api/schedules/{name}/remove", post(schedules::remove)),
         ("/api/events", get(feed::events)),
     ]
 }

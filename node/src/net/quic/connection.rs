@@ -305,6 +305,22 @@ fn handle_request(
         Request::Nodes => reply_to.send(Reply::Nodes(crate::cluster::discovery::nodes(
             handle.cluster(),
         ))),
+        req @ (Request::ScheduleAdd(_)
+        | Request::ScheduleList
+        | Request::ScheduleShow { .. }
+        | Request::ScheduleDel { .. }) => {
+            let who = authed.get().unwrap_or(Principal::Admin);
+            let reply = match translate::schedule(req) {
+                Some(cmd) => translate::schedule_reply(crate::sched::command::run(
+                    handle,
+                    &who,
+                    cmd,
+                    crate::runtime::now_ms(),
+                )),
+                None => Reply::error(ErrorCode::Unsupported, "unsupported request"),
+            };
+            reply_to.send(reply);
+        }
         other => match translate::command(other) {
             Some(Command::DeleteModule { hash }) => {
                 let (handle, who) = (handle.clone(), authed.get().unwrap_or(Principal::Admin));

@@ -3,6 +3,7 @@
 use wasque_sdk::proto::{Request, Response};
 
 use crate::api::{Command, Dlq, DlqOp, Reply};
+use crate::sched::{ScheduleAnswer, ScheduleCmd};
 
 /// The command for a request, or `None` for requests the connection
 /// answers itself (hello, module upload, node info).
@@ -45,8 +46,34 @@ pub fn command(req: Request) -> Option<Command> {
         | Request::NodeInfo
         | Request::Nodes
         | Request::Subscribe { .. }
-        | Request::Logs { .. } => return None,
+        | Request::Logs { .. }
+        | Request::ScheduleAdd(_)
+        | Request::ScheduleList
+        | Request::ScheduleShow { .. }
+        | Request::ScheduleDel { .. } => return None,
     })
+}
+
+/// The schedule command of a schedule request (answered from the
+/// registry, not the engine: `sched/command.rs`).
+pub fn schedule(req: Request) -> Option<ScheduleCmd> {
+    Some(match req {
+        Request::ScheduleAdd(spec) => ScheduleCmd::Add(spec),
+        Request::ScheduleList => ScheduleCmd::List,
+        Request::ScheduleShow { name } => ScheduleCmd::Show(name),
+        Request::ScheduleDel { name } => ScheduleCmd::Del(name),
+        _ => return None,
+    })
+}
+
+/// The reply of a schedule command.
+pub fn schedule_reply(answer: Result<ScheduleAnswer, wasque_sdk::proto::WireError>) -> Reply {
+    match answer {
+        Ok(ScheduleAnswer::Ok) => Reply::Ok,
+        Ok(ScheduleAnswer::Removed) => Reply::Count(1),
+        Ok(ScheduleAnswer::Schedules(list)) => Reply::Schedules(list),
+        Err(e) => Reply::Error(e),
+    }
 }
 
 fn dlq(queue: String, op: DlqOp) -> Command {
@@ -88,6 +115,7 @@ pub fn response(reply: Reply) -> Response {
         Reply::Nodes(n) => Response::Nodes(n),
         Reply::Statuses(s) => Response::Jobs(s),
         Reply::Explain(x) => Response::Explain(x),
+        Reply::Schedules(s) => Response::Schedules(s),
         // Disque's queue commands are spoken over RESP; QUIC clients never
         // send them.
         Reply::Jobs(_)

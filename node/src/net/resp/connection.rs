@@ -381,6 +381,16 @@ impl Conn {
                 );
                 self.push(Slot::Ready(f));
             }
+            Action::Schedule(c) => {
+                let detail = matches!(c, crate::sched::ScheduleCmd::Show(_));
+                let answer = crate::sched::command::run(
+                    &self.handle,
+                    &self.principal(),
+                    c,
+                    crate::runtime::now_ms(),
+                );
+                self.push(Slot::Ready(cmd::schedule::render(answer, detail)));
+            }
         }
     }
 
@@ -707,7 +717,7 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 /// commands are all open to it: the engine scopes them.
 fn admin_only(a: &Action) -> Option<&'static str> {
     match a {
-        Action::Engine(..) | Action::Reply(_) | Action::PutModule(_) => None,
+        Action::Engine(..) | Action::Reply(_) | Action::PutModule(_) | Action::Schedule(_) => None,
         Action::Info(_) => Some("INFO"),
         Action::Cluster(_) => Some("CLUSTER"),
         Action::Tenant(_) => Some("TENANT"),

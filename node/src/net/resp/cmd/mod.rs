@@ -12,6 +12,7 @@ mod life;
 mod policy;
 mod queues;
 mod render;
+pub(super) mod schedule;
 pub(super) mod server;
 pub(super) mod tenant;
 mod wasm;
@@ -42,6 +43,8 @@ pub enum Action {
     Cluster(cluster::ClusterCmd),
     /// TENANT subcommands (the admin's), answered from the registry.
     Tenant(tenant::TenantCmd),
+    /// SCHEDULE subcommands, answered from the schedule registry.
+    Schedule(crate::sched::ScheduleCmd),
 }
 
 /// Arity as Redis states it: `n` exactly n words (with the name), `-n` at
@@ -93,6 +96,7 @@ const TABLE: &[(&str, i32)] = &[
     ("tenant", -2),
     ("dlq", -3),
     ("qretry", -2),
+    ("schedule", -2),
 ];
 
 /// Turns a request's words into an action, or the error reply it deserves.
@@ -122,6 +126,7 @@ pub fn parse(args: Vec<Bytes>) -> Action {
         "module" | "result" | "waitjob" | "finish" => wasm::parse(&a),
         "qpolicy" => policy::parse(&a),
         "tenant" => tenant::parse(&a),
+        "schedule" => schedule::parse(&a),
         "dlq" => life::dlq(&a),
         "qretry" => life::qretry(&a),
         _ => server::parse(&a),
