@@ -1,6 +1,7 @@
 //! A minimal HTTP/1.0 client for tests of the node's HTTP front door:
 //! `GET` with a bounded wait and optional headers (a bearer token, a
-//! foreign `Host`), and a server-sent event reader. HTTP/1.0 so
+//! foreign `Host`), `POST` with a JSON body or none, and a server-sent
+//! event reader. HTTP/1.0 so
 //! that the server delimits bodies by closing (no chunked decoding here).
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -31,17 +32,36 @@ impl Response {
 /// Opens a connection and sends `GET path` with `headers`; `Host` is the
 /// node's address unless `headers` names one.
 fn connect(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> std::io::Result<TcpStream> {
+    send(addr, "GET", path, headers, None)
+}
+
+/// Opens a connection and sends `method path` with `headers` and, if
+/// given, a JSON body.
+fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    json: Option<&str>,
+) -> std::io::Result<TcpStream> {
     let mut s = TcpStream::connect_timeout(&addr, TIMEOUT)?;
     s.set_read_timeout(Some(TIMEOUT))?;
     s.set_write_timeout(Some(TIMEOUT))?;
-    let mut req = format!("GET {path} HTTP/1.0\r\n");
+    let mut req = format!("{method} {path} HTTP/1.0\r\n");
     if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
         req.push_str(&format!("Host: {addr}\r\n"));
     }
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
-    req.push_str("\r\n");
+    match json {
+        Some(b) => req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
+            b.len()
+        )),
+        None if method == "POST" => req.push_str("Content-Length: 0\r\n\r\n"),
+        None => req.push_str("\r\n"),
+    }
     s.write_all(req.as_bytes())?;
     Ok(s)
 }
@@ -78,7 +98,17 @@ pub fn get_with(
     path: &str,
     headers: &[(&str, &str)],
 ) -> std::io::Result<Response> {
-    let mut r = BufReader::new(connect(addr, path, headers)?);
+    whole(connect(addr, path, headers)?)
+}
+
+/// `POST path` with a JSON body (or none, `Content-Length: 0`), the whole
+/// answer.
+pub fn post(addr: SocketAddr, path: &str, json: Option<&str>) -> std::io::Result<Response> {
+    whole(send(addr, "POST", path, &[], json)?)
+}
+
+fn whole(s: TcpStream) -> std::io::Result<Response> {
+    let mut r = BufReader::new(s);
     let (status, headers) = head(&mut r)?;
     let mut body = String::new();
     r.read_to_string(&mut body)?;

@@ -205,18 +205,23 @@ impl TestNode {
     }
 
     /// `host:port` for clients.
-    /// Runs the `wasque` CLI against this node (its address and data dir,
-    /// stdin closed) and returns what it printed and its status.
-    pub fn wasque(&self, args: &[&str]) -> std::process::Output {
-        std::process::Command::new(bin("test-wasque"))
-            .arg("--node")
+    /// The `wasque` CLI set up against this node (its address and data
+    /// dir, stdin closed), to be started by the caller.
+    pub fn wasque_cmd(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = std::process::Command::new(bin("test-wasque"));
+        cmd.arg("--node")
             .arg(self.addr_str())
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(args)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("run wasque")
+            .stdin(std::process::Stdio::null());
+        cmd
+    }
+
+    /// Runs the `wasque` CLI against this node and returns what it
+    /// printed and its status.
+    pub fn wasque(&self, args: &[&str]) -> std::process::Output {
+        self.wasque_cmd(args).output().expect("run wasque")
     }
 
     pub fn addr_str(&self) -> String {

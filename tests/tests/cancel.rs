@@ -9,10 +9,10 @@
 use std::time::{Duration, Instant};
 
 use redis::Value;
-use wasque_tests::guests;
 use wasque_tests::node::TestNode;
 use wasque_tests::resp::{field, text};
 use wasque_tests::wait::eventually;
+use wasque_tests::{guests, http};
 
 fn q(c: &mut redis::Connection, args: &[&str]) -> redis::RedisResult<Value> {
     wasque_tests::resp::cmd(c, args)
@@ -190,32 +190,6 @@ fn cancel_reaches_every_holder_and_the_node_running_the_job() {
     }
 }
 
-/// `POST path` with a JSON body (or none with `body: None`): status and
-/// body.
-fn post(addr: std::net::SocketAddr, path: &str, body: Option<&str>) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    match body {
-        Some(b) => write!(
-            s,
-            "POST {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
-            b.len()
-        ),
-        None => write!(s, "POST {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"),
-    }
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let status = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = out.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
-    (status, body)
-}
-
 #[test]
 fn cancel_over_http_takes_json_only_and_answers_404_for_an_unknown_id() {
     let node = TestNode::start_http(&[]);
@@ -223,17 +197,19 @@ fn cancel_over_http_takes_json_only_and_answers_404_for_an_unknown_id() {
     let id = text(&q(&mut c, &["ADDJOB", "h", "body", "0"]).unwrap());
     let path = format!("/api/jobs/{id}/cancel");
     // No JSON body (what a cross-site form could send): refused, kept.
-    let (status, _) = post(node.http_addr(), &path, None);
+    let http::Response { status, .. } = http::post(node.http_addr(), &path, None).unwrap();
     assert_eq!(status, 400);
     assert_eq!(q(&mut c, &["QLEN", "h"]).unwrap(), Value::Int(1));
-    let (status, body) = post(node.http_addr(), &path, Some("{}"));
+    let http::Response { status, body, .. } =
+        http::post(node.http_addr(), &path, Some("{}")).unwrap();
     assert_eq!(
         (status, body.contains("\"cancelled\":1")),
         (200, true),
         "{body}"
     );
     assert_eq!(q(&mut c, &["QLEN", "h"]).unwrap(), Value::Int(0));
-    let (status, body) = post(node.http_addr(), &path, Some("{}"));
+    let http::Response { status, body, .. } =
+        http::post(node.http_addr(), &path, Some("{}")).unwrap();
     assert_eq!(status, 404, "{body}");
     node.stop();
 }

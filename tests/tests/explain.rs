@@ -8,8 +8,6 @@
 //! this node" from B). Every wait is bounded; the spin jobs are
 //! cancelled at the end.
 
-use std::process::{Command, Stdio};
-
 use redis::Value;
 use wasque_tests::guests;
 use wasque_tests::node::{TestNode, form_cluster};
@@ -18,18 +16,6 @@ use wasque_tests::wait::eventually;
 
 fn q(c: &mut redis::Connection, args: &[&str]) -> redis::RedisResult<Value> {
     wasque_tests::resp::cmd(c, args)
-}
-
-fn wasque(node: &TestNode, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_test-wasque"))
-        .arg("--node")
-        .arg(node.addr_str())
-        .arg("--data-dir")
-        .arg(&node.data_dir)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run wasque")
 }
 
 /// The `kind`s of EXPLAIN's reasons, in order.
@@ -68,7 +54,7 @@ fn reasons(c: &mut redis::Connection, id: &str) -> Vec<Why> {
                     .map(|(_, v)| v.clone())
                     .unwrap_or_default()
             };
-            (get("kind"), get("text"), pairs[4..].to_vec())
+            (get("kind"), get("text"), pairs[2..].to_vec())
         })
         .collect()
 }
@@ -158,12 +144,12 @@ fn explain_queued_running_delayed_paused_delivered_and_unknown() {
     );
 
     // The CLI over QUIC: the sentence and one line per reason; JSON too.
-    let out = wasque(&node, &["explain", &spins[5]]);
+    let out = node.wasque(&["explain", &spins[5]]);
     assert!(out.status.success(), "{out:?}");
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(s.contains("- waiting-for-slot: slots=4 busy=4"), "{s}");
     assert!(s.contains("behind 2 job(s) (1 of higher priority)"), "{s}");
-    let out = wasque(&node, &["explain", "--json", &spins[0]]);
+    let out = node.wasque(&["explain", "--json", &spins[0]]);
     assert!(out.status.success(), "{out:?}");
     let docs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(docs[0]["reasons"][0]["kind"], "running", "{docs}");
@@ -193,7 +179,7 @@ fn explain_queued_running_delayed_paused_delivered_and_unknown() {
     // Unknown: nil, a clear CLI error, 404.
     q(&mut c, &["DELJOB", &held]).unwrap();
     assert_eq!(q(&mut c, &["EXPLAIN", &held]).unwrap(), Value::Nil);
-    let out = wasque(&node, &["explain", &held]);
+    let out = node.wasque(&["explain", &held]);
     assert!(!out.status.success(), "{out:?}");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains(&held),
@@ -287,7 +273,7 @@ fn on_three_nodes_the_answer_names_the_node_in_hand_and_the_cli_follows_it() {
     eventually(20, "the lent job runs on its group's node", || {
         kinds(&mut cs[k], &id).first().map(String::as_str) == Some("running")
     });
-    let out = wasque(&nodes[0], &["--pick", "first", "explain", &id]);
+    let out = nodes[0].wasque(&["--pick", "first", "explain", &id]);
     assert!(out.status.success(), "{out:?}");
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(s.contains("lent to node"), "{s}");

@@ -9,7 +9,7 @@
 //! own handle.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -21,21 +21,6 @@ use wasque_tests::wait::eventually;
 
 fn q(c: &mut redis::Connection, args: &[&str]) -> redis::RedisResult<Value> {
     wasque_tests::resp::cmd(c, args)
-}
-
-fn wasque_cmd(node: &TestNode, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_test-wasque"));
-    cmd.arg("--node")
-        .arg(node.addr_str())
-        .arg("--data-dir")
-        .arg(&node.data_dir)
-        .args(args)
-        .stdin(Stdio::null());
-    cmd
-}
-
-fn wasque(node: &TestNode, args: &[&str]) -> std::process::Output {
-    wasque_cmd(node, args).output().expect("run wasque")
 }
 
 /// A child killed (by its own handle) when dropped.
@@ -51,7 +36,8 @@ impl Drop for Killed {
 /// Starts `wasque logs -f ID`: its stdout lines and stderr come over
 /// channels.
 fn follow(node: &TestNode, id: &str) -> (Killed, mpsc::Receiver<String>, mpsc::Receiver<String>) {
-    let mut child = wasque_cmd(node, &["logs", "-f", id])
+    let mut child = node
+        .wasque_cmd(&["logs", "-f", id])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -126,17 +112,17 @@ fn logs_follow_shows_lines_before_the_end_and_show_has_progress() {
     // Its progress, through the CLI and RESP, while it runs.
     let mut seen = String::new();
     eventually(10, "wasque show prints its progress", || {
-        let out = wasque(&node, &["show", &id]);
+        let out = node.wasque(&["show", &id]);
         seen = String::from_utf8_lossy(&out.stdout).into_owned();
         seen.contains("progress:  ") && seen.contains(" of 6 (")
     });
     assert!(seen.contains("· step "), "{seen}");
-    let out = wasque(&node, &["show", "--json", &id]);
+    let out = node.wasque(&["show", "--json", &id]);
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     if doc["state"] == "active" {
         assert_eq!(doc["progress"]["total"], 6, "{doc}");
     }
-    let out = wasque(&node, &["explain", "--json", &id]);
+    let out = node.wasque(&["explain", "--json", &id]);
     let docs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     if docs[0]["state"] == "active" {
         assert_eq!(
@@ -153,12 +139,12 @@ fn logs_follow_shows_lines_before_the_end_and_show_has_progress() {
     assert_eq!(all, want);
     assert_eq!(field(&mut c, "SHOW", &id, "state").as_deref(), Some("done"));
     // Finished: no progress any more; `logs` prints the whole output.
-    let out = wasque(&node, &["show", &id]);
+    let out = node.wasque(&["show", &id]);
     assert!(
         !String::from_utf8_lossy(&out.stdout).contains("progress:"),
         "{out:?}"
     );
-    let out = wasque(&node, &["logs", &id]);
+    let out = node.wasque(&["logs", &id]);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), want.join("\n") + "\n");
     // Following a finished job ends at once.
@@ -166,10 +152,7 @@ fn logs_follow_shows_lines_before_the_end_and_show_has_progress() {
     assert!(wait_exit(&mut again, Duration::from_secs(10)).success());
     assert_eq!(rest.try_iter().count(), 0);
     // An unknown job: a clear error.
-    let out = wasque(
-        &node,
-        &["logs", "-f", "0193a000-0000-7000-8000-000000000000"],
-    );
+    let out = node.wasque(&["logs", "-f", "0193a000-0000-7000-8000-000000000000"]);
     assert!(!out.status.success(), "{out:?}");
     node.stop();
 }

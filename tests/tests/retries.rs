@@ -5,14 +5,13 @@
 //! the node that buried it (kill -9). The failing job is the `exit3`
 //! guest. Every wait is bounded.
 
-use std::io::{Read, Write};
 use std::time::Duration;
 
 use redis::Value;
-use wasque_tests::guests;
 use wasque_tests::node::TestNode;
 use wasque_tests::resp::text;
 use wasque_tests::wait::eventually;
+use wasque_tests::{guests, http};
 
 fn conn(node: &TestNode) -> redis::Connection {
     wasque_tests::resp::connect(node.addr).expect("RESP connection")
@@ -238,27 +237,6 @@ fn a_job_in_backoff_survives_a_restart_and_lands_in_the_dlq() {
     assert!(format!("{kept:?}").contains("\"7\""), "{kept:?}");
 }
 
-/// `POST path` with a JSON body over a plain socket; the status and body.
-fn post_json(addr: std::net::SocketAddr, path: &str, body: &str) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let status = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = out.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
-    (status, body)
-}
-
 #[test]
 fn the_cli_and_the_http_api_list_requeue_and_purge_dead_letters() {
     let node = TestNode::start_http(&[]);
@@ -299,7 +277,7 @@ fn the_cli_and_the_http_api_list_requeue_and_purge_dead_letters() {
     );
     let id = line.split_whitespace().next().unwrap().to_string();
 
-    let r = wasque_tests::http::get(node.http_addr(), "/api/queues/cq/dead").unwrap();
+    let r = http::get(node.http_addr(), "/api/queues/cq/dead").unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
     let doc: serde_json::Value = serde_json::from_str(&r.body).unwrap();
     assert_eq!(doc["jobs"][0]["id"], id.as_str());
@@ -307,13 +285,15 @@ fn the_cli_and_the_http_api_list_requeue_and_purge_dead_letters() {
     assert_eq!(doc["jobs"][0]["retry"]["attempts"], 2);
 
     // HTTP requeue: a JSON body only.
-    let (status, body) = post_json(node.http_addr(), "/api/queues/cq/dead/requeue", "{}");
+    let http::Response { status, body, .. } =
+        http::post(node.http_addr(), "/api/queues/cq/dead/requeue", Some("{}")).unwrap();
     assert_eq!(status, 400, "{body}");
-    let (status, body) = post_json(
+    let http::Response { status, body, .. } = http::post(
         node.http_addr(),
         "/api/queues/cq/dead/requeue",
-        &format!("{{\"ids\": [\"{id}\"]}}"),
-    );
+        Some(&format!("{{\"ids\": [\"{id}\"]}}")),
+    )
+    .unwrap();
     assert_eq!((status, body.as_str()), (200, "{\"requeued\":1}"));
     eventually(20, "dead again after 2 more runs", || {
         let o = node.wasque(&["dlq", "ls", "cq"]);

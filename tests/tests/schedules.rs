@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::{Command, Stdio};
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::Value;
@@ -73,14 +73,18 @@ fn ticks(c: &mut Connection, name: &str) -> BTreeMap<u64, String> {
 
 /// Every job id of `queue` on one node (JSCAN, bounded pages).
 fn queue_ids(addr: std::net::SocketAddr, queue: &str) -> BTreeSet<String> {
+    match resp::connect(addr) {
+        Some(mut c) => queue_ids_on(&mut c, queue),
+        None => BTreeSet::new(),
+    }
+}
+
+/// Every job id of `queue` as the connection `c` may see it.
+fn queue_ids_on(c: &mut Connection, queue: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    let Some(mut c) = resp::connect(addr) else {
-        return out;
-    };
     let mut cursor = "0".to_string();
     for _ in 0..100 {
-        let Ok(Value::Array(r)) = q(&mut c, &["JSCAN", &cursor, "COUNT", "1000", "QUEUE", queue])
-        else {
+        let Ok(Value::Array(r)) = q(c, &["JSCAN", &cursor, "COUNT", "1000", "QUEUE", queue]) else {
             break;
         };
         cursor = text(&r[0]);
@@ -116,43 +120,6 @@ fn one_job_per_tick(ticks: &BTreeMap<u64, String>, jobs: &BTreeSet<String>, upto
         assert!(ticks.contains_key(&t), "tick {t} has no job: {ticks:?}");
         t += 1000;
     }
-}
-
-fn wasque(node: &TestNode, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_test-wasque"))
-        .arg("--node")
-        .arg(node.addr_str())
-        .arg("--data-dir")
-        .arg(&node.data_dir)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run wasque")
-}
-
-/// `POST path` with a JSON body: status and body.
-fn post(addr: std::net::SocketAddr, path: &str, body: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    write!(
-        s,
-        "POST {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("write");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("read");
-    let status = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (
-        status,
-        out.split("\r\n\r\n").nth(1).unwrap_or_default().into(),
-    )
 }
 
 #[test]
@@ -246,14 +213,14 @@ fn a_schedule_adds_one_job_per_tick_and_every_door_sees_it() {
     );
 
     // The CLI (QUIC).
-    let out = wasque(&node, &["schedule", "ls"]);
+    let out = node.wasque(&["schedule", "ls"]);
     assert!(out.status.success(), "{out:?}");
     let ls = String::from_utf8_lossy(&out.stdout);
     assert!(
         ls.starts_with("every cron=\"* * * * * *\" missed=skip queue=ticks"),
         "{ls}"
     );
-    let out = wasque(&node, &["schedule", "show", "every", "--json"]);
+    let out = node.wasque(&["schedule", "show", "every", "--json"]);
     assert!(out.status.success(), "{out:?}");
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(doc["name"], "every");
@@ -262,36 +229,30 @@ fn a_schedule_adds_one_job_per_tick_and_every_door_sees_it() {
         doc["recent"].as_array().is_some_and(|r| r.len() >= 5),
         "{doc}"
     );
-    let out = wasque(&node, &["schedule", "show", "nope"]);
+    let out = node.wasque(&["schedule", "show", "nope"]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("no schedule nope"));
-    let out = wasque(
-        &node,
-        &["schedule", "add", "bad/name", "--cron", "* * * * *"],
-    );
+    let out = node.wasque(&["schedule", "add", "bad/name", "--cron", "* * * * *"]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
 
     // A Wasm schedule from the CLI: the module file is uploaded, the
     // jobs run and print their payload.
     let echo = guests::wasm_path("echo");
-    let out = wasque(
-        &node,
-        &[
-            "schedule",
-            "add",
-            "wasm",
-            "--cron",
-            "* * * * * *",
-            "--queue",
-            "w",
-            "--module",
-            echo.to_str().unwrap(),
-            "--payload",
-            "tick!",
-            "--missed",
-            "run-once",
-        ],
-    );
+    let out = node.wasque(&[
+        "schedule",
+        "add",
+        "wasm",
+        "--cron",
+        "* * * * * *",
+        "--queue",
+        "w",
+        "--module",
+        echo.to_str().unwrap(),
+        "--payload",
+        "tick!",
+        "--missed",
+        "run-once",
+    ]);
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("missed=run-once"));
     eventually(20, "a scheduled Wasm job ran", || {
@@ -328,7 +289,8 @@ fn a_schedule_adds_one_job_per_tick_and_every_door_sees_it() {
     assert!(r.body.contains("\"recent\""));
     let r = http::get(node.http_addr(), "/api/schedules/nope").expect("GET");
     assert_eq!(r.status, 404, "{}", r.body);
-    let (status, body) = post(node.http_addr(), "/api/schedules/yearly/remove", "{}");
+    let http::Response { status, body, .. } =
+        http::post(node.http_addr(), "/api/schedules/yearly/remove", Some("{}")).unwrap();
     assert_eq!((status, body.as_str()), (200, "{\"removed\":1}"));
     let r = http::get(node.http_addr(), "/api/schedules/yearly").expect("GET");
     assert_eq!(r.status, 404);
@@ -689,7 +651,7 @@ fn tenants_see_and_remove_only_their_own_schedules() {
     eventually(20, "alice's schedule fires", || {
         ticks(&mut alice, "tick").len() >= 2
     });
-    let jobs = queue_ids(node.addr, "alice/q");
+    let jobs = queue_ids_on(&mut admin, "alice/q");
     assert!(!jobs.is_empty());
     assert!(matches!(q(&mut alice, &["QLEN", "q"]).unwrap(), Value::Int(n) if n >= 2));
     assert_eq!(q(&mut bob, &["QLEN", "q"]).unwrap(), Value::Int(0));
