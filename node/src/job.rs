@@ -499,6 +499,7 @@ impl Job {
             parts: self.gather().map(|g| g.status()).unwrap_or_default(),
             retry: self.retry().cloned(),
             after: self.after().cloned(),
+            idempotency_key: self.idempotency_key().map(str::to_string),
             progress: None,
         }
     }

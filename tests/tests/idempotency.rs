@@ -36,6 +36,22 @@ fn a_repeated_add_answers_the_first_id_and_runs_once() {
     assert_eq!(add(&mut c, "q", "second", "order-1", &[]), id);
     assert_eq!(q(&mut c, &["QLEN", "q"]).unwrap(), Value::Int(1));
     assert_eq!(field(&mut c, "SHOW", &id, "body").as_deref(), Some("first"));
+    // SHOW, the CLI and the JSON document name the key.
+    assert_eq!(
+        field(&mut c, "SHOW", &id, "idempotency-key").as_deref(),
+        Some("order-1")
+    );
+    let out = node.wasque(&["show", &id]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("idem key:  order-1"),
+        "{out:?}"
+    );
+    let r = wasque_tests::http::get(node.http_addr(), &format!("/api/jobs/{id}")).unwrap();
+    assert!(
+        r.body.contains("\"idempotency_key\":\"order-1\""),
+        "{}",
+        r.body
+    );
     // Another queue, the same key: a job of its own.
     let other = add(&mut c, "q2", "first", "order-1", &[]);
     assert_ne!(other, id);

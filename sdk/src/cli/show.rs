@@ -86,6 +86,9 @@ pub fn summary(s: &JobStatus) -> String {
             out += &format!("           {id} {st}\n");
         }
     }
+    if let Some(k) = &s.idempotency_key {
+        out += &format!("idem key:  {k}\n");
+    }
     if let Some(p) = &s.progress {
         out += &format!("progress:  {}\n", p.text());
     }

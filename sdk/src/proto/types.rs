@@ -395,6 +395,8 @@ pub struct JobStatus {
     /// The jobs it comes after (`AFTER`) and what each has come to;
     /// `None` for a job added without them.
     pub after: Option<super::after::AfterStatus>,
+    /// The key it was added with (`IDEMPOTENCY`), if any.
+    pub idempotency_key: Option<String>,
     /// What a running Wasm job last reported with the guest SDK's
     /// `progress` call, as the node running it knows it; `None` when it
     /// reported nothing, is not running, or runs on another node.
@@ -565,6 +567,9 @@ impl JobStatus {
         }
         if let Some(a) = &self.after {
             obj.insert("after".into(), a.to_json());
+        }
+        if let Some(k) = &self.idempotency_key {
+            obj.insert("idempotency_key".into(), k.clone().into());
         }
         if let Some(p) = &self.progress {
             obj.insert(

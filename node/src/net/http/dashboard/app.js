@@ -322,6 +322,7 @@ async function showJob(id) {
       rows.push([j.after.any ? "after-any" : "after",
         j.after.jobs.map((d) => `${d.id} ${d.state}${d.error ? ": " + d.error : ""}`).join(" · ")]);
     }
+    if (j.idempotency_key) rows.push(["idempotency key", j.idempotency_key]);
     if (j.progress) {
       const p = j.progress;
       const pct = p.total > 0 ? ` (${Math.min(100, Math.floor((p.done * 100) / p.total))}%)` : "";

@@ -262,6 +262,9 @@ fn show(s: &JobStatus) -> Frame {
             Frame::text(&r.last_error),
         ]);
     }
+    if let Some(k) = &s.idempotency_key {
+        f.extend([Frame::text("idempotency-key"), Frame::text(k)]);
+    }
     if let Some(a) = &s.after {
         // Each named job as "id state" (or "id failed: why").
         f.extend([
