@@ -141,13 +141,45 @@ impl AfterStatus {
                 .iter()
                 .find(|(_, s)| matches!(s, DepState::Failed(_)))
         {
-            return Some(Err(format!("job {id} it comes after failed: {why}")));
+            return Some(Err(format!("job {id} {FAILED_SEP}{}", root_cause(why))));
         }
         if self.pending().next().is_some() {
             return None;
         }
         Some(Ok(()))
     }
+}
+
+/// Between the named job and why it failed, in a dependency failure's
+/// message.
+const FAILED_SEP: &str = "it comes after failed: ";
+
+/// The longest cause a dependency failure's message quotes, in bytes.
+const MAX_CAUSE: usize = 1024;
+
+/// Why a named job failed, as the message of the job waiting for it
+/// quotes it: a failure that came down a chain is quoted by its first
+/// cause and the job at the chain's start, not nested once per link, so
+/// a message stays short however long the chain (nesting made a chain of
+/// n jobs cost n² bytes).
+fn root_cause(why: &str) -> String {
+    const CHAIN: &str = ", first in the chain)";
+    let flat = match why
+        .strip_prefix("dependency: job ")
+        .and_then(|rest| rest.split_once(&format!(" {FAILED_SEP}")))
+    {
+        Some((_, cause)) if cause.ends_with(CHAIN) => cause.to_string(),
+        Some((first, cause)) => format!("{cause} (job {first}{CHAIN}"),
+        None => why.to_string(),
+    };
+    if flat.len() <= MAX_CAUSE {
+        return flat;
+    }
+    let mut end = MAX_CAUSE;
+    while !flat.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &flat[..end])
 }
 
 #[cfg(test)]
@@ -198,6 +230,45 @@ mod tests {
         // AFTER-ANY: a failure is an end like any other.
         s.any = true;
         assert_eq!(s.outcome(), Some(Ok(())));
+    }
+
+    #[test]
+    fn a_failure_down_a_chain_is_quoted_by_its_first_cause_not_nested() {
+        // Job 2 runs after 1, 3 after 2, and so on; 1 traps.
+        let mut why = "trap: unreachable".to_string();
+        let mut messages = Vec::new();
+        for n in 1..=20u8 {
+            let mut s = AfterStatus::new(&AfterSpec {
+                ids: vec![id(n)],
+                any: false,
+            });
+            assert!(s.settle(id(n), DepState::Failed(why.clone())));
+            let msg = s.outcome().unwrap().unwrap_err();
+            why = format!("dependency: {msg}");
+            messages.push(msg);
+        }
+        assert_eq!(
+            messages[0],
+            format!("job {} it comes after failed: trap: unreachable", id(1))
+        );
+        let first = format!("trap: unreachable (job {}, first in the chain)", id(1));
+        assert_eq!(
+            messages[1],
+            format!("job {} it comes after failed: {first}", id(2))
+        );
+        assert_eq!(
+            messages[19],
+            format!("job {} it comes after failed: {first}", id(20))
+        );
+        // A long cause is cut.
+        let long = "x".repeat(5000);
+        let mut s = AfterStatus::new(&AfterSpec {
+            ids: vec![id(1)],
+            any: false,
+        });
+        s.settle(id(1), DepState::Failed(long));
+        let msg = s.outcome().unwrap().unwrap_err();
+        assert!(msg.len() < 1200 && msg.ends_with('…'), "{}", msg.len());
     }
 
     #[test]
