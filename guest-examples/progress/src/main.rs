@@ -15,7 +15,10 @@ fn main() {
     let mut out = std::io::stdout().lock();
     for i in 1..=steps {
         std::thread::sleep(Duration::from_millis(ms));
-        if writeln!(out, "step {i} of {steps}").and_then(|()| out.flush()).is_err() {
+        if writeln!(out, "step {i} of {steps}")
+            .and_then(|()| out.flush())
+            .is_err()
+        {
             wasque_guest::fail(1, "cannot write output");
         }
         wasque_guest::progress(i, steps, &format!("step {i}"));
