@@ -37,6 +37,12 @@ struct Args {
     /// needs `requirepass` (protected mode).
     #[arg(long, value_name = "ADDR")]
     bind: Option<String>,
+    /// The address peers and clients are told to reach this node at
+    /// (`cluster-announce-ip` and `cluster-announce-port`): an IP or a DNS
+    /// name, and a port. Default: the bound address; when that is 0.0.0.0
+    /// or ::, the address of the interface of the default route.
+    #[arg(long, value_name = "HOST:PORT")]
+    announce_addr: Option<String>,
     /// Data dir: modules, compiled artifacts, TLS identity, node id.
     /// Default ./wasque-data.
     #[arg(long, value_name = "DIR")]
@@ -131,6 +137,12 @@ fn load(args: &Args) -> anyhow::Result<Config> {
     }
     if let Some(b) = &args.bind {
         raw.set_flag("bind", b.clone());
+    }
+    if let Some(a) = &args.announce_addr {
+        let (host, port) = crate::config::split_host_port(a)
+            .map_err(|e| anyhow::anyhow!("--announce-addr {e}"))?;
+        raw.set_flag("cluster-announce-ip", host);
+        raw.set_flag("cluster-announce-port", port.to_string());
     }
     if let Some(d) = &args.data_dir {
         raw.set_flag("dir", d.to_string_lossy().into_owned());
@@ -264,6 +276,13 @@ async fn run(cfg: Config) -> ExitCode {
         println!(
             "wasque-node {} listening: http http://{addr}/",
             node.node_id()
+        );
+    }
+    if node.announce_addr() != node.quic_addr() {
+        println!(
+            "wasque-node {} announces: quic udp://{} (to peers and clients)",
+            node.node_id(),
+            node.announce_addr()
         );
     }
     tracing::info!(

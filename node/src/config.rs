@@ -61,6 +61,13 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Peers to join at start (`--join HOST:PORT`, repeatable).
     pub joins: Vec<String>,
+    /// `cluster-announce-ip` (`--announce-addr HOST:PORT`): the host, an
+    /// IP or a DNS name, peers and clients are told to reach this node at
+    /// instead of the bound address (Redis Cluster's directive). Never an
+    /// unspecified address.
+    pub announce_host: Option<String>,
+    /// `cluster-announce-port`: the port announced (default: the node's).
+    pub announce_port: Option<u16>,
     pub logfile: Option<PathBuf>,
     /// A `tracing` filter (Disque's levels mapped: verbose → debug, notice → info).
     pub loglevel: String,
@@ -161,6 +168,8 @@ const KNOWN: &[&str] = &[
     "appendonly",
     "appendfsync",
     "cluster-node-timeout",
+    "cluster-announce-ip",
+    "cluster-announce-port",
     "join-token",
     "requirepass",
     "daemonize",
@@ -531,6 +540,26 @@ impl RawConfig {
                 .filter(|h| !h.is_empty())
                 .collect(),
         };
+        // Redis's empty value and port 0 both mean "not set".
+        let announce_host = match self.get("cluster-announce-ip") {
+            Some((v, _)) if !v.trim().is_empty() => {
+                Some(check_announce_host(v.trim()).map_err(|e| bad("cluster-announce-ip", e))?)
+            }
+            _ => None,
+        };
+        let announce_port = match self.get("cluster-announce-port") {
+            None => None,
+            Some((v, _)) => match v.trim().parse::<u16>() {
+                Ok(0) => None,
+                Ok(p) => Some(p),
+                Err(_) => {
+                    return Err(bad(
+                        "cluster-announce-port",
+                        format!("{v:?} is not a port (0 announces the node's own)"),
+                    ));
+                }
+            },
+        };
         Ok(Config {
             bind,
             port,
@@ -538,6 +567,8 @@ impl RawConfig {
             http_hosts,
             data_dir,
             joins: self.joins.clone(),
+            announce_host,
+            announce_port,
             logfile: opt_path("logfile"),
             loglevel,
             log_format,
@@ -603,6 +634,58 @@ pub const REPLY_OVERHEAD: usize = 16 << 20;
 /// The default `io-threads` for a machine of `cores` cores.
 fn default_io_threads(cores: usize) -> usize {
     (cores / 4).max(1)
+}
+
+/// Checks an announced host: an IP address that names one host (not
+/// 0.0.0.0, `::` or a multicast group), or a DNS name. Returns it as
+/// announced (a name lower-cased, an IP in its usual form).
+pub fn check_announce_host(v: &str) -> Result<String, String> {
+    // `[::1]` as in a URL is accepted too.
+    let bare = v
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .unwrap_or(v);
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        if ip.is_unspecified() || ip.is_multicast() {
+            return Err(format!(
+                "{ip} names no single host: announce an address peers can reach"
+            ));
+        }
+        return Ok(ip.to_string());
+    }
+    let name = v.trim_end_matches('.').to_ascii_lowercase();
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    // A name whose last label is all digits would be read as a bad IP.
+    let numeric_tld = name
+        .rsplit('.')
+        .next()
+        .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()));
+    if name.is_empty() || name.len() > 253 || numeric_tld || !name.split('.').all(label_ok) {
+        return Err(format!("{v:?} is neither an IP address nor a DNS name"));
+    }
+    Ok(name)
+}
+
+/// Splits `HOST:PORT` (`[v6]:PORT` for an IPv6 address), as
+/// `--announce-addr` takes it.
+pub fn split_host_port(v: &str) -> Result<(String, u16), String> {
+    let usage = || format!("{v:?}: expected HOST:PORT (an IPv6 address as [ADDR]:PORT)");
+    let (host, port) = v.rsplit_once(':').ok_or_else(usage)?;
+    // An IPv6 address unbracketed has colons of its own: ambiguous.
+    if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
+        return Err(usage());
+    }
+    let port: u16 = port.parse().map_err(|_| usage())?;
+    if host.is_empty() || port == 0 {
+        return Err(usage());
+    }
+    Ok((host.to_string(), port))
 }
 
 /// A config line's words ([`crate::quoting::split_args`]), as text.
@@ -792,6 +875,80 @@ mod tests {
         );
         let raw = RawConfig::parse("bind 0.0.0.0\nrequirepass s3cret\n", Path::new("f")).unwrap();
         assert!(raw.resolve().is_ok());
+    }
+
+    #[test]
+    fn announce_directives_parse_and_refuse_what_names_no_host() {
+        let c = Config::defaults();
+        assert_eq!((c.announce_host, c.announce_port), (None, None));
+        let raw = RawConfig::parse(
+            "cluster-announce-ip 10.1.2.3\ncluster-announce-port 7811\n",
+            Path::new("f"),
+        )
+        .unwrap();
+        let c = raw.resolve().unwrap();
+        assert_eq!(c.announce_host.as_deref(), Some("10.1.2.3"));
+        assert_eq!(c.announce_port, Some(7811));
+        // Redis's "unset" values.
+        let raw = RawConfig::parse(
+            "cluster-announce-ip \"\"\ncluster-announce-port 0\n",
+            Path::new("f"),
+        )
+        .unwrap();
+        let c = raw.resolve().unwrap();
+        assert_eq!((c.announce_host, c.announce_port), (None, None));
+        assert_eq!(
+            check_announce_host("Edge-1.Example.org.").unwrap(),
+            "edge-1.example.org"
+        );
+        assert_eq!(check_announce_host("[::1]").unwrap(), "::1");
+        for bad in [
+            "0.0.0.0",
+            "::",
+            "[::]",
+            "224.0.0.1",
+            "a b",
+            "-x.org",
+            "",
+            "1.2.3.256",
+            "x..y",
+        ] {
+            assert!(check_announce_host(bad).is_err(), "{bad:?}");
+        }
+        let e = RawConfig::parse("cluster-announce-ip 0.0.0.0\n", Path::new("x.conf"))
+            .unwrap()
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("x.conf:1") && e.contains("cluster-announce-ip"),
+            "{e}"
+        );
+        let e = RawConfig::parse("cluster-announce-port 70000\n", Path::new("x.conf"))
+            .unwrap()
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cluster-announce-port"), "{e}");
+    }
+
+    #[test]
+    fn host_port_splits_names_v4_and_bracketed_v6() {
+        assert_eq!(
+            split_host_port("10.0.0.1:7711").unwrap(),
+            ("10.0.0.1".into(), 7711)
+        );
+        assert_eq!(
+            split_host_port("edge.example.org:1").unwrap(),
+            ("edge.example.org".into(), 1)
+        );
+        assert_eq!(
+            split_host_port("[fd00::1]:7711").unwrap(),
+            ("[fd00::1]".into(), 7711)
+        );
+        for bad in ["10.0.0.1", "fd00::1:7711", ":7711", "h:0", "h:x", "h:70000"] {
+            assert!(split_host_port(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

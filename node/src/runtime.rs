@@ -366,6 +366,8 @@ pub enum StartError {
     Store(#[from] crate::store::StoreError),
     #[error("cannot join the cluster: {0}")]
     Join(String),
+    #[error("cluster-announce-ip: {0}")]
+    Announce(String),
     #[error("tenant registry: {0}")]
     Tenants(#[from] crate::tenant::TenantError),
     #[error("schedule registry: {0}")]
@@ -381,6 +383,8 @@ pub enum StartError {
 pub struct Node {
     handle: Handle,
     quic_addr: SocketAddr,
+    /// The QUIC address peers and clients are told (net/announce.rs).
+    announce_addr: SocketAddr,
     /// The bound RESP address (TCP).
     resp_addr: SocketAddr,
     http_addr: Option<SocketAddr>,
@@ -400,14 +404,15 @@ impl Node {
     pub async fn start(cfg: Config) -> Result<Node, StartError> {
         let data_dir = DataDir::open(&cfg.data_dir)?;
         let node_id: Arc<str> = data_dir.node_id().into();
-        let names = if cfg.bind.is_unspecified() {
-            vec![]
-        } else {
-            vec![cfg.bind.to_string()]
-        };
+        let (announce_ip, names) = announced_ip(&cfg).await?;
         let identity = Identity::load_or_create(data_dir.path(), &node_id, &names)?;
         let tls_dir = data_dir.path().join("tls");
         let mut cluster_ca = crate::cluster::ca::load(&tls_dir)?;
+        if identity.reissued && cluster_ca.is_none() {
+            tracing::warn!(
+                "loopback trust mode: peers pinned this node's old certificate and refuse the new one until they `CLUSTER FORGET` this node (ca trust mode has no pins)"
+            );
+        }
         if cluster_ca.is_none()
             && let Some(token) = &cfg.join_token
         {
@@ -500,13 +505,17 @@ impl Node {
             addr: quic_cfg.addr,
             source,
         })?;
+        // What peers gossip and dial, and clients are handed: never the
+        // wildcard address this node may be bound to.
+        let announce_addr =
+            SocketAddr::new(announce_ip, cfg.announce_port.unwrap_or(quic_addr.port()));
 
         let (peer_tx, peer_rx) = mpsc::unbounded_channel();
         let (stop, stop_rx) = watch::channel(false);
         let cluster = Cluster::start(
             ClusterConfig {
                 me: NodeName::from_hex(&node_id).unwrap_or(NodeName([0; 20])),
-                addr: quic_addr,
+                addr: announce_addr,
                 node_timeout: Duration::from_millis(cfg.cluster_node_timeout_ms.max(100)),
                 // A module, or a batch of moved jobs, travels in one frame.
                 max_frame_bytes: cfg
@@ -562,7 +571,12 @@ impl Node {
                 source,
             })?;
 
-        cluster.set_doors(resp_addr, http_addr);
+        // Adverts name the doors as peers and clients reach them: the
+        // announced host; RESP shares the node's (announced) port.
+        cluster.set_doors(
+            SocketAddr::new(announce_ip, announce_addr.port()),
+            http_addr.map(|a| SocketAddr::new(announce_ip, a.port())),
+        );
         let (inputs_tx, inputs_rx) = mpsc::unbounded_channel();
         let pubsub = Hub::new();
         let handle = Handle {
@@ -644,7 +658,17 @@ impl Node {
                 started,
                 quic_addr,
                 addr,
-                cfg.http_hosts.clone(),
+                // The announced name is one of this node's names.
+                cfg.http_hosts
+                    .iter()
+                    .cloned()
+                    .chain(
+                        cfg.announce_host
+                            .iter()
+                            .filter(|h| h.parse::<std::net::IpAddr>().is_err())
+                            .cloned(),
+                    )
+                    .collect(),
                 stop_rx.clone(),
             );
             http_state = Some(state.clone());
@@ -656,6 +680,7 @@ impl Node {
         Ok(Node {
             handle,
             quic_addr,
+            announce_addr,
             resp_addr,
             http_addr,
             http_state,
@@ -679,6 +704,11 @@ impl Node {
     /// The bound QUIC address (UDP).
     pub fn quic_addr(&self) -> SocketAddr {
         self.quic_addr
+    }
+
+    /// The QUIC address peers and clients are told to reach this node at.
+    pub fn announce_addr(&self) -> SocketAddr {
+        self.announce_addr
     }
 
     /// The bound HTTP address (TCP), when HTTP is on.
@@ -731,6 +761,59 @@ const EXEC_JOBS_PER_THREAD: usize = 4;
 /// (with sixteen, the end-to-end bench's median went from 0.45x to 0.77x
 /// of the raw run with one executor thread; benches/README.md).
 const EXEC_JOBS_PER_THREAD_SHORT: usize = 16;
+
+/// The IP this node announces (net/announce.rs) and the names its
+/// certificate carries: the announced host as configured (an IP or a DNS
+/// name), the announced IP, and the bound address unless it is 0.0.0.0.
+async fn announced_ip(cfg: &Config) -> Result<(std::net::IpAddr, Vec<String>), StartError> {
+    use crate::net::announce::{self, Source};
+    let configured = match &cfg.announce_host {
+        None => None,
+        Some(host) => Some(match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => ip,
+            Err(_) => resolve_announced(host, cfg.bind.is_ipv4()).await?,
+        }),
+    };
+    let (ip, source) = announce::choose_ip(cfg.bind, configured, announce::detect);
+    match source {
+        Source::Detected => {
+            tracing::info!(%ip, bound = %cfg.bind, "announcing this host's address to peers and clients (set cluster-announce-ip to choose another)");
+        }
+        Source::Fallback => {
+            tracing::warn!(%ip, bound = %cfg.bind, "bound to every address but no routable one found: announcing loopback, which only nodes on this host can reach; set cluster-announce-ip (--announce-addr)");
+        }
+        Source::Configured | Source::Bound => {}
+    }
+    let mut names: Vec<String> = cfg.announce_host.iter().cloned().collect();
+    names.push(ip.to_string());
+    if !cfg.bind.is_unspecified() {
+        names.push(cfg.bind.to_string());
+    }
+    Ok((ip, names))
+}
+
+/// Resolves an announced DNS name once, at start: an address of the bound
+/// family first (an IPv4 socket cannot be reached at an IPv6 address).
+async fn resolve_announced(host: &str, v4: bool) -> Result<std::net::IpAddr, StartError> {
+    let addrs: Vec<std::net::IpAddr> =
+        match tokio::time::timeout(Duration::from_secs(10), tokio::net::lookup_host((host, 0)))
+            .await
+        {
+            Ok(Ok(a)) => a.map(|a| a.ip()).collect(),
+            Ok(Err(e)) => return Err(StartError::Announce(format!("cannot resolve {host}: {e}"))),
+            Err(_) => {
+                return Err(StartError::Announce(format!(
+                    "resolving {host} took over 10 s"
+                )));
+            }
+        };
+    addrs
+        .iter()
+        .find(|ip| ip.is_ipv4() == v4 && !ip.is_unspecified())
+        .or_else(|| addrs.iter().find(|ip| !ip.is_unspecified()))
+        .copied()
+        .ok_or_else(|| StartError::Announce(format!("{host} resolves to no usable address")))
+}
 
 /// `--join HOST:PORT --join-token T`: asks each join address in turn (a
 /// few rounds: it may be starting too) for this node's peer certificate.

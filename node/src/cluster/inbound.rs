@@ -1,5 +1,6 @@
 //! Connections peers open to this node. In loopback trust mode a peer
-//! must come from a loopback address and present a certificate; every
+//! must come from this host (a loopback address, or one of this host's
+//! interface addresses) and present a certificate; every
 //! stream then starts with the peer's `Hello`, whose node id must match
 //! the certificate pinned for it. A stream that breaks the protocol is
 //! stopped with a logged reason; the connection's other streams go on.
@@ -40,7 +41,12 @@ fn verified(who: &Verified, node: NodeName) {
 /// Serves one peer connection until it closes.
 pub(super) async fn serve(inner: Arc<Inner>, conn: quinn::Connection) {
     let remote = conn.remote_address();
-    if !inner.ca_mode() && !is_loopback(&remote) {
+    // A node bound to 0.0.0.0 announces this host's address: a peer on
+    // this host that dials it comes from that address, not loopback. Its
+    // source is one of ours, so it is on this host all the same (a forged
+    // source cannot finish the QUIC handshake).
+    if !inner.ca_mode() && !is_loopback(&remote) && !crate::net::announce::is_this_host(remote.ip())
+    {
         inner
             .stats
             .connections_refused

@@ -125,6 +125,14 @@ pub fn config_values(s: &Shared, auth: &crate::auth::Auth) -> Vec<(String, Strin
             "cluster-node-timeout".into(),
             c.cluster_node_timeout_ms.to_string(),
         ),
+        (
+            "cluster-announce-ip".into(),
+            c.announce_host.clone().unwrap_or_default(),
+        ),
+        (
+            "cluster-announce-port".into(),
+            c.announce_port.unwrap_or(0).to_string(),
+        ),
         ("requirepass".into(), password),
         (
             "maxclients".into(),
