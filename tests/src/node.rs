@@ -3,7 +3,7 @@
 //! line, and killed by its own handle when dropped.
 
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -19,6 +19,9 @@ pub struct TestNode {
     _tmp: Option<tempfile::TempDir>,
     /// Lines the node printed on stdout after starting.
     pub stdout: mpsc::Receiver<String>,
+    /// The network namespace the node runs in, if not this one: the CLI
+    /// of [`TestNode::wasque_cmd`] runs there too.
+    netns: Option<String>,
 }
 
 /// Path of a binary of this package, built by cargo for the tests.
@@ -87,11 +90,35 @@ impl TestNode {
         TestNode::spawn_on(data_dir, port, extra, false)
     }
 
+    /// Starts a node on `data_dir` inside the network namespace `netns`
+    /// (`ip netns exec`, which execs the node: the child is the node
+    /// itself), on `port`, reached at `ip` (an address in that namespace).
+    /// HTTP is off.
+    pub fn start_in_netns(
+        netns: &str,
+        ip: IpAddr,
+        data_dir: &Path,
+        port: u16,
+        extra: &[&str],
+    ) -> TestNode {
+        TestNode::spawn_with(data_dir, port, extra, false, Some((netns, ip)))
+    }
+
     fn spawn(data_dir: &Path, extra: &[&str], http: bool) -> TestNode {
         TestNode::spawn_on(data_dir, free_port(), extra, http)
     }
 
     fn spawn_on(data_dir: &Path, port: u16, extra: &[&str], http: bool) -> TestNode {
+        TestNode::spawn_with(data_dir, port, extra, http, None)
+    }
+
+    fn spawn_with(
+        data_dir: &Path,
+        port: u16,
+        extra: &[&str],
+        http: bool,
+        netns: Option<(&str, IpAddr)>,
+    ) -> TestNode {
         let http_port = if http {
             let mut p = free_port();
             for _ in 0..100 {
@@ -104,7 +131,7 @@ impl TestNode {
         } else {
             0
         };
-        let mut cmd = Command::new(bin("test-wasque-node"));
+        let mut cmd = in_netns(netns.map(|(ns, _)| ns), bin("test-wasque-node"));
         cmd.arg("--port")
             .arg(port.to_string())
             .arg("--http-port")
@@ -147,11 +174,15 @@ impl TestNode {
         });
         let mut node = TestNode {
             child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            addr: SocketAddr::new(
+                netns.map_or(IpAddr::from([127, 0, 0, 1]), |(_, ip)| ip),
+                port,
+            ),
             data_dir: data_dir.to_path_buf(),
             http: None,
             _tmp: None,
             stdout: rx,
+            netns: netns.map(|(ns, _)| ns.to_string()),
         };
         node.wait_listening();
         if http {
@@ -208,7 +239,7 @@ impl TestNode {
     /// The `wasque` CLI set up against this node (its address and data
     /// dir, stdin closed), to be started by the caller.
     pub fn wasque_cmd(&self, args: &[&str]) -> std::process::Command {
-        let mut cmd = std::process::Command::new(bin("test-wasque"));
+        let mut cmd = in_netns(self.netns.as_deref(), bin("test-wasque"));
         cmd.arg("--node")
             .arg(self.addr_str())
             .arg("--data-dir")
@@ -284,6 +315,19 @@ impl TestNode {
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+}
+
+/// A command for `program`, run inside the network namespace `netns`
+/// (`ip netns exec`) when one is given.
+fn in_netns(netns: Option<&str>, program: PathBuf) -> Command {
+    match netns {
+        Some(ns) => {
+            let mut cmd = Command::new("ip");
+            cmd.args(["netns", "exec", ns]).arg(program);
+            cmd
+        }
+        None => Command::new(program),
     }
 }
 
