@@ -62,6 +62,9 @@ if [[ ${WASQUE_SKIP_TOOL_TESTS:-} != 1 ]]; then
     }
     c_wasm_ok || apt_install clang lld wasi-libc libclang-rt-dev-wasm32 || true
     c_wasm_ok || missing+=("clang for wasm32-wasi: apt-get install clang lld wasi-libc libclang-rt-dev-wasm32")
+    # `ip` and `tc` for the network-namespace cluster test (it skips with a
+    # message where they, or root, are missing; not required).
+    command -v tc >/dev/null || apt_install iproute2 || true
     if ((${#missing[@]})); then
         echo "scripts/test.sh: some tests need programs that are not installed:" >&2
         printf '  %s\n' "${missing[@]}" >&2

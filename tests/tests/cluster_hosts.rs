@@ -85,6 +85,20 @@ impl Net {
         let state = if up { "up" } else { "down" };
         ip(&["-n", &self.hub(), "link", "set", &port, state]).expect("set the link");
     }
+
+    /// With `tc`, drops (or again lets through) every packet node `i`
+    /// sends: a queue of length 0 on its interface. A partition that
+    /// leaves the link up, as a firewall or a broken route would.
+    fn drop_sent(&self, i: usize, drop: bool) {
+        let ns = self.node_ns(i);
+        let mut args = vec!["netns", "exec", &ns, "tc", "qdisc"];
+        if drop {
+            args.extend(["add", "dev", "eth0", "root", "pfifo", "limit", "0"]);
+        } else {
+            args.extend(["del", "dev", "eth0", "root"]);
+        }
+        ip(&args).expect("tc qdisc on the node's interface");
+    }
 }
 
 impl Drop for Net {
@@ -354,5 +368,49 @@ fn nodes_in_three_namespaces_cluster_through_their_announced_addresses() {
     .expect("addjob with node 3 cut off");
     assert!(!id2.trim().is_empty());
     eventually(20, "node 2 holds the new job", || own_jobs(&n2) == Some(2));
+
+    // The link comes back: node 3 is reachable again from both.
+    net.link(3, true);
+    for n in nodes {
+        eventually(40, "node 3 is back", || {
+            field(&info(n), "cluster_reachable_nodes").as_deref() == Some("3")
+        });
+    }
+
+    // A partition made with tc: node 2 sends nothing while its link stays
+    // up. Nodes 1 and 3 mark it failed and go on; once it heals, all three
+    // reach each other again.
+    net.drop_sent(2, true);
+    for n in [&n1, &n3] {
+        eventually(30, "node 2 is marked failed", || {
+            node_line(&info(n), &addr(2)).is_some_and(|l| flags(l).contains(&"fail"))
+        });
+    }
+    let id3 = cli(
+        &n3,
+        &[
+            "--pick",
+            "first",
+            "addjob",
+            "hosts",
+            "third",
+            "10000",
+            "replicate",
+            "2",
+        ],
+    )
+    .expect("addjob with node 2 partitioned");
+    assert!(!id3.trim().is_empty());
+    net.drop_sent(2, false);
+    for n in nodes {
+        eventually(40, "the partition heals", || {
+            field(&info(n), "cluster_reachable_nodes").as_deref() == Some("3")
+        });
+    }
+    eventually(
+        20,
+        "node 2 shows the job added while it was cut off",
+        || cli(&n2, &["--pick", "first", "show", id3.trim()]).is_ok(),
+    );
     // The nodes are dropped (killed) before `net`, declared first.
 }
