@@ -1245,6 +1245,8 @@ impl Driver {
             // Filled in by the cluster layer as it sends.
             tenants: 0,
             schedules: 0,
+            admission: 0,
+            can_admit: false,
             running: s.running as u64,
             queue_count: s.queues as u64,
             // Filled in by the cluster layer (`Cluster::set_advert`).

@@ -7,9 +7,17 @@
 //! chains to the CA named by the fingerprint, and sends the secret; the
 //! signer answers with a certificate and key for the joiner's node id.
 //!
+//! Any member holding the CA key signs joins: the node that made the CA
+//! sends it to members that lack it (`Frame::CaKey`, checked against the
+//! CA certificate before it is kept), so a cluster admits new nodes while
+//! any member is up. Which secrets admit, until when, and which nodes are
+//! refused for good is the admission set (`admission.rs`).
+//!
 //! Files under `DATA_DIR/tls/`: `cluster-ca.pem` (every node),
-//! `cluster-ca.key` and `join-secret` (the signing node only),
-//! `cluster-node.pem`, `cluster-node.key` (every node).
+//! `cluster-ca.key` (every member that has received it), `join-secret`
+//! (the first token's secret, on the node that made the CA, so `cluster
+//! init` can print it again), `cluster-node.pem`, `cluster-node.key`
+//! (every node), `admission.json` (every member).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -37,8 +45,11 @@ pub struct ClusterCa {
     /// This node's peer certificate, then the CA.
     pub chain: Vec<CertificateDer<'static>>,
     pub key: Arc<PrivateKeyDer<'static>>,
-    /// The CA key and join secret, on the node that can sign joins.
-    pub signer: Option<(String, String)>,
+    /// The CA key, on a member that can sign joins.
+    pub signer: Option<String>,
+    /// The first token's secret (`join-secret`), on the node that made
+    /// the CA.
+    pub init_secret: Option<String>,
 }
 
 impl std::fmt::Debug for ClusterCa {
@@ -50,13 +61,14 @@ impl std::fmt::Debug for ClusterCa {
 }
 
 impl ClusterCa {
-    /// The join token other nodes pass to `--join-token` (signing node only).
+    /// The first join token (on the node that made the CA only).
     pub fn token(&self) -> Option<String> {
-        let (_, secret) = self.signer.as_ref()?;
-        Some(format!(
-            "wasque1.{}.{secret}",
-            hex::encode(fingerprint(&self.ca))
-        ))
+        Some(self.token_for(self.init_secret.as_ref()?))
+    }
+
+    /// The join token of a secret: it names this cluster's CA.
+    pub fn token_for(&self, secret: &str) -> String {
+        format!("wasque1.{}.{secret}", hex::encode(fingerprint(&self.ca)))
     }
 
     pub fn roots(&self) -> rustls::RootCertStore {
@@ -114,19 +126,15 @@ pub fn load(tls_dir: &Path) -> Result<Option<ClusterCa>, IdentityError> {
     let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| pem_err(&key_path, "key", e))?;
     let ca_key = tls_dir.join("cluster-ca.key");
     let secret = tls_dir.join("join-secret");
-    let signer = match (
-        std::fs::read_to_string(&ca_key),
-        std::fs::read_to_string(&secret),
-    ) {
-        (Ok(k), Ok(s)) => Some((k, s.trim().to_string())),
-        _ => None,
-    };
     Ok(Some(ClusterCa {
         ca_pem,
         chain: vec![leaf, ca.clone()],
         ca,
         key: Arc::new(key),
-        signer,
+        signer: std::fs::read_to_string(&ca_key).ok(),
+        init_secret: std::fs::read_to_string(&secret)
+            .ok()
+            .map(|s| s.trim().to_string()),
     }))
 }
 
@@ -213,24 +221,31 @@ pub struct Joined {
     pub key_pem: String,
 }
 
-/// The signing side of a join: checks the secret and issues a certificate.
-pub fn sign_join(ca: &ClusterCa, secret: &str, node_id: &str) -> Result<Joined, String> {
-    let Some((ca_key, want)) = &ca.signer else {
+/// The signing side of a join: checks the secret against the admission
+/// set (known, not expired, not revoked), refuses a forgotten node, and
+/// issues a certificate.
+pub fn sign_join(
+    ca: &ClusterCa,
+    admission: &super::admission::Admission,
+    secret: &str,
+    node_id: &str,
+    now_ms: u64,
+) -> Result<Joined, String> {
+    let Some(ca_key) = &ca.signer else {
         return Err(
-            "this node cannot sign joins: join the node that ran `wasque cluster init`".into(),
+            "this node cannot sign joins yet: it has not received the cluster CA key (join through another member)".into(),
         );
     };
-    let ok = want.len() == secret.len()
-        && want
-            .bytes()
-            .zip(secret.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if !ok {
-        return Err("join refused: the token's secret is wrong".into());
-    }
-    if crate::job::NodeName::from_hex(node_id).is_none() {
+    // Compared as sha256 digests (the set keeps no secrets).
+    admission.check_token(secret, now_ms)?;
+    let Some(node) = crate::job::NodeName::from_hex(node_id) else {
         return Err("join refused: the node id is not 40 hex digits".into());
+    };
+    if admission.is_revoked_node(&node) {
+        return Err(format!(
+            "join refused: node {} was forgotten (CLUSTER FORGET) and may not come back; start it with an empty data dir to join as a new node",
+            node.short()
+        ));
     }
     let (cert_pem, key_pem) = issue(ca_key, node_id).map_err(|e| e.to_string())?;
     Ok(Joined {
@@ -238,6 +253,29 @@ pub fn sign_join(ca: &ClusterCa, secret: &str, node_id: &str) -> Result<Joined, 
         cert_pem,
         key_pem,
     })
+}
+
+/// Checks that `key_pem` is the private key of this cluster's CA (a
+/// certificate it signs must verify against the CA), before a member
+/// keeps a key a peer sent.
+pub fn check_ca_key(ca: &ClusterCa, key_pem: &str) -> Result<(), String> {
+    let (cert_pem, _) = issue(key_pem, &"0".repeat(40)).map_err(|e| e.to_string())?;
+    let cert = CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|e| e.to_string())?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let v =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(ca.roots()), provider)
+            .build()
+            .map_err(|e| e.to_string())?;
+    use rustls::client::danger::ServerCertVerifier;
+    let name = ServerName::try_from(PEER_NAME).map_err(|e| e.to_string())?;
+    v.verify_server_cert(&cert, &[], &name, &[], UnixTime::now())
+        .map(|_| ())
+        .map_err(|e| format!("the key does not sign for this cluster's CA: {e}"))
+}
+
+/// Keeps the CA key a peer sent (after [`check_ca_key`]).
+pub fn save_ca_key(tls_dir: &Path, key_pem: &str) -> Result<(), IdentityError> {
+    write(&tls_dir.join("cluster-ca.key"), key_pem, true)
 }
 
 /// Writes what a join brought.

@@ -67,6 +67,15 @@ pub(super) async fn serve(inner: Arc<Inner>, conn: quinn::Connection) {
         conn.close(1u32.into(), b"the peer protocol requires a certificate");
         return;
     };
+    if inner.admission.is_revoked_cert(&fp) {
+        inner
+            .stats
+            .connections_refused
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(%remote, "peer refused: its certificate was revoked (CLUSTER FORGET)");
+        conn.close(1u32.into(), b"this node was forgotten: certificate revoked");
+        return;
+    }
     // Who is at the other end, once a verified Hello said so.
     let peer: Verified = Arc::new(tokio::sync::watch::channel(None).0);
     let mut known = peer.subscribe();
@@ -145,7 +154,7 @@ async fn engine_stream(
         Err(wire::WireError::Io(e)) => return tracing::debug!("peer stream ended: {e}"),
         Err(e) => return refuse(&inner, &mut recv, e.to_string()),
     };
-    if let Err(why) = inner.pins.check(hello.node, fp) {
+    if let Err(why) = inner.admit(hello.node, fp) {
         return refuse(&inner, &mut recv, why);
     }
     if let Ok(mut t) = inner.table.write() {
@@ -177,7 +186,25 @@ async fn engine_stream(
                     tracing::info!(peer = %from.short(), schedules = ?changed, "schedule records taken from a peer");
                 }
             }
+            Ok(Some(Frame::Admission(set))) => inner.take_admission(from, set),
+            Ok(Some(Frame::CaKey(pem))) => inner.take_ca_key(from, pem),
             Ok(Some(Frame::Advert(a))) => {
+                if a.admission != inner.admission.digest() && inner.ca_mode() {
+                    let set = inner.admission.set();
+                    super::link::send(&inner, from, super::link::Out::Frame(Frame::Admission(set)));
+                }
+                // A member without the CA key gets it from one that has it
+                // (over this mutually verified link), so any member admits.
+                if !a.can_admit && inner.ca_mode() {
+                    let key = inner
+                        .ca
+                        .read()
+                        .ok()
+                        .and_then(|c| c.as_ref().and_then(|c| c.signer.clone()));
+                    if let Some(key) = key {
+                        super::link::send(&inner, from, super::link::Out::Frame(Frame::CaKey(key)));
+                    }
+                }
                 if a.tenants != inner.cfg.tenants.digest() {
                     let records = inner.cfg.tenants.records();
                     super::link::send(
@@ -233,7 +260,7 @@ async fn exchange(
     peer: Verified,
 ) {
     let answer = match wire::read(&mut recv, inner.cfg.max_frame_bytes).await {
-        Ok(Some(Frame::Hello(h))) => match inner.pins.check(h.node, fp) {
+        Ok(Some(Frame::Hello(h))) => match inner.admit(h.node, fp) {
             Ok(()) => {
                 if let Ok(mut t) = inner.table.write() {
                     t.hello(&h);
@@ -285,6 +312,8 @@ fn name(f: &Frame) -> &'static str {
         Frame::Tenants(_) => "Tenants",
         Frame::Schedules(_) => "Schedules",
         Frame::Join { .. } => "Join",
+        Frame::Admission(_) => "Admission",
+        Frame::CaKey(_) => "CaKey",
         Frame::Joined(_) => "Joined",
     }
 }
@@ -305,7 +334,13 @@ pub(super) async fn serve_join(inner: Arc<Inner>, conn: quinn::Connection) {
                 None => Frame::Refused(
                     "this node has no cluster CA (loopback trust mode): run `wasque cluster init` on it first".into(),
                 ),
-                Some(ca) => match super::ca::sign_join(&ca, &secret, &node) {
+                Some(ca) => match super::ca::sign_join(
+                    &ca,
+                    &inner.admission,
+                    &secret,
+                    &node,
+                    crate::runtime::now_ms(),
+                ) {
                     Ok(j) => {
                         tracing::info!(%remote, node = %node, "join accepted: certificate issued");
                         Frame::Joined(j)

@@ -177,7 +177,14 @@ pub(super) async fn connect(
     if let Some(node) = expect {
         let fp = trust::peer_fingerprint(&conn)
             .ok_or_else(|| ClusterError::Refused(format!("{addr} presented no certificate")))?;
-        inner.pins.check(node, fp).map_err(ClusterError::Refused)?;
+        inner.admit(node, fp).map_err(ClusterError::Refused)?;
+    } else if let Some(fp) = trust::peer_fingerprint(&conn)
+        && inner.admission.is_revoked_cert(&fp)
+    {
+        conn.close(1u32.into(), b"certificate revoked");
+        return Err(ClusterError::Refused(format!(
+            "{addr} presented a revoked certificate (a node forgotten with CLUSTER FORGET)"
+        )));
     }
     Ok(conn)
 }
@@ -209,10 +216,7 @@ pub(super) async fn request(
         if let Frame::Hello(h) = &answer {
             let fp = trust::peer_fingerprint(&conn)
                 .ok_or_else(|| ClusterError::Refused(format!("{addr} presented no certificate")))?;
-            inner
-                .pins
-                .check(h.node, fp)
-                .map_err(ClusterError::Refused)?;
+            inner.admit(h.node, fp).map_err(ClusterError::Refused)?;
         }
         if let Frame::Refused(why) = answer {
             return Err(ClusterError::Refused(format!("{addr} refused: {why}")));

@@ -150,6 +150,8 @@ pub(super) async fn run(
                 let mut advert = inner.advert.read().map(|a| a.clone()).unwrap_or_default();
                 advert.tenants = inner.cfg.tenants.digest();
                 advert.schedules = inner.cfg.schedules.digest();
+                advert.admission = inner.admission.digest();
+                advert.can_admit = inner.can_admit();
                 let up = inner.table.read().map(|t| t.up()).unwrap_or_default();
                 for n in up {
                     link::send(&inner, n, Out::Frame(Frame::Advert(advert.clone())));
@@ -188,6 +190,10 @@ fn flush(
     banned: &mut HashMap<NodeName, Instant>,
 ) {
     while let Some((to, data)) = rt.to_send() {
+        // SWIM may still name a forgotten (revoked) node: it stays out.
+        if inner.admission.is_revoked_node(&to.node) {
+            continue;
+        }
         if let Ok(mut t) = inner.table.write() {
             t.learn(to.node, to.addr, to.incarnation);
         }
@@ -205,7 +211,7 @@ fn flush(
     while let Some(n) = rt.to_notify() {
         match n {
             OwnedNotification::MemberUp(m) | OwnedNotification::Rename(_, m) => {
-                if banned.contains_key(&m.node) {
+                if banned.contains_key(&m.node) || inner.admission.is_revoked_node(&m.node) {
                     continue;
                 }
                 tracing::info!(peer = %m.node.short(), addr = %m.addr, "peer up");

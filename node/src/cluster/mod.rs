@@ -8,6 +8,8 @@
 //! - `wire.rs` — the frames and their versioned, bounded encoding.
 //! - `trust.rs` — loopback trust mode: certificate pinning and verifiers.
 //! - `ca.rs` — ca trust mode: the cluster CA, join tokens, joining.
+//! - `admission.rs` — ca trust mode: which tokens admit, which nodes are
+//!   forgotten for good; the same set on every member.
 //! - `member.rs` — the SWIM member identity.
 //! - `peers.rs` — the peer table (addresses, liveness, adverts).
 //! - `link.rs` — outgoing connections, one per peer, and what they carry.
@@ -15,6 +17,7 @@
 //! - `membership.rs` — the task that runs foca, MEET, FORGET, LEAVING.
 //! - `discovery.rs` — the node list clients learn the cluster from.
 
+pub mod admission;
 pub mod ca;
 pub mod discovery;
 mod inbound;
@@ -108,6 +111,8 @@ struct Inner {
     own_key: Arc<rustls::pki_types::PrivateKeyDer<'static>>,
     /// `ca` trust mode's credentials; `None` in loopback mode.
     ca: RwLock<Option<ca::ClusterCa>>,
+    /// Join tokens and forgotten nodes (`DATA_DIR/tls/admission.json`).
+    admission: Arc<admission::Admission>,
     ca_mode: AtomicBool,
     quic_tuning: QuicTuning,
     pins: Pins,
@@ -164,6 +169,19 @@ impl Cluster {
         let dial = dial_config(&identity.cert_chain, &own_key, cluster_ca.as_ref())?;
         let pins = Pins::load(cfg.tls_dir.join("peer-pins"))
             .map_err(crate::net::identity::IdentityError::Tls)?;
+        let admission = Arc::new(
+            admission::Admission::open(&cfg.tls_dir)
+                .map_err(crate::net::identity::IdentityError::Tls)?,
+        );
+        // A CA made before the admission set existed: its join secret
+        // becomes the set's first token (no expiry, as it had).
+        if let Some(secret) = cluster_ca.as_ref().and_then(|c| c.init_secret.as_ref())
+            && admission.tokens().is_empty()
+        {
+            admission
+                .add_token(secret, crate::runtime::now_ms(), 0)
+                .map_err(crate::net::identity::IdentityError::Tls)?;
+        }
         let (cmds_tx, cmds_rx) = mpsc::unbounded_channel();
         let incarnation = crate::runtime::now_ms();
         let hello = wire::Hello {
@@ -180,6 +198,7 @@ impl Cluster {
             own_key,
             ca_mode: AtomicBool::new(cluster_ca.is_some()),
             ca: RwLock::new(cluster_ca),
+            admission,
             quic_tuning,
             pins,
             links: Mutex::new(HashMap::new()),
@@ -266,6 +285,23 @@ impl Cluster {
     /// `CLUSTER FORGET`: drops a node from the table (it comes back if it
     /// is alive and gossips again).
     pub fn forget(&self, node: NodeName) -> bool {
+        // In ca mode forgetting is revoking: every member refuses the node
+        // (its id and the certificate it was seen with) from now on.
+        if self.inner.ca_mode() {
+            let certs = self.inner.pins.get(&node);
+            match self
+                .inner
+                .admission
+                .revoke_node(node, certs, crate::runtime::now_ms())
+            {
+                Ok(()) => tracing::warn!(
+                    peer = %node.short(),
+                    "node forgotten: its certificate is revoked on every member"
+                ),
+                Err(e) => tracing::warn!(peer = %node.short(), "cannot revoke: {e}"),
+            }
+            link::drop_link(&self.inner, &node);
+        }
         let known = self
             .inner
             .table
@@ -343,9 +379,24 @@ impl Cluster {
         let inner = &self.inner;
         let made = ca::init(&inner.cfg.tls_dir, &inner.cfg.me.to_string())
             .map_err(|e| ClusterError::Refused(e.to_string()))?;
-        let token = made
-            .token()
-            .ok_or_else(|| ClusterError::Refused("no join secret on this node".into()))?;
+        let (Some(secret), Some(token)) = (made.init_secret.clone(), made.token()) else {
+            return Err(ClusterError::Refused(
+                "no join secret on this node: make a token with CLUSTER TOKEN CREATE".into(),
+            ));
+        };
+        let now = crate::runtime::now_ms();
+        if inner.admission.tokens().is_empty() {
+            inner
+                .admission
+                .add_token(&secret, now, 0)
+                .map_err(ClusterError::Refused)?;
+        }
+        if let Err(why) = inner.admission.check_token(&secret, now) {
+            return Err(ClusterError::Refused(format!(
+                "the first join token no longer admits ({}): make one with CLUSTER TOKEN CREATE (wasque cluster token create)",
+                why.trim_start_matches("join refused: ")
+            )));
+        }
         let tls = server_tls(&inner.own_chain, &inner.own_key, Some(&made))
             .map_err(|e| ClusterError::Refused(e.to_string()))?;
         let server = inner
@@ -369,6 +420,52 @@ impl Cluster {
             .clear();
         tracing::info!("cluster CA made: peers now need a certificate from it (ca trust mode)");
         Ok(token)
+    }
+
+    /// `CLUSTER TOKEN CREATE [TTL secs]`: a new join token, valid for
+    /// `ttl` (or until revoked); every member learns it.
+    pub fn create_token(&self, ttl: Option<Duration>) -> Result<String, ClusterError> {
+        let ca = self.ca_or_refuse()?;
+        let ttl_ms = ttl.map(|t| t.as_millis().min(u64::MAX as u128) as u64);
+        let (secret, _) = self
+            .inner
+            .admission
+            .create_token(crate::runtime::now_ms(), ttl_ms)
+            .map_err(ClusterError::Refused)?;
+        Ok(ca.token_for(&secret))
+    }
+
+    /// `CLUSTER TOKEN REVOKE id|ALL`: how many tokens were revoked.
+    pub fn revoke_token(&self, id: &str) -> Result<usize, ClusterError> {
+        self.ca_or_refuse()?;
+        self.inner
+            .admission
+            .revoke_token(id, crate::runtime::now_ms())
+            .map_err(ClusterError::Refused)
+    }
+
+    /// The admission set: join tokens and forgotten nodes.
+    pub fn admission(&self) -> &admission::Admission {
+        &self.inner.admission
+    }
+
+    fn ca_or_refuse(&self) -> Result<ca::ClusterCa, ClusterError> {
+        self.inner
+            .ca
+            .read()
+            .ok()
+            .and_then(|c| c.clone())
+            .ok_or_else(|| {
+                ClusterError::Refused(
+                "join tokens are for ca trust mode: run CLUSTER INIT (wasque cluster init) first"
+                    .into(),
+            )
+            })
+    }
+
+    /// Whether this member holds the cluster CA key (it can admit nodes).
+    pub fn can_admit(&self) -> bool {
+        self.inner.can_admit()
     }
 
     /// Serves a join request (a connection that negotiated the join ALPN).
@@ -471,8 +568,85 @@ impl Inner {
             .unwrap_or_else(|p| p.into_inner().clone())
     }
 
+    /// Whether frames from `node` are dropped: a test partition, or a
+    /// node forgotten (revoked) in ca mode.
     fn is_cut(&self, node: &NodeName) -> bool {
-        self.cut.read().is_ok_and(|c| c.contains(node))
+        self.cut.read().is_ok_and(|c| c.contains(node)) || self.admission.is_revoked_node(node)
+    }
+
+    fn can_admit(&self) -> bool {
+        self.ca
+            .read()
+            .is_ok_and(|c| c.as_ref().is_some_and(|c| c.signer.is_some()))
+    }
+
+    /// Whether a peer that says it is `node`, with certificate `fp`, may
+    /// speak: not forgotten, and (loopback mode's pins, kept in ca mode
+    /// too) the certificate first seen for that node.
+    fn admit(&self, node: NodeName, fp: trust::Fingerprint) -> Result<(), String> {
+        if self.admission.is_revoked_node(&node) || self.admission.is_revoked_cert(&fp) {
+            return Err(format!(
+                "node {} was forgotten (CLUSTER FORGET): its certificate is revoked",
+                node.short()
+            ));
+        }
+        self.pins.check(node, fp)
+    }
+
+    /// Takes a peer's admission set; nodes it newly forgot are cut off
+    /// here too (with the certificate this node pinned for them).
+    fn take_admission(&self, from: NodeName, set: admission::AdmissionSet) {
+        let merged = self.admission.merge(set, crate::runtime::now_ms());
+        for node in merged.revoked {
+            if node == self.cfg.me {
+                tracing::error!(
+                    peer = %from.short(),
+                    "this node was forgotten by the cluster (CLUSTER FORGET): its peers refuse it"
+                );
+                continue;
+            }
+            let certs = self.pins.get(&node);
+            if let Err(e) = self
+                .admission
+                .revoke_node(node, certs, crate::runtime::now_ms())
+            {
+                tracing::warn!(peer = %node.short(), "cannot record the revocation: {e}");
+            }
+            tracing::warn!(peer = %node.short(), by = %from.short(), "node forgotten by the cluster: refused from now on");
+            if let Ok(mut t) = self.table.write() {
+                t.forget(&node);
+            }
+            link::drop_link(self, &node);
+            let _ = self.cmds.send(membership::Cmd::Forget(node));
+            self.publish_peers();
+        }
+        if merged.tokens > 0 {
+            tracing::info!(peer = %from.short(), tokens = merged.tokens, "join tokens taken from a peer");
+        }
+    }
+
+    /// Keeps the CA key a member sent, once it is checked to be this
+    /// cluster's: from then on this node admits joiners too.
+    fn take_ca_key(&self, from: NodeName, key_pem: String) {
+        let Some(mut ca) = self.ca.read().ok().and_then(|c| c.clone()) else {
+            return;
+        };
+        if ca.signer.is_some() {
+            return;
+        }
+        if let Err(e) = ca::check_ca_key(&ca, &key_pem) {
+            tracing::warn!(peer = %from.short(), "CA key refused: {e}");
+            return;
+        }
+        if let Err(e) = ca::save_ca_key(&self.cfg.tls_dir, &key_pem) {
+            tracing::warn!("cannot keep the cluster CA key: {e}");
+            return;
+        }
+        ca.signer = Some(key_pem);
+        if let Ok(mut c) = self.ca.write() {
+            *c = Some(ca);
+        }
+        tracing::info!(peer = %from.short(), "cluster CA key received: this node admits joiners too");
     }
 
     fn publish_peers(&self) {

@@ -99,6 +99,12 @@ impl Pins {
         }
     }
 
+    /// The certificate pinned for `node`, if any.
+    pub fn get(&self, node: &NodeName) -> Option<Fingerprint> {
+        let pins = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        pins.get(node).copied()
+    }
+
     /// Forgets a node's pin (CLUSTER FORGET, CLUSTER RESET).
     pub fn forget(&self, node: &NodeName) {
         let mut pins = self.inner.lock().unwrap_or_else(|p| p.into_inner());

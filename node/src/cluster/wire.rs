@@ -31,8 +31,11 @@ use crate::job::{ModuleHash, NodeName};
 /// job's `AFTER` list travels in `JobExtra`, results may carry the class
 /// `dependency`, and `PeerMsg::AfterQuery`/`AfterState` ask what a job
 /// came to. 9: adverts carry the schedule registry's digest, and `Schedules`
-/// frames its records (`sched/record.rs`, record format 1).
-pub const PEER_PROTOCOL_VERSION: u8 = 9;
+/// frames its records (`sched/record.rs`, record format 1). 10: adverts
+/// carry the admission set's digest and whether the sender holds the CA
+/// key; `Admission` frames carry the set (join tokens, forgotten nodes),
+/// `CaKey` the cluster CA key to a member without it.
+pub const PEER_PROTOCOL_VERSION: u8 = 10;
 
 /// A node introducing itself.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +83,11 @@ pub struct Advert {
     pub http_addr: Option<SocketAddr>,
     /// Digest of its schedule registry (`Schedules::digest`; 0: none).
     pub schedules: u64,
+    /// Digest of its admission set (`Admission::digest`; 0: empty).
+    pub admission: u64,
+    /// Whether it holds the cluster CA key (ca mode): a member that does
+    /// not is sent it.
+    pub can_admit: bool,
 }
 
 /// One frame of the peer protocol.
@@ -106,6 +114,10 @@ pub enum Frame {
     /// Every schedule record of the sender (sent when advert digests
     /// differ).
     Schedules(Vec<crate::sched::ScheduleRecord>),
+    /// The sender's admission set (sent when advert digests differ).
+    Admission(super::admission::AdmissionSet),
+    /// The cluster CA key (PEM), to a member whose advert says it lacks it.
+    CaKey(String),
 }
 
 /// Why a frame could not be read.

@@ -2,6 +2,11 @@
 //! them. Answered from the cluster layer's peer table; MEET answers `+OK`
 //! at once and meets in the background, as Disque and Redis do (watch
 //! `CLUSTER NODES` for the result; failures are logged).
+//!
+//! wasque adds, for `ca` trust mode: `CLUSTER INIT` (make the cluster CA)
+//! and `CLUSTER TOKEN CREATE [TTL secs] | LIST | REVOKE id|ALL | ROTATE
+//! [TTL secs]` (join tokens, the same on every member). There, `CLUSTER
+//! FORGET` revokes: every member refuses the node from then on.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -24,6 +29,57 @@ pub enum ClusterCmd {
     /// these nodes; `DEBUG HEAL` ends it.
     Partition(Vec<NodeName>),
     Heal,
+    Token(TokenCmd),
+}
+
+/// `CLUSTER TOKEN ...`: join tokens of a ca cluster.
+#[derive(Debug)]
+pub enum TokenCmd {
+    /// A new token, valid for the seconds given (or until revoked).
+    Create(Option<u64>),
+    List,
+    /// Revoke one token by id, or `ALL`.
+    Revoke(String),
+    /// Revoke every token and make a new one.
+    Rotate(Option<u64>),
+}
+
+/// Longest a token may be made valid for: ten years.
+const MAX_TOKEN_TTL_SECS: u64 = 10 * 365 * 24 * 3600;
+
+fn ttl(a: &Args, i: usize) -> Result<Option<u64>, Frame> {
+    if a.len() <= i {
+        return Ok(None);
+    }
+    if !a.is(i, "ttl") || a.len() != i + 2 {
+        return Err(Frame::error(
+            "ERR",
+            "CLUSTER TOKEN CREATE|ROTATE takes an optional TTL <seconds>",
+        ));
+    }
+    match a.int(i + 1)? {
+        s if s >= 1 && s as u64 <= MAX_TOKEN_TTL_SECS => Ok(Some(s as u64)),
+        _ => Err(Frame::error(
+            "ERR",
+            &format!("TTL is 1 to {MAX_TOKEN_TTL_SECS} seconds"),
+        )),
+    }
+}
+
+fn parse_token(a: &Args) -> Result<TokenCmd, Frame> {
+    let sub = String::from_utf8_lossy(a.get(2)).to_ascii_lowercase();
+    Ok(match (sub.as_str(), a.len()) {
+        ("create", _) => TokenCmd::Create(ttl(a, 3)?),
+        ("rotate", _) => TokenCmd::Rotate(ttl(a, 3)?),
+        ("list", 3) => TokenCmd::List,
+        ("revoke", 4) => TokenCmd::Revoke(a.text(3)?),
+        _ => {
+            return Err(Frame::error(
+                "ERR",
+                "CLUSTER TOKEN takes CREATE [TTL secs], LIST, REVOKE id|ALL or ROTATE [TTL secs]",
+            ));
+        }
+    })
 }
 
 /// `DEBUG PARTITION node-id...` and `DEBUG HEAL`, for fault tests.
@@ -73,6 +129,7 @@ pub fn parse(a: &Args) -> Result<Action, Frame> {
         ("nodes", 2) => ClusterCmd::Nodes,
         ("init", 2) => ClusterCmd::Init,
         ("info", 2) => ClusterCmd::Info,
+        ("token", n) if n >= 3 => ClusterCmd::Token(parse_token(a)?),
         ("forget", 3) => {
             let id = a.text(2)?;
             let node = NodeName::from_hex(&id).ok_or_else(|| {
@@ -91,13 +148,13 @@ pub fn parse(a: &Args) -> Result<Action, Frame> {
         },
         ("reset", 3) if a.is(2, "hard") => ClusterCmd::ResetHard,
         ("reset", _) => return Err(Frame::error("ERR", "CLUSTER RESET takes HARD")),
-        ("meet" | "nodes" | "info" | "forget" | "leaving", _) => {
+        ("meet" | "nodes" | "info" | "forget" | "leaving" | "token", _) => {
             return Err(wrong_arity("cluster"));
         }
         _ => {
             return Err(Frame::error(
                 "ERR",
-                "CLUSTER subcommand must be one of MEET, NODES, INFO, FORGET, LEAVING, RESET, INIT",
+                "CLUSTER subcommand must be one of MEET, NODES, INFO, FORGET, LEAVING, RESET, INIT, TOKEN",
             ));
         }
     };
@@ -155,7 +212,51 @@ pub fn run(handle: &Handle, c: ClusterCmd) -> Frame {
             cluster.heal();
             Frame::Simple("OK".into())
         }
+        ClusterCmd::Token(t) => run_token(handle, t),
     }
+}
+
+fn run_token(handle: &Handle, t: TokenCmd) -> Frame {
+    let cluster = handle.cluster();
+    let secs = |s: Option<u64>| s.map(std::time::Duration::from_secs);
+    let made = match t {
+        TokenCmd::Create(ttl) => cluster.create_token(secs(ttl)),
+        TokenCmd::Rotate(ttl) => cluster
+            .revoke_token("all")
+            .and_then(|_| cluster.create_token(secs(ttl))),
+        TokenCmd::Revoke(id) => {
+            return match cluster.revoke_token(&id) {
+                Ok(n) => Frame::Integer(n as i64),
+                Err(e) => Frame::error("ERR", &e.to_string()),
+            };
+        }
+        TokenCmd::List => return Frame::text(&tokens_text(handle)),
+    };
+    match made {
+        Ok(token) => Frame::text(&token),
+        Err(e) => Frame::error("ERR", &e.to_string()),
+    }
+}
+
+/// One line per join token: `id state created=UNIX expires=UNIX|never`
+/// (seconds), oldest first.
+pub fn tokens_text(handle: &Handle) -> String {
+    let now = crate::runtime::now_ms();
+    let mut out = String::new();
+    for t in handle.cluster().admission().tokens() {
+        let expires = if t.expires_ms == 0 {
+            "never".to_string()
+        } else {
+            (t.expires_ms / 1000).to_string()
+        };
+        out.push_str(&format!(
+            "{} {} created={} expires={expires}\n",
+            t.id,
+            t.state(now),
+            t.created_ms / 1000,
+        ));
+    }
+    out
 }
 
 /// One line per node: `id addr flags advert-age-ms state link slots queued
@@ -202,7 +303,7 @@ pub fn info_text(handle: &Handle) -> String {
     let peers = handle.cluster().peers();
     let up = peers.iter().filter(|p| p.up).count();
     format!(
-        "cluster_state:ok\r\ncluster_known_nodes:{}\r\ncluster_reachable_nodes:{}\r\ncluster_leaving:{}\r\ncluster_trust:{}\r\ncluster_gossip_dropped:{}\r\n",
+        "cluster_state:ok\r\ncluster_known_nodes:{}\r\ncluster_reachable_nodes:{}\r\ncluster_leaving:{}\r\ncluster_trust:{}\r\ncluster_gossip_dropped:{}\r\ncluster_can_admit:{}\r\ncluster_forgotten_nodes:{}\r\n",
         peers.len() + 1,
         up + 1,
         if handle.cluster().leaving() {
@@ -216,5 +317,11 @@ pub fn info_text(handle: &Handle) -> String {
             .stats()
             .gossip_dropped
             .load(std::sync::atomic::Ordering::Relaxed),
+        if handle.cluster().can_admit() {
+            "yes"
+        } else {
+            "no"
+        },
+        handle.cluster().admission().revoked().len(),
     )
 }
