@@ -254,6 +254,21 @@ async fn exchange(
             }
             Frame::Module(bytes)
         }
+        Ok(Some(Frame::ModuleAsk(ask))) => {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            if inner
+                .events
+                .send(PeerEvent::Modules { ask, reply: tx })
+                .is_err()
+            {
+                Frame::Refused("the node is shutting down".into())
+            } else {
+                match rx.await {
+                    Ok(a) => Frame::ModuleAnswer(a),
+                    Err(_) => Frame::Refused("the node is shutting down".into()),
+                }
+            }
+        }
         Ok(Some(other)) => Frame::Refused(format!("unexpected request {}", name(&other))),
         Ok(None) => return,
         Err(e) => {
@@ -284,6 +299,8 @@ fn name(f: &Frame) -> &'static str {
         Frame::Refused(_) => "Refused",
         Frame::Tenants(_) => "Tenants",
         Frame::Schedules(_) => "Schedules",
+        Frame::ModuleAsk(_) => "ModuleAsk",
+        Frame::ModuleAnswer(_) => "ModuleAnswer",
         Frame::Join { .. } => "Join",
         Frame::Joined(_) => "Joined",
     }

@@ -31,8 +31,10 @@ use crate::job::{ModuleHash, NodeName};
 /// job's `AFTER` list travels in `JobExtra`, results may carry the class
 /// `dependency`, and `PeerMsg::AfterQuery`/`AfterState` ask what a job
 /// came to. 9: adverts carry the schedule registry's digest, and `Schedules`
-/// frames its records (`sched/record.rs`, record format 1).
-pub const PEER_PROTOCOL_VERSION: u8 = 9;
+/// frames its records (`sched/record.rs`, record format 1). 10: the module
+/// catalogue: `ModuleAsk`/`ModuleAnswer` exchanges (list, users, removal,
+/// a pushed copy) on streams of their own.
+pub const PEER_PROTOCOL_VERSION: u8 = 10;
 
 /// A node introducing itself.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,6 +108,52 @@ pub enum Frame {
     /// Every schedule record of the sender (sent when advert digests
     /// differ).
     Schedules(Vec<crate::sched::ScheduleRecord>),
+    /// A question about the node's modules (a stream of its own).
+    ModuleAsk(ModuleAsk),
+    /// Its answer.
+    ModuleAnswer(ModuleAnswer),
+}
+
+/// What the module catalogue asks of a peer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ModuleAsk {
+    /// The modules it holds.
+    List,
+    /// Its jobs (unfinished) that need the module, held or not; with a
+    /// tenant, that tenant's jobs only.
+    Users {
+        hash: ModuleHash,
+        tenant: Option<String>,
+    },
+    /// Remove the module's bytes (refused while its jobs need it).
+    Remove(ModuleHash),
+    /// Take a copy: the bytes, checked against the hash, compiled and
+    /// kept as an upload would be.
+    Put(Vec<u8>),
+}
+
+/// A module held by a node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldModule {
+    pub hash: ModuleHash,
+    pub size: u64,
+    /// Its jobs queued or running there.
+    pub jobs: u64,
+}
+
+/// A peer's answer to a [`ModuleAsk`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ModuleAnswer {
+    List(Vec<HeldModule>),
+    /// How many jobs need it, and the first few of their ids.
+    Users {
+        held: bool,
+        count: u64,
+        ids: Vec<crate::job::JobId>,
+    },
+    /// Done (`Ok(true)`: removed; `Ok(false)`: it did not hold it), or why
+    /// not.
+    Done(Result<bool, String>),
 }
 
 /// Why a frame could not be read.

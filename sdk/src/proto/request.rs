@@ -27,6 +27,9 @@ pub enum Request {
     /// stream once the module is validated and compiled.
     PutModule {
         size: u64,
+        /// What the upload carries beyond its bytes (a name and version,
+        /// copies on peers).
+        opts: PutOptions,
     },
     ListModules,
     StatModule {
@@ -300,4 +303,87 @@ impl AddJob {
             after: None,
         }
     }
+}
+
+/// The options of a module upload (`MODULE PUT bytes [NAME n VERSION v]
+/// [REPLICATE k]`, `wasque module put --name --version --replicate`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutOptions {
+    /// A name the module is known by (see [`check_module_name`]), with
+    /// `version` (see [`check_module_version`]); both or neither.
+    pub name: Option<String>,
+    pub version: Option<String>,
+    /// Nodes that hold the bytes before the upload is answered, the
+    /// uploaded-to node included (0 or 1: that node alone).
+    pub replicate: u32,
+}
+
+/// A module name: 1 to 64 of `a-z A-Z 0-9 _ - .`, starting with a letter
+/// or digit (so it never holds `@` or `/`, and never looks like a hash).
+pub fn check_module_name(name: &str) -> Result<(), String> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+        && !(name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "bad module name {name:?}: 1 to 64 of a-z A-Z 0-9 _ - . starting with a letter or digit, and not 64 hex digits"
+        ))
+    }
+}
+
+/// A module version: 1 to 32 of `a-z A-Z 0-9 _ - . +`, starting with a
+/// letter or digit. Versions are ordered by [`compare_versions`].
+pub fn check_module_version(version: &str) -> Result<(), String> {
+    let ok = (1..=32).contains(&version.len())
+        && version
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
+        && version
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.+".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "bad module version {version:?}: 1 to 32 of a-z A-Z 0-9 _ - . + starting with a letter or digit"
+        ))
+    }
+}
+
+/// The order of module versions ("latest" is the greatest): split at `.`,
+/// `-` and `+` into parts; parts compare in turn, a part of digits by its
+/// number (so 1.10 > 1.9), a part of digits above one with letters, others
+/// as text; when one runs out first, the shorter is the lower (1.2 <
+/// 1.2.1). Ties (1.02 and 1.2) fall back to the text itself, so the order
+/// is total.
+pub fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let split = |s: &str| -> Vec<String> { s.split(['.', '-', '+']).map(str::to_string).collect() };
+    let (pa, pb) = (split(a), split(b));
+    for (x, y) in pa.iter().zip(pb.iter()) {
+        let nx = !x.is_empty() && x.bytes().all(|c| c.is_ascii_digit());
+        let ny = !y.is_empty() && y.bytes().all(|c| c.is_ascii_digit());
+        let o = match (nx, ny) {
+            (true, true) => {
+                let (tx, ty) = (x.trim_start_matches('0'), y.trim_start_matches('0'));
+                tx.len().cmp(&ty.len()).then_with(|| tx.cmp(ty))
+            }
+            (true, false) => Ordering::Greater,
+            (false, true) => Ordering::Less,
+            (false, false) => x.cmp(y),
+        };
+        if o != Ordering::Equal {
+            return o;
+        }
+    }
+    pa.len().cmp(&pb.len()).then_with(|| a.cmp(b))
 }
