@@ -132,6 +132,8 @@ pub struct Handle {
     auth: Arc<crate::auth::Auth>,
     /// The schedule registry (`sched/`).
     schedules: Arc<crate::sched::Schedules>,
+    /// The module name table (`catalogue.rs`).
+    names: Arc<crate::catalogue::ModuleNames>,
 }
 
 impl Handle {
@@ -225,7 +227,10 @@ impl Handle {
     /// Who a principal is to the engine: commands of a tenant are wrapped
     /// in [`Command::As`] with its current snapshot; a tenant removed since
     /// it authenticated is refused.
+    /// An add naming its module by name (`NAME@VERSION`, or `NAME` for the
+    /// latest) gets the module's hash here, as `who` resolves it.
     pub fn scoped(&self, who: &Principal, cmd: Command) -> Result<Command, WireError> {
+        let cmd = self.resolve_names(who, cmd)?;
         match who {
             Principal::Admin => Ok(cmd),
             Principal::Tenant(name) => Ok(Command::As {
@@ -233,6 +238,32 @@ impl Handle {
                 cmd: Box::new(cmd),
             }),
         }
+    }
+
+    /// Resolves an add's `module_name` to its hash (the name table is the
+    /// same on every node), as `who` sees names.
+    fn resolve_names(&self, who: &Principal, cmd: Command) -> Result<Command, WireError> {
+        let Command::AddJob(mut a) = cmd else {
+            return Ok(cmd);
+        };
+        if let Some(spec) = a.module_name.take() {
+            if a.module.is_some() {
+                return Err(WireError::new(
+                    ErrorCode::Err,
+                    "an add names its module by hash or by name, not both",
+                ));
+            }
+            let tenant = match who {
+                Principal::Admin => None,
+                Principal::Tenant(t) => Some(&**t),
+            };
+            let hash = self.names.resolve(tenant, &spec).map_err(|e| match e {
+                crate::catalogue::NameError::Invalid(m) => WireError::new(ErrorCode::Err, m),
+                other => WireError::new(ErrorCode::NoModule, other.to_string()),
+            })?;
+            a.module = Some(hash);
+        }
+        Ok(Command::AddJob(a))
     }
 
     /// A tenant's current snapshot, or the refusal a removed one gets.
@@ -322,8 +353,14 @@ impl Handle {
                 e.holders.push(node.clone());
             }
         }
+        let scope = match who {
+            Principal::Admin => None,
+            Principal::Tenant(t) => Some(&**t),
+        };
+        let mut names = self.names.names_by_hash(scope);
         for m in all.values_mut() {
             m.holders.sort();
+            m.names = names.remove(&m.hash).unwrap_or_default();
         }
         unanswered.sort();
         Reply::Modules(wasque_sdk::proto::ModuleCatalogue {
@@ -407,10 +444,16 @@ impl Handle {
         if let Some(name) = &tenant {
             match tenants.release_module(name, &hash, now_ms()) {
                 // Others own it too: their bytes stay.
-                Ok(true) => return Reply::Ok,
+                Ok(true) => {
+                    self.names.drop_module(&hash, Some(name), now_ms());
+                    self.cluster.push_names();
+                    return Reply::Ok;
+                }
                 Ok(false) => {}
                 Err(e) => return Reply::error(ErrorCode::Err, e.to_string()),
             }
+            self.names.drop_module(&hash, Some(name), now_ms());
+            self.cluster.push_names();
             // Nobody owns it now; jobs of others may still use it, in
             // which case a holder keeps its files until an admin removes
             // them.
@@ -422,6 +465,8 @@ impl Handle {
         }
         let failed = self.remove_on(&holders, hash).await;
         tenants.drop_module(&hash, now_ms());
+        self.names.drop_module(&hash, None, now_ms());
+        self.cluster.push_names();
         if failed.is_empty() {
             Reply::Ok
         } else {
@@ -488,13 +533,18 @@ impl Handle {
                 "a module name needs a version, and a version a name",
             ));
         }
-        if opts.name.is_some() {
-            return Err(WireError::new(
-                ErrorCode::Unsupported,
-                "module names are not taken by this node yet",
-            ));
-        }
         let tenants = self.auth.tenants().clone();
+        let scope = match who {
+            Principal::Admin => None,
+            Principal::Tenant(t) => Some(t.to_string()),
+        };
+        let named = opts.name.as_deref().zip(opts.version.as_deref());
+        if let Some((name, version)) = named {
+            // Before compiling: a name taken by other bytes is refused.
+            self.names
+                .check(scope.as_deref(), name, version, &ModuleHash::of(&bytes))
+                .map_err(name_error)?;
+        }
         let owner = match who {
             Principal::Admin => None,
             Principal::Tenant(name) => {
@@ -527,6 +577,17 @@ impl Handle {
                 crate::tenant::TenantError::Invalid(m) => WireError::new(ErrorCode::Quota, m),
                 other => WireError::new(ErrorCode::Internal, other.to_string()),
             })?;
+        if let Some((name, version)) = named {
+            self.names
+                .name(scope.as_deref(), name, version, info.hash, now_ms())
+                .map_err(name_error)?;
+            self.cluster.push_names();
+            info.names = self
+                .names
+                .names_by_hash(scope.as_deref())
+                .remove(&info.hash)
+                .unwrap_or_default();
+        }
         if let Some(bytes) = kept {
             let more = self.replicate_module(bytes, copies - 1).await?;
             info.holders.extend(more);
@@ -623,6 +684,16 @@ impl Handle {
     }
 }
 
+fn name_error(e: crate::catalogue::NameError) -> WireError {
+    match e {
+        crate::catalogue::NameError::Io(e) => WireError::new(
+            ErrorCode::Internal,
+            format!("saving the module name table: {e}"),
+        ),
+        other => WireError::new(ErrorCode::Err, other.to_string()),
+    }
+}
+
 fn no_module_anywhere(hash: &ModuleHash) -> Reply {
     Reply::error(
         ErrorCode::NoModule,
@@ -658,6 +729,8 @@ pub enum StartError {
     Tenants(#[from] crate::tenant::TenantError),
     #[error("schedule registry: {0}")]
     Schedules(#[from] crate::sched::ScheduleError),
+    #[error("module name table: {0}")]
+    Names(#[from] crate::catalogue::NameError),
     #[error("cannot listen on {addr}: {source} (is another node using this port? pass --port N)")]
     Listen {
         addr: SocketAddr,
@@ -749,6 +822,7 @@ impl Node {
         });
         let tenants = Arc::new(crate::tenant::Tenants::open(data_dir.path())?);
         let schedules = Arc::new(crate::sched::Schedules::open(data_dir.path())?);
+        let names = Arc::new(crate::catalogue::ModuleNames::open(data_dir.path())?);
         let on_disk = executor.modules();
         tenants.adopt_modules(on_disk.iter().map(|(h, _)| *h));
         for (hash, size) in on_disk {
@@ -814,6 +888,7 @@ impl Node {
                 tls_dir,
                 tenants: tenants.clone(),
                 schedules: schedules.clone(),
+                names: names.clone(),
             },
             endpoint.clone(),
             &identity,
@@ -878,6 +953,7 @@ impl Node {
                 tenants,
             )),
             schedules: schedules.clone(),
+            names,
         };
         let started = Instant::now();
         let driver = Driver {
@@ -1607,6 +1683,7 @@ impl Driver {
             // Filled in by the cluster layer as it sends.
             tenants: 0,
             schedules: 0,
+            module_names: 0,
             running: s.running as u64,
             queue_count: s.queues as u64,
             // Filled in by the cluster layer (`Cluster::set_advert`).

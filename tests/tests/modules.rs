@@ -287,7 +287,12 @@ fn a_tenant_lists_and_removes_only_its_own_modules_cluster_wide() {
         c
     };
     let mut alice0 = as_tenant(&nodes[0], "alice", &alice);
-    let echo = put(&mut alice0, &wasm("echo"), &[]).expect("alice uploads on node 0");
+    let echo = put(
+        &mut alice0,
+        &wasm("echo"),
+        &["NAME", "mine", "VERSION", "1"],
+    )
+    .expect("alice uploads on node 0");
     let mut alice2 = as_tenant(&nodes[2], "alice", &alice);
     let mut bob1 = as_tenant(&nodes[1], "bob", &bob);
     let wc = put(&mut bob1, &wasm("wordcount"), &[]).expect("bob uploads on node 1");
@@ -302,16 +307,147 @@ fn a_tenant_lists_and_removes_only_its_own_modules_cluster_wide() {
     let (bobs, _) = list(&mut bob1);
     assert_eq!(bobs.keys().collect::<Vec<_>>(), vec![&wc]);
 
+    // Alice's name is hers: she runs it on node 2, bob cannot name it,
+    // the admin sees it under her prefix.
+    let mut ran = Err(String::new());
+    eventually(20, "alice's name reached node 2", || {
+        ran = run_named(&mut alice2, "mine", "hi");
+        ran.is_ok()
+    });
+    assert_eq!(ran, Ok("hi".into()));
+    assert_eq!(mine_names(&mut alice2, &echo), vec!["mine@1".to_string()]);
+    let e = run_named(&mut bob1, "mine", "x").expect_err("not bob's name");
+    assert!(e.contains("NOMODULE"), "{e}");
+
     // Bob cannot remove alice's module, which stays.
     let e = del(&mut bob1, &echo).expect_err("not bob's");
     assert!(e.contains("NOMODULE"), "{e}");
     let mut admin1 = conn(&nodes[1]);
     resp::cmd(&mut admin1, &["AUTH", pw]).expect("AUTH");
     assert!(list(&mut admin1).0.contains_key(&echo));
+    assert_eq!(
+        mine_names(&mut admin1, &echo),
+        vec!["alice/mine@1".to_string()]
+    );
 
     // Alice removes hers from node 2: gone from node 0.
     assert_eq!(del(&mut alice2, &echo), Ok("OK".into()));
     let (all, _) = list(&mut admin1);
     assert!(!all.contains_key(&echo), "{all:?}");
     assert!(all.contains_key(&wc));
+    let e = run_named(&mut alice2, "mine", "x").expect_err("the name went with it");
+    assert!(e.contains("NOMODULE"), "{e}");
+}
+
+fn mine_names(c: &mut Connection, hash: &str) -> Vec<String> {
+    list(c).0[hash].names.clone()
+}
+
+/// Adds a job naming `module` on `c` (bounded retries while the name
+/// table reaches that node) and waits for its output, or the add's error.
+fn run_named(c: &mut Connection, module: &str, body: &str) -> Result<String, String> {
+    let id = match resp::cmd(
+        c,
+        &[
+            "ADDJOB",
+            "q",
+            body,
+            "5000",
+            "MODULE",
+            module,
+            "REPLICATE",
+            "1",
+        ],
+    ) {
+        Ok(v) => text(&v),
+        Err(e) => return Err(e.to_string()),
+    };
+    let Value::Array(r) = resp::cmd(c, &["WAITJOB", &id, "20000"]).expect("WAITJOB") else {
+        panic!("WAITJOB")
+    };
+    let output = r
+        .chunks(2)
+        .find(|kv| text(&kv[0]) == "output")
+        .map(|kv| text(&kv[1]))
+        .expect("output");
+    Ok(output)
+}
+
+#[test]
+fn names_and_versions_resolve_on_every_node_latest_by_version_order() {
+    let nodes = start(3, &[]);
+    let echo = put(
+        &mut conn(&nodes[0]),
+        &wasm("echo"),
+        &["NAME", "tool", "VERSION", "1.9"],
+    )
+    .expect("echo as tool@1.9");
+    let wc = put(
+        &mut conn(&nodes[1]),
+        &wasm("wordcount"),
+        &["NAME", "tool", "VERSION", "1.10"],
+    )
+    .expect("wordcount as tool@1.10");
+    // A name and version always go together.
+    let e = put(&mut conn(&nodes[0]), &wasm("echo"), &["NAME", "x"]).expect_err("no version");
+    assert!(e.contains("VERSION"), "{e}");
+
+    // On node 2, which holds neither: the version named, and the latest
+    // (1.10 comes after 1.9).
+    let mut c2 = conn(&nodes[2]);
+    let mut latest = Err(String::new());
+    eventually(20, "both names reached node 2", || {
+        latest = run_named(&mut c2, "tool", "a b c");
+        latest == Ok("3\n".into())
+    });
+    assert_eq!(run_named(&mut c2, "tool@1.9", "a b c"), Ok("a b c".into()));
+    let e = run_named(&mut c2, "tool@2", "x").expect_err("no such version");
+    assert!(e.contains("NOMODULE") && e.contains("1.9, 1.10"), "{e}");
+    let e = run_named(&mut c2, "other", "x").expect_err("no such name");
+    assert!(
+        e.contains("NOMODULE") && e.contains("no module named other"),
+        "{e}"
+    );
+
+    // The same name and version for other bytes is refused on any node.
+    let e =
+        put(&mut c2, &wasm("fib"), &["NAME", "tool", "VERSION", "1.9"]).expect_err("taken by echo");
+    assert!(e.contains(&echo) && e.contains("already"), "{e}");
+    // The same bytes again are fine.
+    assert_eq!(
+        put(&mut c2, &wasm("echo"), &["NAME", "tool", "VERSION", "1.9"]),
+        Ok(echo.clone())
+    );
+
+    // The catalogue shows the names; the CLI resolves them too.
+    let (mods, _) = list(&mut conn(&nodes[0]));
+    assert_eq!(mods[&echo].names, vec!["tool@1.9".to_string()]);
+    assert_eq!(mods[&wc].names, vec!["tool@1.10".to_string()]);
+    let o = nodes[1].wasque(&[
+        "addjob",
+        "q",
+        "hello there",
+        "5000",
+        "--module",
+        "tool@1.9",
+        "--wait",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "hello there", "{o:?}");
+    let o = nodes[1].wasque(&[
+        "addjob",
+        "q",
+        "hello there",
+        "5000",
+        "--module",
+        "tool",
+        "--wait",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "2\n", "{o:?}");
+
+    // Removing a module removes its names everywhere: the latest moves
+    // back to 1.9.
+    assert_eq!(del(&mut conn(&nodes[0]), &wc), Ok("OK".into()));
+    eventually(20, "the removal reached node 2", || {
+        run_named(&mut c2, "tool", "p q") == Ok("p q".into())
+    });
 }

@@ -177,6 +177,12 @@ async fn engine_stream(
                     tracing::info!(peer = %from.short(), schedules = ?changed, "schedule records taken from a peer");
                 }
             }
+            Ok(Some(Frame::ModuleNames(records))) => {
+                let changed = inner.cfg.names.merge(records);
+                if !changed.is_empty() {
+                    tracing::info!(peer = %from.short(), names = ?changed, "module names taken from a peer");
+                }
+            }
             Ok(Some(Frame::Advert(a))) => {
                 if a.tenants != inner.cfg.tenants.digest() {
                     let records = inner.cfg.tenants.records();
@@ -192,6 +198,14 @@ async fn engine_stream(
                         &inner,
                         from,
                         super::link::Out::Frame(Frame::Schedules(records)),
+                    );
+                }
+                if a.module_names != inner.cfg.names.digest() {
+                    let records = inner.cfg.names.records();
+                    super::link::send(
+                        &inner,
+                        from,
+                        super::link::Out::Frame(Frame::ModuleNames(records)),
                     );
                 }
                 let _ = inner.events.send(PeerEvent::Load(from, a.clone()));
@@ -299,6 +313,7 @@ fn name(f: &Frame) -> &'static str {
         Frame::Refused(_) => "Refused",
         Frame::Tenants(_) => "Tenants",
         Frame::Schedules(_) => "Schedules",
+        Frame::ModuleNames(_) => "ModuleNames",
         Frame::ModuleAsk(_) => "ModuleAsk",
         Frame::ModuleAnswer(_) => "ModuleAnswer",
         Frame::Join { .. } => "Join",

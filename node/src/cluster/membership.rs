@@ -150,6 +150,7 @@ pub(super) async fn run(
                 let mut advert = inner.advert.read().map(|a| a.clone()).unwrap_or_default();
                 advert.tenants = inner.cfg.tenants.digest();
                 advert.schedules = inner.cfg.schedules.digest();
+                advert.module_names = inner.cfg.names.digest();
                 let up = inner.table.read().map(|t| t.up()).unwrap_or_default();
                 for n in up {
                     link::send(&inner, n, Out::Frame(Frame::Advert(advert.clone())));

@@ -84,6 +84,8 @@ pub struct ClusterConfig {
     pub tenants: std::sync::Arc<crate::tenant::Tenants>,
     /// The schedule registry, replicated the same way (`sched/`).
     pub schedules: std::sync::Arc<crate::sched::Schedules>,
+    /// The module name table, replicated the same way (`catalogue.rs`).
+    pub names: std::sync::Arc<crate::catalogue::ModuleNames>,
 }
 
 /// Why a cluster operation failed, for the user.
@@ -414,6 +416,19 @@ impl Cluster {
             .read()
             .map(|t| t.view())
             .unwrap_or_default()
+    }
+
+    /// Sends the module name table to every live peer now (a name made or
+    /// removed), rather than at their next advert.
+    pub fn push_names(&self) {
+        let records = self.inner.cfg.names.records();
+        for p in self.peers().into_iter().filter(|p| p.up) {
+            link::send(
+                &self.inner,
+                p.node,
+                link::Out::Frame(wire::Frame::ModuleNames(records.clone())),
+            );
+        }
     }
 
     /// Asks every known peer a question about its modules: a live one

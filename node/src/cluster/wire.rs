@@ -33,7 +33,9 @@ use crate::job::{ModuleHash, NodeName};
 /// came to. 9: adverts carry the schedule registry's digest, and `Schedules`
 /// frames its records (`sched/record.rs`, record format 1). 10: the module
 /// catalogue: `ModuleAsk`/`ModuleAnswer` exchanges (list, users, removal,
-/// a pushed copy) on streams of their own.
+/// a pushed copy) on streams of their own; adverts carry the module name
+/// table's digest, and `ModuleNames` frames its records (`catalogue.rs`,
+/// record format 1).
 pub const PEER_PROTOCOL_VERSION: u8 = 10;
 
 /// A node introducing itself.
@@ -82,6 +84,8 @@ pub struct Advert {
     pub http_addr: Option<SocketAddr>,
     /// Digest of its schedule registry (`Schedules::digest`; 0: none).
     pub schedules: u64,
+    /// Digest of its module name table (`ModuleNames::digest`; 0: none).
+    pub module_names: u64,
 }
 
 /// One frame of the peer protocol.
@@ -108,6 +112,9 @@ pub enum Frame {
     /// Every schedule record of the sender (sent when advert digests
     /// differ).
     Schedules(Vec<crate::sched::ScheduleRecord>),
+    /// Every module name record of the sender (sent when advert digests
+    /// differ, and to every live peer when a name is made or removed).
+    ModuleNames(Vec<crate::catalogue::NameRecord>),
     /// A question about the node's modules (a stream of its own).
     ModuleAsk(ModuleAsk),
     /// Its answer.

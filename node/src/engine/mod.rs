@@ -1009,6 +1009,14 @@ impl Engine {
         if let Some(spec) = &a.after {
             self.check_after(&a.queue, spec, a.map.is_some())?;
         }
+        // Names are resolved by the door (`Handle::scoped`); one that got
+        // here unresolved must not become a plain job.
+        if let Some(name) = &a.module_name {
+            return Err(Reply::error(
+                ErrorCode::NoModule,
+                format!("module name {name} was not resolved to a hash"),
+            ));
+        }
         // A module only a peer holds is fine: it is fetched by hash where
         // the job runs.
         if let Some(m) = &a.module

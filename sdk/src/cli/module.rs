@@ -117,12 +117,46 @@ async fn put_with(
     Ok(info.hash)
 }
 
-/// A module given as a 64-hex-digit hash or as a file to upload.
+/// A module given as a 64-hex-digit hash, a file to upload, or a name
+/// (`NAME@VERSION`, or `NAME` for its latest version) when no such file
+/// exists: the name is looked up in the cluster's catalogue.
 pub async fn resolve(client: &ClusterClient, spec: &str) -> anyhow::Result<ModuleHash> {
     if spec.len() == 64 && spec.bytes().all(|b| b.is_ascii_hexdigit()) {
         return parse_hash(spec);
     }
-    put(client, std::path::Path::new(spec)).await
+    let path = std::path::Path::new(spec);
+    let name = spec.split_once('@').map_or(spec, |(n, _)| n);
+    if path.exists() || crate::proto::check_module_name(name).is_err() {
+        return put(client, path).await;
+    }
+    let cat = client.list_modules().await?;
+    by_name(&cat, spec).map_err(|e| anyhow::anyhow!(e))
+}
+
+/// The module `spec` names in a catalogue (names as the client sees them).
+fn by_name(cat: &crate::proto::ModuleCatalogue, spec: &str) -> Result<ModuleHash, String> {
+    let (name, version) = match spec.split_once('@') {
+        Some((n, v)) => (n, Some(v)),
+        None => (spec, None),
+    };
+    let mut found: Vec<(&str, ModuleHash)> = Vec::new();
+    for m in &cat.modules {
+        for label in &m.names {
+            if let Some((n, v)) = label.split_once('@')
+                && n == name
+                && version.is_none_or(|want| want == v)
+            {
+                found.push((v, m.hash));
+            }
+        }
+    }
+    found.sort_by(|a, b| crate::proto::compare_versions(a.0, b.0));
+    match found.last() {
+        Some((_, hash)) => Ok(*hash),
+        None => Err(format!(
+            "{spec} is neither a file nor a module name the cluster knows (wasque module ls lists names)"
+        )),
+    }
 }
 
 /// A node id's first 8 digits, as `wasque nodes` shows them.

@@ -223,6 +223,9 @@ pub struct AddJob {
     pub asynckey: Option<String>,
     /// The module to run; `None` = a plain job for an external worker.
     pub module: Option<ModuleHash>,
+    /// The module by name instead (`NAME@VERSION`, or `NAME` for its
+    /// latest version): the node taking the add resolves it to `module`.
+    pub module_name: Option<String>,
     pub limits: LimitsRequest,
     /// 0..=9, higher first.
     pub priority: u8,
@@ -290,6 +293,7 @@ impl AddJob {
             nocache: false,
             asynckey: None,
             module: None,
+            module_name: None,
             limits: LimitsRequest::default(),
             priority: 0,
             group: None,
