@@ -461,6 +461,12 @@ impl Handle {
             return Reply::Ok;
         }
         if holders.is_empty() {
+            // Names of bytes no member holds any more go all the same.
+            if self.names.names_by_hash(None).contains_key(&hash) {
+                self.names.drop_module(&hash, None, now_ms());
+                self.cluster.push_names();
+                return Reply::Ok;
+            }
             return no_module_anywhere(&hash);
         }
         let failed = self.remove_on(&holders, hash).await;

@@ -391,3 +391,33 @@ pub fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
     }
     pa.len().cmp(&pb.len()).then_with(|| a.cmp(b))
 }
+
+#[cfg(test)]
+mod version_tests {
+    use super::*;
+    use std::cmp::Ordering::*;
+
+    #[test]
+    fn versions_order_part_by_part_numbers_as_numbers() {
+        let mut v = vec!["1.10", "1.9", "1.2.1", "1.2", "2", "1.2-rc1", "1.a", "10"];
+        v.sort_by(|a, b| compare_versions(a, b));
+        assert_eq!(
+            v,
+            ["1.a", "1.2", "1.2-rc1", "1.2.1", "1.9", "1.10", "2", "10"]
+        );
+        // Equal numbers written apart still have one order, both ways.
+        assert_eq!(compare_versions("1.02", "1.2"), Less);
+        assert_eq!(compare_versions("1.2", "1.02"), Greater);
+        assert_eq!(compare_versions("1.2", "1.2"), Equal);
+        assert!(check_module_name("resize").is_ok());
+        assert!(check_module_name("a@b").is_err());
+        assert!(check_module_name(&"z".repeat(64)).is_ok());
+        assert!(check_module_name(&"z".repeat(65)).is_err());
+        assert!(
+            check_module_name(&"ab".repeat(32)).is_err(),
+            "64 hex digits"
+        );
+        assert!(check_module_version("1.2+build.5").is_ok());
+        assert!(check_module_version(".1").is_err());
+    }
+}
