@@ -85,7 +85,10 @@ fn write_seeds() {
             id,
         },
         Request::Ack { ids: vec![id, id] },
-        Request::PutModule { size: 10 },
+        Request::PutModule {
+            size: 10,
+            opts: Default::default(),
+        },
         Request::AddPart {
             parent: id,
             index: 2,
@@ -121,6 +124,8 @@ fn write_seeds() {
             size: 6,
             compiled_now: true,
             jobs: 0,
+            holders: vec!["a".into()],
+            names: vec!["echo@1".into()],
         }),
         Response::Error(WireError {
             code: ErrorCode::BadId,

@@ -25,12 +25,15 @@
 //!   and carries out its effects.
 //! - [`supervise`]: essential tasks; a panic in one ends the process.
 //! - [`tenant`]: the tenant registry (tokens, quotas, owned modules).
+//! - [`catalogue`]: the module name table (`NAME@VERSION` → hash),
+//!   replicated like the tenant registry.
 //! - [`sched`]: schedules (cron): their replicated registry and the task
 //!   that adds each tick's job.
 //! - [`cli`]: the `wasque-node` command line.
 
 pub mod api;
 pub mod auth;
+pub mod catalogue;
 pub mod cli;
 pub mod cluster;
 pub mod config;

@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::api::{Command, ErrorCode, ModuleInfo, NodeInfo, Reply};
 use crate::auth::Principal;
+use crate::cluster::wire::{ModuleAnswer, ModuleAsk};
 use crate::cluster::{Cluster, ClusterConfig, PeerEvent};
 use crate::config::Config;
 use crate::engine::{Effect, Engine, EngineConfig, RequestId};
@@ -102,7 +103,17 @@ enum Input {
     ModuleAdded(ModuleHash, u64),
     ModuleFetchFailed(ModuleHash),
     Leaving(bool),
+    /// A module catalogue question about this node (`Handle::ask_local`).
+    ModuleAsk(ModuleAsk, tokio::sync::oneshot::Sender<ModuleAnswer>),
 }
+
+/// How long the module catalogue waits for a peer's answer to a list,
+/// users or removal question.
+const ASK_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an upload waits for a peer to take a copy (it compiles).
+const PUT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Job ids a refused removal names per node.
+const USERS_NAMED: usize = 5;
 
 /// A front door's way into the node. Cheap to clone.
 #[derive(Clone)]
@@ -121,6 +132,8 @@ pub struct Handle {
     auth: Arc<crate::auth::Auth>,
     /// The schedule registry (`sched/`).
     schedules: Arc<crate::sched::Schedules>,
+    /// The module name table (`catalogue.rs`).
+    names: Arc<crate::catalogue::ModuleNames>,
 }
 
 impl Handle {
@@ -214,7 +227,10 @@ impl Handle {
     /// Who a principal is to the engine: commands of a tenant are wrapped
     /// in [`Command::As`] with its current snapshot; a tenant removed since
     /// it authenticated is refused.
+    /// An add naming its module by name (`NAME@VERSION`, or `NAME` for the
+    /// latest) gets the module's hash here, as `who` resolves it.
     pub fn scoped(&self, who: &Principal, cmd: Command) -> Result<Command, WireError> {
+        let cmd = self.resolve_names(who, cmd)?;
         match who {
             Principal::Admin => Ok(cmd),
             Principal::Tenant(name) => Ok(Command::As {
@@ -222,6 +238,32 @@ impl Handle {
                 cmd: Box::new(cmd),
             }),
         }
+    }
+
+    /// Resolves an add's `module_name` to its hash (the name table is the
+    /// same on every node), as `who` sees names.
+    fn resolve_names(&self, who: &Principal, cmd: Command) -> Result<Command, WireError> {
+        let Command::AddJob(mut a) = cmd else {
+            return Ok(cmd);
+        };
+        if let Some(spec) = a.module_name.take() {
+            if a.module.is_some() {
+                return Err(WireError::new(
+                    ErrorCode::Err,
+                    "an add names its module by hash or by name, not both",
+                ));
+            }
+            let tenant = match who {
+                Principal::Admin => None,
+                Principal::Tenant(t) => Some(&**t),
+            };
+            let hash = self.names.resolve(tenant, &spec).map_err(|e| match e {
+                crate::catalogue::NameError::Invalid(m) => WireError::new(ErrorCode::Err, m),
+                other => WireError::new(ErrorCode::NoModule, other.to_string()),
+            })?;
+            a.module = Some(hash);
+        }
+        Ok(Command::AddJob(a))
     }
 
     /// A tenant's current snapshot, or the refusal a removed one gets.
@@ -242,49 +284,273 @@ impl Handle {
         }
     }
 
-    /// Forgets a module for `who`. The admin removes it from the node
-    /// (and from every tenant's list); a tenant gives up its own claim,
-    /// and the files go only when nobody else owns the module. Refused
-    /// while jobs (of the tenant, for a tenant) need it.
+    /// A module catalogue question to this node's own driver.
+    async fn ask_local(&self, ask: ModuleAsk) -> Result<ModuleAnswer, String> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.inputs
+            .send(Input::ModuleAsk(ask, tx))
+            .map_err(|_| "the node is shutting down".to_string())?;
+        rx.await
+            .map_err(|_| "the node is shutting down".to_string())
+    }
+
+    /// The same question to this node and every live peer: each member's
+    /// id and its answer, or why it gave none.
+    async fn ask_everywhere(&self, ask: ModuleAsk) -> Vec<(String, Result<ModuleAnswer, String>)> {
+        let (local, peers) = tokio::join!(
+            self.ask_local(ask.clone()),
+            self.cluster.ask_peers(ask, ASK_TIMEOUT)
+        );
+        let mut all = vec![(self.node_id.to_string(), local)];
+        all.extend(peers.into_iter().map(|(n, a)| (n.to_string(), a)));
+        all
+    }
+
+    /// `MODULE LIST` / `ListModules` / `GET /api/modules`: the union of the
+    /// modules every reachable member holds, with their holders, jobs
+    /// summed over the holders, and the names they are known by; members
+    /// that did not answer are named. A tenant sees the modules it owns.
+    pub async fn list_modules(&self, who: &Principal) -> Reply {
+        let owned = match who {
+            Principal::Admin => None,
+            Principal::Tenant(name) => match self.tenant(name) {
+                Ok(t) => Some(t),
+                Err(e) => return Reply::Error(e),
+            },
+        };
+        let mut all: std::collections::BTreeMap<ModuleHash, ModuleInfo> = Default::default();
+        let mut unanswered = Vec::new();
+        for (node, answer) in self.ask_everywhere(ModuleAsk::List).await {
+            let list = match answer {
+                Ok(ModuleAnswer::List(list)) => list,
+                Ok(other) => {
+                    tracing::warn!(node = %node, "module list answered with {other:?}");
+                    unanswered.push(node);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::info!(node = %node, "module list: {e}");
+                    unanswered.push(node);
+                    continue;
+                }
+            };
+            for m in list {
+                if owned
+                    .as_ref()
+                    .is_some_and(|t| !t.modules.contains_key(&m.hash))
+                {
+                    continue;
+                }
+                let e = all.entry(m.hash).or_insert_with(|| ModuleInfo {
+                    hash: m.hash,
+                    size: m.size,
+                    compiled_now: false,
+                    jobs: 0,
+                    holders: Vec::new(),
+                    names: Vec::new(),
+                });
+                e.jobs += m.jobs;
+                e.holders.push(node.clone());
+            }
+        }
+        let scope = match who {
+            Principal::Admin => None,
+            Principal::Tenant(t) => Some(&**t),
+        };
+        let mut names = self.names.names_by_hash(scope);
+        for m in all.values_mut() {
+            m.holders.sort();
+            m.names = names.remove(&m.hash).unwrap_or_default();
+        }
+        unanswered.sort();
+        Reply::Modules(wasque_sdk::proto::ModuleCatalogue {
+            modules: all.into_values().collect(),
+            unanswered,
+        })
+    }
+
+    /// `MODULE DEL` / `DeleteModule`: removes a module from every member
+    /// that holds it. First every live member is asked which of its jobs
+    /// (unfinished, the tenant's for a tenant) need it: any, or a member
+    /// that does not answer, refuses the removal with the jobs (or the
+    /// silent members) named, and nothing is removed. Then the admin
+    /// removes the bytes on every holder (and from every tenant's list);
+    /// a tenant gives up its own claim (replicated with the tenant
+    /// registry), and the bytes go everywhere only when nobody else owns
+    /// them. Each holder still refuses if a job came to need it meanwhile.
     pub async fn delete_module(&self, who: &Principal, hash: ModuleHash) -> Reply {
         let tenants = self.auth.tenants().clone();
-        let Principal::Tenant(name) = who else {
-            let reply = self.call(Command::DeleteModule { hash }).await;
-            if reply == Reply::Ok {
-                tenants.drop_module(&hash, now_ms());
-            }
-            return reply;
+        let tenant = match who {
+            Principal::Admin => None,
+            Principal::Tenant(name) => match self.tenant(name) {
+                Ok(t) if t.modules.contains_key(&hash) => Some(name.to_string()),
+                Ok(_) => return no_module_anywhere(&hash),
+                Err(e) => return Reply::Error(e),
+            },
         };
-        let cmd = match self.scoped(who, Command::DeleteModule { hash }) {
-            Ok(cmd) => cmd,
-            Err(e) => return Reply::Error(e),
+        let ask = ModuleAsk::Users {
+            hash,
+            tenant: tenant.clone(),
         };
-        let reply = self.call(cmd).await;
-        if reply != Reply::Ok {
-            return reply;
-        }
-        match tenants.release_module(name, &hash, now_ms()) {
-            Ok(true) => Reply::Ok,
-            Ok(false) => {
-                // Nobody owns it now; jobs of others may still use it, in
-                // which case the files stay until an admin removes them.
-                let _ = self.call(Command::DeleteModule { hash }).await;
-                Reply::Ok
+        let mut holders = Vec::new();
+        let mut used = Vec::new();
+        let mut silent = Vec::new();
+        for (node, answer) in self.ask_everywhere(ask).await {
+            match answer {
+                Ok(ModuleAnswer::Users { held, count, ids }) => {
+                    if held {
+                        holders.push(node.clone());
+                    }
+                    if count > 0 {
+                        used.push((node, count, ids));
+                    }
+                }
+                Ok(other) => silent.push(format!("{} (answered {other:?})", short(&node))),
+                Err(e) => silent.push(format!("{} ({e})", short(&node))),
             }
-            Err(e) => Reply::error(ErrorCode::Err, e.to_string()),
         }
+        if !used.is_empty() {
+            let total: u64 = used.iter().map(|u| u.1).sum();
+            let per: Vec<String> = used
+                .iter()
+                .map(|(node, count, ids)| {
+                    let ids: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+                    let more = if *count > ids.len() as u64 {
+                        ", ..."
+                    } else {
+                        ""
+                    };
+                    format!("{count} on node {} ({}{more})", short(node), ids.join(", "))
+                })
+                .collect();
+            let whose = if tenant.is_some() { " of yours" } else { "" };
+            return Reply::error(
+                ErrorCode::Err,
+                format!(
+                    "module {hash} is needed by {total} unfinished job(s){whose}: {}; ack or delete them first",
+                    per.join("; ")
+                ),
+            );
+        }
+        if !silent.is_empty() {
+            return Reply::error(
+                ErrorCode::Err,
+                format!(
+                    "module {hash} was not removed: node(s) {} did not answer, and jobs there may need it; try again once they answer (CLUSTER FORGET a node gone for good)",
+                    silent.join(", ")
+                ),
+            );
+        }
+        if let Some(name) = &tenant {
+            match tenants.release_module(name, &hash, now_ms()) {
+                // Others own it too: their bytes stay.
+                Ok(true) => {
+                    self.names.drop_module(&hash, Some(name), now_ms());
+                    self.cluster.push_names();
+                    return Reply::Ok;
+                }
+                Ok(false) => {}
+                Err(e) => return Reply::error(ErrorCode::Err, e.to_string()),
+            }
+            self.names.drop_module(&hash, Some(name), now_ms());
+            self.cluster.push_names();
+            // Nobody owns it now; jobs of others may still use it, in
+            // which case a holder keeps its files until an admin removes
+            // them.
+            let _ = self.remove_on(&holders, hash).await;
+            return Reply::Ok;
+        }
+        if holders.is_empty() {
+            // Names of bytes no member holds any more go all the same.
+            if self.names.names_by_hash(None).contains_key(&hash) {
+                self.names.drop_module(&hash, None, now_ms());
+                self.cluster.push_names();
+                return Reply::Ok;
+            }
+            return no_module_anywhere(&hash);
+        }
+        let failed = self.remove_on(&holders, hash).await;
+        tenants.drop_module(&hash, now_ms());
+        self.names.drop_module(&hash, None, now_ms());
+        self.cluster.push_names();
+        if failed.is_empty() {
+            Reply::Ok
+        } else {
+            Reply::error(
+                ErrorCode::Err,
+                format!(
+                    "module {hash} was removed from {} of {} holder(s), not from: {}",
+                    holders.len() - failed.len(),
+                    holders.len(),
+                    failed.join("; ")
+                ),
+            )
+        }
+    }
+
+    /// Removes a module's bytes on these members (this node among them or
+    /// not); the ones that did not, with why.
+    async fn remove_on(&self, nodes: &[String], hash: ModuleHash) -> Vec<String> {
+        let asks = nodes.iter().map(|node| async move {
+            let answer = if **node == *self.node_id {
+                self.ask_local(ModuleAsk::Remove(hash)).await
+            } else {
+                match NodeName::from_hex(node) {
+                    Some(n) => {
+                        self.cluster
+                            .ask_peer(n, ModuleAsk::Remove(hash), ASK_TIMEOUT)
+                            .await
+                    }
+                    None => Err(format!("bad node id {node}")),
+                }
+            };
+            match answer {
+                Ok(ModuleAnswer::Done(Ok(_))) => None,
+                Ok(ModuleAnswer::Done(Err(e))) | Err(e) => Some(format!("{}: {e}", short(node))),
+                Ok(other) => Some(format!("{}: answered {other:?}", short(node))),
+            }
+        });
+        futures_util::future::join_all(asks)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     /// Validates, compiles and stores a module (on a blocking thread: a
     /// compile can take a while), then tells the engine about it. The
     /// module becomes `who`'s: a tenant's module-bytes quota is checked
     /// first (a module it owns already costs nothing).
+    ///
+    /// With `opts.replicate` above 1 the bytes are pushed to live peers
+    /// (not leaving) until that many nodes hold them, this one included,
+    /// before the answer: a job added anywhere then finds the module even
+    /// if this node goes away. Too few live peers: `-NOREPL`, the module
+    /// staying where it got to.
     pub async fn put_module(
         &self,
         who: &Principal,
         bytes: Vec<u8>,
+        opts: wasque_sdk::proto::PutOptions,
     ) -> Result<ModuleInfo, WireError> {
+        if opts.name.is_some() != opts.version.is_some() {
+            return Err(WireError::new(
+                ErrorCode::Err,
+                "a module name needs a version, and a version a name",
+            ));
+        }
         let tenants = self.auth.tenants().clone();
+        let scope = match who {
+            Principal::Admin => None,
+            Principal::Tenant(t) => Some(t.to_string()),
+        };
+        let named = opts.name.as_deref().zip(opts.version.as_deref());
+        if let Some((name, version)) = named {
+            // Before compiling: a name taken by other bytes is refused.
+            self.names
+                .check(scope.as_deref(), name, version, &ModuleHash::of(&bytes))
+                .map_err(name_error)?;
+        }
         let owner = match who {
             Principal::Admin => None,
             Principal::Tenant(name) => {
@@ -308,14 +574,87 @@ impl Handle {
                 Some(name.clone())
             }
         };
-        let info = self.compile_module(bytes).await?;
+        let copies = opts.replicate.max(1) as usize;
+        let kept = (copies > 1).then(|| bytes.clone());
+        let mut info = self.compile_module(bytes).await?;
         tenants
             .own_module(owner.as_deref(), info.hash, info.size, now_ms())
             .map_err(|e| match e {
                 crate::tenant::TenantError::Invalid(m) => WireError::new(ErrorCode::Quota, m),
                 other => WireError::new(ErrorCode::Internal, other.to_string()),
             })?;
+        if let Some((name, version)) = named {
+            self.names
+                .name(scope.as_deref(), name, version, info.hash, now_ms())
+                .map_err(name_error)?;
+            self.cluster.push_names();
+            info.names = self
+                .names
+                .names_by_hash(scope.as_deref())
+                .remove(&info.hash)
+                .unwrap_or_default();
+        }
+        if let Some(bytes) = kept {
+            let more = self.replicate_module(bytes, copies - 1).await?;
+            info.holders.extend(more);
+        }
         Ok(info)
+    }
+
+    /// Pushes a module's bytes to `want` live peers (up, not leaving),
+    /// trying the next peer when one fails; returns the peers that took
+    /// it, or `-NOREPL` when too few did.
+    async fn replicate_module(
+        &self,
+        bytes: Vec<u8>,
+        want: usize,
+    ) -> Result<Vec<String>, WireError> {
+        let candidates: Vec<NodeName> = self
+            .cluster
+            .peers()
+            .into_iter()
+            .filter(|p| p.up && !p.leaving)
+            .map(|p| p.node)
+            .collect();
+        let mut took = Vec::new();
+        let mut why = Vec::new();
+        let mut next = candidates.iter();
+        while took.len() < want {
+            let wave: Vec<NodeName> = next.by_ref().take(want - took.len()).copied().collect();
+            if wave.is_empty() {
+                break;
+            }
+            let asks = wave.iter().map(|n| {
+                let ask = ModuleAsk::Put(bytes.clone());
+                async move { (*n, self.cluster.ask_peer(*n, ask, PUT_TIMEOUT).await) }
+            });
+            for (n, answer) in futures_util::future::join_all(asks).await {
+                match answer {
+                    Ok(ModuleAnswer::Done(Ok(_))) => took.push(n.to_string()),
+                    Ok(ModuleAnswer::Done(Err(e))) | Err(e) => {
+                        why.push(format!("{}: {e}", n.short()))
+                    }
+                    Ok(other) => why.push(format!("{}: answered {other:?}", n.short())),
+                }
+            }
+        }
+        if took.len() < want {
+            let why = if why.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", why.join("; "))
+            };
+            return Err(WireError::new(
+                ErrorCode::NoRepl,
+                format!(
+                    "the module is on {} of the {} node(s) asked for: {} live peer(s) could take a copy{why}",
+                    took.len() + 1,
+                    want + 1,
+                    candidates.len()
+                ),
+            ));
+        }
+        Ok(took)
     }
 
     async fn compile_module(&self, bytes: Vec<u8>) -> Result<ModuleInfo, WireError> {
@@ -345,8 +684,32 @@ impl Handle {
             size: outcome.size,
             compiled_now: outcome.compiled_now,
             jobs: 0,
+            holders: vec![self.node_id.to_string()],
+            names: Vec::new(),
         })
     }
+}
+
+fn name_error(e: crate::catalogue::NameError) -> WireError {
+    match e {
+        crate::catalogue::NameError::Io(e) => WireError::new(
+            ErrorCode::Internal,
+            format!("saving the module name table: {e}"),
+        ),
+        other => WireError::new(ErrorCode::Err, other.to_string()),
+    }
+}
+
+fn no_module_anywhere(hash: &ModuleHash) -> Reply {
+    Reply::error(
+        ErrorCode::NoModule,
+        format!("no module {hash} in the cluster (upload it first: wasque module put FILE.wasm)"),
+    )
+}
+
+/// A node id's first 8 digits, as CLUSTER NODES shows them.
+fn short(node: &str) -> &str {
+    node.get(..8).unwrap_or(node)
 }
 
 fn stopping() -> Reply {
@@ -372,6 +735,8 @@ pub enum StartError {
     Tenants(#[from] crate::tenant::TenantError),
     #[error("schedule registry: {0}")]
     Schedules(#[from] crate::sched::ScheduleError),
+    #[error("module name table: {0}")]
+    Names(#[from] crate::catalogue::NameError),
     #[error("cannot listen on {addr}: {source} (is another node using this port? pass --port N)")]
     Listen {
         addr: SocketAddr,
@@ -463,6 +828,7 @@ impl Node {
         });
         let tenants = Arc::new(crate::tenant::Tenants::open(data_dir.path())?);
         let schedules = Arc::new(crate::sched::Schedules::open(data_dir.path())?);
+        let names = Arc::new(crate::catalogue::ModuleNames::open(data_dir.path())?);
         let on_disk = executor.modules();
         tenants.adopt_modules(on_disk.iter().map(|(h, _)| *h));
         for (hash, size) in on_disk {
@@ -528,6 +894,7 @@ impl Node {
                 tls_dir,
                 tenants: tenants.clone(),
                 schedules: schedules.clone(),
+                names: names.clone(),
             },
             endpoint.clone(),
             &identity,
@@ -592,6 +959,7 @@ impl Node {
                 tenants,
             )),
             schedules: schedules.clone(),
+            names,
         };
         let started = Instant::now();
         let driver = Driver {
@@ -1072,6 +1440,7 @@ impl Driver {
             Input::ModuleAdded(hash, size) => self.engine.handle_module_added(hash, size),
             Input::ModuleFetchFailed(hash) => self.engine.handle_module_fetch_failed(hash),
             Input::Leaving(on) => self.engine.set_leaving(on),
+            Input::ModuleAsk(ask, reply) => self.module_ask(now, ask, reply),
             Input::NodeInfo(reply) => {
                 let s = self.engine.stats();
                 let x = self.executor.stats();
@@ -1158,8 +1527,83 @@ impl Driver {
         }
     }
 
+    /// Answers a module catalogue question about this node (a peer's, or
+    /// this node's own `Handle`).
+    fn module_ask(
+        &mut self,
+        now: UnixMs,
+        ask: ModuleAsk,
+        reply: tokio::sync::oneshot::Sender<ModuleAnswer>,
+    ) {
+        match ask {
+            ModuleAsk::List => {
+                let list = self
+                    .engine
+                    .modules_held()
+                    .into_iter()
+                    .map(|(hash, size, jobs)| crate::cluster::wire::HeldModule { hash, size, jobs })
+                    .collect();
+                let _ = reply.send(ModuleAnswer::List(list));
+            }
+            ModuleAsk::Users { hash, tenant } => {
+                let (count, ids) = self
+                    .engine
+                    .module_users(&hash, tenant.as_deref(), USERS_NAMED);
+                let held = self.engine.module(&hash).is_some();
+                let _ = reply.send(ModuleAnswer::Users { held, count, ids });
+            }
+            ModuleAsk::Remove(hash) => {
+                if self.engine.module(&hash).is_none() {
+                    let _ = reply.send(ModuleAnswer::Done(Ok(false)));
+                    return;
+                }
+                let (tx, mut rx) = mpsc::unbounded_channel();
+                let req = RequestId(self.next_req);
+                self.next_req += 1;
+                self.pending.insert(
+                    req,
+                    ReplyTo {
+                        tx: tx.into(),
+                        tag: 0,
+                    },
+                );
+                self.engine
+                    .handle_command(now, req, Command::DeleteModule { hash });
+                tokio::spawn(async move {
+                    let answer = match rx.recv().await {
+                        Some((_, Reply::Ok)) => Ok(true),
+                        Some((_, Reply::Error(e))) if e.code == ErrorCode::NoModule => Ok(false),
+                        Some((_, Reply::Error(e))) => Err(e.message),
+                        Some((_, other)) => Err(format!("unexpected reply {other:?}")),
+                        None => Err("the node is shutting down".into()),
+                    };
+                    let _ = reply.send(ModuleAnswer::Done(answer));
+                });
+            }
+            ModuleAsk::Put(bytes) => {
+                let (exec, inputs) = (self.executor.clone(), self.inputs.clone());
+                tokio::spawn(async move {
+                    let outcome = tokio::task::spawn_blocking(move || exec.put_module(&bytes))
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r.map_err(|e| e.to_string()));
+                    let answer = match outcome {
+                        Ok(put) => {
+                            tracing::info!(module = %put.hash, "module copy taken from a peer");
+                            let _ = inputs.send(Input::ModuleAdded(put.hash, put.size));
+                            Ok(true)
+                        }
+                        Err(e) => Err(e),
+                    };
+                    let _ = reply.send(ModuleAnswer::Done(answer));
+                });
+            }
+        }
+    }
+
     fn peer_event(&mut self, now: UnixMs, ev: PeerEvent) {
         match ev {
+            PeerEvent::Modules { ask, reply } => self.module_ask(now, ask, reply),
             PeerEvent::Message { from, msg } => self.engine.handle_peer(now, from, msg),
             PeerEvent::Peers(live) => self.engine.handle_peers(now, live),
             PeerEvent::Load(node, a) => self.engine.handle_peer_load(
@@ -1247,6 +1691,7 @@ impl Driver {
             schedules: 0,
             admission: 0,
             can_admit: false,
+            module_names: 0,
             running: s.running as u64,
             queue_count: s.queues as u64,
             // Filled in by the cluster layer (`Cluster::set_advert`).

@@ -248,10 +248,22 @@ impl Client {
     /// Uploads a module on a stream of its own; the node validates and
     /// compiles it (once per node) before answering.
     pub async fn put_module(&self, bytes: impl AsRef<[u8]>) -> Result<ModuleInfo, ClientError> {
+        self.put_module_with(bytes, proto::PutOptions::default())
+            .await
+    }
+
+    /// Uploads a module with a name and version, or copies on peers
+    /// before the answer (`opts.replicate`).
+    pub async fn put_module_with(
+        &self,
+        bytes: impl AsRef<[u8]>,
+        opts: proto::PutOptions,
+    ) -> Result<ModuleInfo, ClientError> {
         let bytes = bytes.as_ref();
         let (mut send, mut recv, head) = self
             .own_stream(Request::PutModule {
                 size: bytes.len() as u64,
+                opts,
             })
             .await?;
         let sent = async {
@@ -321,7 +333,8 @@ impl Client {
         }
     }
 
-    pub async fn list_modules(&self) -> Result<Vec<ModuleInfo>, ClientError> {
+    /// The modules of every member that answered, with their holders.
+    pub async fn list_modules(&self) -> Result<proto::ModuleCatalogue, ClientError> {
         match self.call(Request::ListModules).await? {
             Response::Modules(m) => Ok(m),
             other => Err(unexpected(other)),

@@ -568,18 +568,34 @@ impl ClusterClient {
     /// Uploads a module to one node; the others fetch it by hash when a
     /// job needs it there.
     pub async fn put_module(&self, bytes: impl AsRef<[u8]>) -> Result<ModuleInfo, ClientError> {
+        self.put_module_with(bytes, proto::PutOptions::default())
+            .await
+    }
+
+    /// Uploads a module with options (a name and version; copies on peers
+    /// before the answer).
+    pub async fn put_module_with(
+        &self,
+        bytes: impl AsRef<[u8]>,
+        opts: proto::PutOptions,
+    ) -> Result<ModuleInfo, ClientError> {
         let bytes = bytes.as_ref();
         let (info, node) = self
-            .with_failover(None, |c| async move {
-                let info = c.put_module(bytes).await?;
-                Ok((info, c.node_id().to_string()))
+            .with_failover(None, |c| {
+                let opts = opts.clone();
+                async move {
+                    let info = c.put_module_with(bytes, opts).await?;
+                    Ok((info, c.node_id().to_string()))
+                }
             })
             .await?;
         self.uploaded().insert(info.hash, node);
         Ok(info)
     }
 
-    pub async fn list_modules(&self) -> Result<Vec<ModuleInfo>, ClientError> {
+    /// The cluster's modules, with their holders (asked of one node, which
+    /// asks the others).
+    pub async fn list_modules(&self) -> Result<proto::ModuleCatalogue, ClientError> {
         self.with_failover(None, |c| async move { c.list_modules().await })
             .await
     }

@@ -179,7 +179,10 @@ async fn a_client_vanishing_mid_upload_leaves_nothing_behind() {
         let (mut send, _recv) = conn.open_bi().await.unwrap();
         let head = RequestFrame {
             id: 1,
-            request: Request::PutModule { size: 1_000_000 },
+            request: Request::PutModule {
+                size: 1_000_000,
+                opts: Default::default(),
+            },
         };
         send.write_all(&proto::encode_frame(&head, 1 << 20).unwrap())
             .await
@@ -190,7 +193,7 @@ async fn a_client_vanishing_mid_upload_leaves_nothing_behind() {
     }
     let c = node.client().await;
     assert!(
-        c.list_modules().await.unwrap().is_empty(),
+        c.list_modules().await.unwrap().modules.is_empty(),
         "no half module stored"
     );
     still_serves(&c).await;

@@ -291,7 +291,10 @@ async fn two_tenants_see_only_their_own_on_every_door() {
     let mods = words(&mut b, &["MODULE", "LIST"]);
     assert!(!mods.contains(&m.hash.to_string()), "{mods}");
     let listed = alice.list_modules().await.expect("alice lists");
-    assert!(listed.iter().any(|x| x.hash == m.hash), "alice keeps echo");
+    assert!(
+        listed.modules.iter().any(|x| x.hash == m.hash),
+        "alice keeps echo"
+    );
     let mut job = AddJob::new("q", b"still mine".to_vec());
     job.module = Some(m.hash);
     let done = alice.run(job, 10_000).await.expect("alice runs echo");

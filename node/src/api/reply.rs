@@ -1,7 +1,7 @@
 //! What the engine answers a [`super::Command`].
 
 use bytes::Bytes;
-use wasque_sdk::proto::{ModuleInfo, NodeInfo, WireError};
+use wasque_sdk::proto::{ModuleCatalogue, ModuleInfo, NodeInfo, WireError};
 
 use crate::job::{JobId, JobStatus};
 
@@ -20,7 +20,9 @@ pub enum Reply {
     /// How many jobs a command affected (or, for WORKING, seconds).
     Count(u64),
     Module(ModuleInfo),
-    Modules(Vec<ModuleInfo>),
+    /// A node's own modules (the engine), or the cluster's (the module
+    /// catalogue, `Handle::list_modules`).
+    Modules(ModuleCatalogue),
     NodeInfo(Box<NodeInfo>),
     /// Answer to a client's hello.
     Hello {

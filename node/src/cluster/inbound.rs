@@ -188,6 +188,12 @@ async fn engine_stream(
             }
             Ok(Some(Frame::Admission(set))) => inner.take_admission(from, set),
             Ok(Some(Frame::CaKey(pem))) => inner.take_ca_key(from, pem),
+            Ok(Some(Frame::ModuleNames(records))) => {
+                let changed = inner.cfg.names.merge(records);
+                if !changed.is_empty() {
+                    tracing::info!(peer = %from.short(), names = ?changed, "module names taken from a peer");
+                }
+            }
             Ok(Some(Frame::Advert(a))) => {
                 if a.admission != inner.admission.digest() && inner.ca_mode() {
                     let set = inner.admission.set();
@@ -219,6 +225,14 @@ async fn engine_stream(
                         &inner,
                         from,
                         super::link::Out::Frame(Frame::Schedules(records)),
+                    );
+                }
+                if a.module_names != inner.cfg.names.digest() {
+                    let records = inner.cfg.names.records();
+                    super::link::send(
+                        &inner,
+                        from,
+                        super::link::Out::Frame(Frame::ModuleNames(records)),
                     );
                 }
                 let _ = inner.events.send(PeerEvent::Load(from, a.clone()));
@@ -281,6 +295,21 @@ async fn exchange(
             }
             Frame::Module(bytes)
         }
+        Ok(Some(Frame::ModuleAsk(ask))) => {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            if inner
+                .events
+                .send(PeerEvent::Modules { ask, reply: tx })
+                .is_err()
+            {
+                Frame::Refused("the node is shutting down".into())
+            } else {
+                match rx.await {
+                    Ok(a) => Frame::ModuleAnswer(a),
+                    Err(_) => Frame::Refused("the node is shutting down".into()),
+                }
+            }
+        }
         Ok(Some(other)) => Frame::Refused(format!("unexpected request {}", name(&other))),
         Ok(None) => return,
         Err(e) => {
@@ -311,6 +340,9 @@ fn name(f: &Frame) -> &'static str {
         Frame::Refused(_) => "Refused",
         Frame::Tenants(_) => "Tenants",
         Frame::Schedules(_) => "Schedules",
+        Frame::ModuleNames(_) => "ModuleNames",
+        Frame::ModuleAsk(_) => "ModuleAsk",
+        Frame::ModuleAnswer(_) => "ModuleAnswer",
         Frame::Join { .. } => "Join",
         Frame::Admission(_) => "Admission",
         Frame::CaKey(_) => "CaKey",

@@ -152,6 +152,7 @@ pub(super) async fn run(
                 advert.schedules = inner.cfg.schedules.digest();
                 advert.admission = inner.admission.digest();
                 advert.can_admit = inner.can_admit();
+                advert.module_names = inner.cfg.names.digest();
                 let up = inner.table.read().map(|t| t.up()).unwrap_or_default();
                 for n in up {
                     link::send(&inner, n, Out::Frame(Frame::Advert(advert.clone())));

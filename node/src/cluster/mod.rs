@@ -57,6 +57,11 @@ pub enum PeerEvent {
     Peers(Vec<NodeName>),
     /// A peer's capacity advert.
     Load(NodeName, Advert),
+    /// A peer's question about this node's modules (the catalogue).
+    Modules {
+        ask: wire::ModuleAsk,
+        reply: tokio::sync::oneshot::Sender<wire::ModuleAnswer>,
+    },
 }
 
 /// Settings of the cluster layer.
@@ -82,6 +87,8 @@ pub struct ClusterConfig {
     pub tenants: std::sync::Arc<crate::tenant::Tenants>,
     /// The schedule registry, replicated the same way (`sched/`).
     pub schedules: std::sync::Arc<crate::sched::Schedules>,
+    /// The module name table, replicated the same way (`catalogue.rs`).
+    pub names: std::sync::Arc<crate::catalogue::ModuleNames>,
 }
 
 /// Why a cluster operation failed, for the user.
@@ -506,6 +513,76 @@ impl Cluster {
             .read()
             .map(|t| t.view())
             .unwrap_or_default()
+    }
+
+    /// Sends the module name table to every live peer now (a name made or
+    /// removed), rather than at their next advert.
+    pub fn push_names(&self) {
+        let records = self.inner.cfg.names.records();
+        for p in self.peers().into_iter().filter(|p| p.up) {
+            link::send(
+                &self.inner,
+                p.node,
+                link::Out::Frame(wire::Frame::ModuleNames(records.clone())),
+            );
+        }
+    }
+
+    /// Asks every known peer a question about its modules: a live one
+    /// (up, even if leaving) on a stream of its own, all in parallel; a
+    /// peer that does not answer within `timeout`, or that the membership
+    /// has declared down (not asked), is named with why.
+    pub async fn ask_peers(
+        &self,
+        ask: wire::ModuleAsk,
+        timeout: Duration,
+    ) -> Vec<(NodeName, Result<wire::ModuleAnswer, String>)> {
+        let asks = self.peers().into_iter().map(|p| {
+            let ask = ask.clone();
+            async move {
+                if !p.up {
+                    return (p.node, Err(format!("node {} is down", p.node.short())));
+                }
+                (p.node, self.ask_peer(p.node, ask, timeout).await)
+            }
+        });
+        futures_util::future::join_all(asks).await
+    }
+
+    /// One module question to one peer.
+    pub async fn ask_peer(
+        &self,
+        node: NodeName,
+        ask: wire::ModuleAsk,
+        timeout: Duration,
+    ) -> Result<wire::ModuleAnswer, String> {
+        let addr = self
+            .inner
+            .table
+            .read()
+            .ok()
+            .and_then(|t| t.addr_of(&node))
+            .ok_or_else(|| format!("node {} is unknown", node.short()))?;
+        if self.inner.is_cut(&node) {
+            return Err(format!(
+                "node {} is cut off (DEBUG PARTITION)",
+                node.short()
+            ));
+        }
+        let asked = link::request(&self.inner, addr, Some(node), wire::Frame::ModuleAsk(ask));
+        match tokio::time::timeout(timeout, asked).await {
+            Err(_) => Err(format!(
+                "node {} did not answer within {} ms",
+                node.short(),
+                timeout.as_millis()
+            )),
+            Ok(Err(e)) => Err(e.to_string()),
+            Ok(Ok(wire::Frame::ModuleAnswer(a))) => Ok(a),
+            Ok(Ok(other)) => Err(format!(
+                "node {} answered a module question with {other:?}",
+                node.short()
+            )),
+        }
     }
 
     /// Fetches a module's bytes from a peer by hash (its own stream), and

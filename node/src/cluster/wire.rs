@@ -31,11 +31,15 @@ use crate::job::{ModuleHash, NodeName};
 /// job's `AFTER` list travels in `JobExtra`, results may carry the class
 /// `dependency`, and `PeerMsg::AfterQuery`/`AfterState` ask what a job
 /// came to. 9: adverts carry the schedule registry's digest, and `Schedules`
-/// frames its records (`sched/record.rs`, record format 1). 10: adverts
-/// carry the admission set's digest and whether the sender holds the CA
-/// key; `Admission` frames carry the set (join tokens, forgotten nodes),
-/// `CaKey` the cluster CA key to a member without it.
-pub const PEER_PROTOCOL_VERSION: u8 = 10;
+/// frames its records (`sched/record.rs`, record format 1). 10: the module
+/// catalogue: `ModuleAsk`/`ModuleAnswer` exchanges (list, users, removal,
+/// a pushed copy) on streams of their own; adverts carry the module name
+/// table's digest, and `ModuleNames` frames its records (`catalogue.rs`,
+/// record format 1).
+/// 11: adverts carry the admission set's digest and whether the sender
+/// holds the CA key; `Admission` frames carry the set (join tokens,
+/// forgotten nodes), `CaKey` the cluster CA key to a member without it.
+pub const PEER_PROTOCOL_VERSION: u8 = 11;
 
 /// A node introducing itself.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +92,8 @@ pub struct Advert {
     /// Whether it holds the cluster CA key (ca mode): a member that does
     /// not is sent it.
     pub can_admit: bool,
+    /// Digest of its module name table (`ModuleNames::digest`; 0: none).
+    pub module_names: u64,
 }
 
 /// One frame of the peer protocol.
@@ -118,6 +124,55 @@ pub enum Frame {
     Admission(super::admission::AdmissionSet),
     /// The cluster CA key (PEM), to a member whose advert says it lacks it.
     CaKey(String),
+    /// Every module name record of the sender (sent when advert digests
+    /// differ, and to every live peer when a name is made or removed).
+    ModuleNames(Vec<crate::catalogue::NameRecord>),
+    /// A question about the node's modules (a stream of its own).
+    ModuleAsk(ModuleAsk),
+    /// Its answer.
+    ModuleAnswer(ModuleAnswer),
+}
+
+/// What the module catalogue asks of a peer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ModuleAsk {
+    /// The modules it holds.
+    List,
+    /// Its jobs (unfinished) that need the module, held or not; with a
+    /// tenant, that tenant's jobs only.
+    Users {
+        hash: ModuleHash,
+        tenant: Option<String>,
+    },
+    /// Remove the module's bytes (refused while its jobs need it).
+    Remove(ModuleHash),
+    /// Take a copy: the bytes, checked against the hash, compiled and
+    /// kept as an upload would be.
+    Put(Vec<u8>),
+}
+
+/// A module held by a node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldModule {
+    pub hash: ModuleHash,
+    pub size: u64,
+    /// Its jobs queued or running there.
+    pub jobs: u64,
+}
+
+/// A peer's answer to a [`ModuleAsk`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ModuleAnswer {
+    List(Vec<HeldModule>),
+    /// How many jobs need it, and the first few of their ids.
+    Users {
+        held: bool,
+        count: u64,
+        ids: Vec<crate::job::JobId>,
+    },
+    /// Done (`Ok(true)`: removed; `Ok(false)`: it did not hold it), or why
+    /// not.
+    Done(Result<bool, String>),
 }
 
 /// Why a frame could not be read.

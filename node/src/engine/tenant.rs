@@ -107,8 +107,12 @@ impl Engine {
                 ids: keep(self, ids),
             },
             Command::ListModules => {
-                let list = t.modules.keys().filter_map(|h| self.module(h)).collect();
-                return refuse(self, Reply::Modules(list));
+                let modules = t.modules.keys().filter_map(|h| self.module(h)).collect();
+                let cat = wasque_sdk::proto::ModuleCatalogue {
+                    modules,
+                    unanswered: Vec::new(),
+                };
+                return refuse(self, Reply::Modules(cat));
             }
             Command::StatModule { hash } | Command::DeleteModule { hash }
                 if !t.modules.contains_key(&hash) =>

@@ -319,6 +319,55 @@ fn module_in_use_cannot_be_deleted_and_deljob_wakes_waiters() {
 }
 
 #[test]
+fn module_users_counts_unfinished_jobs_held_or_not_by_tenant() {
+    let mut e = engine(1);
+    e.handle_module_added(module(), 1);
+    // A module only a peer holds: adds naming it are taken, and it is
+    // fetched where the job runs.
+    let other = ModuleHash::of(b"elsewhere");
+    let peer = NodeName::from_hex(&"ab".repeat(20)).unwrap();
+    e.handle_peers(T0, [peer]);
+    e.handle_peer_load(
+        peer,
+        PeerLoad {
+            exec_slots: 1,
+            modules: [other].into_iter().collect(),
+            ..Default::default()
+        },
+    );
+    let mut ids = Vec::new();
+    for (i, q) in ["q", "alice/q", "alice/r", "bob/q"].iter().enumerate() {
+        let mut a = wasm_job(q, "x");
+        a.delay_secs = Some(60);
+        a.replicate = Some(1);
+        e.handle_command(T0, RequestId(i as u64), Command::AddJob(Box::new(a)));
+        ids.push(added(&drain(&mut e), i as u64));
+    }
+    let mut a = wasm_job("alice/q", "y");
+    a.module = Some(other);
+    a.delay_secs = Some(60);
+    a.replicate = Some(1);
+    e.handle_command(T0, RequestId(10), Command::AddJob(Box::new(a)));
+    let far = added(&drain(&mut e), 10);
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(e.module_users(&module(), None, 10), (4, want.clone()));
+    assert_eq!(e.module_users(&module(), None, 2), (4, want[..2].to_vec()));
+    let mut alices = vec![ids[1], ids[2]];
+    alices.sort();
+    assert_eq!(e.module_users(&module(), Some("alice"), 10), (2, alices));
+    assert_eq!(e.module_users(&module(), Some("carol"), 10), (0, vec![]));
+    // Not held here, needed all the same.
+    assert!(e.module(&other).is_none());
+    assert_eq!(e.module_users(&other, None, 10), (1, vec![far]));
+    // A job gone (deleted) or finished no longer counts.
+    e.handle_command(T0, RequestId(20), Command::DelJob { ids: vec![ids[0]] });
+    drain(&mut e);
+    assert_eq!(e.module_users(&module(), None, 10).0, 3);
+    assert_eq!(e.modules_held(), vec![(module(), 1, 3)]);
+}
+
+#[test]
 fn a_wait_after_a_nocache_job_finished_answers_at_once() {
     let mut e = engine(1);
     e.handle_module_added(module(), 1);

@@ -29,11 +29,12 @@ pub use frame::{
     read_frame_buffered, write_frame,
 };
 pub use request::{
-    AddJob, MAX_IDEMPOTENCY_KEY_BYTES, MapSpec, Request, RequestFrame, check_idempotency_key,
-    frame_parts,
+    AddJob, MAX_IDEMPOTENCY_KEY_BYTES, MapSpec, PutOptions, Request, RequestFrame,
+    check_idempotency_key, check_module_name, check_module_version, compare_versions, frame_parts,
 };
 pub use response::{
-    ClusterNode, ErrorCode, ModuleInfo, NodeInfo, NodeState, Response, ResponseFrame, WireError,
+    ClusterNode, ErrorCode, ModuleCatalogue, ModuleInfo, NodeInfo, NodeState, Response,
+    ResponseFrame, WireError,
 };
 pub use retry::{Backoff, RetryOn, RetryPolicy, RetryStatus};
 pub use schedule::{JobTemplate, Missed, ScheduleInfo, ScheduleSpec, check_schedule_name};
@@ -49,5 +50,7 @@ pub use types::{
 /// `idempotency_window_secs`; 7: `AddJob::after`, `JobStatus::after` and
 /// the error class `dependency`; 8: the schedule
 /// requests and `Response::Schedules`; 9: the `Explain` and `Logs`
-/// requests and `JobStatus::progress`).
-pub const PROTOCOL_VERSION: u32 = 9;
+/// requests and `JobStatus::progress`; 10: `ListModules` answers the
+/// cluster's catalogue, `ModuleInfo` says holders and names, and
+/// `PutModule` may name the module and ask for copies on peers).
+pub const PROTOCOL_VERSION: u32 = 10;

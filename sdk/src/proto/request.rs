@@ -27,6 +27,9 @@ pub enum Request {
     /// stream once the module is validated and compiled.
     PutModule {
         size: u64,
+        /// What the upload carries beyond its bytes (a name and version,
+        /// copies on peers).
+        opts: PutOptions,
     },
     ListModules,
     StatModule {
@@ -220,6 +223,9 @@ pub struct AddJob {
     pub asynckey: Option<String>,
     /// The module to run; `None` = a plain job for an external worker.
     pub module: Option<ModuleHash>,
+    /// The module by name instead (`NAME@VERSION`, or `NAME` for its
+    /// latest version): the node taking the add resolves it to `module`.
+    pub module_name: Option<String>,
     pub limits: LimitsRequest,
     /// 0..=9, higher first.
     pub priority: u8,
@@ -287,6 +293,7 @@ impl AddJob {
             nocache: false,
             asynckey: None,
             module: None,
+            module_name: None,
             limits: LimitsRequest::default(),
             priority: 0,
             group: None,
@@ -299,5 +306,118 @@ impl AddJob {
             idempotency_window_secs: None,
             after: None,
         }
+    }
+}
+
+/// The options of a module upload (`MODULE PUT bytes [NAME n VERSION v]
+/// [REPLICATE k]`, `wasque module put --name --version --replicate`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutOptions {
+    /// A name the module is known by (see [`check_module_name`]), with
+    /// `version` (see [`check_module_version`]); both or neither.
+    pub name: Option<String>,
+    pub version: Option<String>,
+    /// Nodes that hold the bytes before the upload is answered, the
+    /// uploaded-to node included (0 or 1: that node alone).
+    pub replicate: u32,
+}
+
+/// A module name: 1 to 64 of `a-z A-Z 0-9 _ - .`, starting with a letter
+/// or digit (so it never holds `@` or `/`, and never looks like a hash).
+pub fn check_module_name(name: &str) -> Result<(), String> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+        && !(name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "bad module name {name:?}: 1 to 64 of a-z A-Z 0-9 _ - . starting with a letter or digit, and not 64 hex digits"
+        ))
+    }
+}
+
+/// A module version: 1 to 32 of `a-z A-Z 0-9 _ - . +`, starting with a
+/// letter or digit. Versions are ordered by [`compare_versions`].
+pub fn check_module_version(version: &str) -> Result<(), String> {
+    let ok = (1..=32).contains(&version.len())
+        && version
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
+        && version
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.+".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "bad module version {version:?}: 1 to 32 of a-z A-Z 0-9 _ - . + starting with a letter or digit"
+        ))
+    }
+}
+
+/// The order of module versions ("latest" is the greatest): split at `.`,
+/// `-` and `+` into parts; parts compare in turn, a part of digits by its
+/// number (so 1.10 > 1.9), a part of digits above one with letters, others
+/// as text; when one runs out first, the shorter is the lower (1.2 <
+/// 1.2.1). Ties (1.02 and 1.2) fall back to the text itself, so the order
+/// is total.
+pub fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let split = |s: &str| -> Vec<String> { s.split(['.', '-', '+']).map(str::to_string).collect() };
+    let (pa, pb) = (split(a), split(b));
+    for (x, y) in pa.iter().zip(pb.iter()) {
+        let nx = !x.is_empty() && x.bytes().all(|c| c.is_ascii_digit());
+        let ny = !y.is_empty() && y.bytes().all(|c| c.is_ascii_digit());
+        let o = match (nx, ny) {
+            (true, true) => {
+                let (tx, ty) = (x.trim_start_matches('0'), y.trim_start_matches('0'));
+                tx.len().cmp(&ty.len()).then_with(|| tx.cmp(ty))
+            }
+            (true, false) => Ordering::Greater,
+            (false, true) => Ordering::Less,
+            (false, false) => x.cmp(y),
+        };
+        if o != Ordering::Equal {
+            return o;
+        }
+    }
+    pa.len().cmp(&pb.len()).then_with(|| a.cmp(b))
+}
+
+#[cfg(test)]
+mod version_tests {
+    use super::*;
+    use std::cmp::Ordering::*;
+
+    #[test]
+    fn versions_order_part_by_part_numbers_as_numbers() {
+        let mut v = vec!["1.10", "1.9", "1.2.1", "1.2", "2", "1.2-rc1", "1.a", "10"];
+        v.sort_by(|a, b| compare_versions(a, b));
+        assert_eq!(
+            v,
+            ["1.a", "1.2", "1.2-rc1", "1.2.1", "1.9", "1.10", "2", "10"]
+        );
+        // Equal numbers written apart still have one order, both ways.
+        assert_eq!(compare_versions("1.02", "1.2"), Less);
+        assert_eq!(compare_versions("1.2", "1.02"), Greater);
+        assert_eq!(compare_versions("1.2", "1.2"), Equal);
+        assert!(check_module_name("resize").is_ok());
+        assert!(check_module_name("a@b").is_err());
+        assert!(check_module_name(&"z".repeat(64)).is_ok());
+        assert!(check_module_name(&"z".repeat(65)).is_err());
+        assert!(
+            check_module_name(&"ab".repeat(32)).is_err(),
+            "64 hex digits"
+        );
+        assert!(check_module_version("1.2+build.5").is_ok());
+        assert!(check_module_version(".1").is_err());
     }
 }

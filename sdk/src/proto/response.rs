@@ -27,7 +27,8 @@ pub enum Response {
         max_reply_bytes: u64,
     },
     Module(ModuleInfo),
-    Modules(Vec<ModuleInfo>),
+    /// `ListModules`: the modules of every member that answered.
+    Modules(ModuleCatalogue),
     JobAdded {
         id: JobId,
     },
@@ -102,15 +103,30 @@ impl NodeState {
     }
 }
 
-/// A module as a node holds it.
+/// A module as a node holds it, or as the cluster does (`ListModules`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModuleInfo {
     pub hash: ModuleHash,
     pub size: u64,
     /// Whether this upload compiled the module (false: it was already known).
     pub compiled_now: bool,
-    /// Jobs queued or running that use it.
+    /// Jobs queued or running that use it (in a catalogue: on all its
+    /// holders together).
     pub jobs: u64,
+    /// The nodes that hold its bytes (node ids), in a catalogue; the
+    /// answering node alone otherwise.
+    pub holders: Vec<String>,
+    /// The names it is known by, `name@version`, in version order.
+    pub names: Vec<String>,
+}
+
+/// Every module of the cluster that the answering node could ask about.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleCatalogue {
+    pub modules: Vec<ModuleInfo>,
+    /// Live members that did not answer in time (node ids): their modules
+    /// are missing from the list, not absent from the cluster.
+    pub unanswered: Vec<String>,
 }
 
 /// A node's description of itself.

@@ -87,6 +87,10 @@ impl JobTemplate {
                 "IDEMPOTENCY (each tick's job gets the key schedule:NAME:TICK)",
             ),
             (a.map.is_some(), "a distributed job"),
+            (
+                a.module_name.is_some(),
+                "a module by name (give its sha256: names resolve at an add, and a schedule's adds would not all run the same bytes)",
+            ),
             (a.asynchronous, "ASYNC"),
         ];
         if let Some((_, what)) = refused.iter().find(|(bad, _)| *bad) {
@@ -270,5 +274,8 @@ mod tests {
         a.asynckey = None;
         a.idempotency_key = Some("k".into());
         assert!(JobTemplate::from_add(&a).is_err());
+        a.idempotency_key = None;
+        a.module_name = Some("resize@1.2".into());
+        assert!(JobTemplate::from_add(&a).unwrap_err().contains("by name"));
     }
 }

@@ -426,12 +426,18 @@ fn check_queue(name: &str) -> Result<(), HttpError> {
     Ok(())
 }
 
-/// `GET /api/modules`.
+/// `GET /api/modules`: the cluster's modules (the module catalogue), as
+/// the request's principal sees them.
 pub async fn modules(State(st): State<AppState>) -> Result<Json<Value>, HttpError> {
-    match st.call(Command::ListModules).await? {
-        Reply::Modules(list) => Ok(Json(json!({
-            "modules": list.iter().map(render::module).collect::<Vec<_>>(),
+    let who = super::guard::WHO
+        .try_with(Clone::clone)
+        .unwrap_or(crate::auth::Principal::Admin);
+    match st.handle().list_modules(&who).await {
+        Reply::Modules(cat) => Ok(Json(json!({
+            "modules": cat.modules.iter().map(render::module).collect::<Vec<_>>(),
+            "unanswered": cat.unanswered,
         }))),
+        Reply::Error(e) => Err(HttpError::from_wire(e)),
         _ => Err(unexpected()),
     }
 }

@@ -133,7 +133,13 @@ pub fn job_summary(j: &JobSummary) -> Value {
 }
 
 pub fn module(m: &ModuleInfo) -> Value {
-    json!({ "hash": m.hash.to_hex(), "size": m.size, "jobs": m.jobs })
+    json!({
+        "hash": m.hash.to_hex(),
+        "size": m.size,
+        "jobs": m.jobs,
+        "holders": m.holders,
+        "names": m.names,
+    })
 }
 
 pub fn second(s: &Second) -> Value {

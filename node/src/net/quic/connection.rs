@@ -97,8 +97,8 @@ async fn stream_task(
                 return;
             }
         };
-    if let Request::PutModule { size } = first.request {
-        upload(first.id, size, send, recv, &cfg, &handle, &authed).await;
+    if let Request::PutModule { size, opts } = first.request {
+        upload(first.id, size, opts, send, recv, &cfg, &handle, &authed).await;
     } else if let Request::Subscribe { queues } = first.request {
         subscribe(first.id, queues, send, recv, &cfg, &handle, &authed).await;
     } else if let Request::Logs { id: job, key } = first.request {
@@ -325,6 +325,10 @@ fn handle_request(
             Some(Command::DeleteModule { hash }) => {
                 let (handle, who) = (handle.clone(), authed.get().unwrap_or(Principal::Admin));
                 tokio::spawn(async move { reply_to.send(handle.delete_module(&who, hash).await) });
+            }
+            Some(Command::ListModules) => {
+                let (handle, who) = (handle.clone(), authed.get().unwrap_or(Principal::Admin));
+                tokio::spawn(async move { reply_to.send(handle.list_modules(&who).await) });
             }
             Some(cmd) => handle.submit_as(&authed.get().unwrap_or(Principal::Admin), cmd, reply_to),
             None => reply_to.send(Reply::error(ErrorCode::Unsupported, "unsupported request")),
@@ -558,9 +562,11 @@ async fn finished(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn upload(
     id: u64,
     size: u64,
+    opts: proto::PutOptions,
     mut send: quinn::SendStream,
     mut recv: Recv,
     cfg: &QuicConfig,
@@ -588,7 +594,7 @@ async fn upload(
                 return;
             }
             Ok(_) => match handle
-                .put_module(&authed.get().unwrap_or(Principal::Admin), bytes)
+                .put_module(&authed.get().unwrap_or(Principal::Admin), bytes, opts)
                 .await
             {
                 Ok(info) => Response::Module(info),

@@ -332,6 +332,14 @@ impl Conn {
                     to.send(handle.delete_module(&who, hash).await);
                 });
             }
+            Action::Engine(crate::api::Command::ListModules, render) => {
+                let tag = self.push(Slot::Engine(render));
+                let (handle, to) = (self.handle.clone(), self.reply_to(tag));
+                let who = self.principal();
+                tokio::spawn(async move {
+                    to.send(handle.list_modules(&who).await);
+                });
+            }
             Action::Engine(command, render) => {
                 if render.is_heavy() && !self.room_for_heavy() {
                     self.parked = Some((command, render));
@@ -343,12 +351,12 @@ impl Conn {
                 let tag = self.push(Slot::Info(section));
                 self.handle.node_info(self.reply_to(tag));
             }
-            Action::PutModule(bytes) => {
+            Action::PutModule(bytes, opts) => {
                 let tag = self.push(Slot::Engine(Render::ModulePut));
                 let (handle, to) = (self.handle.clone(), self.reply_to(tag));
                 let who = self.principal();
                 tokio::spawn(async move {
-                    let reply = match handle.put_module(&who, bytes.to_vec()).await {
+                    let reply = match handle.put_module(&who, bytes.to_vec(), opts).await {
                         Ok(info) => Reply::Module(info),
                         Err(e) => Reply::Error(e),
                     };
@@ -717,7 +725,7 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 /// commands are all open to it: the engine scopes them.
 fn admin_only(a: &Action) -> Option<&'static str> {
     match a {
-        Action::Engine(..) | Action::Reply(_) | Action::PutModule(_) | Action::Schedule(_) => None,
+        Action::Engine(..) | Action::Reply(_) | Action::PutModule(..) | Action::Schedule(_) => None,
         Action::Info(_) => Some("INFO"),
         Action::Cluster(_) => Some("CLUSTER"),
         Action::Tenant(_) => Some("TENANT"),

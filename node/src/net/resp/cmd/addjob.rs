@@ -55,11 +55,24 @@ pub fn parse(a: &Args) -> Result<Action, Frame> {
                 job.maxlen = Some(value("MAXLEN must be a positive number", &|n| n > 0)? as u64);
             }
             "module" if has_value => {
-                let hex = std::str::from_utf8(a.get(i + 1)).unwrap_or("");
-                job.module = Some(
-                    hex.parse::<ModuleHash>()
-                        .map_err(|e| Frame::error("ERR", &e))?,
-                );
+                let spec = std::str::from_utf8(a.get(i + 1)).unwrap_or("");
+                // 64 hex digits are a hash (a name never is); anything
+                // else is a name, NAME@VERSION or NAME (the latest).
+                if spec.len() == 64 && spec.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    job.module = Some(
+                        spec.parse::<ModuleHash>()
+                            .map_err(|e| Frame::error("ERR", &e))?,
+                    );
+                } else {
+                    let name = spec.split_once('@').map_or(spec, |(n, _)| n);
+                    wasque_sdk::proto::check_module_name(name).map_err(|e| {
+                        Frame::error(
+                            "ERR",
+                            &format!("MODULE takes a sha256 or NAME[@VERSION]: {e}"),
+                        )
+                    })?;
+                    job.module_name = Some(spec.to_string());
+                }
             }
             "fuel" if has_value => {
                 job.limits.fuel = Some(value("FUEL must be a number > 0", &|n| n > 0)? as u64);

@@ -35,7 +35,7 @@ pub enum Action {
     /// INFO [section]: needs the node's figures.
     Info(Option<String>),
     /// MODULE PUT bytes: validate, compile, store.
-    PutModule(Bytes),
+    PutModule(Bytes, wasque_sdk::proto::PutOptions),
     /// Commands about the connection or the server's settings, answered by
     /// the connection itself (AUTH, CONFIG, HELLO, QUIT, DEBUG, ...).
     Server(server::ServerCmd),

@@ -110,7 +110,17 @@ pub fn render(kind: Render, reply: Reply) -> Frame {
         (_, Reply::Words(w)) => Frame::Array(w.iter().map(|s| Frame::text(s)).collect()),
         (Render::ModulePut, Reply::Module(m)) => Frame::text(&m.hash.to_hex()),
         (_, Reply::Module(m)) => module(&m),
-        (_, Reply::Modules(ms)) => Frame::Array(ms.iter().map(module).collect()),
+        (_, Reply::Modules(cat)) => {
+            let mut out: Vec<Frame> = cat.modules.iter().map(module).collect();
+            // Members that did not answer, as one last entry (only then).
+            if !cat.unanswered.is_empty() {
+                out.push(Frame::Array(vec![
+                    Frame::text("unanswered"),
+                    Frame::Array(cat.unanswered.iter().map(|n| Frame::text(n)).collect()),
+                ]));
+            }
+            Frame::Array(out)
+        }
         (_, Reply::JobAdded(id) | Reply::Duplicate(id)) => Frame::Simple(id.to_string()),
         (_, Reply::NotFinished) => Frame::NullArray,
         (_, Reply::Explain(x)) => explain(&x),
@@ -316,5 +326,9 @@ fn module(m: &crate::api::ModuleInfo) -> Frame {
         int(m.size),
         Frame::text("jobs"),
         int(m.jobs),
+        Frame::text("holders"),
+        Frame::Array(m.holders.iter().map(|n| Frame::text(n)).collect()),
+        Frame::text("names"),
+        Frame::Array(m.names.iter().map(|n| Frame::text(n)).collect()),
     ])
 }

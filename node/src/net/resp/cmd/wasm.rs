@@ -34,7 +34,7 @@ pub fn parse(a: &Args) -> Result<Action, Frame> {
 fn module(a: &Args) -> Result<Action, Frame> {
     let sub = String::from_utf8_lossy(a.get(1)).to_ascii_lowercase();
     match (sub.as_str(), a.len()) {
-        ("put", 3) => Ok(Action::PutModule(a.bytes(2))),
+        ("put", n) if n >= 3 => Ok(Action::PutModule(a.bytes(2), put_options(a)?)),
         ("list", 2) => Ok(Action::Engine(Command::ListModules, Render::Modules)),
         ("del", 3) => {
             let hex = std::str::from_utf8(a.get(2)).unwrap_or("");
@@ -46,9 +46,44 @@ fn module(a: &Args) -> Result<Action, Frame> {
         ("put" | "list" | "del", _) => Err(wrong_arity("module")),
         _ => Err(Frame::error(
             "ERR",
-            "unknown MODULE subcommand: try MODULE PUT bytes, MODULE LIST, MODULE DEL sha256",
+            "unknown MODULE subcommand: try MODULE PUT bytes [NAME n VERSION v] [REPLICATE k], MODULE LIST, MODULE DEL sha256",
         )),
     }
+}
+
+/// MODULE PUT bytes [NAME name VERSION version] [REPLICATE count]
+fn put_options(a: &Args) -> Result<wasque_sdk::proto::PutOptions, Frame> {
+    let mut opts = wasque_sdk::proto::PutOptions::default();
+    let mut i = 3;
+    while i < a.len() {
+        if i + 1 >= a.len() {
+            return Err(syntax());
+        }
+        let value = || String::from_utf8_lossy(a.get(i + 1)).into_owned();
+        if a.is(i, "name") {
+            let name = value();
+            wasque_sdk::proto::check_module_name(&name).map_err(|e| Frame::error("ERR", &e))?;
+            opts.name = Some(name);
+        } else if a.is(i, "version") {
+            let version = value();
+            wasque_sdk::proto::check_module_version(&version)
+                .map_err(|e| Frame::error("ERR", &e))?;
+            opts.version = Some(version);
+        } else if a.is(i, "replicate") {
+            opts.replicate = u32::try_from(a.uint(i + 1)?)
+                .map_err(|_| Frame::error("ERR", "REPLICATE is out of range"))?;
+        } else {
+            return Err(syntax());
+        }
+        i += 2;
+    }
+    if opts.name.is_some() != opts.version.is_some() {
+        return Err(Frame::error(
+            "ERR",
+            "MODULE PUT takes NAME and VERSION together (a name always has a version)",
+        ));
+    }
+    Ok(opts)
 }
 
 /// FINISH id output [EXIT code]
