@@ -102,6 +102,8 @@ enum Input {
     ModuleAdded(ModuleHash, u64),
     ModuleFetchFailed(ModuleHash),
     Leaving(bool),
+    /// `CONFIG SET cluster-node-timeout`, in ms.
+    NodeTimeout(u64),
 }
 
 /// A front door's way into the node. Cheap to clone.
@@ -157,6 +159,14 @@ impl Handle {
     pub fn set_leaving(&self, on: bool) {
         self.cluster.set_leaving(on);
         let _ = self.inputs.send(Input::Leaving(on));
+    }
+
+    /// `CONFIG SET cluster-node-timeout`: the failure detector and the
+    /// engine's wait for a down holder's peers follow the new value.
+    pub fn set_node_timeout(&self, timeout: std::time::Duration) {
+        self.cluster.set_node_timeout(timeout);
+        let ms = self.cluster.node_timeout().as_millis() as u64;
+        let _ = self.inputs.send(Input::NodeTimeout(ms));
     }
 
     /// The node's job-event fan-out (RESP `SUBSCRIBE`).
@@ -1072,6 +1082,7 @@ impl Driver {
             Input::ModuleAdded(hash, size) => self.engine.handle_module_added(hash, size),
             Input::ModuleFetchFailed(hash) => self.engine.handle_module_fetch_failed(hash),
             Input::Leaving(on) => self.engine.set_leaving(on),
+            Input::NodeTimeout(ms) => self.engine.set_node_timeout(ms),
             Input::NodeInfo(reply) => {
                 let s = self.engine.stats();
                 let x = self.executor.stats();

@@ -55,12 +55,14 @@ fn field<'a>(show: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no field {name}"))
 }
 
+/// The nodes `node` reaches, itself included (CLUSTER INFO counts the
+/// others, as Disque does).
 fn reachable(node: &TestNode) -> usize {
     let info = text(&q(&mut conn(node), &["CLUSTER", "INFO"]).unwrap());
     info.lines()
         .find_map(|l| l.strip_prefix("cluster_reachable_nodes:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .map_or(0, |others| others + 1)
 }
 
 /// Meets every node from the first and waits until all see all.

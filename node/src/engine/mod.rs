@@ -314,6 +314,13 @@ impl Engine {
         self.cluster.leaving = on;
     }
 
+    /// `CONFIG SET cluster-node-timeout`: the grace given to peers'
+    /// answers when a job's holder goes down follows the new timeout
+    /// (twice it, as at start).
+    pub fn set_node_timeout(&mut self, timeout_ms: u64) {
+        self.cfg.rescue_grace_ms = timeout_ms.saturating_mul(2);
+    }
+
     /// A job, if this node holds it.
     pub fn job(&self, id: &JobId) -> Option<&Job> {
         self.jobs.get(id)

@@ -11,6 +11,7 @@ use super::{Action, Args, Render, wrong_arity};
 use crate::api::{Command, NodeInfo};
 use crate::net::resp::Shared;
 use crate::net::resp::frame::Frame;
+use crate::runtime::Handle;
 
 /// A command the connection answers itself.
 #[derive(Debug)]
@@ -100,11 +101,33 @@ fn config(a: &Args) -> Result<Action, Frame> {
 }
 
 /// Directives CONFIG SET changes on a running node.
-pub const SETTABLE: &[&str] = &["requirepass", "maxclients", "timeout"];
+pub const SETTABLE: &[&str] = &[
+    "requirepass",
+    "maxclients",
+    "timeout",
+    "cluster-node-timeout",
+];
+
+/// The largest `cluster-node-timeout` CONFIG SET takes, in ms (a day).
+pub const MAX_NODE_TIMEOUT_MS: u64 = 86_400_000;
+
+/// A `cluster-node-timeout` value for CONFIG SET: whole milliseconds,
+/// 1 to [`MAX_NODE_TIMEOUT_MS`] (below 100 the node runs with 100).
+pub fn parse_node_timeout(value: &str) -> Result<std::time::Duration, String> {
+    match value.trim().parse::<u64>() {
+        Ok(ms) if (1..=MAX_NODE_TIMEOUT_MS).contains(&ms) => {
+            Ok(std::time::Duration::from_millis(ms))
+        }
+        _ => Err(format!(
+            "cluster-node-timeout is in milliseconds, 1 to {MAX_NODE_TIMEOUT_MS}"
+        )),
+    }
+}
 
 /// Every directive CONFIG GET shows, with its value now.
-pub fn config_values(s: &Shared, auth: &crate::auth::Auth) -> Vec<(String, String)> {
+pub fn config_values(s: &Shared, handle: &Handle) -> Vec<(String, String)> {
     let c = &s.config;
+    let auth = handle.auth();
     let yes = |b: bool| if b { "yes" } else { "no" }.to_string();
     let password = auth.password().map(|p| p.to_string()).unwrap_or_default();
     vec![
@@ -123,7 +146,7 @@ pub fn config_values(s: &Shared, auth: &crate::auth::Auth) -> Vec<(String, Strin
         ),
         (
             "cluster-node-timeout".into(),
-            c.cluster_node_timeout_ms.to_string(),
+            handle.cluster().node_timeout().as_millis().to_string(),
         ),
         (
             "cluster-announce-ip".into(),
@@ -308,7 +331,25 @@ fn human(b: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::glob;
+    use super::{glob, parse_node_timeout};
+
+    #[test]
+    fn node_timeouts() {
+        assert_eq!(parse_node_timeout("3000").unwrap().as_millis(), 3000);
+        assert_eq!(parse_node_timeout("1").unwrap().as_millis(), 1);
+        for bad in [
+            "0",
+            "-1",
+            "",
+            "3s",
+            "1.5",
+            "86400001",
+            "99999999999999999999999",
+        ] {
+            let e = parse_node_timeout(bad).unwrap_err();
+            assert!(e.contains("milliseconds"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn globs() {
