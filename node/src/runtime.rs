@@ -9,6 +9,7 @@
 use hashbrown::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, watch};
@@ -104,6 +105,8 @@ enum Input {
     Leaving(bool),
     /// `CONFIG SET cluster-node-timeout`, in ms.
     NodeTimeout(u64),
+    /// `CONFIG SET appendonly`: journal job changes or not.
+    Journal(bool),
 }
 
 /// A front door's way into the node. Cheap to clone.
@@ -123,6 +126,11 @@ pub struct Handle {
     auth: Arc<crate::auth::Auth>,
     /// The schedule registry (`sched/`).
     schedules: Arc<crate::sched::Schedules>,
+    /// `maxmemory` now (bytes, 0 = none), read by the driver each second.
+    maxmemory: Arc<AtomicU64>,
+    /// Whether job changes are journaled now (`appendonly`, which CONFIG
+    /// SET can turn off).
+    journal: Arc<AtomicBool>,
 }
 
 impl Handle {
@@ -159,6 +167,43 @@ impl Handle {
     pub fn set_leaving(&self, on: bool) {
         self.cluster.set_leaving(on);
         let _ = self.inputs.send(Input::Leaving(on));
+    }
+
+    /// `maxmemory` in force (bytes; 0: no bound).
+    pub fn maxmemory(&self) -> u64 {
+        self.maxmemory.load(Ordering::Relaxed)
+    }
+
+    /// `CONFIG SET maxmemory`: the driver compares the node's resident
+    /// memory with it each second.
+    pub fn set_maxmemory(&self, bytes: u64) {
+        self.maxmemory.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Whether job changes reach the job store now (`appendonly`).
+    pub fn journaling(&self) -> bool {
+        self.journal.load(Ordering::Relaxed)
+    }
+
+    /// `CONFIG SET appendonly`: turning it off stops writing job changes
+    /// (the store is left as it was, as Disque leaves its AOF); turning
+    /// it on is only possible while the store is still written, since a
+    /// store that missed changes cannot be trusted again without a
+    /// restart. Returns why not, when it cannot.
+    pub fn set_journal(&self, on: bool) -> Result<(), String> {
+        if on == self.journaling() {
+            return Ok(());
+        }
+        if on {
+            return Err(if self.store.is_none() {
+                "the node started with appendonly no: the job store is opened at start, so set appendonly yes in the config file and restart".into()
+            } else {
+                "the job store missed changes since appendonly was turned off: restart the node with appendonly yes to turn it on again".into()
+            });
+        }
+        self.journal.store(false, Ordering::Relaxed);
+        let _ = self.inputs.send(Input::Journal(false));
+        Ok(())
     }
 
     /// `CONFIG SET cluster-node-timeout`: the failure detector and the
@@ -602,6 +647,8 @@ impl Node {
                 tenants,
             )),
             schedules: schedules.clone(),
+            maxmemory: Arc::new(AtomicU64::new(cfg.maxmemory)),
+            journal: Arc::new(AtomicBool::new(cfg.appendonly)),
         };
         let started = Instant::now();
         let driver = Driver {
@@ -620,6 +667,7 @@ impl Node {
             pauses_file,
             retry_file,
             tenants: handle.auth.tenants().clone(),
+            maxmemory: handle.maxmemory.clone(),
         };
         // Essential tasks: one that panics or ends early ends the node
         // (supervise.rs), instead of leaving open sockets that answer nothing.
@@ -930,6 +978,8 @@ struct Driver {
     retry_file: std::path::PathBuf,
     /// The tenant registry: weights reach the engine's fair share.
     tenants: Arc<crate::tenant::Tenants>,
+    /// `maxmemory` (shared with the handle, which CONFIG SET changes).
+    maxmemory: Arc<AtomicU64>,
 }
 
 impl Driver {
@@ -1083,6 +1133,7 @@ impl Driver {
             Input::ModuleFetchFailed(hash) => self.engine.handle_module_fetch_failed(hash),
             Input::Leaving(on) => self.engine.set_leaving(on),
             Input::NodeTimeout(ms) => self.engine.set_node_timeout(ms),
+            Input::Journal(on) => self.engine.set_journal(on),
             Input::NodeInfo(reply) => {
                 let s = self.engine.stats();
                 let x = self.executor.stats();
@@ -1234,6 +1285,9 @@ impl Driver {
             self.pending.remove(&req);
             self.engine.handle_cancel(req);
         }
+        let rss = rss_bytes();
+        let level = memory_level(rss, self.maxmemory.load(Ordering::Relaxed));
+        self.engine.memory_tick(now_ms(), level);
         // What peers learn of this node's capacity.
         let s = self.engine.stats();
         let x = self.executor.stats();
@@ -1247,7 +1301,7 @@ impl Driver {
             exec_busy: x.busy,
             jobs: s.jobs as u64,
             queued: self.engine.ready_jobs() as u64,
-            rss_bytes: rss_bytes(),
+            rss_bytes: rss,
             modules: s.modules as u32,
             leaving: false,
             queues: self.engine.busiest_queues(64),
@@ -1281,4 +1335,41 @@ fn rss_bytes() -> u64 {
         .ok()
         .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
         .map_or(0, |pages| pages * 4096)
+}
+
+/// Disque's memory warning level against `maxmemory` (0 when it is 0):
+/// 1 past 75 %, 2 past 95 %, 3 past 100 %. wasque measures the process's
+/// resident memory (Disque counts its allocations).
+pub fn memory_level(used: u64, maxmemory: u64) -> u8 {
+    if maxmemory == 0 {
+        return 0;
+    }
+    let pct = |p: u64| maxmemory / 100 * p + maxmemory % 100 * p / 100;
+    if used > maxmemory {
+        3
+    } else if used > pct(95) {
+        2
+    } else if used > pct(75) {
+        1
+    } else {
+        0
+    }
+}
+
+#[cfg(test)]
+mod memory_tests {
+    use super::memory_level;
+
+    #[test]
+    fn memory_levels() {
+        assert_eq!(memory_level(u64::MAX, 0), 0);
+        assert_eq!(memory_level(75, 100), 0);
+        assert_eq!(memory_level(76, 100), 1);
+        assert_eq!(memory_level(95, 100), 1);
+        assert_eq!(memory_level(96, 100), 2);
+        assert_eq!(memory_level(100, 100), 2);
+        assert_eq!(memory_level(101, 100), 3);
+        assert_eq!(memory_level(60 << 20, 1), 3);
+        assert_eq!(memory_level(u64::MAX, u64::MAX), 2);
+    }
 }

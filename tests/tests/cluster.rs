@@ -259,7 +259,7 @@ fn a_job_delivered_by_a_node_killed_with_sigkill_is_delivered_again_by_a_holder(
 }
 
 #[test]
-fn a_leaving_node_refuses_adds_and_its_jobs_are_served_elsewhere() {
+fn a_leaving_node_keeps_no_new_jobs_and_its_jobs_are_served_elsewhere() {
     let nodes = start_nodes(2);
     form(&nodes);
     let id = add(&nodes[0], &["q", "stay", "5000", "REPLICATE", "1"]);
@@ -267,8 +267,23 @@ fn a_leaving_node_refuses_adds_and_its_jobs_are_served_elsewhere() {
         text(&q(&mut conn(&nodes[0]), &["CLUSTER", "LEAVING", "yes"]).unwrap()),
         "OK"
     );
-    let err = q(&mut conn(&nodes[0]), &["ADDJOB", "q", "x", "1000"]).unwrap_err();
-    assert_eq!(err.code(), Some("LEAVING"));
+    // Disque's external replication: the add is answered, its copies are
+    // all on the peer, and it is queued there.
+    let ext = add(&nodes[0], &["q", "x", "1000"]);
+    assert_eq!(
+        q(&mut conn(&nodes[0]), &["SHOW", &ext]).unwrap(),
+        Value::Nil
+    );
+    assert_ne!(
+        q(&mut conn(&nodes[1]), &["SHOW", &ext]).unwrap(),
+        Value::Nil
+    );
+    let err = q(
+        &mut conn(&nodes[0]),
+        &["ADDJOB", "q", "x", "1000", "REPLICATE", "2"],
+    )
+    .unwrap_err();
+    assert_eq!(err.code(), Some("NOREPL"));
     let (got, _) = getjob(&nodes[1], &["TIMEOUT", "10000", "FROM", "q"]).expect("moved job");
     assert_eq!(got, id);
     // Peers stop placing copies on it.

@@ -340,6 +340,30 @@ impl Queues {
         }
     }
 
+    /// Forgets up to `budget` queues that have been collectable and unused
+    /// for `idle_ms` (shorter than [`QUEUE_IDLE_MS`] under memory
+    /// pressure). Queues skipped as too young stay noted for later.
+    pub fn collect_idle(&mut self, now: UnixMs, budget: usize, idle_ms: UnixMs) {
+        for _ in 0..budget {
+            match self.idle.front() {
+                Some((at, _)) if at.saturating_add(idle_ms) <= now => {}
+                _ => return,
+            }
+            let Some((at, name)) = self.idle.pop_front() else {
+                return;
+            };
+            match self.queues.get(&name) {
+                Some(q) if q.is_collectable() && q.touched_at.saturating_add(idle_ms) <= now => {
+                    self.queues.remove(&name);
+                }
+                // Used since it was noted: noted again when it is next idle
+                // (or, if still collectable, kept for the regular pass).
+                Some(q) if q.is_collectable() => self.idle.push_back((at.max(q.touched_at), name)),
+                _ => {}
+            }
+        }
+    }
+
     /// Forgets every queue (DEBUG FLUSHALL).
     pub fn clear(&mut self) {
         self.queues.clear();

@@ -526,7 +526,8 @@ impl Conn {
             }
             Slot::Info(section) => match reply {
                 Reply::NodeInfo(n) => {
-                    let mut text = server::info_text(section.as_deref(), &n, &self.shared);
+                    let mut text =
+                        server::info_text(section.as_deref(), &n, &self.shared, &self.handle);
                     if matches!(
                         section.as_deref(),
                         None | Some("default" | "all" | "everything" | "cluster")
@@ -586,6 +587,27 @@ fn config_set(sh: &Shared, handle: &crate::runtime::Handle, name: &str, value: &
             Ok(())
         }),
         "timeout" => num().map(|n| sh.idle_timeout_secs.store(n, Ordering::Relaxed)),
+        "maxmemory" => match crate::config::parse_size(value) {
+            Ok(bytes) => {
+                handle.set_maxmemory(bytes);
+                Ok(())
+            }
+            Err(why) => {
+                return Frame::error(
+                    "ERR",
+                    &format!("Invalid argument '{value}' for CONFIG SET '{name}': {why}"),
+                );
+            }
+        },
+        "appendonly" => match value.to_ascii_lowercase().as_str() {
+            v @ ("yes" | "no") => {
+                if let Err(why) = handle.set_journal(v == "yes") {
+                    return Frame::error("ERR", &format!("Unable to turn on AOF: {why}"));
+                }
+                Ok(())
+            }
+            _ => Err(()),
+        },
         "cluster-node-timeout" => match server::parse_node_timeout(value) {
             Ok(t) => {
                 handle.set_node_timeout(t);

@@ -106,6 +106,8 @@ pub const SETTABLE: &[&str] = &[
     "maxclients",
     "timeout",
     "cluster-node-timeout",
+    "maxmemory",
+    "appendonly",
 ];
 
 /// The largest `cluster-node-timeout` CONFIG SET takes, in ms (a day).
@@ -134,7 +136,8 @@ pub fn config_values(s: &Shared, handle: &Handle) -> Vec<(String, String)> {
         ("port".into(), c.port.to_string()),
         ("bind".into(), c.bind.to_string()),
         ("dir".into(), c.data_dir.display().to_string()),
-        ("appendonly".into(), yes(c.appendonly)),
+        ("appendonly".into(), yes(handle.journaling())),
+        ("maxmemory".into(), handle.maxmemory().to_string()),
         (
             "appendfsync".into(),
             match c.appendfsync {
@@ -199,7 +202,7 @@ pub fn glob(pattern: &[u8], text: &[u8]) -> bool {
 }
 
 /// INFO's text, Disque's sections and fields plus wasque's.
-pub fn info_text(section: Option<&str>, n: &NodeInfo, s: &Shared) -> String {
+pub fn info_text(section: Option<&str>, n: &NodeInfo, s: &Shared, handle: &Handle) -> String {
     let section = section.unwrap_or("default");
     let all = section == "all" || section == "everything";
     let default = section == "default" || all;
@@ -255,6 +258,7 @@ pub fn info_text(section: Option<&str>, n: &NodeInfo, s: &Shared) -> String {
                 kv("used_memory", rss.to_string()),
                 kv("used_memory_human", human(rss)),
                 kv("used_memory_rss", rss.to_string()),
+                kv("maxmemory", handle.maxmemory().to_string()),
             ],
         );
     }
@@ -272,7 +276,11 @@ pub fn info_text(section: Option<&str>, n: &NodeInfo, s: &Shared) -> String {
             "Persistence",
             vec![
                 kv("loading", "0".into()),
-                kv("aof_enabled", u8::from(s.config.appendonly).to_string()),
+                kv("aof_enabled", u8::from(handle.journaling()).to_string()),
+                kv(
+                    "aof_state",
+                    if handle.journaling() { "on" } else { "off" }.into(),
+                ),
             ],
         );
     }
