@@ -7,8 +7,10 @@
 #   scripts/disque-suite.sh DISQUE_SOURCE_DIR [suite options...]
 #   DISQUE_SRC=... scripts/disque-suite.sh [suite options...]
 #
-# Suite options are run.tcl's: --single PATTERN (one unit, e.g.
-# --single 01-faildet), --timeout SEC, --pause-on-error.
+# Without options each unit of tests/cluster/tests runs on its own (see
+# below) and a summary names the units with failures. Options are passed
+# to one run of run.tcl: --single PATTERN (one unit, e.g. --single
+# 01-faildet), --timeout SEC, --pause-on-error.
 # WASQUE_NODE=/path/to/wasque-node skips the build; otherwise wasque-node
 # is built with the release profile (WASQUE_PROFILE=dev for a debug build).
 # The suite's copy lives in a temp dir, removed at the end
@@ -58,4 +60,27 @@ mkdir -p "$work/src" "$work/tests/cluster/tmp"
 cp "$repo/scripts/disque-drop-in/disque-server" "$work/src/disque-server"
 chmod +x "$work/src/disque-server"
 cd "$work"
-tclsh tests/cluster/run.tcl "$@"
+# With --single (or any run.tcl option) the suite runs once, as asked.
+# Otherwise each unit runs in a run of its own (fresh nodes each time):
+# run.tcl stops every later unit when a test errors outside an assertion,
+# and a failed assertion inside one of its loops (the `D-` id prefix
+# checks of 02-jobs-replication) makes the next turn of the loop error.
+if [[ $# -gt 0 ]]; then
+    exec tclsh tests/cluster/run.tcl "$@"
+fi
+failed=()
+for unit in tests/cluster/tests/*.tcl; do
+    name=$(basename "$unit" .tcl)
+    log="$work/$name.log"
+    echo "== $name"
+    if ! tclsh tests/cluster/run.tcl --single "$name" 2>&1 | tee "$log"; then
+        failed+=("$name (stopped)")
+    elif grep -q "Jumping to next unit" "$log"; then
+        failed+=("$name")
+    fi
+done
+if [[ ${#failed[@]} -gt 0 ]]; then
+    echo "== units with a failed test: ${failed[*]}"
+    exit 1
+fi
+echo "== every unit passed"

@@ -107,6 +107,8 @@ enum Input {
     NodeTimeout(u64),
     /// `CONFIG SET appendonly`: journal job changes or not.
     Journal(bool),
+    /// `CONFIG SET maxmemory`: compare the resident memory with it now.
+    MemoryCheck,
 }
 
 /// A front door's way into the node. Cheap to clone.
@@ -175,9 +177,10 @@ impl Handle {
     }
 
     /// `CONFIG SET maxmemory`: the driver compares the node's resident
-    /// memory with it each second.
+    /// memory with it at once, then each second.
     pub fn set_maxmemory(&self, bytes: u64) {
         self.maxmemory.store(bytes, Ordering::Relaxed);
+        let _ = self.inputs.send(Input::MemoryCheck);
     }
 
     /// Whether job changes reach the job store now (`appendonly`).
@@ -593,6 +596,14 @@ impl Node {
             stop_rx.clone(),
         )?;
 
+        // A restarted node meets its saved peers again before it opens its
+        // client doors (for at most a second, or the node timeout if
+        // shorter), as Disque knows them from its nodes file at start.
+        cluster
+            .await_rejoin(Duration::from_millis(
+                cfg.cluster_node_timeout_ms.min(1_000),
+            ))
+            .await;
         let store_stats = store.as_ref().map(|s| s.stats());
         let monitor = cfg
             .http_port
@@ -1134,6 +1145,10 @@ impl Driver {
             Input::Leaving(on) => self.engine.set_leaving(on),
             Input::NodeTimeout(ms) => self.engine.set_node_timeout(ms),
             Input::Journal(on) => self.engine.set_journal(on),
+            Input::MemoryCheck => {
+                let level = memory_level(rss_bytes(), self.maxmemory.load(Ordering::Relaxed));
+                self.engine.memory_tick(now, level);
+            }
             Input::NodeInfo(reply) => {
                 let s = self.engine.stats();
                 let x = self.executor.stats();

@@ -291,6 +291,11 @@ fn save_peers(inner: &Inner) {
     }
 }
 
+/// How many peers an earlier run saved.
+pub(super) fn saved_peer_count(inner: &Inner) -> usize {
+    saved_peers(inner).len()
+}
+
 /// The peer addresses saved by an earlier run.
 fn saved_peers(inner: &Inner) -> Vec<String> {
     let Some(path) = &inner.cfg.peers_file else {

@@ -299,6 +299,25 @@ impl Cluster {
         let _ = self.inner.cmds.send(membership::Cmd::NodeTimeout(timeout));
     }
 
+    /// Waits (at most `at_most`) until the peers saved by an earlier run
+    /// are up again: Disque knows its peers from its nodes file as it
+    /// starts, so a restarted node's first adds find them. Returns at once
+    /// without saved peers.
+    pub async fn await_rejoin(&self, at_most: Duration) {
+        let want = membership::saved_peer_count(&self.inner);
+        if want == 0 {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + at_most;
+        while tokio::time::Instant::now() < deadline {
+            let up = self.inner.table.read().map(|t| t.up().len()).unwrap_or(0);
+            if up >= want {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The node timeout in force.
     pub fn node_timeout(&self) -> Duration {
         self.inner.node_timeout()
