@@ -597,11 +597,12 @@ impl Node {
         )?;
 
         // A restarted node meets its saved peers again before it opens its
-        // client doors (for at most a second, or the node timeout if
-        // shorter), as Disque knows them from its nodes file at start.
+        // client doors (for at most 3 s, or the node timeout if shorter:
+        // peers announce to a member they hold down once per node
+        // timeout), as Disque knows them from its nodes file at start.
         cluster
             .await_rejoin(Duration::from_millis(
-                cfg.cluster_node_timeout_ms.min(1_000),
+                cfg.cluster_node_timeout_ms.min(3_000),
             ))
             .await;
         let store_stats = store.as_ref().map(|s| s.stats());

@@ -1094,6 +1094,7 @@ impl Engine {
     fn on_moved_in(&mut self, now: UnixMs, from: NodeName, mut job: crate::job::Job) {
         tracing::debug!(job = %job.id, from = %from, nodes = ?job.nodes, "moved in");
         let id = job.id;
+        self.queues.note_import(&job.queue, now);
         self.cluster.stats.jobs_moved_in += 1;
         if let Some(held) = self.jobs.get_mut(&id) {
             // The sender may know holders this copy does not (it borrowed

@@ -1169,3 +1169,27 @@ fn memory_pressure_replicates_externally_and_forgets_idle_queues_sooner() {
     assert_eq!(net.nodes[0].memory_level(), 2);
     assert_eq!(net.nodes[0].stats().queues, queues - 1);
 }
+
+#[test]
+fn getjob_on_a_leaving_node_serves_what_is_queued_then_answers_leaving() {
+    let mut net = Net::new(2);
+    let id = net.add(0, plain("q", "x", 1, 60));
+    net.nodes[0].set_leaving(true);
+    let mut g = get("q");
+    if let Command::GetJob(b) = &mut g {
+        b.nohang = false;
+        b.timeout_ms = 1_000;
+    }
+    let req = net.command(0, g);
+    assert_eq!(got_ids(net.reply(0, req)), vec![id]);
+    let mut g = get("q");
+    if let Command::GetJob(b) = &mut g {
+        b.nohang = false;
+    }
+    let req = net.command(0, g);
+    assert!(
+        matches!(net.reply(0, req), Some(Reply::Error(e)) if e.code == ErrorCode::Leaving),
+        "{:?}",
+        net.reply(0, req)
+    );
+}
