@@ -77,7 +77,7 @@ for mode in push pull; do
         redis-cli -p "$BASE" CLUSTER MEET 127.0.0.1 $((BASE + 1)) >/dev/null
         redis-cli -p "$BASE" CLUSTER MEET 127.0.0.1 $((BASE + 2)) >/dev/null
         for _ in $(seq 200); do
-            [ "$(reachable 0)" = 3 ] && [ "$(reachable 1)" = 3 ] && [ "$(reachable 2)" = 3 ] && break
+            [ "$(reachable 0)" = 2 ] && [ "$(reachable 1)" = 2 ] && [ "$(reachable 2)" = 2 ] && break
             sleep 0.1
         done
         for q in hot cold1 cold2 cold3 cold4; do

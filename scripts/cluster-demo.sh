@@ -45,7 +45,7 @@ on 0 cluster meet "127.0.0.1:$((base + 1))"
 on 0 cluster meet "127.0.0.1:$((base + 2))"
 reachable() { on "$1" cluster info | sed -n 's/^cluster_reachable_nodes://p' | head -n 1; }
 for _ in $(seq 1 100); do
-    [ "$(reachable 2)" = 3 ] && break
+    [ "$(reachable 2)" = 2 ] && break
     sleep 0.1
 done
 on 0 cluster info
@@ -63,7 +63,7 @@ kill -9 "${pids[2]}"
 wait "${pids[2]}" 2>/dev/null || true
 wait "$run"
 for _ in $(seq 1 100); do
-    [ "$(reachable 0)" = 2 ] && break
+    [ "$(reachable 0)" = 1 ] && break
     sleep 0.1
 done
 echo

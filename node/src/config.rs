@@ -78,6 +78,11 @@ pub struct Config {
     pub appendonly: bool,
     pub appendfsync: AppendFsync,
     pub cluster_node_timeout_ms: u64,
+    /// `maxmemory` (bytes, 0 = no bound): past 75 % of it, measured as the
+    /// process's resident memory, the node keeps no copy of the jobs it is
+    /// given (they are replicated to peers only), and past 95 % it forgets
+    /// idle empty queues after 2 s, as Disque does under memory pressure.
+    pub maxmemory: u64,
     /// `join-token` / `--join-token`: join a `ca`-mode cluster through
     /// the `--join` addresses (see `wasque cluster init`).
     pub join_token: Option<String>,
@@ -168,6 +173,7 @@ const KNOWN: &[&str] = &[
     "appendonly",
     "appendfsync",
     "cluster-node-timeout",
+    "maxmemory",
     "cluster-announce-ip",
     "cluster-announce-port",
     "join-token",
@@ -576,6 +582,7 @@ impl RawConfig {
             appendonly,
             appendfsync,
             cluster_node_timeout_ms: num("cluster-node-timeout", 15_000)?,
+            maxmemory: num("maxmemory", 0)?,
             join_token: self.values.get("join-token").map(|(v, _)| v.clone()),
             requirepass,
             exec_threads,

@@ -9,6 +9,7 @@
 use hashbrown::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, watch};
@@ -105,6 +106,12 @@ enum Input {
     Leaving(bool),
     /// A module catalogue question about this node (`Handle::ask_local`).
     ModuleAsk(ModuleAsk, tokio::sync::oneshot::Sender<ModuleAnswer>),
+    /// `CONFIG SET cluster-node-timeout`, in ms.
+    NodeTimeout(u64),
+    /// `CONFIG SET appendonly`: journal job changes or not.
+    Journal(bool),
+    /// `CONFIG SET maxmemory`: compare the resident memory with it now.
+    MemoryCheck,
 }
 
 /// How long the module catalogue waits for a peer's answer to a list,
@@ -134,6 +141,11 @@ pub struct Handle {
     schedules: Arc<crate::sched::Schedules>,
     /// The module name table (`catalogue.rs`).
     names: Arc<crate::catalogue::ModuleNames>,
+    /// `maxmemory` now (bytes, 0 = none), read by the driver each second.
+    maxmemory: Arc<AtomicU64>,
+    /// Whether job changes are journaled now (`appendonly`, which CONFIG
+    /// SET can turn off).
+    journal: Arc<AtomicBool>,
 }
 
 impl Handle {
@@ -170,6 +182,52 @@ impl Handle {
     pub fn set_leaving(&self, on: bool) {
         self.cluster.set_leaving(on);
         let _ = self.inputs.send(Input::Leaving(on));
+    }
+
+    /// `maxmemory` in force (bytes; 0: no bound).
+    pub fn maxmemory(&self) -> u64 {
+        self.maxmemory.load(Ordering::Relaxed)
+    }
+
+    /// `CONFIG SET maxmemory`: the driver compares the node's resident
+    /// memory with it at once, then each second.
+    pub fn set_maxmemory(&self, bytes: u64) {
+        self.maxmemory.store(bytes, Ordering::Relaxed);
+        let _ = self.inputs.send(Input::MemoryCheck);
+    }
+
+    /// Whether job changes reach the job store now (`appendonly`).
+    pub fn journaling(&self) -> bool {
+        self.journal.load(Ordering::Relaxed)
+    }
+
+    /// `CONFIG SET appendonly`: turning it off stops writing job changes
+    /// (the store is left as it was, as Disque leaves its AOF); turning
+    /// it on is only possible while the store is still written, since a
+    /// store that missed changes cannot be trusted again without a
+    /// restart. Returns why not, when it cannot.
+    pub fn set_journal(&self, on: bool) -> Result<(), String> {
+        if on == self.journaling() {
+            return Ok(());
+        }
+        if on {
+            return Err(if self.store.is_none() {
+                "the node started with appendonly no: the job store is opened at start, so set appendonly yes in the config file and restart".into()
+            } else {
+                "the job store missed changes since appendonly was turned off: restart the node with appendonly yes to turn it on again".into()
+            });
+        }
+        self.journal.store(false, Ordering::Relaxed);
+        let _ = self.inputs.send(Input::Journal(false));
+        Ok(())
+    }
+
+    /// `CONFIG SET cluster-node-timeout`: the failure detector and the
+    /// engine's wait for a down holder's peers follow the new value.
+    pub fn set_node_timeout(&self, timeout: std::time::Duration) {
+        self.cluster.set_node_timeout(timeout);
+        let ms = self.cluster.node_timeout().as_millis() as u64;
+        let _ = self.inputs.send(Input::NodeTimeout(ms));
     }
 
     /// The node's job-event fan-out (RESP `SUBSCRIBE`).
@@ -905,6 +963,15 @@ impl Node {
             stop_rx.clone(),
         )?;
 
+        // A restarted node meets its saved peers again before it opens its
+        // client doors (for at most 3 s, or the node timeout if shorter:
+        // peers announce to a member they hold down once per node
+        // timeout), as Disque knows them from its nodes file at start.
+        cluster
+            .await_rejoin(Duration::from_millis(
+                cfg.cluster_node_timeout_ms.min(3_000),
+            ))
+            .await;
         let store_stats = store.as_ref().map(|s| s.stats());
         let monitor = cfg
             .http_port
@@ -960,6 +1027,8 @@ impl Node {
             )),
             schedules: schedules.clone(),
             names,
+            maxmemory: Arc::new(AtomicU64::new(cfg.maxmemory)),
+            journal: Arc::new(AtomicBool::new(cfg.appendonly)),
         };
         let started = Instant::now();
         let driver = Driver {
@@ -978,6 +1047,7 @@ impl Node {
             pauses_file,
             retry_file,
             tenants: handle.auth.tenants().clone(),
+            maxmemory: handle.maxmemory.clone(),
         };
         // Essential tasks: one that panics or ends early ends the node
         // (supervise.rs), instead of leaving open sockets that answer nothing.
@@ -1288,6 +1358,8 @@ struct Driver {
     retry_file: std::path::PathBuf,
     /// The tenant registry: weights reach the engine's fair share.
     tenants: Arc<crate::tenant::Tenants>,
+    /// `maxmemory` (shared with the handle, which CONFIG SET changes).
+    maxmemory: Arc<AtomicU64>,
 }
 
 impl Driver {
@@ -1441,6 +1513,12 @@ impl Driver {
             Input::ModuleFetchFailed(hash) => self.engine.handle_module_fetch_failed(hash),
             Input::Leaving(on) => self.engine.set_leaving(on),
             Input::ModuleAsk(ask, reply) => self.module_ask(now, ask, reply),
+            Input::NodeTimeout(ms) => self.engine.set_node_timeout(ms),
+            Input::Journal(on) => self.engine.set_journal(on),
+            Input::MemoryCheck => {
+                let level = memory_level(rss_bytes(), self.maxmemory.load(Ordering::Relaxed));
+                self.engine.memory_tick(now, level);
+            }
             Input::NodeInfo(reply) => {
                 let s = self.engine.stats();
                 let x = self.executor.stats();
@@ -1667,6 +1745,9 @@ impl Driver {
             self.pending.remove(&req);
             self.engine.handle_cancel(req);
         }
+        let rss = rss_bytes();
+        let level = memory_level(rss, self.maxmemory.load(Ordering::Relaxed));
+        self.engine.memory_tick(now_ms(), level);
         // What peers learn of this node's capacity.
         let s = self.engine.stats();
         let x = self.executor.stats();
@@ -1680,7 +1761,7 @@ impl Driver {
             exec_busy: x.busy,
             jobs: s.jobs as u64,
             queued: self.engine.ready_jobs() as u64,
-            rss_bytes: rss_bytes(),
+            rss_bytes: rss,
             modules: s.modules as u32,
             leaving: false,
             queues: self.engine.busiest_queues(64),
@@ -1717,4 +1798,41 @@ fn rss_bytes() -> u64 {
         .ok()
         .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
         .map_or(0, |pages| pages * 4096)
+}
+
+/// Disque's memory warning level against `maxmemory` (0 when it is 0):
+/// 1 past 75 %, 2 past 95 %, 3 past 100 %. wasque measures the process's
+/// resident memory (Disque counts its allocations).
+pub fn memory_level(used: u64, maxmemory: u64) -> u8 {
+    if maxmemory == 0 {
+        return 0;
+    }
+    let pct = |p: u64| maxmemory / 100 * p + maxmemory % 100 * p / 100;
+    if used > maxmemory {
+        3
+    } else if used > pct(95) {
+        2
+    } else if used > pct(75) {
+        1
+    } else {
+        0
+    }
+}
+
+#[cfg(test)]
+mod memory_tests {
+    use super::memory_level;
+
+    #[test]
+    fn memory_levels() {
+        assert_eq!(memory_level(u64::MAX, 0), 0);
+        assert_eq!(memory_level(75, 100), 0);
+        assert_eq!(memory_level(76, 100), 1);
+        assert_eq!(memory_level(95, 100), 1);
+        assert_eq!(memory_level(96, 100), 2);
+        assert_eq!(memory_level(100, 100), 2);
+        assert_eq!(memory_level(101, 100), 3);
+        assert_eq!(memory_level(60 << 20, 1), 3);
+        assert_eq!(memory_level(u64::MAX, u64::MAX), 2);
+    }
 }

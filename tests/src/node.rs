@@ -348,7 +348,8 @@ pub fn form_cluster(nodes: &[TestNode]) {
     }
 }
 
-/// `cluster_reachable_nodes` of `CLUSTER INFO` (itself included).
+/// `cluster_reachable_nodes` of `CLUSTER INFO` (which, as Disque's,
+/// counts the other nodes) plus this one.
 fn reachable(node: &TestNode) -> Option<usize> {
     let mut c = crate::resp::connect(node.addr)?;
     let info = match crate::resp::cmd(&mut c, &["CLUSTER", "INFO"]).ok()? {
@@ -359,7 +360,8 @@ fn reachable(node: &TestNode) -> Option<usize> {
     };
     info.lines()
         .find_map(|l| l.strip_prefix("cluster_reachable_nodes:"))
-        .and_then(|v| v.trim().parse().ok())
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .map(|others| others + 1)
 }
 
 impl Drop for TestNode {

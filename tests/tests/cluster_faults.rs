@@ -72,6 +72,8 @@ fn node_id(addr: SocketAddr) -> String {
     text(&h[1])
 }
 
+/// The nodes `addr` reaches, itself included (CLUSTER INFO counts the
+/// others, as Disque does).
 fn reachable(addr: SocketAddr) -> usize {
     let Some(mut c) = connect(addr) else { return 0 };
     let info = cmd(&mut c, &["CLUSTER", "INFO"])
@@ -79,8 +81,8 @@ fn reachable(addr: SocketAddr) -> usize {
         .unwrap_or_default();
     info.lines()
         .find_map(|l| l.strip_prefix("cluster_reachable_nodes:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .map_or(0, |others| others + 1)
 }
 
 fn wait_all_see_all(addrs: &[SocketAddr], secs: u64) {

@@ -28,7 +28,11 @@ type Reply = Option<oneshot::Sender<Result<NodeName, ClusterError>>>;
 
 pub(super) enum Cmd {
     Gossip(Bytes),
-    Timer(Timer<Member>),
+    /// A foca timer, with the generation of the foca instance that set it:
+    /// a timer of an instance since replaced is dropped.
+    Timer(u64, Timer<Member>),
+    /// `CONFIG SET cluster-node-timeout`.
+    NodeTimeout(Duration),
     Meet(SocketAddr, Reply),
     Announce(Member, Reply),
     Forget(NodeName),
@@ -66,7 +70,7 @@ fn new_swim(inner: &Inner) -> Swim {
     };
     Foca::new(
         me,
-        swim_config(inner.cfg.node_timeout),
+        swim_config(inner.node_timeout()),
         SmallRng::seed_from_u64(rand::random()),
         PostcardCodec,
     )
@@ -79,6 +83,9 @@ pub(super) async fn run(
 ) {
     let inner = cluster.inner.clone();
     let mut swim = new_swim(&inner);
+    // Bumped whenever `swim` is replaced, so timers of the one before
+    // (tagged with its generation) cannot drive the new one twice.
+    let mut generation: u64 = 0;
     let mut rt = AccumulatingRuntime::new();
     let mut banned: HashMap<NodeName, Instant> = HashMap::new();
     let mut targets = inner.cfg.joins.clone();
@@ -96,7 +103,7 @@ pub(super) async fn run(
         tokio::select! {
             _ = stop.changed() => {
                 let _ = swim.leave_cluster(&mut rt);
-                flush(&inner, &mut rt, &mut banned);
+                flush(&inner, &mut rt, &mut banned, generation);
                 break;
             }
             cmd = cmds.recv() => {
@@ -107,8 +114,26 @@ pub(super) async fn run(
                             tracing::debug!("gossip dropped: {e}");
                         }
                     }
-                    Cmd::Timer(t) => {
-                        let _ = swim.handle_timer(t, &mut rt);
+                    Cmd::Timer(g, t) => {
+                        if g == generation {
+                            let _ = swim.handle_timer(t, &mut rt);
+                        }
+                    }
+                    Cmd::NodeTimeout(timeout) => {
+                        let config = swim_config(timeout);
+                        if swim.set_config(config).is_err() {
+                            // foca keeps its probe period for life: a new
+                            // instance with the new timing takes over what
+                            // this one knows of every member.
+                            let mut next = new_swim(&inner);
+                            let known: Vec<_> = swim.iter_membership_state().cloned().collect();
+                            generation += 1;
+                            if let Err(e) = next.apply_many(known.into_iter(), false, &mut rt) {
+                                tracing::warn!("node timeout change: members not carried over: {e}");
+                            }
+                            swim = next;
+                        }
+                        tracing::info!(timeout_ms = timeout.as_millis() as u64, "cluster-node-timeout changed");
                     }
                     Cmd::Meet(addr, reply) => {
                         tokio::spawn(meet(inner.clone(), addr, reply));
@@ -132,8 +157,9 @@ pub(super) async fn run(
                     }
                     Cmd::Reset => {
                         let _ = swim.leave_cluster(&mut rt);
-                        flush(&inner, &mut rt, &mut banned);
+                        flush(&inner, &mut rt, &mut banned, generation);
                         rt = AccumulatingRuntime::new();
+                        generation += 1;
                         if let Ok(mut t) = inner.table.write() {
                             t.clear();
                         }
@@ -159,7 +185,7 @@ pub(super) async fn run(
                 }
             }
         }
-        flush(&inner, &mut rt, &mut banned);
+        flush(&inner, &mut rt, &mut banned, generation);
         sync_suspects(&inner, &swim);
     }
 }
@@ -189,6 +215,7 @@ fn flush(
     inner: &Arc<Inner>,
     rt: &mut AccumulatingRuntime<Member>,
     banned: &mut HashMap<NodeName, Instant>,
+    generation: u64,
 ) {
     while let Some((to, data)) = rt.to_send() {
         // SWIM may still name a forgotten (revoked) node: it stays out.
@@ -204,7 +231,7 @@ fn flush(
         let cmds = inner.cmds.clone();
         tokio::spawn(async move {
             tokio::time::sleep(after).await;
-            let _ = cmds.send(Cmd::Timer(timer));
+            let _ = cmds.send(Cmd::Timer(generation, timer));
         });
     }
     banned.retain(|_, at| at.elapsed() < FORGET_BAN);
@@ -269,6 +296,11 @@ fn save_peers(inner: &Inner) {
     if let Err(e) = std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, path)) {
         tracing::warn!(file = %path.display(), "cannot save the peer list: {e}");
     }
+}
+
+/// How many peers an earlier run saved.
+pub(super) fn saved_peer_count(inner: &Inner) -> usize {
+    saved_peers(inner).len()
 }
 
 /// The peer addresses saved by an earlier run.

@@ -136,6 +136,9 @@ struct Inner {
     /// forgotten), for watchers that show them (the HTTP feed).
     members: tokio::sync::watch::Sender<u64>,
     leaving: AtomicBool,
+    /// `cluster-node-timeout` now, in ms: the start's value until
+    /// `CONFIG SET` changes it.
+    node_timeout_ms: AtomicU64,
     link_gen: AtomicU64,
     stats: Stats,
     /// Fault injection for tests (`DEBUG PARTITION`): nothing goes to or
@@ -217,6 +220,9 @@ impl Cluster {
             doors: std::sync::OnceLock::new(),
             members: tokio::sync::watch::channel(0).0,
             leaving: AtomicBool::new(false),
+            node_timeout_ms: AtomicU64::new(
+                cfg.node_timeout.max(MIN_NODE_TIMEOUT).as_millis() as u64
+            ),
             link_gen: AtomicU64::new(0),
             stats: Stats::default(),
             cut: RwLock::new(Default::default()),
@@ -323,6 +329,41 @@ impl Cluster {
     /// `CLUSTER RESET HARD`: forgets every peer.
     pub fn reset(&self) {
         let _ = self.inner.cmds.send(membership::Cmd::Reset);
+    }
+
+    /// `CONFIG SET cluster-node-timeout`: the failure detector's timing
+    /// (probe period, suspicion time, announces to down members) follows
+    /// the new timeout from now on; what it knows of the members is kept.
+    pub fn set_node_timeout(&self, timeout: Duration) {
+        let timeout = timeout.max(MIN_NODE_TIMEOUT);
+        self.inner
+            .node_timeout_ms
+            .store(timeout.as_millis() as u64, Ordering::Relaxed);
+        let _ = self.inner.cmds.send(membership::Cmd::NodeTimeout(timeout));
+    }
+
+    /// Waits (at most `at_most`) until the peers saved by an earlier run
+    /// are up again: Disque knows its peers from its nodes file as it
+    /// starts, so a restarted node's first adds find them. Returns at once
+    /// without saved peers.
+    pub async fn await_rejoin(&self, at_most: Duration) {
+        let want = membership::saved_peer_count(&self.inner);
+        if want == 0 {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + at_most;
+        while tokio::time::Instant::now() < deadline {
+            let up = self.inner.table.read().map(|t| t.up().len()).unwrap_or(0);
+            if up >= want {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The node timeout in force.
+    pub fn node_timeout(&self) -> Duration {
+        self.inner.node_timeout()
     }
 
     /// `CLUSTER LEAVING yes|no`.
@@ -633,7 +674,15 @@ impl Cluster {
     }
 }
 
+/// The shortest node timeout the failure detector runs with (a smaller
+/// `cluster-node-timeout` is raised to it, at start as at `CONFIG SET`).
+pub const MIN_NODE_TIMEOUT: Duration = Duration::from_millis(100);
+
 impl Inner {
+    fn node_timeout(&self) -> Duration {
+        Duration::from_millis(self.node_timeout_ms.load(Ordering::Relaxed))
+    }
+
     fn ca_mode(&self) -> bool {
         self.ca_mode.load(Ordering::Relaxed)
     }

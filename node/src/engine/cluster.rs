@@ -110,6 +110,10 @@ pub(super) struct ClusterState {
     /// Jobs this node moved to a peer (federation), by job: if that peer
     /// dies they are queued again without waiting for RETRY.
     pub lent: HashMap<JobId, NodeName>,
+    /// Adds replicated externally (Disque's: this node leaving, or under
+    /// memory pressure) waiting for their copies: once confirmed, the job
+    /// is handed to one of its holders and this node keeps none.
+    pub external: hashbrown::HashSet<JobId>,
     pub stats: ClusterStats,
 }
 
@@ -372,6 +376,16 @@ impl Engine {
         asked.unwrap_or_else(|| (self.cluster.peers.len() as u32 + 1).min(3))
     }
 
+    /// An add's copies: its REPLICATE, or Disque's default of up to 3
+    /// (as many as the nodes that may hold one: not this one when the add
+    /// is replicated externally).
+    pub(super) fn copies_for(&self, a: &crate::api::AddJob) -> u32 {
+        if a.replicate.is_none() && self.adds_externally(a) {
+            return (self.cluster.peers.len() as u32).min(3);
+        }
+        self.replicas_for(a.replicate)
+    }
+
     /// Picks `n` live peers, rotating so copies spread evenly.
     pub(super) fn pick_peers(&mut self, n: usize) -> Vec<NodeName> {
         let peers: Vec<NodeName> = self.cluster.peers.iter().copied().collect();
@@ -443,9 +457,55 @@ impl Engine {
         self.replicated(now, id, p);
     }
 
+    /// Whether an add is replicated externally, as Disque does while the
+    /// node is leaving or past 75 % of `maxmemory`: its copies go to peers
+    /// only, one of them queues it, and this node keeps none. Not for
+    /// adds that need the job here (a wait for its result, a distributed
+    /// job, one that waits for other jobs), nor without live peers.
+    pub(super) fn adds_externally(&self, a: &crate::api::AddJob) -> bool {
+        (self.cluster.leaving || self.memory_level > 0)
+            && !self.cluster.peers.is_empty()
+            && a.wait_ms.is_none()
+            && a.map.is_none()
+            && a.after.is_none()
+    }
+
+    /// An externally replicated job's copies are out: one holder is asked
+    /// to queue it (the federation's hand-over) and this node forgets its
+    /// own, which never was live.
+    pub(super) fn hand_external(&mut self, now: UnixMs, id: JobId) {
+        self.cluster.external.remove(&id);
+        let Some(job) = self.jobs.get(&id) else {
+            return;
+        };
+        let holders: Vec<NodeName> = job.nodes.clone();
+        if holders.is_empty() {
+            return;
+        }
+        self.cluster.rr = self.cluster.rr.wrapping_add(1);
+        let target = holders[self.cluster.rr % holders.len()];
+        let mut copy = job.clone();
+        copy.state = JobState::Queued;
+        // Delayed: the holders' own requeue timers queue it when due.
+        if copy.ready_at <= now {
+            self.cluster.stats.jobs_moved_out += 1;
+            self.send(target, PeerMsg::YourJobs(vec![copy]));
+        }
+        self.remove_job_as(&id, "replicated externally", false);
+    }
+
     /// Every copy is stored: the job becomes live here and the add (and
     /// any add with its idempotency key meanwhile) is answered.
     fn replicated(&mut self, now: UnixMs, id: JobId, p: PendingRepl) {
+        if self.cluster.external.contains(&id) {
+            self.hand_external(now, id);
+            let first = std::iter::once((p.req, Reply::JobAdded(id)));
+            let also = p.also.into_iter().map(|(r, _)| (r, Reply::Duplicate(id)));
+            for (req, added) in first.chain(also) {
+                self.reply(req, added);
+            }
+            return;
+        }
         let Some(job) = self.jobs.get_mut(&id) else {
             return;
         };
@@ -1034,6 +1094,7 @@ impl Engine {
     fn on_moved_in(&mut self, now: UnixMs, from: NodeName, mut job: crate::job::Job) {
         tracing::debug!(job = %job.id, from = %from, nodes = ?job.nodes, "moved in");
         let id = job.id;
+        self.queues.note_import(&job.queue, now);
         self.cluster.stats.jobs_moved_in += 1;
         if let Some(held) = self.jobs.get_mut(&id) {
             // The sender may know holders this copy does not (it borrowed

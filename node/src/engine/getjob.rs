@@ -174,6 +174,16 @@ impl Engine {
             self.reply(req, Reply::Jobs(out));
         } else if g.nohang {
             self.reply(req, Reply::Nil);
+        } else if self.cluster.leaving {
+            // Disque: a leaving node does not block a worker that would
+            // wait for jobs it no longer takes; the client moves on.
+            self.reply(
+                req,
+                Reply::error(
+                    crate::api::ErrorCode::Leaving,
+                    "GETJOB while the node is leaving: no job queued here, try another node",
+                ),
+            );
         } else {
             self.block(now, req, g);
         }

@@ -237,6 +237,9 @@ pub struct Engine {
     idem: idem::Idem,
     /// Jobs waiting for others to end (`after.rs`).
     after: after::AfterIndex,
+    /// Disque's memory warning level against `maxmemory` (0 to 3), set by
+    /// [`Engine::memory_tick`].
+    memory_level: u8,
 }
 
 impl Engine {
@@ -266,6 +269,7 @@ impl Engine {
                 ..Default::default()
             },
             ids: IdGen::new(cfg.node_prefix, cfg.seed),
+            memory_level: 0,
             cfg,
             jobs: job_table::JobTable::default(),
             queues: Queues::default(),
@@ -312,6 +316,37 @@ impl Engine {
     /// `CLUSTER LEAVING`: refuse new jobs, give queued ones to peers.
     pub fn set_leaving(&mut self, on: bool) {
         self.cluster.leaving = on;
+    }
+
+    /// `CONFIG SET cluster-node-timeout`: the grace given to peers'
+    /// answers when a job's holder goes down follows the new timeout
+    /// (twice it, as at start).
+    pub fn set_node_timeout(&mut self, timeout_ms: u64) {
+        self.cfg.rescue_grace_ms = timeout_ms.saturating_mul(2);
+    }
+
+    /// `CONFIG SET appendonly no`: job changes stop reaching the store.
+    pub fn set_journal(&mut self, on: bool) {
+        self.journal.on = on;
+    }
+
+    /// Once a second: the node's memory warning level against `maxmemory`
+    /// (`runtime::memory_level`, Disque's). Under pressure idle empty
+    /// queues are forgotten sooner, as Disque does: after a thirtieth of
+    /// the usual idle time past 75 %, after 2 s past 95 %.
+    pub fn memory_tick(&mut self, now: UnixMs, level: u8) {
+        self.memory_level = level;
+        let idle_ms = match level {
+            0 => return,
+            1 => crate::queue::QUEUE_IDLE_MS / 30,
+            _ => 2_000,
+        };
+        self.queues.collect_idle(now, 4_096, idle_ms);
+    }
+
+    /// The memory warning level the last [`Self::memory_tick`] set.
+    pub fn memory_level(&self) -> u8 {
+        self.memory_level
     }
 
     /// A job, if this node holds it.
@@ -787,15 +822,20 @@ impl Engine {
                 let copies = if a.map.is_some() {
                     1
                 } else {
-                    self.replicas_for(a.replicate).max(1)
+                    self.copies_for(&a).max(1)
                 };
+                let external = self.adds_externally(&a);
                 let mut nodes = Vec::new();
-                if copies > 1 {
+                if external {
+                    // Every copy on a peer (check_add made sure there are
+                    // enough).
+                    nodes.extend(self.pick_peers(copies as usize));
+                } else if copies > 1 {
                     nodes.push(self.cluster.me.unwrap_or(NodeName([0; 20])));
                     nodes.extend(self.pick_peers(copies as usize - 1));
                 }
                 // A synchronous add waits for its copies before it is live.
-                let sync_repl = nodes.len() > 1 && !a.asynchronous;
+                let sync_repl = (external || nodes.len() > 1) && !a.asynchronous;
                 let job = Job {
                     id,
                     queue: self.queues.intern(&a.queue),
@@ -840,7 +880,7 @@ impl Engine {
                     }
                     .boxed(),
                 };
-                let replicated = job.nodes.len() > 1;
+                let replicated = external || job.nodes.len() > 1;
                 if let Some(m) = job.module()
                     && let Some(entry) = self.modules.get_mut(&m)
                 {
@@ -871,10 +911,21 @@ impl Engine {
                     self.reply(req, Reply::JobAdded(id));
                     return;
                 }
+                if external {
+                    self.cluster.external.insert(id);
+                }
                 if sync_repl {
                     let wait = a.wait_ms.map(|ms| (ms, a.ack_on_result));
                     let explicit = a.replicate.is_some();
                     self.start_replication(now, Some(req), id, a.timeout_ms, wait, explicit);
+                    return;
+                }
+                if external {
+                    // ASYNC: the copies are on their way; this node keeps
+                    // none (Disque's discard of the local copy).
+                    self.start_replication(now, None, id, a.timeout_ms, None, true);
+                    self.hand_external(now, id);
+                    self.reply(req, Reply::JobAdded(id));
                     return;
                 }
                 if replicated {
@@ -894,7 +945,7 @@ impl Engine {
 
     /// Checks an add against the node's bounds; returns the job's limits.
     fn check_add(&self, a: &AddJob) -> Result<Limits, Reply> {
-        if self.cluster.leaving {
+        if self.cluster.leaving && !self.adds_externally(a) {
             return Err(Reply::error(
                 ErrorCode::Leaving,
                 "This node is leaving the cluster: add the job to another node",
@@ -933,7 +984,7 @@ impl Engine {
                 return Err(Reply::error(ErrorCode::Err, e));
             }
         }
-        let copies = self.replicas_for(a.replicate);
+        let copies = self.copies_for(a);
         if a.retry_secs == Some(0) && copies > 1 {
             return Err(Reply::error(
                 ErrorCode::Err,
@@ -947,7 +998,8 @@ impl Engine {
                 "The specified DELAY is greater than TTL. Job refused since would never be delivered",
             ));
         }
-        let reachable = self.cluster.peers.len() as u32 + 1;
+        // Replicated externally, every copy is on a peer.
+        let reachable = self.cluster.peers.len() as u32 + u32::from(!self.adds_externally(a));
         if copies > reachable {
             return Err(Reply::error(
                 ErrorCode::NoRepl,
@@ -1153,6 +1205,7 @@ impl Engine {
         }
         self.dead_removed(&job);
         self.cluster.lent.remove(id);
+        self.cluster.external.remove(id);
         self.journal_remove(id);
         self.emit(&job, JobEventKind::Removed(inspect::removal(why)));
         self.timers.cancel(job.expires_at, Timer::Expire(*id));

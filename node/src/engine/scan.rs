@@ -72,14 +72,14 @@ impl Engine {
     }
 
     pub(super) fn qscan(&mut self, req: RequestId, s: QScan) {
+        let now = self.last_now;
         let count = scan_count(s.count, s.busyloop);
         let mut heap: BinaryHeap<(u64, &crate::job::QueueName)> = BinaryHeap::new();
         for (name, q) in self.queues.iter() {
             let len = q.len() as u64;
             if s.minlen.is_some_and(|m| len < m)
                 || s.maxlen.is_some_and(|m| len > m)
-                // No imports on a single node: the rate is 0.
-                || s.importrate.is_some_and(|r| r > 0)
+                || s.importrate.is_some_and(|r| q.imports.per_second(now) < r)
             {
                 continue;
             }

@@ -1077,3 +1077,119 @@ fn pause_bcast_reaches_every_node() {
         assert_eq!(net.reply(n, req), Some(&Reply::Paused("none")), "node {n}");
     }
 }
+
+/// Which nodes hold `id`, and which of them have it queued.
+fn holders(net: &Net, id: &JobId) -> (Vec<usize>, Vec<usize>) {
+    let held: Vec<usize> = (0..net.nodes.len())
+        .filter(|i| net.nodes[*i].job(id).is_some())
+        .collect();
+    let queued = held
+        .iter()
+        .copied()
+        .filter(|i| net.nodes[*i].job(id).unwrap().state == JobState::Queued)
+        .collect();
+    (held, queued)
+}
+
+#[test]
+fn a_leaving_node_replicates_adds_externally_and_keeps_no_copy() {
+    let mut net = Net::new(4);
+    net.nodes[0].set_leaving(true);
+    let id = net.add(0, plain("q", "x", 2, 60));
+    assert!(net.nodes[0].job(&id).is_none(), "no local copy");
+    assert_eq!(net.nodes[0].stats().jobs, 0);
+    let (held, queued) = holders(&net, &id);
+    assert_eq!(held.len(), 2, "two copies, both on peers: {held:?}");
+    assert_eq!(queued.len(), 1, "one holder queues it: {queued:?}");
+    // A worker at the queueing node gets it; its ack removes every copy.
+    let req = net.command(queued[0], get("q"));
+    assert_eq!(got_ids(net.reply(queued[0], req)), vec![id]);
+    net.command(
+        queued[0],
+        Command::Ack {
+            ids: vec![id],
+            fast: false,
+        },
+    );
+    net.advance(1_000);
+    assert!(holders(&net, &id).0.is_empty());
+
+    // Asynchronous: answered at once, still no local copy.
+    let mut a = plain("q", "y", 3, 60);
+    a.asynchronous = true;
+    let id = net.add(0, a);
+    assert!(net.nodes[0].job(&id).is_none());
+    let (held, queued) = holders(&net, &id);
+    assert_eq!((held.len(), queued.len()), (3, 1), "{held:?} {queued:?}");
+
+    // More copies than peers: refused, nothing left anywhere.
+    let req = net.command(0, Command::AddJob(Box::new(plain("q", "z", 4, 60))));
+    assert!(matches!(net.reply(0, req), Some(Reply::Error(e)) if e.code == ErrorCode::NoRepl));
+    assert_eq!(net.nodes[0].stats().jobs, 0);
+}
+
+#[test]
+fn a_leaving_node_alone_refuses_adds() {
+    let mut net = Net::new(1);
+    net.nodes[0].set_leaving(true);
+    let req = net.command(0, Command::AddJob(Box::new(plain("q", "x", 1, 60))));
+    assert!(matches!(net.reply(0, req), Some(Reply::Error(e)) if e.code == ErrorCode::Leaving));
+}
+
+#[test]
+fn memory_pressure_replicates_externally_and_forgets_idle_queues_sooner() {
+    let mut net = Net::new(3);
+    let now = net.now;
+    net.nodes[0].memory_tick(now, 1);
+    let id = net.add(0, plain("q", "x", 1, 60));
+    assert!(net.nodes[0].job(&id).is_none(), "past 75 %: no local copy");
+    assert_eq!(holders(&net, &id).1.len(), 1);
+    net.nodes[0].memory_tick(now, 0);
+    let id = net.add(0, plain("q", "x", 1, 60));
+    assert!(net.nodes[0].job(&id).is_some(), "pressure gone: kept here");
+
+    // An emptied queue is kept for minutes without pressure, for 2 s past
+    // 95 %.
+    let id = net.add(0, plain("empty", "x", 1, 0));
+    let req = net.command(0, get("empty"));
+    assert_eq!(got_ids(net.reply(0, req)), vec![id]);
+    net.command(
+        0,
+        Command::Ack {
+            ids: vec![id],
+            fast: false,
+        },
+    );
+    let queues = net.nodes[0].stats().queues;
+    net.advance(2_500);
+    let now = net.now;
+    net.nodes[0].memory_tick(now, 0);
+    assert_eq!(net.nodes[0].stats().queues, queues);
+    net.nodes[0].memory_tick(now, 2);
+    assert_eq!(net.nodes[0].memory_level(), 2);
+    assert_eq!(net.nodes[0].stats().queues, queues - 1);
+}
+
+#[test]
+fn getjob_on_a_leaving_node_serves_what_is_queued_then_answers_leaving() {
+    let mut net = Net::new(2);
+    let id = net.add(0, plain("q", "x", 1, 60));
+    net.nodes[0].set_leaving(true);
+    let mut g = get("q");
+    if let Command::GetJob(b) = &mut g {
+        b.nohang = false;
+        b.timeout_ms = 1_000;
+    }
+    let req = net.command(0, g);
+    assert_eq!(got_ids(net.reply(0, req)), vec![id]);
+    let mut g = get("q");
+    if let Command::GetJob(b) = &mut g {
+        b.nohang = false;
+    }
+    let req = net.command(0, g);
+    assert!(
+        matches!(net.reply(0, req), Some(Reply::Error(e)) if e.code == ErrorCode::Leaving),
+        "{:?}",
+        net.reply(0, req)
+    );
+}

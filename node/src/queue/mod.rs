@@ -66,6 +66,48 @@ pub struct Queue {
     pub jobs_in: u64,
     /// Jobs taken out of the ready order to be delivered or run.
     pub jobs_out: u64,
+    /// Jobs imported from peers (federation), for Disque's import rate.
+    pub imports: ImportRate,
+}
+
+/// Jobs a queue imported from peers in the current and the previous
+/// second (Disque's `QSCAN IMPORTRATE`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ImportRate {
+    /// The second (unix ms / 1000) `current` counts.
+    second: u64,
+    current: u32,
+    previous: u32,
+    last: UnixMs,
+}
+
+impl ImportRate {
+    pub fn note(&mut self, now: UnixMs) {
+        let second = now / 1000;
+        if second != self.second {
+            self.previous = if second == self.second + 1 {
+                self.current
+            } else {
+                0
+            };
+            self.second = second;
+            self.current = 0;
+        }
+        self.current = self.current.saturating_add(1);
+        self.last = now;
+    }
+
+    /// Jobs imported per second lately, rounded up; 0 once none came for
+    /// 5 s (as Disque computes it, over at least 50 ms).
+    pub fn per_second(&self, now: UnixMs) -> u64 {
+        if self.last == 0 || now.saturating_sub(self.last) > 5_000 {
+            return 0;
+        }
+        let start = (self.second * 1000).saturating_sub(if self.previous > 0 { 1000 } else { 0 });
+        let elapsed = now.saturating_sub(start).max(50);
+        let jobs = u64::from(self.previous) + u64::from(self.current);
+        (jobs * 1000).div_ceil(elapsed)
+    }
 }
 
 impl Queue {
@@ -340,6 +382,35 @@ impl Queues {
         }
     }
 
+    /// Forgets up to `budget` queues that have been collectable and unused
+    /// for `idle_ms` (shorter than [`QUEUE_IDLE_MS`] under memory
+    /// pressure). Queues skipped as too young stay noted for later.
+    pub fn collect_idle(&mut self, now: UnixMs, budget: usize, idle_ms: UnixMs) {
+        for _ in 0..budget {
+            match self.idle.front() {
+                Some((at, _)) if at.saturating_add(idle_ms) <= now => {}
+                _ => return,
+            }
+            let Some((at, name)) = self.idle.pop_front() else {
+                return;
+            };
+            match self.queues.get(&name) {
+                Some(q) if q.is_collectable() && q.touched_at.saturating_add(idle_ms) <= now => {
+                    self.queues.remove(&name);
+                }
+                // Used since it was noted: noted again when it is next idle
+                // (or, if still collectable, kept for the regular pass).
+                Some(q) if q.is_collectable() => self.idle.push_back((at.max(q.touched_at), name)),
+                _ => {}
+            }
+        }
+    }
+
+    /// Counts a job imported from a peer into `queue`.
+    pub fn note_import(&mut self, queue: &str, now: UnixMs) {
+        self.entry(queue, now).imports.note(now);
+    }
+
     /// Forgets every queue (DEBUG FLUSHALL).
     pub fn clear(&mut self) {
         self.queues.clear();
@@ -405,6 +476,24 @@ mod tests {
         q.resume_wasm("a");
         assert_eq!(q.pop_plain("a", 0), Some(id(1)));
         assert_eq!(q.pop_wasm(0), Some(id(2)));
+    }
+
+    #[test]
+    fn import_rates_count_the_last_seconds() {
+        let mut r = super::ImportRate::default();
+        assert_eq!(r.per_second(10_000), 0);
+        for _ in 0..4 {
+            r.note(10_100);
+        }
+        assert_eq!(
+            r.per_second(10_100),
+            40,
+            "4 jobs in the 100 ms of this second"
+        );
+        assert_eq!(r.per_second(11_000), 4);
+        r.note(11_200);
+        assert_eq!(r.per_second(11_500), 4, "5 jobs over 1.5 s, rounded up");
+        assert_eq!(r.per_second(16_300), 0, "none for 5 s");
     }
 
     #[test]

@@ -467,14 +467,14 @@ impl Conn {
                 Frame::Array(out)
             }
             ServerCmd::ConfigGet(pattern) => Frame::Array(
-                server::config_values(&sh, self.handle.auth())
+                server::config_values(&sh, &self.handle)
                     .into_iter()
                     .filter(|(k, _)| server::glob(pattern.as_bytes(), k.as_bytes()))
                     .flat_map(|(k, v)| [Frame::text(&k), Frame::text(&v)])
                     .collect(),
             ),
-            ServerCmd::ConfigSet(name, value) => config_set(&sh, self.handle.auth(), &name, &value),
-            ServerCmd::ConfigRewrite => config_rewrite(&sh, self.handle.auth()),
+            ServerCmd::ConfigSet(name, value) => config_set(&sh, &self.handle, &name, &value),
+            ServerCmd::ConfigRewrite => config_rewrite(&sh, &self.handle),
             ServerCmd::ConfigResetStat => {
                 sh.total_commands.store(0, Ordering::Relaxed);
                 sh.total_connections.store(0, Ordering::Relaxed);
@@ -534,7 +534,8 @@ impl Conn {
             }
             Slot::Info(section) => match reply {
                 Reply::NodeInfo(n) => {
-                    let mut text = server::info_text(section.as_deref(), &n, &self.shared);
+                    let mut text =
+                        server::info_text(section.as_deref(), &n, &self.shared, &self.handle);
                     if matches!(
                         section.as_deref(),
                         None | Some("default" | "all" | "everything" | "cluster")
@@ -570,7 +571,8 @@ impl Conn {
     }
 }
 
-fn config_set(sh: &Shared, auth: &crate::auth::Auth, name: &str, value: &str) -> Frame {
+fn config_set(sh: &Shared, handle: &crate::runtime::Handle, name: &str, value: &str) -> Frame {
+    let auth = handle.auth();
     // Whatever the directive, its value must fit on one line of the file
     // CONFIG REWRITE writes (a newline would smuggle in a directive).
     if let Err(why) = crate::config::check_value(value) {
@@ -593,6 +595,39 @@ fn config_set(sh: &Shared, auth: &crate::auth::Auth, name: &str, value: &str) ->
             Ok(())
         }),
         "timeout" => num().map(|n| sh.idle_timeout_secs.store(n, Ordering::Relaxed)),
+        "maxmemory" => match crate::config::parse_size(value) {
+            Ok(bytes) => {
+                handle.set_maxmemory(bytes);
+                Ok(())
+            }
+            Err(why) => {
+                return Frame::error(
+                    "ERR",
+                    &format!("Invalid argument '{value}' for CONFIG SET '{name}': {why}"),
+                );
+            }
+        },
+        "appendonly" => match value.to_ascii_lowercase().as_str() {
+            v @ ("yes" | "no") => {
+                if let Err(why) = handle.set_journal(v == "yes") {
+                    return Frame::error("ERR", &format!("Unable to turn on AOF: {why}"));
+                }
+                Ok(())
+            }
+            _ => Err(()),
+        },
+        "cluster-node-timeout" => match server::parse_node_timeout(value) {
+            Ok(t) => {
+                handle.set_node_timeout(t);
+                Ok(())
+            }
+            Err(why) => {
+                return Frame::error(
+                    "ERR",
+                    &format!("Invalid argument '{value}' for CONFIG SET '{name}': {why}"),
+                );
+            }
+        },
         _ => {
             return Frame::error(
                 "ERR",
@@ -616,7 +651,7 @@ fn config_set(sh: &Shared, auth: &crate::auth::Auth, name: &str, value: &str) ->
 /// started from: each directive's first line is replaced (later ones
 /// removed), or a line appended; values are quoted as the config parser
 /// reads them back ([`crate::config::quote`]).
-fn config_rewrite(sh: &Shared, auth: &crate::auth::Auth) -> Frame {
+fn config_rewrite(sh: &Shared, handle: &crate::runtime::Handle) -> Frame {
     let Some(path) = &sh.config.config_file else {
         return Frame::error("ERR", "The server is running without a config file");
     };
@@ -624,7 +659,7 @@ fn config_rewrite(sh: &Shared, auth: &crate::auth::Auth) -> Frame {
         Ok(t) => t,
         Err(e) => return Frame::error("ERR", &format!("Rewriting config file: {e}")),
     };
-    let values = server::config_values(sh, auth);
+    let values = server::config_values(sh, handle);
     let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
     for name in server::SETTABLE {
         let Some((_, v)) = values.iter().find(|(k, _)| k == name) else {

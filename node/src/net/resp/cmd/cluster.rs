@@ -299,13 +299,19 @@ pub fn nodes_text(handle: &Handle) -> String {
     out
 }
 
+/// `CLUSTER INFO`. `cluster_reachable_nodes` counts as Disque does: the
+/// other nodes that are up, neither suspected nor leaving (this node is
+/// not counted).
 pub fn info_text(handle: &Handle) -> String {
     let peers = handle.cluster().peers();
-    let up = peers.iter().filter(|p| p.up).count();
+    let reachable = peers
+        .iter()
+        .filter(|p| p.up && !p.suspect && !p.leaving)
+        .count();
     format!(
         "cluster_state:ok\r\ncluster_known_nodes:{}\r\ncluster_reachable_nodes:{}\r\ncluster_leaving:{}\r\ncluster_trust:{}\r\ncluster_gossip_dropped:{}\r\ncluster_can_admit:{}\r\ncluster_forgotten_nodes:{}\r\n",
         peers.len() + 1,
-        up + 1,
+        reachable,
         if handle.cluster().leaving() {
             "yes"
         } else {

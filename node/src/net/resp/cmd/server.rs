@@ -11,6 +11,7 @@ use super::{Action, Args, Render, wrong_arity};
 use crate::api::{Command, NodeInfo};
 use crate::net::resp::Shared;
 use crate::net::resp::frame::Frame;
+use crate::runtime::Handle;
 
 /// A command the connection answers itself.
 #[derive(Debug)]
@@ -100,18 +101,43 @@ fn config(a: &Args) -> Result<Action, Frame> {
 }
 
 /// Directives CONFIG SET changes on a running node.
-pub const SETTABLE: &[&str] = &["requirepass", "maxclients", "timeout"];
+pub const SETTABLE: &[&str] = &[
+    "requirepass",
+    "maxclients",
+    "timeout",
+    "cluster-node-timeout",
+    "maxmemory",
+    "appendonly",
+];
+
+/// The largest `cluster-node-timeout` CONFIG SET takes, in ms (a day).
+pub const MAX_NODE_TIMEOUT_MS: u64 = 86_400_000;
+
+/// A `cluster-node-timeout` value for CONFIG SET: whole milliseconds,
+/// 1 to [`MAX_NODE_TIMEOUT_MS`] (below 100 the node runs with 100).
+pub fn parse_node_timeout(value: &str) -> Result<std::time::Duration, String> {
+    match value.trim().parse::<u64>() {
+        Ok(ms) if (1..=MAX_NODE_TIMEOUT_MS).contains(&ms) => {
+            Ok(std::time::Duration::from_millis(ms))
+        }
+        _ => Err(format!(
+            "cluster-node-timeout is in milliseconds, 1 to {MAX_NODE_TIMEOUT_MS}"
+        )),
+    }
+}
 
 /// Every directive CONFIG GET shows, with its value now.
-pub fn config_values(s: &Shared, auth: &crate::auth::Auth) -> Vec<(String, String)> {
+pub fn config_values(s: &Shared, handle: &Handle) -> Vec<(String, String)> {
     let c = &s.config;
+    let auth = handle.auth();
     let yes = |b: bool| if b { "yes" } else { "no" }.to_string();
     let password = auth.password().map(|p| p.to_string()).unwrap_or_default();
     vec![
         ("port".into(), c.port.to_string()),
         ("bind".into(), c.bind.to_string()),
         ("dir".into(), c.data_dir.display().to_string()),
-        ("appendonly".into(), yes(c.appendonly)),
+        ("appendonly".into(), yes(handle.journaling())),
+        ("maxmemory".into(), handle.maxmemory().to_string()),
         (
             "appendfsync".into(),
             match c.appendfsync {
@@ -123,7 +149,7 @@ pub fn config_values(s: &Shared, auth: &crate::auth::Auth) -> Vec<(String, Strin
         ),
         (
             "cluster-node-timeout".into(),
-            c.cluster_node_timeout_ms.to_string(),
+            handle.cluster().node_timeout().as_millis().to_string(),
         ),
         (
             "cluster-announce-ip".into(),
@@ -176,7 +202,7 @@ pub fn glob(pattern: &[u8], text: &[u8]) -> bool {
 }
 
 /// INFO's text, Disque's sections and fields plus wasque's.
-pub fn info_text(section: Option<&str>, n: &NodeInfo, s: &Shared) -> String {
+pub fn info_text(section: Option<&str>, n: &NodeInfo, s: &Shared, handle: &Handle) -> String {
     let section = section.unwrap_or("default");
     let all = section == "all" || section == "everything";
     let default = section == "default" || all;
@@ -232,6 +258,7 @@ pub fn info_text(section: Option<&str>, n: &NodeInfo, s: &Shared) -> String {
                 kv("used_memory", rss.to_string()),
                 kv("used_memory_human", human(rss)),
                 kv("used_memory_rss", rss.to_string()),
+                kv("maxmemory", handle.maxmemory().to_string()),
             ],
         );
     }
@@ -249,7 +276,11 @@ pub fn info_text(section: Option<&str>, n: &NodeInfo, s: &Shared) -> String {
             "Persistence",
             vec![
                 kv("loading", "0".into()),
-                kv("aof_enabled", u8::from(s.config.appendonly).to_string()),
+                kv("aof_enabled", u8::from(handle.journaling()).to_string()),
+                kv(
+                    "aof_state",
+                    if handle.journaling() { "on" } else { "off" }.into(),
+                ),
             ],
         );
     }
@@ -308,7 +339,25 @@ fn human(b: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::glob;
+    use super::{glob, parse_node_timeout};
+
+    #[test]
+    fn node_timeouts() {
+        assert_eq!(parse_node_timeout("3000").unwrap().as_millis(), 3000);
+        assert_eq!(parse_node_timeout("1").unwrap().as_millis(), 1);
+        for bad in [
+            "0",
+            "-1",
+            "",
+            "3s",
+            "1.5",
+            "86400001",
+            "99999999999999999999999",
+        ] {
+            let e = parse_node_timeout(bad).unwrap_err();
+            assert!(e.contains("milliseconds"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn globs() {
