@@ -233,6 +233,10 @@ fn a_forgotten_node_is_refused_by_every_member() {
         });
     }
     let c_id = node_id(&c);
+    // An id no member met (a typo) is unknown, and nothing is revoked.
+    let e = q(&a, &["CLUSTER", "FORGET", &"ab".repeat(20)]).unwrap_err();
+    assert!(e.to_string().contains("Unknown node"), "{e}");
+    assert_eq!(info_field(&a, "cluster_forgotten_nodes"), "0");
     q(&a, &["CLUSTER", "FORGET", &c_id]).unwrap();
     // b was not asked: it learns it from a.
     for n in [&a, &b] {

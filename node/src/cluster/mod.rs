@@ -300,7 +300,15 @@ impl Cluster {
     pub fn forget(&self, node: NodeName) -> bool {
         // In ca mode forgetting is revoking: every member refuses the node
         // (its id and the certificate it was seen with) from now on.
-        if self.inner.ca_mode() {
+        // An id this node never met is not revoked (a typo would be
+        // permanent): FORGET answers it as unknown.
+        let met = self.inner.pins.get(&node).is_some()
+            || self
+                .inner
+                .table
+                .read()
+                .is_ok_and(|t| t.get(&node).is_some());
+        if self.inner.ca_mode() && met {
             let certs = self.inner.pins.get(&node);
             match self
                 .inner
