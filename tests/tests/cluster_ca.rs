@@ -56,14 +56,7 @@ fn a_node_joins_with_the_token_and_foreign_certificates_are_refused() {
     // Init again: the same CA, the same token.
     assert_eq!(text(&q(&a, &["CLUSTER", "INIT"]).unwrap()), token);
 
-    let b = TestNode::start(&[
-        "--cluster-node-timeout",
-        "1500",
-        "--join",
-        &a.addr_str(),
-        "--join-token",
-        &token,
-    ]);
+    let b = joiner(&a, &token);
     assert!(b.data_dir.join("tls/cluster-node.pem").exists());
     assert_eq!(info_field(&b, "cluster_trust"), "ca");
     eventually(20, "a and b see each other", || {

@@ -47,34 +47,28 @@ pub(super) async fn serve(inner: Arc<Inner>, conn: quinn::Connection) {
     // source cannot finish the QUIC handshake).
     if !inner.ca_mode() && !is_loopback(&remote) && !crate::net::announce::is_this_host(remote.ip())
     {
-        inner
-            .stats
-            .connections_refused
-            .fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(%remote, "peer refused: loopback trust mode accepts peers from loopback addresses only");
-        conn.close(
-            1u32.into(),
+        return refuse_conn(
+            &inner,
+            &conn,
+            "loopback trust mode accepts peers from loopback addresses only",
             b"loopback trust mode: peers only from loopback",
         );
-        return;
     }
     let Some(fp) = trust::peer_fingerprint(&conn) else {
-        inner
-            .stats
-            .connections_refused
-            .fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(%remote, "peer refused: it presented no certificate");
-        conn.close(1u32.into(), b"the peer protocol requires a certificate");
-        return;
+        return refuse_conn(
+            &inner,
+            &conn,
+            "it presented no certificate",
+            b"the peer protocol requires a certificate",
+        );
     };
     if inner.admission.is_revoked_cert(&fp) {
-        inner
-            .stats
-            .connections_refused
-            .fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(%remote, "peer refused: its certificate was revoked (CLUSTER FORGET)");
-        conn.close(1u32.into(), b"this node was forgotten: certificate revoked");
-        return;
+        return refuse_conn(
+            &inner,
+            &conn,
+            "its certificate was revoked (CLUSTER FORGET)",
+            b"this node was forgotten: certificate revoked",
+        );
     }
     // Who is at the other end, once a verified Hello said so.
     let peer: Verified = Arc::new(tokio::sync::watch::channel(None).0);
@@ -322,6 +316,17 @@ async fn exchange(
     let _ = send.finish();
     // Let the answer reach the peer before the stream goes away.
     let _ = send.stopped().await;
+}
+
+/// Closes a peer connection before anything is read from it: counted,
+/// logged with why, and the peer told `reason`.
+fn refuse_conn(inner: &Inner, conn: &quinn::Connection, why: &str, reason: &'static [u8]) {
+    inner
+        .stats
+        .connections_refused
+        .fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(remote = %conn.remote_address(), "peer refused: {why}");
+    conn.close(1u32.into(), reason);
 }
 
 fn refuse(inner: &Inner, recv: &mut quinn::RecvStream, why: String) {
