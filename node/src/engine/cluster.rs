@@ -14,6 +14,7 @@ use std::collections::BTreeSet;
 
 use hashbrown::HashMap;
 
+use super::ack::AckWait;
 use super::getjob::Cause;
 use super::peer::PeerMsg;
 use super::{Effect, Engine, RequestId, Timer};
@@ -29,8 +30,6 @@ const WILL_QUEUE_MS: u64 = 500;
 const TICK_MS: u64 = 50;
 /// The tick's slower chores (acks, module fetches) run this often.
 const CHORES_MS: u64 = 250;
-/// An unanswered SETACK is sent again after this long.
-const ACK_RESEND_MS: u64 = 1_000;
 /// A queue with blocked GETJOB clients asks peers for jobs at most this
 /// often.
 const NEED_EVERY_MS: u64 = 250;
@@ -52,6 +51,8 @@ pub(super) struct PendingRepl {
     pub waiting: Vec<NodeName>,
     pub asked: Vec<NodeName>,
     pub deadline: UnixMs,
+    /// When the copies were last sent (see `resend_copies`).
+    pub sent_at: UnixMs,
     /// The add also waits for the result (`wait_ms`, ack on result).
     pub wait: Option<(u64, bool)>,
     /// REPLICATE was given; without it (Disque's default of 3, or fewer
@@ -61,15 +62,6 @@ pub(super) struct PendingRepl {
     /// Later adds with the same idempotency key (`idem.rs`), answered as
     /// this one is: (request, its wait).
     pub also: Vec<(RequestId, Option<(u64, bool)>)>,
-}
-
-/// An acknowledgement not yet confirmed by every holder.
-#[derive(Debug)]
-pub(super) struct AckWait {
-    pub pending: Vec<NodeName>,
-    /// Given up after this (the job's TTL: no copy outlives it).
-    pub until: UnixMs,
-    pub sent_at: UnixMs,
 }
 
 /// Counters for INFO and metrics.
@@ -118,7 +110,7 @@ pub(super) struct ClusterState {
 }
 
 impl Engine {
-    fn me(&self) -> NodeName {
+    pub(super) fn me(&self) -> NodeName {
         self.cluster.me.unwrap_or(NodeName([0; 20]))
     }
 
@@ -137,6 +129,7 @@ impl Engine {
         }
         if !new.is_empty() {
             self.catch_up(&new);
+            self.resend_copies(now);
         }
         self.cluster.stats.peers = self.cluster.peers.len();
         if !gone.is_empty() {
@@ -157,6 +150,11 @@ impl Engine {
         for (id, a) in &self.cluster.acks {
             for n in a.pending.iter().filter(|n| new.contains(n)) {
                 out.push((*n, PeerMsg::SetAck(*id)));
+            }
+        }
+        for p in self.cluster.repl.values_mut() {
+            if p.waiting.iter().any(|n| new.contains(n)) {
+                p.sent_at = 0;
             }
         }
         for id in self.cluster.will_queue.keys() {
@@ -301,36 +299,9 @@ impl Engine {
         match msg {
             PeerMsg::Replicate(job) => self.on_replicate(now, from, *job),
             PeerMsg::GotJob(id) => self.on_got_job(now, from, id),
-            PeerMsg::SetAck(id) => {
-                tracing::debug!(job = %id, from = %from, state = ?self.jobs.get(&id).map(|j| j.state), "set-ack in");
-                // An acked stub of our own stays until our ack is confirmed.
-                // A job with an asynckey is acked only by its holders: a
-                // node that never held it (Disque's ack for a job never
-                // seen) could not check the key, so its ack is ignored and
-                // the key cannot be bypassed by asking another node.
-                if self.jobs.get(&id).is_some_and(|j| {
-                    j.state != JobState::Acked
-                        && (j.asynckey().is_none() || j.nodes.contains(&from))
-                }) {
-                    self.remove_job(&id, "acknowledged");
-                }
-                self.send(from, PeerMsg::GotAck(id));
-            }
-            PeerMsg::GotAck(id) => {
-                if let Some(a) = self.cluster.acks.get_mut(&id) {
-                    a.pending.retain(|n| *n != from);
-                    if a.pending.is_empty() {
-                        self.cluster.acks.remove(&id);
-                        self.drop_acked_stub(&id);
-                    }
-                }
-            }
-            PeerMsg::DelJob(id) => {
-                if self.jobs.get(&id).is_some_and(|j| !j.state.is_finished()) {
-                    // Nor is a copy's key whose add failed.
-                    self.remove_job_as(&id, "deleted (its add was not replicated)", false);
-                }
-            }
+            PeerMsg::SetAck(id) => self.on_set_ack(now, from, id),
+            PeerMsg::GotAck(id) => self.on_got_ack(from, id),
+            PeerMsg::DelJob(id) => self.on_del_job(from, id),
             PeerMsg::WillQueue(id) => self.on_will_queue(now, from, id),
             PeerMsg::Queued(id) => self.on_queued(now, from, id),
             PeerMsg::Finished { id, state, result } => self.on_finished(now, id, state, result),
@@ -360,7 +331,7 @@ impl Engine {
         self.effects.push_back(Effect::Send { to, msg });
     }
 
-    fn arm_tick(&mut self, now: UnixMs) {
+    pub(super) fn arm_tick(&mut self, now: UnixMs) {
         if self.cluster.peers.is_empty() && self.cluster.acks.is_empty() {
             return;
         }
@@ -434,6 +405,7 @@ impl Engine {
                     waiting: asked.clone(),
                     asked,
                     deadline,
+                    sent_at: now,
                     wait,
                     explicit,
                     also: Vec::new(),
@@ -682,63 +654,6 @@ impl Engine {
         false
     }
 
-    /// ACKJOB / FASTACK of a job, held here or not: every other holder
-    /// (or, for a job never seen here, every peer) is told to forget it.
-    pub(super) fn ack_everywhere(&mut self, now: UnixMs, id: JobId, fast: bool) -> bool {
-        let me = self.me();
-        let (targets, until) = match self.jobs.get(&id) {
-            Some(job) => (job.others(me).collect::<Vec<_>>(), job.expires_at),
-            None if self.cluster.peers.is_empty() => (vec![], now),
-            None => (
-                self.cluster.peers.iter().copied().collect(),
-                // The id carries the TTL (minutes): keep the ack that long.
-                id.0.get_timestamp()
-                    .map(|t| t.to_unix().0.saturating_mul(1000))
-                    .unwrap_or(now)
-                    .saturating_add(id.ttl_secs().saturating_mul(1000))
-                    .max(now + ACK_RESEND_MS),
-            ),
-        };
-        let nodes = self.jobs.get(&id).map(|j| j.nodes.clone());
-        let held = self
-            .jobs
-            .get(&id)
-            .is_some_and(|j| j.state != JobState::Acked)
-            && self.remove_job(&id, "acknowledged");
-        if targets.is_empty() {
-            return held;
-        }
-        tracing::debug!(job = %id, ?targets, fast, "ack: set-ack out");
-        for to in &targets {
-            self.send(*to, PeerMsg::SetAck(id));
-        }
-        if !fast {
-            // Keep a durable acked stub until every holder confirmed, so a
-            // crash here cannot let a holder deliver the job again.
-            let nodes = nodes.unwrap_or_else(|| {
-                let mut n = vec![me];
-                n.extend(targets.iter().copied());
-                n
-            });
-            if !self.jobs.contains_key(&id) {
-                self.timers.set(until, Timer::Expire(id));
-                self.jobs
-                    .insert(Box::new(crate::job::Job::acked_stub(id, until, nodes)));
-                self.journal_put(&id);
-            }
-            self.cluster.acks.insert(
-                id,
-                AckWait {
-                    pending: targets,
-                    until,
-                    sent_at: now,
-                },
-            );
-            self.arm_tick(now);
-        }
-        held
-    }
-
     /// A retry timer fired on a job other nodes also hold: announce the
     /// re-queue first. Returns false for a job kept on this node only.
     pub(super) fn requeue_announced(&mut self, now: UnixMs, id: JobId) -> bool {
@@ -831,36 +746,6 @@ impl Engine {
             self.timers.set(at, Timer::Requeue(id));
         }
         self.journal_put(&id);
-    }
-
-    /// Forgets an acked stub once its ack is confirmed everywhere (or its
-    /// TTL passed), without reporting the job as removed a second time.
-    pub(super) fn drop_acked_stub(&mut self, id: &JobId) {
-        if let Some(job) = self.jobs.get(id)
-            && job.state == JobState::Acked
-        {
-            self.timers.cancel(job.expires_at, Timer::Expire(*id));
-            self.jobs.remove(id);
-            self.journal_remove(id);
-        }
-    }
-
-    /// A restored acked stub: its ack goes out again until confirmed.
-    pub(super) fn restore_acked_stub(&mut self, now: UnixMs, job: crate::job::Job) {
-        let me = self.me();
-        let pending: Vec<NodeName> = job.others(me).collect();
-        let id = job.id;
-        self.timers.set(job.expires_at, Timer::Expire(id));
-        self.cluster.acks.insert(
-            id,
-            AckWait {
-                pending,
-                until: job.expires_at,
-                sent_at: 0,
-            },
-        );
-        self.hold(job);
-        self.arm_tick(now);
     }
 
     fn on_will_queue(&mut self, now: UnixMs, from: NodeName, id: JobId) {
@@ -1159,32 +1044,8 @@ impl Engine {
             return;
         }
         self.cluster.chores_at = now;
-        // Acks.
-        let live = self.cluster.peers.clone();
-        let mut resend = Vec::new();
-        let mut expired = Vec::new();
-        self.cluster.acks.retain(|id, a| {
-            if a.until <= now {
-                expired.push(*id);
-                return false;
-            }
-            if now.saturating_sub(a.sent_at) >= ACK_RESEND_MS {
-                a.sent_at = now;
-                for n in &a.pending {
-                    if live.contains(n) {
-                        resend.push((*n, *id));
-                    }
-                }
-            }
-            true
-        });
-        for (to, id) in resend {
-            tracing::debug!(job = %id, to = %to, "set-ack resent");
-            self.send(to, PeerMsg::SetAck(id));
-        }
-        for id in expired {
-            self.drop_acked_stub(&id);
-        }
+        self.resend_acks(now);
+        self.resend_copies(now);
         // Module fetches that never ended.
         self.cluster
             .fetching

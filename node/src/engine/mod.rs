@@ -17,6 +17,7 @@
 //! `Effect::Persist`, ahead of the replies that depend on them. Start-up
 //! goes through [`Engine::restore`].
 
+mod ack;
 mod after;
 mod asynckey;
 mod cancel;
