@@ -963,15 +963,6 @@ impl Node {
             stop_rx.clone(),
         )?;
 
-        // A restarted node meets its saved peers again before it opens its
-        // client doors (for at most 3 s, or the node timeout if shorter:
-        // peers announce to a member they hold down once per node
-        // timeout), as Disque knows them from its nodes file at start.
-        cluster
-            .await_rejoin(Duration::from_millis(
-                cfg.cluster_node_timeout_ms.min(3_000),
-            ))
-            .await;
         let store_stats = store.as_ref().map(|s| s.stats());
         let monitor = cfg
             .http_port
@@ -1052,6 +1043,7 @@ impl Node {
         // Essential tasks: one that panics or ends early ends the node
         // (supervise.rs), instead of leaving open sockets that answer nothing.
         let (fatal, failures) = crate::supervise::channel();
+        let (clients_tx, clients_rx) = tokio::sync::watch::channel(false);
         let essential =
             |name, fut| crate::supervise::spawn(name, fut, stop_rx.clone(), fatal.clone());
         let mut tasks = vec![
@@ -1065,11 +1057,24 @@ impl Node {
                     endpoint,
                     quic_cfg,
                     handle.clone(),
-                    cluster,
+                    cluster.clone(),
+                    clients_rx,
                     stop_rx.clone(),
                 )),
             ),
         ];
+        // A restarted node meets its saved peers again before it opens its
+        // client doors (for at most 3 s, or the node timeout if shorter:
+        // peers announce to a member they hold down once per node
+        // timeout), as Disque knows them from its nodes file at start.
+        // Peer connections are accepted meanwhile (the peers' answers come
+        // over them); clients wait.
+        cluster
+            .await_rejoin(Duration::from_millis(
+                cfg.cluster_node_timeout_ms.min(3_000),
+            ))
+            .await;
+        let _ = clients_tx.send(true);
         tasks.push(essential(
             "resp accept loop",
             Box::pin(crate::net::resp::serve(

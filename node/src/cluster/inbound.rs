@@ -151,6 +151,7 @@ async fn engine_stream(
     if let Err(why) = inner.admit(hello.node, fp) {
         return refuse(&inner, &mut recv, why);
     }
+    super::link::peer_said_hello(&inner, &hello.node, hello.incarnation);
     if let Ok(mut t) = inner.table.write() {
         t.hello(&hello);
     }
@@ -270,6 +271,7 @@ async fn exchange(
     let answer = match wire::read(&mut recv, inner.cfg.max_frame_bytes).await {
         Ok(Some(Frame::Hello(h))) => match inner.admit(h.node, fp) {
             Ok(()) => {
+                super::link::peer_said_hello(&inner, &h.node, h.incarnation);
                 if let Ok(mut t) = inner.table.write() {
                     t.hello(&h);
                 }

@@ -38,6 +38,8 @@ pub(super) enum Out {
 pub(super) struct LinkTx {
     tx: mpsc::UnboundedSender<Out>,
     generation: u64,
+    /// The peer's incarnation when the link was dialed (0: not known).
+    incarnation: u64,
 }
 
 /// Queues `out` on the link to `to`, dialing it if there is none.
@@ -60,17 +62,48 @@ pub(super) fn send(inner: &Arc<Inner>, to: NodeName, out: Out) {
         },
         None => out,
     };
-    let addr = inner.table.read().ok().and_then(|t| t.addr_of(&to));
-    let Some(addr) = addr else {
+    let known = inner
+        .table
+        .read()
+        .ok()
+        .and_then(|t| t.get(&to).map(|p| (p.addr, p.incarnation)));
+    let Some((addr, incarnation)) = known else {
         inner.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
         return;
     };
     let (tx, rx) = mpsc::unbounded_channel();
     let _ = tx.send(out);
     let generation = inner.link_gen.fetch_add(1, Ordering::Relaxed);
-    links.insert(to, LinkTx { tx, generation });
+    links.insert(
+        to,
+        LinkTx {
+            tx,
+            generation,
+            incarnation,
+        },
+    );
     inner.stats.frames_out.fetch_add(1, Ordering::Relaxed);
     tokio::spawn(run(inner.clone(), to, addr, generation, rx));
+}
+
+/// A peer said Hello with `incarnation`. If that is newer than the one
+/// the link to it was dialed for, the peer restarted and the link's
+/// connection leads to the old process: nothing sent on it arrives, and it
+/// would only fail at the idle timeout or once SWIM declared the peer
+/// down. It is dropped now so the next message dials the new process.
+pub(super) fn peer_said_hello(inner: &Inner, node: &NodeName, incarnation: u64) {
+    let mut links = inner.links.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(l) = links.get_mut(node) else {
+        return;
+    };
+    if l.incarnation == 0 {
+        // Dialed before anything was known of it (a saved peer): it leads
+        // to the process that just spoke, as far as anyone can tell.
+        l.incarnation = incarnation;
+    } else if l.incarnation < incarnation {
+        tracing::debug!(peer = %node.short(), "peer restarted: link dropped");
+        links.remove(node);
+    }
 }
 
 /// Drops the link to `node` (FORGET, RESET).

@@ -54,12 +54,14 @@ pub fn bind(
     })
 }
 
-/// Accepts connections until `stop` turns true.
+/// Accepts connections until `stop` turns true. Peer and join connections
+/// are served at once; client connections once `clients_open` is true.
 pub async fn serve(
     endpoint: quinn::Endpoint,
     cfg: QuicConfig,
     handle: Handle,
     cluster: crate::cluster::Cluster,
+    clients_open: watch::Receiver<bool>,
     mut stop: watch::Receiver<bool>,
 ) {
     let cfg = Arc::new(cfg);
@@ -78,6 +80,7 @@ pub async fn serve(
         live.fetch_add(1, Ordering::Relaxed);
         let (cfg, handle, live, stop) = (cfg.clone(), handle.clone(), live.clone(), stop.clone());
         let cluster = cluster.clone();
+        let mut clients_open = clients_open.clone();
         tokio::spawn(async move {
             match incoming.await {
                 Ok(conn) if alpn(&conn).as_deref() == Some(PEER_ALPN) => {
@@ -86,7 +89,13 @@ pub async fn serve(
                 Ok(conn) if alpn(&conn).as_deref() == Some(crate::cluster::ca::JOIN_ALPN) => {
                     cluster.serve_join(conn).await
                 }
-                Ok(conn) => connection::serve(conn, cfg, handle, stop).await,
+                Ok(conn) => {
+                    // Clients are served once the node opened its doors
+                    // (after a restart, once its peers are back).
+                    if clients_open.wait_for(|open| *open).await.is_ok() {
+                        connection::serve(conn, cfg, handle, stop).await
+                    }
+                }
                 Err(e) => tracing::debug!("handshake failed: {e}"),
             }
             live.fetch_sub(1, Ordering::Relaxed);
