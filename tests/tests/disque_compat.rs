@@ -2,14 +2,17 @@
 //! real processes: `CONFIG SET cluster-node-timeout` retimes failure
 //! detection at run time, `CONFIG SET maxmemory` / `appendonly` and their
 //! INFO fields, `DEBUG FLUSHALL` only behind `--enable-debug-command`, and
-//! `CLUSTER INFO`'s `cluster_reachable_nodes` counting the other nodes.
+//! `CLUSTER INFO`'s `cluster_reachable_nodes` counting the other nodes;
+//! a restarted node sees its peers before it answers, and an acked job
+//! stays acked on every reachable holder until all holders confirmed.
 //! Every wait is bounded; every node is killed by its own handle.
 
 use std::time::{Duration, Instant};
 
 use redis::Value;
 use wasque_tests::node::{TestNode, form_cluster};
-use wasque_tests::resp::{cmd, connect, text};
+use wasque_tests::resp::{cmd, connect, field, text};
+use wasque_tests::wait::eventually;
 
 fn q(node: &TestNode, args: &[&str]) -> redis::RedisResult<Value> {
     let mut c = connect(node.addr).expect("RESP connection");
@@ -162,4 +165,68 @@ fn debug_needs_the_flag_and_config_set_takes_disques_parameters() {
     assert!(err.to_string().contains("appendonly"), "{err}");
     // The node still serves.
     assert_eq!(text(&q(&node, &["PING"]).unwrap()), "PONG");
+}
+
+/// Three nodes on data dirs kept by the caller, with `extra` flags.
+fn cluster_in(tmp: &std::path::Path, extra: &[&str]) -> Vec<TestNode> {
+    let nodes: Vec<TestNode> = (0..3)
+        .map(|i| TestNode::start_in(&tmp.join(format!("n{i}")), extra))
+        .collect();
+    form_cluster(&nodes);
+    nodes
+}
+
+#[test]
+fn a_restarted_node_sees_its_peers_before_it_answers_clients() {
+    // A long node timeout: the peers' links to the killed process do not
+    // fail by timeout during the test, so only a restart that reaches its
+    // peers at once (and makes them redial it) passes.
+    let tmp = tempfile::tempdir().unwrap();
+    let args = ["--cluster-node-timeout", "20000"];
+    let mut nodes = cluster_in(tmp.path(), &args);
+    let old = nodes.pop().expect("three nodes");
+    let port = old.addr.port();
+    old.kill9();
+    let back = TestNode::start_at(&tmp.path().join("n2"), port, &args);
+    // The very first answer, as Disque's suite asks right after a restart.
+    assert_eq!(
+        info_field(&back, &["CLUSTER", "INFO"], "cluster_reachable_nodes").as_deref(),
+        Some("2"),
+        "the restarted node opened its doors before it saw its peers"
+    );
+    let id = q(&back, &["ADDJOB", "q", "x", "2000", "REPLICATE", "3"]);
+    assert!(
+        matches!(&id, Ok(v) if !text(v).is_empty()),
+        "a 3-copy add right after the restart: {id:?}"
+    );
+}
+
+#[test]
+fn an_acked_job_stays_acked_on_reachable_holders_until_every_holder_confirmed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let args = ["--cluster-node-timeout", "2000"];
+    let mut nodes = cluster_in(tmp.path(), &args);
+    let id = text(&q(&nodes[0], &["ADDJOB", "q", "x", "2000", "REPLICATE", "3"]).unwrap());
+    let away = nodes.pop().expect("three nodes");
+    let port = away.addr.port();
+    away.kill9();
+    let acked = q(&nodes[1], &["ACKJOB", &id]).unwrap();
+    assert_eq!(acked, Value::Int(1));
+    let state = |n: &TestNode| {
+        let mut c = connect(n.addr).expect("RESP connection");
+        field(&mut c, "SHOW", &id, "state")
+    };
+    // Both reachable holders keep it acked (so neither can queue it again)
+    // while the third cannot confirm; they still do after the peer is
+    // declared down and after their own collection rounds.
+    std::thread::sleep(std::time::Duration::from_millis(3_000));
+    for n in &nodes {
+        assert_eq!(state(n).as_deref(), Some("acked"), "node {}", n.addr);
+    }
+    // The third holder comes back with the job in its store: the ack
+    // reaches it, and every copy goes.
+    nodes.push(TestNode::start_at(&tmp.path().join("n2"), port, &args));
+    eventually(30, "the acked job gone from every node", || {
+        nodes.iter().all(|n| state(n).is_none())
+    });
 }
