@@ -1,6 +1,6 @@
 //! The module catalogue's name table: `NAME@VERSION` → module hash, the
-//! same on every node. Kept in `DATA_DIR/module-names.json` (written
-//! through a temporary file and a rename) and replicated as the tenant and
+//! same on every node. Kept in `DATA_DIR/module-names.json` (see
+//! `registry_file.rs`) and replicated as the tenant and
 //! schedule registries are: adverts carry [`ModuleNames::digest`], and a
 //! peer whose digest differs is sent every record (`Frame::ModuleNames`),
 //! which it merges (a record's higher `rev` wins; a removal is a
@@ -14,14 +14,14 @@
 //! [`wasque_sdk::proto::compare_versions`].
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use wasque_sdk::proto::{check_module_name, check_module_version, compare_versions};
 
 use crate::job::{ModuleHash, UnixMs};
+use crate::registry_file::{Document, OpenError, RegistryFile, digest64};
 
 /// The file's name in the data dir.
 pub const FILE: &str = "module-names.json";
@@ -85,7 +85,7 @@ pub enum NameError {
     Io(#[from] std::io::Error),
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct State {
     records: BTreeMap<String, NameRecord>,
 }
@@ -93,8 +93,7 @@ struct State {
 /// The table. Cheap to read from every door.
 #[derive(Debug, Default)]
 pub struct ModuleNames {
-    path: Option<PathBuf>,
-    state: RwLock<State>,
+    file: RegistryFile<State>,
 }
 
 fn key_of(tenant: Option<&str>, name: &str, version: &str) -> String {
@@ -108,47 +107,26 @@ impl ModuleNames {
     /// The table of a data dir (empty if it has no file yet). A file that
     /// does not parse stops the start rather than lose names.
     pub fn open(data_dir: &Path) -> Result<ModuleNames, NameError> {
-        let path = data_dir.join(FILE);
-        let mut state = State::default();
-        match std::fs::read(&path) {
-            Ok(bytes) => {
-                let file: File = serde_json::from_slice(&bytes).map_err(|e| {
-                    NameError::Invalid(format!(
-                        "{} does not parse: {e} (move it aside to start without module names)",
-                        path.display()
-                    ))
-                })?;
-                if file.format != NAMES_FORMAT {
-                    return Err(NameError::Invalid(format!(
-                        "{} is in format {}; this node reads format {NAMES_FORMAT}",
-                        path.display(),
-                        file.format
-                    )));
-                }
-                for r in file.names {
-                    state.records.insert(r.key.clone(), r);
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e.into()),
-        }
-        Ok(ModuleNames {
-            path: Some(path),
-            state: RwLock::new(state),
-        })
+        let file = RegistryFile::open(data_dir.join(FILE)).map_err(|e| match e {
+            OpenError::Invalid(why) => NameError::Invalid(why),
+            OpenError::Io(e) => NameError::Io(e),
+        })?;
+        Ok(ModuleNames { file })
     }
 
     /// A table kept in memory only (tests).
     pub fn in_memory() -> ModuleNames {
-        ModuleNames::default()
+        ModuleNames {
+            file: RegistryFile::in_memory(),
+        }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
-        self.state.read().unwrap_or_else(|p| p.into_inner())
+        self.file.read()
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
-        self.state.write().unwrap_or_else(|p| p.into_inner())
+    fn change(&self, f: impl FnOnce(&mut State) -> Result<(), NameError>) -> Result<(), NameError> {
+        self.file.change(f)
     }
 
     /// Refuses a name that already names other bytes (checked before an
@@ -320,8 +298,7 @@ impl ModuleNames {
             h.update(r.rev.to_le_bytes());
             h.update(r.hash.0);
         }
-        let d = h.finalize();
-        u64::from_le_bytes(d[..8].try_into().unwrap_or([0; 8]))
+        digest64(h)
     }
 
     /// Every record (tombstones included), for a peer.
@@ -358,26 +335,6 @@ impl ModuleNames {
         });
         changed
     }
-
-    // ---- internals -----------------------------------------------------
-
-    /// Applies a change and saves the file; a change that cannot be saved
-    /// is undone, so memory never claims what the disk does not hold.
-    fn change(&self, f: impl FnOnce(&mut State) -> Result<(), NameError>) -> Result<(), NameError> {
-        let mut st = self.write();
-        let before = st.records.clone();
-        f(&mut st)?;
-        if st.records == before {
-            return Ok(());
-        }
-        if let Some(path) = &self.path
-            && let Err(e) = save(path, &st)
-        {
-            st.records = before;
-            return Err(e.into());
-        }
-        Ok(())
-    }
 }
 
 fn valid_record(r: &NameRecord) -> bool {
@@ -393,17 +350,31 @@ fn valid_record(r: &NameRecord) -> bool {
 
 #[derive(Serialize, Deserialize)]
 struct File {
-    format: u32,
     names: Vec<NameRecord>,
 }
 
-fn save(path: &Path, st: &State) -> std::io::Result<()> {
-    let file = File {
-        format: NAMES_FORMAT,
-        names: st.records.values().cloned().collect(),
-    };
-    let bytes = serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)?;
-    crate::net::identity::write_secret(path, &bytes)
+impl Document for State {
+    type File = File;
+    const FORMAT: u32 = NAMES_FORMAT;
+    const IF_DAMAGED: &'static str = "move it aside to start without module names";
+
+    fn to_file(&self) -> File {
+        File {
+            names: self.records.values().cloned().collect(),
+        }
+    }
+
+    fn from_file(file: File) -> Result<State, String> {
+        let mut st = State::default();
+        for r in file.names {
+            st.records.insert(r.key.clone(), r);
+        }
+        Ok(st)
+    }
+
+    fn unchanged(&self, before: &State) -> bool {
+        self.records == before.records
+    }
 }
 
 #[cfg(test)]

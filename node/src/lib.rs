@@ -21,6 +21,8 @@
 //! - [`monitor`]: metrics registry, rates and event feed of one node.
 //! - [`config`]: one [`config::Config`] from defaults, file and flags.
 //! - [`quoting`]: Redis-style quoted words (config lines, inline commands).
+//! - [`registry_file`]: the JSON file each replicated registry keeps
+//!   (format check, private writes, changes undone when not saved).
 //! - [`runtime`]: the driver, the one place that feeds the engine its events
 //!   and carries out its effects.
 //! - [`supervise`]: essential tasks; a panic in one ends the process.
@@ -44,6 +46,7 @@ pub mod monitor;
 pub mod net;
 pub mod queue;
 pub mod quoting;
+pub mod registry_file;
 pub mod runtime;
 pub mod sched;
 pub mod store;

@@ -2,7 +2,7 @@
 //! (kept as sha256 of their secrets, each with an expiry and a revoked
 //! mark) and the forgotten nodes (their ids and the certificates they
 //! presented). Every member keeps the same set, in
-//! `DATA_DIR/tls/admission.json`, merged with its peers' (a digest in each
+//! `DATA_DIR/tls/admission.json` (see `registry_file.rs`), merged with its peers' (a digest in each
 //! advert, the whole set in an `Admission` frame when digests differ), so
 //! any member holding the CA key can admit a node, and a node forgotten
 //! on one member is refused by all.
@@ -13,14 +13,14 @@
 //! frames arrive in, so members agree without a leader.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::trust::Fingerprint;
 use crate::job::NodeName;
+use crate::registry_file::{Document, OpenError, RegistryFile, digest64};
 
 /// The file's name in `DATA_DIR/tls`.
 pub const FILE: &str = "admission.json";
@@ -82,14 +82,7 @@ pub struct AdmissionSet {
     pub revoked: Vec<RevokedNode>,
 }
 
-#[derive(Serialize, Deserialize)]
-struct FileBody {
-    format: u32,
-    #[serde(flatten)]
-    set: AdmissionSet,
-}
-
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct State {
     tokens: BTreeMap<String, TokenRecord>,
     revoked: BTreeMap<NodeName, RevokedNode>,
@@ -106,8 +99,19 @@ pub struct Merged {
 /// The admission set of this member.
 #[derive(Debug, Default)]
 pub struct Admission {
-    path: Option<PathBuf>,
-    state: RwLock<State>,
+    file: RegistryFile<State>,
+}
+
+/// Why a change was not made: refused, or not saved.
+enum ChangeError {
+    Refused(String),
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for ChangeError {
+    fn from(e: std::io::Error) -> ChangeError {
+        ChangeError::Io(e)
+    }
 }
 
 /// The sha256 of a token's secret, and the id users name it by.
@@ -122,46 +126,22 @@ impl Admission {
     /// that does not parse stops the start: starting without it would
     /// admit forgotten nodes again.
     pub fn open(tls_dir: &Path) -> Result<Admission, String> {
-        let path = tls_dir.join(FILE);
-        let mut state = State::default();
-        match std::fs::read(&path) {
-            Ok(bytes) => {
-                let body: FileBody = serde_json::from_slice(&bytes).map_err(|e| {
-                    format!(
-                        "{} does not parse: {e} (restore it from another member's copy)",
-                        path.display()
-                    )
-                })?;
-                if body.format != FORMAT {
-                    return Err(format!(
-                        "{} is in format {}; this node reads format {FORMAT}",
-                        path.display(),
-                        body.format
-                    ));
-                }
-                for t in body.set.tokens {
-                    state.tokens.insert(t.id.clone(), t);
-                }
-                for r in body.set.revoked {
-                    state.revoked.insert(r.node, r);
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("{}: {e}", path.display())),
-        }
-        Ok(Admission {
-            path: Some(path),
-            state: RwLock::new(state),
-        })
+        let file = RegistryFile::open(tls_dir.join(FILE)).map_err(|e| match e {
+            OpenError::Invalid(why) => why,
+            OpenError::Io(e) => format!("{}: {e}", tls_dir.join(FILE).display()),
+        })?;
+        Ok(Admission { file })
     }
 
     /// A set kept in memory only (tests).
     pub fn in_memory() -> Admission {
-        Admission::default()
+        Admission {
+            file: RegistryFile::in_memory(),
+        }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
-        self.state.read().unwrap_or_else(|p| p.into_inner())
+        self.file.read()
     }
 
     /// Records a token's secret (hashed), valid until `expires_ms` (0:
@@ -338,8 +318,7 @@ impl Admission {
                 h.update(c);
             }
         }
-        let d = h.finalize();
-        u64::from_le_bytes(d[..8].try_into().unwrap_or([0; 8]))
+        digest64(h)
     }
 
     /// The whole set, for a peer.
@@ -405,38 +384,42 @@ impl Admission {
         merged
     }
 
-    // ---- internals -----------------------------------------------------
-
-    /// Applies a change and saves the file; a change that cannot be saved
-    /// is undone, so memory never claims what the disk does not hold.
+    /// Applies a change and saves the file (see `registry_file.rs`).
     fn change(&self, f: impl FnOnce(&mut State) -> Result<(), String>) -> Result<(), String> {
-        let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
-        let before = (st.tokens.clone(), st.revoked.clone());
-        f(&mut st)?;
-        if (&st.tokens, &st.revoked) == (&before.0, &before.1) {
-            return Ok(());
+        self.file
+            .change(|st| f(st).map_err(ChangeError::Refused))
+            .map_err(|e| match e {
+                ChangeError::Refused(why) => why,
+                ChangeError::Io(e) => format!("saving the admission set: {e}"),
+            })
+    }
+}
+
+impl Document for State {
+    type File = AdmissionSet;
+    const FORMAT: u32 = FORMAT;
+    const IF_DAMAGED: &'static str = "restore it from another member's copy";
+
+    fn to_file(&self) -> AdmissionSet {
+        AdmissionSet {
+            tokens: self.tokens.values().cloned().collect(),
+            revoked: self.revoked.values().cloned().collect(),
         }
-        if let Err(e) = self.save(&st) {
-            st.tokens = before.0;
-            st.revoked = before.1;
-            return Err(format!("saving the admission set: {e}"));
-        }
-        Ok(())
     }
 
-    fn save(&self, st: &State) -> std::io::Result<()> {
-        let Some(path) = &self.path else {
-            return Ok(());
-        };
-        let body = FileBody {
-            format: FORMAT,
-            set: AdmissionSet {
-                tokens: st.tokens.values().cloned().collect(),
-                revoked: st.revoked.values().cloned().collect(),
-            },
-        };
-        let text = serde_json::to_vec_pretty(&body).map_err(std::io::Error::other)?;
-        crate::net::identity::write_secret(path, &text)
+    fn from_file(set: AdmissionSet) -> Result<State, String> {
+        let mut st = State::default();
+        for t in set.tokens {
+            st.tokens.insert(t.id.clone(), t);
+        }
+        for r in set.revoked {
+            st.revoked.insert(r.node, r);
+        }
+        Ok(st)
+    }
+
+    fn unchanged(&self, before: &State) -> bool {
+        self.tokens == before.tokens && self.revoked == before.revoked
     }
 }
 

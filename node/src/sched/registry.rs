@@ -1,12 +1,10 @@
 //! The node's schedule registry: every record, kept in
-//! `DATA_DIR/schedules.json` (written through a temporary file and a
-//! rename), merged with peers' copies (a digest in each advert, the
+//! `DATA_DIR/schedules.json` (see `registry_file.rs`), merged with peers' copies (a digest in each advert, the
 //! records in a `Schedules` frame when digests differ), and read by the
 //! doors and the ticker (`ticker.rs`).
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -15,6 +13,7 @@ use wasque_sdk::proto::{JobId, ScheduleSpec};
 use super::cron::Cron;
 use super::record::ScheduleRecord;
 use crate::job::UnixMs;
+use crate::registry_file::{Document, OpenError, RegistryFile, digest64};
 
 /// The file's name in the data dir.
 pub const FILE: &str = "schedules.json";
@@ -40,7 +39,7 @@ pub enum ScheduleError {
     Io(#[from] std::io::Error),
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct State {
     records: BTreeMap<String, ScheduleRecord>,
     /// The last add this node's ticker saw refused, per key (node-local:
@@ -51,55 +50,36 @@ struct State {
 /// The registry. Cheap to read from every door and the ticker.
 #[derive(Debug, Default)]
 pub struct Schedules {
-    path: Option<PathBuf>,
-    state: RwLock<State>,
+    file: RegistryFile<State>,
 }
 
 impl Schedules {
     /// The registry of a data dir (empty if it has no file yet). A file
     /// that does not parse stops the start rather than lose schedules.
     pub fn open(data_dir: &Path) -> Result<Schedules, ScheduleError> {
-        let path = data_dir.join(FILE);
-        let mut state = State::default();
-        match std::fs::read(&path) {
-            Ok(bytes) => {
-                let file: File = serde_json::from_slice(&bytes).map_err(|e| {
-                    ScheduleError::Invalid(format!(
-                        "{} does not parse: {e} (move it aside to start without schedules)",
-                        path.display()
-                    ))
-                })?;
-                if file.format != SCHEDULE_FORMAT {
-                    return Err(ScheduleError::Invalid(format!(
-                        "{} is in format {}; this node reads format {SCHEDULE_FORMAT}",
-                        path.display(),
-                        file.format
-                    )));
-                }
-                for r in file.schedules {
-                    state.records.insert(r.key.clone(), r);
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e.into()),
-        }
-        Ok(Schedules {
-            path: Some(path),
-            state: RwLock::new(state),
-        })
+        let file = RegistryFile::open(data_dir.join(FILE)).map_err(|e| match e {
+            OpenError::Invalid(why) => ScheduleError::Invalid(why),
+            OpenError::Io(e) => ScheduleError::Io(e),
+        })?;
+        Ok(Schedules { file })
     }
 
     /// A registry kept in memory only (tests).
     pub fn in_memory() -> Schedules {
-        Schedules::default()
+        Schedules {
+            file: RegistryFile::in_memory(),
+        }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
-        self.state.read().unwrap_or_else(|p| p.into_inner())
+        self.file.read()
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
-        self.state.write().unwrap_or_else(|p| p.into_inner())
+    fn change(
+        &self,
+        f: impl FnOnce(&mut State) -> Result<(), ScheduleError>,
+    ) -> Result<(), ScheduleError> {
+        self.file.change(f)
     }
 
     /// Makes a schedule under `key` (the name, `TENANT/`-prefixed for a
@@ -182,7 +162,10 @@ impl Schedules {
 
     /// Notes an add refused to this node's ticker (not stored, not sent).
     pub fn note_error(&self, key: &str, tick: UnixMs, error: String) {
-        self.write().errors.insert(key.to_string(), (tick, error));
+        self.file
+            .write_local()
+            .errors
+            .insert(key.to_string(), (tick, error));
     }
 
     /// Notes a tick fired (its job added, or found by its idempotency
@@ -249,8 +232,7 @@ impl Schedules {
                 h.update(id.0.as_bytes());
             }
         }
-        let d = h.finalize();
-        u64::from_le_bytes(d[..8].try_into().unwrap_or([0; 8]))
+        digest64(h)
     }
 
     /// Every record (tombstones included), for a peer.
@@ -289,29 +271,6 @@ impl Schedules {
         });
         changed
     }
-
-    // ---- internals -----------------------------------------------------
-
-    /// Applies a change and saves the file; a change that cannot be saved
-    /// is undone, so memory never claims what the disk does not hold.
-    fn change(
-        &self,
-        f: impl FnOnce(&mut State) -> Result<(), ScheduleError>,
-    ) -> Result<(), ScheduleError> {
-        let mut st = self.write();
-        let before = st.records.clone();
-        f(&mut st)?;
-        if st.records == before {
-            return Ok(());
-        }
-        if let Some(path) = &self.path
-            && let Err(e) = save(path, &st)
-        {
-            st.records = before;
-            return Err(e.into());
-        }
-        Ok(())
-    }
 }
 
 fn next_version(prev: u64, now: UnixMs) -> u64 {
@@ -334,17 +293,31 @@ fn valid_record(r: &ScheduleRecord) -> bool {
 
 #[derive(Serialize, Deserialize)]
 struct File {
-    format: u32,
     schedules: Vec<ScheduleRecord>,
 }
 
-fn save(path: &Path, st: &State) -> std::io::Result<()> {
-    let file = File {
-        format: SCHEDULE_FORMAT,
-        schedules: st.records.values().cloned().collect(),
-    };
-    let bytes = serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)?;
-    crate::net::identity::write_secret(path, &bytes)
+impl Document for State {
+    type File = File;
+    const FORMAT: u32 = SCHEDULE_FORMAT;
+    const IF_DAMAGED: &'static str = "move it aside to start without schedules";
+
+    fn to_file(&self) -> File {
+        File {
+            schedules: self.records.values().cloned().collect(),
+        }
+    }
+
+    fn from_file(file: File) -> Result<State, String> {
+        let mut st = State::default();
+        for r in file.schedules {
+            st.records.insert(r.key.clone(), r);
+        }
+        Ok(st)
+    }
+
+    fn unchanged(&self, before: &State) -> bool {
+        self.records == before.records
+    }
 }
 
 #[cfg(test)]

@@ -1,11 +1,12 @@
 //! The node's live tenant registry: the records, kept in
-//! `DATA_DIR/tenants.json` (mode 0600: it holds token digests), merged
+//! `DATA_DIR/tenants.json` (see `registry_file.rs`; mode 0600 matters
+//! here: it holds token digests), merged
 //! with peers' copies by version, and read by every door on every command
 //! so a removed tenant or a revoked token stops working at once.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::path::Path;
+use std::sync::Arc;
 
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -14,6 +15,7 @@ use subtle::ConstantTimeEq;
 
 use super::record::{Quotas, TenantRecord, Token, valid_name};
 use crate::job::{ModuleHash, UnixMs};
+use crate::registry_file::{Document, OpenError, RegistryFile, digest64};
 
 /// What the engine and the doors know of a tenant at one moment: a
 /// snapshot, rebuilt when its record changes.
@@ -73,7 +75,7 @@ pub struct TenantInfo {
     pub module_bytes: u64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct State {
     records: BTreeMap<String, TenantRecord>,
     snapshots: HashMap<String, Arc<Tenant>>,
@@ -85,8 +87,7 @@ struct State {
 /// The registry. Cheap to read from every door.
 #[derive(Debug, Default)]
 pub struct Tenants {
-    path: Option<PathBuf>,
-    state: RwLock<State>,
+    file: RegistryFile<State>,
     /// Uploads refused by `max-module-bytes` on this node, by tenant (a
     /// metric, not replicated, not kept across restarts).
     uploads_refused: std::sync::Mutex<HashMap<String, u64>>,
@@ -98,33 +99,12 @@ pub const FILE: &str = "tenants.json";
 impl Tenants {
     /// The registry of a data dir (empty if it has no file yet).
     pub fn open(data_dir: &Path) -> Result<Tenants, TenantError> {
-        let path = data_dir.join(FILE);
-        let mut state = State::default();
-        match std::fs::read(&path) {
-            Ok(bytes) => {
-                let file: File = serde_json::from_slice(&bytes).map_err(|e| {
-                    TenantError::Invalid(format!("{} does not parse: {e}", path.display()))
-                })?;
-                for r in file.tenants {
-                    let r = r.into_record().map_err(TenantError::Invalid)?;
-                    state.records.insert(r.name.clone(), r);
-                }
-                for h in file.admin_modules {
-                    if let Ok(h) = h.parse() {
-                        state.admin_modules.insert(h);
-                    }
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e.into()),
-        }
-        let names: Vec<String> = state.records.keys().cloned().collect();
-        for n in names {
-            refresh(&mut state, &n);
-        }
+        let file = RegistryFile::open(data_dir.join(FILE)).map_err(|e| match e {
+            OpenError::Invalid(why) => TenantError::Invalid(why),
+            OpenError::Io(e) => TenantError::Io(e),
+        })?;
         Ok(Tenants {
-            path: Some(path),
-            state: RwLock::new(state),
+            file,
             uploads_refused: Default::default(),
         })
     }
@@ -135,11 +115,15 @@ impl Tenants {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
-        self.state.read().unwrap_or_else(|p| p.into_inner())
+        self.file.read()
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
-        self.state.write().unwrap_or_else(|p| p.into_inner())
+    /// Applies a change and saves the file (see `registry_file.rs`).
+    fn change(
+        &self,
+        f: impl FnOnce(&mut State) -> Result<(), TenantError>,
+    ) -> Result<(), TenantError> {
+        self.file.change(f)
     }
 
     /// Counts an upload refused to `name` by its module-bytes quota.
@@ -413,8 +397,7 @@ impl Tenants {
             h.update(r.version.to_le_bytes());
             h.update([r.removed as u8]);
         }
-        let d = h.finalize();
-        u64::from_le_bytes(d[..8].try_into().unwrap_or([0; 8]))
+        digest64(h)
     }
 
     /// Every record (tombstones included), for a peer.
@@ -466,31 +449,6 @@ impl Tenants {
             Ok(())
         })
     }
-
-    /// Applies a change and saves the file; a change that cannot be saved
-    /// is undone, so memory never claims what the disk does not hold.
-    fn change(
-        &self,
-        f: impl FnOnce(&mut State) -> Result<(), TenantError>,
-    ) -> Result<(), TenantError> {
-        let mut st = self.write();
-        let before_records = st.records.clone();
-        let before_admin = st.admin_modules.clone();
-        f(&mut st)?;
-        if let Some(path) = &self.path
-            && let Err(e) = save(path, &st)
-        {
-            st.records = before_records;
-            st.admin_modules = before_admin;
-            let names: Vec<String> = st.records.keys().cloned().collect();
-            st.snapshots.clear();
-            for n in names {
-                refresh(&mut st, &n);
-            }
-            return Err(e.into());
-        }
-        Ok(())
-    }
 }
 
 fn next_version(prev: u64, now: UnixMs) -> u64 {
@@ -540,7 +498,6 @@ fn new_token(now: UnixMs) -> (Token, String) {
 
 #[derive(Serialize, Deserialize)]
 struct File {
-    format: u32,
     tenants: Vec<FileRecord>,
     #[serde(default)]
     admin_modules: Vec<String>,
@@ -616,14 +573,40 @@ impl FileRecord {
     }
 }
 
-fn save(path: &Path, st: &State) -> std::io::Result<()> {
-    let file = File {
-        format: 1,
-        tenants: st.records.values().map(FileRecord::from_record).collect(),
-        admin_modules: st.admin_modules.iter().map(|h| h.to_string()).collect(),
-    };
-    let bytes = serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)?;
-    crate::net::identity::write_secret(path, &bytes)
+impl Document for State {
+    type File = File;
+    const FORMAT: u32 = 1;
+    const IF_DAMAGED: &'static str = "restore it from a backup or another member's copy; moved aside, every tenant token stops working";
+
+    fn to_file(&self) -> File {
+        File {
+            tenants: self.records.values().map(FileRecord::from_record).collect(),
+            admin_modules: self.admin_modules.iter().map(|h| h.to_string()).collect(),
+        }
+    }
+
+    fn from_file(file: File) -> Result<State, String> {
+        let mut st = State::default();
+        for r in file.tenants {
+            let r = r.into_record()?;
+            st.records.insert(r.name.clone(), r);
+        }
+        for h in file.admin_modules {
+            if let Ok(h) = h.parse() {
+                st.admin_modules.insert(h);
+            }
+        }
+        let names: Vec<String> = st.records.keys().cloned().collect();
+        for n in names {
+            refresh(&mut st, &n);
+        }
+        Ok(st)
+    }
+
+    /// Snapshots are derived from the records: they do not count.
+    fn unchanged(&self, before: &State) -> bool {
+        self.records == before.records && self.admin_modules == before.admin_modules
+    }
 }
 
 #[cfg(test)]
