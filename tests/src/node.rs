@@ -42,8 +42,35 @@ pub fn bin(name: &str) -> PathBuf {
     dir.join(name)
 }
 
-/// A loopback port free for both TCP and UDP right now.
+/// A loopback port free for both TCP and UDP right now, chosen below the
+/// kernel's ephemeral range: a node restarted on its port (the crash
+/// tests) must not find it taken meanwhile by some client's ephemeral
+/// socket, which the kernel hands out from that range.
 pub fn free_port() -> u16 {
+    let ephemeral_from = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    if ephemeral_from > 12_000 {
+        let span = u64::from(ephemeral_from - 10_000);
+        let mut seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0)
+            ^ (u64::from(std::process::id()) << 32);
+        for _ in 0..200 {
+            // xorshift: good enough to spread parallel tests apart.
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let port = 10_000 + (seed % span) as u16;
+            if UdpSocket::bind(("127.0.0.1", port)).is_ok()
+                && TcpListener::bind(("127.0.0.1", port)).is_ok()
+            {
+                return port;
+            }
+        }
+    }
     for _ in 0..100 {
         let udp = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
         let port = udp.local_addr().expect("addr").port();
