@@ -81,3 +81,9 @@ else
     # The tests that need those programs (ignored in the run above).
     cargo test -p wasque-tests --test dashboard --test resp_conformance --test guest_langs -- --ignored
 fi
+# The soak run's short version (benches/src/bin/soak.rs; the long one is
+# documented in benches/README.md): 3 nodes under mixed load for a minute,
+# one killed and restarted every 20 s; it fails if a node's open files or
+# memory grow past a wide margin, or no request completes.
+cargo build -p wasque-benches --bin soak
+"${CARGO_TARGET_DIR:-target}/debug/soak" 1 20 --check
