@@ -1574,6 +1574,7 @@ impl Driver {
                     body: run.body,
                     args: run.args,
                     limits: run.limits,
+                    share: run.share,
                 }),
                 Effect::CancelRun(id) => {
                     self.executor.cancel(&id);
