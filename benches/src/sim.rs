@@ -18,7 +18,7 @@ use wasque_node::api::{Command, Reply};
 use wasque_node::engine::{
     Effect, Engine, EngineConfig, Mode, PeerLoad, PeerMsg, Policy, RequestId, RunJob,
 };
-use wasque_node::exec::ShareQueue;
+use wasque_node::exec::{Share, ShareQueue};
 use wasque_node::job::{JobId, JobResult, ModuleHash, NodeName, UnixMs};
 use wasque_sdk::proto::AddJob;
 
@@ -113,6 +113,9 @@ pub struct Sim {
     running: Vec<usize>,
     /// Jobs handed to each node's executor and not started.
     exec_queue: Vec<ShareQueue<RunJob>>,
+    /// Executors take queued jobs in arrival order, not tenants' order
+    /// ([`Sim::executor_fifo`]).
+    fifo: bool,
     busy_ms: Vec<u64>,
     jobs: Vec<JobSpec>,
     by_id: HashMap<JobId, usize>,
@@ -170,6 +173,7 @@ impl Sim {
             armed: vec![None; n],
             running: vec![0; n],
             exec_queue: (0..n).map(|_| ShareQueue::default()).collect(),
+            fifo: false,
             busy_ms: vec![0; n],
             jobs: Vec::new(),
             by_id: HashMap::new(),
@@ -200,6 +204,21 @@ impl Sim {
     pub fn set_weight(&mut self, tenant: &str, weight: u32) {
         for e in &mut self.nodes {
             e.set_tenant_weight(tenant, weight);
+        }
+    }
+
+    /// Executors take queued jobs in arrival order, as a node's did
+    /// before tenants' order (`exec/share.rs`): for comparison.
+    pub fn executor_fifo(&mut self) {
+        self.fifo = true;
+    }
+
+    /// The share a run is queued under in the executor.
+    fn share_of(&self, run: &RunJob) -> Share {
+        if self.fifo {
+            Share::default()
+        } else {
+            run.share
         }
     }
 
@@ -259,7 +278,8 @@ impl Sim {
                 }
             }
             Effect::Run(run) => {
-                self.exec_queue[i].push(run.share, run);
+                let share = self.share_of(&run);
+                self.exec_queue[i].push(share, run);
                 self.start_runs(i);
             }
             // Replies, events, persistence: nothing to simulate.
@@ -354,7 +374,8 @@ impl Sim {
                     self.running[node] -= 1;
                     // The thread takes its next job before the engine
                     // hears of this one's end, as on a node.
-                    self.exec_queue[node].finished(run.share.group);
+                    let share = self.share_of(&run);
+                    self.exec_queue[node].finished(share.group);
                     self.start_runs(node);
                     if let Some(&j) = self.by_id.get(&run.job)
                         && self.outcomes[j].is_none()
