@@ -67,6 +67,7 @@ impl Node {
                 memory_bytes: JOB_MEMORY,
                 deadline_ms: DEADLINE_MS,
             },
+            share: Default::default(),
         };
         Node {
             exec,

@@ -153,6 +153,7 @@ impl Wasque {
                 memory_bytes: JOB_MEMORY,
                 deadline_ms: DEADLINE_MS,
             },
+            share: Default::default(),
         };
         Wasque {
             exec,

@@ -2,7 +2,10 @@
 //! engine (`wasque_node::engine`), many of them, wired by a simulated
 //! network with a fixed latency, fed capacity adverts each second as the
 //! node's runtime does, and given simulated executors whose jobs take the
-//! time their body asks for, divided by the node's speed. Placement,
+//! time their body asks for, divided by the node's speed. A node's
+//! executor is `slots` threads and a queue of `slots * (depth - 1)` jobs
+//! handed over but not started, taken in the order the node's executor
+//! takes them (`wasque_node::exec::ShareQueue`). Placement,
 //! federation and priorities are the engine's own code; only the sockets,
 //! the clock and the Wasm run are simulated. Used by the scheduling
 //! evaluation (`sched_eval`) to run the same workloads on 3 to 100 nodes.
@@ -15,6 +18,7 @@ use wasque_node::api::{Command, Reply};
 use wasque_node::engine::{
     Effect, Engine, EngineConfig, Mode, PeerLoad, PeerMsg, Policy, RequestId, RunJob,
 };
+use wasque_node::exec::{Share, ShareQueue};
 use wasque_node::job::{JobId, JobResult, ModuleHash, NodeName, UnixMs};
 use wasque_sdk::proto::AddJob;
 
@@ -28,8 +32,12 @@ const ADVERT_EVERY_MS: u64 = 1000;
 /// One simulated node.
 #[derive(Clone, Copy, Debug)]
 pub struct NodeSpec {
-    /// Executor slots.
+    /// Executor slots (threads).
     pub slots: usize,
+    /// Jobs handed to the executor per slot: 1, each starts at once;
+    /// more, the rest wait in the executor's queue as on a real node
+    /// (which hands over 4 per thread).
+    pub depth: usize,
     /// 1.0 = normal; 0.25 = a job takes four times as long.
     pub speed: f64,
 }
@@ -101,7 +109,13 @@ pub struct Sim {
     now: u64,
     /// The earliest timer event queued per node.
     armed: Vec<Option<u64>>,
+    /// Threads busy per node.
     running: Vec<usize>,
+    /// Jobs handed to each node's executor and not started.
+    exec_queue: Vec<ShareQueue<RunJob>>,
+    /// Executors take queued jobs in arrival order, not tenants' order
+    /// ([`Sim::executor_fifo`]).
+    fifo: bool,
     busy_ms: Vec<u64>,
     jobs: Vec<JobSpec>,
     by_id: HashMap<JobId, usize>,
@@ -136,7 +150,7 @@ impl Sim {
                     node_id: names[i].to_string(),
                     node_prefix: names[i].prefix(),
                     seed: i as u64 + 1,
-                    exec_slots: s.slots,
+                    exec_slots: s.slots * s.depth.max(1),
                     ..EngineConfig::default()
                 });
                 e.handle_module_added(module, 1);
@@ -158,6 +172,8 @@ impl Sim {
             now: 0,
             armed: vec![None; n],
             running: vec![0; n],
+            exec_queue: (0..n).map(|_| ShareQueue::default()).collect(),
+            fifo: false,
             busy_ms: vec![0; n],
             jobs: Vec::new(),
             by_id: HashMap::new(),
@@ -191,6 +207,21 @@ impl Sim {
         }
     }
 
+    /// Executors take queued jobs in arrival order, as a node's did
+    /// before tenants' order (`exec/share.rs`): for comparison.
+    pub fn executor_fifo(&mut self) {
+        self.fifo = true;
+    }
+
+    /// The share a run is queued under in the executor.
+    fn share_of(&self, run: &RunJob) -> Share {
+        if self.fifo {
+            Share::default()
+        } else {
+            run.share
+        }
+    }
+
     fn push(&mut self, at: u64, ev: Event) {
         self.seq += 1;
         self.events.insert(self.seq, ev);
@@ -210,7 +241,7 @@ impl Sim {
             .map(|i| {
                 let e = &self.nodes[i];
                 PeerLoad {
-                    exec_slots: self.specs[i].slots as u32,
+                    exec_slots: (self.specs[i].slots * self.specs[i].depth.max(1)) as u32,
                     exec_busy: self.running[i] as u32,
                     queued: e.ready_jobs() as u64,
                     // The resource policy reads memory: a slow node is one
@@ -247,15 +278,27 @@ impl Sim {
                 }
             }
             Effect::Run(run) => {
-                let work = body_work(&run.body);
-                let took = ((work as f64) / self.specs[i].speed).ceil().max(1.0) as u64;
-                self.running[i] += 1;
-                self.busy_ms[i] += took;
-                self.started.entry(run.job).or_insert(self.now);
-                self.push(self.now + took, Event::Done { node: i, run });
+                let share = self.share_of(&run);
+                self.exec_queue[i].push(share, run);
+                self.start_runs(i);
             }
             // Replies, events, persistence: nothing to simulate.
             _ => {}
+        }
+    }
+
+    /// Node `i`'s free threads take queued runs.
+    fn start_runs(&mut self, i: usize) {
+        while self.running[i] < self.specs[i].slots {
+            let Some((_, run)) = self.exec_queue[i].pop() else {
+                break;
+            };
+            let work = body_work(&run.body);
+            let took = ((work as f64) / self.specs[i].speed).ceil().max(1.0) as u64;
+            self.running[i] += 1;
+            self.busy_ms[i] += took;
+            self.started.entry(run.job).or_insert(self.now);
+            self.push(self.now + took, Event::Done { node: i, run });
         }
     }
 
@@ -329,6 +372,11 @@ impl Sim {
                 }
                 Event::Done { node, run } => {
                     self.running[node] -= 1;
+                    // The thread takes its next job before the engine
+                    // hears of this one's end, as on a node.
+                    let share = self.share_of(&run);
+                    self.exec_queue[node].finished(share.group);
+                    self.start_runs(node);
                     if let Some(&j) = self.by_id.get(&run.job)
                         && self.outcomes[j].is_none()
                     {

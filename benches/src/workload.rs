@@ -60,6 +60,7 @@ pub fn cluster(n: usize) -> Vec<NodeSpec> {
     (0..n)
         .map(|i| NodeSpec {
             slots: [4, 2, 1, 8][i % 4],
+            depth: 1,
             speed: if i == 2 { 0.25 } else { 1.0 },
         })
         .collect()

@@ -231,6 +231,7 @@ fuzz_target!(|data: &[u8]| {
         body: Bytes::copy_from_slice(data),
         args: vec!["a".into(), "bc".into()],
         limits: LIMITS,
+        share: Default::default(),
     };
     let r = s.executor.run_here(&req);
     if std::env::var_os("WASQUE_FUZZ_SHOW").is_some() {

@@ -1579,6 +1579,7 @@ impl Driver {
                     body: run.body,
                     args: run.args,
                     limits: run.limits,
+                    share: run.share,
                 }),
                 Effect::CancelRun(id) => {
                     self.executor.cancel(&id);

@@ -1,9 +1,15 @@
 //! Fair share between tenants, in virtual time on real engines
 //! (`wasque_benches::sim`): 1, 10 and 100 nodes.
 //!
-//!   cargo run --release -p wasque-benches --bin fair_share -- [--plots benches/plots]
+//!   cargo run --release -p wasque-benches --bin fair_share -- [--plots benches/plots] [--depth N] [--fifo]
 //!
 //! Two tenants, `heavy` and `light`, submitting 10:1 in job counts.
+//! Nodes of 4 executor threads, each handed `--depth` jobs per thread (4
+//! by default, as a real node: the rest wait in the executor's queue and
+//! are taken in tenants' order; 1: each starts at once, the model of the
+//! runs before the executor queue was simulated). `--fifo`: the threads
+//! take queued jobs in arrival order, as a node's did before tenants'
+//! order (for comparison).
 //!
 //! **Backlog**: both submit everything at once, so both always have work
 //! waiting, heavy 10x as many jobs over 10 queues against light's one:
@@ -31,6 +37,10 @@ use wasque_benches::workload::Rng;
 use wasque_node::engine::{Mode, Policy};
 
 const QUEUES: usize = 10;
+/// Jobs handed to the executor per thread (`--depth`).
+static DEPTH: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+/// Executor queues in arrival order (`--fifo`).
+static FIFO: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 fn names(tenants: bool) -> (Vec<String>, String) {
     let (h, l) = if tenants {
@@ -51,6 +61,7 @@ fn nodes(n: usize) -> Vec<NodeSpec> {
     (0..n)
         .map(|_| NodeSpec {
             slots: 4,
+            depth: DEPTH.get().copied().unwrap_or(4),
             speed: 1.0,
         })
         .collect()
@@ -64,6 +75,9 @@ fn run(n: usize, tenants: bool, weights: (u32, u32), jobs: Vec<JobSpec>) -> SimR
         Policy::LeastLoaded,
         Mode::Push,
     );
+    if FIFO.load(std::sync::atomic::Ordering::Relaxed) {
+        sim.executor_fifo();
+    }
     sim.set_weight("heavy", weights.0);
     sim.set_weight("light", weights.1);
     sim.run(jobs, 3_600_000)
@@ -208,6 +222,23 @@ fn main() -> anyhow::Result<()> {
         .position(|a| a == "--plots")
         .and_then(|i| args.get(i + 1))
         .map(std::path::PathBuf::from);
+    let depth = args
+        .iter()
+        .position(|a| a == "--depth")
+        .and_then(|i| args.get(i + 1))
+        .map_or(Ok(4), |d| d.parse::<usize>())?;
+    let _ = DEPTH.set(depth.max(1));
+    let fifo = args.iter().any(|a| a == "--fifo");
+    FIFO.store(fifo, std::sync::atomic::Ordering::Relaxed);
+    println!(
+        "executor depth: {} jobs per thread; executor order: {}\n",
+        depth.max(1),
+        if fifo {
+            "arrival (--fifo)"
+        } else {
+            "tenants' (ShareQueue)"
+        }
+    );
     let mut out = String::new();
     // Light's share (%) in the first backlog, per node count: baseline
     // 1:1, fair share 1:1, fair share 3:1.

@@ -3,6 +3,7 @@
 use bytes::Bytes;
 
 use crate::api::{JobEvent, Reply};
+use crate::exec::Share;
 use crate::job::{JobId, Limits, ModuleHash, NodeName};
 
 /// Identifies a request waiting for its reply; allocated by the runtime.
@@ -63,4 +64,7 @@ pub struct RunJob {
     pub body: Bytes,
     pub args: Vec<String>,
     pub limits: Limits,
+    /// The run's tenant group and weight, for the executor's order
+    /// (`exec/share.rs`).
+    pub share: Share,
 }

@@ -16,6 +16,18 @@
 //! queues take turns as before (`queue/`).
 //! With one group waiting (no tenants, or one busy), nothing changes.
 //!
+//! Two things keep a light tenant's wait near one run when a heavy one
+//! fills the node. A group with no job in hand (none handed to the
+//! executor and not finished) that [`FairShare::pick`] chooses may be
+//! handed one job even when every executor slot is taken (`engine/mod.rs`,
+//! `dispatch`): it does not wait for a slot to free and then for the
+//! driver to hear of it. And each job handed over carries its group's
+//! [`Share`], by which the executor's threads take first the job of the
+//! group with the fewest jobs running for its weight (`exec/share.rs`),
+//! not the oldest: it does not wait behind the jobs queued before it.
+//! Neither takes a thread from a running job, so a light job under load
+//! still waits for one run to end somewhere on the node.
+//!
 //! This is weighted fair queueing rather than the deficit round robin
 //! the issue names: DRR needs each item's cost before it is served, and a
 //! Wasm job's fuel is only known once it ran; charging an estimate and
@@ -24,6 +36,7 @@
 
 use hashbrown::{HashMap, HashSet};
 
+use crate::exec::Share;
 use crate::job::JobId;
 
 /// Fuel charged for a run of a group that has none finished yet, when
@@ -41,6 +54,9 @@ pub struct FairShare {
     charged: HashMap<JobId, (Box<str>, f64)>,
     /// Groups that had ready jobs at the last pick.
     waiting: HashSet<Box<str>>,
+    /// Groups created so far: the next one's index in [`Share`] (0 is
+    /// the executor's group of untenanted dispatch).
+    created: u32,
 }
 
 #[derive(Debug)]
@@ -55,6 +71,8 @@ struct Group {
     runs: u32,
     /// Runs started and not finished.
     running: u32,
+    /// The group's number in the [`Share`] its runs carry (from 1).
+    index: u32,
 }
 
 impl Default for Group {
@@ -65,6 +83,7 @@ impl Default for Group {
             avg_fuel: FIRST_ESTIMATE,
             runs: 0,
             running: 0,
+            index: 0,
         }
     }
 }
@@ -77,8 +96,10 @@ impl FairShare {
 
     fn group(&mut self, name: &str) -> &mut Group {
         if !self.groups.contains_key(name) {
+            self.created = self.created.saturating_add(1);
             let g = Group {
                 avg_fuel: self.typical_fuel(),
+                index: self.created,
                 ..Group::default()
             };
             self.groups.insert(name.into(), g);
@@ -154,13 +175,24 @@ impl FairShare {
         (weight, ahead)
     }
 
-    /// A run of `group` was handed to the executor.
-    pub fn started(&mut self, id: JobId, group: &str) {
+    /// A run of `group` was handed to the executor: what its request
+    /// carries for the executor's order (`exec/share.rs`).
+    pub fn started(&mut self, id: JobId, group: &str) -> Share {
         let g = self.group(group);
         let est = g.avg_fuel;
         g.vtime += est / f64::from(g.weight);
         g.running += 1;
+        let share = Share {
+            group: g.index,
+            weight: g.weight,
+        };
         self.charged.insert(id, (group.into(), est));
+        share
+    }
+
+    /// Runs of `group` handed to the executor and not finished.
+    pub fn in_hand(&self, group: &str) -> u32 {
+        self.groups.get(group).map_or(0, |g| g.running)
     }
 
     /// A run ended having used `fuel`: the estimate is replaced by it.

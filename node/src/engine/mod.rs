@@ -76,6 +76,7 @@ pub use tenant::TenantUse;
 pub use timer::Timer;
 
 use crate::api::{AddJob, Command, ErrorCode, JobEvent, JobEventKind, ModuleInfo, Reply, bounds};
+use crate::exec::Share;
 use crate::job::{
     Counters, Gather, Job, JobId, JobResult, JobState, Limits, ModuleHash, NodeName, UnixMs,
 };
@@ -1245,22 +1246,32 @@ impl Engine {
         true
     }
 
-    /// Starts Wasm jobs while executor slots are free.
+    /// Starts Wasm jobs while executor slots are free; with tenants, also
+    /// one job over the slots for a tenant group the fair share picks
+    /// that has none in hand (`fair.rs`): bounded by the number of groups.
     fn dispatch(&mut self, now: UnixMs) {
         let slots = self.slots_now();
-        while self.running < slots {
+        loop {
+            let full = self.running >= slots;
             let popped = if self.queues.wasm_untenanted() {
-                self.queues.pop_wasm(now)
+                if full {
+                    break;
+                }
+                self.queues.pop_wasm(now).map(|id| (id, Share::default()))
             } else {
                 let ready = self.queues.wasm_groups();
-                let group = self.fair.pick(&ready).to_string();
-                let id = self.queues.pop_wasm_in(now, &group);
-                if let Some(id) = id {
-                    self.fair.started(id, &group);
+                if full && !ready.iter().any(|g| self.fair.in_hand(g) == 0) {
+                    break;
                 }
-                id
+                let group = self.fair.pick(&ready).to_string();
+                if full && self.fair.in_hand(&group) > 0 {
+                    break;
+                }
+                self.queues
+                    .pop_wasm_in(now, &group)
+                    .map(|id| (id, self.fair.started(id, &group)))
             };
-            let Some(id) = popped else {
+            let Some((id, share)) = popped else {
                 break;
             };
             let Some(job) = self.jobs.get_mut(&id) else {
@@ -1292,6 +1303,7 @@ impl Engine {
                 body: Bytes::copy_from_slice(&job.body),
                 args: job.args().to_vec(),
                 limits: job.limits(),
+                share,
             }));
             self.journal_put(&id);
         }

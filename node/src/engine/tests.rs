@@ -435,3 +435,67 @@ fn short_jobs_get_a_deeper_executor_queue_and_long_ones_do_not() {
     }
     assert_eq!(held.len(), 2, "{} handed out", held.len());
 }
+
+/// With tenants, a group with no job in hand that the fair share picks
+/// is handed one job over the executor slots (it then runs next on the
+/// executor, `exec/share.rs`), and only one; a group with jobs in hand
+/// never goes over. Runs carry their group: untenanted ones the default.
+#[test]
+fn a_tenant_with_nothing_in_hand_gets_one_run_over_the_slots() {
+    let runs = |e: &mut Engine| -> Vec<RunJob> {
+        drain(e)
+            .into_iter()
+            .filter_map(|f| match f {
+                Effect::Run(r) => Some(r),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut e = engine(2);
+    e.handle_module_added(module(), 1);
+    e.handle_command(
+        T0,
+        RequestId(1),
+        Command::AddJob(Box::new(wasm_job("plain", "x"))),
+    );
+    let plain = runs(&mut e);
+    assert_eq!(plain.len(), 1);
+    assert_eq!(plain[0].share, crate::exec::Share::default());
+    e.handle_exec_done(T0, plain[0].job, 1, ok_result(""));
+    drain(&mut e);
+
+    for i in 0..6 {
+        e.handle_command(
+            T0,
+            RequestId(10 + i),
+            Command::AddJob(Box::new(wasm_job("heavy/q", "x"))),
+        );
+    }
+    let heavy = runs(&mut e);
+    assert_eq!(heavy.len(), 2, "the slots bound one tenant");
+    assert_eq!(e.stats().running, 2);
+    assert_ne!(heavy[0].share.group, 0);
+
+    for i in 0..3 {
+        e.handle_command(
+            T0,
+            RequestId(20 + i),
+            Command::AddJob(Box::new(wasm_job("light/q", "x"))),
+        );
+    }
+    let light = runs(&mut e);
+    assert_eq!(light.len(), 1, "one run over the slots, not more");
+    assert_ne!(light[0].share.group, heavy[0].share.group);
+    assert_eq!(e.stats().running, 3);
+
+    // A heavy run ends: still at the slots, no new run.
+    e.handle_exec_done(T0 + 1, heavy[0].job, 1, ok_result(""));
+    assert!(runs(&mut e).is_empty());
+    // Light's ends: a slot frees; light has a run again, in the slot or
+    // over the slots, and nobody more than that.
+    e.handle_exec_done(T0 + 2, light[0].job, 1, ok_result(""));
+    let next = runs(&mut e);
+    assert!(next.iter().any(|r| r.share == light[0].share), "{next:?}");
+    assert!(next.len() <= 2, "{next:?}");
+    assert_eq!(e.stats().running, 1 + next.len());
+}

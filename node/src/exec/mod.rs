@@ -31,7 +31,8 @@
 //! `live.rs` news of running jobs (progress, stdout lines), `engine.rs` the wasmtime engine, `cache.rs` the
 //! module cache, `run.rs` one job, `wasi.rs` the sandbox's WASI preview 1
 //! (every function, and what it grants), `pipe.rs` bounded stdout/stderr,
-//! `sleep.rs` guest sleeps, `pool.rs` threads.
+//! `sleep.rs` guest sleeps, `pool.rs` threads, `share.rs` the order in
+//! which threads take queued jobs (tenants' shares).
 
 mod cache;
 mod config;
@@ -44,6 +45,7 @@ mod pipe;
 mod pool;
 mod request;
 mod run;
+mod share;
 mod sleep;
 mod wasi;
 
@@ -57,3 +59,4 @@ pub use self::error::ExecError;
 pub use self::executor::Executor;
 pub use self::live::{LiveBatch, LiveFeed, LogLine, Report};
 pub use self::request::{ExecDone, ExecRequest, ExecStats, PutOutcome};
+pub use self::share::{Share, ShareQueue};

@@ -1,7 +1,7 @@
 //! The executor's threads: a job queue, one std thread per executor slot
 //! pulling from it, and the epoch ticker thread that makes deadlines fire.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
@@ -16,6 +16,7 @@ use super::cache::ModuleCache;
 use super::config::ExecConfig;
 use super::error::ExecError;
 use super::run;
+use super::share::ShareQueue;
 use super::{ExecDone, ExecRequest};
 
 /// What the executor threads share.
@@ -97,8 +98,10 @@ impl Core {
     }
 }
 
-/// Jobs waiting for a thread. A plain mutex-protected deque: it is locked
-/// for a push or a pop only, and a push wakes a sleeper only when one sleeps
+/// Jobs waiting for a thread, in tenants' order (`share.rs`; FIFO with
+/// one tenant group): it is locked for a push or a pop only (a thread's
+/// pop also records the end of its last job there), and a push wakes a
+/// sleeper only when one sleeps
 /// that no earlier push has woken yet (no syscall per job while the threads
 /// are busy, nor one per job of a batch pushed while one thread wakes up).
 #[derive(Default)]
@@ -109,7 +112,7 @@ pub(crate) struct JobQueue {
 
 #[derive(Default)]
 struct QueueState {
-    jobs: VecDeque<ExecRequest>,
+    jobs: ShareQueue<ExecRequest>,
     sleeping: usize,
     /// Sleepers already woken that have not yet run: a woken thread takes
     /// a job and then every job left before it sleeps again.
@@ -128,7 +131,7 @@ impl JobQueue {
         if st.closed {
             return Some(req);
         }
-        st.jobs.push_back(req);
+        st.jobs.push(req.share, req);
         let wake = st.sleeping > st.waking;
         if wake {
             st.waking += 1;
@@ -140,14 +143,18 @@ impl JobQueue {
         None
     }
 
-    /// The next job, waiting for one; `None` once closed.
-    fn pop(&self) -> Option<ExecRequest> {
+    /// The next job, waiting for one; `None` once closed. `ended`: the
+    /// group of the job this thread ran last, which has ended.
+    fn pop(&self, ended: Option<u32>) -> Option<ExecRequest> {
         let mut st = self.lock();
+        if let Some(group) = ended {
+            st.jobs.finished(group);
+        }
         loop {
             if st.closed {
                 return None;
             }
-            if let Some(req) = st.jobs.pop_front() {
+            if let Some((_, req)) = st.jobs.pop() {
                 return Some(req);
             }
             st.sleeping += 1;
@@ -164,7 +171,7 @@ impl JobQueue {
     fn close(&self) -> Vec<ExecRequest> {
         let mut st = self.lock();
         st.closed = true;
-        let left = st.jobs.drain(..).collect();
+        let left = st.jobs.drain();
         drop(st);
         self.ready.notify_all();
         left
@@ -233,9 +240,11 @@ impl Threads {
 
 fn worker(core: &Core) {
     batch_scheduling();
-    while let Some(req) = core.queue.pop() {
+    let mut ended = None;
+    while let Some(req) = core.queue.pop(ended) {
         let result = core.run(&req);
         core.finish(&req, result);
+        ended = Some(req.share.group);
     }
 }
 

@@ -18,6 +18,9 @@ pub struct ExecRequest {
     pub args: Vec<String>,
     /// Limits already capped by quotas and node maxima.
     pub limits: Limits,
+    /// Its tenant group and weight: which queued job a free thread takes
+    /// first (`share.rs`). `Share::default()` without tenants.
+    pub share: super::Share,
 }
 
 /// A finished run, sent to the executor's `done` channel.

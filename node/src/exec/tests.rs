@@ -189,6 +189,7 @@ pub(super) fn request(module: ModuleHash, body: &[u8], limits: Limits) -> ExecRe
         body: Bytes::copy_from_slice(body),
         args: Vec::new(),
         limits,
+        share: Default::default(),
     }
 }
 
@@ -601,4 +602,46 @@ fn cancel_stops_a_running_job() {
         let d = f.done.blocking_recv().expect("a result");
         assert_eq!(d.result.error_class, Some(ErrorClass::Cancelled), "{d:?}");
     }
+}
+
+/// Tenants' order in the executor's queue (`share.rs`): with one thread
+/// and four of a heavy group's jobs handed over before a light group's
+/// one, the light job finishes before heavy's second, whether the thread
+/// took heavy's first before the light job came or not. Every job is
+/// run once.
+#[test]
+fn a_light_tenants_job_goes_ahead_of_queued_heavy_ones() {
+    use super::Share;
+    let mut f = open(1);
+    let echo = f.put(ECHO);
+    let heavy = Share {
+        group: 1,
+        weight: 1,
+    };
+    let light = Share {
+        group: 2,
+        weight: 1,
+    };
+    let mut heavy_jobs = Vec::new();
+    for i in 0..4u8 {
+        let mut r = request(echo, &[b'h', i], limits());
+        r.share = heavy;
+        heavy_jobs.push(r.job);
+        f.exec.submit(r);
+    }
+    let mut l = request(echo, b"l", limits());
+    l.share = light;
+    f.exec.submit(l.clone());
+    let order: Vec<JobId> = (0..5)
+        .map(|_| {
+            let d = f.done.blocking_recv().expect("a result");
+            assert!(d.result.is_success(), "{:?}", d.result);
+            d.job
+        })
+        .collect();
+    let at = |job: &JobId| order.iter().position(|j| j == job).expect("ran");
+    assert!(at(&l.job) < at(&heavy_jobs[1]), "{order:?}");
+    // Heavy's keep their order.
+    let heavy_order: Vec<usize> = heavy_jobs.iter().map(at).collect();
+    assert!(heavy_order.is_sorted(), "{order:?}");
 }
