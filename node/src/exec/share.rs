@@ -2,8 +2,9 @@
 //! thread that comes free takes the first queued job of the tenant group
 //! with the fewest jobs in the executor (queued or running) for its
 //! weight, not the oldest job. Counting queued jobs too matters with one
-//! thread, where nothing else runs when it chooses. The engine's fair share (`engine/fair.rs`) decides what is handed
-//! over and so each tenant's share of executor time; this decides only
+//! thread, where nothing else runs when it chooses. The engine's fair
+//! share (`engine/fair.rs`) decides what is handed over and so each
+//! tenant's share of executor time; this decides only
 //! who goes first among what is already handed over. Without it a light
 //! tenant's job, handed over when a slot freed, waited behind every heavy
 //! job queued before it (up to four per thread), not just for one run to
