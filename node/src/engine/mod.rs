@@ -1103,7 +1103,8 @@ impl Engine {
             let dead = job.state == JobState::Dead;
             self.reply(req, Reply::Job(Box::new(status)));
             if ack && !dead {
-                self.remove_job(&id, "acknowledged");
+                // Its other holders hold the finished copy too.
+                self.ack_everywhere(now, id, false);
             }
             return;
         }
@@ -1176,7 +1177,9 @@ impl Engine {
                 .get(&id)
                 .is_some_and(|j| j.state != JobState::Dead)
         {
-            self.remove_job(&id, "acknowledged");
+            // As ACKJOB: the job's other holders keep a finished copy
+            // (results go to every holder) until they hear of the ack.
+            self.ack_everywhere(now, id, false);
         }
     }
 

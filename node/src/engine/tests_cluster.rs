@@ -551,6 +551,32 @@ fn wasm_copies_fetch_their_module_and_results_reach_every_holder() {
 }
 
 #[test]
+fn a_run_acked_on_its_result_leaves_no_copy_on_any_holder() {
+    // `run` (wait for the result, ack it once sent): the finished copies
+    // the other holders got with the result go too. The soak run found
+    // them kept until their TTL.
+    let mut net = Net::new(3);
+    let m = ModuleHash::of(b"m");
+    for e in &mut net.nodes {
+        e.handle_module_added(m, 10);
+    }
+    let mut a = plain("w", "in", 3, 60);
+    a.module = Some(m);
+    a.wait_ms = Some(10_000);
+    a.ack_on_result = true;
+    let req = net.command(0, Command::AddJob(Box::new(a)));
+    assert!(net.reply(0, req).is_none(), "waits for the result");
+    let ran = finish_runs(&mut net, |_| b"out".to_vec());
+    assert_eq!(ran.iter().sum::<usize>(), 1);
+    assert!(matches!(net.reply(0, req), Some(Reply::Job(_))));
+    net.advance(10);
+    for (i, e) in net.nodes.iter().enumerate() {
+        assert_eq!(e.stats().jobs, 0, "node {} keeps a copy", i + 1);
+        assert_eq!(e.cluster_stats().acks_pending, 0);
+    }
+}
+
+#[test]
 fn a_wasm_job_whose_node_died_runs_elsewhere_once_its_module_arrives() {
     let mut net = Net::new(2);
     let m = ModuleHash::of(b"m");
