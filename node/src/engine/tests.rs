@@ -442,15 +442,7 @@ fn short_jobs_get_a_deeper_executor_queue_and_long_ones_do_not() {
 /// never goes over. Runs carry their group: untenanted ones the default.
 #[test]
 fn a_tenant_with_nothing_in_hand_gets_one_run_over_the_slots() {
-    let runs = |e: &mut Engine| -> Vec<RunJob> {
-        drain(e)
-            .into_iter()
-            .filter_map(|f| match f {
-                Effect::Run(r) => Some(r),
-                _ => None,
-            })
-            .collect()
-    };
+    let runs = super::tests_gather::runs_of;
     let mut e = engine(2);
     e.handle_module_added(module(), 1);
     e.handle_command(

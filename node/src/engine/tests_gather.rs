@@ -57,7 +57,8 @@ fn call(e: &mut Engine, now: UnixMs, req: u64, cmd: Command) -> (Reply, Vec<RunJ
     (reply.expect("a reply"), runs)
 }
 
-fn runs_of(e: &mut Engine) -> Vec<RunJob> {
+/// The runs an engine asked for since its effects were last drained.
+pub(super) fn runs_of(e: &mut Engine) -> Vec<RunJob> {
     drain(e)
         .into_iter()
         .filter_map(|f| match f {
