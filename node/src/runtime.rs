@@ -635,6 +635,7 @@ impl Handle {
         let copies = opts.replicate.max(1) as usize;
         let kept = (copies > 1).then(|| bytes.clone());
         let mut info = self.compile_module(bytes).await?;
+        self.cluster.announce_module(info.hash);
         tenants
             .own_module(owner.as_deref(), info.hash, info.size, now_ms())
             .map_err(|e| match e {

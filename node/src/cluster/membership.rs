@@ -172,21 +172,25 @@ pub(super) async fn run(
                     }
                 }
             }
-            _ = adverts.tick() => {
-                let mut advert = inner.advert.read().map(|a| a.clone()).unwrap_or_default();
-                advert.tenants = inner.cfg.tenants.digest();
-                advert.schedules = inner.cfg.schedules.digest();
-                advert.admission = inner.admission.digest();
-                advert.can_admit = inner.can_admit();
-                advert.module_names = inner.cfg.names.digest();
-                let up = inner.table.read().map(|t| t.up()).unwrap_or_default();
-                for n in up {
-                    link::send(&inner, n, Out::Frame(Frame::Advert(advert.clone())));
-                }
-            }
+            _ = adverts.tick() => send_advert(&inner),
         }
         flush(&inner, &mut rt, &mut banned, generation);
         sync_suspects(&inner, &swim);
+    }
+}
+
+/// Sends this node's advert, with the digests of the shared tables as
+/// they are now, to every live peer.
+pub(super) fn send_advert(inner: &Arc<Inner>) {
+    let mut advert = inner.advert.read().map(|a| a.clone()).unwrap_or_default();
+    advert.tenants = inner.cfg.tenants.digest();
+    advert.schedules = inner.cfg.schedules.digest();
+    advert.admission = inner.admission.digest();
+    advert.can_admit = inner.can_admit();
+    advert.module_names = inner.cfg.names.digest();
+    let up = inner.table.read().map(|t| t.up()).unwrap_or_default();
+    for n in up {
+        link::send(inner, n, Out::Frame(Frame::Advert(advert.clone())));
     }
 }
 

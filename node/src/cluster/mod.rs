@@ -564,6 +564,20 @@ impl Cluster {
             .unwrap_or_default()
     }
 
+    /// Tells every live peer now that this node holds `hash` (an upload),
+    /// rather than at the next advert: a job naming it may be added on a
+    /// peer the moment the upload's reply is out. Sent before any name
+    /// for it ([`Cluster::push_names`]) on the same links, so a peer that
+    /// knows the name knows a holder.
+    pub fn announce_module(&self, hash: crate::job::ModuleHash) {
+        if let Ok(mut mine) = self.inner.advert.write()
+            && !mine.module_hashes.contains(&hash)
+        {
+            mine.module_hashes.push(hash);
+        }
+        membership::send_advert(&self.inner);
+    }
+
     /// Sends the module name table to every live peer now (a name made or
     /// removed), rather than at their next advert.
     pub fn push_names(&self) {
