@@ -311,17 +311,26 @@ impl Handle {
                     "an add names its module by hash or by name, not both",
                 ));
             }
-            let tenant = match who {
-                Principal::Admin => None,
-                Principal::Tenant(t) => Some(&**t),
-            };
-            let hash = self.names.resolve(tenant, &spec).map_err(|e| match e {
-                crate::catalogue::NameError::Invalid(m) => WireError::new(ErrorCode::Err, m),
-                other => WireError::new(ErrorCode::NoModule, other.to_string()),
-            })?;
-            a.module = Some(hash);
+            a.module = Some(self.resolve_module_name(who, &spec)?);
         }
         Ok(Command::AddJob(a))
+    }
+
+    /// The hash a module name (`NAME@VERSION`, or `NAME` for the latest)
+    /// stands for, as `who` sees names: `NOMODULE` for an unknown one.
+    pub fn resolve_module_name(
+        &self,
+        who: &Principal,
+        spec: &str,
+    ) -> Result<crate::job::ModuleHash, WireError> {
+        let tenant = match who {
+            Principal::Admin => None,
+            Principal::Tenant(t) => Some(&**t),
+        };
+        self.names.resolve(tenant, spec).map_err(|e| match e {
+            crate::catalogue::NameError::Invalid(m) => WireError::new(ErrorCode::Err, m),
+            other => WireError::new(ErrorCode::NoModule, other.to_string()),
+        })
     }
 
     /// A tenant's current snapshot, or the refusal a removed one gets.

@@ -261,6 +261,39 @@ fn a_schedule_adds_one_job_per_tick_and_every_door_sees_it() {
             .any(|id| resp::field(&mut c, "RESULT", id, "output").as_deref() == Some("tick!"))
     });
 
+    // Over RESP, a module by name is resolved once, when the schedule is
+    // made; an unknown name makes nothing.
+    let mut put = redis::cmd("MODULE");
+    put.arg("PUT")
+        .arg(guests::wasm("echo"))
+        .arg("NAME")
+        .arg("echo")
+        .arg("VERSION")
+        .arg("1.0");
+    let hash = text(&put.query::<Value>(&mut c).expect("MODULE PUT"));
+    let add_by = |c: &mut Connection, m: &str| {
+        q(
+            c,
+            &[
+                "SCHEDULE", "ADD", "named", "CRON", "@yearly", "QUEUE", "n", "MODULE", m,
+            ],
+        )
+    };
+    let e = err_text(add_by(&mut c, "echo@9"));
+    assert!(e.contains("NOMODULE") && e.contains("1.0"), "{e}");
+    assert!(show(&mut c, "named").is_none());
+    assert_eq!(add_by(&mut c, "echo").unwrap(), Value::Okay);
+    let fields = show(&mut c, "named").expect("the schedule");
+    let module = fields
+        .iter()
+        .find(|(f, _)| f == "module")
+        .map(|(_, v)| text(v));
+    assert_eq!(module.as_deref(), Some(hash.as_str()));
+    assert_eq!(
+        q(&mut c, &["SCHEDULE", "DEL", "named"]).unwrap(),
+        Value::Int(1)
+    );
+
     // The SDK (QUIC) and HTTP.
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {

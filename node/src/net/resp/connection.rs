@@ -389,14 +389,19 @@ impl Conn {
                 );
                 self.push(Slot::Ready(f));
             }
-            Action::Schedule(c) => {
+            Action::Schedule(mut c, by_name) => {
                 let detail = matches!(c, crate::sched::ScheduleCmd::Show(_));
-                let answer = crate::sched::command::run(
-                    &self.handle,
-                    &self.principal(),
-                    c,
-                    crate::runtime::now_ms(),
-                );
+                let who = self.principal();
+                let resolved = match (&mut c, by_name) {
+                    (crate::sched::ScheduleCmd::Add(spec), Some(name)) => self
+                        .handle
+                        .resolve_module_name(&who, &name)
+                        .map(|hash| spec.job.module = Some(hash)),
+                    _ => Ok(()),
+                };
+                let answer = resolved.and_then(|()| {
+                    crate::sched::command::run(&self.handle, &who, c, crate::runtime::now_ms())
+                });
                 self.push(Slot::Ready(cmd::schedule::render(answer, detail)));
             }
         }
@@ -760,7 +765,9 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 /// commands are all open to it: the engine scopes them.
 fn admin_only(a: &Action) -> Option<&'static str> {
     match a {
-        Action::Engine(..) | Action::Reply(_) | Action::PutModule(..) | Action::Schedule(_) => None,
+        Action::Engine(..) | Action::Reply(_) | Action::PutModule(..) | Action::Schedule(..) => {
+            None
+        }
         Action::Info(_) => Some("INFO"),
         Action::Cluster(_) => Some("CLUSTER"),
         Action::Tenant(_) => Some("TENANT"),

@@ -43,8 +43,10 @@ pub enum Action {
     Cluster(cluster::ClusterCmd),
     /// TENANT subcommands (the admin's), answered from the registry.
     Tenant(tenant::TenantCmd),
-    /// SCHEDULE subcommands, answered from the schedule registry.
-    Schedule(crate::sched::ScheduleCmd),
+    /// SCHEDULE subcommands, answered from the schedule registry; with
+    /// the module name of a SCHEDULE ADD (`MODULE n@v`), which the
+    /// connection resolves to its hash, as the client sees names, once.
+    Schedule(crate::sched::ScheduleCmd, Option<String>),
 }
 
 /// Arity as Redis states it: `n` exactly n words (with the name), `-n` at

@@ -12,7 +12,9 @@
 //! The schedule's own options (CRON, MISSED, QUEUE, BODY) come first, in
 //! any order; the first other word starts the job's options, read as
 //! ADDJOB reads them. ASYNC, ASYNCKEY and IDEMPOTENCY are refused: each
-//! tick's job gets the idempotency key `schedule:NAME:TICK`.
+//! tick's job gets the idempotency key `schedule:NAME:TICK`. A module by
+//! name (`MODULE n@v`, or `n` for the latest) is resolved once, when the
+//! schedule is made: every tick runs the same bytes, as with the CLI.
 
 use bytes::Bytes;
 use wasque_sdk::proto::{
@@ -26,8 +28,13 @@ use crate::sched::{ScheduleAnswer, ScheduleCmd};
 
 pub fn parse(a: &Args) -> Result<Action, Frame> {
     let sub = String::from_utf8_lossy(a.get(1)).to_ascii_lowercase();
+    let mut by_name = None;
     let c = match (sub.as_str(), a.len()) {
-        ("add", n) if n >= 3 => ScheduleCmd::Add(Box::new(add(a)?)),
+        ("add", n) if n >= 3 => {
+            let (spec, name) = add(a)?;
+            by_name = name;
+            ScheduleCmd::Add(Box::new(spec))
+        }
         ("ls" | "list", 2) => ScheduleCmd::List,
         ("show", 3) => ScheduleCmd::Show(a.text(2)?),
         ("del" | "rm", 3) => ScheduleCmd::Del(a.text(2)?),
@@ -41,10 +48,11 @@ pub fn parse(a: &Args) -> Result<Action, Frame> {
             ));
         }
     };
-    Ok(Action::Schedule(c))
+    Ok(Action::Schedule(c, by_name))
 }
 
-fn add(a: &Args) -> Result<ScheduleSpec, Frame> {
+/// The spec, and the module's name when the job names it by name.
+fn add(a: &Args) -> Result<(ScheduleSpec, Option<String>), Frame> {
     let name = a.text(2)?;
     check_schedule_name(&name).map_err(|e| Frame::error("ERR", &e))?;
     let (mut cron, mut missed, mut queue, mut body) = (None, Missed::Skip, None, Bytes::new());
@@ -85,20 +93,28 @@ fn add(a: &Args) -> Result<ScheduleSpec, Frame> {
         Bytes::from_static(b"0"),
     ];
     words.extend((i..a.len()).map(|j| a.bytes(j)));
-    let job = match super::addjob::parse(&Args {
+    let mut job = match super::addjob::parse(&Args {
         name: "addjob".into(),
         words,
     })? {
         Action::Engine(Command::AddJob(job), _) => job,
         _ => return Err(Frame::error("ERR", "syntax error")),
     };
+    let by_name = job.module_name.take();
+    if by_name.is_some() && job.module.is_some() {
+        return Err(Frame::error(
+            "ERR",
+            "a schedule names its module by hash or by name, not both",
+        ));
+    }
     let job = JobTemplate::from_add(&job).map_err(|e| Frame::error("ERR", &e))?;
-    Ok(ScheduleSpec {
+    let spec = ScheduleSpec {
         name,
         cron,
         missed,
         job,
-    })
+    };
+    Ok((spec, by_name))
 }
 
 /// The answer to a schedule command, rendered (`detail`: SHOW's recent
@@ -205,7 +221,7 @@ mod tests {
             "cron",
         ])
         .unwrap();
-        let Action::Schedule(ScheduleCmd::Add(spec)) = a else {
+        let Action::Schedule(ScheduleCmd::Add(spec), None) = a else {
             panic!("{a:?}");
         };
         assert_eq!(spec.cron, "*/5 * * * *");
@@ -215,6 +231,33 @@ mod tests {
         assert_eq!(spec.job.ttl_secs, Some(60));
         assert_eq!(spec.job.priority, 3);
         assert_eq!(spec.job.args, vec!["cron".to_string()]);
+    }
+
+    #[test]
+    fn a_module_by_name_is_left_for_the_connection_to_resolve() {
+        let words = |m: &str| {
+            parse_words(&[
+                "SCHEDULE",
+                "ADD",
+                "n",
+                "CRON",
+                "* * * * *",
+                "QUEUE",
+                "q",
+                "MODULE",
+                m,
+            ])
+        };
+        let Ok(Action::Schedule(ScheduleCmd::Add(spec), Some(name))) = words("resize@1.2") else {
+            panic!("{:?}", words("resize@1.2"));
+        };
+        assert_eq!(name, "resize@1.2");
+        assert_eq!(spec.job.module, None);
+        let hash = "ab".repeat(32);
+        let Ok(Action::Schedule(ScheduleCmd::Add(spec), None)) = words(&hash) else {
+            panic!("{:?}", words(&hash));
+        };
+        assert_eq!(spec.job.module.map(|h| h.to_hex()), Some(hash));
     }
 
     #[test]
@@ -248,7 +291,7 @@ mod tests {
         assert!(err(&["SCHEDULE", "NOPE"]).contains("unknown SCHEDULE"));
         assert!(matches!(
             parse_words(&["SCHEDULE", "LS"]),
-            Ok(Action::Schedule(ScheduleCmd::List))
+            Ok(Action::Schedule(ScheduleCmd::List, None))
         ));
     }
 }
