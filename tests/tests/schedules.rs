@@ -54,6 +54,11 @@ fn show(c: &mut Connection, name: &str) -> Option<Vec<(String, Value)>> {
     )
 }
 
+/// One field of a `SCHEDULE SHOW` answer, as text.
+fn field_of(fields: &[(String, Value)], name: &str) -> Option<String> {
+    fields.iter().find(|(f, _)| f == name).map(|(_, v)| text(v))
+}
+
 /// A schedule's ticks and their jobs, as a node's `SCHEDULE SHOW` has them.
 fn ticks(c: &mut Connection, name: &str) -> BTreeMap<u64, String> {
     let Some(fields) = show(c, name) else {
@@ -202,7 +207,7 @@ fn a_schedule_adds_one_job_per_tick_and_every_door_sees_it() {
         Some("hello")
     );
     let fields = show(&mut c, "every").unwrap();
-    let get = |k: &str| fields.iter().find(|(f, _)| f == k).map(|(_, v)| text(v));
+    let get = |k: &str| field_of(&fields, k);
     assert_eq!(get("cron").as_deref(), Some("* * * * * *"));
     assert_eq!(get("missed").as_deref(), Some("skip"));
     assert_eq!(get("queue").as_deref(), Some("ticks"));
@@ -284,11 +289,7 @@ fn a_schedule_adds_one_job_per_tick_and_every_door_sees_it() {
     assert!(show(&mut c, "named").is_none());
     assert_eq!(add_by(&mut c, "echo").unwrap(), Value::Okay);
     let fields = show(&mut c, "named").expect("the schedule");
-    let module = fields
-        .iter()
-        .find(|(f, _)| f == "module")
-        .map(|(_, v)| text(v));
-    assert_eq!(module.as_deref(), Some(hash.as_str()));
+    assert_eq!(field_of(&fields, "module"), Some(hash));
     assert_eq!(
         q(&mut c, &["SCHEDULE", "DEL", "named"]).unwrap(),
         Value::Int(1)
