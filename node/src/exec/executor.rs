@@ -70,6 +70,7 @@ impl Executor {
             pagemap_scan: built.pagemap_scan,
             cancels: Mutex::default(),
             live: super::LiveFeed::default(),
+            ran_ahead: AtomicU64::new(0),
         });
         let threads = Threads::start(&core)?;
         Ok(Executor {
@@ -170,6 +171,7 @@ impl Executor {
             jobs_run: core.jobs_run.load(Ordering::Relaxed),
             modules_compiled: core.cache.compiled.load(Ordering::Relaxed),
             modules_loaded: core.cache.loaded.load(Ordering::Relaxed),
+            ran_ahead: core.ran_ahead.load(Ordering::Relaxed),
             pagemap_scan: core.pagemap_scan,
         }
     }

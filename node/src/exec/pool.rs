@@ -15,7 +15,7 @@ use wasque_sdk::proto::{ErrorClass, JobId, JobResult};
 use super::cache::ModuleCache;
 use super::config::ExecConfig;
 use super::error::ExecError;
-use super::run;
+use super::run::{self, SetAside};
 use super::share::ShareQueue;
 use super::{ExecDone, ExecRequest};
 
@@ -34,16 +34,38 @@ pub(crate) struct Core {
     pub(crate) cancels: Mutex<HashMap<JobId, Arc<AtomicBool>>>,
     /// Progress and stdout lines of running jobs, for the driver.
     pub(crate) live: super::LiveFeed,
+    /// Jobs run while another was set aside for them (`run::SetAside`).
+    pub(crate) ran_ahead: AtomicU64,
 }
 
 impl Core {
     /// Runs one job on this thread; a panic (a bug in the node or in
-    /// wasmtime) fails this job only.
-    pub(crate) fn run(&self, req: &ExecRequest) -> JobResult {
+    /// wasmtime) fails this job only. While it runs, another tenant's job
+    /// that waits behind it may run ahead of it (`Core::run_waiting`).
+    pub(crate) fn run(self: &Arc<Core>, req: &ExecRequest) -> JobResult {
+        let core = self.clone();
+        let running = req.share;
+        self.run_with(req, Some(Box::new(move || core.run_waiting(running))))
+    }
+
+    /// Runs a job of another tenant that may go ahead of a running job of
+    /// `running`, to its end, and reports it; how long it took, or `None`
+    /// when none may. The job run ahead cannot itself be set aside.
+    fn run_waiting(&self, running: super::Share) -> Option<Duration> {
+        let req = self.queue.take_ahead_of(running)?;
+        let t = Instant::now();
+        let result = self.run_with(&req, None);
+        self.finish(&req, result);
+        self.queue.ended(req.share.group);
+        self.ran_ahead.fetch_add(1, Ordering::Relaxed);
+        Some(t.elapsed())
+    }
+
+    fn run_with(&self, req: &ExecRequest, set_aside: Option<SetAside>) -> JobResult {
         self.busy.fetch_add(1, Ordering::Relaxed);
         let cancel = self.cancel_flag(&req.job);
         let result = catch_unwind(AssertUnwindSafe(|| {
-            run::run(&self.cache, &self.cfg, req, &cancel, &self.live)
+            run::run(&self.cache, &self.cfg, req, &cancel, &self.live, set_aside)
         }))
         .unwrap_or_else(|panic| {
             let what = panic
@@ -166,6 +188,21 @@ impl JobQueue {
         }
     }
 
+    /// The next job if it may go ahead of a running job of `running`
+    /// (`ShareQueue::pop_ahead_of`); never waits.
+    fn take_ahead_of(&self, running: super::Share) -> Option<ExecRequest> {
+        let mut st = self.lock();
+        if st.closed {
+            return None;
+        }
+        st.jobs.pop_ahead_of(running).map(|(_, req)| req)
+    }
+
+    /// A job taken by [`JobQueue::take_ahead_of`] ended.
+    fn ended(&self, group: u32) {
+        self.lock().jobs.finished(group);
+    }
+
     /// Closes the queue, wakes every thread and returns the jobs that never
     /// started.
     fn close(&self) -> Vec<ExecRequest> {
@@ -204,6 +241,9 @@ impl Threads {
             let c = core.clone();
             match std::thread::Builder::new()
                 .name(format!("wasque-exec-{i}"))
+                // Room for two runs' Wasm stacks, one set aside under the
+                // other (`run::SetAside`), and their host frames.
+                .stack_size(EXEC_STACK_BYTES)
                 .spawn(move || worker(&c))
             {
                 Ok(h) => threads.workers.push(h),
@@ -238,7 +278,11 @@ impl Threads {
     }
 }
 
-fn worker(core: &Core) {
+/// Native stack of an executor thread: wasmtime's Wasm stack bound is
+/// 512 KiB per run by default; untouched pages cost nothing.
+const EXEC_STACK_BYTES: usize = 8 << 20;
+
+fn worker(core: &Arc<Core>) {
     batch_scheduling();
     let mut ended = None;
     while let Some(req) = core.queue.pop(ended) {

@@ -54,6 +54,9 @@ pub struct ExecStats {
     pub modules_compiled: u64,
     /// Modules restored from their precompiled artifact at start.
     pub modules_loaded: u64,
+    /// Jobs run ahead of another tenant's running job, which waited set
+    /// aside meanwhile (the executor's preemption, `run::SetAside`).
+    pub ran_ahead: u64,
     /// Whether pooled memory is reset with `PAGEMAP_SCAN`.
     pub pagemap_scan: bool,
 }

@@ -98,6 +98,36 @@ impl<T> ShareQueue<T> {
         Some((share, job))
     }
 
+    /// The job [`ShareQueue::pop`] would take, taken only if it may go
+    /// ahead of a running job of `running` (a run set aside for it,
+    /// `run.rs`): its group has no job running and fewer jobs in hand per
+    /// unit of weight than `running`'s group. With one group queued, or
+    /// the running job's own group next, nothing is taken: a set-aside
+    /// serves only a tenant that is waiting behind another one.
+    pub fn pop_ahead_of(&mut self, running: Share) -> Option<(Share, T)> {
+        let at = self.next_index()?;
+        let next = self.jobs.get(at)?.0;
+        if next.group == running.group {
+            return None;
+        }
+        let count = |group: u32| {
+            self.groups
+                .iter()
+                .find(|g| g.0 == group)
+                .map_or((0, 0), |g| (u64::from(g.1), u64::from(g.2)))
+        };
+        let (queued, busy) = count(next.group);
+        if busy > 0 {
+            return None;
+        }
+        let (rq, rb) = count(running.group);
+        // queued / w(next) < (rq + rb) / w(running), without division.
+        if queued * u64::from(running.weight.max(1)) >= (rq + rb) * u64::from(next.weight.max(1)) {
+            return None;
+        }
+        self.pop()
+    }
+
     fn next_index(&self) -> Option<usize> {
         let first = self.jobs.front()?;
         if self.groups.iter().filter(|g| g.1 > 0).count() <= 1 {
@@ -227,6 +257,39 @@ mod tests {
         q.finished(1);
         // Only the weight-1 group is left queued: in order.
         assert_eq!(order(&mut q), vec![2, 3]);
+    }
+
+    /// A run is set aside only for a group with nothing running and less
+    /// in hand per weight, never for the running job's own group.
+    #[test]
+    fn only_a_waiting_lighter_group_goes_ahead_of_a_run() {
+        let mut q = ShareQueue::default();
+        for j in 0..4 {
+            q.push(s(1, 1), j);
+        }
+        let (heavy, _) = q.pop().unwrap();
+        // Heavy's own jobs never go ahead of heavy's run.
+        assert!(q.pop_ahead_of(heavy).is_none());
+        q.push(s(2, 1), 100);
+        assert_eq!(q.pop_ahead_of(heavy).map(|(_, j)| j), Some(100));
+        // Light now has one running: its next job waits for a thread.
+        q.push(s(2, 1), 101);
+        assert!(q.pop_ahead_of(heavy).is_none());
+        q.finished(2);
+        assert_eq!(q.pop_ahead_of(heavy).map(|(_, j)| j), Some(101));
+        q.finished(2);
+
+        // A group of weight 1 with 3 queued does not go ahead of a group
+        // of weight 4 with 1 running and 2 queued (3/1 >= 3/4).
+        let mut q = ShareQueue::default();
+        q.push(s(1, 4), 0);
+        let (big, _) = q.pop().unwrap();
+        q.push(s(1, 4), 1);
+        q.push(s(1, 4), 2);
+        for j in 10..13 {
+            q.push(s(2, 1), j);
+        }
+        assert!(q.pop_ahead_of(big).is_none());
     }
 
     /// Whatever the order, every job queued is taken exactly once, and

@@ -645,3 +645,133 @@ fn a_light_tenants_job_goes_ahead_of_queued_heavy_ones() {
     let heavy_order: Vec<usize> = heavy_jobs.iter().map(at).collect();
     assert!(heavy_order.is_sorted(), "{order:?}");
 }
+
+/// Preemption (`run::SetAside`): with one thread busy with a heavy
+/// group's long run, a light group's jobs handed over later run ahead of
+/// it, on the same thread, instead of waiting for it to end; the heavy
+/// run's deadline does not count the time it was set aside, and it still
+/// ends on that deadline. A job of the running job's own group never goes
+/// ahead of it.
+#[test]
+fn a_light_tenants_job_runs_ahead_of_a_running_heavy_one() {
+    use super::Share;
+    let mut f = open(1);
+    let spin = f.put(SPIN);
+    let echo = f.put(ECHO);
+    let heavy = Share {
+        group: 1,
+        weight: 1,
+    };
+    let light = Share {
+        group: 2,
+        weight: 1,
+    };
+    let short = |ms| Limits {
+        deadline_ms: ms,
+        ..limits()
+    };
+    let mut h = request(spin, b"", short(300));
+    h.share = heavy;
+    // Heavy has more in hand than light's two: light goes first.
+    let heavy_echo: Vec<ExecRequest> = (0..3u8)
+        .map(|i| {
+            let mut r = request(echo, &[b'h', i], limits());
+            r.share = heavy;
+            r
+        })
+        .collect();
+    let mut l_spin = request(spin, b"", short(100));
+    l_spin.share = light;
+    let mut l_echo = request(echo, b"l", limits());
+    l_echo.share = light;
+
+    let start = Instant::now();
+    f.exec.submit(h.clone());
+    std::thread::sleep(Duration::from_millis(50));
+    for r in &heavy_echo {
+        f.exec.submit(r.clone());
+    }
+    f.exec.submit(l_spin.clone());
+    f.exec.submit(l_echo.clone());
+    let mut ended = Vec::new();
+    for _ in 0..6 {
+        let d = f.done.blocking_recv().expect("a result");
+        ended.push((d.job, d.result, start.elapsed()));
+    }
+    let order: Vec<JobId> = ended.iter().map(|e| e.0).collect();
+    let mut want = vec![l_spin.job, l_echo.job, h.job];
+    want.extend(heavy_echo.iter().map(|r| r.job));
+    assert_eq!(order, want);
+    let (_, light_spin, _) = &ended[0];
+    assert_eq!(
+        light_spin.error_class,
+        Some(ErrorClass::Deadline),
+        "{light_spin:?}"
+    );
+    assert_eq!(ended[1].1.output, b"l");
+    let (_, heavy_spin, heavy_end) = &ended[2];
+    assert_eq!(
+        heavy_spin.error_class,
+        Some(ErrorClass::Deadline),
+        "{heavy_spin:?}"
+    );
+    // 300 ms of its own deadline plus at least the 100 ms set aside.
+    assert!(*heavy_end >= Duration::from_millis(400), "{heavy_end:?}");
+    // Its duration is its own run, not the time it was set aside.
+    assert!(
+        heavy_spin.duration_us < u64::try_from(heavy_end.as_micros()).unwrap_or(0) - 90_000,
+        "{heavy_spin:?} ended at {heavy_end:?}"
+    );
+    assert_eq!(ended[3].1.output, b"h\0");
+    assert_eq!(f.exec.stats().ran_ahead, 2);
+}
+
+/// A job run ahead exhausts its own Wasm stack, above the set-aside run's
+/// frames: it ends as a trap, and the run under it goes on to its own end.
+#[test]
+fn a_job_run_ahead_that_exhausts_its_stack_fails_alone() {
+    use super::Share;
+    let mut f = open(1);
+    let spin = f.put(SPIN);
+    let recurse = f.put(RECURSE);
+    let echo = f.put(ECHO);
+    let mut h = request(
+        spin,
+        b"",
+        Limits {
+            deadline_ms: 200,
+            ..limits()
+        },
+    );
+    h.share = Share {
+        group: 1,
+        weight: 1,
+    };
+    f.exec.submit(h.clone());
+    for i in 0..3u8 {
+        let mut r = request(echo, &[i], limits());
+        r.share = h.share;
+        f.exec.submit(r);
+    }
+    std::thread::sleep(Duration::from_millis(30));
+    let mut l = request(recurse, b"", limits());
+    l.share = Share {
+        group: 2,
+        weight: 1,
+    };
+    f.exec.submit(l.clone());
+    let first = f.done.blocking_recv().expect("a result");
+    assert_eq!(first.job, l.job);
+    assert_eq!(first.result.message, "wasm trap: call stack exhausted");
+    let second = f.done.blocking_recv().expect("a result");
+    assert_eq!(second.job, h.job);
+    assert_eq!(
+        second.result.error_class,
+        Some(ErrorClass::Deadline),
+        "{second:?}"
+    );
+    for _ in 0..3 {
+        let d = f.done.blocking_recv().expect("a result");
+        assert!(d.result.is_success(), "{d:?}");
+    }
+}

@@ -251,11 +251,16 @@ impl Collector for ScrapeCollector {
             let g = ConstGauge::new(v);
             g.encode(enc.encode_descriptor(name, help, None, g.metric_type())?)?;
         }
-        let counters: [(&str, &str, u64); 5] = [
+        let counters: [(&str, &str, u64); 6] = [
             (
                 "executor_jobs_run",
                 "Executions finished by the executor, any outcome",
                 s.exec.jobs_run,
+            ),
+            (
+                "executor_jobs_ran_ahead",
+                "Jobs run while another tenant's running job was set aside for them",
+                s.exec.ran_ahead,
             ),
             (
                 "module_compiles",
