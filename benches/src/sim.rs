@@ -5,7 +5,10 @@
 //! time their body asks for, divided by the node's speed. A node's
 //! executor is `slots` threads and a queue of `slots * (depth - 1)` jobs
 //! handed over but not started, taken in the order the node's executor
-//! takes them (`wasque_node::exec::ShareQueue`). Placement,
+//! takes them (`wasque_node::exec::ShareQueue`), and a thread's run set
+//! aside at the next epoch tick for a waiting job of a tenant that may go
+//! ahead of it (`ShareQueue::pop_ahead_of`), as a node's executor does
+//! (its `run::SetAside`). Placement,
 //! federation and priorities are the engine's own code; only the sockets,
 //! the clock and the Wasm run are simulated. Used by the scheduling
 //! evaluation (`sched_eval`) to run the same workloads on 3 to 100 nodes.
@@ -28,6 +31,9 @@ const T0: UnixMs = 1_700_000_000_000;
 const LATENCY_MS: u64 = 1;
 /// How often nodes advertise their capacity (as the runtime does).
 const ADVERT_EVERY_MS: u64 = 1000;
+/// The node's epoch tick: a running job looks for a job to run ahead of
+/// it at most this long after one is handed over.
+const EPOCH_MS: u64 = 5;
 
 /// One simulated node.
 #[derive(Clone, Copy, Debug)]
@@ -61,6 +67,9 @@ pub struct JobOutcome {
     pub submitted: u64,
     pub started: u64,
     pub finished: u64,
+    /// Its own run time: `finished - started` less any time it was set
+    /// aside for another job.
+    pub ran_ms: u64,
     pub node: usize,
     pub priority: u8,
     /// The queue it was added to (a tenant's are `tenant/queue`).
@@ -80,6 +89,8 @@ pub struct SimReport {
     pub makespan_ms: u64,
     /// Peer messages delivered.
     pub messages: u64,
+    /// Runs made ahead of a set-aside one (preemption).
+    pub ran_ahead: u64,
 }
 
 enum Event {
@@ -91,10 +102,26 @@ enum Event {
     },
     Done {
         node: usize,
+        thread: usize,
         run: RunJob,
+        /// Run ahead of the thread's own run, which waits set aside.
+        ahead: bool,
     },
+    /// Node `i`'s running jobs look for a job to run ahead of them.
+    Epoch(usize),
     Timer(usize),
     Adverts,
+}
+
+/// A busy executor thread of a simulated node.
+#[derive(Clone, Copy, Debug)]
+struct Busy {
+    share: Share,
+    /// The event that ends its run, and when.
+    done_seq: u64,
+    done_at: u64,
+    /// A run ahead of it is in progress.
+    aside: bool,
 }
 
 /// The simulated cluster.
@@ -111,6 +138,13 @@ pub struct Sim {
     armed: Vec<Option<u64>>,
     /// Threads busy per node.
     running: Vec<usize>,
+    /// Each thread of each node: what it runs, if anything.
+    threads: Vec<Vec<Option<Busy>>>,
+    /// An `Epoch` event is queued for the node.
+    epoch_armed: Vec<bool>,
+    /// Runs are never set aside ([`Sim::no_preemption`]).
+    no_preempt: bool,
+    ran_ahead: u64,
     /// Jobs handed to each node's executor and not started.
     exec_queue: Vec<ShareQueue<RunJob>>,
     /// Executors take queued jobs in arrival order, not tenants' order
@@ -121,6 +155,8 @@ pub struct Sim {
     by_id: HashMap<JobId, usize>,
     outcomes: Vec<Option<JobOutcome>>,
     started: HashMap<JobId, u64>,
+    /// Run time of each started job.
+    ran_ms: HashMap<JobId, u64>,
     module: ModuleHash,
     next_req: u64,
     messages: u64,
@@ -172,6 +208,10 @@ impl Sim {
             now: 0,
             armed: vec![None; n],
             running: vec![0; n],
+            threads: specs.iter().map(|s| vec![None; s.slots]).collect(),
+            epoch_armed: vec![false; n],
+            no_preempt: false,
+            ran_ahead: 0,
             exec_queue: (0..n).map(|_| ShareQueue::default()).collect(),
             fifo: false,
             busy_ms: vec![0; n],
@@ -179,6 +219,7 @@ impl Sim {
             by_id: HashMap::new(),
             outcomes: Vec::new(),
             started: HashMap::new(),
+            ran_ms: HashMap::new(),
             module,
             next_req: 1,
             messages: 0,
@@ -213,6 +254,12 @@ impl Sim {
         self.fifo = true;
     }
 
+    /// Threads never set a run aside for a waiting one (the executor
+    /// before preemption): for comparison.
+    pub fn no_preemption(&mut self) {
+        self.no_preempt = true;
+    }
+
     /// The share a run is queued under in the executor.
     fn share_of(&self, run: &RunJob) -> Share {
         if self.fifo {
@@ -222,10 +269,75 @@ impl Sim {
         }
     }
 
-    fn push(&mut self, at: u64, ev: Event) {
+    fn push(&mut self, at: u64, ev: Event) -> u64 {
         self.seq += 1;
         self.events.insert(self.seq, ev);
         self.queue.push(Reverse((at, self.seq)));
+        self.seq
+    }
+
+    /// Queues an `Epoch` for node `i` at its next tick, when a job waits
+    /// and a thread runs one that might be set aside.
+    fn arm_epoch(&mut self, i: usize) {
+        if self.no_preempt || self.epoch_armed[i] || self.exec_queue[i].is_empty() {
+            return;
+        }
+        if !self.threads[i].iter().flatten().any(|b| !b.aside) {
+            return;
+        }
+        self.epoch_armed[i] = true;
+        let at = (self.now / EPOCH_MS + 1) * EPOCH_MS;
+        self.push(at, Event::Epoch(i));
+    }
+
+    /// At a tick, each thread of node `i` whose run is not already set
+    /// aside runs the job the executor lets go ahead of it, if any; its
+    /// own run ends that much later.
+    fn epoch(&mut self, i: usize) {
+        self.epoch_armed[i] = false;
+        for t in 0..self.threads[i].len() {
+            let Some(busy) = self.threads[i][t] else {
+                continue;
+            };
+            if busy.aside {
+                continue;
+            }
+            let Some((_, run)) = self.exec_queue[i].pop_ahead_of(busy.share) else {
+                continue;
+            };
+            let took = self.took(i, &run);
+            self.busy_ms[i] += took;
+            self.ran_ahead += 1;
+            self.started.entry(run.job).or_insert(self.now);
+            self.ran_ms.insert(run.job, took);
+            // Queued first: at an equal time it ends before the run it
+            // went ahead of.
+            self.push(
+                self.now + took,
+                Event::Done {
+                    node: i,
+                    thread: t,
+                    run,
+                    ahead: true,
+                },
+            );
+            // The thread's own run ends `took` later.
+            if let Some(ev) = self.events.remove(&busy.done_seq) {
+                let done_at = busy.done_at + took;
+                let done_seq = self.push(done_at, ev);
+                self.threads[i][t] = Some(Busy {
+                    done_seq,
+                    done_at,
+                    aside: true,
+                    ..busy
+                });
+            }
+        }
+    }
+
+    fn took(&self, i: usize, run: &RunJob) -> u64 {
+        let work = body_work(&run.body);
+        ((work as f64) / self.specs[i].speed).ceil().max(1.0) as u64
     }
 
     fn command(&mut self, node: usize, cmd: Command) -> RequestId {
@@ -281,6 +393,7 @@ impl Sim {
                 let share = self.share_of(&run);
                 self.exec_queue[i].push(share, run);
                 self.start_runs(i);
+                self.arm_epoch(i);
             }
             // Replies, events, persistence: nothing to simulate.
             _ => {}
@@ -290,15 +403,33 @@ impl Sim {
     /// Node `i`'s free threads take queued runs.
     fn start_runs(&mut self, i: usize) {
         while self.running[i] < self.specs[i].slots {
-            let Some((_, run)) = self.exec_queue[i].pop() else {
+            let Some(thread) = self.threads[i].iter().position(Option::is_none) else {
                 break;
             };
-            let work = body_work(&run.body);
-            let took = ((work as f64) / self.specs[i].speed).ceil().max(1.0) as u64;
+            let Some((share, run)) = self.exec_queue[i].pop() else {
+                break;
+            };
+            let took = self.took(i, &run);
             self.running[i] += 1;
             self.busy_ms[i] += took;
             self.started.entry(run.job).or_insert(self.now);
-            self.push(self.now + took, Event::Done { node: i, run });
+            self.ran_ms.insert(run.job, took);
+            let done_at = self.now + took;
+            let done_seq = self.push(
+                done_at,
+                Event::Done {
+                    node: i,
+                    thread,
+                    run,
+                    ahead: false,
+                },
+            );
+            self.threads[i][thread] = Some(Busy {
+                share,
+                done_seq,
+                done_at,
+                aside: false,
+            });
         }
     }
 
@@ -370,20 +501,36 @@ impl Sim {
                     self.nodes[to].handle_peer(T0 + at, self.names[from], msg);
                     self.drain(to);
                 }
-                Event::Done { node, run } => {
-                    self.running[node] -= 1;
-                    // The thread takes its next job before the engine
-                    // hears of this one's end, as on a node.
+                Event::Done {
+                    node,
+                    thread,
+                    run,
+                    ahead,
+                } => {
                     let share = self.share_of(&run);
                     self.exec_queue[node].finished(share.group);
-                    self.start_runs(node);
+                    if ahead {
+                        // The set-aside run goes on.
+                        if let Some(b) = self.threads[node][thread].as_mut() {
+                            b.aside = false;
+                        }
+                    } else {
+                        self.running[node] -= 1;
+                        self.threads[node][thread] = None;
+                        // The thread takes its next job before the engine
+                        // hears of this one's end, as on a node.
+                        self.start_runs(node);
+                    }
+                    self.arm_epoch(node);
                     if let Some(&j) = self.by_id.get(&run.job)
                         && self.outcomes[j].is_none()
                     {
+                        let started = self.started.get(&run.job).copied().unwrap_or(at);
                         self.outcomes[j] = Some(JobOutcome {
                             submitted: self.jobs[j].at_ms,
-                            started: self.started.get(&run.job).copied().unwrap_or(at),
+                            started,
                             finished: at,
+                            ran_ms: self.ran_ms.get(&run.job).copied().unwrap_or(at - started),
                             node,
                             priority: self.jobs[j].priority,
                             queue: self.jobs[j].queue.clone(),
@@ -404,6 +551,7 @@ impl Sim {
                     self.nodes[node].handle_exec_done(T0 + at, run.job, run.attempt, result);
                     self.drain(node);
                 }
+                Event::Epoch(i) => self.epoch(i),
                 Event::Timer(i) => {
                     if self.armed[i] == Some(at) {
                         self.armed[i] = None;
@@ -427,6 +575,7 @@ impl Sim {
             busy_ms: self.busy_ms,
             slots: self.specs.iter().map(|s| s.slots).collect(),
             messages: self.messages,
+            ran_ahead: self.ran_ahead,
             jobs,
         }
     }

@@ -1,7 +1,7 @@
 //! Fair share between tenants, in virtual time on real engines
 //! (`wasque_benches::sim`): 1, 10 and 100 nodes.
 //!
-//!   cargo run --release -p wasque-benches --bin fair_share -- [--plots benches/plots] [--depth N] [--fifo]
+//!   cargo run --release -p wasque-benches --bin fair_share -- [--plots benches/plots] [--depth N] [--fifo] [--no-preempt]
 //!
 //! Two tenants, `heavy` and `light`, submitting 10:1 in job counts.
 //! Nodes of 4 executor threads, each handed `--depth` jobs per thread (4
@@ -9,7 +9,8 @@
 //! are taken in tenants' order; 1: each starts at once, the model of the
 //! runs before the executor queue was simulated). `--fifo`: the threads
 //! take queued jobs in arrival order, as a node's did before tenants'
-//! order (for comparison).
+//! order (for comparison). `--no-preempt`: a thread never sets its run
+//! aside for a waiting tenant's job (the executor before preemption).
 //!
 //! **Backlog**: both submit everything at once, so both always have work
 //! waiting, heavy 10x as many jobs over 10 queues against light's one:
@@ -25,9 +26,10 @@
 //! **Stream**: heavy submits at 1.5x the cluster's capacity over 10
 //! queues, light at 0.15x over one (10:1 in jobs, same size). Measured:
 //! light's p99 time from submit to result under that load against its
-//! p99 alone (a slot is not taken from a running job, so a light job
-//! under load waits for one to end: about one run), and its p99 wait in
-//! the queue, with tenants (fair share) and without (queue turns).
+//! p99 alone (a running heavy job is set aside at the next 5 ms epoch
+//! tick for a light one; with `--no-preempt` a light job under load
+//! waits for one to end: about one run), and its p99 wait in the queue,
+//! with tenants (fair share) and without (queue turns).
 
 use std::fmt::Write as _;
 
@@ -41,6 +43,8 @@ const QUEUES: usize = 10;
 static DEPTH: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
 /// Executor queues in arrival order (`--fifo`).
 static FIFO: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Runs are never set aside (`--no-preempt`).
+static NO_PREEMPT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 fn names(tenants: bool) -> (Vec<String>, String) {
     let (h, l) = if tenants {
@@ -78,6 +82,9 @@ fn run(n: usize, tenants: bool, weights: (u32, u32), jobs: Vec<JobSpec>) -> SimR
     if FIFO.load(std::sync::atomic::Ordering::Relaxed) {
         sim.executor_fifo();
     }
+    if NO_PREEMPT.load(std::sync::atomic::Ordering::Relaxed) {
+        sim.no_preemption();
+    }
     sim.set_weight("heavy", weights.0);
     sim.set_weight("light", weights.1);
     sim.run(jobs, 3_600_000)
@@ -113,7 +120,8 @@ fn backlog(n: usize, tenants: bool, per_node: usize, heavy_ms: u64, seed: u64) -
 
 /// Each tenant's executor time in the first half of the time both had
 /// work (before either's last start): runs clipped to that window, so
-/// no node has run dry of either tenant.
+/// no node has run dry of either tenant. A run counts its own time, not
+/// the time it was set aside for another.
 fn shares(r: &SimReport) -> (f64, f64) {
     let last = |light: bool| {
         r.jobs
@@ -126,7 +134,7 @@ fn shares(r: &SimReport) -> (f64, f64) {
     let until = last(true).min(last(false)) / 2;
     let (mut h, mut l) = (0u64, 0u64);
     for j in r.jobs.iter().filter(|j| j.started < until) {
-        let ms = j.finished.min(until) - j.started;
+        let ms = (j.finished.min(until) - j.started).min(j.ran_ms);
         if is_light(&j.queue) {
             l += ms;
         } else {
@@ -230,13 +238,20 @@ fn main() -> anyhow::Result<()> {
     let _ = DEPTH.set(depth.max(1));
     let fifo = args.iter().any(|a| a == "--fifo");
     FIFO.store(fifo, std::sync::atomic::Ordering::Relaxed);
+    let no_preempt = args.iter().any(|a| a == "--no-preempt");
+    NO_PREEMPT.store(no_preempt, std::sync::atomic::Ordering::Relaxed);
     println!(
-        "executor depth: {} jobs per thread; executor order: {}\n",
+        "executor depth: {} jobs per thread; executor order: {}; preemption: {}\n",
         depth.max(1),
         if fifo {
             "arrival (--fifo)"
         } else {
             "tenants' (ShareQueue)"
+        },
+        if no_preempt {
+            "off (--no-preempt)"
+        } else {
+            "on"
         }
     );
     let mut out = String::new();
@@ -300,7 +315,7 @@ fn main() -> anyhow::Result<()> {
     }
     let _ = writeln!(
         out,
-        "### Stream: heavy at 1.5x capacity over 10 queues, light at 0.15x over one (20 ms jobs)\n\n| nodes | scheduler | light p99 to result alone ms | light p99 to result under load ms | ratio | light p99 queue wait under load ms | heavy share of runs |\n|---|---|---|---|---|---|---|"
+        "### Stream: heavy at 1.5x capacity over 10 queues, light at 0.15x over one (20 ms jobs)\n\n| nodes | scheduler | light p99 to result alone ms | light p99 to result under load ms | ratio | light p99 queue wait under load ms | heavy share of runs | runs ahead of a set-aside one |\n|---|---|---|---|---|---|---|---|"
     );
     for n in [1usize, 10, 100] {
         let secs = if n == 100 { 20 } else { 60 };
@@ -317,10 +332,11 @@ fn main() -> anyhow::Result<()> {
             stream_p99[1 + usize::from(tenants)].push(p_load as f64);
             let _ = writeln!(
                 out,
-                "| {n} | {} | {p_alone} | {p_load} | {:.2}x | {w_load} | {:.1} % |",
+                "| {n} | {} | {p_alone} | {p_load} | {:.2}x | {w_load} | {:.1} % | {} |",
                 scheduler(tenants),
                 p_load as f64 / p_alone as f64,
                 100.0 * heavy as f64 / loaded.jobs.len().max(1) as f64,
+                loaded.ran_ahead,
             );
         }
     }

@@ -195,6 +195,27 @@ impl FairShare {
         self.groups.get(group).map_or(0, |g| g.running)
     }
 
+    /// Whether `group` has fewer runs in hand than its weight's part of
+    /// `slots`, shared among the groups with ready jobs (`ready`) or runs
+    /// in hand. Such a group may be handed a job even when every slot is
+    /// taken (`Engine::dispatch`): the executor then runs it ahead of a
+    /// run of a group over its part (`exec/share.rs`, `pop_ahead_of`), so
+    /// it does not wait for a heavier tenant's run to end. A group with
+    /// nothing in hand always qualifies. What is handed over beyond the
+    /// slots is at most the sum of these parts: `slots` more.
+    pub fn under_share(&self, group: &str, ready: &[&str], slots: usize) -> bool {
+        let weight = |g: &str| u64::from(self.groups.get(g).map_or(1, |x| x.weight));
+        let in_hand_elsewhere: u64 = self
+            .groups
+            .iter()
+            .filter(|(name, g)| g.running > 0 && !ready.contains(&&***name))
+            .map(|(_, g)| u64::from(g.weight))
+            .sum();
+        let total = ready.iter().map(|g| weight(g)).sum::<u64>() + in_hand_elsewhere;
+        let mine = u64::from(self.in_hand(group));
+        mine == 0 || mine * total < weight(group) * slots as u64
+    }
+
     /// A run ended having used `fuel`: the estimate is replaced by it.
     pub fn finished(&mut self, id: &JobId, fuel: u64) {
         let Some((group, est)) = self.charged.remove(id) else {
@@ -221,6 +242,35 @@ mod tests {
 
     fn id(n: u128) -> JobId {
         JobId(uuid::Uuid::from_u128(n))
+    }
+
+    /// Over the slots only below a weight's part of them: weights 3:1 on
+    /// 16 slots give parts of 12 and 4; a group with nothing in hand
+    /// always qualifies; a group with runs in hand and none ready still
+    /// takes its part of the weights.
+    #[test]
+    fn under_share_is_below_the_weights_part_of_the_slots() {
+        let mut f = FairShare::default();
+        f.set_weight("a", 3);
+        f.set_weight("b", 1);
+        let ready = ["a", "b"];
+        assert!(f.under_share("a", &ready, 16));
+        for n in 0..11 {
+            f.started(id(n), "a");
+        }
+        assert!(f.under_share("a", &ready, 16));
+        f.started(id(11), "a");
+        assert!(!f.under_share("a", &ready, 16));
+        for n in 100..103 {
+            f.started(id(n), "b");
+        }
+        assert!(f.under_share("b", &ready, 16));
+        f.started(id(103), "b");
+        assert!(!f.under_share("b", &ready, 16));
+        // `a` has runs in hand but nothing ready: its weight still counts.
+        assert!(!f.under_share("b", &["b"], 16));
+        f.set_weight("c", 1);
+        assert!(f.under_share("c", &["b", "c"], 16));
     }
 
     /// Two groups always waiting, runs of different sizes: the fuel each

@@ -1250,8 +1250,9 @@ impl Engine {
     }
 
     /// Starts Wasm jobs while executor slots are free; with tenants, also
-    /// one job over the slots for a tenant group the fair share picks
-    /// that has none in hand (`fair.rs`): bounded by the number of groups.
+    /// over the slots for a tenant group the fair share picks that has
+    /// fewer runs in hand than its weight's part of the slots
+    /// (`FairShare::under_share`): at most twice the slots in all.
     fn dispatch(&mut self, now: UnixMs) {
         let slots = self.slots_now();
         loop {
@@ -1263,11 +1264,18 @@ impl Engine {
                 self.queues.pop_wasm(now).map(|id| (id, Share::default()))
             } else {
                 let ready = self.queues.wasm_groups();
-                if full && !ready.iter().any(|g| self.fair.in_hand(g) == 0) {
+                if full
+                    && !ready
+                        .iter()
+                        .any(|g| self.fair.under_share(g, &ready, slots))
+                {
                     break;
                 }
+                // Over the slots only for the group the fair share picks,
+                // and only below its part: the picking by fuel used stays
+                // what decides each tenant's share.
                 let group = self.fair.pick(&ready).to_string();
-                if full && self.fair.in_hand(&group) > 0 {
+                if full && !self.fair.under_share(&group, &ready, slots) {
                     break;
                 }
                 self.queues

@@ -100,10 +100,12 @@ impl<T> ShareQueue<T> {
 
     /// The job [`ShareQueue::pop`] would take, taken only if it may go
     /// ahead of a running job of `running` (a run set aside for it,
-    /// `run.rs`): its group has no job running and fewer jobs in hand per
-    /// unit of weight than `running`'s group. With one group queued, or
-    /// the running job's own group next, nothing is taken: a set-aside
-    /// serves only a tenant that is waiting behind another one.
+    /// `run.rs`): its group has fewer jobs running, and fewer in hand
+    /// (queued or running), per unit of weight than `running`'s group.
+    /// So a tenant's runs ahead of others stop at its weight's part of
+    /// the running jobs. With one group queued, or the running job's own
+    /// group next, nothing is taken: a set-aside serves only a tenant
+    /// that is waiting behind another one.
     pub fn pop_ahead_of(&mut self, running: Share) -> Option<(Share, T)> {
         let at = self.next_index()?;
         let next = self.jobs.get(at)?.0;
@@ -117,12 +119,14 @@ impl<T> ShareQueue<T> {
                 .map_or((0, 0), |g| (u64::from(g.1), u64::from(g.2)))
         };
         let (queued, busy) = count(next.group);
-        if busy > 0 {
-            return None;
-        }
         let (rq, rb) = count(running.group);
-        // queued / w(next) < (rq + rb) / w(running), without division.
-        if queued * u64::from(running.weight.max(1)) >= (rq + rb) * u64::from(next.weight.max(1)) {
+        let (wn, wr) = (
+            u64::from(next.weight.max(1)),
+            u64::from(running.weight.max(1)),
+        );
+        // busy / wn < rb / wr and (queued + busy) / wn < (rq + rb) / wr,
+        // without division.
+        if busy * wr >= rb * wn || (queued + busy) * wr >= (rq + rb) * wn {
             return None;
         }
         self.pop()
@@ -259,8 +263,8 @@ mod tests {
         assert_eq!(order(&mut q), vec![2, 3]);
     }
 
-    /// A run is set aside only for a group with nothing running and less
-    /// in hand per weight, never for the running job's own group.
+    /// A run is set aside only for a group with fewer running and less in
+    /// hand per weight, never for the running job's own group.
     #[test]
     fn only_a_waiting_lighter_group_goes_ahead_of_a_run() {
         let mut q = ShareQueue::default();
@@ -272,12 +276,23 @@ mod tests {
         assert!(q.pop_ahead_of(heavy).is_none());
         q.push(s(2, 1), 100);
         assert_eq!(q.pop_ahead_of(heavy).map(|(_, j)| j), Some(100));
-        // Light now has one running: its next job waits for a thread.
+        // Light now has as many running as heavy: its next job waits for
+        // a thread.
         q.push(s(2, 1), 101);
         assert!(q.pop_ahead_of(heavy).is_none());
         q.finished(2);
         assert_eq!(q.pop_ahead_of(heavy).map(|(_, j)| j), Some(101));
         q.finished(2);
+
+        // Heavy runs on two threads: light may go ahead on both, not on
+        // a third.
+        let (heavy2, _) = q.pop().unwrap();
+        for j in 200..203 {
+            q.push(s(2, 1), j);
+        }
+        assert_eq!(q.pop_ahead_of(heavy).map(|(_, j)| j), Some(200));
+        assert_eq!(q.pop_ahead_of(heavy2).map(|(_, j)| j), Some(201));
+        assert!(q.pop_ahead_of(heavy).is_none());
 
         // A group of weight 1 with 3 queued does not go ahead of a group
         // of weight 4 with 1 running and 2 queued (3/1 >= 3/4).
