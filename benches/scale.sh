@@ -2,8 +2,8 @@
 # Scale curve (issue 23): how a node's add-get-ack cycle and its memory
 # hold up as the jobs queued on it grow from 10 thousand to 10 million,
 # with a redis-server holding the same backlog as a list as the baseline
-# in the same run. Both run with their durable defaults (the node with no
-# configuration file: `appendonly yes`, `appendfsync everysec`; redis with
+# in the same run. Both run with their durable defaults (the node with its
+# defaults, `appendonly yes`, `appendfsync everysec`; redis with
 # `appendonly yes`, `appendfsync everysec`, no snapshots). The node's
 # `max-jobs` (10 million by default) is raised to 20 million so the probe
 # fits above the backlog.
@@ -34,7 +34,8 @@ cleanup() {
     rm -rf "$TMP"
 }
 trap cleanup EXIT
-"$BIN/wasque-node" --port "$WPORT" --http-port 0 --data-dir "$TMP/data" --max-jobs 20000000 > "$TMP/wasque.out" 2>&1 &
+printf 'max-jobs 20000000\n' > "$TMP/wasque.conf"
+"$BIN/wasque-node" "$TMP/wasque.conf" --port "$WPORT" --http-port 0 --data-dir "$TMP/data" > "$TMP/wasque.out" 2>&1 &
 WPID=$!
 redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly yes --appendfsync everysec \
     --daemonize no --dir "$TMP" > "$TMP/redis.out" 2>&1 &

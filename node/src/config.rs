@@ -89,6 +89,10 @@ pub struct Config {
     pub requirepass: Option<String>,
     /// Executor threads; default one per core.
     pub exec_threads: usize,
+    /// `exec-memory-cow`: a job's memory starts as a copy-on-write
+    /// mapping of its module's initial memory (default) rather than a
+    /// copy of its data segments (`ExecConfig::memory_cow`).
+    pub exec_memory_cow: bool,
     /// Threads of the async runtime (sockets, QUIC, the engine's driver),
     /// Redis's `io-threads`; default one per four cores, at least one.
     pub io_threads: usize,
@@ -182,6 +186,7 @@ const KNOWN: &[&str] = &[
     "http-port",
     "http-hosts",
     "exec-threads",
+    "exec-memory-cow",
     "io-threads",
     "fuel-default",
     "fuel-max",
@@ -412,6 +417,7 @@ impl RawConfig {
             ));
         }
         let appendonly = yes_no("appendonly", true)?;
+        let exec_memory_cow = yes_no("exec-memory-cow", true)?;
         let appendfsync = match self.get("appendfsync").map(|(v, _)| v.as_str()) {
             None | Some("everysec") => AppendFsync::EverySec,
             Some("always") => AppendFsync::Always,
@@ -586,6 +592,7 @@ impl RawConfig {
             join_token: self.values.get("join-token").map(|(v, _)| v.clone()),
             requirepass,
             exec_threads,
+            exec_memory_cow,
             io_threads,
             default_limits,
             max_limits,
@@ -807,6 +814,19 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("wasque-data"));
         assert!(c.appendonly);
         assert_eq!(c.appendfsync, AppendFsync::EverySec);
+    }
+
+    #[test]
+    fn exec_memory_cow_is_on_unless_no() {
+        assert!(Config::defaults().exec_memory_cow);
+        let raw = RawConfig::parse("exec-memory-cow no\n", Path::new("f")).unwrap();
+        assert!(!raw.resolve().unwrap().exec_memory_cow);
+        let raw = RawConfig::parse("exec-memory-cow maybe\n", Path::new("f")).unwrap();
+        let e = raw.resolve().unwrap_err().to_string();
+        assert!(
+            e.contains("exec-memory-cow") && e.contains("yes or no"),
+            "{e}"
+        );
     }
 
     #[test]

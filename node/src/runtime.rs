@@ -863,6 +863,7 @@ impl Node {
                 max_output_bytes: cfg.max_output_bytes,
                 max_stderr_bytes: cfg.max_stderr_bytes,
                 max_module_bytes: cfg.max_module_bytes,
+                memory_cow: cfg.exec_memory_cow,
                 node_id: node_id.to_string(),
                 ..ExecConfig::default()
             },

@@ -1,7 +1,8 @@
 //! Scale curve over modules (issue 23): the node's executor (its own
 //! `Executor`, two threads, in this process) holding 1, 10, 100 and 1,000
-//! distinct modules, with jobs spread evenly at random over all of them.
-//! The baseline is the first row, one module, in the same run.
+//! distinct modules, with jobs spread evenly at random over all of them,
+//! once with the node's default `exec-memory-cow yes` and once with `no`.
+//! The baseline is each curve's first row, one module, in the same run.
 //!
 //!   cargo build --release -p wasque-benches --bin scale_modules
 //!   target/release/scale_modules [JOBS=20000] | tee benches/runs/scale-modules-<stamp>.txt
@@ -70,11 +71,12 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-fn config() -> ExecConfig {
+fn config(memory_cow: bool) -> ExecConfig {
     ExecConfig {
         threads: THREADS,
         max_memory_bytes: NODE_MEMORY,
         epoch_tick: EPOCH_TICK,
+        memory_cow,
         node_id: "scale".into(),
         ..ExecConfig::default()
     }
@@ -100,15 +102,29 @@ fn main() -> Result<()> {
     let base = std::fs::read(wasque_tests::guests::wasm_path("wordcount"))
         .context("the wordcount guest (built by wasque-tests)")?;
     let payload = Bytes::from(payload_1k());
+    let on = curve(true, &base, &payload, jobs)?;
+    let off = curve(false, &base, &payload, jobs)?;
+    plot(
+        &on,
+        &off,
+        std::path::Path::new("benches/plots/scale-modules.png"),
+    )?;
+    Ok(())
+}
+
+/// The whole curve with `exec-memory-cow` set to `memory_cow`, on a fresh
+/// executor and data dir.
+fn curve(memory_cow: bool, base: &[u8], payload: &Bytes, jobs: usize) -> Result<Vec<Row>> {
     let dir = tempfile::tempdir()?;
     let (tx, mut done) = unbounded_channel();
-    let exec = Executor::open(config(), dir.path(), tx)?;
+    let exec = Executor::open(config(memory_cow), dir.path(), tx)?;
     let rss0 = rss_kib();
     println!(
-        "# scale over modules: wordcount variants, {THREADS} executor threads, {jobs} jobs per level, {WINDOW} in flight, RSS of the empty executor {rss0} KiB"
+        "\n# exec-memory-cow {}: wordcount variants, {THREADS} executor threads, {jobs} jobs per level, {WINDOW} in flight, RSS with the executor open {rss0} KiB",
+        if memory_cow { "yes" } else { "no" }
     );
     println!(
-        "| modules | compile ms per new module | RSS MiB | RSS per module KiB | jobs/s | vs 1 module | p50 ms | p99 ms |"
+        "| modules | compile ms per new module | RSS over the open executor MiB | RSS per module KiB | jobs/s | vs 1 module | p50 ms | p99 ms |"
     );
     println!("|---|---|---|---|---|---|---|---|");
     let mut hashes: Vec<ModuleHash> = Vec::new();
@@ -118,7 +134,7 @@ fn main() -> Result<()> {
         let t = Instant::now();
         let new = level - hashes.len();
         for n in hashes.len()..level {
-            hashes.push(exec.put_module(&variant(&base, n))?.hash);
+            hashes.push(exec.put_module(&variant(base, n))?.hash);
         }
         let compile_ms = t.elapsed().as_secs_f64() * 1000.0 / new.max(1) as f64;
         let rss = rss_kib();
@@ -184,7 +200,7 @@ fn main() -> Result<()> {
             "| {} | {:.1} | {:.1} | {:.0} | {:.0} | {:.2}x | {:.2} | {:.2} |",
             row.modules,
             row.compile_ms_per_module,
-            row.rss_kib as f64 / 1024.0,
+            row.rss_kib.saturating_sub(rss0) as f64 / 1024.0,
             (row.rss_kib.saturating_sub(rss0)) as f64 / row.modules as f64,
             row.jobs_per_sec,
             row.jobs_per_sec / base_rate,
@@ -200,7 +216,7 @@ fn main() -> Result<()> {
     // artifacts, none is compiled again.
     let (tx, _done) = unbounded_channel();
     let t = Instant::now();
-    let again = Executor::open(config(), dir.path(), tx)?;
+    let again = Executor::open(config(memory_cow), dir.path(), tx)?;
     let took = t.elapsed();
     let s = again.stats();
     println!(
@@ -211,15 +227,12 @@ fn main() -> Result<()> {
         s.modules_compiled
     );
     again.shutdown();
-    plot(
-        &rows,
-        std::path::Path::new("benches/plots/scale-modules.png"),
-    )?;
+    drop(again);
     std::thread::sleep(Duration::from_millis(10));
-    Ok(())
+    Ok(rows)
 }
 
-fn plot(rows: &[Row], png: &std::path::Path) -> Result<()> {
+fn plot(on: &[Row], off: &[Row], png: &std::path::Path) -> Result<()> {
     wasque_benches::plot::font()?;
     if let Some(dir) = png.parent() {
         std::fs::create_dir_all(dir)?;
@@ -228,12 +241,12 @@ fn plot(rows: &[Row], png: &std::path::Path) -> Result<()> {
     root.fill(&WHITE)?;
     let panels = root.split_evenly((2, 1));
     type Pick = fn(&Row) -> f64;
-    let picks: [(&str, Pick, RGBColor); 2] = [
-        ("jobs/s, 2 executor threads", |r| r.jobs_per_sec, RED),
-        ("RSS (MiB)", |r| r.rss_kib as f64 / 1024.0, BLUE),
+    let picks: [(&str, Pick); 2] = [
+        ("jobs/s, 2 executor threads", |r| r.jobs_per_sec),
+        ("RSS (MiB)", |r| r.rss_kib as f64 / 1024.0),
     ];
-    for (panel, (title, pick, color)) in panels.iter().zip(picks) {
-        let ymax = rows.iter().map(pick).fold(1.0f64, f64::max) * 1.15;
+    for (panel, (title, pick)) in panels.iter().zip(picks) {
+        let ymax = on.iter().chain(off).map(pick).fold(1.0f64, f64::max) * 1.15;
         let mut chart = ChartBuilder::on(panel)
             .caption(title, ("sans-serif", 18))
             .margin(8)
@@ -244,14 +257,23 @@ fn plot(rows: &[Row], png: &std::path::Path) -> Result<()> {
             .configure_mesh()
             .x_desc("modules held, jobs spread over all")
             .draw()?;
-        chart.draw_series(LineSeries::new(
-            rows.iter().map(|r| (r.modules as f64, pick(r))),
-            color,
-        ))?;
-        chart.draw_series(
-            rows.iter()
-                .map(|r| Circle::new((r.modules as f64, pick(r)), 3, color.filled())),
-        )?;
+        for (name, rows, color) in [
+            ("exec-memory-cow yes (default)", on, RED),
+            ("exec-memory-cow no", off, BLUE),
+        ] {
+            chart
+                .draw_series(LineSeries::new(
+                    rows.iter().map(|r| (r.modules as f64, pick(r))),
+                    color,
+                ))?
+                .label(name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
+            chart.draw_series(
+                rows.iter()
+                    .map(|r| Circle::new((r.modules as f64, pick(r)), 3, color.filled())),
+            )?;
+        }
+        chart.configure_series_labels().border_style(BLACK).draw()?;
     }
     root.present()?;
     Ok(())

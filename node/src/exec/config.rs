@@ -24,6 +24,14 @@ pub struct ExecConfig {
     pub max_module_bytes: usize,
     /// Period of the epoch ticker: the resolution of wall-clock deadlines.
     pub epoch_tick: Duration,
+    /// A job's memory starts as a copy-on-write mapping of its module's
+    /// initial memory image (wasmtime's `memory_init_cow`): nearly free
+    /// when the pooled slot it gets last held the same module, page
+    /// faults on every page it touches when not. Off, each instance copies
+    /// the module's data segments instead, whatever the slot held: better
+    /// with many modules of small data segments taking turns (node
+    /// directive `exec-memory-cow`).
+    pub memory_cow: bool,
     /// This node's id, written into every `JobResult::node`.
     pub node_id: String,
 }
@@ -37,6 +45,7 @@ impl Default for ExecConfig {
             max_stderr_bytes: 64 << 10,
             max_module_bytes: 64 << 20,
             epoch_tick: Duration::from_millis(5),
+            memory_cow: true,
             node_id: String::new(),
         }
     }

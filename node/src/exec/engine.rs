@@ -58,7 +58,7 @@ pub(crate) fn build(cfg: &ExecConfig) -> Result<NodeEngine, ExecError> {
     let mut config = Config::new();
     config
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
-        .memory_init_cow(true)
+        .memory_init_cow(cfg.memory_cow)
         .consume_fuel(true)
         .epoch_interruption(true);
     let engine = Engine::new(&config).map_err(|e| ExecError::Engine(format!("{e:#}")))?;

@@ -154,6 +154,7 @@ fn config(threads: usize) -> ExecConfig {
         max_stderr_bytes: 1024,
         max_module_bytes: 1 << 20,
         epoch_tick: Duration::from_millis(5),
+        memory_cow: true,
         node_id: "test-node".into(),
     }
 }
@@ -165,9 +166,13 @@ pub(super) struct Fixture {
 }
 
 pub(super) fn open(threads: usize) -> Fixture {
+    open_with(config(threads))
+}
+
+fn open_with(cfg: ExecConfig) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let (tx, done) = unbounded_channel();
-    let exec = Executor::open(config(threads), dir.path(), tx).expect("executor opens");
+    let exec = Executor::open(cfg, dir.path(), tx).expect("executor opens");
     Fixture { dir, exec, done }
 }
 
@@ -541,9 +546,38 @@ fn shutdown_returns_queued_jobs_and_refuses_new_ones() {
 /// what an earlier job left in one (grown pages included).
 #[test]
 fn a_job_never_sees_an_earlier_jobs_memory() {
-    let mut f = open(2);
+    for memory_cow in [true, false] {
+        never_sees_an_earlier_jobs_memory(memory_cow);
+    }
+}
+
+fn never_sees_an_earlier_jobs_memory(memory_cow: bool) {
+    let mut f = open_with(ExecConfig {
+        memory_cow,
+        ..config(2)
+    });
     let snoop = f.put(SNOOP);
+    // The same code under another hash: a slot taken by the other module
+    // (its image swapped, or its segments copied in) is clean too.
+    let other = f.put(&SNOOP.replacen(
+        "(memory (export \"memory\") 1)",
+        "(memory (export \"memory\") 1) (func $unused)",
+        1,
+    ));
+    assert_ne!(snoop, other);
     let zero = 0i64.to_le_bytes().to_vec();
+    for i in 0..50 {
+        let (writer, reader) = if i % 2 == 0 {
+            (snoop, other)
+        } else {
+            (other, snoop)
+        };
+        let w = f.exec.run_here(&request(writer, b"w", limits()));
+        assert!(w.is_success(), "{w:?}");
+        let r = f.exec.run_here(&request(reader, b"r", limits()));
+        assert!(r.is_success(), "{r:?}");
+        assert_eq!(r.output, zero, "memory_cow {memory_cow}");
+    }
     for _ in 0..50 {
         let w = f.exec.run_here(&request(snoop, b"w", limits()));
         assert!(w.is_success(), "{w:?}");
