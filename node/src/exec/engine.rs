@@ -25,9 +25,10 @@ pub(crate) struct NodeEngine {
     pub(crate) compat: String,
 }
 
-/// Pool slots for `threads` executor threads: two per thread (a thread's
-/// slot is being reset while another job may already take the next one),
-/// plus room for `run_here` callers and module validation.
+/// Pool slots for `threads` executor threads: two per thread (its running
+/// job's, and that of a job run ahead of it while it is set aside,
+/// `run::SetAside`), plus room for `run_here` callers and module
+/// validation.
 pub(crate) fn pool_slots(threads: usize) -> u32 {
     u32::try_from(threads.saturating_mul(2).saturating_add(8)).unwrap_or(u32::MAX)
 }

@@ -151,9 +151,10 @@ impl Executor {
 
     /// Runs a job on the calling thread and returns its result (tests,
     /// benchmarks). Call it from a plain thread or `spawn_blocking`, not
-    /// from inside an async task.
+    /// from inside an async task. It is never set aside for a queued job:
+    /// the caller's thread runs only the job it was given.
     pub fn run_here(&self, req: &ExecRequest) -> JobResult {
-        self.inner.core.run(req)
+        self.inner.core.run_alone(req)
     }
 
     /// The feed of progress reports and stdout lines of running jobs

@@ -54,11 +54,16 @@ impl Core {
     fn run_waiting(&self, running: super::Share) -> Option<Duration> {
         let req = self.queue.take_ahead_of(running)?;
         let t = Instant::now();
-        let result = self.run_with(&req, None);
+        let result = self.run_alone(&req);
         self.finish(&req, result);
         self.queue.ended(req.share.group);
         self.ran_ahead.fetch_add(1, Ordering::Relaxed);
         Some(t.elapsed())
+    }
+
+    /// Runs one job on this thread, never set aside.
+    pub(crate) fn run_alone(&self, req: &ExecRequest) -> JobResult {
+        self.run_with(req, None)
     }
 
     fn run_with(&self, req: &ExecRequest, set_aside: Option<SetAside>) -> JobResult {

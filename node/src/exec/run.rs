@@ -56,7 +56,8 @@ pub(crate) struct JobCtx {
 pub(crate) type SetAside = Box<dyn FnMut() -> Option<Duration> + Send + Sync>;
 
 /// How often a running job looks at its cancel flag: a cancelled job
-/// stops within this (plus one epoch tick), well inside 100 ms.
+/// stops within this (plus one epoch tick), well inside 100 ms, unless it
+/// is set aside: then when the job run ahead of it ends.
 pub(crate) const CANCEL_CHECK: Duration = Duration::from_millis(20);
 
 /// The error a cancelled run ends with (classified from `JobCtx::cancelled`).
