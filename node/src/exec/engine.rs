@@ -25,12 +25,13 @@ pub(crate) struct NodeEngine {
     pub(crate) compat: String,
 }
 
-/// Pool slots for `threads` executor threads: two per thread (its running
-/// job's, and that of a job run ahead of it while it is set aside,
-/// `run::SetAside`), plus room for `run_here` callers and module
-/// validation.
+/// Pool slots for `threads` executor threads: three per thread (a
+/// thread's last slot may still be resetting when its next job takes
+/// one, and a job run ahead of a set-aside one, `run::SetAside`, takes
+/// one more), plus room for `run_here` callers and module validation.
+/// A slot costs address space, not memory, until it is used.
 pub(crate) fn pool_slots(threads: usize) -> u32 {
-    u32::try_from(threads.saturating_mul(2).saturating_add(8)).unwrap_or(u32::MAX)
+    u32::try_from(threads.saturating_mul(3).saturating_add(8)).unwrap_or(u32::MAX)
 }
 
 /// Builds the engine for `cfg`.
