@@ -22,7 +22,9 @@
 //! `heavy-q0`..`heavy-q9` and `light-q`), where queues take turns by count.
 //!
 //! **Stream**: heavy keeps its backlog; light submits jobs of heavy's
-//! size at random times at 15 % of the node's capacity, for three sizes.
+//! size at random times at 15 % of the node's capacity, for three sizes,
+//! from its own thread, runtime and connection (another client, as a
+//! tenant is).
 //! Measured: light's p99 time from submit to result under load against
 //! its p99 alone, and its p99 wait (time to result less the run time the
 //! node reports).
@@ -66,6 +68,8 @@ struct Who {
     client: Client,
     module: ModuleHash,
     queues: Vec<String>,
+    /// How it connected (light's stream connects again on its own thread).
+    cfg: ClientConfig,
 }
 
 fn text(v: Value) -> String {
@@ -94,7 +98,7 @@ async fn connect(node: &TestNode, token: Option<String>, heavy: bool) -> anyhow:
     let tenants = token.is_some();
     let mut cfg: ClientConfig = node.client_config();
     cfg.token = token;
-    let client = Client::connect(cfg).await?;
+    let client = Client::connect(cfg.clone()).await?;
     let module = client.put_module(wasm("spin")).await?.hash;
     let queues = match (heavy, tenants) {
         (true, true) => (0..QUEUES).map(|i| format!("q{i}")).collect(),
@@ -106,7 +110,51 @@ async fn connect(node: &TestNode, token: Option<String>, heavy: bool) -> anyhow:
         client,
         module,
         queues,
+        cfg,
     })
+}
+
+/// Runs `stream` for `who` on its own OS thread, runtime and connection,
+/// after `start_after`: light is another client of the node, as a tenant
+/// is, not tasks queued behind heavy's 160 in this process's runtime (on
+/// 2 cores that queueing was part of what light's 0.25 ms jobs waited).
+fn stream_apart(
+    who: &Who,
+    per_sec: f64,
+    fuel: u64,
+    start_after: Duration,
+    until: Duration,
+) -> std::thread::JoinHandle<anyhow::Result<Vec<Done>>> {
+    let (cfg, queues) = (who.cfg.clone(), who.queues.clone());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async move {
+            let client = Client::connect(cfg.clone()).await?;
+            let module = client.put_module(wasm("spin")).await?.hash;
+            let who = Arc::new(Who {
+                client,
+                module,
+                queues,
+                cfg,
+            });
+            tokio::time::sleep(start_after).await;
+            let log: Log = Default::default();
+            stream(who, per_sec, fuel, Instant::now(), until, log.clone()).await;
+            let done = log.lock().await.clone();
+            Ok(done)
+        })
+    })
+}
+
+/// Waits for a thread of `stream_apart` without blocking the runtime.
+async fn joined(
+    h: std::thread::JoinHandle<anyhow::Result<Vec<Done>>>,
+) -> anyhow::Result<Vec<Done>> {
+    tokio::task::spawn_blocking(move || h.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("light's stream thread panicked"))?
 }
 
 /// Runs one spin job of `fuel` in `queue`; logs it.
@@ -285,41 +333,31 @@ async fn stream_row(tenants: bool, secs: u64, cap: f64, fuel: u64) -> anyhow::Re
     let light_rate = cap * 0.15 * HEAVY_FUEL as f64 / fuel as f64;
     // Light alone.
     let (node, _, light) = setup(weights).await?;
-    let alone: Log = Default::default();
-    stream(
-        light,
+    let la = joined(stream_apart(
+        &light,
         light_rate,
         fuel,
-        Instant::now(),
+        Duration::ZERO,
         until,
-        alone.clone(),
-    )
-    .await;
+    ))
+    .await?;
     drop(node);
-    // Both.
+    // Both; light starts once heavy's backlog stands.
     let (node, heavy, light) = setup(weights).await?;
-    let (hl, ll): (Log, Log) = Default::default();
+    let hl: Log = Default::default();
     let t0 = Instant::now();
     let h = tokio::spawn(backlog(heavy, 160, fuel, t0, until, hl.clone()));
-    // Light starts once heavy's backlog stands.
-    let l = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        stream(
-            light,
-            light_rate,
-            fuel,
-            Instant::now(),
-            until - Duration::from_secs(1),
-            ll.clone(),
-        )
-        .await;
-        ll
-    });
-    let (_, ll) = tokio::join!(h, l);
+    let l = stream_apart(
+        &light,
+        light_rate,
+        fuel,
+        Duration::from_secs(1),
+        until - Duration::from_secs(1),
+    );
+    let (_, ll) = tokio::join!(h, joined(l));
     drop(node);
     let ll = ll?;
-    let la = alone.lock().await.clone();
-    let (hl, ll) = (hl.lock().await.clone(), ll.lock().await.clone());
+    let hl = hl.lock().await.clone();
     let p_alone = percentile(&latencies(&la), 0.99).max(1);
     let p_load = percentile(&latencies(&ll), 0.99);
     let w_load = percentile(&waits(&ll), 0.99);
