@@ -190,30 +190,45 @@ impl FairShare {
         share
     }
 
-    /// Runs of `group` handed to the executor and not finished.
-    pub fn in_hand(&self, group: &str) -> u32 {
-        self.groups.get(group).map_or(0, |g| g.running)
+    /// The weights of the groups with ready jobs (`ready`) or runs in
+    /// hand, summed: what [`FairShare::under_share`] divides the slots by.
+    /// Once per dispatch, in time linear in the groups.
+    pub fn weight_total(&self, ready: &[&str]) -> u64 {
+        let in_hand: u64 = self
+            .groups
+            .values()
+            .filter(|g| g.running > 0)
+            .map(|g| u64::from(g.weight))
+            .sum();
+        let ready_idle: u64 = ready
+            .iter()
+            .map(|g| {
+                self.groups
+                    .get(*g)
+                    .map_or((0, 1), |x| (x.running, x.weight))
+            })
+            .filter(|(running, _)| *running == 0)
+            .map(|(_, w)| u64::from(w))
+            .sum();
+        in_hand + ready_idle
     }
 
     /// Whether `group` has fewer runs in hand than its weight's part of
-    /// `slots`, shared among the groups with ready jobs (`ready`) or runs
-    /// in hand. Such a group may be handed a job even when every slot is
-    /// taken (`Engine::dispatch`): the executor then runs it ahead of a
-    /// run of a group over its part (`exec/share.rs`, `pop_ahead_of`), so
-    /// it does not wait for a heavier tenant's run to end. A group with
-    /// nothing in hand always qualifies. What is handed over beyond the
-    /// slots is at most the sum of these parts: `slots` more.
-    pub fn under_share(&self, group: &str, ready: &[&str], slots: usize) -> bool {
-        let weight = |g: &str| u64::from(self.groups.get(g).map_or(1, |x| x.weight));
-        let in_hand_elsewhere: u64 = self
+    /// `slots`, shared among the groups whose weights sum to `total`
+    /// ([`FairShare::weight_total`]). Such a group may be handed a job
+    /// even when every slot is taken (`Engine::dispatch`): the executor
+    /// then runs it ahead of a run of a group over its part
+    /// (`exec/share.rs`, `pop_ahead_of`), so it does not wait for a
+    /// heavier tenant's run to end. A group with nothing in hand always
+    /// qualifies. What is handed over beyond the slots is at most the sum
+    /// of these parts, `slots` more, or one per group when the groups
+    /// outnumber the slots.
+    pub fn under_share(&self, group: &str, total: u64, slots: usize) -> bool {
+        let (mine, weight) = self
             .groups
-            .iter()
-            .filter(|(name, g)| g.running > 0 && !ready.contains(&&***name))
-            .map(|(_, g)| u64::from(g.weight))
-            .sum();
-        let total = ready.iter().map(|g| weight(g)).sum::<u64>() + in_hand_elsewhere;
-        let mine = u64::from(self.in_hand(group));
-        mine == 0 || mine * total < weight(group) * slots as u64
+            .get(group)
+            .map_or((0, 1), |g| (u64::from(g.running), u64::from(g.weight)));
+        mine == 0 || mine * total < weight * slots as u64
     }
 
     /// A run ended having used `fuel`: the estimate is replaced by it.
@@ -254,23 +269,26 @@ mod tests {
         f.set_weight("a", 3);
         f.set_weight("b", 1);
         let ready = ["a", "b"];
-        assert!(f.under_share("a", &ready, 16));
+        let under =
+            |f: &FairShare, g: &str, ready: &[&str]| f.under_share(g, f.weight_total(ready), 16);
+        assert!(under(&f, "a", &ready));
         for n in 0..11 {
             f.started(id(n), "a");
         }
-        assert!(f.under_share("a", &ready, 16));
+        assert!(under(&f, "a", &ready));
         f.started(id(11), "a");
-        assert!(!f.under_share("a", &ready, 16));
+        assert!(!under(&f, "a", &ready));
         for n in 100..103 {
             f.started(id(n), "b");
         }
-        assert!(f.under_share("b", &ready, 16));
+        assert!(under(&f, "b", &ready));
         f.started(id(103), "b");
-        assert!(!f.under_share("b", &ready, 16));
+        assert!(!under(&f, "b", &ready));
         // `a` has runs in hand but nothing ready: its weight still counts.
-        assert!(!f.under_share("b", &["b"], 16));
+        assert!(!under(&f, "b", &["b"]));
         f.set_weight("c", 1);
-        assert!(f.under_share("c", &["b", "c"], 16));
+        assert!(under(&f, "c", &["b", "c"]));
+        assert_eq!(f.weight_total(&["b", "c"]), 5);
     }
 
     /// Two groups always waiting, runs of different sizes: the fuel each

@@ -1252,7 +1252,8 @@ impl Engine {
     /// Starts Wasm jobs while executor slots are free; with tenants, also
     /// over the slots for a tenant group the fair share picks that has
     /// fewer runs in hand than its weight's part of the slots
-    /// (`FairShare::under_share`): at most twice the slots in all.
+    /// (`FairShare::under_share`): at most twice the slots in all, or one
+    /// more per group when the groups outnumber the slots.
     fn dispatch(&mut self, now: UnixMs) {
         let slots = self.slots_now();
         loop {
@@ -1264,18 +1265,15 @@ impl Engine {
                 self.queues.pop_wasm(now).map(|id| (id, Share::default()))
             } else {
                 let ready = self.queues.wasm_groups();
-                if full
-                    && !ready
-                        .iter()
-                        .any(|g| self.fair.under_share(g, &ready, slots))
-                {
+                let total = self.fair.weight_total(&ready);
+                if full && !ready.iter().any(|g| self.fair.under_share(g, total, slots)) {
                     break;
                 }
                 // Over the slots only for the group the fair share picks,
                 // and only below its part: the picking by fuel used stays
                 // what decides each tenant's share.
                 let group = self.fair.pick(&ready).to_string();
-                if full && !self.fair.under_share(&group, &ready, slots) {
+                if full && !self.fair.under_share(&group, total, slots) {
                     break;
                 }
                 self.queues
