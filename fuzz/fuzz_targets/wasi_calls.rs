@@ -208,6 +208,7 @@ fn sandbox() -> &'static Sandbox {
             max_module_bytes: 1 << 20,
             epoch_tick: Duration::from_millis(1),
             node_id: "fuzz".into(),
+            ..ExecConfig::default()
         };
         let executor = Executor::open(cfg, &dir, tx).expect("executor opens");
         let wasm = wat::parse_str(guest()).expect("the interpreter guest assembles");
