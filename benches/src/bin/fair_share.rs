@@ -119,21 +119,48 @@ fn backlog(n: usize, tenants: bool, per_node: usize, heavy_ms: u64, seed: u64) -
 }
 
 /// Each tenant's executor time in the first half of the time both had
-/// work (before either's last start): runs clipped to that window, so
-/// no node has run dry of either tenant. A run counts its own time, not
-/// the time it was set aside for another.
+/// work (before either's last start): runs clipped to that window. A run
+/// counts its own time, not the time it was set aside for another.
 fn shares(r: &SimReport) -> (f64, f64) {
-    let last = |light: bool| {
+    shares_in(r, None)
+}
+
+/// [`shares`] with each node's own window: the first half of the time
+/// both tenants had work on that node. What a node's fair share decides,
+/// apart from how evenly placement spread each tenant's work: with the
+/// cluster's window, a node whose light work ran out early (or that got
+/// little of it) counts heavy-only time until the last node's light work
+/// ends.
+fn shares_per_node(r: &SimReport) -> (f64, f64) {
+    let nodes = r.slots.len();
+    shares_in(r, Some(nodes))
+}
+
+fn shares_in(r: &SimReport, per_node: Option<usize>) -> (f64, f64) {
+    let last = |light: bool, node: Option<usize>| {
         r.jobs
             .iter()
-            .filter(|j| is_light(&j.queue) == light)
+            .filter(|j| is_light(&j.queue) == light && node.is_none_or(|n| j.node == n))
             .map(|j| j.started)
             .max()
             .unwrap_or(0)
     };
-    let until = last(true).min(last(false)) / 2;
+    let untils: Vec<u64> = match per_node {
+        None => vec![last(true, None).min(last(false, None)) / 2],
+        Some(n) => (0..n)
+            .map(|i| last(true, Some(i)).min(last(false, Some(i))) / 2)
+            .collect(),
+    };
     let (mut h, mut l) = (0u64, 0u64);
-    for j in r.jobs.iter().filter(|j| j.started < until) {
+    for j in &r.jobs {
+        let until = if per_node.is_some() {
+            untils[j.node]
+        } else {
+            untils[0]
+        };
+        if j.started >= until {
+            continue;
+        }
         let ms = (j.finished.min(until) - j.started).min(j.ran_ms);
         if is_light(&j.queue) {
             l += ms;
@@ -269,7 +296,7 @@ fn main() -> anyhow::Result<()> {
     ] {
         let _ = writeln!(
             out,
-            "### Backlog: {what}\n\n| nodes | weights heavy:light | scheduler | heavy share | light share | target heavy | Jain (share/weight) | mean wait heavy / light ms | Jain (mean waits) |\n|---|---|---|---|---|---|---|---|---|"
+            "### Backlog: {what}\n\n| nodes | weights heavy:light | scheduler | heavy share | light share | target heavy | Jain (share/weight) | mean wait heavy / light ms | Jain (mean waits) | heavy share, each node's window | Jain, each node's window |\n|---|---|---|---|---|---|---|---|---|---|---|"
         );
         for n in [1usize, 10, 100] {
             let per_node = if n == 100 { 100 } else { 200 };
@@ -281,6 +308,8 @@ fn main() -> anyhow::Result<()> {
                     backlog(n, tenants, per_node, heavy_ms, 5),
                 );
                 let (h, l) = shares(&r);
+                let (hn, ln) = shares_per_node(&r);
+                let jn = jain(&[hn / f64::from(weights.0), ln / f64::from(weights.1)]);
                 if heavy_ms == 50 {
                     let k = match (tenants, weights) {
                         (false, _) => 0,
@@ -301,13 +330,14 @@ fn main() -> anyhow::Result<()> {
                 };
                 let _ = writeln!(
                     out,
-                    "| {n} | {}:{} | {} | {:.1} % | {:.1} % | {:.0} % | {j:.3} | {wh:.0} / {wl:.0} | {jw} |",
+                    "| {n} | {}:{} | {} | {:.1} % | {:.1} % | {:.0} % | {j:.3} | {wh:.0} / {wl:.0} | {jw} | {:.1} % | {jn:.3} |",
                     weights.0,
                     weights.1,
                     scheduler(tenants),
                     h * 100.0,
                     l * 100.0,
                     target * 100.0,
+                    hn * 100.0,
                 );
             }
         }
