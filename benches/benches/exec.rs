@@ -23,11 +23,11 @@ use bytes::Bytes;
 use criterion::Criterion;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use wasque_benches::raw::{
-    DEADLINE_MS, EPOCH_TICK, FUEL, JOB_MEMORY, MAX_OUTPUT, MAX_STDERR, NODE_MEMORY, Raw,
-    in_tokio_context, raw_throughput,
+    EPOCH_TICK, FUEL, MAX_OUTPUT, MAX_STDERR, NODE_MEMORY, Raw, exec_request, in_tokio_context,
+    raw_throughput,
 };
 use wasque_node::exec::{ExecConfig, ExecDone, ExecRequest, Executor};
-use wasque_sdk::proto::{JobId, Limits};
+use wasque_sdk::proto::JobId;
 
 /// Jobs kept in flight through `Executor::submit`.
 const WINDOW: usize = 512;
@@ -142,19 +142,12 @@ impl Wasque {
         };
         let exec = Executor::open(cfg, dir.path(), tx).expect("executor opens");
         let hash = exec.put_module(wasm).expect("module accepted").hash;
-        let req = ExecRequest {
-            job: JobId::compose(1_732_000_000_000, 0, 1, false, 3600, 0),
-            attempt: 1,
-            module: hash,
-            body: payload.clone(),
-            args: Vec::new(),
-            limits: Limits {
-                fuel,
-                memory_bytes: JOB_MEMORY,
-                deadline_ms: DEADLINE_MS,
-            },
-            share: Default::default(),
-        };
+        let req = exec_request(
+            JobId::compose(1_732_000_000_000, 0, 1, false, 3600, 0),
+            hash,
+            payload.clone(),
+            fuel,
+        );
         Wasque {
             exec,
             done,

@@ -25,6 +25,29 @@ pub const JOB_MEMORY: u64 = 64 << 20;
 pub const NODE_MEMORY: u64 = 256 << 20;
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 pub const DEADLINE_MS: u64 = 10_000;
+
+/// A request to wasque's executor with these settings: `job` running
+/// `module` on `body` under `fuel`, the job memory cap and deadline above.
+pub fn exec_request(
+    job: wasque_sdk::proto::JobId,
+    module: wasque_sdk::proto::ModuleHash,
+    body: Bytes,
+    fuel: u64,
+) -> wasque_node::exec::ExecRequest {
+    wasque_node::exec::ExecRequest {
+        job,
+        attempt: 1,
+        module,
+        body,
+        args: Vec::new(),
+        limits: wasque_sdk::proto::Limits {
+            fuel,
+            memory_bytes: JOB_MEMORY,
+            deadline_ms: DEADLINE_MS,
+        },
+        share: Default::default(),
+    }
+}
 pub const MAX_OUTPUT: usize = 8 << 20;
 pub const MAX_STDERR: usize = 64 << 10;
 pub const KEEP_RESIDENT: usize = 2 << 20;

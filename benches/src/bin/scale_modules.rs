@@ -27,11 +27,11 @@ use anyhow::{Context, Result};
 use bytes::Bytes;
 use plotters::prelude::*;
 use tokio::sync::mpsc::unbounded_channel;
-use wasque_benches::raw::{DEADLINE_MS, EPOCH_TICK, FUEL, JOB_MEMORY, NODE_MEMORY};
+use wasque_benches::raw::{EPOCH_TICK, FUEL, NODE_MEMORY, exec_request};
 use wasque_benches::workload::Rng;
 use wasque_benches::{payload_1k, percentile};
-use wasque_node::exec::{ExecConfig, ExecRequest, Executor};
-use wasque_sdk::proto::{JobId, Limits, ModuleHash};
+use wasque_node::exec::{ExecConfig, Executor};
+use wasque_sdk::proto::{JobId, ModuleHash};
 
 const LEVELS: [usize; 4] = [1, 10, 100, 1000];
 const WINDOW: usize = 512;
@@ -60,15 +60,9 @@ fn variant(base: &[u8], n: usize) -> Vec<u8> {
     out
 }
 
+/// This process's resident set size, in KiB.
 fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        })
-        .unwrap_or(0)
+    wasque_benches::rss_kib(std::process::id())
 }
 
 fn config(memory_cow: bool) -> ExecConfig {
@@ -154,19 +148,7 @@ fn curve(memory_cow: bool, base: &[u8], payload: &Bytes, jobs: usize) -> Result<
             );
             let module = hashes[rng.below(hashes.len())];
             started.insert(job, Instant::now());
-            exec.submit(ExecRequest {
-                job,
-                attempt: 1,
-                module,
-                body: payload.clone(),
-                args: Vec::new(),
-                limits: Limits {
-                    fuel: FUEL,
-                    memory_bytes: JOB_MEMORY,
-                    deadline_ms: DEADLINE_MS,
-                },
-                share: Default::default(),
-            });
+            exec.submit(exec_request(job, module, payload.clone(), FUEL));
         };
         let t = Instant::now();
         let mut sent = 0;

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use hdrhistogram::Histogram;
 use plotters::prelude::*;
+use wasque_benches::rss_kib;
 use wasque_sdk::proto::{AddJob, ModuleHash};
 use wasque_sdk::{Client, ClientConfig};
 use wasque_tests::guests::wasm;
@@ -145,18 +146,6 @@ async fn wasm_client(c: Arc<Cluster>, cfgs: Arc<Vec<ClientConfig>>, module: Modu
             }
         }
     }
-}
-
-/// Resident set size of a process, in KiB (0 if it is gone).
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 fn open_files(pid: u32) -> u64 {

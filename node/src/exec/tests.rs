@@ -638,6 +638,11 @@ fn cancel_stops_a_running_job() {
     }
 }
 
+/// The executor's share of tenant group `group`, of weight 1.
+fn tenant(group: u32) -> super::Share {
+    super::Share { group, weight: 1 }
+}
+
 /// Tenants' order in the executor's queue (`share.rs`): with one thread
 /// and four of a heavy group's jobs handed over before a light group's
 /// one, the light job finishes before heavy's second, whether the thread
@@ -645,17 +650,10 @@ fn cancel_stops_a_running_job() {
 /// run once.
 #[test]
 fn a_light_tenants_job_goes_ahead_of_queued_heavy_ones() {
-    use super::Share;
     let mut f = open(1);
     let echo = f.put(ECHO);
-    let heavy = Share {
-        group: 1,
-        weight: 1,
-    };
-    let light = Share {
-        group: 2,
-        weight: 1,
-    };
+    let heavy = tenant(1);
+    let light = tenant(2);
     let mut heavy_jobs = Vec::new();
     for i in 0..4u8 {
         let mut r = request(echo, &[b'h', i], limits());
@@ -688,18 +686,11 @@ fn a_light_tenants_job_goes_ahead_of_queued_heavy_ones() {
 /// ahead of it.
 #[test]
 fn a_light_tenants_job_runs_ahead_of_a_running_heavy_one() {
-    use super::Share;
     let mut f = open(1);
     let spin = f.put(SPIN);
     let echo = f.put(ECHO);
-    let heavy = Share {
-        group: 1,
-        weight: 1,
-    };
-    let light = Share {
-        group: 2,
-        weight: 1,
-    };
+    let heavy = tenant(1);
+    let light = tenant(2);
     let short = |ms| Limits {
         deadline_ms: ms,
         ..limits()
@@ -764,7 +755,6 @@ fn a_light_tenants_job_runs_ahead_of_a_running_heavy_one() {
 /// frames: it ends as a trap, and the run under it goes on to its own end.
 #[test]
 fn a_job_run_ahead_that_exhausts_its_stack_fails_alone() {
-    use super::Share;
     let mut f = open(1);
     let spin = f.put(SPIN);
     let recurse = f.put(RECURSE);
@@ -777,10 +767,7 @@ fn a_job_run_ahead_that_exhausts_its_stack_fails_alone() {
             ..limits()
         },
     );
-    h.share = Share {
-        group: 1,
-        weight: 1,
-    };
+    h.share = tenant(1);
     f.exec.submit(h.clone());
     for i in 0..3u8 {
         let mut r = request(echo, &[i], limits());
@@ -789,10 +776,7 @@ fn a_job_run_ahead_that_exhausts_its_stack_fails_alone() {
     }
     std::thread::sleep(Duration::from_millis(30));
     let mut l = request(recurse, b"", limits());
-    l.share = Share {
-        group: 2,
-        weight: 1,
-    };
+    l.share = tenant(2);
     f.exec.submit(l.clone());
     let first = f.done.blocking_recv().expect("a result");
     assert_eq!(first.job, l.job);
