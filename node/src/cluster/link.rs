@@ -168,6 +168,12 @@ async fn carry(
             conn.close(0u32.into(), b"link dropped");
             return Ok(());
         };
+        // Let the tasks already woken run first (the driver, client
+        // connections): what they send to this peer then goes in the
+        // same write, and so in the same packets. Without it, tokio runs
+        // this task the moment the driver wakes it, and a replicated
+        // add cost about one datagram per job on the entry node.
+        tokio::task::yield_now().await;
         let mut next = Some(first);
         let mut n = 0;
         while let Some(out) = next.take() {
