@@ -27,6 +27,17 @@ use super::journal_file::{self, Verdict};
 /// restart after a crash replays. fjall's least (and default is 512 MiB).
 const MAX_JOURNAL_BYTES: u64 = 64 << 20;
 
+/// The store's block cache. The node holds every live job in memory and
+/// reads the store only when it starts, so a large cache (fjall's
+/// default is 32 MiB) would only hold blocks compactions read.
+const CACHE_BYTES: u64 = 4 << 20;
+
+/// The jobs keyspace's memtable (fjall's default is 64 MiB). Each byte
+/// is a byte of RSS on top of the jobs themselves; 16 MiB still holds
+/// about 100,000 job records, so a job added and acked within that many
+/// writes is never written to a table.
+const MEMTABLE_BYTES: u64 = 16 << 20;
+
 /// Longest wait for a memtable flush during [`Compactor::compact`]: the
 /// store crate's one background worker flushes; if it died (a failed
 /// write), nothing would ever flush, and the compaction gives up instead
@@ -102,8 +113,11 @@ impl Kv {
                 .worker_threads(1)
                 // Bounds the journal replayed after a crash (start-up time).
                 .max_journaling_size(MAX_JOURNAL_BYTES)
+                .cache_size(CACHE_BYTES)
                 .open()?;
-            let jobs = db.keyspace("jobs", fjall::KeyspaceCreateOptions::default)?;
+            let jobs = db.keyspace("jobs", || {
+                fjall::KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES)
+            })?;
             let maint = db.keyspace(MAINT_KEYSPACE, fjall::KeyspaceCreateOptions::default)?;
             Ok::<_, fjall::Error>((db, jobs, maint))
         });
