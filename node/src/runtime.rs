@@ -1648,6 +1648,7 @@ impl Driver {
                 let _ = reply.send(ModuleAnswer::Users { held, count, ids });
             }
             ModuleAsk::Remove(hash) => {
+                self.cluster.forget_announced(&hash);
                 if self.engine.module(&hash).is_none() {
                     let _ = reply.send(ModuleAnswer::Done(Ok(false)));
                     return;

@@ -18,6 +18,7 @@
 //! - `discovery.rs` — the node list clients learn the cluster from.
 
 pub mod admission;
+mod announced;
 pub mod ca;
 pub mod discovery;
 mod inbound;
@@ -129,6 +130,9 @@ struct Inner {
     cmds: mpsc::UnboundedSender<membership::Cmd>,
     executor: Executor,
     advert: RwLock<Advert>,
+    /// Modules announced on upload, kept in the advert until the engine
+    /// lists them (`announced.rs`).
+    announced: Mutex<announced::Announced>,
     /// The node's RESP and HTTP addresses, put in its adverts (they are
     /// bound after the cluster layer starts).
     doors: std::sync::OnceLock<(SocketAddr, Option<SocketAddr>)>,
@@ -217,6 +221,7 @@ impl Cluster {
             cmds: cmds_tx,
             executor,
             advert: RwLock::new(Advert::default()),
+            announced: Mutex::new(announced::Announced::default()),
             doors: std::sync::OnceLock::new(),
             members: tokio::sync::watch::channel(0).0,
             leaving: AtomicBool::new(false),
@@ -406,6 +411,11 @@ impl Cluster {
             a.resp_addr = Some(*resp);
             a.http_addr = *http;
         }
+        self.inner
+            .announced
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .merge_into(&mut a.module_hashes, std::time::Instant::now());
         if let Ok(mut mine) = self.inner.advert.write() {
             *mine = a;
         }
@@ -570,12 +580,27 @@ impl Cluster {
     /// for it ([`Cluster::push_names`]) on the same links, so a peer that
     /// knows the name knows a holder.
     pub fn announce_module(&self, hash: crate::job::ModuleHash) {
+        self.inner
+            .announced
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .add(hash, std::time::Instant::now());
         if let Ok(mut mine) = self.inner.advert.write()
             && !mine.module_hashes.contains(&hash)
         {
             mine.module_hashes.push(hash);
         }
         membership::send_advert(&self.inner);
+    }
+
+    /// A module is being removed here: no longer kept in the advert for
+    /// having been announced.
+    pub fn forget_announced(&self, hash: &crate::job::ModuleHash) {
+        self.inner
+            .announced
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .forget(hash);
     }
 
     /// Sends the module name table to every live peer now (a name made or
