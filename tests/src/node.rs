@@ -131,7 +131,22 @@ impl TestNode {
         TestNode::spawn_with(data_dir, port, extra, false, Some((netns, ip)))
     }
 
+    /// On a port [`free_port`] chose: another test may bind the same port
+    /// between the choice and the node's bind (the node then exits with
+    /// "Address already in use"), so a node that exits before listening
+    /// is started again on another port, up to five times.
     fn spawn(data_dir: &Path, extra: &[&str], http: bool) -> TestNode {
+        const ATTEMPTS: usize = 5;
+        for attempt in 1..ATTEMPTS {
+            let port = free_port();
+            match TestNode::try_spawn_with(data_dir, port, extra, http, None) {
+                Ok(node) => return node,
+                Err(why) => eprintln!(
+                    "test node on port {port} did not start ({why}); attempt {} on another port",
+                    attempt + 1
+                ),
+            }
+        }
         TestNode::spawn_on(data_dir, free_port(), extra, http)
     }
 
@@ -146,6 +161,18 @@ impl TestNode {
         http: bool,
         netns: Option<(&str, IpAddr)>,
     ) -> TestNode {
+        TestNode::try_spawn_with(data_dir, port, extra, http, netns)
+            .unwrap_or_else(|why| panic!("{why}"))
+    }
+
+    /// Starts a node; `Err` if it exited before it was listening.
+    fn try_spawn_with(
+        data_dir: &Path,
+        port: u16,
+        extra: &[&str],
+        http: bool,
+        netns: Option<(&str, IpAddr)>,
+    ) -> Result<TestNode, String> {
         let http_port = if http {
             let mut p = free_port();
             for _ in 0..100 {
@@ -211,11 +238,11 @@ impl TestNode {
             stdout: rx,
             netns: netns.map(|(ns, _)| ns.to_string()),
         };
-        node.wait_listening();
+        node.wait_listening()?;
         if http {
             node.http = Some(node.wait_http_line());
         }
-        node
+        Ok(node)
     }
 
     /// Waits for the `listening: http http://ADDR/` line.
@@ -242,20 +269,23 @@ impl TestNode {
         self.http.expect("node started with TestNode::start_http")
     }
 
-    fn wait_listening(&mut self) {
+    /// Waits for the node's listening line; `Err` if it exited first.
+    fn wait_listening(&mut self) -> Result<(), String> {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while std::time::Instant::now() < deadline {
             match self.stdout.recv_timeout(Duration::from_millis(100)) {
-                Ok(line) if line.contains("listening") => return,
+                Ok(line) if line.contains("listening") => return Ok(()),
                 Ok(_) => {}
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     if let Ok(Some(status)) = self.child.try_wait() {
-                        panic!("wasque-node exited before listening: {status}");
+                        return Err(format!("wasque-node exited before listening: {status}"));
                     }
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     let status = self.child.wait();
-                    panic!("wasque-node closed stdout before listening: {status:?}");
+                    return Err(format!(
+                        "wasque-node closed stdout before listening: {status:?}"
+                    ));
                 }
             }
         }
