@@ -508,7 +508,8 @@ impl Sim {
                     ahead,
                 } => {
                     let share = self.share_of(&run);
-                    self.exec_queue[node].finished(share.group);
+                    let cost = self.ran_ms.get(&run.job).copied().unwrap_or(0);
+                    self.exec_queue[node].finished(share, cost);
                     if ahead {
                         // The set-aside run goes on.
                         if let Some(b) = self.threads[node][thread].as_mut() {

@@ -4,7 +4,7 @@
 //! in the simulation on 1, 10 and 100 nodes.
 //!
 //!   cargo build --release -p wasque-benches -p wasque-tests --bin test-wasque-node
-//!   target/release/fair_node [SECONDS]
+//!   target/release/fair_node [SECONDS] [stream]
 //!
 //! Jobs are the `spin` guest under a fuel limit: each runs until its fuel
 //! is spent (ending `out-of-fuel`), so a job's work is exactly its fuel.
@@ -393,15 +393,21 @@ fn main() -> anyhow::Result<()> {
         Some(s) => s.parse()?,
         None => 15,
     };
+    // `stream` as the second argument: only the stream scenarios.
+    let stream_only = std::env::args().nth(2).as_deref() == Some("stream");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     rt.block_on(async move {
+        let backlogs = if stream_only { 0 } else { 2 };
         for (heavy_fuel, what) in [
             (LIGHT_FUEL, "all jobs of fuel {LIGHT_FUEL}: heavy keeps 10x the work in flight"),
             (HEAVY_FUEL, "heavy's jobs of fuel {HEAVY_FUEL}, light's of {LIGHT_FUEL}: equal work in flight"),
-        ] {
+        ]
+        .into_iter()
+        .take(backlogs)
+        {
             let what = what
                 .replace("{LIGHT_FUEL}", &LIGHT_FUEL.to_string())
                 .replace("{HEAVY_FUEL}", &HEAVY_FUEL.to_string());

@@ -55,8 +55,9 @@ impl Core {
         let req = self.queue.take_ahead_of(running)?;
         let t = Instant::now();
         let result = self.run_alone(&req);
+        let fuel = result.fuel_used;
         self.finish(&req, result);
-        self.queue.ended(req.share.group);
+        self.queue.ended(req.share, fuel);
         self.ran_ahead.fetch_add(1, Ordering::Relaxed);
         Some(t.elapsed())
     }
@@ -171,11 +172,12 @@ impl JobQueue {
     }
 
     /// The next job, waiting for one; `None` once closed. `ended`: the
-    /// group of the job this thread ran last, which has ended.
-    fn pop(&self, ended: Option<u32>) -> Option<ExecRequest> {
+    /// share of the job this thread ran last, which has ended, and the
+    /// fuel it used.
+    fn pop(&self, ended: Option<(super::Share, u64)>) -> Option<ExecRequest> {
         let mut st = self.lock();
-        if let Some(group) = ended {
-            st.jobs.finished(group);
+        if let Some((share, fuel)) = ended {
+            st.jobs.finished(share, fuel);
         }
         loop {
             if st.closed {
@@ -203,9 +205,10 @@ impl JobQueue {
         st.jobs.pop_ahead_of(running).map(|(_, req)| req)
     }
 
-    /// A job taken by [`JobQueue::take_ahead_of`] ended.
-    fn ended(&self, group: u32) {
-        self.lock().jobs.finished(group);
+    /// A job taken by [`JobQueue::take_ahead_of`] ended, having used
+    /// `fuel`.
+    fn ended(&self, share: super::Share, fuel: u64) {
+        self.lock().jobs.finished(share, fuel);
     }
 
     /// Closes the queue, wakes every thread and returns the jobs that never
@@ -292,8 +295,9 @@ fn worker(core: &Arc<Core>) {
     let mut ended = None;
     while let Some(req) = core.queue.pop(ended) {
         let result = core.run(&req);
+        let fuel = result.fuel_used;
         core.finish(&req, result);
-        ended = Some(req.share.group);
+        ended = Some((req.share, fuel));
     }
 }
 

@@ -1,8 +1,13 @@
 //! The order in which executor threads take the jobs handed to them: a
 //! thread that comes free takes the first queued job of the tenant group
-//! with the fewest jobs in the executor (queued or running) for its
-//! weight, not the oldest job. Counting queued jobs too matters with one
-//! thread, where nothing else runs when it chooses. The engine's fair
+//! with the fewest jobs running for its weight, not the oldest job; among
+//! equals, the group whose ended runs used the least (fuel per unit of
+//! weight), which is what decides with one thread, where nothing else
+//! runs when it chooses. Jobs queued do not count against their group:
+//! when they did, a tenant handed many jobs at once was held back for
+//! them, and on a node where the other tenant's queue was refilled as it
+//! ran, never started them (the cluster simulation showed a light
+//! tenant's last twelve jobs waiting 15 s). The engine's fair
 //! share (`engine/fair.rs`) decides what is handed over and so each
 //! tenant's share of executor time; this decides only
 //! who goes first among what is already handed over. Without it a light
@@ -39,9 +44,22 @@ impl Default for Share {
 #[derive(Debug)]
 pub struct ShareQueue<T> {
     jobs: VecDeque<(Share, T)>,
-    /// (group, jobs queued, jobs running) of each group with either; a
-    /// handful of tenants at most, so a small vector.
-    groups: Vec<(u32, u32, u32)>,
+    /// Each group with jobs queued or running; a handful of tenants at
+    /// most, so a small vector.
+    groups: Vec<Group>,
+}
+
+/// One group's counts in a [`ShareQueue`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Group {
+    id: u32,
+    queued: u32,
+    running: u32,
+    /// The cost of its ended runs (fuel, or time: whatever the caller
+    /// counts) per unit of weight: a fair queue over what runs used, which
+    /// breaks ties in `running`. A group that comes back starts at the
+    /// least of the others, so being idle earns no credit.
+    served: u64,
 }
 
 impl<T> Default for ShareQueue<T> {
@@ -54,19 +72,29 @@ impl<T> Default for ShareQueue<T> {
 }
 
 impl<T> ShareQueue<T> {
-    fn slot(&mut self, group: u32) -> &mut (u32, u32, u32) {
-        let i = match self.groups.iter().position(|g| g.0 == group) {
+    fn slot(&mut self, group: u32) -> &mut Group {
+        let i = match self.groups.iter().position(|g| g.id == group) {
             Some(i) => i,
             None => {
-                self.groups.push((group, 0, 0));
+                let served = self.groups.iter().map(|g| g.served).min().unwrap_or(0);
+                self.groups.push(Group {
+                    id: group,
+                    queued: 0,
+                    running: 0,
+                    served,
+                });
                 self.groups.len() - 1
             }
         };
         &mut self.groups[i]
     }
 
+    fn group(&self, group: u32) -> Option<&Group> {
+        self.groups.iter().find(|g| g.id == group)
+    }
+
     fn forget_idle(&mut self) {
-        self.groups.retain(|g| g.1 > 0 || g.2 > 0);
+        self.groups.retain(|g| g.queued > 0 || g.running > 0);
     }
 
     /// Jobs queued (not running).
@@ -80,29 +108,29 @@ impl<T> ShareQueue<T> {
 
     /// Queues a job.
     pub fn push(&mut self, share: Share, job: T) {
-        self.slot(share.group).1 += 1;
+        self.slot(share.group).queued += 1;
         self.jobs.push_back((share, job));
     }
 
     /// The job a free thread runs next, counted as running in its group
     /// until [`ShareQueue::finished`]: the first queued job of the group
-    /// with the fewest jobs queued and running per unit of weight; among
-    /// equals, the group whose first job has waited longest. A group's
-    /// jobs keep their order.
+    /// with the fewest jobs running per unit of weight; among equals, the
+    /// group whose ended runs cost least per unit of weight, then the
+    /// group whose first job has waited longest. A group's jobs keep their
+    /// order.
     pub fn pop(&mut self) -> Option<(Share, T)> {
         let at = self.next_index()?;
         let (share, job) = self.jobs.remove(at)?;
         let g = self.slot(share.group);
-        g.1 -= 1;
-        g.2 += 1;
+        g.queued -= 1;
+        g.running += 1;
         Some((share, job))
     }
 
     /// The job [`ShareQueue::pop`] would take, taken only if it may go
     /// ahead of a running job of `running` (a run set aside for it,
-    /// `run.rs`): its group has fewer jobs running, and fewer in hand
-    /// (queued or running), per unit of weight than `running`'s group.
-    /// So a tenant's runs ahead of others stop at its weight's part of
+    /// `run.rs`): its group has fewer jobs running per unit of weight
+    /// than `running`'s group. So a tenant's runs ahead of others stop at its weight's part of
     /// the running jobs. With one group queued, or the running job's own
     /// group next, nothing is taken: a set-aside serves only a tenant
     /// that is waiting behind another one.
@@ -112,21 +140,13 @@ impl<T> ShareQueue<T> {
         if next.group == running.group {
             return None;
         }
-        let count = |group: u32| {
-            self.groups
-                .iter()
-                .find(|g| g.0 == group)
-                .map_or((0, 0), |g| (u64::from(g.1), u64::from(g.2)))
-        };
-        let (queued, busy) = count(next.group);
-        let (rq, rb) = count(running.group);
+        let count = |group: u32| self.group(group).map_or(0, |g| u64::from(g.running));
         let (wn, wr) = (
             u64::from(next.weight.max(1)),
             u64::from(running.weight.max(1)),
         );
-        // busy / wn < rb / wr and (queued + busy) / wn < (rq + rb) / wr,
-        // without division.
-        if busy * wr >= rb * wn || (queued + busy) * wr >= (rq + rb) * wn {
+        // running(next) / wn < running(running) / wr, without division.
+        if count(next.group) * wr >= count(running.group) * wn {
             return None;
         }
         self.pop()
@@ -134,43 +154,46 @@ impl<T> ShareQueue<T> {
 
     fn next_index(&self) -> Option<usize> {
         let first = self.jobs.front()?;
-        if self.groups.iter().filter(|g| g.1 > 0).count() <= 1 {
+        if self.groups.iter().filter(|g| g.queued > 0).count() <= 1 {
             // One group queued: in order.
             return Some(0);
         }
-        let in_hand = |group: u32| {
-            self.groups
-                .iter()
-                .find(|g| g.0 == group)
-                .map_or(0, |g| u64::from(g.1) + u64::from(g.2))
+        // Each queued group's first job: (index, running, served, weight).
+        let key = |group: u32| {
+            self.group(group)
+                .map_or((0, 0), |g| (u64::from(g.running), g.served))
         };
-        // Each queued group's first job: (index, in hand, weight).
-        let mut best = (
-            0usize,
-            in_hand(first.0.group),
-            u64::from(first.0.weight.max(1)),
-        );
+        let (r, served) = key(first.0.group);
+        let mut best = (0usize, r, served, u64::from(first.0.weight.max(1)));
         let mut seen: Vec<u32> = vec![first.0.group];
         for (i, (share, _)) in self.jobs.iter().enumerate().skip(1) {
             if seen.contains(&share.group) {
                 continue;
             }
             seen.push(share.group);
-            let (r, w) = (in_hand(share.group), u64::from(share.weight.max(1)));
-            // r / w < best.r / best.w, without division; ties keep the
-            // earlier job.
-            if r * best.2 < best.1 * w {
-                best = (i, r, w);
+            let (r, served) = key(share.group);
+            let w = u64::from(share.weight.max(1));
+            // Fewer running per unit of weight (r / w < best.r / best.w,
+            // without division); then fewer runs started per unit of
+            // weight; ties keep the earlier job.
+            let (a, b) = (r * best.3, best.1 * w);
+            if a < b || (a == b && served < best.2) {
+                best = (i, r, served, w);
             }
         }
         Some(best.0)
     }
 
-    /// A job of `group` taken by [`ShareQueue::pop`] ended.
-    pub fn finished(&mut self, group: u32) {
-        let g = self.slot(group);
-        g.2 = g.2.saturating_sub(1);
-        if g.1 == 0 && g.2 == 0 {
+    /// A job of `share` taken by [`ShareQueue::pop`] ended, having cost
+    /// `cost` (fuel on a node, run time in the simulation: one unit per
+    /// queue).
+    pub fn finished(&mut self, share: Share, cost: u64) {
+        let g = self.slot(share.group);
+        g.running = g.running.saturating_sub(1);
+        g.served = g
+            .served
+            .saturating_add(cost / u64::from(share.weight.max(1)));
+        if g.queued == 0 && g.running == 0 {
             self.forget_idle();
         }
     }
@@ -178,7 +201,7 @@ impl<T> ShareQueue<T> {
     /// Takes every queued job (a closing executor).
     pub fn drain(&mut self) -> Vec<T> {
         for g in &mut self.groups {
-            g.1 = 0;
+            g.queued = 0;
         }
         self.forget_idle();
         self.jobs.drain(..).map(|(_, j)| j).collect()
@@ -210,7 +233,7 @@ mod tests {
     /// light's job, queued last, is the next one a free thread takes,
     /// whether or not the thread's last job was heavy's.
     #[test]
-    fn a_group_with_fewer_in_hand_goes_first() {
+    fn a_group_with_fewer_running_goes_first() {
         let mut q = ShareQueue::default();
         for j in 0..8 {
             q.push(s(1, 1), j);
@@ -218,26 +241,98 @@ mod tests {
         assert_eq!(q.pop().map(|(_, j)| j), Some(0));
         assert_eq!(q.pop().map(|(_, j)| j), Some(1));
         q.push(s(2, 1), 100);
-        q.finished(1);
+        q.finished(s(1, 1), 10);
         assert_eq!(q.pop().map(|(sh, j)| (sh.group, j)), Some((2, 100)));
         // Then heavy's, in order.
         assert_eq!(q.pop().map(|(_, j)| j), Some(2));
+    }
 
-        // One thread: nothing runs when it chooses; heavy's three queued
-        // still count against light's one.
+    /// One thread: nothing runs when it chooses, so what each group's
+    /// ended runs cost decides, per unit of weight; level, the older job.
+    #[test]
+    fn one_thread_takes_turns_by_cost() {
         let mut q = ShareQueue::default();
-        for j in 0..4 {
+        q.push(s(1, 1), 0);
+        assert_eq!(q.pop().map(|(_, j)| j), Some(0));
+        for j in 1..5 {
             q.push(s(1, 1), j);
         }
         q.push(s(2, 1), 100);
+        q.push(s(2, 1), 101);
+        q.finished(s(1, 1), 10);
+        // Heavy has used 10, light nothing.
         assert_eq!(q.pop().map(|(_, j)| j), Some(100));
-        q.finished(2);
-        assert_eq!(order(&mut q), vec![0, 1, 2, 3]);
+        q.finished(s(2, 1), 10);
+        // Level: the older job.
+        assert_eq!(q.pop().map(|(_, j)| j), Some(1));
+        q.finished(s(1, 1), 10);
+        assert_eq!(q.pop().map(|(_, j)| j), Some(101));
+        // A run that cost 30 lets heavy's next two go first.
+        q.push(s(2, 1), 102);
+        q.finished(s(2, 1), 30);
+        assert_eq!(q.pop().map(|(_, j)| j), Some(2));
+        q.finished(s(1, 1), 10);
+        assert_eq!(q.pop().map(|(_, j)| j), Some(3));
+        q.finished(s(1, 1), 10);
+        // Level again (40 each): the older job.
+        assert_eq!(q.pop().map(|(_, j)| j), Some(4));
+        assert_eq!(q.pop().map(|(_, j)| j), Some(102));
+
+        // A group that comes back starts level with the others: no credit
+        // for having been idle.
+        let mut q = ShareQueue::default();
+        q.push(s(1, 1), 0);
+        q.pop();
+        q.finished(s(1, 1), 1000);
+        q.push(s(1, 1), 1);
+        q.push(s(2, 1), 100);
+        q.push(s(1, 1), 2);
+        q.push(s(2, 1), 101);
+        q.pop();
+        q.finished(s(1, 1), 10);
+        assert_eq!(q.pop().map(|(_, j)| j), Some(100));
+    }
+
+    /// A tenant with many jobs queued is not held back for them: with
+    /// heavy (weight 3) refilled as fast as it runs and light (weight 1)
+    /// holding twelve queued, four threads still start light's jobs at
+    /// about its part, a quarter. (Counting queued jobs against a group,
+    /// as this order once did, started none of light's here.)
+    #[test]
+    fn a_group_with_many_queued_is_not_starved() {
+        let heavy = s(1, 3);
+        let light = s(2, 1);
+        let mut q = ShareQueue::default();
+        let mut running: VecDeque<Share> = VecDeque::new();
+        for j in 0..12 {
+            q.push(light, 1000 + j);
+        }
+        for j in 0..4 {
+            q.push(heavy, j);
+        }
+        for _ in 0..4 {
+            running.push_back(q.pop().unwrap().0);
+        }
+        let mut light_starts = 0;
+        for j in 0..100 {
+            let ended = running.pop_front().unwrap();
+            q.finished(ended, 10);
+            q.push(heavy, 100 + j);
+            if ended == light {
+                q.push(light, 2000 + j);
+            }
+            let (sh, _) = q.pop().unwrap();
+            if sh == light {
+                light_starts += 1;
+            }
+            running.push_back(sh);
+        }
+        assert!((20..=30).contains(&light_starts), "{light_starts}");
     }
 
     /// Equal counts per weight: the job that waited longest. Weights
-    /// count: a group of weight 3 with two in hand goes before one of
-    /// weight 1 with one.
+    /// count: a group of weight 1 with none running goes before one of
+    /// weight 3 with one.
     #[test]
     fn ties_go_to_the_oldest_and_weights_count() {
         let mut q = ShareQueue::default();
@@ -245,26 +340,27 @@ mod tests {
         q.push(s(2, 1), 20);
         q.push(s(1, 1), 11);
         q.push(s(2, 1), 21);
-        // 2 in hand each: oldest first; then 2 (one running) against 1...
+        // Level: oldest first; then the group with none running.
         assert_eq!(order(&mut q), vec![10, 20, 11, 21]);
 
         let mut q = ShareQueue::default();
         q.push(s(1, 3), 0);
         q.push(s(1, 3), 1);
         q.push(s(2, 1), 2);
-        // 2/3 < 1/1: the weight-3 group's first.
         assert_eq!(q.pop().map(|(_, j)| j), Some(0));
         q.push(s(2, 1), 3);
-        // 2/3 (one queued, one running) < 2/1.
+        // 0/1 < 1/3.
+        assert_eq!(q.pop().map(|(_, j)| j), Some(2));
+        // 1/3 < 1/1.
         assert_eq!(q.pop().map(|(_, j)| j), Some(1));
-        q.finished(1);
-        q.finished(1);
+        q.finished(s(1, 3), 10);
+        q.finished(s(1, 3), 10);
         // Only the weight-1 group is left queued: in order.
-        assert_eq!(order(&mut q), vec![2, 3]);
+        assert_eq!(order(&mut q), vec![3]);
     }
 
-    /// A run is set aside only for a group with fewer running and less in
-    /// hand per weight, never for the running job's own group.
+    /// A run is set aside only for a group with fewer running per weight,
+    /// never for the running job's own group.
     #[test]
     fn only_a_waiting_lighter_group_goes_ahead_of_a_run() {
         let mut q = ShareQueue::default();
@@ -280,9 +376,9 @@ mod tests {
         // a thread.
         q.push(s(2, 1), 101);
         assert!(q.pop_ahead_of(heavy).is_none());
-        q.finished(2);
+        q.finished(s(2, 1), 10);
         assert_eq!(q.pop_ahead_of(heavy).map(|(_, j)| j), Some(101));
-        q.finished(2);
+        q.finished(s(2, 1), 10);
 
         // Heavy runs on two threads: light may go ahead on both, not on
         // a third.
@@ -294,8 +390,8 @@ mod tests {
         assert_eq!(q.pop_ahead_of(heavy2).map(|(_, j)| j), Some(201));
         assert!(q.pop_ahead_of(heavy).is_none());
 
-        // A group of weight 1 with 3 queued does not go ahead of a group
-        // of weight 4 with 1 running and 2 queued (3/1 >= 3/4).
+        // A group of weight 1 goes ahead of a group of weight 4 with one
+        // running once (0/1 < 1/4), not twice (1/1 >= 1/4).
         let mut q = ShareQueue::default();
         q.push(s(1, 4), 0);
         let (big, _) = q.pop().unwrap();
@@ -304,6 +400,7 @@ mod tests {
         for j in 10..13 {
             q.push(s(2, 1), j);
         }
+        assert_eq!(q.pop_ahead_of(big).map(|(_, j)| j), Some(10));
         assert!(q.pop_ahead_of(big).is_none());
     }
 
@@ -324,20 +421,20 @@ mod tests {
             if (x >> 20).is_multiple_of(2)
                 && let Some((sh, j)) = q.pop()
             {
-                running.push(sh.group);
+                running.push(sh);
                 taken.push(j);
             }
             if (x >> 40).is_multiple_of(3) && !running.is_empty() {
-                let g = running.swap_remove(0);
-                q.finished(g);
+                let sh = running.swap_remove(0);
+                q.finished(sh, x % 100);
             }
         }
         while let Some((sh, j)) = q.pop() {
-            running.push(sh.group);
+            running.push(sh);
             taken.push(j);
         }
-        for g in running.drain(..) {
-            q.finished(g);
+        for sh in running.drain(..) {
+            q.finished(sh, 1);
         }
         taken.sort_unstable();
         assert_eq!(taken, (0..1000).collect::<Vec<_>>());
