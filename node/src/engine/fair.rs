@@ -247,12 +247,9 @@ impl FairShare {
 
     /// A run ended having used `fuel`: the estimate is replaced by it,
     /// and the group's other runs in hand are charged at its new estimate
-    /// (they were charged at the old one). Without that, a new tenant
-    /// whose first estimate was far off (another tenant's typical run)
-    /// stayed mischarged for every job handed over before its first run
-    /// ended: on a node handing 4 jobs per thread, a tenant of large jobs
-    /// got a quarter of the executor, not half, for its first half second
-    /// in the cluster simulation.
+    /// (they were charged at the old one), so `pending` stays what the
+    /// group's runs in hand are expected to use: a first estimate is a
+    /// guess, and a node hands over 4 jobs per thread before any ends.
     pub fn finished(&mut self, id: &JobId, fuel: u64) {
         let Some((group, est)) = self.charged.remove(id) else {
             return;
