@@ -130,10 +130,10 @@ impl<T> ShareQueue<T> {
     /// The job [`ShareQueue::pop`] would take, taken only if it may go
     /// ahead of a running job of `running` (a run set aside for it,
     /// `run.rs`): its group has fewer jobs running per unit of weight
-    /// than `running`'s group. So a tenant's runs ahead of others stop at its weight's part of
-    /// the running jobs. With one group queued, or the running job's own
-    /// group next, nothing is taken: a set-aside serves only a tenant
-    /// that is waiting behind another one.
+    /// than `running`'s group. So a tenant's runs ahead of others stop at
+    /// its weight's part of the running jobs. With one group queued, or
+    /// the running job's own group next, nothing is taken: a set-aside
+    /// serves only a tenant that is waiting behind another one.
     pub fn pop_ahead_of(&mut self, running: Share) -> Option<(Share, T)> {
         let at = self.next_index()?;
         let next = self.jobs.get(at)?.0;
@@ -174,8 +174,8 @@ impl<T> ShareQueue<T> {
             let (r, served) = key(share.group);
             let w = u64::from(share.weight.max(1));
             // Fewer running per unit of weight (r / w < best.r / best.w,
-            // without division); then fewer runs started per unit of
-            // weight; ties keep the earlier job.
+            // without division); then less used per unit of weight
+            // (`served`); ties keep the earlier job.
             let (a, b) = (r * best.3, best.1 * w);
             if a < b || (a == b && served < best.2) {
                 best = (i, r, served, w);
