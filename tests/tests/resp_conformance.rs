@@ -548,6 +548,38 @@ fn inline_commands_and_pipelining() {
     assert_eq!(got.iter().filter(|b| **b == b'+').count(), n);
 }
 
+/// The node reads a socket once per readiness event (a short read ends
+/// it): a request that arrives a few bytes at a time, a reply that
+/// needs a read of exactly the room offered, and a request sent with the
+/// client's close in the same event must each still be answered.
+#[test]
+fn requests_in_pieces_and_a_half_close_are_answered() {
+    let node = start();
+    let mut s = raw(&node);
+    s.set_nodelay(true).expect("nodelay");
+    let pieces = b"*2\r\n$4\r\nECHO\r\n$5\r\nhello\r\n";
+    for chunk in pieces.chunks(3) {
+        s.write_all(chunk).expect("write");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(read_n(&mut s, 11), b"$5\r\nhello\r\n");
+
+    // A big value, larger than the 16 KiB first read, in one write.
+    let big = "x".repeat(100_000);
+    let req = format!("*2\r\n$4\r\nECHO\r\n${}\r\n{big}\r\n", big.len());
+    s.write_all(req.as_bytes()).expect("write");
+    let want = format!("${}\r\n{big}\r\n", big.len());
+    assert_eq!(read_n(&mut s, want.len()), want.as_bytes());
+
+    // PING then the client's end of the stream: the reply, then the close.
+    let mut s = raw(&node);
+    s.write_all(b"PING\r\n").expect("write");
+    s.shutdown(std::net::Shutdown::Write).expect("half-close");
+    let (got, closed) = read_to_close(&mut s);
+    assert_eq!(got, b"+PONG\r\n");
+    assert!(closed, "the node did not close after the client's end");
+}
+
 #[test]
 fn bad_input_is_answered_and_the_node_stays_up() {
     let node = start();

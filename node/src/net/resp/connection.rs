@@ -162,7 +162,7 @@ pub async fn serve(
                 // Grow with what has arrived (at most doubling), never
                 // by what a header announces.
                 input.reserve((16 << 10).max(input.len()));
-                match stream.try_read_buf(&mut input) {
+                match super::read::read_some(&stream, &mut input) {
                     Ok(0) => break,
                     Ok(_) => c.handle_input(&mut input),
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}

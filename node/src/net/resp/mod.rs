@@ -23,6 +23,7 @@ pub(crate) mod cmd;
 mod connection;
 pub mod frame;
 pub mod pubsub;
+mod read;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

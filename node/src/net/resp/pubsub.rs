@@ -346,7 +346,7 @@ pub(super) async fn serve(
                     break;
                 }
                 input.reserve(4 << 10);
-                match stream.try_read_buf(&mut input) {
+                match super::read::read_some(&stream, &mut input) {
                     Ok(0) => break,
                     Ok(_) => handle_input(&mut s, &mut input, &shared),
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
