@@ -109,6 +109,7 @@ pub fn main() -> ExitCode {
             "bound beyond loopback: peers from other hosts need ca trust mode (`wasque cluster init`, then --join-token on the others); until then only loopback peers are accepted"
         );
     }
+    crate::heap::tune();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cfg.io_threads)
         .enable_all()

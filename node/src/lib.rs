@@ -41,6 +41,7 @@ pub mod cluster;
 pub mod config;
 pub mod engine;
 pub mod exec;
+pub mod heap;
 pub mod job;
 pub mod monitor;
 pub mod net;
