@@ -306,22 +306,28 @@ impl Frame {
         match self {
             Frame::Simple(s) => line(out, b'+', s.as_bytes()),
             Frame::Error(s) => line(out, b'-', s.as_bytes()),
-            Frame::Integer(n) => line(out, b':', n.to_string().as_bytes()),
+            Frame::Integer(n) => number(out, b':', *n),
             Frame::Bulk(b) => {
-                line(out, b'$', b.len().to_string().as_bytes());
+                number(out, b'$', b.len());
                 out.put_slice(b);
                 out.put_slice(b"\r\n");
             }
             Frame::Null => out.put_slice(b"$-1\r\n"),
             Frame::NullArray => out.put_slice(b"*-1\r\n"),
             Frame::Array(items) => {
-                line(out, b'*', items.len().to_string().as_bytes());
+                number(out, b'*', items.len());
                 for f in items {
                     f.encode(out);
                 }
             }
         }
     }
+}
+
+/// A line of one number (an integer, a length), formatted on the stack:
+/// every reply has one, and a `to_string` each was an allocation.
+fn number(out: &mut BytesMut, kind: u8, n: impl itoa::Integer) {
+    line(out, kind, itoa::Buffer::new().format(n).as_bytes());
 }
 
 fn line(out: &mut BytesMut, kind: u8, body: &[u8]) {

@@ -11,7 +11,7 @@ pub fn parse(a: &Args) -> Result<Action, Frame> {
         return nack(a);
     }
     let ids = a.ids(1)?;
-    let cmd = match a.name.as_str() {
+    let cmd = match a.name {
         "ackjob" => Command::Ack { ids, fast: false },
         "fastack" => Command::Ack { ids, fast: true },
         "deljob" => Command::DelJob { ids },

@@ -106,20 +106,23 @@ pub fn parse(args: Vec<Bytes>) -> Action {
     let Some(first) = args.first() else {
         return Action::Reply(Frame::error("ERR", "empty command"));
     };
-    let name = String::from_utf8_lossy(first).to_ascii_lowercase();
-    let Some((_, arity)) = TABLE.iter().find(|(n, _)| *n == name) else {
+    // The table's own lowercase name: no copy of the request's.
+    let Some(&(name, arity)) = TABLE
+        .iter()
+        .find(|(n, _)| first.eq_ignore_ascii_case(n.as_bytes()))
+    else {
         let shown: String = String::from_utf8_lossy(first).chars().take(64).collect();
         return Action::Reply(Frame::error("ERR", &format!("unknown command '{shown}'")));
     };
-    let (args, key) = match take_asynckey(&name, args) {
+    let (args, key) = match take_asynckey(name, args) {
         Ok(split) => split,
         Err(reply) => return Action::Reply(reply),
     };
-    if !arity_ok(*arity, args.len()) {
-        return Action::Reply(wrong_arity(&name));
+    if !arity_ok(arity, args.len()) {
+        return Action::Reply(wrong_arity(name));
     }
     let a = Args { name, words: args };
-    let out = match a.name.as_str() {
+    let out = match a.name {
         "addjob" => addjob::parse(&a),
         "getjob" => getjob::parse(&a),
         "ackjob" | "fastack" | "deljob" | "cancel" | "enqueue" | "nack" | "dequeue" | "working"
@@ -175,7 +178,7 @@ pub(super) fn wrong_arity(name: &str) -> Frame {
 
 /// A request's words, the name lowercased.
 pub(super) struct Args {
-    pub name: String,
+    pub name: &'static str,
     pub words: Vec<Bytes>,
 }
 

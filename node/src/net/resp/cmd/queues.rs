@@ -7,7 +7,7 @@ use crate::net::resp::frame::Frame;
 use crate::queue::Pause;
 
 pub fn parse(a: &Args) -> Result<Action, Frame> {
-    Ok(match a.name.as_str() {
+    Ok(match a.name {
         "qlen" => Action::Engine(Command::QLen { queue: a.text(1)? }, Render::Count),
         "qpeek" => Action::Engine(
             Command::QPeek {

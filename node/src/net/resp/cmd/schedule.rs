@@ -94,7 +94,7 @@ fn add(a: &Args) -> Result<(ScheduleSpec, Option<String>), Frame> {
     ];
     words.extend((i..a.len()).map(|j| a.bytes(j)));
     let mut job = match super::addjob::parse(&Args {
-        name: "addjob".into(),
+        name: "addjob",
         words,
     })? {
         Action::Engine(Command::AddJob(job), _) => job,
@@ -191,7 +191,7 @@ mod tests {
 
     fn parse_words(s: &[&str]) -> Result<Action, Frame> {
         parse(&Args {
-            name: "schedule".into(),
+            name: "schedule",
             words: s
                 .iter()
                 .map(|w| Bytes::copy_from_slice(w.as_bytes()))

@@ -35,7 +35,7 @@ pub enum ServerCmd {
 
 pub fn parse(a: &Args) -> Result<Action, Frame> {
     let server = |c| Ok(Action::Server(c));
-    match a.name.as_str() {
+    match a.name {
         "ping" if a.len() > 2 => Err(wrong_arity("ping")),
         "ping" => server(ServerCmd::Ping(a.words.get(1).cloned())),
         "echo" => server(ServerCmd::Echo(a.bytes(1))),

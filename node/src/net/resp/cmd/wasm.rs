@@ -6,7 +6,7 @@ use crate::job::ModuleHash;
 use crate::net::resp::frame::Frame;
 
 pub fn parse(a: &Args) -> Result<Action, Frame> {
-    match a.name.as_str() {
+    match a.name {
         "module" => module(a),
         "result" => Ok(Action::Engine(
             Command::Wait {
