@@ -114,6 +114,7 @@ pub fn main() -> ExitCode {
         .worker_threads(cfg.io_threads)
         .enable_all()
         .thread_name("wasque-io")
+        .on_thread_start(crate::thread_class::latency)
         .build()
     {
         Ok(rt) => rt,

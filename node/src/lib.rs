@@ -53,3 +53,4 @@ pub mod sched;
 pub mod store;
 pub mod supervise;
 pub mod tenant;
+pub mod thread_class;

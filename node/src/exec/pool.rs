@@ -291,33 +291,13 @@ impl Threads {
 const EXEC_STACK_BYTES: usize = 8 << 20;
 
 fn worker(core: &Arc<Core>) {
-    batch_scheduling();
+    crate::thread_class::batch();
     let mut ended = None;
     while let Some(req) = core.queue.pop(ended) {
         let result = core.run(&req);
         let fuel = result.fuel_used;
         core.finish(&req, result);
         ended = Some((req.share, fuel));
-    }
-}
-
-/// Tells Linux this thread is CPU-bound batch work (`SCHED_BATCH`, which
-/// needs no privilege): a woken executor thread then does not preempt the
-/// node's I/O threads, which run in short bursts that replies wait for.
-/// On a 2-core machine end to end it cut CPU per job by a few per cent and
-/// made it steadier (benches/README.md, "session 7").
-fn batch_scheduling() {
-    #[cfg(target_os = "linux")]
-    {
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: pid 0 is the calling thread, `param` is a valid pointer for
-        // the call's duration and priority 0 is the one SCHED_BATCH takes.
-        if unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) } != 0 {
-            tracing::debug!(
-                "executor thread keeps the default scheduling: {}",
-                std::io::Error::last_os_error()
-            );
-        }
     }
 }
 

@@ -167,7 +167,11 @@ impl Writer {
         let st = stats.clone();
         let thread = std::thread::Builder::new()
             .name("wasque-store".into())
-            .spawn(move || Thread::new(kv, live, mode, done, st).run(rx))?;
+            .spawn(move || {
+                // Replies wait on its rounds, as on the I/O threads'.
+                crate::thread_class::latency();
+                Thread::new(kv, live, mode, done, st).run(rx)
+            })?;
         Ok(Writer {
             tx: Some(tx),
             thread: Some(thread),
