@@ -127,6 +127,7 @@ fn stream_apart(
 ) -> std::thread::JoinHandle<anyhow::Result<Vec<Done>>> {
     let (cfg, queues) = (who.cfg.clone(), who.queues.clone());
     std::thread::spawn(move || {
+        wasque_node::thread_class::latency();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -397,6 +398,7 @@ fn main() -> anyhow::Result<()> {
     let stream_only = std::env::args().nth(2).as_deref() == Some("stream");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .on_thread_start(wasque_node::thread_class::latency)
         .enable_all()
         .build()?;
     rt.block_on(async move {
