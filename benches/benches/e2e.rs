@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use wasque_benches::raw::{DEADLINE_MS, FUEL, JOB_MEMORY, Raw, raw_throughput};
-use wasque_benches::{named_runtime, node_config, node_runtime, payload_1k, runtime};
+use wasque_benches::{named_runtime, node_config, payload_1k, runtime};
 use wasque_node::runtime::Node;
 use wasque_sdk::proto::{AddJob, LimitsRequest, ModuleHash, Response};
 use wasque_sdk::{Client, ClientConfig};
@@ -179,8 +179,11 @@ fn main() {
         raw_throughput(&raw, &payload, threads, warm, true);
         let data = dir.path().join(format!("e2e-{threads}"));
         let cfg = node_config(&data, threads);
-        // The node's own runtime as `wasque-node` sizes it (io-threads).
-        let node_rt = node_runtime(env_or("WASQUE_BENCH_IO_THREADS", cfg.io_threads), "node-rt");
+        // The node's own runtime as `wasque-node` builds and sizes it
+        // (io-threads).
+        let node_rt =
+            wasque_node::cli::io_runtime(env_or("WASQUE_BENCH_IO_THREADS", cfg.io_threads))
+                .expect("runtime");
         let node = node_rt.block_on(Node::start(cfg)).expect("node starts");
         let addr = node.quic_addr().to_string();
         // One connection's client: one runtime thread (a second one only
@@ -344,7 +347,9 @@ impl Cpu {
             };
             let part = match name.as_str() {
                 n if n.starts_with("client-rt") => &mut cpu.client,
-                n if n.starts_with("node-rt") => &mut cpu.node_io,
+                // The node's runtime (`wasque-io`, as the binary names it);
+                // the transport floor's server is `node-rt`.
+                n if n.starts_with("wasque-io") || n.starts_with("node-rt") => &mut cpu.node_io,
                 n if n.starts_with("wasque-exec") => &mut cpu.executor,
                 _ => continue,
             };

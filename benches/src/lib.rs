@@ -43,19 +43,6 @@ pub fn named_runtime(threads: usize, name: &str) -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-/// The runtime for an in-process node, built as `wasque-node` builds its
-/// own: `threads` workers, each asking the I/O threads' short time slice
-/// (`wasque_node::thread_class`).
-pub fn node_runtime(threads: usize, name: &str) -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .thread_name(name)
-        .on_thread_start(wasque_node::thread_class::latency)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
 /// 1 KiB of space-separated words: the payload of the `wordcount` benches.
 pub fn payload_1k() -> Vec<u8> {
     let words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta"];

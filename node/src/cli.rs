@@ -110,13 +110,7 @@ pub fn main() -> ExitCode {
         );
     }
     crate::heap::tune();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cfg.io_threads)
-        .enable_all()
-        .thread_name("wasque-io")
-        .on_thread_start(crate::thread_class::latency)
-        .build()
-    {
+    let rt = match io_runtime(cfg.io_threads) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("wasque-node: cannot start the async runtime: {e}");
@@ -124,6 +118,18 @@ pub fn main() -> ExitCode {
         }
     };
     rt.block_on(run(cfg))
+}
+
+/// The node's async runtime: `threads` I/O threads named `wasque-io`, each
+/// asking the I/O threads' short time slice ([`crate::thread_class`]).
+/// Benchmarks that run a node in-process build theirs with it too.
+pub fn io_runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .thread_name("wasque-io")
+        .on_thread_start(crate::thread_class::latency)
+        .build()
 }
 
 fn load(args: &Args) -> anyhow::Result<Config> {

@@ -74,23 +74,29 @@ pub fn latency() {
 mod tests {
     use super::*;
 
-    /// The calling thread's scheduling attributes, as the kernel reports them.
-    fn attr_of_this_thread() -> libc::sched_attr {
-        // SAFETY: all-zero is a valid `sched_attr` (plain integers).
-        let mut attr: libc::sched_attr = unsafe { std::mem::zeroed() };
-        // SAFETY: pid 0 is the calling thread; `attr` is writable for the
-        // size passed.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_sched_getattr,
-                0,
-                &mut attr as *mut libc::sched_attr,
-                std::mem::size_of::<libc::sched_attr>() as u32,
-                0,
-            )
-        };
-        assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
-        attr
+    /// A new thread's scheduling attributes after it ran `class`, as the
+    /// kernel reports them.
+    fn attr_after(class: fn()) -> libc::sched_attr {
+        std::thread::spawn(move || {
+            class();
+            // SAFETY: all-zero is a valid `sched_attr` (plain integers).
+            let mut attr: libc::sched_attr = unsafe { std::mem::zeroed() };
+            // SAFETY: pid 0 is the calling thread; `attr` is writable for
+            // the size passed.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_sched_getattr,
+                    0,
+                    &mut attr as *mut libc::sched_attr,
+                    std::mem::size_of::<libc::sched_attr>() as u32,
+                    0,
+                )
+            };
+            assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+            attr
+        })
+        .join()
+        .unwrap()
     }
 
     /// Whether the running kernel has EEVDF's custom slices (6.12+).
@@ -104,12 +110,7 @@ mod tests {
 
     #[test]
     fn an_io_thread_gets_the_short_slice() {
-        let attr = std::thread::spawn(|| {
-            latency();
-            attr_of_this_thread()
-        })
-        .join()
-        .unwrap();
+        let attr = attr_after(latency);
         assert_eq!(attr.sched_policy, libc::SCHED_OTHER as u32);
         if has_custom_slices() {
             assert_eq!(attr.sched_runtime, IO_SLICE_NS);
@@ -118,12 +119,7 @@ mod tests {
 
     #[test]
     fn an_executor_thread_is_batch_with_the_default_slice() {
-        let attr = std::thread::spawn(|| {
-            batch();
-            attr_of_this_thread()
-        })
-        .join()
-        .unwrap();
+        let attr = attr_after(batch);
         assert_eq!(attr.sched_policy, libc::SCHED_BATCH as u32);
         assert_ne!(attr.sched_runtime, IO_SLICE_NS);
     }
