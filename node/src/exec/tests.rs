@@ -645,18 +645,22 @@ fn tenant(group: u32) -> super::Share {
 
 /// Tenants' order in the executor's queue (`share.rs`): with one thread
 /// and four of a heavy group's jobs handed over before a light group's
-/// one, the light job finishes before heavy's second, whether the thread
-/// took heavy's first before the light job came or not. Every job is
-/// run once.
+/// one, the light job finishes before heavy's second. Heavy's first
+/// sleeps 300 ms so that the thread is still in it when the light job
+/// comes (with quick jobs only, a busy machine could let the thread
+/// finish heavy's first and take its second before the light one is
+/// handed over). Every job is run once.
 #[test]
 fn a_light_tenants_job_goes_ahead_of_queued_heavy_ones() {
     let mut f = open(1);
     let echo = f.put(ECHO);
+    let slow = f.put(&sleeper(300));
     let heavy = tenant(1);
     let light = tenant(2);
     let mut heavy_jobs = Vec::new();
     for i in 0..4u8 {
-        let mut r = request(echo, &[b'h', i], limits());
+        let module = if i == 0 { slow } else { echo };
+        let mut r = request(module, &[b'h', i], limits());
         r.share = heavy;
         heavy_jobs.push(r.job);
         f.exec.submit(r);
