@@ -1043,6 +1043,7 @@ impl Node {
             pubsub,
             store,
             written: Some(written_rx),
+            round_waits: false,
             cluster: cluster.clone(),
             inputs: handle.inputs.clone(),
             policies_file,
@@ -1363,6 +1364,9 @@ struct Driver {
     /// replies that depend on them wait for it.
     store: Option<crate::store::JobStore>,
     written: Option<mpsc::UnboundedReceiver<crate::store::Written>>,
+    /// The open round is to be written on this thread and waits for one
+    /// yield to the runtime first (see `carry_out`).
+    round_waits: bool,
     cluster: Cluster,
     /// The driver's own input channel, for tasks it starts (module fetches).
     inputs: mpsc::UnboundedSender<Input>,
@@ -1453,6 +1457,8 @@ impl Driver {
                 }
                 _ = live.changed() => self.take_live(now_ms(), &live),
                 _ = sweep.tick() => self.sweep(),
+                // Every ready connection has had its turn: write the round.
+                _ = tokio::task::yield_now(), if self.round_waits => {}
                 w = recv_written(&mut written) => match w {
                     Some(w) => self.on_written(w),
                     // No store (`appendonly no`): nothing will ever come.
@@ -1557,21 +1563,41 @@ impl Driver {
     }
 
     fn carry_out(&mut self) {
-        let mut now = None;
-        while let Some(effect) = self.engine.poll_effect() {
-            // With a job store, changes go to its writer and what depends
-            // on them waits (store::JobStore::admit).
-            let effect = match self.store.as_mut() {
-                Some(store) => match store.admit(effect) {
-                    Some(e) => e,
-                    None => continue,
-                },
-                None => effect,
+        loop {
+            let mut now = None;
+            while let Some(effect) = self.engine.poll_effect() {
+                // With a job store, changes go to its writer and what depends
+                // on them waits (store::JobStore::admit).
+                let effect = match self.store.as_mut() {
+                    Some(store) => match store.admit(effect) {
+                        Some(e) => e,
+                        None => continue,
+                    },
+                    None => effect,
+                };
+                self.apply(effect, &mut now);
+            }
+            let Some(store) = self.store.as_mut() else {
+                return;
             };
-            self.apply(effect, &mut now);
-        }
-        if let Some(store) = self.store.as_mut() {
-            store.end_round(self.engine.job_count());
+            // A round to write on this thread first waits for one yield
+            // to the runtime, which runs every other ready task and looks
+            // at the sockets before it polls this one again: commands
+            // already on their way join the round, instead of each client's
+            // next command making a round (and a write) of its own, as
+            // they would with this thread always busy. Any turn of the
+            // loop after that writes it.
+            if store.round_is_open() && !self.round_waits && store.may_write_here() {
+                self.round_waits = true;
+                return;
+            }
+            self.round_waits = false;
+            match store.end_round(self.engine.job_count()) {
+                // Written on this thread: what waited goes now, and what
+                // that brings (failed adds forgotten) goes round again.
+                Some(written) => self.on_written(written),
+                None => return,
+            }
         }
     }
 

@@ -16,8 +16,8 @@
 //!
 //! [`JobStore`] is the runtime's side of the job store: it opens and reads
 //! the store at start, takes the engine's [`Change`]s
-//! (`Effect::Persist`), sends them to the writer thread ([`writer`],
-//! group commit) and holds back the replies and hand-outs that depend on
+//! (`Effect::Persist`), writes them itself when the writer thread is idle
+//! or sends them to it ([`writer`], group commit), and holds back the replies and hand-outs that depend on
 //! them ([`gate`]) until the writer says they are written (and synced, with
 //! `appendfsync always`).
 
@@ -221,24 +221,47 @@ impl JobStore {
         }
     }
 
-    /// Ends a round of the driver: hands the open batch to the writer.
-    /// `live` is how many jobs the node holds now (the writer compacts
-    /// the store when deletes outnumber them).
-    pub fn end_round(&mut self, live: usize) {
+    /// Ends a round of the driver: writes the open batch here when the
+    /// writer holds nothing (see `writer.rs`), else hands it to the writer.
+    /// A batch written here is answered at once: hand the answer to
+    /// [`JobStore::written`] as if the writer had sent it. `live` is how
+    /// many jobs the node holds now (the writer compacts the store when
+    /// deletes outnumber them).
+    pub fn end_round(&mut self, live: usize) -> Option<Written> {
         self.live = live;
         if self.open.is_empty() {
-            return;
+            return None;
         }
+        let here = self.may_write_here();
         let seq = self.gate.next_batch();
-        let batch = Batch {
+        let mut batch = Batch {
             seq,
             changes: std::mem::take(&mut self.open),
             sync: std::mem::take(&mut self.open_sync),
             live,
         };
+        if here {
+            match self.writer.write_here(batch) {
+                Ok(written) => return Some(written),
+                Err(b) => batch = b,
+            }
+        }
         if !self.writer.submit(batch) {
             tracing::error!("job store writer is gone; changes are not written");
         }
+        None
+    }
+
+    /// Whether the open round has changes to write.
+    pub fn round_is_open(&self) -> bool {
+        !self.open.is_empty()
+    }
+
+    /// Whether [`JobStore::end_round`] may write the open round here: it
+    /// needs no sync, and the thread holds no earlier batch that it would
+    /// overtake. (The writer may still hand it to the thread.)
+    pub fn may_write_here(&self) -> bool {
+        !self.open_sync && self.writer.may_write_here() && self.gate.in_flight() == 0
     }
 
     /// The writer finished (or failed) every batch up to `w.seq`.
@@ -292,7 +315,8 @@ impl JobStore {
     /// Stops taking changes: the writer thread writes what is left, syncs
     /// and closes the store. Join the handle to wait for it.
     pub fn finish(mut self) -> Option<std::thread::JoinHandle<()>> {
-        self.end_round(self.live);
+        // Written either way; nothing waits for the answer any more.
+        let _ = self.end_round(self.live);
         self.writer.finish()
     }
 }

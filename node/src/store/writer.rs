@@ -26,11 +26,26 @@
 //! kept and written again with the next batch or after a second, and the
 //! store is reopened first (the store crate refuses writes after a failed
 //! one until reopened).
+//!
+//! **Written on the driver's thread.** When the writer has nothing in
+//! hand (every batch before answered, its state not locked by a sync, a
+//! compaction's start or a rewrite) and a batch needs no sync, the driver
+//! writes it itself ([`Writer::write_here`]) and carries on with the
+//! replies it held, as redis writes its AOF in its event loop: a few
+//! clients' adds then wait for one `write`, not for this thread to wake
+//! and answer (5 clients at pipeline 1 add twice as fast). With many
+//! clients the thread's rounds are bigger than the driver's and the
+//! two ways come out even. A store that would throttle a write
+//! ([`Kv::calm`]) gets it on the thread: a throttled write sleeps, and the
+//! driver's thread serves every connection. The thread still syncs
+//! (`everysec`, and every batch that asks), compacts and rewrites; it
+//! counts a write done here as activity, so a rewrite never overlaps a
+//! busy moment.
 
 use hashbrown::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -74,6 +89,9 @@ pub struct WriterStats {
     pub compactions: AtomicU64,
     /// Rewrites finished (see [`REWRITE_MIN_BYTES`]).
     pub rewrites: AtomicU64,
+    /// Groups written on the driver's thread ([`Writer::write_here`]),
+    /// out of [`WriterStats::groups`].
+    pub groups_here: AtomicU64,
     /// Time of each group write (handing the batch to the store), seconds.
     pub write_seconds: Histogram,
     /// Time of each sync to disk, seconds.
@@ -94,6 +112,7 @@ impl Default for WriterStats {
             disk_bytes: AtomicU64::new(0),
             compactions: AtomicU64::new(0),
             rewrites: AtomicU64::new(0),
+            groups_here: AtomicU64::new(0),
             write_seconds: Histogram::new(buckets()),
             sync_seconds: Histogram::new(buckets()),
             broken: Mutex::new(None),
@@ -144,6 +163,9 @@ pub const REWRITE_MAX_LIVE: usize = 20_000;
 /// Least time between two rewrites, and between two looks at the size.
 const REWRITE_PAUSE: Duration = Duration::from_secs(10);
 const REWRITE_LOOK_EVERY: Duration = Duration::from_secs(1);
+/// No batch for this long: the writer is idle (it syncs for `everysec`,
+/// compacts, and may rewrite once nothing was written for this long).
+const IDLE_AFTER: Duration = Duration::from_millis(200);
 
 /// The handle to the writer thread. Dropping the handle's sender (through
 /// [`Writer::finish`]) makes the thread write what is left, sync, close
@@ -151,6 +173,10 @@ const REWRITE_LOOK_EVERY: Duration = Duration::from_secs(1);
 pub struct Writer {
     tx: Option<Sender<Batch>>,
     thread: Option<JoinHandle<()>>,
+    /// The thread's state, locked by it for each group and each idle turn,
+    /// and tried by [`Writer::write_here`].
+    state: Arc<Mutex<State>>,
+    mode: AppendFsync,
     pub stats: Arc<WriterStats>,
 }
 
@@ -164,17 +190,20 @@ impl Writer {
     ) -> std::io::Result<Writer> {
         let (tx, rx) = channel();
         let stats = Arc::new(WriterStats::default());
-        let st = stats.clone();
+        let state = Arc::new(Mutex::new(State::new(kv, live, mode, done, stats.clone())));
+        let st = state.clone();
         let thread = std::thread::Builder::new()
             .name("wasque-store".into())
             .spawn(move || {
                 // Replies wait on its rounds, as on the I/O threads'.
                 crate::thread_class::latency();
-                Thread::new(kv, live, mode, done, st).run(rx)
+                run(&st, rx)
             })?;
         Ok(Writer {
             tx: Some(tx),
             thread: Some(thread),
+            state,
+            mode,
             stats,
         })
     }
@@ -182,6 +211,26 @@ impl Writer {
     /// Queues a batch. Returns false if the thread is gone.
     pub fn submit(&self, batch: Batch) -> bool {
         self.tx.as_ref().is_some_and(|tx| tx.send(batch).is_ok())
+    }
+
+    /// Whether [`Writer::write_here`] can take any batch at all
+    /// (`appendfsync always` sends every one to the thread).
+    pub fn may_write_here(&self) -> bool {
+        self.mode != AppendFsync::Always
+    }
+
+    /// Writes `batch` on the calling thread and answers it, if that can be
+    /// done without waiting: see the module's comment. The caller must
+    /// have every batch it submitted before answered (the thread then
+    /// holds none, so the store gets the batches in order). Hands the
+    /// batch back when it is for the thread: one that asks for a sync,
+    /// `appendfsync always`, a store that failed or would throttle, or a
+    /// thread busy with its state.
+    pub fn write_here(&self, batch: Batch) -> Result<Written, Batch> {
+        match self.state.try_lock() {
+            Ok(mut state) => state.write_here(batch),
+            Err(_) => Err(batch),
+        }
     }
 
     /// Lets the thread finish (write, sync, close) and hands back its
@@ -199,7 +248,10 @@ impl Drop for Writer {
     }
 }
 
-struct Thread {
+/// What the writer thread works on: the store and what is not yet
+/// written or synced. The thread holds it locked while it works; the
+/// driver's thread borrows it for a write when it is free.
+struct State {
     kv: Option<Kv>,
     path: std::path::PathBuf,
     mode: AppendFsync,
@@ -211,6 +263,8 @@ struct Thread {
     /// Written but not yet synced.
     dirty: bool,
     last_sync: Instant,
+    /// When a group was last written, by either thread.
+    last_write: Option<Instant>,
     /// Why the last write failed; the store is reopened before the next.
     broken: Option<(String, Instant)>,
     buf: Vec<u8>,
@@ -233,16 +287,64 @@ struct Thread {
     rewrite_floor: u64,
 }
 
-impl Thread {
+/// The writer thread: takes every batch waiting, writes them as one
+/// group, answers, and works on the store while idle; at the end, writes
+/// what is left, syncs and closes the store.
+fn run(state: &Mutex<State>, rx: Receiver<Batch>) {
+    let lock = || state.lock().unwrap_or_else(PoisonError::into_inner);
+    loop {
+        let first = match rx.recv_timeout(IDLE_AFTER) {
+            Ok(b) => b,
+            Err(RecvTimeoutError::Timeout) => {
+                lock().idle();
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        let mut s = lock();
+        let mut seq = first.seq;
+        let mut sync = first.sync || s.mode == AppendFsync::Always;
+        s.live = first.live;
+        s.take(first.changes);
+        for _ in 1..MAX_GROUP_BATCHES {
+            let Ok(b) = rx.try_recv() else { break };
+            seq = b.seq;
+            sync |= b.sync;
+            s.live = b.live;
+            s.take(b.changes);
+        }
+        let result = s.commit(sync);
+        if result.is_err() {
+            s.stats.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        let _ = s.done.send(Written { seq, result });
+        s.maybe_sync_everysec();
+        s.maybe_compact();
+    }
+    // Closing: what is left, synced.
+    let mut s = lock();
+    s.end_compaction();
+    if s.commit(true).is_err() {
+        tracing::error!(
+            path = %s.path.display(),
+            unwritten = s.unwritten.len(),
+            "job store: changes could not be written at shutdown"
+        );
+    }
+    // The store closes here, on this thread, not when the handle goes.
+    s.kv = None;
+}
+
+impl State {
     fn new(
         kv: Kv,
         live: usize,
         mode: AppendFsync,
         done: UnboundedSender<Written>,
         stats: Arc<WriterStats>,
-    ) -> Thread {
+    ) -> State {
         stats.disk_bytes.store(kv.disk_bytes(), Ordering::Relaxed);
-        Thread {
+        State {
             path: kv.path().to_path_buf(),
             kv: Some(kv),
             mode,
@@ -251,6 +353,7 @@ impl Thread {
             unwritten: HashMap::new(),
             dirty: false,
             last_sync: Instant::now(),
+            last_write: None,
             broken: None,
             buf: Vec::new(),
             live,
@@ -264,44 +367,27 @@ impl Thread {
         }
     }
 
-    fn run(mut self, rx: Receiver<Batch>) {
-        loop {
-            let first = match rx.recv_timeout(Duration::from_millis(200)) {
-                Ok(b) => b,
-                Err(RecvTimeoutError::Timeout) => {
-                    self.idle();
-                    continue;
-                }
-                Err(RecvTimeoutError::Disconnected) => break,
-            };
-            let mut seq = first.seq;
-            let mut sync = first.sync || self.mode == AppendFsync::Always;
-            self.live = first.live;
-            self.take(first.changes);
-            for _ in 1..MAX_GROUP_BATCHES {
-                let Ok(b) = rx.try_recv() else { break };
-                seq = b.seq;
-                sync |= b.sync;
-                self.live = b.live;
-                self.take(b.changes);
-            }
-            let result = self.commit(sync);
-            if result.is_err() {
-                self.stats.failures.fetch_add(1, Ordering::Relaxed);
-            }
-            let _ = self.done.send(Written { seq, result });
-            self.maybe_sync_everysec();
-            self.maybe_compact();
+    /// See [`Writer::write_here`].
+    fn write_here(&mut self, batch: Batch) -> Result<Written, Batch> {
+        if batch.sync
+            || self.mode == AppendFsync::Always
+            || self.broken.is_some()
+            || !self.unwritten.is_empty()
+            || !self.kv.as_ref().is_some_and(Kv::calm)
+        {
+            return Err(batch);
         }
-        // Closing: what is left, synced.
-        self.end_compaction();
-        if self.commit(true).is_err() {
-            tracing::error!(
-                path = %self.path.display(),
-                unwritten = self.unwritten.len(),
-                "job store: changes could not be written at shutdown"
-            );
+        self.live = batch.live;
+        self.take(batch.changes);
+        let result = self.commit(false);
+        if result.is_err() {
+            self.stats.failures.fetch_add(1, Ordering::Relaxed);
         }
+        self.stats.groups_here.fetch_add(1, Ordering::Relaxed);
+        Ok(Written {
+            seq: batch.seq,
+            result,
+        })
     }
 
     fn take(&mut self, changes: Vec<Change>) {
@@ -342,6 +428,7 @@ impl Thread {
             || self.compaction.is_some()
             || self.broken.is_some()
             || !self.unwritten.is_empty()
+            || self.last_write.is_some_and(|t| t.elapsed() < IDLE_AFTER)
             || self.live > REWRITE_MAX_LIVE
             || !every(self.rewritten_at, REWRITE_PAUSE)
             || !every(self.rewrite_looked_at, REWRITE_LOOK_EVERY)
@@ -555,6 +642,7 @@ impl Thread {
             self.unwritten.clear();
             self.removes += removes;
             self.dirty = true;
+            self.last_write = Some(Instant::now());
             self.stats.records_written.fetch_add(n, Ordering::Relaxed);
             self.stats.groups.fetch_add(1, Ordering::Relaxed);
         }
@@ -666,6 +754,63 @@ mod tests {
         let mut left = 0;
         kv.scan(|_, _| left += 1).unwrap();
         assert_eq!(left, kept);
+    }
+
+    /// A batch that needs no sync is written on the caller's thread and
+    /// answered at once; the thread syncs it (`everysec`) within about a
+    /// second all the same. A batch that asks for a sync, and any batch
+    /// with `appendfsync always`, is handed back for the thread.
+    #[test]
+    fn a_batch_without_a_sync_is_written_here_and_synced_by_the_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        let (kv, _) = Kv::open(&path).unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let w = Writer::spawn(kv, 0, AppendFsync::EverySec, tx).unwrap();
+        let jobs: Vec<Job> = (0..3)
+            .map(|i| sample_job(1_700_000_000_000 + i, &[7; 100]))
+            .collect();
+        let batch = |seq: u64, sync| Batch {
+            seq,
+            changes: vec![Change::Put(Box::new(jobs[seq as usize - 1].clone()))],
+            sync,
+            live: seq as usize,
+        };
+        let t = Instant::now();
+        assert_eq!(
+            w.write_here(batch(1, false)).expect("written here"),
+            Written {
+                seq: 1,
+                result: Ok(())
+            }
+        );
+        assert_eq!(w.stats.groups_here.load(Ordering::Relaxed), 1);
+        // Synced by the thread, though it was never handed a batch.
+        while w.stats.syncs.load(Ordering::Relaxed) == 0 {
+            assert!(t.elapsed() < Duration::from_secs(5), "not synced");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let handed_back = w
+            .write_here(batch(2, true))
+            .expect_err("a sync is for the thread");
+        write(&w, &mut rx, 2, handed_back.changes, 2);
+        assert_eq!(w.stats.groups_here.load(Ordering::Relaxed), 1);
+        w.finish().unwrap().join().unwrap();
+
+        let (kv, _) = Kv::open(&path).unwrap();
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let w = Writer::spawn(kv, 2, AppendFsync::Always, tx).unwrap();
+        assert!(w.write_here(batch(3, false)).is_err(), "always syncs");
+        w.finish().unwrap().join().unwrap();
+        let (kv, _) = Kv::open(&path).unwrap();
+        let mut keys = vec![];
+        kv.scan(|k, _| keys.push(k.to_vec())).unwrap();
+        let mut want: Vec<Vec<u8>> = jobs[..2]
+            .iter()
+            .map(|j| record::key(&j.id).to_vec())
+            .collect();
+        want.sort();
+        assert_eq!(keys, want);
     }
 
     fn journal_bytes_allocated(path: &std::path::Path) -> u64 {
