@@ -117,6 +117,11 @@ enum Input {
 /// How long the module catalogue waits for a peer's answer to a list,
 /// users or removal question.
 const ASK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most turns of the driver's loop a round to be written on its own
+/// thread waits for commands still coming (see `Driver::carry_out`):
+/// more make bigger rounds when 50 clients keep it busy, and slow a few
+/// clients down (measured in benches/README.md, RESP, session 23).
+const ROUND_WAITS: u8 = 2;
 /// How long an upload waits for a peer to take a copy (it compiles).
 const PUT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Job ids a refused removal names per node.
@@ -1043,7 +1048,8 @@ impl Node {
             pubsub,
             store,
             written: Some(written_rx),
-            round_waits: false,
+            round_waits: 0,
+            round_yielded: false,
             cluster: cluster.clone(),
             inputs: handle.inputs.clone(),
             policies_file,
@@ -1364,9 +1370,11 @@ struct Driver {
     /// replies that depend on them wait for it.
     store: Option<crate::store::JobStore>,
     written: Option<mpsc::UnboundedReceiver<crate::store::Written>>,
-    /// The open round is to be written on this thread and waits for one
-    /// yield to the runtime first (see `carry_out`).
-    round_waits: bool,
+    /// Turns of the loop the open round has waited to be written on this
+    /// thread (see `carry_out`), 0 when it does not wait ...
+    round_waits: u8,
+    /// ... and whether the last ended in a yield with nothing else to do.
+    round_yielded: bool,
     cluster: Cluster,
     /// The driver's own input channel, for tasks it starts (module fetches).
     inputs: mpsc::UnboundedSender<Input>,
@@ -1457,8 +1465,8 @@ impl Driver {
                 }
                 _ = live.changed() => self.take_live(now_ms(), &live),
                 _ = sweep.tick() => self.sweep(),
-                // Every ready connection has had its turn: write the round.
-                _ = tokio::task::yield_now(), if self.round_waits => {}
+                // Every ready connection has had its turn, and nothing came.
+                _ = tokio::task::yield_now(), if self.round_waits > 0 => self.round_yielded = true,
                 w = recv_written(&mut written) => match w {
                     Some(w) => self.on_written(w),
                     // No store (`appendonly no`): nothing will ever come.
@@ -1580,19 +1588,28 @@ impl Driver {
             let Some(store) = self.store.as_mut() else {
                 return;
             };
-            // A round to write on this thread first waits for one yield
-            // to the runtime, which runs every other ready task and looks
-            // at the sockets before it polls this one again: commands
-            // already on their way join the round, instead of each client's
-            // next command making a round (and a write) of its own, as
-            // they would with this thread always busy. Any turn of the
-            // loop after that writes it.
-            if store.round_is_open() && !self.round_waits && store.may_write_here() {
-                self.round_waits = true;
+            // A round that may be written on this thread first yields to
+            // the runtime, which runs every other ready task and looks at
+            // the sockets before it polls this one again. Commands that
+            // came meanwhile join the round, and it yields again, up to
+            // ROUND_WAITS turns; once a yield comes back with nothing else
+            // to do, or after that many turns, it is written here. Without
+            // the wait, a busy thread makes each client's command a round
+            // (and a `write`) of its own: 200,000 writes for 200,000 adds
+            // from 50 clients, slower than the writer thread's group
+            // commits.
+            if store.round_is_open()
+                && store.may_write_here()
+                && !self.round_yielded
+                && self.round_waits < ROUND_WAITS
+            {
+                self.round_waits += 1;
                 return;
             }
-            self.round_waits = false;
-            match store.end_round(self.engine.job_count()) {
+            let here = self.round_waits > 0;
+            self.round_waits = 0;
+            self.round_yielded = false;
+            match store.end_round(self.engine.job_count(), here) {
                 // Written on this thread: what waited goes now, and what
                 // that brings (failed adds forgotten) goes round again.
                 Some(written) => self.on_written(written),

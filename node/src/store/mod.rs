@@ -221,18 +221,19 @@ impl JobStore {
         }
     }
 
-    /// Ends a round of the driver: writes the open batch here when the
-    /// writer holds nothing (see `writer.rs`), else hands it to the writer.
-    /// A batch written here is answered at once: hand the answer to
-    /// [`JobStore::written`] as if the writer had sent it. `live` is how
-    /// many jobs the node holds now (the writer compacts the store when
-    /// deletes outnumber them).
-    pub fn end_round(&mut self, live: usize) -> Option<Written> {
+    /// Ends a round of the driver: with `here`, writes the open batch on
+    /// the calling thread if it may ([`JobStore::may_write_here`] and
+    /// `writer.rs`), else hands it to the writer thread. A batch written
+    /// here is answered at once: hand the answer to [`JobStore::written`]
+    /// as if the writer had sent it. `live` is how many jobs the node
+    /// holds now (the writer compacts the store when deletes outnumber
+    /// them).
+    pub fn end_round(&mut self, live: usize, here: bool) -> Option<Written> {
         self.live = live;
         if self.open.is_empty() {
             return None;
         }
-        let here = self.may_write_here();
+        let here = here && self.may_write_here();
         let seq = self.gate.next_batch();
         let mut batch = Batch {
             seq,
@@ -316,7 +317,7 @@ impl JobStore {
     /// and closes the store. Join the handle to wait for it.
     pub fn finish(mut self) -> Option<std::thread::JoinHandle<()>> {
         // Written either way; nothing waits for the answer any more.
-        let _ = self.end_round(self.live);
+        let _ = self.end_round(self.live, false);
         self.writer.finish()
     }
 }
