@@ -118,10 +118,12 @@ enum Input {
 /// users or removal question.
 const ASK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most turns of the driver's loop a round to be written on its own
-/// thread waits for commands still coming (see `Driver::carry_out`):
-/// more make bigger rounds when 50 clients keep it busy, and slow a few
-/// clients down (measured in benches/README.md, RESP, session 23).
-const ROUND_WAITS: u8 = 2;
+/// thread waits for commands still coming (see `Driver::carry_out`).
+/// Measured at pipeline 1 (benches/README.md, RESP, session 23): with 2,
+/// 5 clients were fastest and 50 no faster than with the writer thread;
+/// with 8, 50 clients 12 % faster than that and 5 about 12 % slower
+/// than with 2, still 1.7 times the writer thread's rate.
+const ROUND_WAITS: u8 = 8;
 /// How long an upload waits for a peer to take a copy (it compiles).
 const PUT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Job ids a refused removal names per node.
