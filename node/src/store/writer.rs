@@ -31,11 +31,10 @@
 //! hand (every batch before answered, its state not locked by a sync, a
 //! compaction's start or a rewrite) and a batch needs no sync, the driver
 //! writes it itself ([`Writer::write_here`]) and carries on with the
-//! replies it held, as redis writes its AOF in its event loop: a few
-//! clients' adds then wait for one `write`, not for this thread to wake
-//! and answer (5 clients at pipeline 1 add twice as fast). With many
-//! clients the thread's rounds are bigger than the driver's and the
-//! two ways come out even. A store that would throttle a write
+//! replies it held, as redis writes its AOF in its event loop: the adds
+//! then wait for one `write`, not for this thread to wake and answer
+//! (how the driver lets a round grow first: `Driver::carry_out` in
+//! `runtime.rs`). A store that would throttle a write
 //! ([`Kv::calm`]) gets it on the thread: a throttled write sleeps, and the
 //! driver's thread serves every connection. The thread still syncs
 //! (`everysec`, and every batch that asks), compacts and rewrites; it
