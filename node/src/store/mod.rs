@@ -17,9 +17,9 @@
 //! [`JobStore`] is the runtime's side of the job store: it opens and reads
 //! the store at start, takes the engine's [`Change`]s
 //! (`Effect::Persist`), writes them itself when the writer thread is idle
-//! or sends them to it ([`writer`], group commit), and holds back the replies and hand-outs that depend on
-//! them ([`gate`]) until the writer says they are written (and synced, with
-//! `appendfsync always`).
+//! or sends them to it ([`writer`], group commit), and holds back the
+//! replies and hand-outs that depend on them ([`gate`]) until they are
+//! written (and synced, with `appendfsync always`).
 
 mod data_dir;
 mod gate;
