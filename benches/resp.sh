@@ -21,30 +21,21 @@ for c in redis-server redis-benchmark; do
 done
 cargo build --release -q -p wasque-node -p wasque-benches --bin wasque-node --bin resp_load
 BIN=target/release
-TMP=$(mktemp -d)
 WPORT=${WPORT:-17711}
 RPORT=${RPORT:-17379}
-cleanup() {
-    [ -n "${WPID:-}" ] && kill "$WPID" 2>/dev/null || true
-    [ -n "${RPID:-}" ] && kill "$RPID" 2>/dev/null || true
-    wait 2>/dev/null || true
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
+. benches/servers.sh
 printf 'appendonly no\nio-threads %s\n' "${IO_THREADS:-1}" > "$TMP/wasque.conf"
 start_wasque() {
     "$BIN/wasque-node" "$TMP/wasque.conf" --port "$WPORT" --http-port 0 --data-dir "$TMP/data" \
         --enable-debug-command > "$TMP/wasque.out" 2>&1 &
     WPID=$!
-    for _ in $(seq 100); do redis-cli -p "$WPORT" PING >/dev/null 2>&1 && return; sleep 0.1; done
-    echo "wasque-node did not start"; cat "$TMP/wasque.out"; exit 1
+    wait_port "$WPORT" >/dev/null || { echo "wasque-node did not start"; cat "$TMP/wasque.out"; exit 1; }
 }
 start_redis() {
     redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
         --dir "$TMP" > "$TMP/redis.out" 2>&1 &
     RPID=$!
-    for _ in $(seq 100); do redis-cli -p "$RPORT" PING >/dev/null 2>&1 && return; sleep 0.1; done
-    echo "redis-server did not start"; exit 1
+    wait_port "$RPORT" >/dev/null || { echo "redis-server did not start"; exit 1; }
 }
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 BODY=$(head -c 75 /dev/urandom | base64 -w0 | head -c 100)

@@ -26,21 +26,9 @@ for c in redis-server redis-benchmark redis-cli; do
 done
 [ -n "${NO_BUILD:-}" ] || cargo build --release -q -p wasque-node --bin wasque-node
 BIN=${BIN:-target/release/wasque-node}
-TMP=$(mktemp -d)
 WPORT=${WPORT:-17711}
 RPORT=${RPORT:-17379}
-cleanup() {
-    [ -n "${WPID:-}" ] && kill "$WPID" 2>/dev/null || true
-    [ -n "${RPID:-}" ] && kill "$RPID" 2>/dev/null || true
-    wait 2>/dev/null || true
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-wait_port() {
-    for _ in $(seq 100); do redis-cli -p "$1" PING >/dev/null 2>&1 && return 0; sleep 0.1; done
-    echo "nothing answers on port $1"
-    return 1
-}
+. benches/servers.sh
 wait_closed() {
     for _ in $(seq 100); do redis-cli -p "$1" PING >/dev/null 2>&1 || return 0; sleep 0.1; done
 }

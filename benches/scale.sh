@@ -24,27 +24,18 @@ SECS=${SECS:-10}
 command -v redis-server >/dev/null || { echo "redis-server is missing (apt-get install redis-server)"; exit 2; }
 cargo build --release -q -p wasque-node -p wasque-benches --bin wasque-node --bin resp_load --bin scale_plot
 BIN=target/release
-TMP=$(mktemp -d)
 WPORT=${WPORT:-17712}
 RPORT=${RPORT:-17380}
-cleanup() {
-    [ -n "${WPID:-}" ] && kill "$WPID" 2>/dev/null || true
-    [ -n "${RPID:-}" ] && kill "$RPID" 2>/dev/null || true
-    wait 2>/dev/null || true
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
+. benches/servers.sh
 printf 'max-jobs 20000000\n' > "$TMP/wasque.conf"
 "$BIN/wasque-node" "$TMP/wasque.conf" --port "$WPORT" --http-port 0 --data-dir "$TMP/data" > "$TMP/wasque.out" 2>&1 &
 WPID=$!
 redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly yes --appendfsync everysec \
     --daemonize no --dir "$TMP" > "$TMP/redis.out" 2>&1 &
 RPID=$!
-up() {
-    for _ in $(seq 100); do redis-cli -p "$1" PING >/dev/null 2>&1 && return; sleep 0.1; done
-    echo "nothing answers on port $1"; cat "$TMP"/*.out; exit 1
-}
-up "$WPORT"; up "$RPORT"
+for port in "$WPORT" "$RPORT"; do
+    wait_port "$port" || { cat "$TMP"/*.out; exit 1; }
+done
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 OUT="benches/runs/scale-jobs-$(date +%Y%m%d-%H%M%S).txt"
 mkdir -p benches/runs benches/plots
