@@ -67,15 +67,22 @@ impl Engine {
             Cause::Nack => job.counters.nacks += 1,
         }
         let (wasm, key) = (job.is_wasm(), ReadyKey::new(job.priority, id));
-        let queue = job.queue.clone();
         if wasm && !self.module_ready_for(now, id) {
             // Queued, but waits for its module to arrive from a peer.
             self.journal_put(&id);
             return true;
         }
-        self.queues.push(&queue, key, wasm, now);
+        // The queue's name is borrowed from the job, not cloned: a clone
+        // and its drop are two atomic operations on every add, and each
+        // makes the CPU wait for the job's fresh stores (benches/README.md,
+        // RESP, session 24). Cloned only when a client waits to be served.
+        let Some(job) = self.jobs.get(&id) else {
+            return false;
+        };
+        let waiting = self.queues.push(&job.queue, key, wasm, now);
+        let serve = (waiting && !wasm).then(|| job.queue.clone());
         self.journal_put(&id);
-        if !wasm {
+        if let Some(queue) = serve {
             self.serve_blocked(now, &queue);
         }
         true
@@ -126,7 +133,7 @@ impl Engine {
             self.effects
                 .push_back(super::Effect::Event(crate::api::JobEvent {
                     id,
-                    queue: job.queue.to_string(),
+                    queue: String::from(&*job.queue),
                     kind: crate::api::JobEventKind::Started {
                         attempt: job.counters.attempts,
                         ready_since: super::inspect::ready_since(job),
@@ -134,7 +141,7 @@ impl Engine {
                 }));
         }
         let entry = JobEntry {
-            queue: job.queue.to_string(),
+            queue: String::from(&*job.queue),
             id,
             body: bytes::Bytes::copy_from_slice(&job.body),
             counters: withcounters

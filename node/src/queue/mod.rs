@@ -196,8 +196,9 @@ impl Queues {
         self.queues.get(name).map_or(0, Queue::len)
     }
 
-    /// Makes a job ready.
-    pub fn push(&mut self, queue: &str, key: ReadyKey, wasm: bool, now: UnixMs) {
+    /// Makes a job ready; returns whether GETJOB clients are blocked on
+    /// the queue.
+    pub fn push(&mut self, queue: &str, key: ReadyKey, wasm: bool, now: UnixMs) -> bool {
         let q = self.entry(queue, now);
         q.touched_at = now;
         q.jobs_in += 1;
@@ -207,10 +208,12 @@ impl Queues {
         } else {
             q.plain.insert(key);
         }
+        let waiting = !q.blocked.is_empty();
         if first_wasm {
             let name = self.intern(queue);
             self.wasm_turns.push_back(name);
         }
+        waiting
     }
 
     /// Removes a job from the ready order (it was deleted, acked, dequeued
