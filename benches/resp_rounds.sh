@@ -13,7 +13,10 @@
 # CONFIG=defaults (the default) runs the node with no config file, as a
 # user does: `appendonly yes`, `appendfsync everysec`. CONFIG=nolog writes
 # `appendonly no`, the same durability as the redis-server here
-# (`--save '' --appendonly no`). Needs redis-server and redis-benchmark.
+# (`--save '' --appendonly no`). Either way the node serves HTTP, as it
+# does by default (metrics, dashboard: every job event is counted), on
+# HPORT; HPORT=0 turns HTTP off, as every run before 2026-12-07 18:30
+# did. Needs redis-server and redis-benchmark.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-5}
@@ -28,13 +31,14 @@ done
 BIN=${BIN:-target/release/wasque-node}
 WPORT=${WPORT:-17711}
 RPORT=${RPORT:-17379}
+HPORT=${HPORT:-17780}
 . benches/servers.sh
 wait_closed() {
     for _ in $(seq 100); do redis-cli -p "$1" PING >/dev/null 2>&1 || return 0; sleep 0.1; done
 }
 start_wasque() {
     rm -rf "$TMP/data"
-    local args=(--port "$WPORT" --http-port 0 --data-dir "$TMP/data")
+    local args=(--port "$WPORT" --http-port "$HPORT" --data-dir "$TMP/data")
     if [ "$CONFIG" = nolog ]; then
         printf 'appendonly no\n' > "$TMP/wasque.conf"
         args=("$TMP/wasque.conf" "${args[@]}")
@@ -63,7 +67,7 @@ OUT=${OUT:-benches/runs/resp-rounds-$(date +%Y%m%d-%H%M%S).txt}
 mkdir -p "$(dirname "$OUT")"
 ratios=()
 {
-    echo "# ADDJOB (wasque-node, config: $CONFIG) vs LPUSH (redis-server --save '' --appendonly no), redis-benchmark -c $C -n $N -P $P, 100-byte body, $ROUNDS interleaved rounds on fresh servers, $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "# ADDJOB (wasque-node, config: $CONFIG, HTTP port $HPORT) vs LPUSH (redis-server --save '' --appendonly no), redis-benchmark -c $C -n $N -P $P, 100-byte body, $ROUNDS interleaved rounds on fresh servers, $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo "# machine: $(nproc) cores, $(redis-server --version | cut -d' ' -f3), load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "# csv: test, rps, avg_ms, min_ms, p50_ms, p95_ms, p99_ms, max_ms"
     for r in $(seq "$ROUNDS"); do
