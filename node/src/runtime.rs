@@ -1414,6 +1414,14 @@ impl Driver {
         let mut armed: Option<UnixMs> = None;
         // Progress and stdout lines of running jobs (exec/live.rs).
         let live = self.executor.live();
+        // The waits for a stop and for news of running jobs are made once
+        // and kept across turns: made anew in every turn, each registered
+        // and unregistered with its notifier (a lock each way) per batch
+        // of commands (benches/README.md, RESP, session 24).
+        let stopped = stop.changed();
+        tokio::pin!(stopped);
+        let live_news = live.changed();
+        tokio::pin!(live_news);
         loop {
             self.engine
                 .set_events(self.monitor.is_some() || self.pubsub.listened());
@@ -1431,7 +1439,7 @@ impl Driver {
             }
             tokio::select! {
                 biased;
-                _ = stop.changed() => break,
+                _ = &mut stopped => break,
                 Some(d) = done.recv() => {
                     let now = now_ms();
                     // A run hands its last news over before its result.
@@ -1465,7 +1473,10 @@ impl Driver {
                     armed = None;
                     self.engine.handle_timeout(now_ms());
                 }
-                _ = live.changed() => self.take_live(now_ms(), &live),
+                _ = &mut live_news => {
+                    self.take_live(now_ms(), &live);
+                    live_news.set(live.changed());
+                }
                 _ = sweep.tick() => self.sweep(),
                 // Every ready connection has had its turn, and nothing came.
                 _ = tokio::task::yield_now(), if self.round_waits > 0 => self.round_yielded = true,

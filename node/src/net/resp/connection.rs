@@ -119,6 +119,11 @@ pub async fn serve(
     };
     let mut input = BytesMut::with_capacity(16 << 10);
     let mut close_by: Option<tokio::time::Instant> = None;
+    // Made once, not per turn (each would register with the stop's
+    // notifier and unregister, a lock each way, per request).
+    let subscriber_stop = stop.clone();
+    let stopped = stop.changed();
+    tokio::pin!(stopped);
     loop {
         if c.closing && close_by.is_none() {
             close_by = Some(tokio::time::Instant::now() + CLOSE_GRACE);
@@ -137,7 +142,7 @@ pub async fn serve(
         {
             let hub = c.handle.pubsub().clone();
             let out = std::mem::take(&mut c.out);
-            super::pubsub::serve(stream, input, out, first, c.shared, hub, stop).await;
+            super::pubsub::serve(stream, input, out, first, c.shared, hub, subscriber_stop).await;
             return;
         }
         // Requests left in the buffer at the output bound, now that
@@ -186,7 +191,7 @@ pub async fn serve(
                 break;
             }
             _ = sleep_until(close_by), if close_by.is_some() => break,
-            _ = stop.changed() => break,
+            _ = &mut stopped => break,
         }
     }
     // Blocked GETJOBs of this client still count until answered.
