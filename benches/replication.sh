@@ -10,6 +10,7 @@
 # temp dir and removed with it (never kept in this repository):
 #   DISQUE_SRC=<git url or local git dir>   (default: the upstream repository)
 #   NO_DISQUE=1                             wasque only
+#   NO_BUILD=1 BIN=<dir holding wasque-node> OUT=<file>   another build, for A/B
 #
 #   bash benches/replication.sh             # 5 rounds, N=100000 adds a run
 #   ROUNDS=1 N=30000 bash benches/replication.sh
@@ -28,10 +29,10 @@ DISQUE_SRC=${DISQUE_SRC:-https://github.com/antirez/disque}
 for c in redis-benchmark redis-cli git make cc; do
     command -v "$c" >/dev/null || { echo "$c is missing (apt-get install redis-tools git make gcc)"; exit 2; }
 done
-cargo build --release -q -p wasque-node --bin wasque-node
-BIN=target/release
+[ -n "${NO_BUILD:-}" ] || cargo build --release -q -p wasque-node --bin wasque-node
+BIN=${BIN:-target/release}
 TMP=$(mktemp -d)
-RUN=benches/runs/replication-$(date +%Y%m%d-%H%M%S).txt
+RUN=${OUT:-benches/runs/replication-$(date +%Y%m%d-%H%M%S).txt}
 mkdir -p benches/runs
 PIDS=()
 cleanup() {
@@ -123,7 +124,7 @@ pair() {
 }
 
 echo "# replication $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, N=$N, $CLIENTS clients, $ROUNDS rounds" | tee "$RUN"
-echo "# wasque $(git rev-parse --short HEAD)$( [ -n "$DISQUE" ] && echo ", Disque $(git -C "$TMP/disque-src" rev-parse --short HEAD)")" | tee -a "$RUN"
+echo "# wasque $( [ -n "${NO_BUILD:-}" ] && echo "build \"$(basename "$BIN")\" (NO_BUILD)" || git rev-parse --short HEAD)$( [ -n "$DISQUE" ] && echo ", Disque $(git -C "$TMP/disque-src" rev-parse --short HEAD)")" | tee -a "$RUN"
 echo
 echo "| round | wasque R1 ops/s | R3 ops/s | R3 p99 ms | R3/R1 | Disque R1 ops/s | R3 ops/s | R3 p99 ms | R3/R1 |"
 echo "|---|---|---|---|---|---|---|---|---|"

@@ -181,9 +181,14 @@ fn main() {
         let cfg = node_config(&data, threads);
         // The node's own runtime as `wasque-node` builds and sizes it
         // (io-threads).
-        let node_rt =
+        let node_rt = std::sync::Arc::new(
             wasque_node::cli::io_runtime(env_or("WASQUE_BENCH_IO_THREADS", cfg.io_threads))
-                .expect("runtime");
+                .expect("runtime"),
+        );
+        // A thread inside the runtime, as the binary's is (with one I/O
+        // thread the runtime runs its tasks only there).
+        let (io_stop, io_thread) =
+            wasque_node::cli::drive_io_runtime(node_rt.clone()).expect("I/O thread");
         let node = node_rt.block_on(Node::start(cfg)).expect("node starts");
         let addr = node.quic_addr().to_string();
         // One connection's client: one runtime thread (a second one only
@@ -238,6 +243,8 @@ fn main() {
         drop(client);
         drop(client_rt);
         node_rt.block_on(node.shutdown());
+        let _ = io_stop.send(());
+        let _ = io_thread.join();
     }
 
     if let Some(reply) = floor_reply {

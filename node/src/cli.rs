@@ -117,19 +117,77 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    rt.block_on(run(cfg))
+    // The node runs on a thread named like the runtime's workers, so that
+    // with one I/O thread (a current-thread runtime, see `io_runtime`) the
+    // thread doing the I/O is `wasque-io` too; main only waits for it.
+    let io = std::thread::Builder::new()
+        .name("wasque-io".into())
+        .stack_size(IO_THREAD_STACK)
+        .spawn(move || {
+            crate::thread_class::latency();
+            rt.block_on(run(cfg))
+        });
+    match io.map(|t| t.join()) {
+        Ok(Ok(code)) => code,
+        Ok(Err(_)) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("wasque-node: cannot start the I/O thread: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
-/// The node's async runtime: `threads` I/O threads named `wasque-io`, each
-/// asking the I/O threads' short time slice ([`crate::thread_class`]).
-/// Benchmarks that run a node in-process build theirs with it too.
+/// The stack of the thread that runs the node: the main thread's usual
+/// 8 MiB, as the node's futures were sized on.
+const IO_THREAD_STACK: usize = 8 << 20;
+
+/// The node's async runtime. Every thread of it is named `wasque-io` and
+/// asks the I/O threads' short time slice ([`crate::thread_class`]).
+///
+/// With one thread (`io-threads 1`, the default below eight cores) it is
+/// tokio's current-thread runtime: the thread that calls `block_on` runs
+/// every task, and a task waking another (a connection handing a command
+/// to the engine's driver and the driver answering) is a push onto a
+/// plain queue, not the multi-thread scheduler's hand-off with its atomic
+/// operations. Measured (benches/README.md, RESP, session 25): about 2 µs
+/// of CPU less per add at pipeline 1. Such a runtime only runs its tasks
+/// while some thread is inside its `block_on`: the binary runs the whole
+/// node there; a benchmark that starts a node in-process keeps a thread
+/// there ([`drive_io_runtime`]). With more threads it is the
+/// multi-thread runtime with that many workers.
 pub fn io_runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
+    let mut builder = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    };
+    builder
         .enable_all()
         .thread_name("wasque-io")
         .on_thread_start(crate::thread_class::latency)
         .build()
+}
+
+/// Keeps a thread named `wasque-io` inside `rt.block_on` until the
+/// returned sender is dropped or sent to, so that a current-thread
+/// [`io_runtime`] runs its tasks while its owner does other work
+/// (in-process benchmarks). Harmless on a multi-thread runtime.
+pub fn drive_io_runtime(
+    rt: std::sync::Arc<tokio::runtime::Runtime>,
+) -> std::io::Result<(
+    tokio::sync::oneshot::Sender<()>,
+    std::thread::JoinHandle<()>,
+)> {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("wasque-io".into())
+        .spawn(move || {
+            crate::thread_class::latency();
+            let _ = rt.block_on(stopped);
+        })?;
+    Ok((stop, thread))
 }
 
 fn load(args: &Args) -> anyhow::Result<Config> {
