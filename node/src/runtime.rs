@@ -1050,6 +1050,7 @@ impl Node {
             pubsub,
             store,
             written: Some(written_rx),
+            released: Default::default(),
             round_waits: 0,
             round_yielded: false,
             cluster: cluster.clone(),
@@ -1372,6 +1373,8 @@ struct Driver {
     /// replies that depend on them wait for it.
     store: Option<crate::store::JobStore>,
     written: Option<mpsc::UnboundedReceiver<crate::store::Written>>,
+    /// What the last written round let go, kept for its capacity.
+    released: crate::store::Released,
     /// Turns of the loop the open round has waited to be written on this
     /// thread (see `carry_out`), 0 when it does not wait ...
     round_waits: u8,
@@ -1525,15 +1528,17 @@ impl Driver {
         let Some(store) = self.store.as_mut() else {
             return;
         };
-        let released = store.written(w);
+        let mut released = std::mem::take(&mut self.released);
+        store.written(w, &mut released);
         if !released.failed_adds.is_empty() {
             self.engine
-                .handle_failed_adds(now_ms(), released.failed_adds);
+                .handle_failed_adds(now_ms(), std::mem::take(&mut released.failed_adds));
         }
         let mut now = None;
-        for effect in released.effects {
+        for effect in released.effects.drain(..) {
             self.apply(effect, &mut now);
         }
+        self.released = released;
     }
 
     fn input(&mut self, now: UnixMs, input: Input) {

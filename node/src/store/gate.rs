@@ -54,15 +54,11 @@ impl<T> Gate<T> {
 
     /// The writer finished every batch up to `seq`: the items that may go
     /// now, in order, each with its batch number.
-    pub fn release(&mut self, seq: u64) -> Vec<(u64, T)> {
+    pub fn release(&mut self, seq: u64) -> std::collections::vec_deque::Drain<'_, (u64, T)> {
         self.done = self.done.max(seq);
-        let mut out = Vec::new();
-        while self.held.front().is_some_and(|(b, _)| *b <= self.done) {
-            if let Some(x) = self.held.pop_front() {
-                out.push(x);
-            }
-        }
-        out
+        let done = self.done;
+        let n = self.held.iter().take_while(|(b, _)| *b <= done).count();
+        self.held.drain(..n)
     }
 
     pub fn held(&self) -> usize {

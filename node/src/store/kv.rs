@@ -54,6 +54,48 @@ pub enum Op {
     Remove([u8; 16]),
 }
 
+/// One atomic batch of writes being filled ([`Kv::batch`]).
+pub struct Batch<'a> {
+    kv: &'a Kv,
+    inner: fjall::OwnedWriteBatch,
+    len: usize,
+}
+
+impl Batch<'_> {
+    pub fn put(&mut self, key: [u8; 16], value: &[u8]) {
+        self.inner.insert(&self.kv.jobs, key, value);
+        self.len += 1;
+    }
+
+    pub fn remove(&mut self, key: [u8; 16]) {
+        self.inner.remove(&self.kv.jobs, key);
+        self.len += 1;
+    }
+
+    /// Writes put so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Writes the batch atomically and hands it to the OS (a process
+    /// crash after this loses nothing; a power loss may, until
+    /// [`Kv::sync`]). An empty batch writes nothing.
+    pub fn commit(self) -> Result<(), KvError> {
+        if self.len == 0 {
+            return Ok(());
+        }
+        let kv = self.kv;
+        self.inner.commit().map_err(|e| kv.io(e))?;
+        kv.db
+            .persist(fjall::PersistMode::Buffer)
+            .map_err(|e| kv.io(e))
+    }
+}
+
 /// Why the store cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum KvError {
@@ -195,20 +237,25 @@ impl Kv {
     /// Writes `ops` as one atomic batch and hands it to the OS (a process
     /// crash after this loses nothing; a power loss may, until [`Kv::sync`]).
     pub fn write(&self, ops: Vec<Op>) -> Result<(), KvError> {
-        if ops.is_empty() {
-            return Ok(());
-        }
-        let mut batch = self.db.batch().durability(None);
+        let mut batch = self.batch();
         for op in ops {
             match op {
-                Op::Put(k, v) => batch.insert(&self.jobs, k, v),
-                Op::Remove(k) => batch.remove(&self.jobs, k),
+                Op::Put(k, v) => batch.put(k, &v),
+                Op::Remove(k) => batch.remove(k),
             }
         }
-        batch.commit().map_err(|e| self.io(e))?;
-        self.db
-            .persist(fjall::PersistMode::Buffer)
-            .map_err(|e| self.io(e))
+        batch.commit()
+    }
+
+    /// An empty batch to fill and [`Batch::commit`]: what [`Kv::write`]
+    /// does, for a writer that encodes each value into one reused buffer
+    /// (the batch copies a value in as it is put).
+    pub fn batch(&self) -> Batch<'_> {
+        Batch {
+            kv: self,
+            inner: self.db.batch().durability(None),
+            len: 0,
+        }
     }
 
     /// Whether a write now would go through without being throttled: the

@@ -265,9 +265,10 @@ impl JobStore {
         !self.open_sync && self.writer.may_write_here() && self.gate.in_flight() == 0
     }
 
-    /// The writer finished (or failed) every batch up to `w.seq`.
-    pub fn written(&mut self, w: Written) -> Released {
-        let mut out = Released::default();
+    /// The writer finished (or failed) every batch up to `w.seq`: what
+    /// that lets go is added to `out` (the caller's, reused round after
+    /// round rather than allocated for each).
+    pub fn written(&mut self, w: Written, out: &mut Released) {
         for (_, effect) in self.gate.release(w.seq) {
             match (&w.result, effect) {
                 (
@@ -301,7 +302,6 @@ impl JobStore {
                 (_, effect) => out.effects.push(effect),
             }
         }
-        out
     }
 
     /// Effects waiting for the writer.

@@ -51,7 +51,7 @@ use std::time::{Duration, Instant};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::kv::{Compacted, Kv, KvError, Op, allocated_bytes};
+use super::kv::{Compacted, Kv, KvError, allocated_bytes};
 use super::record;
 use super::rewrite;
 use crate::config::AppendFsync;
@@ -609,31 +609,33 @@ impl State {
             return Err("the job store is closed".into());
         };
         if !self.unwritten.is_empty() {
-            let mut ops = Vec::with_capacity(self.unwritten.len());
+            // Each record is encoded into the one buffer and copied into
+            // the batch from there (no value of its own per record).
+            let mut batch = kv.batch();
             let mut removes = 0;
             for change in self.unwritten.values() {
                 match change {
                     Change::Put(job) => match record::encode(job, &mut self.buf) {
-                        Ok(()) => ops.push(Op::Put(record::key(&job.id), self.buf.clone())),
+                        Ok(()) => batch.put(record::key(&job.id), &self.buf),
                         Err(e) => tracing::error!(job = %job.id, "cannot encode job record: {e}"),
                     },
                     Change::Remove(id) => {
                         removes += 1;
-                        ops.push(Op::Remove(record::key(id)));
+                        batch.remove(record::key(id));
                     }
                     Change::PutTomb(t) => match record::encode_tomb(t, &mut self.buf) {
-                        Ok(()) => ops.push(Op::Put(record::tomb_key(&t.digest), self.buf.clone())),
+                        Ok(()) => batch.put(record::tomb_key(&t.digest), &self.buf),
                         Err(e) => tracing::error!(job = %t.id, "cannot encode tombstone: {e}"),
                     },
                     Change::RemoveTomb(d) => {
                         removes += 1;
-                        ops.push(Op::Remove(record::tomb_key(d)));
+                        batch.remove(record::tomb_key(d));
                     }
                 }
             }
-            let n = ops.len() as u64;
+            let n = batch.len() as u64;
             let t = Instant::now();
-            let wrote = kv.write(ops);
+            let wrote = batch.commit();
             self.stats.write_seconds.observe(t.elapsed().as_secs_f64());
             if let Err(e) = wrote {
                 return Err(self.fail(&e));
