@@ -90,14 +90,11 @@ mod tests {
         g.hold(b2, "add-2");
         assert_eq!(g.next_batch(), b2);
         assert_eq!(
-            g.release(b1).into_iter().map(|x| x.1).collect::<Vec<_>>(),
+            g.release(b1).map(|x| x.1).collect::<Vec<_>>(),
             ["add-1", "show"]
         );
         assert_eq!(g.held(), 1);
-        assert_eq!(
-            g.release(b2).into_iter().map(|x| x.1).collect::<Vec<_>>(),
-            ["add-2"]
-        );
+        assert_eq!(g.release(b2).map(|x| x.1).collect::<Vec<_>>(), ["add-2"]);
         assert_eq!(g.depends_on(false), None);
         assert_eq!(g.in_flight(), 0);
     }
