@@ -120,14 +120,7 @@ pub fn main() -> ExitCode {
     // The node runs on a thread named like the runtime's workers, so that
     // with one I/O thread (a current-thread runtime, see `io_runtime`) the
     // thread doing the I/O is `wasque-io` too; main only waits for it.
-    let io = std::thread::Builder::new()
-        .name("wasque-io".into())
-        .stack_size(IO_THREAD_STACK)
-        .spawn(move || {
-            crate::thread_class::latency();
-            rt.block_on(run(cfg))
-        });
-    match io.map(|t| t.join()) {
+    match io_thread(move || rt.block_on(run(cfg))).map(|t| t.join()) {
         Ok(Ok(code)) => code,
         Ok(Err(_)) => ExitCode::FAILURE,
         Err(e) => {
@@ -140,6 +133,20 @@ pub fn main() -> ExitCode {
 /// The stack of the thread that runs the node: the main thread's usual
 /// 8 MiB, as the node's futures were sized on.
 const IO_THREAD_STACK: usize = 8 << 20;
+
+/// Starts a thread named `wasque-io` with the I/O threads' time slice to
+/// run `f`: the thread inside the runtime's `block_on`.
+fn io_thread<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<T>> {
+    std::thread::Builder::new()
+        .name("wasque-io".into())
+        .stack_size(IO_THREAD_STACK)
+        .spawn(move || {
+            crate::thread_class::latency();
+            f()
+        })
+}
 
 /// The node's async runtime. Every thread of it is named `wasque-io` and
 /// asks the I/O threads' short time slice ([`crate::thread_class`]).
@@ -181,12 +188,9 @@ pub fn drive_io_runtime(
     std::thread::JoinHandle<()>,
 )> {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::Builder::new()
-        .name("wasque-io".into())
-        .spawn(move || {
-            crate::thread_class::latency();
-            let _ = rt.block_on(stopped);
-        })?;
+    let thread = io_thread(move || {
+        let _ = rt.block_on(stopped);
+    })?;
     Ok((stop, thread))
 }
 

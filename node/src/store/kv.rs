@@ -85,7 +85,7 @@ impl Batch<'_> {
     /// crash after this loses nothing; a power loss may, until
     /// [`Kv::sync`]). An empty batch writes nothing.
     pub fn commit(self) -> Result<(), KvError> {
-        if self.len == 0 {
+        if self.is_empty() {
             return Ok(());
         }
         let kv = self.kv;
