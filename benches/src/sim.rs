@@ -120,6 +120,9 @@ struct Busy {
     /// The event that ends its run, and when.
     done_seq: u64,
     done_at: u64,
+    /// What the whole run costs (ms), so what it has used at a tick is
+    /// this less what is left of it.
+    took: u64,
     /// A run ahead of it is in progress.
     aside: bool,
 }
@@ -302,7 +305,11 @@ impl Sim {
             if busy.aside {
                 continue;
             }
-            let Some((_, run)) = self.exec_queue[i].pop_ahead_of(busy.share) else {
+            // Not aside: what is left of it is its own run's.
+            let used = busy
+                .took
+                .saturating_sub(busy.done_at.saturating_sub(self.now));
+            let Some((_, run)) = self.exec_queue[i].pop_ahead_of(busy.share, used) else {
                 continue;
             };
             let took = self.took(i, &run);
@@ -428,6 +435,7 @@ impl Sim {
                 share,
                 done_seq,
                 done_at,
+                took,
                 aside: false,
             });
         }

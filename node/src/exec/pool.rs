@@ -45,14 +45,18 @@ impl Core {
     pub(crate) fn run(self: &Arc<Core>, req: &ExecRequest) -> JobResult {
         let core = self.clone();
         let running = req.share;
-        self.run_with(req, Some(Box::new(move || core.run_waiting(running))))
+        self.run_with(
+            req,
+            Some(Box::new(move |used| core.run_waiting(running, used))),
+        )
     }
 
     /// Runs a job of another tenant that may go ahead of a running job of
-    /// `running`, to its end, and reports it; how long it took, or `None`
-    /// when none may. The job run ahead cannot itself be set aside.
-    fn run_waiting(&self, running: super::Share) -> Option<Duration> {
-        let req = self.queue.take_ahead_of(running)?;
+    /// `running` that has used `used` fuel so far, to its end, and reports
+    /// it; how long it took, or `None` when none may. The job run ahead
+    /// cannot itself be set aside.
+    fn run_waiting(&self, running: super::Share, used: u64) -> Option<Duration> {
+        let req = self.queue.take_ahead_of(running, used)?;
         let t = Instant::now();
         let result = self.run_alone(&req);
         let fuel = result.fuel_used;
@@ -195,14 +199,15 @@ impl JobQueue {
         }
     }
 
-    /// The next job if it may go ahead of a running job of `running`
-    /// (`ShareQueue::pop_ahead_of`); never waits.
-    fn take_ahead_of(&self, running: super::Share) -> Option<ExecRequest> {
+    /// The next job if it may go ahead of a running job of `running` that
+    /// has used `used` fuel so far (`ShareQueue::pop_ahead_of`); never
+    /// waits.
+    fn take_ahead_of(&self, running: super::Share, used: u64) -> Option<ExecRequest> {
         let mut st = self.lock();
         if st.closed {
             return None;
         }
-        st.jobs.pop_ahead_of(running).map(|(_, req)| req)
+        st.jobs.pop_ahead_of(running, used).map(|(_, req)| req)
     }
 
     /// A job taken by [`JobQueue::take_ahead_of`] ended, having used

@@ -45,15 +45,16 @@ pub(crate) struct JobCtx {
     aside: Duration,
 }
 
-/// Called from a running job's epoch callback: runs, on this thread and to
-/// its end, a job of a tenant that waits behind the running one (the
-/// executor's choice, `ShareQueue::pop_ahead_of`), and says how long that
-/// took; `None` when no job may go ahead. This is preemption without async
+/// Called from a running job's epoch callback with the fuel the job has
+/// used so far: runs, on this thread and to its end, a job of a tenant
+/// that waits behind the running one (the executor's choice,
+/// `ShareQueue::pop_ahead_of`), and says how long that took; `None` when
+/// no job may go ahead. This is preemption without async
 /// stores: the running job's Wasm frames stay on the stack, paused in the
 /// callback, while a second `Store` runs above them. A light tenant's job
 /// that arrives while every thread runs a heavy tenant's long job starts
 /// within one epoch tick instead of waiting for a run to end.
-pub(crate) type SetAside = Box<dyn FnMut() -> Option<Duration> + Send + Sync>;
+pub(crate) type SetAside = Box<dyn FnMut(u64) -> Option<Duration> + Send + Sync>;
 
 /// How often a running job looks at its cancel flag: a cancelled job
 /// stops within this (plus one epoch tick), well inside 100 ms, unless it
@@ -190,6 +191,7 @@ pub(crate) fn run(
         )
         .max(1)
     };
+    let fuel = limits.fuel;
     let mut store = Store::new(cache.engine(), ctx);
     store.limiter(|c| &mut c.limiter);
     let first = store.data().ticks_left.min(check);
@@ -206,7 +208,13 @@ pub(crate) fn run(
         if ctx.ticks_left == 0 {
             return Ok(UpdateDeadline::Interrupt);
         }
-        if let Some(d) = ctx.set_aside.as_mut().and_then(|run_waiting| run_waiting()) {
+        let used = fuel.saturating_sub(c.get_fuel().unwrap_or(fuel));
+        let ctx = c.data_mut();
+        if let Some(d) = ctx
+            .set_aside
+            .as_mut()
+            .and_then(|run_waiting| run_waiting(used))
+        {
             // The epoch moved on while the other job ran; the next
             // deadline counts from now, so only the sleeps' clock needs
             // the time added.

@@ -128,25 +128,40 @@ impl<T> ShareQueue<T> {
     }
 
     /// The job [`ShareQueue::pop`] would take, taken only if it may go
-    /// ahead of a running job of `running` (a run set aside for it,
-    /// `run.rs`): its group has fewer jobs running per unit of weight
-    /// than `running`'s group. So a tenant's runs ahead of others stop at
-    /// its weight's part of the running jobs. With one group queued, or
-    /// the running job's own group next, nothing is taken: a set-aside
-    /// serves only a tenant that is waiting behind another one.
-    pub fn pop_ahead_of(&mut self, running: Share) -> Option<(Share, T)> {
+    /// ahead of a running job of `running` that has used `used` so far
+    /// (a run set aside for it, `run.rs`): its group has fewer jobs
+    /// running per unit of weight than `running`'s group, and has not
+    /// used more per unit of weight than that group has, counting the
+    /// running job's use so far. So a tenant's runs ahead of others stop
+    /// at its weight's part of the running jobs, and a tenant that has
+    /// used more never goes ahead of one that used less: with one thread,
+    /// a light tenant's run would otherwise be set aside for a heavy
+    /// tenant's jobs one after another (the heavy one has none running
+    /// while its run ahead goes on, so it always has fewer), as long as
+    /// heavy had jobs queued. With one group queued, or the running job's
+    /// own group next, nothing is taken: a set-aside serves only a tenant
+    /// that is waiting behind another one.
+    pub fn pop_ahead_of(&mut self, running: Share, used: u64) -> Option<(Share, T)> {
         let at = self.next_index()?;
         let next = self.jobs.get(at)?.0;
         if next.group == running.group {
             return None;
         }
-        let count = |group: u32| self.group(group).map_or(0, |g| u64::from(g.running));
+        let of = |group: u32| {
+            self.group(group)
+                .map_or((0, 0), |g| (u64::from(g.running), g.served))
+        };
+        let ((next_running, next_served), (its_running, its_served)) =
+            (of(next.group), of(running.group));
         let (wn, wr) = (
             u64::from(next.weight.max(1)),
             u64::from(running.weight.max(1)),
         );
         // running(next) / wn < running(running) / wr, without division.
-        if count(next.group) * wr >= count(running.group) * wn {
+        if next_running * wr >= its_running * wn {
+            return None;
+        }
+        if next_served > its_served.saturating_add(used / wr) {
             return None;
         }
         self.pop()
@@ -369,15 +384,15 @@ mod tests {
         }
         let (heavy, _) = q.pop().unwrap();
         // Heavy's own jobs never go ahead of heavy's run.
-        assert!(q.pop_ahead_of(heavy).is_none());
+        assert!(q.pop_ahead_of(heavy, 0).is_none());
         q.push(s(2, 1), 100);
-        assert_eq!(q.pop_ahead_of(heavy).map(|(_, j)| j), Some(100));
+        assert_eq!(q.pop_ahead_of(heavy, 0).map(|(_, j)| j), Some(100));
         // Light now has as many running as heavy: its next job waits for
         // a thread.
         q.push(s(2, 1), 101);
-        assert!(q.pop_ahead_of(heavy).is_none());
+        assert!(q.pop_ahead_of(heavy, 50).is_none());
         q.finished(s(2, 1), 10);
-        assert_eq!(q.pop_ahead_of(heavy).map(|(_, j)| j), Some(101));
+        assert_eq!(q.pop_ahead_of(heavy, 50).map(|(_, j)| j), Some(101));
         q.finished(s(2, 1), 10);
 
         // Heavy runs on two threads: light may go ahead on both, not on
@@ -386,9 +401,9 @@ mod tests {
         for j in 200..203 {
             q.push(s(2, 1), j);
         }
-        assert_eq!(q.pop_ahead_of(heavy).map(|(_, j)| j), Some(200));
-        assert_eq!(q.pop_ahead_of(heavy2).map(|(_, j)| j), Some(201));
-        assert!(q.pop_ahead_of(heavy).is_none());
+        assert_eq!(q.pop_ahead_of(heavy, 50).map(|(_, j)| j), Some(200));
+        assert_eq!(q.pop_ahead_of(heavy2, 50).map(|(_, j)| j), Some(201));
+        assert!(q.pop_ahead_of(heavy, 50).is_none());
 
         // A group of weight 1 goes ahead of a group of weight 4 with one
         // running once (0/1 < 1/4), not twice (1/1 >= 1/4).
@@ -400,8 +415,37 @@ mod tests {
         for j in 10..13 {
             q.push(s(2, 1), j);
         }
-        assert_eq!(q.pop_ahead_of(big).map(|(_, j)| j), Some(10));
-        assert!(q.pop_ahead_of(big).is_none());
+        assert_eq!(q.pop_ahead_of(big, 0).map(|(_, j)| j), Some(10));
+        assert!(q.pop_ahead_of(big, 0).is_none());
+    }
+
+    /// One thread, running a light tenant's job: the heavy tenant, which
+    /// has none running but has used more, does not go ahead of it, however
+    /// often the run asks. (It did: each heavy run ahead ended with heavy
+    /// at none running again, so the next went ahead too, and the light
+    /// run waited for as many heavy runs as heavy had queued.)
+    #[test]
+    fn a_group_that_used_more_does_not_go_ahead() {
+        let mut q = ShareQueue::default();
+        for j in 0..6 {
+            q.push(s(1, 1), j);
+        }
+        assert_eq!(q.pop().map(|(_, j)| j), Some(0));
+        // Light comes while heavy's run goes on, at heavy's use so far.
+        q.push(s(2, 1), 100);
+        q.finished(s(1, 1), 50);
+        // The free thread takes light's job (it used less).
+        let (light, j) = q.pop().unwrap();
+        assert_eq!(j, 100);
+        for used in [0, 10, 40] {
+            assert!(q.pop_ahead_of(light, used).is_none(), "used {used}");
+        }
+        // Once light's run has used more than heavy, heavy may go ahead:
+        // a long light run shares the thread by the weights.
+        assert_eq!(q.pop_ahead_of(light, 60).map(|(_, j)| j), Some(1));
+        q.finished(s(1, 1), 50);
+        assert!(q.pop_ahead_of(light, 60).is_none());
+        assert_eq!(q.pop_ahead_of(light, 110).map(|(_, j)| j), Some(2));
     }
 
     /// Whatever the order, every job queued is taken exactly once, and
