@@ -5,6 +5,7 @@
 //!
 //!   cargo build --release -p wasque-benches -p wasque-tests --bin test-wasque-node
 //!   target/release/fair_node [SECONDS] [stream]
+//!   FAIR_NODE_EXEC_THREADS=1 target/release/fair_node 10 stream   # one executor thread
 //!
 //! Jobs are the `spin` guest under a fuel limit: each runs until its fuel
 //! is spent (ending `out-of-fuel`), so a job's work is exactly its fuel.
@@ -242,7 +243,14 @@ fn mean(v: &[u64]) -> f64 {
 
 /// A fresh node, with tenants (weights) or without.
 async fn setup(weights: Option<(u32, u32)>) -> anyhow::Result<(TestNode, Arc<Who>, Arc<Who>)> {
-    let node = TestNode::start(&[]);
+    // FAIR_NODE_EXEC_THREADS=n runs the node with n executor threads
+    // instead of its default (one per core).
+    let threads = std::env::var("FAIR_NODE_EXEC_THREADS").ok();
+    let args: Vec<&str> = match &threads {
+        Some(n) => vec!["--exec-threads", n],
+        None => vec![],
+    };
+    let node = TestNode::start(&args);
     let (ht, lt) = match weights {
         Some(w) => {
             let (h, l) = tenants(&node, w)?;
