@@ -9,6 +9,7 @@
 #   benches/resp_rounds.sh                       # node defaults, P1, 5 rounds
 #   P=16 N=300000 CONFIG=nolog benches/resp_rounds.sh   # `appendonly no`
 #   NO_BUILD=1 BIN=other/wasque-node OUT=file benches/resp_rounds.sh  # another build, for A/B
+#   REDIS_AOF=1 benches/resp_rounds.sh           # redis-server with its AOF
 #
 # CONFIG=defaults (the default) runs the node with no config file, as a
 # user does: `appendonly yes`, `appendfsync everysec`. CONFIG=nolog writes
@@ -16,7 +17,10 @@
 # (`--save '' --appendonly no`). Either way the node serves HTTP, as it
 # does by default (metrics, dashboard: every job event is counted), on
 # HPORT; HPORT=0 turns HTTP off, as every run before 2026-12-07 18:30
-# did. Needs redis-server and redis-benchmark.
+# did. REDIS_AOF=1 gives redis-server the node's default durability
+# (`--appendonly yes --appendfsync everysec`, in the temp dir) instead of
+# none: issue 23's rows compare with `--appendonly no`, this shows what
+# the log costs each of them. Needs redis-server and redis-benchmark.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-5}
@@ -47,9 +51,12 @@ start_wasque() {
     WPID=$!
     wait_port "$WPORT" || { cat "$TMP/wasque.out"; exit 1; }
 }
+REDIS_LOG=(--appendonly no)
+[ -z "${REDIS_AOF:-}" ] || REDIS_LOG=(--appendonly yes --appendfsync everysec)
 start_redis() {
-    redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
-        --dir "$TMP" > "$TMP/redis.out" 2>&1 &
+    rm -rf "$TMP/redis" && mkdir -p "$TMP/redis"
+    redis-server --port "$RPORT" --bind 127.0.0.1 --save '' "${REDIS_LOG[@]}" --daemonize no \
+        --dir "$TMP/redis" > "$TMP/redis.out" 2>&1 &
     RPID=$!
     wait_port "$RPORT"
 }
@@ -67,7 +74,7 @@ OUT=${OUT:-benches/runs/resp-rounds-$(date +%Y%m%d-%H%M%S).txt}
 mkdir -p "$(dirname "$OUT")"
 ratios=()
 {
-    echo "# ADDJOB (wasque-node, config: $CONFIG, HTTP port $HPORT) vs LPUSH (redis-server --save '' --appendonly no), redis-benchmark -c $C -n $N -P $P, 100-byte body, $ROUNDS interleaved rounds on fresh servers, $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "# ADDJOB (wasque-node, config: $CONFIG, HTTP port $HPORT) vs LPUSH (redis-server --save '' ${REDIS_LOG[*]}), redis-benchmark -c $C -n $N -P $P, 100-byte body, $ROUNDS interleaved rounds on fresh servers, $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo "# machine: $(nproc) cores, $(redis-server --version | cut -d' ' -f3), load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "# csv: test, rps, avg_ms, min_ms, p50_ms, p95_ms, p99_ms, max_ms"
     for r in $(seq "$ROUNDS"); do

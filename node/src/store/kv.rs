@@ -158,7 +158,14 @@ impl Kv {
                 .cache_size(CACHE_BYTES)
                 .open()?;
             let jobs = db.keyspace("jobs", || {
-                fjall::KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES)
+                fjall::KeyspaceCreateOptions::default()
+                    .max_memtable_size(MEMTABLE_BYTES)
+                    // Bloom filters serve reads of one key, and the node
+                    // never makes one (it scans the store when it starts):
+                    // building them on every flush and compaction was
+                    // work for nothing. A store created before keeps its
+                    // own settings.
+                    .filter_policy(fjall::config::FilterPolicy::disabled())
             })?;
             let maint = db.keyspace(MAINT_KEYSPACE, fjall::KeyspaceCreateOptions::default)?;
             Ok::<_, fjall::Error>((db, jobs, maint))
