@@ -28,8 +28,9 @@
 //! [`Share`], by which the executor's threads take first the job of the
 //! group with the fewest jobs running for its weight (`exec/share.rs`),
 //! not the oldest: it does not wait behind the jobs queued before it.
-//! Neither takes a thread from a running job, so a light job under load
-//! still waits for one run to end somewhere on the node.
+//! Neither takes a thread from a running job; the executor's preemption
+//! does, at the next epoch tick, for a tenant that has used no more than
+//! the running job's (`exec/share.rs`, `pop_ahead_of`; `exec/run.rs`).
 //!
 //! This is weighted fair queueing rather than the deficit round robin
 //! the issue names: DRR needs each item's cost before it is served, and a
