@@ -1,5 +1,9 @@
 //! Which embedded store holds wasque's jobs: fjall (LSM tree + journal) or
-//! redb (copy-on-write B-tree), measured on the node's own workload.
+//! redb (copy-on-write B-tree), measured on the node's own workload; and
+//! `log`, a plain append-only file of checksummed records (what an
+//! AOF-style journal costs at least: no index, no tables, no compaction,
+//! so its file only grows), as the floor the other two are measured
+//! against.
 //!
 //! For each store, a child process loads the store the way a busy node
 //! does, then dies without closing it (an unclean stop); the parent times
@@ -17,7 +21,7 @@
 //!
 //! Run: `cargo bench -p wasque-benches --bench store` (100k records);
 //! `WASQUE_STORE_BENCH_N=1000000` for a million, `WASQUE_STORE_BENCH_ONLY=fjall`
-//! for one store. Figures go to
+//! (or `redb`, `log`) for one store. Figures go to
 //! `benches/README.md`.
 
 use std::path::{Path, PathBuf};
@@ -51,7 +55,7 @@ fn main() {
         .unwrap_or_else(|_| std::env::temp_dir());
     println!("store bench: {n} records of {VALUE_BYTES} bytes, 16-byte keys");
     let only = std::env::var("WASQUE_STORE_BENCH_ONLY").ok();
-    for store in ["fjall", "redb"] {
+    for store in ["fjall", "redb", "log"] {
         if only.as_deref().is_some_and(|o| o != store) {
             continue;
         }
@@ -75,6 +79,7 @@ fn main() {
         );
         match store {
             "fjall" => fjall_recover_and_drain(&dir, n),
+            "log" => log_recover_and_drain(&dir, n),
             _ => redb_recover_and_drain(&dir, n),
         }
     }
@@ -166,6 +171,48 @@ fn child(store: &str, dir: &Path, n: usize) {
     let n_always = (n / 10).min(20_000);
     println!("{store}:");
     match store {
+        "log" => {
+            let mut log = Log::create(dir);
+            let mut lat = Lat(vec![]);
+            let t = Instant::now();
+            for chunk in (0..n_always).collect::<Vec<_>>().chunks(GROUP_ALWAYS) {
+                let c = Instant::now();
+                for &i in chunk {
+                    log.put(&key(i), &value(i, 1));
+                }
+                log.write();
+                log.sync();
+                lat.0.push(c.elapsed());
+            }
+            lat.report("always (sync per group of 50)", n_always, t.elapsed());
+            let mut log_buffered = |from: usize, to: usize, state: u8, what: &str| {
+                let mut lat = Lat(vec![]);
+                let t = Instant::now();
+                let mut last_sync = Instant::now();
+                for chunk in (from..to).collect::<Vec<_>>().chunks(GROUP) {
+                    let c = Instant::now();
+                    for &i in chunk {
+                        log.put(&key(i), &value(i, state));
+                    }
+                    log.write();
+                    if last_sync.elapsed() >= Duration::from_secs(1) {
+                        log.sync();
+                        last_sync = Instant::now();
+                    }
+                    lat.0.push(c.elapsed());
+                }
+                lat.report(what, to - from, t.elapsed());
+            };
+            log_buffered(
+                n_always,
+                n,
+                1,
+                "everysec (to the OS per group of 256, sync each second)",
+            );
+            log_buffered(0, n, 2, "update every record (everysec)");
+            log.sync();
+            std::process::exit(0);
+        }
         "fjall" => {
             let db = fjall_builder(dir).open().expect("open fjall");
             let ks = db
@@ -318,6 +365,122 @@ fn fjall_recover_and_drain(dir: &Path, n: usize) {
     drop(ks);
     drop(db);
     println!("  after close: {:.2} MB", disk_bytes(dir) as f64 / 1e6);
+}
+
+/// The `log` store: records `[u32 length][u8 op][16-byte key][value]
+/// [u64 xxh3 of op, key and value]`, little-endian, appended to one file;
+/// a group is one `write`.
+struct Log {
+    file: std::fs::File,
+    buf: Vec<u8>,
+}
+
+const LOG_PUT: u8 = 1;
+const LOG_DEL: u8 = 2;
+
+impl Log {
+    fn create(dir: &Path) -> Log {
+        std::fs::create_dir_all(dir).expect("log dir");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("jobs.log"))
+            .expect("open log");
+        Log {
+            file,
+            buf: Vec::new(),
+        }
+    }
+
+    fn record(&mut self, op: u8, key: &[u8; 16], value: &[u8]) {
+        let start = self.buf.len();
+        self.buf
+            .extend_from_slice(&(17 + value.len() as u32).to_le_bytes());
+        self.buf.push(op);
+        self.buf.extend_from_slice(key);
+        self.buf.extend_from_slice(value);
+        let sum = xxhash_rust::xxh3::xxh3_64(&self.buf[start + 4..]);
+        self.buf.extend_from_slice(&sum.to_le_bytes());
+    }
+
+    fn put(&mut self, key: &[u8; 16], value: &[u8]) {
+        self.record(LOG_PUT, key, value);
+    }
+
+    fn del(&mut self, key: &[u8; 16]) {
+        self.record(LOG_DEL, key, &[]);
+    }
+
+    /// Hands the group to the OS.
+    fn write(&mut self) {
+        use std::io::Write;
+        self.file.write_all(&self.buf).expect("write log");
+        self.buf.clear();
+    }
+
+    fn sync(&self) {
+        self.file.sync_data().expect("sync log");
+    }
+}
+
+/// Replays the log into the live set (the latest record of each key,
+/// where it is in the file), as a node rebuilding its jobs would.
+fn log_replay(bytes: &[u8]) -> std::collections::HashMap<[u8; 16], (usize, usize)> {
+    let mut live = std::collections::HashMap::new();
+    let mut at = 0;
+    while at + 4 <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
+        let end = at + 4 + len + 8;
+        if len < 17 || end > bytes.len() {
+            break;
+        }
+        let body = &bytes[at + 4..at + 4 + len];
+        let sum = u64::from_le_bytes(bytes[end - 8..end].try_into().expect("8 bytes"));
+        assert_eq!(
+            xxhash_rust::xxh3::xxh3_64(body),
+            sum,
+            "log record at {at} damaged"
+        );
+        let key: [u8; 16] = body[1..17].try_into().expect("16 bytes");
+        if body[0] == LOG_DEL {
+            live.remove(&key);
+        } else {
+            live.insert(key, (at + 4 + 17, len - 17));
+        }
+        at = end;
+    }
+    live
+}
+
+fn log_recover_and_drain(dir: &Path, n: usize) {
+    let path = dir.join("jobs.log");
+    let t = Instant::now();
+    let bytes = std::fs::read(&path).expect("read log");
+    let live = log_replay(&bytes);
+    let live_bytes: usize = live.values().map(|(_, len)| 16 + len).sum();
+    assert_eq!(live.len(), n, "log lost records");
+    println!(
+        "  recovery after crash: read + replay {:.2?} ({} records, {:.1} MB live of {:.1} MB read)",
+        t.elapsed(),
+        live.len(),
+        live_bytes as f64 / 1e6,
+        bytes.len() as f64 / 1e6
+    );
+    drop(bytes);
+    let mut log = Log::create(dir);
+    let t = Instant::now();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(GROUP) {
+        for &i in chunk {
+            log.del(&key(i));
+        }
+        log.write();
+    }
+    log.sync();
+    println!(
+        "  delete all: {:.0} records/s; disk right after: {:.1} MB (a log gives space back only when rewritten)",
+        n as f64 / t.elapsed().as_secs_f64(),
+        disk_bytes(dir) as f64 / 1e6
+    );
 }
 
 fn redb_recover_and_drain(dir: &Path, n: usize) {
