@@ -7,13 +7,15 @@
 //! nothing. Events carry no timestamp: the engine is sans-IO and the
 //! runtime stamps them when it carries them out.
 
-use crate::job::{ErrorClass, JobId, UnixMs};
+use crate::job::{ErrorClass, JobId, QueueName, UnixMs};
 
 /// One thing that happened to one job.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JobEvent {
     pub id: JobId,
-    pub queue: String,
+    /// The job's own name for its queue, shared (an event per add that
+    /// copied it was an allocation per add).
+    pub queue: QueueName,
     pub kind: JobEventKind,
 }
 

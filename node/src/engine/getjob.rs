@@ -133,7 +133,7 @@ impl Engine {
             self.effects
                 .push_back(super::Effect::Event(crate::api::JobEvent {
                     id,
-                    queue: String::from(&*job.queue),
+                    queue: job.queue.clone(),
                     kind: crate::api::JobEventKind::Started {
                         attempt: job.counters.attempts,
                         ready_since: super::inspect::ready_since(job),
@@ -141,7 +141,7 @@ impl Engine {
                 }));
         }
         let entry = JobEntry {
-            queue: String::from(&*job.queue),
+            queue: job.queue.to_string(),
             id,
             body: bytes::Bytes::copy_from_slice(&job.body),
             counters: withcounters

@@ -177,12 +177,12 @@ impl Engine {
 
     /// Emits a job event if anyone watches (`EngineConfig::events`).
     pub(super) fn emit(&mut self, job: &Job, kind: JobEventKind) {
-        // (`String::from`, not `to_string`: the name is copied without
-        // going through the formatter, on every add.)
+        // The queue's name is shared with the job, not copied: this runs
+        // on every add.
         if self.cfg.events {
             self.effects.push_back(Effect::Event(JobEvent {
                 id: job.id,
-                queue: String::from(&*job.queue),
+                queue: job.queue.clone(),
                 kind,
             }));
         }
@@ -208,7 +208,7 @@ pub(super) fn removal(why: &str) -> Removal {
 fn summary(job: &Job) -> JobSummary {
     JobSummary {
         id: job.id,
-        queue: String::from(&*job.queue),
+        queue: job.queue.to_string(),
         state: job.state,
         priority: job.priority,
         attempts: job.counters.attempts,

@@ -172,7 +172,7 @@ impl Engine {
         {
             self.effects.push_back(Effect::Event(crate::api::JobEvent {
                 id,
-                queue: job.queue.to_string(),
+                queue: job.queue.clone(),
                 kind: crate::api::JobEventKind::Requeued,
             }));
         }

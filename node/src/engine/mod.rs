@@ -646,7 +646,7 @@ impl Engine {
             {
                 self.effects.push_back(Effect::Event(JobEvent {
                     id: job_id,
-                    queue: job.queue.to_string(),
+                    queue: job.queue.clone(),
                     kind: JobEventKind::Finished {
                         class: result.error_class,
                         run_us: result.duration_us,
@@ -684,7 +684,7 @@ impl Engine {
             if self.cfg.events {
                 self.effects.push_back(Effect::Event(JobEvent {
                     id: job_id,
-                    queue: job.queue.to_string(),
+                    queue: job.queue.clone(),
                     kind: finished,
                 }));
             }
@@ -752,7 +752,7 @@ impl Engine {
                     {
                         self.effects.push_back(Effect::Event(JobEvent {
                             id,
-                            queue: job.queue.to_string(),
+                            queue: job.queue.clone(),
                             kind: JobEventKind::Requeued,
                         }));
                     }
@@ -1298,7 +1298,7 @@ impl Engine {
             if self.cfg.events {
                 self.effects.push_back(Effect::Event(JobEvent {
                     id,
-                    queue: job.queue.to_string(),
+                    queue: job.queue.clone(),
                     kind: JobEventKind::Started {
                         attempt: job.counters.attempts,
                         ready_since: inspect::ready_since(job),

@@ -141,7 +141,7 @@ impl Engine {
                     self.effects
                         .push_back(super::Effect::Event(crate::api::JobEvent {
                             id,
-                            queue: job.queue.to_string(),
+                            queue: job.queue.clone(),
                             kind: crate::api::JobEventKind::Finished {
                                 class: result.error_class,
                                 run_us: result.duration_us,

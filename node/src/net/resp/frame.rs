@@ -81,20 +81,28 @@ pub fn parse_request(
 #[derive(Debug, Default)]
 pub struct Parser {
     partial: Option<Partial>,
+    /// Where each argument of the request being read lies in the buffer;
+    /// kept from request to request (a new vector each was an
+    /// allocation per request), unless a large request grew it.
+    spans: Vec<(usize, usize)>,
 }
 
-/// A multibulk request seen in part: its argument count, where its next
-/// argument's header starts, and the arguments found so far.
+/// A multibulk request seen in part: its argument count and where its
+/// next argument's header starts (the arguments found so far are the
+/// parser's `spans`).
 #[derive(Debug)]
 struct Partial {
     count: usize,
     pos: usize,
-    spans: Vec<(usize, usize)>,
 }
 
 /// Arguments reserved for from a request's count header alone; more are
 /// added as they arrive.
 const SPANS_RESERVED: usize = 64;
+
+/// Spans a parser keeps room for between requests; a request of more
+/// arguments gives its vector back when it is done.
+const SPANS_KEPT: usize = 1024;
 
 impl Parser {
     /// As [`parse_request`], resuming where the last call stopped.
@@ -112,11 +120,14 @@ impl Parser {
         }
         let parsed = match buf.first() {
             None => Ok(None),
-            Some(b'*') => parse_multibulk(buf, limits, &mut self.partial),
+            Some(b'*') => parse_multibulk(buf, limits, &mut self.partial, &mut self.spans),
             Some(_) => parse_inline(buf, limits),
         };
         if !matches!(parsed, Ok(None)) {
             self.partial = None;
+            if self.spans.capacity() > SPANS_KEPT {
+                self.spans = Vec::new();
+            }
         }
         parsed
     }
@@ -149,6 +160,7 @@ fn parse_multibulk(
     buf: &mut BytesMut,
     limits: &Limits,
     partial: &mut Option<Partial>,
+    spans: &mut Vec<(usize, usize)>,
 ) -> Result<Option<Vec<Bytes>>, ProtocolError> {
     // First pass: check the whole request is here, and within bounds,
     // resuming at the first argument the last call did not see whole.
@@ -170,14 +182,15 @@ fn parse_multibulk(
                 return Ok(Some(Vec::new()));
             }
             let count = count as usize;
+            spans.clear();
+            spans.reserve(count.min(SPANS_RESERVED));
             partial.insert(Partial {
                 count,
                 pos: end + 2,
-                spans: Vec::with_capacity(count.min(SPANS_RESERVED)),
             })
         }
     };
-    while p.spans.len() < p.count {
+    while spans.len() < p.count {
         let pos = p.pos;
         match buf.get(pos) {
             None => return Ok(None),
@@ -213,7 +226,7 @@ fn parse_multibulk(
         if &buf[stop..stop + 2] != b"\r\n" {
             return Err(perr("bulk string not terminated by CRLF"));
         }
-        p.spans.push((start, stop));
+        spans.push((start, stop));
         p.pos = stop + 2;
     }
     // Second pass: split the request off and slice its arguments.
@@ -222,10 +235,7 @@ fn parse_multibulk(
     };
     let whole = buf.split_to(p.pos).freeze();
     Ok(Some(
-        p.spans
-            .into_iter()
-            .map(|(a, b)| whole.slice(a..b))
-            .collect(),
+        spans.drain(..).map(|(a, b)| whole.slice(a..b)).collect(),
     ))
 }
 
@@ -256,6 +266,10 @@ fn parse_inline(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes>
 #[derive(Clone, Debug, PartialEq)]
 pub enum Frame {
     Simple(String),
+    /// A job id as a simple string (`+` and its 36 characters), written
+    /// from the id itself: every ADDJOB replies one, and a `String` each
+    /// was an allocation.
+    JobId(crate::job::JobId),
     Error(String),
     Integer(i64),
     Bulk(Bytes),
@@ -293,6 +307,7 @@ impl Frame {
         let len = |n: usize| digits(n as u64);
         match self {
             Frame::Simple(s) | Frame::Error(s) => line(s.len()),
+            Frame::JobId(_) => line(uuid::fmt::Hyphenated::LENGTH),
             Frame::Integer(n) => line(digits(n.unsigned_abs()) + usize::from(*n < 0)),
             Frame::Bulk(b) => line(len(b.len())) + b.len() + 2,
             Frame::Null | Frame::NullArray => 5,
@@ -305,6 +320,14 @@ impl Frame {
     pub fn encode(&self, out: &mut BytesMut) {
         match self {
             Frame::Simple(s) => line(out, b'+', s.as_bytes()),
+            Frame::JobId(id) => {
+                let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+                line(
+                    out,
+                    b'+',
+                    id.0.hyphenated().encode_lower(&mut text).as_bytes(),
+                );
+            }
             Frame::Error(s) => line(out, b'-', s.as_bytes()),
             Frame::Integer(n) => number(out, b':', *n),
             Frame::Bulk(b) => {
@@ -427,7 +450,7 @@ mod tests {
             if got.is_empty() && n > 200 {
                 // Every argument that arrived whole is remembered, so the
                 // next read starts after it, not at the request's start.
-                let seen = parser.partial.as_ref().map_or(0, |p| p.spans.len());
+                let seen = parser.partial.as_ref().map_or(0, |_| parser.spans.len());
                 let whole = parse_request(&mut BytesMut::from(&req[..]), &limits)
                     .unwrap()
                     .unwrap();
@@ -588,6 +611,7 @@ mod tests {
             Frame::Null,
             Frame::NullArray,
             Frame::Simple("OK".into()),
+            Frame::JobId(crate::job::JobId(uuid::Uuid::from_u128(u128::MAX / 3))),
             Frame::error("ERR", "no"),
         ];
         for f in frames {
@@ -595,5 +619,19 @@ mod tests {
             f.encode(&mut out);
             assert_eq!(f.encoded_len(), out.len(), "{f:?}");
         }
+    }
+
+    /// A job id frame is the simple string of the id's text, as Disque
+    /// replies one.
+    #[test]
+    fn a_job_id_is_written_as_its_text() {
+        let id = crate::job::JobId(uuid::Uuid::from_u128(
+            0x0192_0000_0000_7000_8000_0000_0000_00ab,
+        ));
+        let (mut a, mut b) = (BytesMut::new(), BytesMut::new());
+        Frame::JobId(id).encode(&mut a);
+        Frame::Simple(id.to_string()).encode(&mut b);
+        assert_eq!(a, b);
+        assert_eq!(&a[..], b"+01920000-0000-7000-8000-0000000000ab\r\n");
     }
 }

@@ -100,7 +100,7 @@ impl Hub {
             json["class"] = serde_json::Value::String(c.to_string());
         }
         let _ = self.inner.tx.send(Arc::new(Published {
-            queue: e.queue.clone(),
+            queue: e.queue.to_string(),
             payload: Bytes::from(json.to_string()),
             log: None,
         }));

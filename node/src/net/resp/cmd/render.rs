@@ -58,9 +58,7 @@ pub fn render(kind: Render, reply: Reply) -> Frame {
             Frame::error("ERR", &e.message)
         }
         (_, Reply::Error(e)) => Frame::error(e.code.as_str(), &e.message),
-        (Render::AddJob, Reply::JobAdded(id) | Reply::Duplicate(id)) => {
-            Frame::Simple(id.to_string())
-        }
+        (Render::AddJob, Reply::JobAdded(id) | Reply::Duplicate(id)) => Frame::JobId(id),
         (_, Reply::Count(n)) => Frame::Integer(i64::try_from(n).unwrap_or(i64::MAX)),
         (_, Reply::Ok) => Frame::Simple("OK".into()),
         (Render::GetJob, Reply::Jobs(jobs)) if jobs.is_empty() => Frame::NullArray,
