@@ -141,7 +141,7 @@ impl Engine {
                 }));
         }
         let entry = JobEntry {
-            queue: job.queue.to_string(),
+            queue: String::from(&*job.queue),
             id,
             body: bytes::Bytes::copy_from_slice(&job.body),
             counters: withcounters

@@ -208,7 +208,7 @@ pub(super) fn removal(why: &str) -> Removal {
 fn summary(job: &Job) -> JobSummary {
     JobSummary {
         id: job.id,
-        queue: job.queue.to_string(),
+        queue: String::from(&*job.queue),
         state: job.state,
         priority: job.priority,
         attempts: job.counters.attempts,

@@ -165,7 +165,7 @@ impl Monitor {
                             rates.failed(Failure {
                                 at: now,
                                 id: e.id.to_string(),
-                                queue: e.queue.to_string(),
+                                queue: String::from(&*e.queue),
                                 class: c.to_string(),
                                 run_us,
                             });
@@ -201,7 +201,7 @@ impl Monitor {
             at: now,
             event: e.kind.word(),
             id: e.id,
-            queue: e.queue.to_string(),
+            queue: String::from(&*e.queue),
             class,
             run_us,
         };

@@ -100,7 +100,7 @@ impl Hub {
             json["class"] = serde_json::Value::String(c.to_string());
         }
         let _ = self.inner.tx.send(Arc::new(Published {
-            queue: e.queue.to_string(),
+            queue: String::from(&*e.queue),
             payload: Bytes::from(json.to_string()),
             log: None,
         }));
