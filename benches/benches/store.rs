@@ -167,50 +167,91 @@ impl Lat {
     }
 }
 
+/// A store the `always`, `everysec` and `update` phases write to: a group
+/// of records handed to the OS, and a sync. (redb has no such split: its
+/// phases are its own, in [`child`].)
+trait Sink {
+    fn write_group(&mut self, ids: &[usize], state: u8);
+    fn sync(&mut self);
+}
+
+struct Fjall {
+    db: fjall::Database,
+    ks: fjall::Keyspace,
+}
+
+impl Sink for Fjall {
+    fn write_group(&mut self, ids: &[usize], state: u8) {
+        let mut b = self.db.batch();
+        for &i in ids {
+            b.insert(&self.ks, key(i), value(i, state));
+        }
+        b.commit().expect("commit");
+        self.db.persist(fjall::PersistMode::Buffer).expect("buffer");
+    }
+
+    fn sync(&mut self) {
+        self.db.persist(fjall::PersistMode::SyncData).expect("sync");
+    }
+}
+
+impl Sink for Log {
+    fn write_group(&mut self, ids: &[usize], state: u8) {
+        for &i in ids {
+            self.put(&key(i), &value(i, state));
+        }
+        self.write();
+    }
+
+    fn sync(&mut self) {
+        self.file.sync_data().expect("sync log");
+    }
+}
+
+/// The load phases of a [`Sink`]: `always` (groups of 50, each synced),
+/// `everysec` (groups of 256 to the OS, a sync each second), every record
+/// updated the same way; then a last sync.
+fn load_phases(s: &mut impl Sink, n: usize, n_always: usize) {
+    let mut lat = Lat(vec![]);
+    let t = Instant::now();
+    for chunk in (0..n_always).collect::<Vec<_>>().chunks(GROUP_ALWAYS) {
+        let c = Instant::now();
+        s.write_group(chunk, 1);
+        s.sync();
+        lat.0.push(c.elapsed());
+    }
+    lat.report("always (sync per group of 50)", n_always, t.elapsed());
+    let mut buffered = |from: usize, to: usize, state: u8, what: &str| {
+        let mut lat = Lat(vec![]);
+        let t = Instant::now();
+        let mut last_sync = Instant::now();
+        for chunk in (from..to).collect::<Vec<_>>().chunks(GROUP) {
+            let c = Instant::now();
+            s.write_group(chunk, state);
+            if last_sync.elapsed() >= Duration::from_secs(1) {
+                s.sync();
+                last_sync = Instant::now();
+            }
+            lat.0.push(c.elapsed());
+        }
+        lat.report(what, to - from, t.elapsed());
+    };
+    buffered(
+        n_always,
+        n,
+        1,
+        "everysec (to the OS per group of 256, sync each second)",
+    );
+    buffered(0, n, 2, "update every record (everysec)");
+    s.sync();
+}
+
 fn child(store: &str, dir: &Path, n: usize) {
     let n_always = (n / 10).min(20_000);
     println!("{store}:");
     match store {
         "log" => {
-            let mut log = Log::create(dir);
-            let mut lat = Lat(vec![]);
-            let t = Instant::now();
-            for chunk in (0..n_always).collect::<Vec<_>>().chunks(GROUP_ALWAYS) {
-                let c = Instant::now();
-                for &i in chunk {
-                    log.put(&key(i), &value(i, 1));
-                }
-                log.write();
-                log.sync();
-                lat.0.push(c.elapsed());
-            }
-            lat.report("always (sync per group of 50)", n_always, t.elapsed());
-            let mut log_buffered = |from: usize, to: usize, state: u8, what: &str| {
-                let mut lat = Lat(vec![]);
-                let t = Instant::now();
-                let mut last_sync = Instant::now();
-                for chunk in (from..to).collect::<Vec<_>>().chunks(GROUP) {
-                    let c = Instant::now();
-                    for &i in chunk {
-                        log.put(&key(i), &value(i, state));
-                    }
-                    log.write();
-                    if last_sync.elapsed() >= Duration::from_secs(1) {
-                        log.sync();
-                        last_sync = Instant::now();
-                    }
-                    lat.0.push(c.elapsed());
-                }
-                lat.report(what, to - from, t.elapsed());
-            };
-            log_buffered(
-                n_always,
-                n,
-                1,
-                "everysec (to the OS per group of 256, sync each second)",
-            );
-            log_buffered(0, n, 2, "update every record (everysec)");
-            log.sync();
+            load_phases(&mut Log::create(dir), n, n_always);
             std::process::exit(0);
         }
         "fjall" => {
@@ -218,47 +259,7 @@ fn child(store: &str, dir: &Path, n: usize) {
             let ks = db
                 .keyspace("jobs", fjall::KeyspaceCreateOptions::default)
                 .expect("keyspace");
-            let mut lat = Lat(vec![]);
-            let t = Instant::now();
-            for chunk in (0..n_always).collect::<Vec<_>>().chunks(GROUP_ALWAYS) {
-                let c = Instant::now();
-                let mut b = db.batch();
-                for &i in chunk {
-                    b.insert(&ks, key(i), value(i, 1));
-                }
-                b.commit().expect("commit");
-                db.persist(fjall::PersistMode::SyncData).expect("sync");
-                lat.0.push(c.elapsed());
-            }
-            lat.report("always (sync per group of 50)", n_always, t.elapsed());
-            let fj_buffered = |from: usize, to: usize, state: u8, what: &str| {
-                let mut lat = Lat(vec![]);
-                let t = Instant::now();
-                let mut last_sync = Instant::now();
-                for chunk in (from..to).collect::<Vec<_>>().chunks(GROUP) {
-                    let c = Instant::now();
-                    let mut b = db.batch();
-                    for &i in chunk {
-                        b.insert(&ks, key(i), value(i, state));
-                    }
-                    b.commit().expect("commit");
-                    db.persist(fjall::PersistMode::Buffer).expect("buffer");
-                    if last_sync.elapsed() >= Duration::from_secs(1) {
-                        db.persist(fjall::PersistMode::SyncData).expect("sync");
-                        last_sync = Instant::now();
-                    }
-                    lat.0.push(c.elapsed());
-                }
-                lat.report(what, to - from, t.elapsed());
-            };
-            fj_buffered(
-                n_always,
-                n,
-                1,
-                "everysec (to the OS per group of 256, sync each second)",
-            );
-            fj_buffered(0, n, 2, "update every record (everysec)");
-            db.persist(fjall::PersistMode::SyncData).expect("sync");
+            load_phases(&mut Fjall { db, ks }, n, n_always);
             // Unclean stop: no close, no destructors.
             std::process::exit(0);
         }
@@ -416,10 +417,6 @@ impl Log {
         use std::io::Write;
         self.file.write_all(&self.buf).expect("write log");
         self.buf.clear();
-    }
-
-    fn sync(&self) {
-        self.file.sync_data().expect("sync log");
     }
 }
 
